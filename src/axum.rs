@@ -1,0 +1,59 @@
+//! axum integration (feature `axum`): the verified [`Claims`] as an extractor.
+//!
+//! ```ignore
+//! async fn me(claims: Claims) -> String { claims.sub().to_owned() }
+//! async fn maybe(claims: Option<Claims>) -> &'static str { … }
+//! ```
+//!
+//! `Claims` is present when a [`StepUpLayer`](crate::StepUpLayer) let the request through
+//! with a valid access token. Without one the extractor answers `401 unauthorized`, so a
+//! handler that names `Claims` never runs anonymously, even on a route whose policy was
+//! forgotten. `Option<Claims>` never rejects.
+
+use std::convert::Infallible;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+
+use crate::token::Claims;
+
+/// Rejection of the [`Claims`] extractor: no verified access token on this request.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct MissingClaims;
+
+impl IntoResponse for MissingClaims {
+    fn into_response(self) -> Response {
+        let mut response = (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"unauthorized","error_description":"an access token is required"}"#,
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Claims {
+    type Rejection = MissingClaims;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Claims>().cloned().ok_or(MissingClaims)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Claims>().cloned())
+    }
+}

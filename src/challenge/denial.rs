@@ -1,0 +1,260 @@
+//! Denial responses: one table, one status, one `error` code and one `WWW-Authenticate`
+//! per reason.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Why the layer refused a request. Put in the extensions of every denial response, so
+/// outer layers and tests can inspect it without parsing the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DenialKind {
+    /// No credential on a protected route.
+    MissingCredential,
+    /// A malformed, forged, wrong-type or otherwise invalid token.
+    InvalidToken,
+    /// A genuine token past its `exp`: refresh it.
+    ExpiredToken,
+    /// A partial token outside the verify endpoint: finish the second factor first.
+    MfaIncomplete,
+    /// The token lacks a scope the route requires.
+    InsufficientScope,
+    /// The route needs a stronger or fresher authentication: an mfa_token is attached.
+    MfaRequired,
+    /// The server could not decide (e.g. sealing failed). Fails closed.
+    ServerError,
+}
+
+/// One row of the denial table: the wire facts of one [`DenialKind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenialRow {
+    /// The reason.
+    pub kind: DenialKind,
+    /// The status (step-up may be switched to 401, see
+    /// [`GuardBuilder::strict_rfc9470_status`](crate::GuardBuilder::strict_rfc9470_status)).
+    pub status: StatusCode,
+    /// The body's `error` code.
+    pub error: &'static str,
+    /// The `error` parameter of `WWW-Authenticate`; `None` for a bare `Bearer realm`
+    /// challenge, and for server errors, which send no challenge at all.
+    pub challenge_error: Option<&'static str>,
+    /// The default `error_description`.
+    pub description: &'static str,
+}
+
+/// The denial table of DESIGN §4. Every rejection the layer makes is one of these rows.
+pub const DENIAL_TABLE: [DenialRow; 7] = [
+    MISSING_CREDENTIAL,
+    INVALID_TOKEN,
+    EXPIRED_TOKEN,
+    MFA_INCOMPLETE,
+    INSUFFICIENT_SCOPE,
+    MFA_REQUIRED,
+    SERVER_ERROR,
+];
+
+const MISSING_CREDENTIAL: DenialRow = DenialRow {
+    kind: DenialKind::MissingCredential,
+    status: StatusCode::UNAUTHORIZED,
+    error: "unauthorized",
+    challenge_error: None,
+    description: "an access token is required",
+};
+const INVALID_TOKEN: DenialRow = DenialRow {
+    kind: DenialKind::InvalidToken,
+    status: StatusCode::UNAUTHORIZED,
+    error: "invalid_token",
+    challenge_error: Some("invalid_token"),
+    description: "the access token is invalid",
+};
+const EXPIRED_TOKEN: DenialRow = DenialRow {
+    kind: DenialKind::ExpiredToken,
+    status: StatusCode::UNAUTHORIZED,
+    error: "invalid_token",
+    challenge_error: Some("invalid_token"),
+    description: "the access token has expired",
+};
+const MFA_INCOMPLETE: DenialRow = DenialRow {
+    kind: DenialKind::MfaIncomplete,
+    status: StatusCode::UNAUTHORIZED,
+    error: "mfa_incomplete",
+    challenge_error: Some("invalid_token"),
+    description: "multi-factor authentication is not complete; the partial token is accepted only by the verify endpoint",
+};
+const INSUFFICIENT_SCOPE: DenialRow = DenialRow {
+    kind: DenialKind::InsufficientScope,
+    status: StatusCode::FORBIDDEN,
+    error: "insufficient_scope",
+    challenge_error: Some("insufficient_scope"),
+    description: "the access token lacks a required scope",
+};
+const MFA_REQUIRED: DenialRow = DenialRow {
+    kind: DenialKind::MfaRequired,
+    status: StatusCode::FORBIDDEN,
+    error: "mfa_required",
+    challenge_error: Some("insufficient_user_authentication"),
+    description: "a stronger or more recent authentication is required",
+};
+const SERVER_ERROR: DenialRow = DenialRow {
+    kind: DenialKind::ServerError,
+    status: StatusCode::INTERNAL_SERVER_ERROR,
+    error: "server_error",
+    challenge_error: None,
+    description: "the request could not be authorized",
+};
+
+impl DenialKind {
+    /// This reason's row of [`DENIAL_TABLE`].
+    pub fn row(self) -> &'static DenialRow {
+        match self {
+            DenialKind::MissingCredential => &MISSING_CREDENTIAL,
+            DenialKind::InvalidToken => &INVALID_TOKEN,
+            DenialKind::ExpiredToken => &EXPIRED_TOKEN,
+            DenialKind::MfaIncomplete => &MFA_INCOMPLETE,
+            DenialKind::InsufficientScope => &INSUFFICIENT_SCOPE,
+            DenialKind::MfaRequired => &MFA_REQUIRED,
+            DenialKind::ServerError => &SERVER_ERROR,
+        }
+    }
+}
+
+/// The reason a request was refused, found in the denial response's extensions.
+///
+/// ```
+/// # use tower_stepup::{Denial, DenialKind};
+/// # fn check(response: http::Response<()>) {
+/// if let Some(denial) = response.extensions().get::<Denial>() {
+///     assert_eq!(denial.kind(), DenialKind::MfaRequired);
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    kind: DenialKind,
+    description: &'static str,
+}
+
+impl Denial {
+    /// The reason.
+    pub fn kind(&self) -> DenialKind {
+        self.kind
+    }
+
+    /// The `error_description` that was sent.
+    pub fn description(&self) -> &'static str {
+        self.description
+    }
+}
+
+/// The factors a client is asked to use (`challenge`) or to set up first (`enroll`).
+///
+/// Serialised as `{"challenge":[{"type":"otp"}]}` or `{"enroll":[{"type":"otp"}]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaRequirements {
+    /// Factors the user has: prove one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub challenge: Vec<Factor>,
+    /// Factors the user must enroll first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enroll: Vec<Factor>,
+}
+
+impl MfaRequirements {
+    /// Prove one of these factors.
+    pub fn challenge<I: IntoIterator<Item = S>, S: Into<String>>(types: I) -> Self {
+        Self {
+            challenge: types.into_iter().map(Factor::new).collect(),
+            enroll: Vec::new(),
+        }
+    }
+
+    /// Enroll one of these factors first.
+    pub fn enroll<I: IntoIterator<Item = S>, S: Into<String>>(types: I) -> Self {
+        Self {
+            challenge: Vec::new(),
+            enroll: types.into_iter().map(Factor::new).collect(),
+        }
+    }
+}
+
+/// A factor type, e.g. `otp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Factor {
+    /// The type, as in Auth0's `mfa_requirements`: `otp`, `recovery-code`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl Factor {
+    /// A factor of type `kind`.
+    pub fn new(kind: impl Into<String>) -> Self {
+        Self { kind: kind.into() }
+    }
+}
+
+/// Everything a denial response says beyond its row.
+#[derive(Default)]
+pub(crate) struct DenialDetails<'a> {
+    pub(crate) description: Option<&'static str>,
+    pub(crate) status: Option<StatusCode>,
+    /// `scope="…"` of an insufficient_scope challenge.
+    pub(crate) scope: Option<String>,
+    /// `acr_values="…"` of a step-up challenge.
+    pub(crate) acr_values: Option<String>,
+    /// `max_age=…` of a step-up challenge.
+    pub(crate) max_age: Option<u64>,
+    pub(crate) mfa_token: Option<&'a str>,
+    pub(crate) mfa_requirements: Option<&'a MfaRequirements>,
+}
+
+/// Builds the response for `kind`. Every value put in a header here was checked at
+/// configuration time (realm, scopes, acr values) or is a constant.
+pub(crate) fn response(kind: DenialKind, realm: &str, details: DenialDetails<'_>) -> Response<Bytes> {
+    let row = kind.row();
+    let description = details.description.unwrap_or(row.description);
+    let status = details.status.unwrap_or(row.status);
+
+    let mut body = json!({ "error": row.error, "error_description": description });
+    if let (Some(token), Some(obj)) = (details.mfa_token, body.as_object_mut()) {
+        obj.insert("mfa_token".into(), token.into());
+        obj.insert(
+            "mfa_requirements".into(),
+            serde_json::to_value(details.mfa_requirements.cloned().unwrap_or_default())
+                .unwrap_or_default(),
+        );
+    }
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let challenge = match row.challenge_error {
+        _ if kind == DenialKind::ServerError => None,
+        None => Some(format!("Bearer realm=\"{realm}\"")),
+        Some(error) => {
+            let mut c = format!("Bearer error=\"{error}\"");
+            if let Some(scope) = &details.scope {
+                c.push_str(&format!(", scope=\"{scope}\""));
+            } else {
+                c.push_str(&format!(", error_description=\"{description}\""));
+            }
+            if let Some(acr) = &details.acr_values {
+                c.push_str(&format!(", acr_values=\"{acr}\""));
+            }
+            if let Some(max_age) = details.max_age {
+                c.push_str(&format!(", max_age={max_age}"));
+            }
+            Some(c)
+        }
+    };
+    if let Some(value) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
+        headers.insert(WWW_AUTHENTICATE, value);
+    }
+    response.extensions_mut().insert(Denial { kind, description });
+    response
+}

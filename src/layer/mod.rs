@@ -1,0 +1,371 @@
+//! The authenticating and authorizing layer.
+//!
+//! A [`Guard`] holds what every check needs (the token verifier, the mfa_token sealer, the
+//! clock, the realm). It builds [`StepUpLayer`]s in two ways that share one decision
+//! procedure, so the same route gets the same answer either way:
+//!
+//! - [`Guard::route_table`]: one layer in front of the whole service, policies looked up
+//!   by method and path in a [`RouteTable`];
+//! - [`Guard::require`]: one policy, for a single route (axum's `route_layer`, or around
+//!   one tonic service).
+//!
+//! For every request the layer finds the credential, verifies it, classifies the request
+//! (anonymous, partial, authenticated, expired) and applies the route's policy: the
+//! request passes with the verified [`Claims`] in its extensions, or is refused with one of
+//! the rows of [`DENIAL_TABLE`](crate::challenge::DENIAL_TABLE).
+
+mod body;
+mod credential;
+#[allow(clippy::module_inception)]
+mod layer;
+mod service;
+mod future;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use self::credential::Credential;
+use crate::challenge::{
+    self, DenialDetails, DenialKind, MfaRequirements, MfaTokenClaims, Sealer,
+};
+use crate::clock::{self, Clock, SharedClock};
+use crate::error::{is_header_param_safe, ConfigError};
+use crate::policy::{Policy, PolicyKind, RouteTable, StepUp, Unmet};
+use crate::token::{Claims, TokenError, TokenKind, Verifier};
+use crate::random;
+
+pub use self::body::ResponseBody;
+pub use self::future::ResponseFuture;
+pub use self::layer::StepUpLayer;
+pub use self::service::StepUpService;
+
+/// Default lifetime of an mfa_token.
+pub const DEFAULT_MFA_TOKEN_TTL: Duration = Duration::from_secs(300);
+
+type RequirementsFn = dyn Fn(&Claims) -> MfaRequirements + Send + Sync;
+
+/// The shared configuration of every [`StepUpLayer`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<GuardInner>,
+}
+
+struct GuardInner {
+    verifier: Verifier,
+    sealer: Sealer,
+    clock: SharedClock,
+    realm: String,
+    cookie: Option<String>,
+    step_up_status: StatusCode,
+    mfa_token_ttl: u64,
+    requirements: Box<RequirementsFn>,
+}
+
+/// Where a layer finds the policy of a request.
+pub(crate) enum PolicySource {
+    Table(crate::policy::CompiledTable),
+    Fixed(Policy),
+}
+
+impl PolicySource {
+    fn policy_for(&self, method: &Method, path: &str) -> &Policy {
+        match self {
+            PolicySource::Table(table) => table.lookup(method, path),
+            PolicySource::Fixed(policy) => policy,
+        }
+    }
+}
+
+/// The outcome for one request.
+pub(crate) enum Decision {
+    /// Call the inner service, with these claims in the extensions (none: anonymous).
+    Pass(Option<Claims>),
+    /// Answer with this response.
+    Deny(Response<bytes::Bytes>),
+}
+
+impl Guard {
+    /// Starts a guard configuration.
+    pub fn builder() -> GuardBuilder {
+        GuardBuilder::default()
+    }
+
+    /// A layer for a whole service, with policies from `table`.
+    pub fn route_table(&self, table: RouteTable) -> Result<StepUpLayer, ConfigError> {
+        Ok(StepUpLayer::new(
+            self.clone(),
+            PolicySource::Table(table.compile()?),
+        ))
+    }
+
+    /// A layer that applies `policy` to every request it sees: one route's layer.
+    pub fn require(&self, policy: Policy) -> Result<StepUpLayer, ConfigError> {
+        policy.validate()?;
+        Ok(StepUpLayer::new(self.clone(), PolicySource::Fixed(policy)))
+    }
+
+    /// The token verifier (e.g. to rotate its keys).
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
+    }
+
+    /// The mfa_token sealer (e.g. to rotate its keys, or for the verify endpoint).
+    pub fn sealer(&self) -> &Sealer {
+        &self.inner.sealer
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
+    /// Decides one request. Synchronous: nothing here waits on I/O.
+    pub(crate) fn decide(
+        &self,
+        policy: &Policy,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Decision {
+        let inner = &*self.inner;
+        if matches!(policy.kind(), PolicyKind::MfaVerify) {
+            return Decision::Pass(None);
+        }
+        let public = matches!(policy.kind(), PolicyKind::Public);
+        let token = match credential::extract(headers, inner.cookie.as_deref()) {
+            Credential::Bearer(token) => token,
+            Credential::None if public => return Decision::Pass(None),
+            Credential::None => return self.deny(DenialKind::MissingCredential),
+            Credential::Malformed if public => return Decision::Pass(None),
+            Credential::Malformed => {
+                tracing::debug!(reason = "malformed credential", "request refused");
+                return self.deny(DenialKind::InvalidToken);
+            }
+        };
+        let now = inner.clock.now();
+        let claims = match inner.verifier.verify(token, now) {
+            Ok(v) if v.kind == TokenKind::Partial => {
+                tracing::debug!(sub = v.claims.sub(), "partial token outside the verify endpoint");
+                return self.deny(DenialKind::MfaIncomplete);
+            }
+            Ok(v) => v.claims,
+            Err(_) if public => return Decision::Pass(None),
+            Err(TokenError::Expired { .. }) => {
+                tracing::debug!(reason = "token expired", "request refused");
+                return self.deny(DenialKind::ExpiredToken);
+            }
+            Err(e) => {
+                tracing::debug!(reason = %e, "request refused");
+                return self.deny(DenialKind::InvalidToken);
+            }
+        };
+        if policy.missing_scope(&claims) {
+            tracing::debug!(sub = claims.sub(), "insufficient scope");
+            let scope = policy.required_scopes().join(" ");
+            return Decision::Deny(challenge::response(
+                DenialKind::InsufficientScope,
+                &inner.realm,
+                DenialDetails {
+                    scope: Some(scope),
+                    ..DenialDetails::default()
+                },
+            ));
+        }
+        if let PolicyKind::StepUp(requirement) = policy.kind() {
+            if let Some(unmet) = requirement.unmet(&claims, now, inner.verifier.leeway()) {
+                return self.step_up(requirement, unmet, &claims, method, path, now);
+            }
+        }
+        Decision::Pass(Some(claims))
+    }
+
+    fn deny(&self, kind: DenialKind) -> Decision {
+        Decision::Deny(challenge::response(
+            kind,
+            &self.inner.realm,
+            DenialDetails::default(),
+        ))
+    }
+
+    fn step_up(
+        &self,
+        requirement: &StepUp,
+        unmet: Unmet,
+        claims: &Claims,
+        method: &Method,
+        path: &str,
+        now: u64,
+    ) -> Decision {
+        let inner = &*self.inner;
+        let sealed = random::id().map_err(challenge::SealError::from).and_then(|jti| {
+            inner.sealer.seal(&MfaTokenClaims {
+                sub: claims.sub().to_owned(),
+                sid: claims.sid().map(str::to_owned),
+                requirement: requirement.clone(),
+                method: method.as_str().to_owned(),
+                path: path.to_owned(),
+                jti,
+                iat: now,
+                exp: now.saturating_add(inner.mfa_token_ttl),
+            })
+        });
+        let mfa_token = match sealed {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
+                return self.deny(DenialKind::ServerError);
+            }
+        };
+        tracing::debug!(sub = claims.sub(), ?unmet, "step-up challenge issued");
+        let requirements = (inner.requirements)(claims);
+        let description = match unmet {
+            Unmet::Amr => "a second factor is required for this resource",
+            Unmet::Acr => "a stronger authentication context is required for this resource",
+            Unmet::MaxAge => "a more recent authentication is required for this resource",
+        };
+        let acr_values = requirement.acr_values_list();
+        Decision::Deny(challenge::response(
+            DenialKind::MfaRequired,
+            &inner.realm,
+            DenialDetails {
+                description: Some(description),
+                status: Some(inner.step_up_status),
+                acr_values: (!acr_values.is_empty()).then(|| acr_values.join(" ")),
+                max_age: requirement.max_age_secs(),
+                mfa_token: Some(&mfa_token),
+                mfa_requirements: Some(&requirements),
+                ..DenialDetails::default()
+            },
+        ))
+    }
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("verifier", &self.inner.verifier)
+            .field("sealer", &self.inner.sealer)
+            .field("realm", &self.inner.realm)
+            .field("cookie", &self.inner.cookie)
+            .field("step_up_status", &self.inner.step_up_status)
+            .field("mfa_token_ttl", &self.inner.mfa_token_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configuration of a [`Guard`].
+#[derive(Default)]
+#[must_use]
+pub struct GuardBuilder {
+    verifier: Option<Verifier>,
+    sealer: Option<Sealer>,
+    clock: Option<SharedClock>,
+    realm: Option<String>,
+    cookie: Option<String>,
+    strict_401: bool,
+    mfa_token_ttl: Option<Duration>,
+    requirements: Option<Box<RequirementsFn>>,
+}
+
+impl GuardBuilder {
+    /// The token verifier. Required.
+    pub fn verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// The mfa_token sealer. Required.
+    pub fn sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// The clock. Default: the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The `realm` of `WWW-Authenticate` challenges. Default `"api"`.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Also read the access token from this cookie when no `Authorization` header is
+    /// sent.
+    ///
+    /// # Security
+    /// Browsers send cookies on cross-site requests: routes that change state need CSRF
+    /// protection in cookie mode. Name the cookie with the `__Host-` prefix and set it
+    /// `HttpOnly; Secure; SameSite`.
+    pub fn cookie(mut self, name: impl Into<String>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+
+    /// Answer step-up with `401` instead of `403`, for clients that follow RFC 9470 §3 to
+    /// the letter. The body and `WWW-Authenticate` are the same.
+    pub fn strict_rfc9470_status(mut self, strict: bool) -> Self {
+        self.strict_401 = strict;
+        self
+    }
+
+    /// Lifetime of mfa_tokens. Default 300 s; 1 to 600 s.
+    pub fn mfa_token_ttl(mut self, ttl: Duration) -> Self {
+        self.mfa_token_ttl = Some(ttl);
+        self
+    }
+
+    /// Which factors a step-up response names for a user. Default: `challenge: otp` for
+    /// everyone; return [`MfaRequirements::enroll`] for users without a factor (e.g. from
+    /// a claim your issuer sets).
+    pub fn mfa_requirements(
+        mut self,
+        f: impl Fn(&Claims) -> MfaRequirements + Send + Sync + 'static,
+    ) -> Self {
+        self.requirements = Some(Box::new(f));
+        self
+    }
+
+    /// Checks the configuration and builds the guard.
+    pub fn build(self) -> Result<Guard, ConfigError> {
+        let verifier = self.verifier.ok_or(ConfigError::Missing("verifier"))?;
+        let sealer = self.sealer.ok_or(ConfigError::Missing("sealer"))?;
+        let realm = self.realm.unwrap_or_else(|| "api".to_owned());
+        if !is_header_param_safe(&realm) {
+            return Err(ConfigError::invalid("realm", "printable ASCII without quote or backslash"));
+        }
+        if let Some(cookie) = &self.cookie {
+            let token_char = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
+            if cookie.is_empty() || !cookie.bytes().all(token_char) {
+                return Err(ConfigError::invalid("cookie", "not a cookie name"));
+            }
+        }
+        let ttl = self.mfa_token_ttl.unwrap_or(DEFAULT_MFA_TOKEN_TTL);
+        if ttl.is_zero() || ttl > Duration::from_secs(600) {
+            return Err(ConfigError::invalid("mfa_token_ttl", "1 to 600 s"));
+        }
+        Ok(Guard {
+            inner: Arc::new(GuardInner {
+                verifier,
+                sealer,
+                clock: self.clock.unwrap_or_else(clock::system),
+                realm,
+                cookie: self.cookie,
+                step_up_status: if self.strict_401 {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::FORBIDDEN
+                },
+                mfa_token_ttl: ttl.as_secs(),
+                requirements: self
+                    .requirements
+                    .unwrap_or_else(|| Box::new(|_| MfaRequirements::challenge(["otp"]))),
+            }),
+        })
+    }
+}

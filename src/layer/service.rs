@@ -1,0 +1,92 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::{Decision, Guard, PolicySource, ResponseBody, ResponseFuture};
+use crate::token::Claims;
+
+/// The service built by [`StepUpLayer`](super::StepUpLayer).
+///
+/// A refusal is an `Ok` response (the inner service is not called); `Error` is the inner
+/// service's. A passing request carries the verified [`Claims`] in its extensions; an
+/// anonymous one on a public route carries none.
+#[derive(Clone)]
+pub struct StepUpService<S> {
+    inner: S,
+    guard: Guard,
+    source: Arc<PolicySource>,
+}
+
+impl<S> StepUpService<S> {
+    pub(crate) fn new(inner: S, guard: Guard, source: Arc<PolicySource>) -> Self {
+        Self {
+            inner,
+            guard,
+            source,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for StepUpService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let policy = self.source.policy_for(req.method(), req.uri().path());
+        match self
+            .guard
+            .decide(policy, req.method(), req.uri().path(), req.headers())
+        {
+            Decision::Pass(claims) => {
+                // Claims in the extensions always come from this decision, never from
+                // whoever handled the request before.
+                let ext = req.extensions_mut();
+                match claims {
+                    Some(claims) => {
+                        ext.insert(claims);
+                    }
+                    None => {
+                        ext.remove::<Claims>();
+                    }
+                }
+                ResponseFuture::passed(self.inner.call(req))
+            }
+            Decision::Deny(response) => ResponseFuture::rejected(response),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for StepUpService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepUpService")
+            .field("inner", &self.inner)
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,132 @@
+//! Multi-factor authentication and per-route step-up authorization for any
+//! [tower](https://docs.rs/tower) service: axum, hyper, tonic.
+//!
+//! "Password OK" does not mean "logged in": after the first factor a user holds a
+//! *partial token* that opens exactly one door, the verify endpoint. And a sensitive route
+//! can demand a fresh second factor: the layer answers `403 mfa_required` with an
+//! encrypted, short-lived `mfa_token` and an RFC 9470 `WWW-Authenticate` challenge.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Method, Request, StatusCode};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_stepup::{
+//!     Algorithm, Grant, Guard, Issuer, KeySet, Policy, RouteTable, Sealer, SealingKey,
+//!     SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = [7u8; 32]; // use real key material
+//! let verifier = Verifier::builder()
+//!     .issuer("https://auth.example")
+//!     .audience("https://api.example")
+//!     .algorithms([Algorithm::HS256])
+//!     .key(VerifyingKey::hmac("k1", Algorithm::HS256, &secret)?)
+//!     .build()?;
+//! let sealer = Sealer::new(SealingKeys::new(SealingKey::generate("s1")?))?;
+//! let guard = Guard::builder().verifier(verifier).sealer(sealer).build()?;
+//!
+//! let routes = RouteTable::new()
+//!     .route(Method::GET, "/healthz", Policy::public())
+//!     .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
+//!     .route(Method::GET, "/api/me", Policy::authenticated())
+//!     .route(
+//!         Method::GET,
+//!         "/api/billing",
+//!         Policy::step_up(StepUp::new().amr(["mfa"]).max_age(Duration::from_secs(300))),
+//!     );
+//! let app = ServiceBuilder::new()
+//!     .layer(guard.route_table(routes)?)
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+//!     }));
+//!
+//! // A password-only access token, as the login endpoint would issue it.
+//! let issuer = Issuer::builder()
+//!     .issuer("https://auth.example")
+//!     .audience("https://api.example")
+//!     .signing_key(SigningKey::hmac("k1", Algorithm::HS256, &secret)?)
+//!     .build()?;
+//! let token = issuer.issue_access(&Grant::new("alice").amr(["pwd"]))?.token;
+//! let get = |path: &str| {
+//!     Request::get(path)
+//!         .header("authorization", format!("Bearer {token}"))
+//!         .body(String::new())
+//!         .unwrap()
+//! };
+//!
+//! // Allowed: authenticated is enough for /api/me.
+//! let res = app.clone().oneshot(get("/api/me")).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//!
+//! // Denied: /api/billing wants a second factor; the answer carries an mfa_token.
+//! let res = app.clone().oneshot(get("/api/billing")).await?;
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! assert!(res.headers()["www-authenticate"]
+//!     .to_str()?
+//!     .starts_with(r#"Bearer error="insufficient_user_authentication""#));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How a request is decided
+//! credential (`Authorization: Bearer`, or a cookie) → verification ([`Verifier`]) →
+//! classification (anonymous, partial, authenticated, expired) → the route's [`Policy`] →
+//! pass with the [`Claims`] in the request extensions, or one row of
+//! [`DENIAL_TABLE`](challenge::DENIAL_TABLE):
+//!
+//! | situation | status | `error` | `WWW-Authenticate` |
+//! | --- | --- | --- | --- |
+//! | no credential on a protected route | 401 | `unauthorized` | `Bearer realm="…"` |
+//! | bad / wrong-type token | 401 | `invalid_token` | `Bearer error="invalid_token", error_description="…"` |
+//! | expired token | 401 | `invalid_token` | `Bearer error="invalid_token", error_description="the access token has expired"` |
+//! | partial token outside the verify endpoint | 401 | `mfa_incomplete` | `Bearer error="invalid_token", error_description="…"` |
+//! | missing scope | 403 | `insufficient_scope` | `Bearer error="insufficient_scope", scope="…"` |
+//! | route needs step-up | 403 (or 401, [`GuardBuilder::strict_rfc9470_status`]) | `mfa_required` | `Bearer error="insufficient_user_authentication", error_description="…", acr_values="…", max_age=…` |
+//!
+//! The reason is also in the response extensions as a [`Denial`].
+//!
+//! # Modules
+//! - [`token`]: claims, verification (keys by `kid`, algorithm allow-list, `typ`), issuing.
+//! - [`policy`]: [`Policy`], [`StepUp`], [`RouteTable`].
+//! - [`layer`]: [`Guard`], [`StepUpLayer`], [`StepUpService`].
+//! - [`challenge`]: the sealed `mfa_token` and the denial responses.
+//!
+//! # Feature flags
+//! - `aws-lc-rs` (default): signatures checked with aws-lc-rs.
+//! - `rust-crypto`: signatures checked with the pure-Rust RustCrypto crates. Enable it with
+//!   `default-features = false`; with both enabled, aws-lc-rs is used.
+//! - `axum`: [`Claims`] as an axum extractor (module `axum`).
+//!
+//! # Security
+//! - Access tokens must have `typ: at+jwt`, partial tokens their own `typ` and audience;
+//!   the mfa_token is an encrypted JWE no verifier accepts. No kind passes for another.
+//! - Every key is pinned to one algorithm, and the algorithm must be in the allow-list.
+//! - `exp`/`nbf` leeway defaults to 5 s (at most 60 s), not jsonwebtoken's 60 s.
+//! - Failures to decide (e.g. no randomness to seal an mfa_token) answer 500: fail closed.
+//! - Nothing here logs a token, a code or a key.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod challenge;
+mod clock;
+mod error;
+pub mod layer;
+pub mod policy;
+mod random;
+pub mod token;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+
+pub use self::challenge::{Denial, DenialKind, MfaRequirements, Sealer, SealingKey, SealingKeys};
+pub use self::clock::{Clock, ManualClock, SystemClock};
+pub use self::error::ConfigError;
+pub use self::layer::{Guard, GuardBuilder, ResponseBody, StepUpLayer, StepUpService};
+pub use self::policy::{Policy, RouteTable, StepUp};
+pub use self::token::{
+    Algorithm, Claims, Grant, IssuedToken, Issuer, KeySet, SigningKey, TokenError, TokenKind,
+    Verifier, VerifyingKey,
+};

@@ -1,0 +1,480 @@
+//! Route policies and the route table.
+//!
+//! A [`Policy`] says what a request must carry to reach a route:
+//!
+//! | policy | passes when |
+//! | --- | --- |
+//! | [`Policy::public`] | always (a valid access token's claims are still attached; a partial token is refused) |
+//! | [`Policy::authenticated`] | a valid access token |
+//! | [`Policy::step_up`] | a valid access token that meets a [`StepUp`] requirement |
+//! | [`Policy::mfa_verify`] | always: the verify endpoint checks partial tokens and mfa_tokens itself |
+//!
+//! plus, for the authenticated kinds, every scope of [`Policy::scopes`].
+//!
+//! Policies are attached to routes in two ways that give the same answer for the same
+//! route: a [`RouteTable`] on one layer in front of everything, or one policy per route
+//! with [`Guard::require`](crate::Guard::require) (axum's `route_layer`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::Method;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{is_header_param_safe, is_scope_token, ConfigError};
+use crate::token::Claims;
+
+/// What a route demands of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Policy {
+    kind: PolicyKind,
+    scopes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PolicyKind {
+    Public,
+    Authenticated,
+    StepUp(StepUp),
+    MfaVerify,
+}
+
+impl Policy {
+    /// Anyone may pass. A valid access token's claims are attached if one is sent; an
+    /// invalid or expired one is ignored (the request is anonymous); a partial token is
+    /// answered `401 mfa_incomplete`, since it opens no door but the verify endpoint.
+    pub fn public() -> Self {
+        Self::of(PolicyKind::Public)
+    }
+
+    /// A valid access token is required. The default for routes the table does not list.
+    pub fn authenticated() -> Self {
+        Self::of(PolicyKind::Authenticated)
+    }
+
+    /// A valid access token that also meets `requirement`; otherwise `403 mfa_required`
+    /// with an mfa_token.
+    pub fn step_up(requirement: StepUp) -> Self {
+        Self::of(PolicyKind::StepUp(requirement))
+    }
+
+    /// The verify endpoint: the one route a partial token may reach. The layer lets every
+    /// request through untouched; the mounted verify service checks the partial token or
+    /// mfa_token and the code itself.
+    pub fn mfa_verify() -> Self {
+        Self::of(PolicyKind::MfaVerify)
+    }
+
+    /// Also requires each of `scopes` in the token's `scope` claim (`403
+    /// insufficient_scope` otherwise). Requiring a scope on a public route makes it
+    /// authenticated, since only a verified token has scopes.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+        if self.kind == PolicyKind::Public && !self.scopes.is_empty() {
+            self.kind = PolicyKind::Authenticated;
+        }
+        self
+    }
+
+    fn of(kind: PolicyKind) -> Self {
+        Self {
+            kind,
+            scopes: Vec::new(),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &PolicyKind {
+        &self.kind
+    }
+
+    pub(crate) fn required_scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The first required scope the claims lack.
+    pub(crate) fn missing_scope(&self, claims: &Claims) -> bool {
+        self.scopes.iter().any(|s| !claims.has_scope(s))
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(bad) = self.scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(ConfigError::invalid(
+                "scope",
+                format!("{bad:?} is not a scope token (RFC 6749 §3.3)"),
+            ));
+        }
+        match &self.kind {
+            PolicyKind::MfaVerify if !self.scopes.is_empty() => Err(ConfigError::invalid(
+                "scope",
+                "the verify endpoint takes no scopes",
+            )),
+            PolicyKind::StepUp(step_up) => step_up.validate(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A step-up requirement (RFC 9470): what the authentication behind an access token must
+/// have been for a sensitive route.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_stepup::StepUp;
+///
+/// // A second factor, used within the last five minutes.
+/// let fresh_mfa = StepUp::new().amr(["mfa"]).max_age(Duration::from_secs(300));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[must_use]
+pub struct StepUp {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    acr_values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_age: Option<u64>,
+}
+
+/// Which part of a [`StepUp`] requirement a token failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unmet {
+    /// `amr` lacks a required method.
+    Amr,
+    /// `acr` is not among the accepted values.
+    Acr,
+    /// `auth_time` is older than `max_age`, missing, or in the future.
+    MaxAge,
+}
+
+impl StepUp {
+    /// An empty requirement; add at least one of `acr_values`, `amr`, `max_age`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The token's `acr` must be one of these.
+    pub fn acr_values<I, S>(mut self, values: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.acr_values = values.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The token's `amr` must contain every one of these (e.g. `["mfa"]`).
+    pub fn amr<I, S>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.amr = methods.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The token's `auth_time` must be at most this old. A token without `auth_time`
+    /// fails.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age.as_secs());
+        self
+    }
+
+    /// The accepted `acr` values.
+    pub fn acr_values_list(&self) -> &[String] {
+        &self.acr_values
+    }
+
+    /// The required `amr` methods.
+    pub fn amr_list(&self) -> &[String] {
+        &self.amr
+    }
+
+    /// The maximum authentication age in seconds.
+    pub fn max_age_secs(&self) -> Option<u64> {
+        self.max_age
+    }
+
+    /// The first part of this requirement that `claims` fail at time `now`, or `None` when
+    /// the token meets it.
+    ///
+    /// `max_age` is met while `now - auth_time <= max_age`; an `auth_time` more than
+    /// `leeway` seconds in the future fails (it cannot be trusted to be fresh).
+    pub fn unmet(&self, claims: &Claims, now: u64, leeway: u64) -> Option<Unmet> {
+        if !self.amr.iter().all(|m| claims.has_amr(m)) {
+            return Some(Unmet::Amr);
+        }
+        if !self.acr_values.is_empty()
+            && !claims
+                .acr()
+                .is_some_and(|acr| self.acr_values.iter().any(|v| v == acr))
+        {
+            return Some(Unmet::Acr);
+        }
+        if let Some(max_age) = self.max_age {
+            let fresh = match claims.auth_time() {
+                Some(t) if t > now.saturating_add(leeway) => false,
+                Some(t) => now.saturating_sub(t) <= max_age,
+                None => false,
+            };
+            if !fresh {
+                return Some(Unmet::MaxAge);
+            }
+        }
+        None
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.acr_values.is_empty() && self.amr.is_empty() && self.max_age.is_none() {
+            return Err(ConfigError::invalid(
+                "step_up",
+                "name at least one of acr_values, amr, max_age",
+            ));
+        }
+        let token_ok = |v: &String| !v.is_empty() && !v.contains(' ') && is_header_param_safe(v);
+        if !self.acr_values.iter().all(token_ok) {
+            return Err(ConfigError::invalid(
+                "acr_values",
+                "each value: printable ASCII, no space, quote or backslash",
+            ));
+        }
+        if !self.amr.iter().all(token_ok) {
+            return Err(ConfigError::invalid(
+                "amr",
+                "each value: printable ASCII, no space, quote or backslash",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Method + path pattern → [`Policy`], for one layer in front of a whole service.
+///
+/// Patterns use the [`matchit`] syntax that axum uses (`/users/{id}`, `/files/{*path}`),
+/// with the same crate version, so a path reaches the same pattern here as in an axum
+/// router. Routes the table does not match get the default policy,
+/// [`Policy::authenticated`] unless changed: deny by default.
+///
+/// `HEAD` requests take the `GET` policy of their path when no `HEAD` route is listed,
+/// because HTTP servers (axum among them) answer `HEAD` with the `GET` handler.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Method;
+/// use tower_stepup::{Policy, RouteTable, StepUp};
+///
+/// let table = RouteTable::new()
+///     .route(Method::GET, "/healthz", Policy::public())
+///     .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
+///     .route(Method::GET, "/api/me", Policy::authenticated())
+///     .route(
+///         Method::GET,
+///         "/api/billing",
+///         Policy::step_up(StepUp::new().amr(["mfa"]).max_age(Duration::from_secs(300))),
+///     );
+/// ```
+///
+/// # Security
+/// The table matches the raw request path (`Uri::path`), exactly as axum does. If a layer
+/// inside this one rewrites paths (normalising trailing slashes or percent-encoding), put
+/// that layer outside instead, so the path checked here is the path that gets routed.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RouteTable {
+    routes: BTreeMap<String, MethodPolicies>,
+    duplicates: Vec<String>,
+    default: Policy,
+}
+
+#[derive(Clone, Debug, Default)]
+struct MethodPolicies {
+    by_method: Vec<(Method, Policy)>,
+    any: Option<Policy>,
+}
+
+impl MethodPolicies {
+    fn get(&self, method: &Method) -> Option<&Policy> {
+        let find = |m: &Method| self.by_method.iter().find(|(k, _)| k == m).map(|(_, p)| p);
+        find(method)
+            .or_else(|| (method == Method::HEAD).then(|| find(&Method::GET)).flatten())
+            .or(self.any.as_ref())
+    }
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RouteTable {
+    /// An empty table: every route gets [`Policy::authenticated`].
+    pub fn new() -> Self {
+        Self {
+            routes: BTreeMap::new(),
+            duplicates: Vec::new(),
+            default: Policy::authenticated(),
+        }
+    }
+
+    /// `policy` for `method` on paths matching `pattern`.
+    pub fn route(mut self, method: Method, pattern: &str, policy: Policy) -> Self {
+        let entry = self.routes.entry(pattern.to_owned()).or_default();
+        if entry.by_method.iter().any(|(m, _)| *m == method) {
+            self.duplicates.push(format!("{method} {pattern}"));
+        } else {
+            entry.by_method.push((method, policy));
+        }
+        self
+    }
+
+    /// `policy` for every method not listed with [`route`](Self::route) on `pattern`.
+    pub fn any(mut self, pattern: &str, policy: Policy) -> Self {
+        let entry = self.routes.entry(pattern.to_owned()).or_default();
+        if entry.any.is_some() {
+            self.duplicates.push(format!("* {pattern}"));
+        }
+        entry.any = Some(policy);
+        self
+    }
+
+    /// The policy for requests no route matches. Default: [`Policy::authenticated`].
+    ///
+    /// # Security
+    /// A public default exposes every route you forgot to list.
+    pub fn default_policy(mut self, policy: Policy) -> Self {
+        self.default = policy;
+        self
+    }
+
+    pub(crate) fn compile(self) -> Result<CompiledTable, ConfigError> {
+        if let Some(dup) = self.duplicates.first() {
+            return Err(ConfigError::Route {
+                path: dup.clone(),
+                reason: "listed twice".to_owned(),
+            });
+        }
+        self.default.validate()?;
+        let mut router = matchit::Router::new();
+        for (path, policies) in self.routes {
+            for policy in policies.by_method.iter().map(|(_, p)| p).chain(&policies.any) {
+                policy.validate()?;
+            }
+            router
+                .insert(path.clone(), policies)
+                .map_err(|e| ConfigError::Route {
+                    path,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(CompiledTable {
+            router,
+            default: self.default,
+        })
+    }
+}
+
+pub(crate) struct CompiledTable {
+    router: matchit::Router<MethodPolicies>,
+    default: Policy,
+}
+
+impl CompiledTable {
+    pub(crate) fn lookup(&self, method: &Method, path: &str) -> &Policy {
+        self.router
+            .at(path)
+            .ok()
+            .and_then(|m| m.value.get(method))
+            .unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: serde_json::Value) -> Claims {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn max_age_is_met_exactly_at_the_boundary_and_not_one_second_past() {
+        let req = StepUp::new().max_age(Duration::from_secs(300));
+        let c = claims(serde_json::json!({"sub":"a","exp":9999,"auth_time":1000}));
+        assert_eq!(req.unmet(&c, 1300, 5), None);
+        assert_eq!(req.unmet(&c, 1301, 5), Some(Unmet::MaxAge));
+    }
+
+    #[test]
+    fn max_age_fails_without_auth_time_or_with_one_from_the_future() {
+        let req = StepUp::new().max_age(Duration::from_secs(300));
+        let none = claims(serde_json::json!({"sub":"a","exp":9999}));
+        assert_eq!(req.unmet(&none, 1000, 5), Some(Unmet::MaxAge));
+        let future = claims(serde_json::json!({"sub":"a","exp":9999,"auth_time":1006}));
+        assert_eq!(req.unmet(&future, 1000, 5), Some(Unmet::MaxAge));
+        let within_leeway = claims(serde_json::json!({"sub":"a","exp":9999,"auth_time":1005}));
+        assert_eq!(req.unmet(&within_leeway, 1000, 5), None);
+    }
+
+    #[test]
+    fn amr_and_acr_are_checked() {
+        let req = StepUp::new().amr(["mfa"]).acr_values(["gold", "platinum"]);
+        let pwd = claims(serde_json::json!({"sub":"a","exp":1,"amr":["pwd"],"acr":"gold"}));
+        assert_eq!(req.unmet(&pwd, 0, 0), Some(Unmet::Amr));
+        let silver = claims(serde_json::json!({"sub":"a","exp":1,"amr":["pwd","mfa"],"acr":"silver"}));
+        assert_eq!(req.unmet(&silver, 0, 0), Some(Unmet::Acr));
+        let gold = claims(serde_json::json!({"sub":"a","exp":1,"amr":["pwd","mfa"],"acr":"gold"}));
+        assert_eq!(req.unmet(&gold, 0, 0), None);
+    }
+
+    #[test]
+    fn table_matches_method_and_pattern_and_denies_by_default() {
+        let t = RouteTable::new()
+            .route(Method::GET, "/healthz", Policy::public())
+            .route(Method::GET, "/users/{id}", Policy::public())
+            .any("/files/{*path}", Policy::mfa_verify())
+            .compile()
+            .unwrap();
+        assert_eq!(t.lookup(&Method::GET, "/healthz"), &Policy::public());
+        assert_eq!(t.lookup(&Method::HEAD, "/healthz"), &Policy::public());
+        assert_eq!(t.lookup(&Method::POST, "/healthz"), &Policy::authenticated());
+        assert_eq!(t.lookup(&Method::GET, "/healthz/"), &Policy::authenticated());
+        assert_eq!(t.lookup(&Method::GET, "/users/7"), &Policy::public());
+        assert_eq!(t.lookup(&Method::GET, "/users/7/x"), &Policy::authenticated());
+        assert_eq!(t.lookup(&Method::DELETE, "/files/a/b"), &Policy::mfa_verify());
+        assert_eq!(t.lookup(&Method::GET, "/nowhere"), &Policy::authenticated());
+    }
+
+    #[test]
+    fn bad_tables_are_refused_at_build_time() {
+        let dup = RouteTable::new()
+            .route(Method::GET, "/a", Policy::public())
+            .route(Method::GET, "/a", Policy::authenticated());
+        assert!(matches!(dup.compile(), Err(ConfigError::Route { .. })));
+        let conflict = RouteTable::new()
+            .route(Method::GET, "/a/{x}", Policy::public())
+            .route(Method::GET, "/a/{y}", Policy::public());
+        assert!(matches!(conflict.compile(), Err(ConfigError::Route { .. })));
+        let empty_step_up = RouteTable::new().route(Method::GET, "/a", Policy::step_up(StepUp::new()));
+        assert!(empty_step_up.compile().is_err());
+        let quote = RouteTable::new().route(
+            Method::GET,
+            "/a",
+            Policy::step_up(StepUp::new().acr_values(["a\"b"])),
+        );
+        assert!(quote.compile().is_err());
+        let scope = RouteTable::new().route(Method::GET, "/a", Policy::authenticated().scopes(["a b"]));
+        assert!(scope.compile().is_err());
+    }
+
+    #[test]
+    fn scopes_on_a_public_route_make_it_authenticated() {
+        let p = Policy::public().scopes(["read"]);
+        assert_eq!(p.kind(), &PolicyKind::Authenticated);
+    }
+}

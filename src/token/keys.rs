@@ -1,0 +1,247 @@
+//! Signing and verifying keys, chosen by `kid`.
+
+use std::fmt;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+
+use crate::error::ConfigError;
+
+/// Smallest HMAC secret accepted for each HMAC algorithm, in bytes: the size of the hash
+/// output, as RFC 7518 §3.2 requires.
+fn min_hmac_len(alg: Algorithm) -> Option<usize> {
+    match alg {
+        Algorithm::HS256 => Some(32),
+        Algorithm::HS384 => Some(48),
+        Algorithm::HS512 => Some(64),
+        _ => None,
+    }
+}
+
+fn key_err(kid: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        kid: kid.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A key that verifies signatures, pinned to one algorithm.
+///
+/// # Security
+/// A key verifies tokens of its own algorithm only: a token that names `HS256` is never
+/// checked against an RSA or EC public key, whatever its `kid` says (the "HMAC keyed with a
+/// public key" confusion, RFC 8725 §2.1).
+#[derive(Clone)]
+pub struct VerifyingKey {
+    kid: String,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+impl VerifyingKey {
+    /// An HMAC secret (`HS256`, `HS384`, `HS512`). The secret must be at least as long as the
+    /// hash output (32, 48 or 64 bytes).
+    pub fn hmac(kid: impl Into<String>, alg: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let min = min_hmac_len(alg).ok_or_else(|| key_err(&kid, "not an HMAC algorithm"))?;
+        if secret.len() < min {
+            return Err(key_err(&kid, format!("HMAC secret shorter than {min} bytes")));
+        }
+        Ok(Self {
+            key: DecodingKey::from_secret(secret),
+            kid,
+            alg,
+        })
+    }
+
+    /// An RSA public key in PEM (`RS256`/`RS384`/`RS512`/`PS256`/`PS384`/`PS512`).
+    pub fn rsa_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let key = DecodingKey::from_rsa_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        Self::from_decoding_key(kid, alg, key)
+    }
+
+    /// An EC public key in PEM (`ES256` with P-256, `ES384` with P-384).
+    pub fn ec_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let key = DecodingKey::from_ec_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        Self::from_decoding_key(kid, alg, key)
+    }
+
+    /// An Ed25519 public key in PEM (`EdDSA`).
+    pub fn ed_pem(kid: impl Into<String>, pem: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let key = DecodingKey::from_ed_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        Self::from_decoding_key(kid, Algorithm::EdDSA, key)
+    }
+
+    /// Any `jsonwebtoken` key (from a JWK, DER, components). Its family must fit `alg`.
+    pub fn from_decoding_key(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        key: DecodingKey,
+    ) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        if key.family() != alg.family() {
+            return Err(key_err(&kid, format!("key does not fit algorithm {alg:?}")));
+        }
+        if let Some(min) = min_hmac_len(alg) {
+            if key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0) < min {
+                return Err(key_err(&kid, format!("HMAC secret shorter than {min} bytes")));
+            }
+        }
+        Ok(Self { kid, alg, key })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    pub(crate) fn decoding_key(&self) -> &DecodingKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The verifying keys in force at one time, chosen by the token's `kid`.
+///
+/// Hold the old and the new key together while tokens signed by the old one are still
+/// alive, then drop the old one: rotation without downtime. Replace a running verifier's
+/// keys with [`Verifier::rotate_keys`](crate::Verifier::rotate_keys).
+#[derive(Clone, Debug, Default)]
+pub struct KeySet {
+    keys: Vec<VerifyingKey>,
+}
+
+impl KeySet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key. `kid`s must be unique (checked when the verifier is built).
+    pub fn with(mut self, key: VerifyingKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// The keys, in the order they were added.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// The key for a token's `kid`. A token without `kid` is accepted only while the set
+    /// holds exactly one key.
+    pub(crate) fn select(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+        match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid == kid),
+            None => match self.keys.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            },
+        }
+    }
+
+    pub(crate) fn validate(&self, allowed: &[Algorithm]) -> Result<(), ConfigError> {
+        if self.keys.is_empty() {
+            return Err(ConfigError::Missing("at least one verifying key"));
+        }
+        for (i, key) in self.keys.iter().enumerate() {
+            if !allowed.contains(&key.alg) {
+                return Err(ConfigError::AlgorithmNotAllowed(key.alg));
+            }
+            if self.keys.iter().skip(i + 1).any(|other| other.kid == key.kid) {
+                return Err(ConfigError::DuplicateKid(key.kid.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key that signs tokens, with the `kid` written into their header.
+#[derive(Clone)]
+pub struct SigningKey {
+    kid: String,
+    alg: Algorithm,
+    key: EncodingKey,
+}
+
+impl SigningKey {
+    /// An HMAC secret; at least as long as the hash output.
+    pub fn hmac(kid: impl Into<String>, alg: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let min = min_hmac_len(alg).ok_or_else(|| key_err(&kid, "not an HMAC algorithm"))?;
+        if secret.len() < min {
+            return Err(key_err(&kid, format!("HMAC secret shorter than {min} bytes")));
+        }
+        Ok(Self {
+            key: EncodingKey::from_secret(secret),
+            kid,
+            alg,
+        })
+    }
+
+    /// An RSA private key in PEM.
+    pub fn rsa_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let key = EncodingKey::from_rsa_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        Self::checked(kid, alg, key)
+    }
+
+    /// An EC private key in PKCS#8 PEM.
+    pub fn ec_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let key = EncodingKey::from_ec_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        Self::checked(kid, alg, key)
+    }
+
+    /// An Ed25519 private key in PKCS#8 PEM.
+    pub fn ed_pem(kid: impl Into<String>, pem: &[u8]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let key = EncodingKey::from_ed_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        Self::checked(kid, Algorithm::EdDSA, key)
+    }
+
+    fn checked(kid: String, alg: Algorithm, key: EncodingKey) -> Result<Self, ConfigError> {
+        if key.family() != alg.family() {
+            return Err(key_err(&kid, format!("key does not fit algorithm {alg:?}")));
+        }
+        Ok(Self { kid, alg, key })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm it signs with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    pub(crate) fn encoding_key(&self) -> &EncodingKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
