@@ -1,8 +1,25 @@
 //! axum integration (feature `axum`): the verified [`Claims`] as an extractor.
 //!
-//! ```ignore
-//! async fn me(claims: Claims) -> String { claims.sub().to_owned() }
-//! async fn maybe(claims: Option<Claims>) -> &'static str { … }
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_stepup::{Claims, Guard, Policy};
+//!
+//! async fn me(claims: Claims) -> String {
+//!     claims.sub().to_owned()
+//! }
+//!
+//! async fn greeting(claims: Option<Claims>) -> String {
+//!     match claims {
+//!         Some(c) => format!("hello {}", c.sub()),
+//!         None => "hello stranger".to_owned(),
+//!     }
+//! }
+//!
+//! fn app(guard: &Guard) -> Result<Router, tower_stepup::ConfigError> {
+//!     Ok(Router::new()
+//!         .route("/", get(greeting).route_layer(guard.require(Policy::public())?))
+//!         .route("/me", get(me).route_layer(guard.require(Policy::authenticated())?)))
+//! }
 //! ```
 //!
 //! `Claims` is present when a [`StepUpLayer`](crate::StepUpLayer) let the request through
@@ -43,7 +60,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Claims {
     type Rejection = MissingClaims;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Claims>().cloned().ok_or(MissingClaims)
+        parts
+            .extensions
+            .get::<Claims>()
+            .cloned()
+            .ok_or(MissingClaims)
     }
 }
 

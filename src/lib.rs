@@ -108,6 +108,16 @@
 //! - Nothing here logs a token, a code or a key.
 
 #![forbid(unsafe_code)]
+// Library code never panics on input; tests, examples and benches may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod challenge;

@@ -301,7 +301,11 @@ impl MethodPolicies {
     fn get(&self, method: &Method) -> Option<&Policy> {
         let find = |m: &Method| self.by_method.iter().find(|(k, _)| k == m).map(|(_, p)| p);
         find(method)
-            .or_else(|| (method == Method::HEAD).then(|| find(&Method::GET)).flatten())
+            .or_else(|| {
+                (method == Method::HEAD)
+                    .then(|| find(&Method::GET))
+                    .flatten()
+            })
             .or(self.any.as_ref())
     }
 }
@@ -362,7 +366,12 @@ impl RouteTable {
         self.default.validate()?;
         let mut router = matchit::Router::new();
         for (path, policies) in self.routes {
-            for policy in policies.by_method.iter().map(|(_, p)| p).chain(&policies.any) {
+            for policy in policies
+                .by_method
+                .iter()
+                .map(|(_, p)| p)
+                .chain(&policies.any)
+            {
                 policy.validate()?;
             }
             router
@@ -426,7 +435,8 @@ mod tests {
         let req = StepUp::new().amr(["mfa"]).acr_values(["gold", "platinum"]);
         let pwd = claims(serde_json::json!({"sub":"a","exp":1,"amr":["pwd"],"acr":"gold"}));
         assert_eq!(req.unmet(&pwd, 0, 0), Some(Unmet::Amr));
-        let silver = claims(serde_json::json!({"sub":"a","exp":1,"amr":["pwd","mfa"],"acr":"silver"}));
+        let silver =
+            claims(serde_json::json!({"sub":"a","exp":1,"amr":["pwd","mfa"],"acr":"silver"}));
         assert_eq!(req.unmet(&silver, 0, 0), Some(Unmet::Acr));
         let gold = claims(serde_json::json!({"sub":"a","exp":1,"amr":["pwd","mfa"],"acr":"gold"}));
         assert_eq!(req.unmet(&gold, 0, 0), None);
@@ -442,11 +452,23 @@ mod tests {
             .unwrap();
         assert_eq!(t.lookup(&Method::GET, "/healthz"), &Policy::public());
         assert_eq!(t.lookup(&Method::HEAD, "/healthz"), &Policy::public());
-        assert_eq!(t.lookup(&Method::POST, "/healthz"), &Policy::authenticated());
-        assert_eq!(t.lookup(&Method::GET, "/healthz/"), &Policy::authenticated());
+        assert_eq!(
+            t.lookup(&Method::POST, "/healthz"),
+            &Policy::authenticated()
+        );
+        assert_eq!(
+            t.lookup(&Method::GET, "/healthz/"),
+            &Policy::authenticated()
+        );
         assert_eq!(t.lookup(&Method::GET, "/users/7"), &Policy::public());
-        assert_eq!(t.lookup(&Method::GET, "/users/7/x"), &Policy::authenticated());
-        assert_eq!(t.lookup(&Method::DELETE, "/files/a/b"), &Policy::mfa_verify());
+        assert_eq!(
+            t.lookup(&Method::GET, "/users/7/x"),
+            &Policy::authenticated()
+        );
+        assert_eq!(
+            t.lookup(&Method::DELETE, "/files/a/b"),
+            &Policy::mfa_verify()
+        );
         assert_eq!(t.lookup(&Method::GET, "/nowhere"), &Policy::authenticated());
     }
 
@@ -460,7 +482,8 @@ mod tests {
             .route(Method::GET, "/a/{x}", Policy::public())
             .route(Method::GET, "/a/{y}", Policy::public());
         assert!(matches!(conflict.compile(), Err(ConfigError::Route { .. })));
-        let empty_step_up = RouteTable::new().route(Method::GET, "/a", Policy::step_up(StepUp::new()));
+        let empty_step_up =
+            RouteTable::new().route(Method::GET, "/a", Policy::step_up(StepUp::new()));
         assert!(empty_step_up.compile().is_err());
         let quote = RouteTable::new().route(
             Method::GET,
@@ -468,7 +491,8 @@ mod tests {
             Policy::step_up(StepUp::new().acr_values(["a\"b"])),
         );
         assert!(quote.compile().is_err());
-        let scope = RouteTable::new().route(Method::GET, "/a", Policy::authenticated().scopes(["a b"]));
+        let scope =
+            RouteTable::new().route(Method::GET, "/a", Policy::authenticated().scopes(["a b"]));
         assert!(scope.compile().is_err());
     }
 

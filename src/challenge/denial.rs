@@ -212,7 +212,11 @@ pub(crate) struct DenialDetails<'a> {
 
 /// Builds the response for `kind`. Every value put in a header here was checked at
 /// configuration time (realm, scopes, acr values) or is a constant.
-pub(crate) fn response(kind: DenialKind, realm: &str, details: DenialDetails<'_>) -> Response<Bytes> {
+pub(crate) fn response(
+    kind: DenialKind,
+    realm: &str,
+    details: DenialDetails<'_>,
+) -> Response<Bytes> {
     let row = kind.row();
     let description = details.description.unwrap_or(row.description);
     let status = details.status.unwrap_or(row.status);
@@ -255,6 +259,8 @@ pub(crate) fn response(kind: DenialKind, realm: &str, details: DenialDetails<'_>
     if let Some(value) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
         headers.insert(WWW_AUTHENTICATE, value);
     }
-    response.extensions_mut().insert(Denial { kind, description });
+    response
+        .extensions_mut()
+        .insert(Denial { kind, description });
     response
 }

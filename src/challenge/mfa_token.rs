@@ -45,7 +45,10 @@ impl SealingKey {
     pub fn new(kid: impl Into<String>, key: [u8; 32]) -> Result<Self, ConfigError> {
         let kid = kid.into();
         if kid.is_empty() || !is_header_param_safe(&kid) {
-            return Err(ConfigError::invalid("sealing key id", "printable ASCII, not empty"));
+            return Err(ConfigError::invalid(
+                "sealing key id",
+                "printable ASCII, not empty",
+            ));
         }
         Ok(Self {
             kid,
@@ -330,8 +333,13 @@ impl Sealer {
 }
 
 fn decode_exact<const N: usize>(part: &str) -> Result<[u8; N], OpenError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| OpenError::Malformed)?;
-    bytes.as_slice().try_into().map_err(|_| OpenError::Malformed)
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| OpenError::Malformed)?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| OpenError::Malformed)
 }
 
 impl fmt::Debug for Sealer {
@@ -370,7 +378,9 @@ mod tests {
         assert_eq!(token.split('.').count(), 5);
         assert!(!token.contains("alice"));
         let payload = token.split('.').nth(3).unwrap();
-        assert!(!String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(payload).unwrap()).contains("alice"));
+        assert!(
+            !String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(payload).unwrap()).contains("alice")
+        );
         assert_eq!(sealer.open(&token, 1299).unwrap(), claims(1300));
     }
 
@@ -387,13 +397,21 @@ mod tests {
         let sealer = Sealer::new(SealingKeys::new(key("k1", 1))).unwrap();
         let token = sealer.seal(&claims(1300)).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
-        for (i, expected) in [(2, OpenError::Tampered), (3, OpenError::Tampered), (4, OpenError::Tampered)] {
+        for (i, expected) in [
+            (2, OpenError::Tampered),
+            (3, OpenError::Tampered),
+            (4, OpenError::Tampered),
+        ] {
             let mut bytes = URL_SAFE_NO_PAD.decode(parts[i]).unwrap();
             bytes[0] ^= 1;
             let mut changed = parts.clone();
             let enc = URL_SAFE_NO_PAD.encode(&bytes);
             changed[i] = &enc;
-            assert_eq!(sealer.open(&changed.join("."), 1000), Err(expected), "part {i}");
+            assert_eq!(
+                sealer.open(&changed.join("."), 1000),
+                Err(expected),
+                "part {i}"
+            );
         }
         // A re-encoded header with the same meaning is a different AAD: tampering too.
         let header = URL_SAFE_NO_PAD.decode(parts[0]).unwrap();
@@ -402,22 +420,42 @@ mod tests {
         let enc = URL_SAFE_NO_PAD.encode(&spaced);
         let mut changed = parts.clone();
         changed[0] = &enc;
-        assert_eq!(sealer.open(&changed.join("."), 1000), Err(OpenError::Tampered));
+        assert_eq!(
+            sealer.open(&changed.join("."), 1000),
+            Err(OpenError::Tampered)
+        );
     }
 
     #[test]
     fn wrong_kind_and_malformed_tokens_are_invalid() {
         let sealer = Sealer::new(SealingKeys::new(key("k1", 1))).unwrap();
-        for bad in ["", "a.b.c", "a.b.c.d.e", "....", &"x".repeat(MAX_MFA_TOKEN_LEN + 1)] {
-            assert_eq!(sealer.open(bad, 1000), Err(OpenError::Malformed), "{bad:.20}");
+        for bad in [
+            "",
+            "a.b.c",
+            "a.b.c.d.e",
+            "....",
+            &"x".repeat(MAX_MFA_TOKEN_LEN + 1),
+        ] {
+            assert_eq!(
+                sealer.open(bad, 1000),
+                Err(OpenError::Malformed),
+                "{bad:.20}"
+            );
         }
         let header = URL_SAFE_NO_PAD
             .encode(r#"{"alg":"dir","enc":"A128GCM","kid":"k1","typ":"stepup-mfa+jwt"}"#);
         let token = sealer.seal(&claims(1300)).unwrap();
         let rest = token.split_once('.').unwrap().1;
-        assert_eq!(sealer.open(&format!("{header}.{rest}"), 1000), Err(OpenError::WrongKind));
-        let jwt_typ = URL_SAFE_NO_PAD.encode(r#"{"alg":"dir","enc":"A256GCM","kid":"k1","typ":"at+jwt"}"#);
-        assert_eq!(sealer.open(&format!("{jwt_typ}.{rest}"), 1000), Err(OpenError::WrongKind));
+        assert_eq!(
+            sealer.open(&format!("{header}.{rest}"), 1000),
+            Err(OpenError::WrongKind)
+        );
+        let jwt_typ =
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"dir","enc":"A256GCM","kid":"k1","typ":"at+jwt"}"#);
+        assert_eq!(
+            sealer.open(&format!("{jwt_typ}.{rest}"), 1000),
+            Err(OpenError::WrongKind)
+        );
     }
 
     #[test]
@@ -429,7 +467,10 @@ mod tests {
             .unwrap();
         assert_eq!(sealer.open(&old, 1000).unwrap().sub, "alice");
         let new = sealer.seal(&claims(1300)).unwrap();
-        assert!(URL_SAFE_NO_PAD.decode(new.split('.').next().unwrap()).map(|h| String::from_utf8(h).unwrap().contains("\"k2\"")).unwrap());
+        assert!(URL_SAFE_NO_PAD
+            .decode(new.split('.').next().unwrap())
+            .map(|h| String::from_utf8(h).unwrap().contains("\"k2\""))
+            .unwrap());
         // Retire k1: its tokens die.
         sealer.rotate_keys(SealingKeys::new(key("k2", 2))).unwrap();
         assert_eq!(sealer.open(&old, 1000), Err(OpenError::UnknownKey));

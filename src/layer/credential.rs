@@ -28,11 +28,11 @@ pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Crede
         let Ok(value) = value.to_str() else {
             return Credential::Malformed;
         };
-        if value.len() > MAX_TOKEN_LEN + "Bearer ".len() {
+        if value.trim().is_empty() || value.len() > MAX_TOKEN_LEN + "Bearer ".len() {
             return Credential::Malformed;
         }
         let Some((scheme, rest)) = value.split_once(' ') else {
-            return if value.eq_ignore_ascii_case("bearer") || value.trim().is_empty() {
+            return if value.eq_ignore_ascii_case("bearer") {
                 Credential::Malformed
             } else {
                 Credential::None
@@ -54,9 +54,13 @@ pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Crede
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         // A cookie header we cannot read holds no credential of ours.
-        let Ok(header) = header.to_str() else { continue };
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
         for pair in header.split(';') {
-            let Some((k, v)) = pair.trim().split_once('=') else { continue };
+            let Some((k, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
             if k != name {
                 continue;
             }
@@ -78,9 +82,9 @@ pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Crede
 fn is_b64token(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 #[cfg(test)]
@@ -98,23 +102,50 @@ mod tests {
 
     #[test]
     fn bearer_header_is_found_case_insensitively() {
-        assert_eq!(extract(&with(AUTHORIZATION, &[b"Bearer abc.def"]), None), Credential::Bearer("abc.def"));
-        assert_eq!(extract(&with(AUTHORIZATION, &[b"bearer  abc"]), None), Credential::Bearer("abc"));
+        assert_eq!(
+            extract(&with(AUTHORIZATION, &[b"Bearer abc.def"]), None),
+            Credential::Bearer("abc.def")
+        );
+        assert_eq!(
+            extract(&with(AUTHORIZATION, &[b"bearer  abc"]), None),
+            Credential::Bearer("abc")
+        );
     }
 
     #[test]
     fn broken_authorization_headers_are_malformed() {
-        for bad in [&b""[..], b" ", b"Bearer", b"Bearer ", b"Bearer a b", b"Bearer \xff\xfe", b"Bearer a\"b"] {
-            assert_eq!(extract(&with(AUTHORIZATION, &[bad]), None), Credential::Malformed, "{bad:?}");
+        for bad in [
+            &b""[..],
+            b" ",
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer \xff\xfe",
+            b"Bearer a\"b",
+        ] {
+            assert_eq!(
+                extract(&with(AUTHORIZATION, &[bad]), None),
+                Credential::Malformed,
+                "{bad:?}"
+            );
         }
         let huge = format!("Bearer {}", "a".repeat(64 * 1024));
-        assert_eq!(extract(&with(AUTHORIZATION, &[huge.as_bytes()]), None), Credential::Malformed);
-        assert_eq!(extract(&with(AUTHORIZATION, &[b"Bearer a", b"Bearer b"]), None), Credential::Malformed);
+        assert_eq!(
+            extract(&with(AUTHORIZATION, &[huge.as_bytes()]), None),
+            Credential::Malformed
+        );
+        assert_eq!(
+            extract(&with(AUTHORIZATION, &[b"Bearer a", b"Bearer b"]), None),
+            Credential::Malformed
+        );
     }
 
     #[test]
     fn other_schemes_carry_no_bearer_credential() {
-        assert_eq!(extract(&with(AUTHORIZATION, &[b"Basic YTpi"]), None), Credential::None);
+        assert_eq!(
+            extract(&with(AUTHORIZATION, &[b"Basic YTpi"]), None),
+            Credential::None
+        );
         assert_eq!(extract(&HeaderMap::new(), None), Credential::None);
     }
 
@@ -127,6 +158,9 @@ mod tests {
         assert_eq!(extract(&twice, Some("sess")), Credential::Malformed);
         let mut both = with(COOKIE, &[b"sess=fromcookie"]);
         both.insert(AUTHORIZATION, HeaderValue::from_static("Bearer fromheader"));
-        assert_eq!(extract(&both, Some("sess")), Credential::Bearer("fromheader"));
+        assert_eq!(
+            extract(&both, Some("sess")),
+            Credential::Bearer("fromheader")
+        );
     }
 }

@@ -16,10 +16,10 @@
 
 mod body;
 mod credential;
+mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
-mod future;
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,14 +28,12 @@ use std::time::Duration;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use self::credential::Credential;
-use crate::challenge::{
-    self, DenialDetails, DenialKind, MfaRequirements, MfaTokenClaims, Sealer,
-};
+use crate::challenge::{self, DenialDetails, DenialKind, MfaRequirements, MfaTokenClaims, Sealer};
 use crate::clock::{self, Clock, SharedClock};
 use crate::error::{is_header_param_safe, ConfigError};
 use crate::policy::{Policy, PolicyKind, RouteTable, StepUp, Unmet};
-use crate::token::{Claims, TokenError, TokenKind, Verifier};
 use crate::random;
+use crate::token::{Claims, TokenError, TokenKind, Verifier};
 
 pub use self::body::ResponseBody;
 pub use self::future::ResponseFuture;
@@ -66,7 +64,7 @@ struct GuardInner {
 
 /// Where a layer finds the policy of a request.
 pub(crate) enum PolicySource {
-    Table(crate::policy::CompiledTable),
+    Table(Box<crate::policy::CompiledTable>),
     Fixed(Policy),
 }
 
@@ -97,7 +95,7 @@ impl Guard {
     pub fn route_table(&self, table: RouteTable) -> Result<StepUpLayer, ConfigError> {
         Ok(StepUpLayer::new(
             self.clone(),
-            PolicySource::Table(table.compile()?),
+            PolicySource::Table(Box::new(table.compile()?)),
         ))
     }
 
@@ -148,7 +146,10 @@ impl Guard {
         let now = inner.clock.now();
         let claims = match inner.verifier.verify(token, now) {
             Ok(v) if v.kind == TokenKind::Partial => {
-                tracing::debug!(sub = v.claims.sub(), "partial token outside the verify endpoint");
+                tracing::debug!(
+                    sub = v.claims.sub(),
+                    "partial token outside the verify endpoint"
+                );
                 return self.deny(DenialKind::MfaIncomplete);
             }
             Ok(v) => v.claims,
@@ -200,18 +201,20 @@ impl Guard {
         now: u64,
     ) -> Decision {
         let inner = &*self.inner;
-        let sealed = random::id().map_err(challenge::SealError::from).and_then(|jti| {
-            inner.sealer.seal(&MfaTokenClaims {
-                sub: claims.sub().to_owned(),
-                sid: claims.sid().map(str::to_owned),
-                requirement: requirement.clone(),
-                method: method.as_str().to_owned(),
-                path: path.to_owned(),
-                jti,
-                iat: now,
-                exp: now.saturating_add(inner.mfa_token_ttl),
-            })
-        });
+        let sealed = random::id()
+            .map_err(challenge::SealError::from)
+            .and_then(|jti| {
+                inner.sealer.seal(&MfaTokenClaims {
+                    sub: claims.sub().to_owned(),
+                    sid: claims.sid().map(str::to_owned),
+                    requirement: requirement.clone(),
+                    method: method.as_str().to_owned(),
+                    path: path.to_owned(),
+                    jti,
+                    iat: now,
+                    exp: now.saturating_add(inner.mfa_token_ttl),
+                })
+            });
         let mfa_token = match sealed {
             Ok(token) => token,
             Err(e) => {
@@ -337,7 +340,10 @@ impl GuardBuilder {
         let sealer = self.sealer.ok_or(ConfigError::Missing("sealer"))?;
         let realm = self.realm.unwrap_or_else(|| "api".to_owned());
         if !is_header_param_safe(&realm) {
-            return Err(ConfigError::invalid("realm", "printable ASCII without quote or backslash"));
+            return Err(ConfigError::invalid(
+                "realm",
+                "printable ASCII without quote or backslash",
+            ));
         }
         if let Some(cookie) = &self.cookie {
             let token_char = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);

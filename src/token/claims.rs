@@ -198,7 +198,9 @@ fn de_aud<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     match OneOrMany::deserialize(d) {
         Ok(OneOrMany::One(s)) => Ok(vec![s]),
         Ok(OneOrMany::Many(v)) => Ok(v),
-        Err(_) => Err(de::Error::custom("`aud` must be a string or an array of strings")),
+        Err(_) => Err(de::Error::custom(
+            "`aud` must be a string or an array of strings",
+        )),
     }
 }
 

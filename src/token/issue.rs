@@ -98,7 +98,18 @@ impl Grant {
 }
 
 const RESERVED: &[&str] = &[
-    "sub", "iss", "aud", "exp", "nbf", "iat", "jti", "sid", "scope", "acr", "amr", "auth_time",
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "sid",
+    "scope",
+    "acr",
+    "amr",
+    "auth_time",
 ];
 
 /// A freshly signed token.

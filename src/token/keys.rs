@@ -40,11 +40,18 @@ pub struct VerifyingKey {
 impl VerifyingKey {
     /// An HMAC secret (`HS256`, `HS384`, `HS512`). The secret must be at least as long as the
     /// hash output (32, 48 or 64 bytes).
-    pub fn hmac(kid: impl Into<String>, alg: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
+    pub fn hmac(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        secret: &[u8],
+    ) -> Result<Self, ConfigError> {
         let kid = kid.into();
         let min = min_hmac_len(alg).ok_or_else(|| key_err(&kid, "not an HMAC algorithm"))?;
         if secret.len() < min {
-            return Err(key_err(&kid, format!("HMAC secret shorter than {min} bytes")));
+            return Err(key_err(
+                &kid,
+                format!("HMAC secret shorter than {min} bytes"),
+            ));
         }
         Ok(Self {
             key: DecodingKey::from_secret(secret),
@@ -54,7 +61,11 @@ impl VerifyingKey {
     }
 
     /// An RSA public key in PEM (`RS256`/`RS384`/`RS512`/`PS256`/`PS384`/`PS512`).
-    pub fn rsa_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+    pub fn rsa_pem(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        pem: &[u8],
+    ) -> Result<Self, ConfigError> {
         let kid = kid.into();
         let key = DecodingKey::from_rsa_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
         Self::from_decoding_key(kid, alg, key)
@@ -86,7 +97,10 @@ impl VerifyingKey {
         }
         if let Some(min) = min_hmac_len(alg) {
             if key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0) < min {
-                return Err(key_err(&kid, format!("HMAC secret shorter than {min} bytes")));
+                return Err(key_err(
+                    &kid,
+                    format!("HMAC secret shorter than {min} bytes"),
+                ));
             }
         }
         Ok(Self { kid, alg, key })
@@ -163,7 +177,12 @@ impl KeySet {
             if !allowed.contains(&key.alg) {
                 return Err(ConfigError::AlgorithmNotAllowed(key.alg));
             }
-            if self.keys.iter().skip(i + 1).any(|other| other.kid == key.kid) {
+            if self
+                .keys
+                .iter()
+                .skip(i + 1)
+                .any(|other| other.kid == key.kid)
+            {
                 return Err(ConfigError::DuplicateKid(key.kid.clone()));
             }
         }
@@ -181,11 +200,18 @@ pub struct SigningKey {
 
 impl SigningKey {
     /// An HMAC secret; at least as long as the hash output.
-    pub fn hmac(kid: impl Into<String>, alg: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
+    pub fn hmac(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        secret: &[u8],
+    ) -> Result<Self, ConfigError> {
         let kid = kid.into();
         let min = min_hmac_len(alg).ok_or_else(|| key_err(&kid, "not an HMAC algorithm"))?;
         if secret.len() < min {
-            return Err(key_err(&kid, format!("HMAC secret shorter than {min} bytes")));
+            return Err(key_err(
+                &kid,
+                format!("HMAC secret shorter than {min} bytes"),
+            ));
         }
         Ok(Self {
             key: EncodingKey::from_secret(secret),
@@ -195,7 +221,11 @@ impl SigningKey {
     }
 
     /// An RSA private key in PEM.
-    pub fn rsa_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+    pub fn rsa_pem(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        pem: &[u8],
+    ) -> Result<Self, ConfigError> {
         let kid = kid.into();
         let key = EncodingKey::from_rsa_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
         Self::checked(kid, alg, key)

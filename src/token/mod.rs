@@ -19,13 +19,12 @@ mod verify;
 
 pub use self::claims::Claims;
 pub use self::issue::{
-    Grant, IssueError, IssuedToken, Issuer, IssuerBuilder, DEFAULT_ACCESS_TTL,
-    DEFAULT_PARTIAL_TTL, MAX_PARTIAL_TTL,
+    Grant, IssueError, IssuedToken, Issuer, IssuerBuilder, DEFAULT_ACCESS_TTL, DEFAULT_PARTIAL_TTL,
+    MAX_PARTIAL_TTL,
 };
 pub use self::keys::{KeySet, SigningKey, VerifyingKey};
 pub use self::verify::{
-    TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_LEEWAY, MAX_LEEWAY,
-    MAX_TOKEN_LEN,
+    TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_LEN,
 };
 pub use jsonwebtoken::Algorithm;
 
@@ -73,7 +72,9 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
-compile_error!("tower-stepup needs a signature backend: enable feature `aws-lc-rs` (default) or `rust-crypto`");
+compile_error!(
+    "tower-stepup needs a signature backend: enable feature `aws-lc-rs` (default) or `rust-crypto`"
+);
 
 /// With both backends enabled (e.g. `--all-features`), jsonwebtoken cannot pick one by
 /// itself; aws-lc-rs wins. A provider the application installed first is kept.

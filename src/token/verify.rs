@@ -127,7 +127,10 @@ impl Verifier {
             .map_err(|e| map_error(e.kind()))?;
         let claims = data.claims;
         let leeway = self.inner.leeway;
-        if claims.nbf().is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        if claims
+            .nbf()
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
             return Err(TokenError::NotYetValid);
         }
         // RFC 7519 §4.1.4: the token is valid only while now < exp.
@@ -183,13 +186,15 @@ fn map_error(kind: &ErrorKind) -> TokenError {
         ErrorKind::InvalidAudience => TokenError::WrongAudience,
         ErrorKind::MissingRequiredClaim(c) if c == "iss" => TokenError::WrongIssuer,
         ErrorKind::MissingRequiredClaim(c) if c == "aud" => TokenError::WrongAudience,
-        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => {
-            TokenError::InvalidClaims
+        ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidClaimFormat(_)
+        | ErrorKind::Json(_) => TokenError::InvalidClaims,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::UnsupportedAlgorithm => TokenError::AlgorithmNotAllowed,
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            TokenError::Malformed
         }
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::UnsupportedAlgorithm => {
-            TokenError::AlgorithmNotAllowed
-        }
-        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => TokenError::Malformed,
         // Key or provider trouble while checking: the token is not accepted.
         _ => TokenError::BadSignature,
     }

@@ -1,0 +1,755 @@
+//! The layer, driven with `oneshot`: every row of the denial table, every policy kind,
+//! the partial-token rule, the step-up challenge, and route table ≡ per-route layer.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::{service_fn, Layer, ServiceExt};
+use tower_stepup::challenge::{OpenError, DENIAL_TABLE};
+use tower_stepup::{
+    Algorithm, Claims, Denial, DenialKind, Grant, Guard, Issuer, ManualClock, MfaRequirements,
+    Policy, RouteTable, Sealer, SealingKey, SealingKeys, SigningKey, StepUp, StepUpLayer, Verifier,
+    VerifyingKey,
+};
+
+const T0: u64 = 1_700_000_000;
+const SECRET: [u8; 32] = [42; 32];
+const ISS: &str = "https://auth.test";
+const AUD: &str = "https://api.test";
+
+struct Fixture {
+    clock: ManualClock,
+    guard: Guard,
+    issuer: Issuer,
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|b| b)
+}
+
+fn fixture_with(
+    f: impl FnOnce(tower_stepup::GuardBuilder) -> tower_stepup::GuardBuilder,
+) -> Fixture {
+    let clock = ManualClock::new(T0);
+    let verifier = Verifier::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .algorithms([Algorithm::HS256])
+        .key(VerifyingKey::hmac("k1", Algorithm::HS256, &SECRET).unwrap())
+        .build()
+        .unwrap();
+    let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s1", [9; 32]).unwrap())).unwrap();
+    let guard = f(Guard::builder()
+        .verifier(verifier)
+        .sealer(sealer)
+        .clock(clock.clone())
+        .realm("test"))
+    .build()
+    .unwrap();
+    let issuer = Issuer::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .signing_key(SigningKey::hmac("k1", Algorithm::HS256, &SECRET).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    Fixture {
+        clock,
+        guard,
+        issuer,
+    }
+}
+
+impl Fixture {
+    fn pwd_token(&self) -> String {
+        self.issuer
+            .issue_access(
+                &Grant::new("alice")
+                    .sid("sess-1")
+                    .amr(["pwd"])
+                    .auth_time(T0)
+                    .scope("me"),
+            )
+            .unwrap()
+            .token
+    }
+
+    fn mfa_token_at(&self, auth_time: u64) -> String {
+        self.issuer
+            .issue_access(
+                &Grant::new("alice")
+                    .sid("sess-2")
+                    .amr(["pwd", "otp", "mfa"])
+                    .acr("urn:test:mfa")
+                    .auth_time(auth_time)
+                    .scope("me billing:read"),
+            )
+            .unwrap()
+            .token
+    }
+
+    fn partial_token(&self) -> String {
+        self.issuer
+            .issue_partial(&Grant::new("alice").amr(["pwd"]))
+            .unwrap()
+            .token
+    }
+}
+
+fn billing_requirement() -> StepUp {
+    StepUp::new().amr(["mfa"]).max_age(Duration::from_secs(300))
+}
+
+fn table() -> RouteTable {
+    RouteTable::new()
+        .route(Method::GET, "/healthz", Policy::public())
+        .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
+        .route(Method::GET, "/api/me", Policy::authenticated())
+        .route(
+            Method::GET,
+            "/api/billing",
+            Policy::step_up(billing_requirement()),
+        )
+        .route(
+            Method::GET,
+            "/api/invoices",
+            Policy::authenticated().scopes(["billing:read"]),
+        )
+        .route(
+            Method::GET,
+            "/api/gold",
+            Policy::step_up(StepUp::new().acr_values(["urn:test:gold", "urn:test:platinum"])),
+        )
+}
+
+/// The protected app: answers 200 with the `sub` the layer attached, or "anonymous".
+async fn app(req: Request<String>) -> Result<Response<String>, Infallible> {
+    let who = req
+        .extensions()
+        .get::<Claims>()
+        .map_or("anonymous".to_owned(), |c| c.sub().to_owned());
+    Ok(Response::new(who))
+}
+
+struct Reply {
+    status: StatusCode,
+    www_authenticate: Option<String>,
+    denial: Option<DenialKind>,
+    json: Value,
+    text: String,
+    cache_control: Option<String>,
+}
+
+async fn send_via(layer: &StepUpLayer, req: Request<String>) -> Reply {
+    let res = layer.layer(service_fn(app)).oneshot(req).await.unwrap();
+    let status = res.status();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let www_authenticate = header("www-authenticate");
+    let cache_control = header("cache-control");
+    let denial = res.extensions().get::<Denial>().map(Denial::kind);
+    if denial.is_some() {
+        assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    }
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        www_authenticate,
+        denial,
+        json,
+        text,
+        cache_control,
+    }
+}
+
+async fn send(fx: &Fixture, req: Request<String>) -> Reply {
+    send_via(&fx.guard.route_table(table()).unwrap(), req).await
+}
+
+fn get(path: &str, token: Option<&str>) -> Request<String> {
+    request(Method::GET, path, token)
+}
+
+fn request(method: Method, path: &str, token: Option<&str>) -> Request<String> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(String::new()).unwrap()
+}
+
+/// One request per row of the denial table that must produce exactly that row.
+async fn trigger(fx: &Fixture, kind: DenialKind) -> Reply {
+    match kind {
+        DenialKind::MissingCredential => send(fx, get("/api/me", None)).await,
+        DenialKind::InvalidToken => send(fx, get("/api/me", Some("not.a.token"))).await,
+        DenialKind::ExpiredToken => {
+            let token = fx.pwd_token();
+            fx.clock.advance(900 + 5);
+            let r = send(fx, get("/api/me", Some(&token))).await;
+            fx.clock.set(T0);
+            r
+        }
+        DenialKind::MfaIncomplete => send(fx, get("/api/me", Some(&fx.partial_token()))).await,
+        DenialKind::InsufficientScope => {
+            send(fx, get("/api/invoices", Some(&fx.pwd_token()))).await
+        }
+        DenialKind::MfaRequired => send(fx, get("/api/billing", Some(&fx.pwd_token()))).await,
+        DenialKind::ServerError => {
+            // Sealing never fails with a working OS RNG; the row is checked by value below.
+            unreachable!("not triggerable from outside")
+        }
+        _ => unreachable!("a new denial kind needs a trigger here"),
+    }
+}
+
+#[tokio::test]
+async fn every_row_of_the_denial_table_is_what_the_wire_gets() {
+    let fx = fixture();
+    let expected_challenge = |kind: DenialKind| -> &'static str {
+        match kind {
+            DenialKind::MissingCredential => r#"Bearer realm="test""#,
+            DenialKind::InvalidToken => {
+                r#"Bearer error="invalid_token", error_description="the access token is invalid""#
+            }
+            DenialKind::ExpiredToken => {
+                r#"Bearer error="invalid_token", error_description="the access token has expired""#
+            }
+            DenialKind::MfaIncomplete => {
+                r#"Bearer error="invalid_token", error_description="multi-factor authentication is not complete; the partial token is accepted only by the verify endpoint""#
+            }
+            DenialKind::InsufficientScope => {
+                r#"Bearer error="insufficient_scope", scope="billing:read""#
+            }
+            DenialKind::MfaRequired => {
+                r#"Bearer error="insufficient_user_authentication", error_description="a second factor is required for this resource", max_age=300"#
+            }
+            _ => unreachable!(),
+        }
+    };
+    let mut checked = 0;
+    for row in DENIAL_TABLE {
+        assert_eq!(row.kind.row(), &row, "row() finds the table row");
+        if row.kind == DenialKind::ServerError {
+            assert_eq!(row.status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(row.challenge_error, None);
+            continue;
+        }
+        let reply = trigger(&fx, row.kind).await;
+        assert_eq!(reply.status, row.status, "{:?}", row.kind);
+        assert_eq!(reply.denial, Some(row.kind));
+        assert_eq!(reply.json["error"], row.error, "{:?}", row.kind);
+        assert!(reply.json["error_description"].is_string());
+        assert_eq!(
+            reply.www_authenticate.as_deref(),
+            Some(expected_challenge(row.kind)),
+            "{:?}",
+            row.kind
+        );
+        assert_eq!(reply.cache_control.as_deref(), Some("no-store"));
+        checked += 1;
+    }
+    assert_eq!(checked, DENIAL_TABLE.len() - 1);
+}
+
+#[tokio::test]
+async fn public_route_passes_anonymous_and_attaches_valid_claims() {
+    let fx = fixture();
+    let r = send(&fx, get("/healthz", None)).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "anonymous"));
+    let r = send(&fx, get("/healthz", Some(&fx.pwd_token()))).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "alice"));
+    // A broken or expired token on a public route is ignored, not an error.
+    let r = send(&fx, get("/healthz", Some("garbage"))).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "anonymous"));
+}
+
+#[tokio::test]
+async fn authenticated_route_needs_a_valid_access_token() {
+    let fx = fixture();
+    let r = send(&fx, get("/api/me", Some(&fx.pwd_token()))).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "alice"));
+    assert_eq!(
+        send(&fx, get("/api/me", None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn partial_token_is_rejected_outside_verify() {
+    let fx = fixture();
+    let partial = fx.partial_token();
+    for path in [
+        "/api/me",
+        "/api/billing",
+        "/api/invoices",
+        "/healthz",
+        "/not-listed",
+    ] {
+        let r = send(&fx, get(path, Some(&partial))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(r.json["error"], "mfa_incomplete", "{path}");
+        // Never a step-up challenge, never an mfa_token.
+        assert!(r.json.get("mfa_token").is_none(), "{path}");
+    }
+    let r = send(
+        &fx,
+        request(Method::POST, "/auth/mfa/verify", Some(&partial)),
+    )
+    .await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "anonymous"));
+}
+
+#[tokio::test]
+async fn step_up_route_challenges_a_password_only_token() {
+    let fx = fixture();
+    let r = send(&fx, get("/api/billing", Some(&fx.pwd_token()))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json["error"], "mfa_required");
+    assert_eq!(
+        r.json["mfa_requirements"],
+        serde_json::json!({"challenge":[{"type":"otp"}]})
+    );
+    let mfa_token = r.json["mfa_token"].as_str().unwrap();
+    // The mfa_token is opaque, and binds who, which session, what and where.
+    assert!(!mfa_token.contains("alice"));
+    let claims = fx.guard.sealer().open(mfa_token, T0).unwrap();
+    assert_eq!(claims.sub, "alice");
+    assert_eq!(claims.sid.as_deref(), Some("sess-1"));
+    assert_eq!(claims.requirement, billing_requirement());
+    assert_eq!(
+        (claims.method.as_str(), claims.path.as_str()),
+        ("GET", "/api/billing")
+    );
+    assert_eq!((claims.iat, claims.exp), (T0, T0 + 300));
+    assert!(!claims.jti.is_empty());
+    // Each challenge has its own jti.
+    let again = send(&fx, get("/api/billing", Some(&fx.pwd_token()))).await;
+    let jti2 = fx
+        .guard
+        .sealer()
+        .open(again.json["mfa_token"].as_str().unwrap(), T0)
+        .unwrap()
+        .jti;
+    assert_ne!(claims.jti, jti2);
+}
+
+#[tokio::test]
+async fn fresh_mfa_token_passes_step_up() {
+    let fx = fixture();
+    let r = send(&fx, get("/api/billing", Some(&fx.mfa_token_at(T0)))).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "alice"));
+}
+
+#[tokio::test]
+async fn max_age_holds_exactly_at_the_boundary_and_fails_one_second_past() {
+    let fx = fixture();
+    let token = fx.mfa_token_at(T0);
+    fx.clock.set(T0 + 300);
+    assert_eq!(
+        send(&fx, get("/api/billing", Some(&token))).await.status,
+        StatusCode::OK
+    );
+    fx.clock.set(T0 + 301);
+    let r = send(&fx, get("/api/billing", Some(&token))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json["error"], "mfa_required");
+    assert_eq!(
+        r.www_authenticate.as_deref(),
+        Some(
+            r#"Bearer error="insufficient_user_authentication", error_description="a more recent authentication is required for this resource", max_age=300"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn missing_auth_time_fails_max_age() {
+    let fx = fixture();
+    let token = fx
+        .issuer
+        .issue_access(&Grant::new("alice").amr(["pwd", "mfa"]))
+        .unwrap()
+        .token;
+    let r = send(&fx, get("/api/billing", Some(&token))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.denial, Some(DenialKind::MfaRequired));
+}
+
+#[tokio::test]
+async fn acr_values_are_named_in_the_challenge() {
+    let fx = fixture();
+    let r = send(&fx, get("/api/gold", Some(&fx.mfa_token_at(T0)))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.www_authenticate.as_deref(),
+        Some(
+            r#"Bearer error="insufficient_user_authentication", error_description="a stronger authentication context is required for this resource", acr_values="urn:test:gold urn:test:platinum""#
+        )
+    );
+    let gold = fx
+        .issuer
+        .issue_access(&Grant::new("alice").acr("urn:test:platinum"))
+        .unwrap()
+        .token;
+    assert_eq!(
+        send(&fx, get("/api/gold", Some(&gold))).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn scopes_are_required_before_step_up_is_considered() {
+    let fx = fixture();
+    let r = send(&fx, get("/api/invoices", Some(&fx.pwd_token()))).await;
+    assert_eq!(
+        (r.status, r.json["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+    );
+    let r = send(&fx, get("/api/invoices", Some(&fx.mfa_token_at(T0)))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // A step-up route with a scope the token lacks says insufficient_scope, not mfa_required:
+    // a second factor would not help.
+    let layer = fx
+        .guard
+        .require(Policy::step_up(billing_requirement()).scopes(["admin"]))
+        .unwrap();
+    let r = send_via(&layer, get("/x", Some(&fx.pwd_token()))).await;
+    assert_eq!(r.json["error"], "insufficient_scope");
+}
+
+#[tokio::test]
+async fn strict_rfc9470_clients_get_401_for_step_up() {
+    let fx = fixture_with(|b| b.strict_rfc9470_status(true));
+    let r = send(&fx, get("/api/billing", Some(&fx.pwd_token()))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json["error"], "mfa_required");
+    assert!(r.json["mfa_token"].is_string());
+    assert!(r
+        .www_authenticate
+        .unwrap()
+        .contains("insufficient_user_authentication"));
+}
+
+#[tokio::test]
+async fn users_without_a_factor_are_asked_to_enroll() {
+    let fx = fixture_with(|b| {
+        b.mfa_requirements(|c| {
+            if c.get("mfa_enrolled") == Some(&Value::Bool(false)) {
+                MfaRequirements::enroll(["otp"])
+            } else {
+                MfaRequirements::challenge(["otp"])
+            }
+        })
+    });
+    let bob = fx
+        .issuer
+        .issue_access(&Grant::new("bob").amr(["pwd"]).claim("mfa_enrolled", false))
+        .unwrap()
+        .token;
+    let r = send(&fx, get("/api/billing", Some(&bob))).await;
+    assert_eq!(
+        r.json["mfa_requirements"],
+        serde_json::json!({"enroll":[{"type":"otp"}]})
+    );
+}
+
+#[tokio::test]
+async fn unlisted_routes_are_denied_by_default_and_head_follows_get() {
+    let fx = fixture();
+    assert_eq!(
+        send(&fx, get("/admin", None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&fx, get("/api/billing/", Some(&fx.pwd_token())))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let head = send(
+        &fx,
+        request(Method::HEAD, "/api/billing", Some(&fx.pwd_token())),
+    )
+    .await;
+    assert_eq!(head.denial, Some(DenialKind::MfaRequired));
+    let head = send(&fx, request(Method::HEAD, "/healthz", None)).await;
+    assert_eq!(head.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_401_never_a_panic() {
+    let fx = fixture();
+    let huge = format!("Bearer {}", "a".repeat(64 * 1024));
+    let cases: Vec<HeaderValue> = vec![
+        HeaderValue::from_static(""),
+        HeaderValue::from_static("Bearer"),
+        HeaderValue::from_static("Bearer "),
+        HeaderValue::from_static("Bearer a b c"),
+        HeaderValue::from_static("Bearer ....."),
+        HeaderValue::from_bytes(b"Bearer \xc3\x28\xa0\xa1").unwrap(),
+        HeaderValue::from_str(&huge).unwrap(),
+        HeaderValue::from_static("Bearer eyJhbGciOiJub25lIn0.e30."),
+    ];
+    for value in cases {
+        let mut req = get("/api/me", None);
+        req.headers_mut().insert("authorization", value.clone());
+        let r = send(&fx, req).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{value:?}");
+        assert_eq!(r.json["error"], "invalid_token", "{value:?}");
+    }
+    // Another scheme is no bearer credential at all.
+    let mut req = get("/api/me", None);
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_static("Basic YWxpY2U6cHc="),
+    );
+    assert_eq!(send(&fx, req).await.json["error"], "unauthorized");
+}
+
+#[tokio::test]
+async fn mfa_token_presented_as_bearer_is_an_invalid_token() {
+    let fx = fixture();
+    let challenge = send(&fx, get("/api/billing", Some(&fx.pwd_token()))).await;
+    let mfa_token = challenge.json["mfa_token"].as_str().unwrap().to_owned();
+    for path in ["/api/me", "/api/billing"] {
+        let r = send(&fx, get(path, Some(&mfa_token))).await;
+        assert_eq!(
+            (r.status, r.json["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn mfa_token_from_the_layer_tampered_expired_retired_and_rotated() {
+    let fx = fixture();
+    let r = send(&fx, get("/api/billing", Some(&fx.pwd_token()))).await;
+    let token = r.json["mfa_token"].as_str().unwrap().to_owned();
+    let sealer = fx.guard.sealer();
+
+    // Tampered: flip one bit of the ciphertext.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut ct = URL_SAFE_NO_PAD.decode(&parts[3]).unwrap();
+    ct[3] ^= 0x80;
+    parts[3] = URL_SAFE_NO_PAD.encode(ct);
+    assert_eq!(sealer.open(&parts.join("."), T0), Err(OpenError::Tampered));
+
+    // Expired: valid until T0 + 299, expired from T0 + 300.
+    assert!(sealer.open(&token, T0 + 299).is_ok());
+    assert_eq!(sealer.open(&token, T0 + 300), Err(OpenError::Expired));
+
+    // Rotated: the old key is still accepted, new tokens use the new key.
+    let old = SealingKey::new("s1", [9; 32]).unwrap();
+    let new = SealingKey::new("s2", [10; 32]).unwrap();
+    sealer
+        .rotate_keys(SealingKeys::new(new.clone()).accept(old))
+        .unwrap();
+    assert!(sealer.open(&token, T0).is_ok());
+    let r = send(&fx, get("/api/billing", Some(&fx.pwd_token()))).await;
+    let newer = r.json["mfa_token"].as_str().unwrap().to_owned();
+    assert!(sealer.open(&newer, T0).is_ok());
+
+    // Retired: the old key is gone, so its token is invalid (not expired).
+    sealer.rotate_keys(SealingKeys::new(new)).unwrap();
+    assert_eq!(sealer.open(&token, T0), Err(OpenError::UnknownKey));
+    assert!(sealer.open(&newer, T0).is_ok());
+}
+
+#[tokio::test]
+async fn cookie_credential_is_read_when_configured() {
+    let fx = fixture_with(|b| b.cookie("__Host-session"));
+    let mut req = get("/api/me", None);
+    req.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&format!("theme=dark; __Host-session={}", fx.pwd_token())).unwrap(),
+    );
+    let r = send(&fx, req).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "alice"));
+    let plain = fixture();
+    let mut req = get("/api/me", None);
+    req.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&format!("__Host-session={}", plain.pwd_token())).unwrap(),
+    );
+    assert_eq!(send(&plain, req).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn claims_planted_by_an_outer_layer_do_not_survive_an_anonymous_pass() {
+    let fx = fixture();
+    let planted: Claims = serde_json::from_str(r#"{"sub":"mallory","exp":1}"#).unwrap();
+    let mut req = get("/healthz", None);
+    req.extensions_mut().insert(planted);
+    let r = send(&fx, req).await;
+    assert_eq!(r.text, "anonymous");
+}
+
+/// The same route, configured through the table and through a per-route layer, answers
+/// the same for every kind of credential.
+#[tokio::test]
+async fn route_table_and_per_route_layer_give_the_same_answers() {
+    let fx = fixture();
+    let table_layer = fx.guard.route_table(table()).unwrap();
+    let routes: [(&str, Policy); 5] = [
+        ("/healthz", Policy::public()),
+        ("/api/me", Policy::authenticated()),
+        ("/api/billing", Policy::step_up(billing_requirement())),
+        (
+            "/api/invoices",
+            Policy::authenticated().scopes(["billing:read"]),
+        ),
+        (
+            "/api/gold",
+            Policy::step_up(StepUp::new().acr_values(["urn:test:gold", "urn:test:platinum"])),
+        ),
+    ];
+    let credentials = [
+        None,
+        Some("garbage".to_owned()),
+        Some(fx.pwd_token()),
+        Some(fx.mfa_token_at(T0)),
+        Some(fx.mfa_token_at(T0 - 1000)),
+        Some(fx.partial_token()),
+    ];
+    for (path, policy) in routes {
+        let route_layer = fx.guard.require(policy).unwrap();
+        for cred in &credentials {
+            let a = send_via(&table_layer, get(path, cred.as_deref())).await;
+            let b = send_via(&route_layer, get(path, cred.as_deref())).await;
+            assert_eq!(a.status, b.status, "{path} {cred:?}");
+            assert_eq!(a.denial, b.denial, "{path} {cred:?}");
+            assert_eq!(a.www_authenticate, b.www_authenticate, "{path} {cred:?}");
+            assert_eq!(a.json["error"], b.json["error"], "{path} {cred:?}");
+            if a.denial.is_none() {
+                assert_eq!(a.text, b.text, "{path} {cred:?}");
+            }
+        }
+    }
+}
+
+/// The same equivalence through axum: one router with the table layer over everything,
+/// one with `route_layer` per route.
+#[tokio::test]
+async fn axum_route_layer_and_table_layer_agree() {
+    use axum::routing::{get as aget, post};
+    use axum::Router;
+
+    async fn who(claims: Option<Claims>) -> String {
+        claims.map_or("anonymous".to_owned(), |c| c.sub().to_owned())
+    }
+
+    let fx = fixture();
+    let by_table = Router::new()
+        .route("/healthz", aget(who))
+        .route("/auth/mfa/verify", post(who))
+        .route("/api/me", aget(who))
+        .route("/api/billing", aget(who))
+        .layer(fx.guard.route_table(table()).unwrap());
+    let by_route = Router::new()
+        .route(
+            "/healthz",
+            aget(who).route_layer(fx.guard.require(Policy::public()).unwrap()),
+        )
+        .route(
+            "/auth/mfa/verify",
+            post(who).route_layer(fx.guard.require(Policy::mfa_verify()).unwrap()),
+        )
+        .route(
+            "/api/me",
+            aget(who).route_layer(fx.guard.require(Policy::authenticated()).unwrap()),
+        )
+        .route(
+            "/api/billing",
+            aget(who).route_layer(
+                fx.guard
+                    .require(Policy::step_up(billing_requirement()))
+                    .unwrap(),
+            ),
+        );
+    let credentials = [
+        None,
+        Some(fx.pwd_token()),
+        Some(fx.mfa_token_at(T0)),
+        Some(fx.partial_token()),
+    ];
+    for (method, path) in [
+        (Method::GET, "/healthz"),
+        (Method::POST, "/auth/mfa/verify"),
+        (Method::GET, "/api/me"),
+        (Method::GET, "/api/billing"),
+    ] {
+        for cred in &credentials {
+            let mk = || {
+                let mut b = Request::builder().method(method.clone()).uri(path);
+                if let Some(t) = cred {
+                    b = b.header("authorization", format!("Bearer {t}"));
+                }
+                b.body(axum::body::Body::empty()).unwrap()
+            };
+            let a = by_table.clone().oneshot(mk()).await.unwrap();
+            let b = by_route.clone().oneshot(mk()).await.unwrap();
+            assert_eq!(a.status(), b.status(), "{method} {path} {cred:?}");
+            assert_eq!(
+                a.extensions().get::<Denial>().map(Denial::kind),
+                b.extensions().get::<Denial>().map(Denial::kind),
+                "{method} {path}"
+            );
+            let a = a.into_body().collect().await.unwrap().to_bytes();
+            let b = b.into_body().collect().await.unwrap().to_bytes();
+            let strip = |v: &[u8]| {
+                let mut j: Value = serde_json::from_slice(v)
+                    .unwrap_or(Value::String(String::from_utf8_lossy(v).into()));
+                if let Some(o) = j.as_object_mut() {
+                    o.remove("mfa_token");
+                }
+                j
+            };
+            assert_eq!(strip(&a), strip(&b), "{method} {path} {cred:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn axum_claims_extractor_refuses_a_route_without_a_token() {
+    use axum::routing::get as aget;
+    use axum::Router;
+    async fn me(claims: Claims) -> String {
+        claims.sub().to_owned()
+    }
+    let fx = fixture();
+    // The policy of this route was forgotten (public): the extractor still refuses.
+    let app = Router::new().route(
+        "/me",
+        aget(me).route_layer(fx.guard.require(Policy::public()).unwrap()),
+    );
+    let res = app
+        .clone()
+        .oneshot(Request::get("/me").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .oneshot(
+            Request::get("/me")
+                .header("authorization", format!("Bearer {}", fx.pwd_token()))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        &res.into_body().collect().await.unwrap().to_bytes()[..],
+        b"alice"
+    );
+}
