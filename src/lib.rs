@@ -98,6 +98,8 @@
 //! - `rust-crypto`: signatures checked with the pure-Rust RustCrypto crates. Enable it with
 //!   `default-features = false`; with both enabled, aws-lc-rs is used.
 //! - `axum`: [`Claims`] as an axum extractor (module `axum`).
+//! - `tonic`: the layer's service keeps the wrapped service's gRPC `NamedService` name
+//!   (module `tonic`).
 //!
 //! # Security
 //! - Access tokens must have `typ: at+jwt`, partial tokens their own `typ` and audience;
@@ -130,6 +132,8 @@ pub mod token;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 pub use self::challenge::{Denial, DenialKind, MfaRequirements, Sealer, SealingKey, SealingKeys};
 pub use self::clock::{Clock, ManualClock, SystemClock};

@@ -87,9 +87,16 @@ pub struct Verifier {
 struct Inner {
     keys: RwLock<Arc<KeySet>>,
     algorithms: Vec<Algorithm>,
+    /// One pair of rules per allowed algorithm, each allowing only that algorithm:
+    /// jsonwebtoken refuses a validation whose allow-list mixes algorithm families.
+    rules: Vec<Rules>,
+    leeway: u64,
+}
+
+struct Rules {
+    alg: Algorithm,
     access: Validation,
     partial: Validation,
-    leeway: u64,
 }
 
 impl Verifier {
@@ -104,6 +111,10 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        // RFC 7515 §4.1.11: extensions named critical must be understood; none are here.
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed);
+        }
         let kind = header
             .typ
             .as_deref()
@@ -119,9 +130,15 @@ impl Verifier {
         if key.algorithm() != header.alg {
             return Err(TokenError::AlgorithmNotAllowed);
         }
+        let rules = self
+            .inner
+            .rules
+            .iter()
+            .find(|r| r.alg == header.alg)
+            .ok_or(TokenError::AlgorithmNotAllowed)?;
         let validation = match kind {
-            TokenKind::Access => &self.inner.access,
-            TokenKind::Partial => &self.inner.partial,
+            TokenKind::Access => &rules.access,
+            TokenKind::Partial => &rules.partial,
         };
         let data = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation)
             .map_err(|e| map_error(e.kind()))?;
@@ -284,9 +301,8 @@ impl VerifierBuilder {
         }
         self.keys.validate(&self.algorithms)?;
 
-        let validation = |audiences: &[String]| {
-            let mut v = Validation::new(Algorithm::HS256);
-            v.algorithms = self.algorithms.clone();
+        let validation = |alg: Algorithm, audiences: &[String]| {
+            let mut v = Validation::new(alg);
             // exp and nbf are checked against the injected clock, after the signature.
             v.validate_exp = false;
             v.validate_nbf = false;
@@ -298,8 +314,15 @@ impl VerifierBuilder {
         };
         Ok(Verifier {
             inner: Arc::new(Inner {
-                access: validation(&self.audiences),
-                partial: validation(std::slice::from_ref(&partial_audience)),
+                rules: self
+                    .algorithms
+                    .iter()
+                    .map(|&alg| Rules {
+                        alg,
+                        access: validation(alg, &self.audiences),
+                        partial: validation(alg, std::slice::from_ref(&partial_audience)),
+                    })
+                    .collect(),
                 keys: RwLock::new(Arc::new(self.keys)),
                 algorithms: self.algorithms,
                 leeway: leeway.as_secs(),
