@@ -31,9 +31,7 @@ use std::convert::Infallible;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::request::Parts;
-use http::{HeaderValue, StatusCode};
 
 use crate::token::Claims;
 
@@ -43,16 +41,15 @@ use crate::token::Claims;
 pub struct MissingClaims;
 
 impl IntoResponse for MissingClaims {
+    /// The [`MissingCredential`](crate::DenialKind::MissingCredential) row of the denial
+    /// table, with the default realm.
     fn into_response(self) -> Response {
-        let mut response = (
-            StatusCode::UNAUTHORIZED,
-            r#"{"error":"unauthorized","error_description":"an access token is required"}"#,
+        crate::challenge::response(
+            crate::DenialKind::MissingCredential,
+            crate::layer::DEFAULT_REALM,
+            crate::challenge::DenialDetails::default(),
         )
-            .into_response();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
+        .map(axum_core::body::Body::from)
     }
 }
 

@@ -140,6 +140,7 @@ pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::error::ConfigError;
 pub use self::layer::{Guard, GuardBuilder, ResponseBody, StepUpLayer, StepUpService};
 pub use self::policy::{Policy, RouteTable, StepUp};
+pub use self::random::RandomError;
 pub use self::token::{
     Algorithm, Claims, Grant, IssuedToken, Issuer, KeySet, SigningKey, TokenError, TokenKind,
     Verifier, VerifyingKey,

@@ -14,6 +14,62 @@
 //! Policies are attached to routes in two ways that give the same answer for the same
 //! route: a [`RouteTable`] on one layer in front of everything, or one policy per route
 //! with [`Guard::require`](crate::Guard::require) (axum's `route_layer`).
+//!
+//! ```
+//! # use tower_stepup::*;
+//! # fn guard_and_issuer() -> Result<(Guard, Issuer), ConfigError> {
+//! #     let secret = [7u8; 32];
+//! #     let verifier = Verifier::builder()
+//! #         .issuer("https://auth.example")
+//! #         .audience("https://api.example")
+//! #         .algorithms([Algorithm::HS256])
+//! #         .key(VerifyingKey::hmac("k1", Algorithm::HS256, &secret)?)
+//! #         .build()?;
+//! #     let sealer = Sealer::new(SealingKeys::new(SealingKey::generate("s1")?))?;
+//! #     let issuer = Issuer::builder()
+//! #         .issuer("https://auth.example")
+//! #         .audience("https://api.example")
+//! #         .signing_key(SigningKey::hmac("k1", Algorithm::HS256, &secret)?)
+//! #         .build()?;
+//! #     Ok((Guard::builder().verifier(verifier).sealer(sealer).build()?, issuer))
+//! # }
+//! use std::time::Duration;
+//! use http::{Method, Request, Response, StatusCode};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (guard, issuer) = guard_and_issuer()?;
+//! let table = RouteTable::new()
+//!     .route(Method::GET, "/healthz", Policy::public())
+//!     .route(
+//!         Method::POST,
+//!         "/transfers",
+//!         Policy::step_up(StepUp::new().amr(["mfa"]).max_age(Duration::from_secs(300))),
+//!     );
+//! let app = guard.route_table(table)?.layer(service_fn(|_req: Request<String>| async {
+//!     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//! }));
+//! let now = issuer.clock().now();
+//! let pwd = issuer.issue_access(&Grant::new("alice").amr(["pwd"]))?.token;
+//! let mfa = issuer.issue_access(&Grant::new("alice").amr(["pwd", "otp", "mfa"]).auth_time(now))?.token;
+//! let post = |token: &str| {
+//!     Request::post("/transfers")
+//!         .header("authorization", format!("Bearer {token}"))
+//!         .body(String::new())
+//! };
+//!
+//! // Anyone reaches /healthz; /transfers wants a fresh second factor.
+//! let res = app.clone().oneshot(Request::get("/healthz").body(String::new())?).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(app.clone().oneshot(post(&pwd)?).await?.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(app.clone().oneshot(post(&mfa)?).await?.status(), StatusCode::OK);
+//! // Not in the table: authenticated by default.
+//! let res = app.clone().oneshot(Request::get("/admin").body(String::new())?).await?;
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -96,7 +152,7 @@ impl Policy {
         &self.scopes
     }
 
-    /// The first required scope the claims lack.
+    /// Whether the claims lack any required scope.
     pub(crate) fn missing_scope(&self, claims: &Claims) -> bool {
         self.scopes.iter().any(|s| !claims.has_scope(s))
     }
@@ -179,24 +235,24 @@ impl StepUp {
     }
 
     /// The token's `auth_time` must be at most this old. A token without `auth_time`
-    /// fails.
+    /// fails. Whole seconds, at least one (a zero `max_age` could never be met twice).
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = Some(max_age.as_secs());
         self
     }
 
-    /// The accepted `acr` values.
-    pub fn acr_values_list(&self) -> &[String] {
+    /// The accepted `acr` values (empty: any).
+    pub fn required_acr_values(&self) -> &[String] {
         &self.acr_values
     }
 
-    /// The required `amr` methods.
-    pub fn amr_list(&self) -> &[String] {
+    /// The `amr` methods that must all be present.
+    pub fn required_amr(&self) -> &[String] {
         &self.amr
     }
 
     /// The maximum authentication age in seconds.
-    pub fn max_age_secs(&self) -> Option<u64> {
+    pub fn required_max_age(&self) -> Option<u64> {
         self.max_age
     }
 
@@ -236,6 +292,9 @@ impl StepUp {
                 "name at least one of acr_values, amr, max_age",
             ));
         }
+        if self.max_age == Some(0) {
+            return Err(ConfigError::invalid("max_age", "at least 1 s"));
+        }
         let token_ok = |v: &String| !v.is_empty() && !v.contains(' ') && is_header_param_safe(v);
         if !self.acr_values.iter().all(token_ok) {
             return Err(ConfigError::invalid(
@@ -263,6 +322,10 @@ impl StepUp {
 /// `HEAD` requests take the `GET` policy of their path when no `HEAD` route is listed,
 /// because HTTP servers (axum among them) answer `HEAD` with the `GET` handler.
 ///
+/// [`Policy::mfa_verify`] lets every request through, so the table accepts it only for
+/// an explicit method on a path without parameters, never as the default or under
+/// [`any`](Self::any).
+///
 /// ```
 /// use std::time::Duration;
 /// use http::Method;
@@ -280,9 +343,15 @@ impl StepUp {
 /// ```
 ///
 /// # Security
-/// The table matches the raw request path (`Uri::path`), exactly as axum does. If a layer
-/// inside this one rewrites paths (normalising trailing slashes or percent-encoding), put
-/// that layer outside instead, so the path checked here is the path that gets routed.
+/// - The table matches the raw request path (`Uri::path`), exactly as axum does. If a
+///   layer inside this one rewrites paths (normalising trailing slashes or
+///   percent-encoding), put that layer outside instead, so the path checked here is the
+///   path that gets routed. Inside an axum `nest`, the path seen is the nested one.
+/// - A method the table does not list for a matched pattern gets the default policy, not
+///   the policy of the pattern's other methods: list every method a sensitive path
+///   serves, or cover it with [`any`](Self::any).
+/// - CORS preflights (`OPTIONS`) carry no token: put a CORS layer outside this one, or
+///   list `OPTIONS` routes as public.
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RouteTable {
@@ -357,29 +426,44 @@ impl RouteTable {
     }
 
     pub(crate) fn compile(self) -> Result<CompiledTable, ConfigError> {
+        let route_err = |path: &str, reason: &str| ConfigError::Route {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
         if let Some(dup) = self.duplicates.first() {
-            return Err(ConfigError::Route {
-                path: dup.clone(),
-                reason: "listed twice".to_owned(),
-            });
+            return Err(route_err(dup, "listed twice"));
         }
         self.default.validate()?;
+        // The verify endpoint lets everything through: it must be one exact route, never
+        // a default, a catch-all or a pattern that could open a whole subtree.
+        if self.default.kind == PolicyKind::MfaVerify {
+            return Err(route_err(
+                "<default>",
+                "mfa_verify cannot be the default policy",
+            ));
+        }
         let mut router = matchit::Router::new();
         for (path, policies) in self.routes {
-            for policy in policies
-                .by_method
-                .iter()
-                .map(|(_, p)| p)
-                .chain(&policies.any)
-            {
+            let listed = policies.by_method.iter().map(|(_, p)| p);
+            for policy in listed.clone().chain(&policies.any) {
                 policy.validate()?;
+            }
+            if policies
+                .any
+                .as_ref()
+                .is_some_and(|p| p.kind == PolicyKind::MfaVerify)
+            {
+                return Err(route_err(&path, "mfa_verify needs an explicit method"));
+            }
+            if path.contains('{') && listed.clone().any(|p| p.kind == PolicyKind::MfaVerify) {
+                return Err(route_err(
+                    &path,
+                    "mfa_verify needs a path without parameters",
+                ));
             }
             router
                 .insert(path.clone(), policies)
-                .map_err(|e| ConfigError::Route {
-                    path,
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| route_err(&path, &e.to_string()))?;
         }
         Ok(CompiledTable {
             router,
@@ -447,7 +531,11 @@ mod tests {
         let t = RouteTable::new()
             .route(Method::GET, "/healthz", Policy::public())
             .route(Method::GET, "/users/{id}", Policy::public())
-            .any("/files/{*path}", Policy::mfa_verify())
+            .any(
+                "/files/{*path}",
+                Policy::step_up(StepUp::new().amr(["mfa"])),
+            )
+            .route(Method::POST, "/verify", Policy::mfa_verify())
             .compile()
             .unwrap();
         assert_eq!(t.lookup(&Method::GET, "/healthz"), &Policy::public());
@@ -467,8 +555,10 @@ mod tests {
         );
         assert_eq!(
             t.lookup(&Method::DELETE, "/files/a/b"),
-            &Policy::mfa_verify()
+            &Policy::step_up(StepUp::new().amr(["mfa"]))
         );
+        assert_eq!(t.lookup(&Method::POST, "/verify"), &Policy::mfa_verify());
+        assert_eq!(t.lookup(&Method::GET, "/verify"), &Policy::authenticated());
         assert_eq!(t.lookup(&Method::GET, "/nowhere"), &Policy::authenticated());
     }
 
@@ -494,6 +584,38 @@ mod tests {
         let scope =
             RouteTable::new().route(Method::GET, "/a", Policy::authenticated().scopes(["a b"]));
         assert!(scope.compile().is_err());
+    }
+
+    #[test]
+    fn the_verify_endpoint_is_one_exact_route() {
+        let as_default = RouteTable::new().default_policy(Policy::mfa_verify());
+        assert!(matches!(
+            as_default.compile(),
+            Err(ConfigError::Route { .. })
+        ));
+        let under_any = RouteTable::new().any("/auth/mfa/verify", Policy::mfa_verify());
+        assert!(matches!(
+            under_any.compile(),
+            Err(ConfigError::Route { .. })
+        ));
+        let catch_all =
+            RouteTable::new().route(Method::POST, "/auth/{*rest}", Policy::mfa_verify());
+        assert!(matches!(
+            catch_all.compile(),
+            Err(ConfigError::Route { .. })
+        ));
+        let exact = RouteTable::new().route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify());
+        assert!(exact.compile().is_ok());
+    }
+
+    #[test]
+    fn max_age_of_zero_is_refused() {
+        let zero = RouteTable::new().route(
+            Method::GET,
+            "/a",
+            Policy::step_up(StepUp::new().max_age(Duration::ZERO)),
+        );
+        assert!(zero.compile().is_err());
     }
 
     #[test]

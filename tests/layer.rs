@@ -205,6 +205,14 @@ async fn trigger(fx: &Fixture, kind: DenialKind) -> Reply {
             send(fx, get("/api/invoices", Some(&fx.pwd_token()))).await
         }
         DenialKind::MfaRequired => send(fx, get("/api/billing", Some(&fx.pwd_token()))).await,
+        DenialKind::PathTooLong => {
+            let layer = fx
+                .guard
+                .require(Policy::step_up(billing_requirement()))
+                .unwrap();
+            let path = format!("/files/{}", "a".repeat(5000));
+            send_via(&layer, get(&path, Some(&fx.pwd_token()))).await
+        }
         DenialKind::ServerError => {
             // Sealing never fails with a working OS RNG; the row is checked by value below.
             unreachable!("not triggerable from outside")
@@ -234,12 +242,13 @@ async fn every_row_of_the_denial_table_is_what_the_wire_gets() {
             DenialKind::MfaRequired => {
                 r#"Bearer error="insufficient_user_authentication", error_description="a second factor is required for this resource", max_age=300"#
             }
+            DenialKind::PathTooLong => "",
             _ => unreachable!(),
         }
     };
     let mut checked = 0;
     for row in DENIAL_TABLE {
-        assert_eq!(row.kind.row(), &row, "row() finds the table row");
+        assert_eq!(row.kind.row(), row, "row() finds the table row");
         if row.kind == DenialKind::ServerError {
             assert_eq!(row.status, StatusCode::INTERNAL_SERVER_ERROR);
             assert_eq!(row.challenge_error, None);
@@ -250,9 +259,11 @@ async fn every_row_of_the_denial_table_is_what_the_wire_gets() {
         assert_eq!(reply.denial, Some(row.kind));
         assert_eq!(reply.json["error"], row.error, "{:?}", row.kind);
         assert!(reply.json["error_description"].is_string());
+        let expected = Some(expected_challenge(row.kind)).filter(|c| !c.is_empty());
+        assert_eq!(row.challenge, expected.is_some(), "{:?}", row.kind);
         assert_eq!(
             reply.www_authenticate.as_deref(),
-            Some(expected_challenge(row.kind)),
+            expected,
             "{:?}",
             row.kind
         );
@@ -375,11 +386,23 @@ async fn max_age_holds_exactly_at_the_boundary_and_fails_one_second_past() {
 #[tokio::test]
 async fn missing_auth_time_fails_max_age() {
     let fx = fixture();
-    let token = fx
-        .issuer
-        .issue_access(&Grant::new("alice").amr(["pwd", "mfa"]))
-        .unwrap()
-        .token;
+    // Our issuer always sets auth_time; another issuer may not.
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some("k1".into());
+    let claims = serde_json::json!({
+        "sub": "alice", "iss": ISS, "aud": AUD, "exp": T0 + 60, "amr": ["pwd", "mfa"]
+    });
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&SECRET),
+    )
+    .unwrap();
+    assert_eq!(
+        send(&fx, get("/api/me", Some(&token))).await.status,
+        StatusCode::OK
+    );
     let r = send(&fx, get("/api/billing", Some(&token))).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.denial, Some(DenialKind::MfaRequired));
@@ -752,4 +775,38 @@ async fn axum_claims_extractor_refuses_a_route_without_a_token() {
         &res.into_body().collect().await.unwrap().to_bytes()[..],
         b"alice"
     );
+}
+
+#[tokio::test]
+async fn expired_partial_token_is_invalid_not_expired_access() {
+    // An expired access token invites a silent refresh; an expired partial token must not.
+    let fx = fixture();
+    let partial = fx.partial_token();
+    fx.clock.advance(300 + 5);
+    let r = send(&fx, get("/api/me", Some(&partial))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.denial, Some(DenialKind::InvalidToken));
+}
+
+#[tokio::test]
+async fn access_tokens_get_auth_time_now_unless_carried_over() {
+    let fx = fixture();
+    fx.clock.set(T0 + 50);
+    let fresh = fx.issuer.issue_access(&Grant::new("alice")).unwrap();
+    assert_eq!(fresh.claims.auth_time(), Some(T0 + 50));
+    // A refresh carries the old auth_time and amr over: an old login does not look fresh.
+    let old = fx
+        .issuer
+        .issue_access(&Grant::new("alice").amr(["pwd", "mfa"]).auth_time(T0 - 1000))
+        .unwrap();
+    let refreshed = fx
+        .issuer
+        .issue_access(&Grant::from_claims(&old.claims))
+        .unwrap();
+    assert_eq!(refreshed.claims.auth_time(), Some(T0 - 1000));
+    assert_eq!(refreshed.claims.amr(), ["pwd".to_owned(), "mfa".to_owned()]);
+    assert_eq!(refreshed.claims.sid(), old.claims.sid());
+    assert_ne!(refreshed.claims.jti(), old.claims.jti());
+    let r = send(&fx, get("/api/billing", Some(&refreshed.token))).await;
+    assert_eq!(r.denial, Some(DenialKind::MfaRequired));
 }

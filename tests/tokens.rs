@@ -425,17 +425,19 @@ fn partial_typ_with_the_access_audience_is_rejected() {
 }
 
 #[test]
-fn partial_token_naming_both_audiences_is_still_only_partial() {
-    // A partial token whose `aud` also names the API must still not pass as access:
-    // it keeps its own typ, so it is verified (at best) as Partial.
+fn partial_token_naming_both_audiences_is_rejected() {
+    // A partial token names the partial audience and nothing else (RFC 8725 §3.12), so
+    // it can never pass as access, whatever else it claims.
     let claims = with(
         partial_claims(),
         "aud",
         json!([DEFAULT_PARTIAL_AUDIENCE, AUD]),
     );
     let token = sign_hs256(Some("stepup-partial+jwt"), &claims);
-    let verified = hs256_verifier().verify(&token, NOW).unwrap();
-    assert_eq!(verified.kind, TokenKind::Partial);
+    assert_eq!(
+        hs256_verifier().verify(&token, NOW),
+        Err(TokenError::WrongAudience)
+    );
 }
 
 #[test]
@@ -1667,4 +1669,18 @@ fn critical_header_extensions_are_refused() {
     assert_eq!(verifier.verify(&token, NOW), Err(TokenError::Malformed));
     let plain = sign_raw_hs256(HS256_HEADER, access_claims().to_string().as_bytes());
     assert!(verifier.verify(&plain, NOW).is_ok());
+}
+
+#[test]
+fn access_token_that_also_names_the_partial_audience_is_rejected() {
+    // RFC 8725 §3.12: the rules of the two kinds are mutually exclusive, so a token
+    // valid for the verify endpoint is never also valid for the API, whatever its typ.
+    let verifier = hs256_verifier();
+    let both = with(
+        access_claims(),
+        "aud",
+        serde_json::json!([AUD, tower_stepup::token::DEFAULT_PARTIAL_AUDIENCE]),
+    );
+    let token = sign_raw_hs256(HS256_HEADER, both.to_string().as_bytes());
+    assert_eq!(verifier.verify(&token, NOW), Err(TokenError::WrongAudience));
 }

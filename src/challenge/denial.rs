@@ -24,12 +24,15 @@ pub enum DenialKind {
     InsufficientScope,
     /// The route needs a stronger or fresher authentication: an mfa_token is attached.
     MfaRequired,
+    /// The path of a step-up route is too long to bind into an mfa_token.
+    PathTooLong,
     /// The server could not decide (e.g. sealing failed). Fails closed.
     ServerError,
 }
 
 /// One row of the denial table: the wire facts of one [`DenialKind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DenialRow {
     /// The reason.
     pub kind: DenialKind,
@@ -39,20 +42,23 @@ pub struct DenialRow {
     /// The body's `error` code.
     pub error: &'static str,
     /// The `error` parameter of `WWW-Authenticate`; `None` for a bare `Bearer realm`
-    /// challenge, and for server errors, which send no challenge at all.
+    /// challenge.
     pub challenge_error: Option<&'static str>,
+    /// Whether the response carries a `WWW-Authenticate` challenge at all.
+    pub challenge: bool,
     /// The default `error_description`.
     pub description: &'static str,
 }
 
 /// The denial table of DESIGN §4. Every rejection the layer makes is one of these rows.
-pub const DENIAL_TABLE: [DenialRow; 7] = [
+pub const DENIAL_TABLE: &[DenialRow] = &[
     MISSING_CREDENTIAL,
     INVALID_TOKEN,
     EXPIRED_TOKEN,
     MFA_INCOMPLETE,
     INSUFFICIENT_SCOPE,
     MFA_REQUIRED,
+    PATH_TOO_LONG,
     SERVER_ERROR,
 ];
 
@@ -61,6 +67,7 @@ const MISSING_CREDENTIAL: DenialRow = DenialRow {
     status: StatusCode::UNAUTHORIZED,
     error: "unauthorized",
     challenge_error: None,
+    challenge: true,
     description: "an access token is required",
 };
 const INVALID_TOKEN: DenialRow = DenialRow {
@@ -68,6 +75,7 @@ const INVALID_TOKEN: DenialRow = DenialRow {
     status: StatusCode::UNAUTHORIZED,
     error: "invalid_token",
     challenge_error: Some("invalid_token"),
+    challenge: true,
     description: "the access token is invalid",
 };
 const EXPIRED_TOKEN: DenialRow = DenialRow {
@@ -75,6 +83,7 @@ const EXPIRED_TOKEN: DenialRow = DenialRow {
     status: StatusCode::UNAUTHORIZED,
     error: "invalid_token",
     challenge_error: Some("invalid_token"),
+    challenge: true,
     description: "the access token has expired",
 };
 const MFA_INCOMPLETE: DenialRow = DenialRow {
@@ -82,6 +91,7 @@ const MFA_INCOMPLETE: DenialRow = DenialRow {
     status: StatusCode::UNAUTHORIZED,
     error: "mfa_incomplete",
     challenge_error: Some("invalid_token"),
+    challenge: true,
     description: "multi-factor authentication is not complete; the partial token is accepted only by the verify endpoint",
 };
 const INSUFFICIENT_SCOPE: DenialRow = DenialRow {
@@ -89,6 +99,7 @@ const INSUFFICIENT_SCOPE: DenialRow = DenialRow {
     status: StatusCode::FORBIDDEN,
     error: "insufficient_scope",
     challenge_error: Some("insufficient_scope"),
+    challenge: true,
     description: "the access token lacks a required scope",
 };
 const MFA_REQUIRED: DenialRow = DenialRow {
@@ -96,13 +107,23 @@ const MFA_REQUIRED: DenialRow = DenialRow {
     status: StatusCode::FORBIDDEN,
     error: "mfa_required",
     challenge_error: Some("insufficient_user_authentication"),
+    challenge: true,
     description: "a stronger or more recent authentication is required",
+};
+const PATH_TOO_LONG: DenialRow = DenialRow {
+    kind: DenialKind::PathTooLong,
+    status: StatusCode::URI_TOO_LONG,
+    error: "invalid_request",
+    challenge_error: None,
+    challenge: false,
+    description: "the request path is too long for a step-up challenge",
 };
 const SERVER_ERROR: DenialRow = DenialRow {
     kind: DenialKind::ServerError,
     status: StatusCode::INTERNAL_SERVER_ERROR,
     error: "server_error",
     challenge_error: None,
+    challenge: false,
     description: "the request could not be authorized",
 };
 
@@ -116,6 +137,7 @@ impl DenialKind {
             DenialKind::MfaIncomplete => &MFA_INCOMPLETE,
             DenialKind::InsufficientScope => &INSUFFICIENT_SCOPE,
             DenialKind::MfaRequired => &MFA_REQUIRED,
+            DenialKind::PathTooLong => &PATH_TOO_LONG,
             DenialKind::ServerError => &SERVER_ERROR,
         }
     }
@@ -238,7 +260,7 @@ pub(crate) fn response(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let challenge = match row.challenge_error {
-        _ if kind == DenialKind::ServerError => None,
+        _ if !row.challenge => None,
         None => Some(format!("Bearer realm=\"{realm}\"")),
         Some(error) => {
             let mut c = format!("Bearer error=\"{error}\"");

@@ -157,6 +157,7 @@ struct JweHeader {
 
 /// What an mfa_token binds. Only the server that holds the sealing key can read it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MfaTokenClaims {
     /// The user who must complete the challenge.
     pub sub: String,
@@ -187,6 +188,10 @@ pub enum SealError {
     /// Encryption or serialisation failed.
     #[error("sealing failed")]
     Encrypt,
+    /// The token would be longer than [`MAX_MFA_TOKEN_LEN`] (a very long bound path), so
+    /// it could never be opened.
+    #[error("mfa_token too large")]
+    TooLarge,
 }
 
 /// Why an mfa_token was not accepted. Everything but [`OpenError::Expired`] is an invalid
@@ -273,6 +278,9 @@ impl Sealer {
         URL_SAFE_NO_PAD.encode_string(&buf, &mut out);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        if out.len() > MAX_MFA_TOKEN_LEN {
+            return Err(SealError::TooLarge);
+        }
         Ok(out)
     }
 
@@ -483,6 +491,17 @@ mod tests {
         let b = Sealer::new(SealingKeys::new(key("k1", 9))).unwrap();
         let token = a.seal(&claims(1300)).unwrap();
         assert_eq!(b.open(&token, 1000), Err(OpenError::Tampered));
+    }
+
+    #[test]
+    fn a_token_that_could_not_be_opened_is_never_sealed() {
+        let sealer = Sealer::new(SealingKeys::new(key("k1", 1))).unwrap();
+        let mut long = claims(1300);
+        long.path = format!("/{}", "a".repeat(MAX_MFA_TOKEN_LEN));
+        assert!(matches!(sealer.seal(&long), Err(SealError::TooLarge)));
+        long.path = format!("/{}", "a".repeat(2000));
+        let token = sealer.seal(&long).unwrap();
+        assert_eq!(sealer.open(&token, 1000).unwrap().path.len(), 2001);
     }
 
     #[test]

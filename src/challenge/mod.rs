@@ -15,6 +15,61 @@
 //!
 //! The `mfa_token` is an encrypted, authenticated JWE ([`Sealer`]) that only the verify
 //! endpoint can open. Every other refusal follows [`DENIAL_TABLE`].
+//!
+//! ```
+//! # use tower_stepup::*;
+//! use tower_stepup::challenge::OpenError;
+//! # fn guard_and_issuer() -> Result<(Guard, Issuer), ConfigError> {
+//! #     let secret = [7u8; 32];
+//! #     let verifier = Verifier::builder()
+//! #         .issuer("https://auth.example")
+//! #         .audience("https://api.example")
+//! #         .algorithms([Algorithm::HS256])
+//! #         .key(VerifyingKey::hmac("k1", Algorithm::HS256, &secret)?)
+//! #         .build()?;
+//! #     let sealer = Sealer::new(SealingKeys::new(SealingKey::generate("s1")?))?;
+//! #     let issuer = Issuer::builder()
+//! #         .issuer("https://auth.example")
+//! #         .audience("https://api.example")
+//! #         .signing_key(SigningKey::hmac("k1", Algorithm::HS256, &secret)?)
+//! #         .build()?;
+//! #     Ok((Guard::builder().verifier(verifier).sealer(sealer).build()?, issuer))
+//! # }
+//! use std::time::Duration;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (guard, issuer) = guard_and_issuer()?;
+//! let billing = guard
+//!     .require(Policy::step_up(StepUp::new().amr(["mfa"])))?
+//!     .layer(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//!     }));
+//! let token = issuer.issue_access(&Grant::new("alice").amr(["pwd"]))?.token;
+//! let res = billing
+//!     .oneshot(
+//!         Request::get("/billing")
+//!             .header("authorization", format!("Bearer {token}"))
+//!             .body(String::new())?,
+//!     )
+//!     .await?;
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//!
+//! use http_body_util::BodyExt;
+//! let body: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await?.to_bytes())?;
+//! assert_eq!(body["error"], "mfa_required");
+//! let mfa_token = body["mfa_token"].as_str().unwrap_or_default();
+//!
+//! // Only the sealer opens it; it names who must step up, for what, where.
+//! let now = guard.clock().now();
+//! let claims = guard.sealer().open(mfa_token, now)?;
+//! assert_eq!((claims.sub.as_str(), claims.path.as_str()), ("alice", "/billing"));
+//! assert_eq!(guard.sealer().open(mfa_token, now + 300), Err(OpenError::Expired));
+//! # Ok(())
+//! # }
+//! ```
 
 mod denial;
 mod mfa_token;

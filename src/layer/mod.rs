@@ -13,6 +13,60 @@
 //! (anonymous, partial, authenticated, expired) and applies the route's policy: the
 //! request passes with the verified [`Claims`] in its extensions, or is refused with one of
 //! the rows of [`DENIAL_TABLE`](crate::challenge::DENIAL_TABLE).
+//!
+//! ```
+//! # use tower_stepup::*;
+//! # fn guard_and_issuer() -> Result<(Guard, Issuer), ConfigError> {
+//! #     let secret = [7u8; 32];
+//! #     let verifier = Verifier::builder()
+//! #         .issuer("https://auth.example")
+//! #         .audience("https://api.example")
+//! #         .algorithms([Algorithm::HS256])
+//! #         .key(VerifyingKey::hmac("k1", Algorithm::HS256, &secret)?)
+//! #         .build()?;
+//! #     let sealer = Sealer::new(SealingKeys::new(SealingKey::generate("s1")?))?;
+//! #     let issuer = Issuer::builder()
+//! #         .issuer("https://auth.example")
+//! #         .audience("https://api.example")
+//! #         .signing_key(SigningKey::hmac("k1", Algorithm::HS256, &secret)?)
+//! #         .build()?;
+//! #     Ok((Guard::builder().verifier(verifier).sealer(sealer).build()?, issuer))
+//! # }
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (guard, issuer) = guard_and_issuer()?;
+//! // One route's layer: a valid access token with the `billing:read` scope.
+//! let route = guard
+//!     .require(Policy::authenticated().scopes(["billing:read"]))?
+//!     .layer(service_fn(|req: Request<String>| async move {
+//!         // The layer put the verified claims here.
+//!         let sub = req.extensions().get::<Claims>().map(|c| c.sub().to_owned());
+//!         Ok::<_, std::convert::Infallible>(Response::new(sub.unwrap_or_default()))
+//!     }));
+//!
+//! let with_scope = issuer.issue_access(&Grant::new("alice").scope("billing:read"))?.token;
+//! let without = issuer.issue_access(&Grant::new("alice").scope("me"))?.token;
+//! let req = |token: &str| {
+//!     Request::get("/invoices")
+//!         .header("authorization", format!("Bearer {token}"))
+//!         .body(String::new())
+//! };
+//!
+//! let allowed = route.clone().oneshot(req(&with_scope)?).await?;
+//! assert_eq!(allowed.status(), StatusCode::OK);
+//!
+//! let denied = route.clone().oneshot(req(&without)?).await?;
+//! assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(
+//!     denied.extensions().get::<Denial>().map(Denial::kind),
+//!     Some(DenialKind::InsufficientScope)
+//! );
+//! # Ok(())
+//! # }
+//! ```
 
 mod body;
 mod credential;
@@ -39,6 +93,9 @@ pub use self::body::ResponseBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::StepUpLayer;
 pub use self::service::StepUpService;
+
+/// The default `realm` of `WWW-Authenticate` challenges.
+pub const DEFAULT_REALM: &str = "api";
 
 /// Default lifetime of an mfa_token.
 pub const DEFAULT_MFA_TOKEN_TTL: Duration = Duration::from_secs(300);
@@ -154,7 +211,10 @@ impl Guard {
             }
             Ok(v) => v.claims,
             Err(_) if public => return Decision::Pass(None),
-            Err(TokenError::Expired { .. }) => {
+            // An expired partial token leads back to sign-in, not to a refresh.
+            Err(TokenError::Expired {
+                kind: TokenKind::Access,
+            }) => {
                 tracing::debug!(reason = "token expired", "request refused");
                 return self.deny(DenialKind::ExpiredToken);
             }
@@ -217,6 +277,13 @@ impl Guard {
             });
         let mfa_token = match sealed {
             Ok(token) => token,
+            Err(challenge::SealError::TooLarge) => {
+                tracing::debug!(
+                    sub = claims.sub(),
+                    "path too long to bind into an mfa_token"
+                );
+                return self.deny(DenialKind::PathTooLong);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
                 return self.deny(DenialKind::ServerError);
@@ -229,7 +296,7 @@ impl Guard {
             Unmet::Acr => "a stronger authentication context is required for this resource",
             Unmet::MaxAge => "a more recent authentication is required for this resource",
         };
-        let acr_values = requirement.acr_values_list();
+        let acr_values = requirement.required_acr_values();
         Decision::Deny(challenge::response(
             DenialKind::MfaRequired,
             &inner.realm,
@@ -237,7 +304,7 @@ impl Guard {
                 description: Some(description),
                 status: Some(inner.step_up_status),
                 acr_values: (!acr_values.is_empty()).then(|| acr_values.join(" ")),
-                max_age: requirement.max_age_secs(),
+                max_age: requirement.required_max_age(),
                 mfa_token: Some(&mfa_token),
                 mfa_requirements: Some(&requirements),
                 ..DenialDetails::default()
@@ -338,7 +405,7 @@ impl GuardBuilder {
     pub fn build(self) -> Result<Guard, ConfigError> {
         let verifier = self.verifier.ok_or(ConfigError::Missing("verifier"))?;
         let sealer = self.sealer.ok_or(ConfigError::Missing("sealer"))?;
-        let realm = self.realm.unwrap_or_else(|| "api".to_owned());
+        let realm = self.realm.unwrap_or_else(|| DEFAULT_REALM.to_owned());
         if !is_header_param_safe(&realm) {
             return Err(ConfigError::invalid(
                 "realm",

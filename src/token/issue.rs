@@ -53,6 +53,21 @@ impl Grant {
         }
     }
 
+    /// A grant that carries over what `claims` say about the user and the session: `sub`,
+    /// `sid`, `scope`, `acr`, `amr`, `auth_time` and the other claims. For refreshing an
+    /// access token without making an old authentication look fresh (RFC 9470 §6.1).
+    pub fn from_claims(claims: &Claims) -> Self {
+        Self {
+            sub: claims.sub().to_owned(),
+            sid: claims.sid().map(str::to_owned),
+            scope: claims.scope().map(str::to_owned),
+            acr: claims.acr().map(str::to_owned),
+            amr: claims.amr().to_vec(),
+            auth_time: claims.auth_time(),
+            extra: claims.extra().clone(),
+        }
+    }
+
     /// The session id. Access tokens get a fresh random one when none is given.
     pub fn sid(mut self, sid: impl Into<String>) -> Self {
         self.sid = Some(sid.into());
@@ -114,6 +129,7 @@ const RESERVED: &[&str] = &[
 
 /// A freshly signed token.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct IssuedToken {
     /// The compact JWS.
     pub token: String,
@@ -168,11 +184,19 @@ impl Issuer {
     }
 
     /// Signs an access token for `grant`, valid for the access TTL from now.
+    ///
+    /// A grant without `sid` gets a fresh random one; a grant without `auth_time` gets
+    /// now (issuing an access token without carried-over claims means the user has just
+    /// authenticated).
     pub fn issue_access(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
         let sid = match &grant.sid {
             Some(sid) => sid.clone(),
             None => random::id()?,
         };
+        if grant.auth_time.is_none() {
+            let grant = grant.clone().auth_time(self.inner.clock.now());
+            return self.issue(TokenKind::Access, &grant, Some(sid));
+        }
         self.issue(TokenKind::Access, grant, Some(sid))
     }
 

@@ -11,6 +11,39 @@
 //!
 //! The third kind, the step-up `mfa_token`, is not a JWS at all but an encrypted JWE
 //! (see [`challenge`](crate::challenge)); a verifier never accepts it.
+//!
+//! ```
+//! use tower_stepup::{Algorithm, Clock, Grant, Issuer, ManualClock, SigningKey, TokenError, TokenKind,
+//!     Verifier, VerifyingKey};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = [7u8; 32];
+//! let clock = ManualClock::new(1_700_000_000);
+//! let issuer = Issuer::builder()
+//!     .issuer("https://auth.example")
+//!     .audience("https://api.example")
+//!     .signing_key(SigningKey::hmac("k1", Algorithm::HS256, &secret)?)
+//!     .clock(clock.clone())
+//!     .build()?;
+//! let verifier = Verifier::builder()
+//!     .issuer("https://auth.example")
+//!     .audience("https://api.example")
+//!     .algorithms([Algorithm::HS256])
+//!     .key(VerifyingKey::hmac("k1", Algorithm::HS256, &secret)?)
+//!     .build()?;
+//!
+//! let partial = issuer.issue_partial(&Grant::new("alice").amr(["pwd"]))?;
+//! let verified = verifier.verify(&partial.token, clock.now())?;
+//! assert_eq!(verified.kind, TokenKind::Partial); // never Access
+//!
+//! clock.advance(partial.expires_in + 5);
+//! assert_eq!(
+//!     verifier.verify(&partial.token, clock.now()),
+//!     Err(TokenError::Expired { kind: TokenKind::Partial })
+//! );
+//! # Ok(())
+//! # }
+//! ```
 
 mod claims;
 mod issue;

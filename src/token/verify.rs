@@ -66,6 +66,7 @@ pub enum TokenError {
 
 /// A token that passed every check.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct VerifiedToken {
     /// Its kind, from its `typ` and audience.
     pub kind: TokenKind,
@@ -90,6 +91,7 @@ struct Inner {
     /// One pair of rules per allowed algorithm, each allowing only that algorithm:
     /// jsonwebtoken refuses a validation whose allow-list mixes algorithm families.
     rules: Vec<Rules>,
+    partial_audience: String,
     leeway: u64,
 }
 
@@ -143,6 +145,16 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation)
             .map_err(|e| map_error(e.kind()))?;
         let claims = data.claims;
+        // The audiences of the two kinds are mutually exclusive (RFC 8725 §3.12): an access
+        // token never names the partial audience, a partial token names nothing else.
+        let partial_aud = &self.inner.partial_audience;
+        let exclusive = match kind {
+            TokenKind::Access => !claims.aud().contains(partial_aud),
+            TokenKind::Partial => claims.aud().iter().all(|a| a == partial_aud),
+        };
+        if !exclusive {
+            return Err(TokenError::WrongAudience);
+        }
         let leeway = self.inner.leeway;
         if claims
             .nbf()
@@ -324,6 +336,7 @@ impl VerifierBuilder {
                     })
                     .collect(),
                 keys: RwLock::new(Arc::new(self.keys)),
+                partial_audience,
                 algorithms: self.algorithms,
                 leeway: leeway.as_secs(),
             }),
