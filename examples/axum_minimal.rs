@@ -18,7 +18,6 @@
 //! Listens on `STEPUP_BIND` (default `127.0.0.1:3000`). The keys are random per process.
 
 use std::error::Error;
-use std::io::Read;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -117,9 +116,7 @@ async fn billing(claims: Claims) -> Json<Value> {
 /// 32 bytes from the operating system's CSPRNG.
 fn random_secret() -> Result<[u8; 32], Box<dyn Error>> {
     let mut secret = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut secret))
-        .map_err(|e| format!("cannot read 32 random bytes from /dev/urandom: {e}"))?;
+    getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
     Ok(secret)
 }
 

@@ -84,6 +84,8 @@
 //! | partial token outside the verify endpoint | 401 | `mfa_incomplete` | `Bearer error="invalid_token", error_description="…"` |
 //! | missing scope | 403 | `insufficient_scope` | `Bearer error="insufficient_scope", scope="…"` |
 //! | route needs step-up | 403 (or 401, [`GuardBuilder::strict_rfc9470_status`]) | `mfa_required` | `Bearer error="insufficient_user_authentication", error_description="…", acr_values="…", max_age=…` |
+//! | step-up route whose path is too long to bind into an mfa_token (over ~2.5 KiB) | 414 | `invalid_request` | none |
+//! | the layer cannot decide (no randomness to seal an mfa_token) | 500 | `server_error` | none |
 //!
 //! The reason is also in the response extensions as a [`Denial`].
 //!
