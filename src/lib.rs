@@ -126,6 +126,7 @@
 
 pub mod challenge;
 mod clock;
+pub mod factor;
 mod error;
 pub mod layer;
 pub mod policy;

@@ -1,0 +1,4 @@
+//! Second factors: TOTP and recovery codes.
+
+pub mod recovery;
+pub mod totp;
