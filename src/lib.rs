@@ -126,11 +126,13 @@
 
 pub mod challenge;
 mod clock;
-pub mod factor;
+pub mod complete;
 mod error;
+pub mod factor;
 pub mod layer;
 pub mod policy;
 mod random;
+pub mod store;
 pub mod token;
 
 #[cfg(feature = "axum")]

@@ -176,6 +176,12 @@ pub struct MfaTokenClaims {
     pub iat: u64,
     /// Expires at, seconds since the Unix epoch.
     pub exp: u64,
+    /// The `scope` of the refused access token, carried into the stepped-up one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The `amr` of the refused access token; the stepped-up one adds to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 /// Why an mfa_token could not be sealed. A server fault.
@@ -372,6 +378,8 @@ mod tests {
             jti: "j1".into(),
             iat: 1000,
             exp,
+            scope: None,
+            amr: vec!["pwd".into()],
         }
     }
 

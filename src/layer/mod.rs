@@ -237,21 +237,31 @@ impl Guard {
         }
         if let PolicyKind::StepUp(requirement) = policy.kind() {
             if let Some(unmet) = requirement.unmet(&claims, now, inner.verifier.leeway()) {
-                return self.step_up(requirement, unmet, &claims, method, path, now);
+                return Decision::Deny(self.challenge(
+                    requirement,
+                    unmet,
+                    &claims,
+                    method,
+                    path,
+                    now,
+                ));
             }
         }
         Decision::Pass(Some(claims))
     }
 
     fn deny(&self, kind: DenialKind) -> Decision {
-        Decision::Deny(challenge::response(
-            kind,
-            &self.inner.realm,
-            DenialDetails::default(),
-        ))
+        Decision::Deny(self.denial(kind))
     }
 
-    fn step_up(
+    /// The response for `kind`, with this guard's realm.
+    pub(crate) fn denial(&self, kind: DenialKind) -> Response<bytes::Bytes> {
+        challenge::response(kind, &self.inner.realm, DenialDetails::default())
+    }
+
+    /// The step-up answer for `claims`, which failed `requirement` on `method path`:
+    /// `403 mfa_required` with a freshly sealed mfa_token.
+    pub(crate) fn challenge(
         &self,
         requirement: &StepUp,
         unmet: Unmet,
@@ -259,7 +269,7 @@ impl Guard {
         method: &Method,
         path: &str,
         now: u64,
-    ) -> Decision {
+    ) -> Response<bytes::Bytes> {
         let inner = &*self.inner;
         let sealed = random::id()
             .map_err(challenge::SealError::from)
@@ -273,6 +283,8 @@ impl Guard {
                     jti,
                     iat: now,
                     exp: now.saturating_add(inner.mfa_token_ttl),
+                    scope: claims.scope().map(str::to_owned),
+                    amr: claims.amr().to_vec(),
                 })
             });
         let mfa_token = match sealed {
@@ -282,11 +294,11 @@ impl Guard {
                     sub = claims.sub(),
                     "path too long to bind into an mfa_token"
                 );
-                return self.deny(DenialKind::PathTooLong);
+                return self.denial(DenialKind::PathTooLong);
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
-                return self.deny(DenialKind::ServerError);
+                return self.denial(DenialKind::ServerError);
             }
         };
         tracing::debug!(sub = claims.sub(), ?unmet, "step-up challenge issued");
@@ -297,7 +309,7 @@ impl Guard {
             Unmet::MaxAge => "a more recent authentication is required for this resource",
         };
         let acr_values = requirement.required_acr_values();
-        Decision::Deny(challenge::response(
+        challenge::response(
             DenialKind::MfaRequired,
             &inner.realm,
             DenialDetails {
@@ -309,7 +321,7 @@ impl Guard {
                 mfa_requirements: Some(&requirements),
                 ..DenialDetails::default()
             },
-        ))
+        )
     }
 }
 

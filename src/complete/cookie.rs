@@ -1,0 +1,130 @@
+//! Cookie transport for browsers.
+
+use http::HeaderValue;
+
+/// How the completion endpoints set cookies for browsers.
+///
+/// - the **session cookie** carries the access token: `__Host-stepup-session`,
+///   `Path=/`; read it in the layer with
+///   [`GuardBuilder::cookie`](crate::GuardBuilder::cookie)(`cookies.session_name()`);
+/// - the **partial cookie** carries the partial token from login to the verify endpoint
+///   only: `__Secure-stepup-partial`, `Path=` the verify path. (`__Host-` cookies must
+///   have `Path=/`, so a cookie scoped to one path takes the `__Secure-` prefix.)
+///
+/// Both are `HttpOnly; Secure; SameSite=Strict`. Verify clears the partial cookie and
+/// sets a new session cookie; logout clears the session cookie.
+///
+/// # Security
+/// The endpoints accept only `Content-Type: application/json` bodies, which a cross-site
+/// form cannot send without a CORS preflight; with `SameSite=Strict` this is the CSRF
+/// defence of the completion endpoints. Your own state-changing routes need theirs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct CookieConfig {
+    session: String,
+    partial: String,
+    partial_path: String,
+    secure: bool,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CookieConfig {
+    /// `__Host-stepup-session` and `__Secure-stepup-partial` (path `/auth/mfa/verify`).
+    pub fn new() -> Self {
+        Self {
+            session: "__Host-stepup-session".to_owned(),
+            partial: "__Secure-stepup-partial".to_owned(),
+            partial_path: "/auth/mfa/verify".to_owned(),
+            secure: true,
+        }
+    }
+
+    /// The path of the verify endpoint, to which the partial cookie is scoped.
+    pub fn partial_path(mut self, path: impl Into<String>) -> Self {
+        self.partial_path = path.into();
+        self
+    }
+
+    /// Plain-http local testing only: drops `Secure` and the `__Host-`/`__Secure-`
+    /// prefixes (browsers refuse prefixed cookies without `Secure`).
+    ///
+    /// # Security
+    /// Cookies without `Secure` travel in clear text over http.
+    pub fn allow_insecure_http_for_testing(mut self) -> Self {
+        self.secure = false;
+        self.session = "stepup-session".to_owned();
+        self.partial = "stepup-partial".to_owned();
+        self
+    }
+
+    /// The session cookie's name.
+    pub fn session_name(&self) -> &str {
+        &self.session
+    }
+
+    /// The partial cookie's name.
+    pub fn partial_name(&self) -> &str {
+        &self.partial
+    }
+
+    pub(crate) fn set_session(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
+        self.build(&self.session, "/", token, max_age)
+    }
+
+    pub(crate) fn clear_session(&self) -> Option<HeaderValue> {
+        self.build(&self.session, "/", "", 0)
+    }
+
+    pub(crate) fn set_partial(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
+        self.build(&self.partial, &self.partial_path, token, max_age)
+    }
+
+    pub(crate) fn clear_partial(&self) -> Option<HeaderValue> {
+        self.build(&self.partial, &self.partial_path, "", 0)
+    }
+
+    fn build(&self, name: &str, path: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::try_from(format!(
+            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly{secure}; SameSite=Strict"
+        ))
+        .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_httponly_secure_strict_and_prefixed() {
+        let c = CookieConfig::new();
+        assert_eq!(
+            c.set_session("tok", 900).unwrap(),
+            "__Host-stepup-session=tok; Path=/; Max-Age=900; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            c.set_partial("p", 300).unwrap(),
+            "__Secure-stepup-partial=p; Path=/auth/mfa/verify; Max-Age=300; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            c.clear_partial().unwrap(),
+            "__Secure-stepup-partial=; Path=/auth/mfa/verify; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn insecure_mode_is_explicit_and_drops_prefixes() {
+        let c = CookieConfig::new().allow_insecure_http_for_testing();
+        let v = c.set_session("t", 1).unwrap();
+        assert_eq!(
+            v,
+            "stepup-session=t; Path=/; Max-Age=1; HttpOnly; SameSite=Strict"
+        );
+    }
+}

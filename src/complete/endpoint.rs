@@ -1,0 +1,108 @@
+//! The one service type behind every completion endpoint.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use tower_service::Service;
+
+use super::error::{ErrorKind, Failure};
+use super::Completion;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Login,
+    Verify,
+    Enroll,
+    EnrollConfirm,
+    Refresh,
+    Logout,
+}
+
+/// A completion endpoint as a [`Service`]: `Error = Infallible`, every outcome is a
+/// response. Built by the methods of [`Completion`].
+#[derive(Clone)]
+pub struct Endpoint {
+    completion: Completion,
+    kind: Kind,
+}
+
+/// The future of an [`Endpoint`].
+pub type EndpointFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl Endpoint {
+    pub(crate) fn new(completion: Completion, kind: Kind) -> Self {
+        Self { completion, kind }
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for Endpoint
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = EndpointFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let completion = self.completion.clone();
+        let kind = self.kind;
+        Box::pin(async move {
+            let result = if req.method() != Method::POST {
+                Err(Failure::new(ErrorKind::MethodNotAllowed))
+            } else {
+                match kind {
+                    Kind::Login => super::login::handle(&completion, req).await,
+                    Kind::Verify => super::verify::handle(&completion, req).await,
+                    Kind::Enroll => super::enroll::start(&completion, req).await,
+                    Kind::EnrollConfirm => super::enroll::confirm(&completion, req).await,
+                    Kind::Refresh => super::session::refresh(&completion, req).await,
+                    Kind::Logout => super::session::logout(&completion, req).await,
+                }
+            };
+            let response = result.unwrap_or_else(Failure::into_response);
+            Ok(response.map(Full::new))
+        })
+    }
+}
+
+/// A `200` JSON answer that must not be cached (it carries tokens).
+pub(crate) fn json_ok(body: &serde_json::Value) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(body.to_string()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `204 No Content`.
+pub(crate) fn no_content() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

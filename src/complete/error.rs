@@ -1,0 +1,165 @@
+//! The completion endpoints' errors: one table, one status and one `error` code each.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+/// Why a completion endpoint refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Malformed body, wrong content type, missing or mistyped field.
+    InvalidRequest,
+    /// Body over the limit (64 KiB by default).
+    PayloadTooLarge,
+    /// Not a `POST`.
+    MethodNotAllowed,
+    /// Wrong username or password, or an unknown user: the same answer for both.
+    InvalidCredentials,
+    /// The mfa_token or partial token was tampered with, sealed under an unknown key, or
+    /// is of the wrong kind.
+    MfaTokenInvalid,
+    /// The mfa_token or partial token has expired.
+    MfaTokenExpired,
+    /// The token was already used, or is unknown to the store.
+    MfaTokenNotFound,
+    /// Wrong code; `attempts_remaining` says how many are left.
+    InvalidCode,
+    /// Attempts exhausted: the challenge is dead and the user cools down.
+    TooManyAttempts,
+    /// The refresh token is unknown, expired, revoked or was reused.
+    InvalidGrant,
+    /// No valid access token (enroll, logout).
+    Unauthorized,
+    /// The store or a backend could not be reached: fail closed.
+    TemporarilyUnavailable,
+    /// Something that should not fail did (e.g. signing). Fail closed.
+    ServerError,
+}
+
+/// One row of [`ERROR_TABLE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorRow {
+    /// The reason.
+    pub kind: ErrorKind,
+    /// Its status.
+    pub status: StatusCode,
+    /// The body's `error` code.
+    pub error: &'static str,
+    /// The default `error_description`.
+    pub description: &'static str,
+}
+
+macro_rules! rows {
+    ($($name:ident: $kind:ident, $status:ident, $error:literal, $desc:literal;)*) => {
+        $(const $name: ErrorRow = ErrorRow {
+            kind: ErrorKind::$kind,
+            status: StatusCode::$status,
+            error: $error,
+            description: $desc,
+        };)*
+
+        /// Every error the completion endpoints answer with (DESIGN §4, verify table).
+        pub const ERROR_TABLE: &[ErrorRow] = &[$($name),*];
+
+        impl ErrorKind {
+            /// This reason's row of [`ERROR_TABLE`].
+            pub fn row(self) -> &'static ErrorRow {
+                match self {
+                    $(ErrorKind::$kind => &$name,)*
+                }
+            }
+        }
+    };
+}
+
+rows! {
+    INVALID_REQUEST: InvalidRequest, BAD_REQUEST, "invalid_request", "the request is malformed";
+    PAYLOAD_TOO_LARGE: PayloadTooLarge, PAYLOAD_TOO_LARGE, "invalid_request", "the request body is too large";
+    METHOD_NOT_ALLOWED: MethodNotAllowed, METHOD_NOT_ALLOWED, "invalid_request", "use POST";
+    INVALID_CREDENTIALS: InvalidCredentials, UNAUTHORIZED, "invalid_credentials", "invalid username or password";
+    MFA_TOKEN_INVALID: MfaTokenInvalid, BAD_REQUEST, "mfa_token_invalid", "the mfa_token is invalid";
+    MFA_TOKEN_EXPIRED: MfaTokenExpired, UNAUTHORIZED, "mfa_token_expired", "the mfa_token has expired; start again";
+    MFA_TOKEN_NOT_FOUND: MfaTokenNotFound, NOT_FOUND, "mfa_token_not_found", "the mfa_token was already used or is unknown; start again";
+    INVALID_CODE: InvalidCode, UNAUTHORIZED, "invalid_code", "the code is wrong";
+    TOO_MANY_ATTEMPTS: TooManyAttempts, TOO_MANY_REQUESTS, "too_many_attempts", "too many wrong codes; try again later";
+    INVALID_GRANT: InvalidGrant, BAD_REQUEST, "invalid_grant", "the refresh token is invalid, expired or revoked";
+    UNAUTHORIZED: Unauthorized, UNAUTHORIZED, "unauthorized", "an access token is required";
+    TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, "temporarily_unavailable", "the service is temporarily unavailable; try again";
+    SERVER_ERROR: ServerError, INTERNAL_SERVER_ERROR, "server_error", "the request could not be completed";
+}
+
+/// A refusal on its way to the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) kind: ErrorKind,
+    pub(crate) description: Option<&'static str>,
+    pub(crate) attempts_remaining: Option<u32>,
+    pub(crate) retry_after: Option<u64>,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            description: None,
+            attempts_remaining: None,
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn invalid_request(description: &'static str) -> Self {
+        Self {
+            description: Some(description),
+            ..Self::new(ErrorKind::InvalidRequest)
+        }
+    }
+
+    pub(crate) fn describe(mut self, description: &'static str) -> Self {
+        self.description = Some(description);
+        self
+    }
+
+    pub(crate) fn into_response(self) -> Response<Bytes> {
+        let row = self.kind.row();
+        let mut body = json!({
+            "error": row.error,
+            "error_description": self.description.unwrap_or(row.description),
+        });
+        if let (Some(n), Some(obj)) = (self.attempts_remaining, body.as_object_mut()) {
+            obj.insert("attempts_remaining".into(), n.into());
+        }
+        if let (Some(secs), Some(obj)) = (self.retry_after, body.as_object_mut()) {
+            obj.insert("retry_after".into(), secs.into());
+        }
+        let mut response = Response::new(Bytes::from(body.to_string()));
+        *response.status_mut() = row.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(secs) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.kind == ErrorKind::MethodNotAllowed {
+            headers.insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        response.extensions_mut().insert(self.kind);
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failed; refusing the request");
+        Failure::new(ErrorKind::TemporarilyUnavailable)
+    }
+}
+
+impl From<super::BackendError> for Failure {
+    fn from(e: super::BackendError) -> Self {
+        tracing::error!(error = %e, "backend failed; refusing the request");
+        Failure::new(ErrorKind::TemporarilyUnavailable)
+    }
+}

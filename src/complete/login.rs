@@ -1,0 +1,79 @@
+//! Login, stage one: the password.
+
+use bytes::Bytes;
+use http::header::SET_COOKIE;
+use http::{Request, Response};
+use http_body::Body;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::endpoint::json_ok;
+use super::error::{ErrorKind, Failure};
+use super::request::read_json;
+use super::{session, Completion};
+use crate::challenge::MfaRequirements;
+use crate::token::Grant;
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// Longest username or password looked at; longer ones fail like a wrong password.
+const MAX_FIELD_LEN: usize = 1024;
+
+/// `POST …/login`. With a factor enrolled the answer is a partial token only: password
+/// OK is not logged in.
+pub(crate) async fn handle<B>(
+    completion: &Completion,
+    req: Request<B>,
+) -> Result<Response<Bytes>, Failure>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let inner = completion.inner();
+    let (_, body): (_, LoginBody) = read_json(req, inner.body_limit).await?;
+    let account = if body.username.len() > MAX_FIELD_LEN || body.password.len() > MAX_FIELD_LEN {
+        None
+    } else {
+        inner
+            .accounts
+            .authenticate(&body.username, &body.password)
+            .await?
+    };
+    let Some(account) = account else {
+        tracing::info!(outcome = "failed", "login");
+        return Err(Failure::new(ErrorKind::InvalidCredentials));
+    };
+    let mut grant = Grant::new(account.id.clone()).amr(["pwd"]);
+    if let Some(scope) = &account.scope {
+        grant = grant.scope(scope.clone());
+    }
+    if inner.factors.totp(&account.id).await?.is_none() {
+        tracing::info!(sub = account.id, outcome = "ok", mfa = false, "login");
+        let grant = grant.acr(inner.password_acr.clone());
+        return Ok(session::start(completion, &grant)
+            .await?
+            .response(completion));
+    }
+    let partial = inner.issuer.issue_partial(&grant).map_err(|e| {
+        tracing::error!(error = %e, "could not issue a partial token");
+        Failure::new(ErrorKind::ServerError)
+    })?;
+    tracing::info!(sub = account.id, outcome = "ok", mfa = true, "login");
+    let mut response = json_ok(&json!({
+        "status": "mfa_required",
+        "partial_token": partial.token,
+        "expires_in": partial.expires_in,
+        "mfa_requirements": MfaRequirements::challenge(["otp"]),
+    }));
+    if let Some(v) = completion
+        .cookies()
+        .and_then(|c| c.set_partial(&partial.token, partial.expires_in))
+    {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(response)
+}

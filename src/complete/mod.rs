@@ -1,0 +1,416 @@
+//! The completion side: mountable services that finish what the layer starts.
+//!
+//! | endpoint | service | does |
+//! | --- | --- | --- |
+//! | `POST /auth/login` | [`Completion::login`] | checks the password; with a factor enrolled, answers only a partial token |
+//! | `POST /auth/mfa/verify` | [`Completion::verify`] | a partial token or mfa_token plus a TOTP or recovery code → a new session |
+//! | `POST /auth/mfa/enroll` | [`Completion::enroll`] | a new TOTP secret (step-up first if the user has a factor) |
+//! | `POST /auth/mfa/enroll/confirm` | [`Completion::enroll_confirm`] | the first code → the factor is on, recovery codes once |
+//! | `POST /auth/refresh` | [`Completion::refresh`] | rotates the refresh token; reuse revokes the family |
+//! | `POST /auth/logout` | [`Completion::logout`] | revokes the refresh family |
+//!
+//! Each is a plain [`tower_service::Service`] with `Error = Infallible` ([`Endpoint`]):
+//! mount it with axum's `route_service`, or serve it with hyper directly. Put the
+//! [`StepUpLayer`](crate::StepUpLayer) in front with [`Policy::public`](crate::Policy::public)
+//! for login and refresh, [`Policy::mfa_verify`](crate::Policy::mfa_verify) for verify,
+//! and [`Policy::authenticated`](crate::Policy::authenticated) for enroll, confirm and
+//! logout (they read the verified [`Claims`](crate::Claims)).
+//!
+//! The application plugs in its users ([`Accounts`]) and where second factors are kept
+//! ([`Factors`]); what must be atomic lives in a [`Store`](crate::store::Store).
+//!
+//! Every refusal is one row of [`ERROR_TABLE`]; a store or backend error answers
+//! `503 temporarily_unavailable`, never a pass.
+
+mod cookie;
+mod endpoint;
+mod enroll;
+mod error;
+mod login;
+mod request;
+mod session;
+mod verify;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::factor::{RecoveryCodeHash, TotpSecret};
+use crate::layer::Guard;
+use crate::policy::StepUp;
+use crate::store::{AttemptPolicy, Store};
+use crate::token::Issuer;
+
+pub use self::cookie::CookieConfig;
+pub use self::endpoint::{Endpoint, EndpointFuture};
+pub use self::error::{ErrorKind, ErrorRow, ERROR_TABLE};
+pub use self::request::DEFAULT_BODY_LIMIT;
+
+/// A boxed future of a backend call.
+pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
+/// The application's user directory or factor storage failed. Answered with 503.
+#[derive(Debug, thiserror::Error)]
+#[error("backend unavailable: {0}")]
+pub struct BackendError(pub String);
+
+/// A user whose password was accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Account {
+    /// The stable user id: the tokens' `sub`.
+    pub id: String,
+    /// The scope their tokens get, space-delimited.
+    pub scope: Option<String>,
+}
+
+impl Account {
+    /// A user `id` with no scope.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            scope: None,
+        }
+    }
+
+    /// With this scope.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+}
+
+/// The first factor: the application's users and their passwords.
+///
+/// # Security
+/// Implementations must take about the same time for an unknown user as for a wrong
+/// password (hash a dummy password), so that login does not reveal who has an account.
+pub trait Accounts: Send + Sync + 'static {
+    /// The account if `password` is right for `username`, `None` otherwise.
+    fn authenticate<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BackendFuture<'a, Option<Account>>;
+}
+
+/// An enrolled TOTP factor with its recovery codes (hashed).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TotpFactor {
+    /// The shared secret.
+    pub secret: TotpSecret,
+    /// SHA-256 hashes of the recovery codes.
+    pub recovery_codes: Vec<RecoveryCodeHash>,
+}
+
+impl TotpFactor {
+    /// A factor from its parts.
+    pub fn new(secret: TotpSecret, recovery_codes: Vec<RecoveryCodeHash>) -> Self {
+        Self {
+            secret,
+            recovery_codes,
+        }
+    }
+}
+
+/// Where the application keeps second factors.
+pub trait Factors: Send + Sync + 'static {
+    /// The user's TOTP factor, if they have one.
+    fn totp<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Option<TotpFactor>>;
+    /// Saves (or replaces) the user's TOTP factor.
+    fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()>;
+}
+
+/// [`Factors`] in memory, for tests and demos.
+#[derive(Default)]
+pub struct MemoryFactors {
+    factors: RwLock<HashMap<String, TotpFactor>>,
+}
+
+impl MemoryFactors {
+    /// No factors.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Enrolls `factor` for `user` directly.
+    pub fn insert(&self, user: impl Into<String>, factor: TotpFactor) {
+        if let Ok(mut map) = self.factors.write() {
+            map.insert(user.into(), factor);
+        }
+    }
+}
+
+impl fmt::Debug for MemoryFactors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let users = self.factors.read().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("MemoryFactors")
+            .field("users", &users)
+            .finish()
+    }
+}
+
+impl Factors for MemoryFactors {
+    fn totp<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Option<TotpFactor>> {
+        let result = self
+            .factors
+            .read()
+            .map(|m| m.get(user).cloned())
+            .map_err(|_| BackendError("factor map poisoned".to_owned()));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()> {
+        let result = self
+            .factors
+            .write()
+            .map(|mut m| {
+                m.insert(user.to_owned(), factor);
+            })
+            .map_err(|_| BackendError("factor map poisoned".to_owned()));
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The default `acr` of a session that passed a second factor.
+pub const DEFAULT_MFA_ACR: &str = "urn:tower-stepup:acr:mfa";
+/// The default `acr` of a password-only session.
+pub const DEFAULT_PASSWORD_ACR: &str = "urn:tower-stepup:acr:pwd";
+/// The default absolute lifetime of a refresh family.
+pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long a started enrollment waits for its confirmation.
+pub const ENROLLMENT_TTL: Duration = Duration::from_secs(600);
+
+/// The shared configuration of the completion endpoints. Cheap to clone.
+#[derive(Clone)]
+pub struct Completion {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) guard: Guard,
+    pub(crate) issuer: Issuer,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) accounts: Arc<dyn Accounts>,
+    pub(crate) factors: Arc<dyn Factors>,
+    pub(crate) attempts: AttemptPolicy,
+    pub(crate) refresh_lifetime: u64,
+    pub(crate) mfa_acr: String,
+    pub(crate) password_acr: String,
+    pub(crate) totp_issuer: String,
+    pub(crate) enroll_step_up: StepUp,
+    pub(crate) cookies: Option<CookieConfig>,
+    pub(crate) body_limit: usize,
+}
+
+impl Completion {
+    /// Starts a configuration.
+    pub fn builder() -> CompletionBuilder {
+        CompletionBuilder::default()
+    }
+
+    /// `POST …/login` `{"username","password"}`.
+    pub fn login(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Login)
+    }
+
+    /// `POST …/mfa/verify` `{"mfa_token","code"}` or `{"mfa_token","recovery_code"}`.
+    pub fn verify(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Verify)
+    }
+
+    /// `POST …/mfa/enroll` (authenticated; step-up when the user has a factor).
+    pub fn enroll(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Enroll)
+    }
+
+    /// `POST …/mfa/enroll/confirm` `{"code"}` (authenticated).
+    pub fn enroll_confirm(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::EnrollConfirm)
+    }
+
+    /// `POST …/refresh` `{"refresh_token"}`.
+    pub fn refresh(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Refresh)
+    }
+
+    /// `POST …/logout` `{"refresh_token"}` (authenticated).
+    pub fn logout(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Logout)
+    }
+
+    /// The cookie settings, if cookies are on.
+    pub fn cookies(&self) -> Option<&CookieConfig> {
+        self.inner.cookies.as_ref()
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion")
+            .field("guard", &self.inner.guard)
+            .field("issuer", &self.inner.issuer)
+            .field("attempts", &self.inner.attempts)
+            .field("refresh_lifetime", &self.inner.refresh_lifetime)
+            .field("cookies", &self.inner.cookies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configuration of [`Completion`].
+#[derive(Default)]
+#[must_use]
+pub struct CompletionBuilder {
+    guard: Option<Guard>,
+    issuer: Option<Issuer>,
+    store: Option<Arc<dyn Store>>,
+    accounts: Option<Arc<dyn Accounts>>,
+    factors: Option<Arc<dyn Factors>>,
+    attempts: Option<AttemptPolicy>,
+    refresh_lifetime: Option<Duration>,
+    mfa_acr: Option<String>,
+    password_acr: Option<String>,
+    totp_issuer: Option<String>,
+    enroll_step_up: Option<StepUp>,
+    cookies: Option<CookieConfig>,
+    body_limit: Option<usize>,
+}
+
+impl CompletionBuilder {
+    /// The guard of the protected routes: its verifier checks partial tokens, its sealer
+    /// opens mfa_tokens, its clock is the time. Required.
+    pub fn guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Signs the access and partial tokens. Give it the guard's clock. Required.
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// The shared state. Required.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The shared state, already shared.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The users. Required.
+    pub fn accounts(mut self, accounts: impl Accounts) -> Self {
+        self.accounts = Some(Arc::new(accounts));
+        self
+    }
+
+    /// The second factors. Required.
+    pub fn factors(mut self, factors: Arc<dyn Factors>) -> Self {
+        self.factors = Some(factors);
+        self
+    }
+
+    /// Wrong codes before lockout (default 5), lockout and memory of failures.
+    pub fn attempts(mut self, policy: AttemptPolicy) -> Self {
+        self.attempts = Some(policy);
+        self
+    }
+
+    /// The absolute lifetime of a refresh family (default 24 h): no refresh after it,
+    /// however often the tokens were rotated.
+    pub fn refresh_lifetime(mut self, lifetime: Duration) -> Self {
+        self.refresh_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The `acr` of sessions after a second factor (default [`DEFAULT_MFA_ACR`]).
+    pub fn mfa_acr(mut self, acr: impl Into<String>) -> Self {
+        self.mfa_acr = Some(acr.into());
+        self
+    }
+
+    /// The `acr` of password-only sessions (default [`DEFAULT_PASSWORD_ACR`]).
+    pub fn password_acr(mut self, acr: impl Into<String>) -> Self {
+        self.password_acr = Some(acr.into());
+        self
+    }
+
+    /// The issuer name shown in authenticator apps (default `tower-stepup`).
+    pub fn totp_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.totp_issuer = Some(issuer.into());
+        self
+    }
+
+    /// What a user who already has a factor must meet to enroll another (default: `amr`
+    /// contains `mfa`, `auth_time` within 300 s).
+    pub fn enroll_step_up(mut self, requirement: StepUp) -> Self {
+        self.enroll_step_up = Some(requirement);
+        self
+    }
+
+    /// Also set session and partial cookies, and read the partial cookie at verify.
+    pub fn cookies(mut self, cookies: CookieConfig) -> Self {
+        self.cookies = Some(cookies);
+        self
+    }
+
+    /// The largest JSON body read (default [`DEFAULT_BODY_LIMIT`], 64 KiB).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = Some(bytes);
+        self
+    }
+
+    /// Checks the configuration and builds it.
+    pub fn build(self) -> Result<Completion, ConfigError> {
+        let attempts = self.attempts.unwrap_or_default();
+        if attempts.max_attempts == 0 || attempts.lockout_secs == 0 {
+            return Err(ConfigError::invalid(
+                "attempts",
+                "at least one attempt and a lockout of at least 1 s",
+            ));
+        }
+        let refresh_lifetime = self
+            .refresh_lifetime
+            .unwrap_or(DEFAULT_REFRESH_LIFETIME)
+            .as_secs();
+        if refresh_lifetime == 0 {
+            return Err(ConfigError::invalid("refresh_lifetime", "at least 1 s"));
+        }
+        Ok(Completion {
+            inner: Arc::new(Inner {
+                guard: self.guard.ok_or(ConfigError::Missing("guard"))?,
+                issuer: self.issuer.ok_or(ConfigError::Missing("issuer"))?,
+                store: self.store.ok_or(ConfigError::Missing("store"))?,
+                accounts: self.accounts.ok_or(ConfigError::Missing("accounts"))?,
+                factors: self.factors.ok_or(ConfigError::Missing("factors"))?,
+                attempts,
+                refresh_lifetime,
+                mfa_acr: self.mfa_acr.unwrap_or_else(|| DEFAULT_MFA_ACR.to_owned()),
+                password_acr: self
+                    .password_acr
+                    .unwrap_or_else(|| DEFAULT_PASSWORD_ACR.to_owned()),
+                totp_issuer: self
+                    .totp_issuer
+                    .unwrap_or_else(|| "tower-stepup".to_owned()),
+                enroll_step_up: self.enroll_step_up.unwrap_or_else(|| {
+                    StepUp::new().amr(["mfa"]).max_age(Duration::from_secs(300))
+                }),
+                cookies: self.cookies,
+                body_limit: self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
+            }),
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! Sessions: issuing access + refresh tokens, refresh with rotation, logout.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::SET_COOKIE;
+use http::{Request, Response};
+use http_body::Body;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::endpoint::{json_ok, no_content};
+use super::error::{ErrorKind, Failure};
+use super::request::read_json;
+use super::Completion;
+use crate::random;
+use crate::store::{RefreshRecord, Rotation, TokenHash};
+use crate::token::{Claims, Grant, IssuedToken};
+
+/// Longest refresh token looked at.
+const MAX_REFRESH_TOKEN_LEN: usize = 256;
+
+/// A new access token plus the refresh token that continues it.
+pub(crate) struct Session {
+    pub(crate) access: IssuedToken,
+    pub(crate) refresh: String,
+}
+
+impl Session {
+    /// The token response body (RFC 6749 §5.1).
+    pub(crate) fn body(&self) -> serde_json::Value {
+        let mut body = json!({
+            "access_token": self.access.token,
+            "token_type": "Bearer",
+            "expires_in": self.access.expires_in,
+            "refresh_token": self.refresh,
+        });
+        if let (Some(scope), Some(obj)) = (self.access.claims.scope(), body.as_object_mut()) {
+            obj.insert("scope".into(), scope.into());
+        }
+        body
+    }
+
+    /// The token response, with the session cookie when cookies are on.
+    pub(crate) fn response(&self, completion: &Completion) -> Response<Bytes> {
+        let mut response = json_ok(&self.body());
+        if let Some(cookies) = completion.cookies() {
+            if let Some(v) = cookies.set_session(&self.access.token, self.access.expires_in) {
+                response.headers_mut().append(SET_COOKIE, v);
+            }
+        }
+        response
+    }
+}
+
+fn hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn new_refresh_token() -> Result<String, Failure> {
+    let mut bytes = [0u8; 32];
+    random::fill(&mut bytes).map_err(|_| Failure::new(ErrorKind::ServerError))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn issue(completion: &Completion, grant: &Grant) -> Result<IssuedToken, Failure> {
+    completion.inner().issuer.issue_access(grant).map_err(|e| {
+        tracing::error!(error = %e, "could not issue an access token");
+        Failure::new(ErrorKind::ServerError)
+    })
+}
+
+/// Issues an access token for `grant` and starts its refresh family (the family id is the
+/// session id).
+pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Session, Failure> {
+    let inner = completion.inner();
+    let now = inner.guard.clock().now();
+    let access = issue(completion, grant)?;
+    let refresh = new_refresh_token()?;
+    let family = access
+        .claims
+        .sid()
+        .ok_or(Failure::new(ErrorKind::ServerError))?
+        .to_owned();
+    let record = RefreshRecord {
+        family,
+        sub: access.claims.sub().to_owned(),
+        session: serde_json::to_string(&access.claims)
+            .map_err(|_| Failure::new(ErrorKind::ServerError))?,
+        expires_at: now.saturating_add(inner.refresh_lifetime),
+    };
+    inner
+        .store
+        .refresh_create(hash(&refresh), record, now)
+        .await?;
+    Ok(Session { access, refresh })
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+fn checked(token: &str) -> Result<&str, Failure> {
+    let ok = !token.is_empty()
+        && token.len() <= MAX_REFRESH_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(token)
+    } else {
+        Err(Failure::new(ErrorKind::InvalidGrant))
+    }
+}
+
+/// `POST …/refresh`: rotation on every use; the new access token keeps the session's
+/// `sid`, `auth_time`, `amr` and `acr` (RFC 9470 §6.1).
+pub(crate) async fn refresh<B>(
+    completion: &Completion,
+    req: Request<B>,
+) -> Result<Response<Bytes>, Failure>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let inner = completion.inner();
+    let (_, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let presented = checked(&body.refresh_token)?;
+    let now = inner.guard.clock().now();
+    let next = new_refresh_token()?;
+    match inner
+        .store
+        .refresh_rotate(hash(presented), hash(&next), now)
+        .await?
+    {
+        Rotation::Rotated(record) => {
+            let claims: Claims = serde_json::from_str(&record.session)
+                .map_err(|_| Failure::new(ErrorKind::ServerError))?;
+            let access = issue(completion, &Grant::from_claims(&claims))?;
+            tracing::info!(sub = record.sub, "refresh token rotated");
+            Ok(Session {
+                access,
+                refresh: next,
+            }
+            .response(completion))
+        }
+        Rotation::Reused { sub, .. } => {
+            tracing::warn!(sub, "refresh token reused; its family is revoked");
+            Err(Failure::new(ErrorKind::InvalidGrant))
+        }
+        _ => Err(Failure::new(ErrorKind::InvalidGrant)),
+    }
+}
+
+/// `POST …/logout`: revokes the refresh family of the caller's refresh token.
+pub(crate) async fn logout<B>(
+    completion: &Completion,
+    req: Request<B>,
+) -> Result<Response<Bytes>, Failure>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let inner = completion.inner();
+    let claims = req
+        .extensions()
+        .get::<Claims>()
+        .cloned()
+        .ok_or(Failure::new(ErrorKind::Unauthorized))?;
+    let (_, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let now = inner.guard.clock().now();
+    // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
+    if let Ok(token) = checked(&body.refresh_token) {
+        if inner
+            .store
+            .refresh_revoke(hash(token), claims.sub(), now)
+            .await?
+        {
+            tracing::info!(sub = claims.sub(), "logged out; refresh family revoked");
+        }
+    }
+    let mut response = no_content();
+    if let Some(v) = completion.cookies().and_then(|c| c.clear_session()) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(response)
+}

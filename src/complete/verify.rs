@@ -1,0 +1,292 @@
+//! The verify endpoint: a challenge token plus a second factor → a new session.
+//!
+//! Checks run in the order of DESIGN §4: body well-formed → token genuine, of a
+//! challenge kind, not expired → attempts not exhausted → token not yet used → code. A
+//! bad token therefore costs no attempt and burns no code.
+
+use bytes::Bytes;
+use http::header::SET_COOKIE;
+use http::{Request, Response};
+use http_body::Body;
+use serde::Deserialize;
+
+use super::error::{ErrorKind, Failure};
+use super::request::{bearer, cookie, read_json};
+use super::{session, Completion};
+use crate::challenge::OpenError;
+use crate::factor::{recovery, totp};
+use crate::store::Attempts;
+use crate::token::{Grant, TokenError, TokenKind};
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    #[serde(default)]
+    mfa_token: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+enum Proof {
+    Totp(String),
+    Recovery(String),
+}
+
+/// What a genuine, unexpired challenge token says.
+struct Challenge {
+    sub: String,
+    jti: String,
+    expires_at: u64,
+    scope: Option<String>,
+    amr: Vec<String>,
+    /// The session a step-up replaces (revoked on success).
+    replaces: Option<String>,
+}
+
+pub(crate) async fn handle<B>(
+    completion: &Completion,
+    req: Request<B>,
+) -> Result<Response<Bytes>, Failure>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let inner = completion.inner();
+    let (parts, body): (_, VerifyBody) = read_json(req, inner.body_limit).await?;
+    let proof = match (body.code, body.recovery_code) {
+        (Some(code), None) => Proof::Totp(code),
+        (None, Some(code)) => Proof::Recovery(code),
+        _ => {
+            return Err(Failure::invalid_request(
+                "send exactly one of code and recovery_code",
+            ))
+        }
+    };
+    let presented_bearer = bearer(&parts.headers);
+    let token = body
+        .mfa_token
+        .as_deref()
+        .or(presented_bearer)
+        .or_else(|| {
+            completion
+                .cookies()
+                .and_then(|c| cookie(&parts.headers, c.partial_name()))
+        })
+        .ok_or(Failure::invalid_request("mfa_token is required"))?;
+
+    let now = inner.guard.clock().now();
+    let challenge = open(
+        completion,
+        token,
+        body.mfa_token
+            .is_some()
+            .then_some(presented_bearer)
+            .flatten(),
+        now,
+    )?;
+    let sub = challenge.sub.as_str();
+    let jti_key = format!("jti:{}", challenge.jti);
+
+    let attempts = inner.store.attempts(sub, now).await?;
+    if attempts.is_locked(now) {
+        tracing::info!(sub, outcome = "locked", "mfa verify");
+        return Err(too_many(attempts, now));
+    }
+    if inner.store.is_consumed(&jti_key, now).await? {
+        tracing::info!(sub, outcome = "token_used", "mfa verify");
+        return Err(Failure::new(ErrorKind::MfaTokenNotFound));
+    }
+
+    let factor = inner.factors.totp(sub).await?.ok_or_else(|| {
+        Failure::invalid_request("no second factor is enrolled; enroll one first")
+    })?;
+    enum Accepted {
+        Step(u64),
+        Recovery(crate::factor::RecoveryCodeHash),
+    }
+    let accepted = match &proof {
+        Proof::Totp(code) => totp::verify(&factor.secret, code, now).map(Accepted::Step),
+        Proof::Recovery(code) => {
+            recovery::find(&factor.recovery_codes, code).map(Accepted::Recovery)
+        }
+    };
+    let Some(accepted) = accepted else {
+        return Err(fail(
+            completion,
+            sub,
+            &jti_key,
+            challenge.expires_at,
+            now,
+            "wrong code",
+        )
+        .await);
+    };
+
+    // The token is spent now, exactly once, whatever happens next: of N concurrent
+    // verifies of one token, one gets past this line.
+    if !inner
+        .store
+        .consume(&jti_key, challenge.expires_at, now)
+        .await?
+    {
+        tracing::info!(sub, outcome = "token_used", "mfa verify");
+        return Err(Failure::new(ErrorKind::MfaTokenNotFound));
+    }
+    let fresh = match accepted {
+        Accepted::Step(step) => {
+            let forget_at = step.saturating_add(2).saturating_mul(totp::STEP_SECS);
+            inner
+                .store
+                .advance_totp_step(sub, step, forget_at, now)
+                .await?
+        }
+        Accepted::Recovery(hash) => {
+            let key = format!("rc:{sub}:{}", hash.to_hex());
+            inner.store.consume(&key, u64::MAX, now).await?
+        }
+    };
+    if !fresh {
+        return Err(fail(
+            completion,
+            sub,
+            &jti_key,
+            challenge.expires_at,
+            now,
+            "code replayed",
+        )
+        .await);
+    }
+
+    inner.store.clear_failures(sub, now).await?;
+    let mut amr = challenge.amr.clone();
+    for method in ["otp", "mfa"] {
+        if !amr.iter().any(|m| m == method) {
+            amr.push(method.to_owned());
+        }
+    }
+    let mut grant = Grant::new(sub)
+        .amr(amr)
+        .acr(inner.mfa_acr.clone())
+        .auth_time(now);
+    if let Some(scope) = &challenge.scope {
+        grant = grant.scope(scope.clone());
+    }
+    let session = session::start(completion, &grant).await?;
+    if let Some(old) = &challenge.replaces {
+        inner.store.revoke_family(old, now).await?;
+    }
+    tracing::info!(
+        sub,
+        outcome = "ok",
+        factor = match proof {
+            Proof::Totp(_) => "otp",
+            Proof::Recovery(_) => "recovery_code",
+        },
+        "mfa verify"
+    );
+    let mut response = session.response(completion);
+    if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// Opens a step-up mfa_token (a JWE) or verifies a login partial token (a JWS).
+///
+/// `access` is the access token sent beside a step-up mfa_token, if any: it must belong
+/// to the user and session the mfa_token was issued for.
+fn open(
+    completion: &Completion,
+    token: &str,
+    access: Option<&str>,
+    now: u64,
+) -> Result<Challenge, Failure> {
+    let guard = &completion.inner().guard;
+    if token.split('.').count() == 5 {
+        let claims = guard.sealer().open(token, now).map_err(|e| match e {
+            OpenError::Expired => Failure::new(ErrorKind::MfaTokenExpired),
+            _ => Failure::new(ErrorKind::MfaTokenInvalid),
+        })?;
+        if let Some(access) = access {
+            if let Ok(v) = guard.verifier().verify(access, now) {
+                let same_session = v.kind == TokenKind::Access
+                    && v.claims.sub() == claims.sub
+                    && v.claims.sid() == claims.sid.as_deref();
+                if !same_session {
+                    return Err(Failure::new(ErrorKind::MfaTokenInvalid)
+                        .describe("the mfa_token belongs to another session"));
+                }
+            }
+        }
+        return Ok(Challenge {
+            replaces: claims.sid.clone(),
+            sub: claims.sub,
+            jti: claims.jti,
+            expires_at: claims.exp,
+            scope: claims.scope,
+            amr: claims.amr,
+        });
+    }
+    match guard.verifier().verify(token, now) {
+        Ok(v) if v.kind == TokenKind::Partial => {
+            let c = v.claims;
+            let jti = c
+                .jti()
+                .ok_or(Failure::new(ErrorKind::MfaTokenInvalid))?
+                .to_owned();
+            Ok(Challenge {
+                sub: c.sub().to_owned(),
+                jti,
+                expires_at: c.exp(),
+                scope: c.scope().map(str::to_owned),
+                amr: c.amr().to_vec(),
+                replaces: None,
+            })
+        }
+        Err(TokenError::Expired {
+            kind: TokenKind::Partial,
+        }) => Err(Failure::new(ErrorKind::MfaTokenExpired)),
+        _ => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
+    }
+}
+
+fn too_many(attempts: Attempts, now: u64) -> Failure {
+    let retry_after = attempts
+        .locked_until
+        .map_or(1, |until| until.saturating_sub(now).max(1));
+    Failure {
+        retry_after: Some(retry_after),
+        ..Failure::new(ErrorKind::TooManyAttempts)
+    }
+}
+
+/// Counts a wrong (or replayed) code; the failure that exhausts the attempts kills the
+/// challenge and locks the user out.
+async fn fail(
+    completion: &Completion,
+    sub: &str,
+    jti_key: &str,
+    expires_at: u64,
+    now: u64,
+    why: &'static str,
+) -> Failure {
+    let inner = completion.inner();
+    let policy = inner.attempts;
+    let attempts = match inner.store.record_failure(sub, policy, now).await {
+        Ok(a) => a,
+        Err(e) => return e.into(),
+    };
+    if attempts.is_locked(now) {
+        if let Err(e) = inner.store.consume(jti_key, expires_at, now).await {
+            return e.into();
+        }
+        tracing::warn!(sub, outcome = "lockout", reason = why, "mfa verify");
+        return too_many(attempts, now);
+    }
+    tracing::info!(sub, outcome = "failed", reason = why, "mfa verify");
+    Failure {
+        attempts_remaining: Some(policy.max_attempts.saturating_sub(attempts.failures)),
+        ..Failure::new(ErrorKind::InvalidCode)
+    }
+}

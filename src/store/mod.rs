@@ -1,0 +1,195 @@
+//! Shared state: what must be atomic across requests and replicas.
+//!
+//! Stateless tokens carry identity; the [`Store`] carries what must be decided exactly
+//! once, even when several replicas answer at the same time:
+//!
+//! - single use of each partial token and mfa_token (their `jti`), and of each recovery
+//!   code ([`Store::consume`]);
+//! - failed attempts and lockout per user ([`Store::record_failure`]);
+//! - the last accepted TOTP time step per user, so no code is accepted twice
+//!   ([`Store::advance_totp_step`]);
+//! - pending enrollments ([`Store::put`]);
+//! - refresh-token families: rotation, reuse detection, revocation
+//!   ([`Store::refresh_rotate`]).
+//!
+//! Every entry expires; nothing grows without bound. Every method is atomic on its own.
+//! Any error fails closed: the endpoints answer `503 temporarily_unavailable`.
+//!
+//! [`MemoryStore`] is the in-process default; several replicas need a shared store.
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
+
+/// The future of a store operation.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store operation failed. The request it served fails closed (503).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer in time.
+    #[error("store timed out")]
+    Timeout,
+    /// The store is at its size bound and nothing has expired yet.
+    #[error("store full")]
+    Full,
+}
+
+/// How failed second-factor attempts are counted, per user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptPolicy {
+    /// Failures that lock the user out (default 5).
+    pub max_attempts: u32,
+    /// How long a lockout lasts, in seconds (default 900).
+    pub lockout_secs: u64,
+    /// How long a failure is remembered without a new one, in seconds (default 900).
+    pub window_secs: u64,
+}
+
+impl Default for AttemptPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            lockout_secs: 900,
+            window_secs: 900,
+        }
+    }
+}
+
+/// The failed-attempt state of one user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// Failures counted so far (reset by a success or when a lockout ends).
+    pub failures: u32,
+    /// Until when the user is locked out, if they are.
+    pub locked_until: Option<u64>,
+}
+
+impl Attempts {
+    /// Whether the user is locked out at `now`.
+    pub fn is_locked(&self, now: u64) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+}
+
+/// One refresh-token family: the session it continues.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// The family id (the session id, `sid`).
+    pub family: String,
+    /// The user.
+    pub sub: String,
+    /// The session's claims as JSON, from which refreshed access tokens are made.
+    pub session: String,
+    /// The absolute end of the family: no refresh after this, however recent.
+    pub expires_at: u64,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rotation {
+    /// It was the family's current token: it is now spent and `new_hash` is current.
+    Rotated(RefreshRecord),
+    /// It had been rotated already: someone replayed it. The whole family is revoked.
+    Reused {
+        /// The revoked family.
+        family: String,
+        /// Its user.
+        sub: String,
+    },
+    /// Unknown, expired, or of a revoked family.
+    Invalid,
+}
+
+/// SHA-256 of a refresh token: only hashes are stored.
+pub type TokenHash = [u8; 32];
+
+/// The operations the completion endpoints need, each atomic.
+///
+/// Times are seconds since the Unix epoch and are passed in, so tests can set them.
+pub trait Store: Send + Sync + 'static {
+    /// Marks `key` used. `true` the first time, `false` ever after (until `expires_at`,
+    /// when it is forgotten: use the expiry of what it protects).
+    fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool>;
+
+    /// Whether `key` has been consumed.
+    fn is_consumed<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, bool>;
+
+    /// The failed-attempt state of `user`.
+    fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts>;
+
+    /// Counts one failure of `user`; the failure that reaches `max_attempts` starts a
+    /// lockout. Failures during a lockout do not extend it. Returns the new state.
+    fn record_failure<'a>(
+        &'a self,
+        user: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, Attempts>;
+
+    /// Forgets the failures of `user` (after a success). A running lockout stays.
+    fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()>;
+
+    /// Accepts TOTP time step `step` for `user` only if it is later than every step
+    /// accepted for them before; remembered until `expires_at`.
+    fn advance_totp_step<'a>(
+        &'a self,
+        user: &'a str,
+        step: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Stores a short-lived value (e.g. a pending enrollment).
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Reads a value stored with [`put`](Store::put).
+    fn get<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, Option<Vec<u8>>>;
+
+    /// Removes a value stored with [`put`](Store::put).
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Starts a refresh family whose current token has hash `token`.
+    fn refresh_create<'a>(
+        &'a self,
+        token: TokenHash,
+        record: RefreshRecord,
+        now: u64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Presents refresh token `token`: rotates to `new_token`, or detects reuse and
+    /// revokes the family, or refuses.
+    fn refresh_rotate<'a>(
+        &'a self,
+        token: TokenHash,
+        new_token: TokenHash,
+        now: u64,
+    ) -> StoreFuture<'a, Rotation>;
+
+    /// Revokes the family of `token` if it belongs to `sub`. `true` if it was revoked.
+    fn refresh_revoke<'a>(
+        &'a self,
+        token: TokenHash,
+        sub: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Revokes family `family` (e.g. the session a step-up replaced).
+    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, ()>;
+}
