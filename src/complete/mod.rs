@@ -144,6 +144,15 @@ impl MemoryFactors {
             map.insert(user.into(), factor);
         }
     }
+
+    /// Whether `user` has a factor (synchronous, e.g. for
+    /// [`GuardBuilder::mfa_requirements`](crate::GuardBuilder::mfa_requirements)).
+    pub fn contains(&self, user: &str) -> bool {
+        self.factors
+            .read()
+            .map(|m| m.contains_key(user))
+            .unwrap_or(false)
+    }
 }
 
 impl fmt::Debug for MemoryFactors {

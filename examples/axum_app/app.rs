@@ -1,0 +1,306 @@
+//! The demo app of DESIGN §7, as a function, so the tests build the very same app (with a
+//! clock they can set) that `cargo run --example axum_app` serves.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::SaltString;
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use axum::routing::{get, post_service};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::Method;
+use serde_json::{json, Value};
+use tower_stepup::complete::{
+    Account, Accounts, BackendError, BackendFuture, Completion, MemoryFactors, TotpFactor,
+};
+use tower_stepup::factor::{recovery, TotpSecret};
+use tower_stepup::store::{AttemptPolicy, MemoryStore};
+use tower_stepup::{
+    Algorithm, Claims, Clock, Guard, Issuer, MfaRequirements, Policy, RouteTable, Sealer,
+    SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
+};
+
+pub const ISSUER: &str = "https://demo.tower-stepup.local";
+pub const AUDIENCE: &str = "https://demo.tower-stepup.local/api";
+
+/// Everything the environment configures (DESIGN §7).
+pub struct DemoConfig {
+    pub bind: String,
+    pub alice_totp_secret: TotpSecret,
+    pub alice_secret_was_random: bool,
+    pub max_age_secs: u64,
+    pub mfa_token_ttl_secs: u64,
+    pub access_ttl_secs: u64,
+    pub max_attempts: u32,
+    pub signing_key: [u8; 32],
+    pub sealing_key: [u8; 32],
+    pub keys_were_random: bool,
+    pub redis_url: Option<String>,
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Box<dyn Error>> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name} must be a number").into()),
+        Err(_) => Ok(default),
+    }
+}
+
+fn env_key(name: &str) -> Result<Option<[u8; 32]>, Box<dyn Error>> {
+    match std::env::var(name) {
+        Ok(v) => {
+            let bytes = STANDARD
+                .decode(v.trim())
+                .map_err(|_| format!("{name} must be standard base64"))?;
+            let key: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| format!("{name} must decode to 32 bytes"))?;
+            Ok(Some(key))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+fn random_key() -> Result<[u8; 32], Box<dyn Error>> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(key)
+}
+
+impl DemoConfig {
+    /// Reads `STEPUP_*` and `REDIS_URL`.
+    pub fn from_env() -> Result<Self, Box<dyn Error>> {
+        let (alice_totp_secret, alice_secret_was_random) =
+            match std::env::var("STEPUP_ALICE_TOTP_SECRET") {
+                Ok(b32) => (TotpSecret::from_base32(&b32)?, false),
+                Err(_) => (TotpSecret::generate()?, true),
+            };
+        let signing = env_key("STEPUP_SIGNING_KEY")?;
+        let sealing = env_key("STEPUP_SEALING_KEY")?;
+        let keys_were_random = signing.is_none() || sealing.is_none();
+        Ok(Self {
+            bind: std::env::var("STEPUP_BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned()),
+            alice_totp_secret,
+            alice_secret_was_random,
+            max_age_secs: env_num("STEPUP_MAX_AGE_SECS", 300)?,
+            mfa_token_ttl_secs: env_num("STEPUP_MFA_TOKEN_TTL_SECS", 300)?,
+            access_ttl_secs: env_num("STEPUP_ACCESS_TTL_SECS", 900)?,
+            max_attempts: env_num("STEPUP_MAX_ATTEMPTS", 5)?,
+            signing_key: match signing {
+                Some(k) => k,
+                None => random_key()?,
+            },
+            sealing_key: match sealing {
+                Some(k) => k,
+                None => random_key()?,
+            },
+            keys_were_random,
+            redis_url: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+        })
+    }
+}
+
+/// alice and bob, with argon2id password hashes; unknown users are checked against a
+/// dummy hash so they take as long as a wrong password.
+struct DemoAccounts {
+    users: HashMap<String, (String, Account)>,
+    dummy: String,
+}
+
+fn hash_password(password: &str) -> Result<String, Box<dyn Error>> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| format!("argon2: {e}"))?
+        .to_string())
+}
+
+impl DemoAccounts {
+    fn new() -> Result<Self, Box<dyn Error>> {
+        let mut users = HashMap::new();
+        for (name, password, scope) in [
+            ("alice", "alice-password", "me billing:read"),
+            ("bob", "bob-password", "me billing:read"),
+        ] {
+            users.insert(
+                name.to_owned(),
+                (
+                    hash_password(password)?,
+                    Account::new(name).with_scope(scope),
+                ),
+            );
+        }
+        Ok(Self {
+            users,
+            dummy: hash_password("no-such-user-dummy-password")?,
+        })
+    }
+}
+
+impl Accounts for DemoAccounts {
+    fn authenticate<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BackendFuture<'a, Option<Account>> {
+        let (hash, account) = match self.users.get(username) {
+            Some((hash, account)) => (hash.clone(), Some(account.clone())),
+            None => (self.dummy.clone(), None),
+        };
+        let password = password.to_owned();
+        Box::pin(async move {
+            let ok = tokio::task::spawn_blocking(move || {
+                PasswordHash::new(&hash).is_ok_and(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+            })
+            .await
+            .map_err(|e| BackendError(format!("password check failed: {e}")))?;
+            Ok(if ok { account } else { None })
+        })
+    }
+}
+
+/// The pieces a test may want to reach (the binary uses only the router).
+#[allow(dead_code)]
+pub struct Demo {
+    pub router: Router,
+    pub factors: Arc<MemoryFactors>,
+    pub guard: Guard,
+    pub issuer: Issuer,
+}
+
+/// Builds the demo app on `clock`.
+pub fn build<C: Clock + Clone>(config: &DemoConfig, clock: C) -> Result<Demo, Box<dyn Error>> {
+    let verifier = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .algorithms([Algorithm::HS256])
+        .key(VerifyingKey::hmac(
+            "demo-1",
+            Algorithm::HS256,
+            &config.signing_key,
+        )?)
+        .build()?;
+    let sealer = Sealer::new(SealingKeys::new(SealingKey::new(
+        "demo-1",
+        config.sealing_key,
+    )?))?;
+    let factors = Arc::new(MemoryFactors::new());
+    let (_, alice_recovery) = recovery::generate()?;
+    factors.insert(
+        "alice",
+        TotpFactor::new(config.alice_totp_secret.clone(), alice_recovery),
+    );
+    let enrolled = factors.clone();
+    let guard = Guard::builder()
+        .verifier(verifier)
+        .sealer(sealer)
+        .clock(clock.clone())
+        .realm("tower-stepup demo")
+        .mfa_token_ttl(Duration::from_secs(config.mfa_token_ttl_secs))
+        .mfa_requirements(move |claims| {
+            if enrolled.contains(claims.sub()) {
+                MfaRequirements::challenge(["otp"])
+            } else {
+                MfaRequirements::enroll(["otp"])
+            }
+        })
+        .build()?;
+    let issuer = Issuer::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .signing_key(SigningKey::hmac(
+            "demo-1",
+            Algorithm::HS256,
+            &config.signing_key,
+        )?)
+        .access_ttl(Duration::from_secs(config.access_ttl_secs))
+        .partial_ttl(Duration::from_secs(config.mfa_token_ttl_secs))
+        .clock(clock)
+        .build()?;
+    let max_age = Duration::from_secs(config.max_age_secs);
+    let completion = Completion::builder()
+        .guard(guard.clone())
+        .issuer(issuer.clone())
+        .store(MemoryStore::new())
+        .accounts(DemoAccounts::new()?)
+        .factors(factors.clone())
+        .attempts(AttemptPolicy {
+            max_attempts: config.max_attempts,
+            ..AttemptPolicy::default()
+        })
+        .totp_issuer("tower-stepup demo")
+        .enroll_step_up(StepUp::new().amr(["mfa"]).max_age(max_age))
+        .build()?;
+
+    let policies = RouteTable::new()
+        .route(Method::GET, "/healthz", Policy::public())
+        .route(Method::GET, "/api/me", Policy::authenticated())
+        .route(
+            Method::GET,
+            "/api/billing",
+            Policy::step_up(StepUp::new().amr(["mfa"]).max_age(max_age)),
+        )
+        .route(Method::POST, "/auth/login", Policy::public())
+        .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
+        .route(Method::POST, "/auth/mfa/enroll", Policy::authenticated())
+        .route(
+            Method::POST,
+            "/auth/mfa/enroll/confirm",
+            Policy::authenticated(),
+        )
+        .route(Method::POST, "/auth/refresh", Policy::public())
+        .route(Method::POST, "/auth/logout", Policy::authenticated());
+
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/me", get(me))
+        .route("/api/billing", get(billing))
+        .route("/auth/login", post_service(completion.login()))
+        .route("/auth/mfa/verify", post_service(completion.verify()))
+        .route("/auth/mfa/enroll", post_service(completion.enroll()))
+        .route(
+            "/auth/mfa/enroll/confirm",
+            post_service(completion.enroll_confirm()),
+        )
+        .route("/auth/refresh", post_service(completion.refresh()))
+        .route("/auth/logout", post_service(completion.logout()))
+        .layer(guard.route_table(policies)?);
+    Ok(Demo {
+        router,
+        factors,
+        guard,
+        issuer,
+    })
+}
+
+async fn me(claims: Claims) -> Json<Value> {
+    Json(json!({
+        "sub": claims.sub(),
+        "sid": claims.sid(),
+        "scope": claims.scope(),
+        "acr": claims.acr(),
+        "amr": claims.amr(),
+        "auth_time": claims.auth_time(),
+    }))
+}
+
+async fn billing(claims: Claims) -> Json<Value> {
+    Json(json!({
+        "sub": claims.sub(),
+        "invoices": [
+            {"id": "INV-1001", "amount": "42.00", "currency": "EUR"},
+            {"id": "INV-1002", "amount": "17.50", "currency": "EUR"},
+        ],
+    }))
+}

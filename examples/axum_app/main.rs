@@ -1,0 +1,130 @@
+//! The tower-stepup demo (DESIGN §7): password login, TOTP second factor, step-up on a
+//! sensitive route, enrollment, refresh with rotation, logout.
+//!
+//! ```text
+//! cargo run --example axum_app --features axum
+//! ```
+//!
+//! | route | policy |
+//! | --- | --- |
+//! | `GET /healthz` | public |
+//! | `GET /api/me` | authenticated |
+//! | `GET /api/billing` | step-up: `amr` contains `mfa`, `auth_time` within `STEPUP_MAX_AGE_SECS` |
+//! | `POST /auth/login` | public |
+//! | `POST /auth/mfa/verify` | the verify endpoint |
+//! | `POST /auth/mfa/enroll`, `POST /auth/mfa/enroll/confirm` | authenticated (step-up for a user who has a factor) |
+//! | `POST /auth/refresh` | public |
+//! | `POST /auth/logout` | authenticated |
+//!
+//! Users: `alice` / `alice-password` (TOTP enrolled), `bob` / `bob-password` (no second
+//! factor). Environment (all optional): `STEPUP_BIND`, `STEPUP_ALICE_TOTP_SECRET`,
+//! `STEPUP_MAX_AGE_SECS`, `STEPUP_MFA_TOKEN_TTL_SECS`, `STEPUP_ACCESS_TTL_SECS`,
+//! `STEPUP_MAX_ATTEMPTS`, `STEPUP_SIGNING_KEY`, `STEPUP_SEALING_KEY`, `REDIS_URL`.
+//! Logs go to stderr (`RUST_LOG`, default `info,tower_stepup=debug`); they never hold a
+//! token, a code or a secret.
+
+mod app;
+
+use std::error::Error;
+
+use tower_stepup::factor::TotpSecret;
+use tower_stepup::SystemClock;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_stepup=debug")),
+        )
+        .init();
+
+    let config = app::DemoConfig::from_env()?;
+    if config.redis_url.is_some() {
+        return Err(
+            "REDIS_URL is set, but this build of the demo has only the in-memory store".into(),
+        );
+    }
+    if config.keys_were_random {
+        tracing::warn!(
+            "STEPUP_SIGNING_KEY / STEPUP_SEALING_KEY not set: random keys for this process; \
+             set both (base64 of 32 random bytes) to run several instances"
+        );
+    }
+    let demo = app::build(&config, SystemClock)?;
+    let listener = tokio::net::TcpListener::bind(&config.bind).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    print_instructions(&base, &config);
+    axum::serve(listener, demo.router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+fn print_instructions(base: &str, config: &app::DemoConfig) {
+    let secret = config.alice_totp_secret.to_base32();
+    let json = "-H 'content-type: application/json'";
+    let field = |name: &str| format!("sed -E 's/.*\"{name}\":\"([^\"]+)\".*/\\1/'");
+    println!("tower-stepup demo listening on {base}");
+    println!();
+    println!("Users: alice / alice-password (TOTP), bob / bob-password (no second factor).");
+    if config.alice_secret_was_random {
+        print_otpauth(&config.alice_totp_secret);
+    }
+    println!();
+    println!("Try it (bash; each line sets a variable the next ones use):");
+    println!();
+    println!("  # 1. Password: alice gets a partial token, not a session");
+    println!(
+        "  PARTIAL=$(curl -s {base}/auth/login {json} -d '{{\"username\":\"alice\",\"password\":\"alice-password\"}}' | {})",
+        field("partial_token")
+    );
+    println!("  # 2. The current TOTP code (or read it from your authenticator app)");
+    println!(
+        "  CODE=$(python3 -c 'import base64,hashlib,hmac,struct,time;k=base64.b32decode(\"{secret}\");d=hmac.new(k,struct.pack(\">Q\",int(time.time())//30),hashlib.sha1).digest();o=d[-1]&15;print(\"%06d\"%((struct.unpack(\">I\",d[o:o+4])[0]&0x7fffffff)%1000000))')"
+    );
+    println!("  # 3. Second factor: a new session");
+    println!(
+        "  RESP=$(curl -s {base}/auth/mfa/verify {json} -d \"{{\\\"mfa_token\\\":\\\"$PARTIAL\\\",\\\"code\\\":\\\"$CODE\\\"}}\"); echo \"$RESP\""
+    );
+    println!(
+        "  ACCESS=$(echo \"$RESP\" | {}); REFRESH=$(echo \"$RESP\" | {})",
+        field("access_token"),
+        field("refresh_token")
+    );
+    println!("  # 4. Authenticated and step-up routes: 200 and 200 (fresh MFA)");
+    println!("  curl -s {base}/api/me -H \"authorization: Bearer $ACCESS\"");
+    println!("  curl -s {base}/api/billing -H \"authorization: Bearer $ACCESS\"");
+    println!("  # 5. bob has only a password: /api/billing answers 403 mfa_required + mfa_token");
+    println!(
+        "  BOB=$(curl -s {base}/auth/login {json} -d '{{\"username\":\"bob\",\"password\":\"bob-password\"}}' | {})",
+        field("access_token")
+    );
+    println!("  curl -si {base}/api/billing -H \"authorization: Bearer $BOB\"");
+    println!("  # 6. Refresh (rotates; the old refresh token is dead) and logout");
+    println!(
+        "  curl -s {base}/auth/refresh {json} -d \"{{\\\"refresh_token\\\":\\\"$REFRESH\\\"}}\""
+    );
+    println!(
+        "  curl -si {base}/auth/logout {json} -H \"authorization: Bearer $ACCESS\" -d \"{{\\\"refresh_token\\\":\\\"$REFRESH\\\"}}\""
+    );
+    println!();
+    println!(
+        "After {} s, /api/billing asks alice for a fresh code: verify the mfa_token it returns \
+         as in step 3.",
+        config.max_age_secs
+    );
+}
+
+fn print_otpauth(secret: &TotpSecret) {
+    // A demo aid: the secret is random for this process only and shown so a human can
+    // add it to an authenticator app. A real deployment never prints it.
+    let uri = tower_stepup::factor::totp::otpauth_uri(secret, "tower-stepup demo", "alice");
+    println!("alice's TOTP secret is random for this run; add it to an authenticator app:");
+    println!("  {uri}");
+}
