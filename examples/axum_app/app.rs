@@ -19,7 +19,7 @@ use tower_stepup::complete::{
     Account, Accounts, BackendError, BackendFuture, Completion, MemoryFactors, TotpFactor,
 };
 use tower_stepup::factor::{recovery, TotpSecret};
-use tower_stepup::store::{AttemptPolicy, MemoryStore};
+use tower_stepup::store::{AttemptPolicy, Store};
 use tower_stepup::{
     Algorithm, Claims, Clock, Guard, Issuer, MfaRequirements, Policy, RouteTable, Sealer,
     SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
@@ -179,8 +179,12 @@ pub struct Demo {
     pub issuer: Issuer,
 }
 
-/// Builds the demo app on `clock`.
-pub fn build<C: Clock + Clone>(config: &DemoConfig, clock: C) -> Result<Demo, Box<dyn Error>> {
+/// Builds the demo app on `clock`, keeping its shared state in `store`.
+pub fn build<C: Clock + Clone>(
+    config: &DemoConfig,
+    clock: C,
+    store: Arc<dyn Store>,
+) -> Result<Demo, Box<dyn Error>> {
     let verifier = Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
@@ -232,7 +236,7 @@ pub fn build<C: Clock + Clone>(config: &DemoConfig, clock: C) -> Result<Demo, Bo
     let completion = Completion::builder()
         .guard(guard.clone())
         .issuer(issuer.clone())
-        .store(MemoryStore::new())
+        .shared_store(store)
         .accounts(DemoAccounts::new()?)
         .factors(factors.clone())
         .attempts(AttemptPolicy {

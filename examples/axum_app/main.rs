@@ -26,8 +26,10 @@
 mod app;
 
 use std::error::Error;
+use std::sync::Arc;
 
 use tower_stepup::factor::TotpSecret;
+use tower_stepup::store::MemoryStore;
 use tower_stepup::SystemClock;
 use tracing_subscriber::EnvFilter;
 
@@ -54,7 +56,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
              set both (base64 of 32 random bytes) to run several instances"
         );
     }
-    let demo = app::build(&config, SystemClock)?;
+    let demo = app::build(&config, SystemClock, Arc::new(MemoryStore::new()))?;
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     let base = format!("http://{}", listener.local_addr()?);
     print_instructions(&base, &config);
