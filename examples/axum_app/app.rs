@@ -6,11 +6,10 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::routing::{get, post_service};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::Method;
@@ -115,7 +114,9 @@ struct DemoAccounts {
 }
 
 fn hash_password(password: &str) -> Result<String, Box<dyn Error>> {
-    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 16];
+    getrandom::fill(&mut salt_bytes).map_err(|e| format!("no randomness: {e}"))?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| format!("salt: {e}"))?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| format!("argon2: {e}"))?
@@ -288,7 +289,9 @@ pub fn build<C: Clock + Clone>(
     })
 }
 
-async fn me(claims: Claims) -> Json<Value> {
+// The layer puts the verified claims in the request extensions; `Extension` reads them
+// (with the crate's `axum` feature, `Claims` itself is an extractor too).
+async fn me(Extension(claims): Extension<Claims>) -> Json<Value> {
     Json(json!({
         "sub": claims.sub(),
         "sid": claims.sid(),
@@ -299,7 +302,7 @@ async fn me(claims: Claims) -> Json<Value> {
     }))
 }
 
-async fn billing(claims: Claims) -> Json<Value> {
+async fn billing(Extension(claims): Extension<Claims>) -> Json<Value> {
     Json(json!({
         "sub": claims.sub(),
         "invoices": [
