@@ -39,6 +39,8 @@ struct State {
     refresh_tokens: HashMap<TokenHash, RefreshToken>,
     families: HashMap<String, Family>,
     writes: u64,
+    max_entries: usize,
+    now: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -99,26 +101,37 @@ impl MemoryStore {
             .map_err(|_| StoreError::Unavailable("memory store poisoned".to_owned()))
     }
 
-    /// Runs a write: sweeps when due or when full, and refuses growth past the bound.
+    /// Runs a write under the lock; sweeps when due. `f` calls [`State::room`] before
+    /// adding a key, so only writes that really grow the store can be refused.
     fn write<T>(
         &self,
         now: u64,
-        grows: usize,
-        f: impl FnOnce(&mut State) -> T,
+        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut state = self.lock()?;
         state.writes = state.writes.wrapping_add(1);
-        if state.writes % SWEEP_EVERY == 0 || state.len() + grows > self.max_entries {
+        state.max_entries = self.max_entries;
+        state.now = now;
+        if state.writes % SWEEP_EVERY == 0 {
             state.sweep(now);
         }
-        if state.len() + grows > self.max_entries {
-            return Err(StoreError::Full);
-        }
-        Ok(f(&mut state))
+        f(&mut state)
     }
 }
 
 impl State {
+    /// Makes room for `n` new entries (sweeping if needed) or refuses: a full store never
+    /// forgets a live entry to make room.
+    fn room(&mut self, n: usize) -> Result<(), StoreError> {
+        if self.len() + n > self.max_entries {
+            self.sweep(self.now);
+        }
+        if self.len() + n > self.max_entries {
+            return Err(StoreError::Full);
+        }
+        Ok(())
+    }
+
     fn len(&self) -> usize {
         self.consumed.len()
             + self.attempts.len()
@@ -160,11 +173,14 @@ fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> 
 
 impl Store for MemoryStore {
     fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool> {
-        ready(self.write(now, 1, |s| match s.consumed.get(key) {
-            Some(exp) if *exp > now => false,
-            _ => {
+        ready(self.write(now, |s| match s.consumed.get(key) {
+            Some(exp) if *exp > now => Ok(false),
+            existing => {
+                if existing.is_none() {
+                    s.room(1)?;
+                }
                 s.consumed.insert(key.to_owned(), expires_at);
-                true
+                Ok(true)
             }
         }))
     }
@@ -194,10 +210,13 @@ impl Store for MemoryStore {
         policy: AttemptPolicy,
         now: u64,
     ) -> StoreFuture<'a, Attempts> {
-        ready(self.write(now, 1, |s| {
+        ready(self.write(now, |s| {
             let current = s.attempts(user, now);
             if current.is_locked(now) {
-                return current;
+                return Ok(current);
+            }
+            if !s.attempts.contains_key(user) {
+                s.room(1)?;
             }
             let failures = if current.locked_until.is_some() {
                 1
@@ -219,18 +238,19 @@ impl Store for MemoryStore {
                 }
             };
             s.attempts.insert(user.to_owned(), entry);
-            Attempts {
+            Ok(Attempts {
                 failures: entry.failures,
                 locked_until: entry.locked_until,
-            }
+            })
         }))
     }
 
     fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
-        ready(self.write(now, 0, |s| {
+        ready(self.write(now, |s| {
             if !s.attempts(user, now).is_locked(now) {
                 s.attempts.remove(user);
             }
+            Ok(())
         }))
     }
 
@@ -241,11 +261,14 @@ impl Store for MemoryStore {
         expires_at: u64,
         now: u64,
     ) -> StoreFuture<'a, bool> {
-        ready(self.write(now, 1, |s| match s.totp_steps.get(user) {
-            Some((last, exp)) if *exp > now && *last >= step => false,
-            _ => {
+        ready(self.write(now, |s| match s.totp_steps.get(user) {
+            Some((last, exp)) if *exp > now && *last >= step => Ok(false),
+            existing => {
+                if existing.is_none() {
+                    s.room(1)?;
+                }
                 s.totp_steps.insert(user.to_owned(), (step, expires_at));
-                true
+                Ok(true)
             }
         }))
     }
@@ -257,8 +280,12 @@ impl Store for MemoryStore {
         expires_at: u64,
         now: u64,
     ) -> StoreFuture<'a, ()> {
-        ready(self.write(now, 1, |s| {
+        ready(self.write(now, |s| {
+            if !s.values.contains_key(key) {
+                s.room(1)?;
+            }
             s.values.insert(key.to_owned(), (value, expires_at));
+            Ok(())
         }))
     }
 
@@ -283,7 +310,8 @@ impl Store for MemoryStore {
         record: RefreshRecord,
         now: u64,
     ) -> StoreFuture<'a, ()> {
-        ready(self.write(now, 2, |s| {
+        ready(self.write(now, |s| {
+            s.room(2)?;
             s.refresh_tokens.insert(
                 token,
                 RefreshToken {
@@ -299,6 +327,7 @@ impl Store for MemoryStore {
                     revoked: false,
                 },
             );
+            Ok(())
         }))
     }
 
@@ -308,28 +337,33 @@ impl Store for MemoryStore {
         new_token: TokenHash,
         now: u64,
     ) -> StoreFuture<'a, Rotation> {
-        ready(self.write(now, 1, |s| {
+        ready(self.write(now, |s| {
             let Some(family_id) = s
                 .refresh_tokens
                 .get(&token)
                 .filter(|t| t.expires_at > now)
                 .map(|t| t.family.clone())
             else {
-                return Rotation::Invalid;
+                return Ok(Rotation::Invalid);
             };
             let Some(family) = s.live_family(&family_id, now) else {
-                return Rotation::Invalid;
+                return Ok(Rotation::Invalid);
             };
             if family.revoked {
-                return Rotation::Invalid;
+                return Ok(Rotation::Invalid);
             }
             if family.current != token {
                 family.revoked = true;
-                return Rotation::Reused {
+                return Ok(Rotation::Reused {
                     family: family.record.family.clone(),
                     sub: family.record.sub.clone(),
-                };
+                });
             }
+            // Only a rotation adds an entry: make room before changing anything.
+            s.room(1)?;
+            let Some(family) = s.live_family(&family_id, now) else {
+                return Ok(Rotation::Invalid);
+            };
             family.current = new_token;
             let record = family.record.clone();
             s.refresh_tokens.insert(
@@ -339,7 +373,7 @@ impl Store for MemoryStore {
                     expires_at: record.expires_at,
                 },
             );
-            Rotation::Rotated(record)
+            Ok(Rotation::Rotated(record))
         }))
     }
 
@@ -349,25 +383,26 @@ impl Store for MemoryStore {
         sub: &'a str,
         now: u64,
     ) -> StoreFuture<'a, bool> {
-        ready(self.write(now, 0, |s| {
+        ready(self.write(now, |s| {
             let Some(family_id) = s.refresh_tokens.get(&token).map(|t| t.family.clone()) else {
-                return false;
+                return Ok(false);
             };
-            match s.live_family(&family_id, now) {
+            Ok(match s.live_family(&family_id, now) {
                 Some(f) if f.record.sub == sub && !f.revoked => {
                     f.revoked = true;
                     true
                 }
                 _ => false,
-            }
+            })
         }))
     }
 
     fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, ()> {
-        ready(self.write(now, 0, |s| {
+        ready(self.write(now, |s| {
             if let Some(f) = s.live_family(family, now) {
                 f.revoked = true;
             }
+            Ok(())
         }))
     }
 }

@@ -1,0 +1,979 @@
+//! The behaviour of a [`Store`], specified once and run against every implementation.
+//!
+//! Each check is a `pub async fn` generic over the store. [`contract_tests!`] expands to
+//! one `#[tokio::test]` per check, given an async constructor:
+//!
+//! ```ignore
+//! mod store_contract;
+//! contract_tests!(|| async { tower_stepup::store::MemoryStore::new() });
+//! // A backend that needs a server can mark every test, e.g.:
+//! // contract_tests!(|| async { connect().await }, ignore = "needs REDIS_URL");
+//! ```
+//!
+//! Rules every check follows, so that one shared backend (one Redis) can serve them all,
+//! in parallel and run after run:
+//!
+//! - every key, user, family and token hash is unique to the call ([`Ns`]: a per-process
+//!   random id plus a counter);
+//! - time is an input: `now` is [`T0`] plus an offset. Nothing sleeps and nothing reads
+//!   the system clock. An implementation must therefore judge expiry by the `now` it is
+//!   given (a backend TTL, set relative to that `now`, may only clean up after it);
+//! - an entry with expiry `expires_at` is live while `now < expires_at` and gone from
+//!   `now == expires_at` on (the boundary is asserted exactly);
+//! - results are asserted exactly.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::task::JoinSet;
+use tower_stepup::store::{AttemptPolicy, Attempts, RefreshRecord, Rotation, Store, TokenHash};
+
+/// The base time of every check (seconds since the Unix epoch).
+pub const T0: u64 = 1_700_000_000;
+
+/// How many tasks race in the concurrency checks.
+pub const RACERS: usize = 32;
+
+/// The attempt policy of the attempt checks: 3 failures lock out for 300 s; a failure is
+/// remembered for 600 s without a new one.
+pub const POLICY: AttemptPolicy = AttemptPolicy {
+    max_attempts: 3,
+    lockout_secs: 300,
+    window_secs: 600,
+};
+
+/// Builds a store with the constructor given to [`contract_tests!`].
+pub async fn build<S, F, Fut>(make: F) -> S
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = S>,
+{
+    make().await
+}
+
+/// A namespace unique to one check call: keys, users, families and token hashes.
+pub struct Ns {
+    prefix: String,
+    id: [u8; 16],
+}
+
+/// A fresh namespace for the check `check`.
+pub fn ns(check: &str) -> Ns {
+    static RUN: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let run = *RUN.get_or_init(|| {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&run.to_be_bytes());
+    id[8..].copy_from_slice(&n.to_be_bytes());
+    Ns {
+        prefix: format!("contract:{check}:{run:016x}:{n}"),
+        id,
+    }
+}
+
+impl Ns {
+    /// A key (or user, or family id) named `name` in this namespace.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    /// Token hash number `n` in this namespace.
+    pub fn token(&self, n: u16) -> TokenHash {
+        let mut t = [0u8; 32];
+        t[..16].copy_from_slice(&self.id);
+        t[16..18].copy_from_slice(&n.to_be_bytes());
+        t[31] = 0x5a;
+        t
+    }
+
+    /// A refresh record for family `family` of user `sub`, ending at `expires_at`.
+    pub fn record(&self, family: &str, sub: &str, expires_at: u64) -> RefreshRecord {
+        RefreshRecord {
+            family: self.key(family),
+            sub: self.key(sub),
+            session: format!(
+                r#"{{"sub":"{}","sid":"{}"}}"#,
+                self.key(sub),
+                self.key(family)
+            ),
+            expires_at,
+        }
+    }
+}
+
+fn clean() -> Attempts {
+    Attempts {
+        failures: 0,
+        locked_until: None,
+    }
+}
+
+fn counting(failures: u32) -> Attempts {
+    Attempts {
+        failures,
+        locked_until: None,
+    }
+}
+
+fn locked(failures: u32, until: u64) -> Attempts {
+    Attempts {
+        failures,
+        locked_until: Some(until),
+    }
+}
+
+/// Runs `RACERS` tasks that wait for each other, then each run `op(i)`; returns `(i,
+/// result)` of all.
+async fn race<S, T, F, Fut>(store: Arc<S>, op: F) -> Vec<(usize, T)>
+where
+    S: Store,
+    T: Send + 'static,
+    F: Fn(Arc<S>, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let ready = Arc::new(AtomicUsize::new(0));
+    let op = Arc::new(op);
+    let mut set = JoinSet::new();
+    for i in 0..RACERS {
+        let (store, ready, op) = (store.clone(), ready.clone(), op.clone());
+        set.spawn(async move {
+            ready.fetch_add(1, Ordering::SeqCst);
+            while ready.load(Ordering::SeqCst) < RACERS {
+                tokio::task::yield_now().await;
+            }
+            (i, op(store, i).await)
+        });
+    }
+    let mut out = Vec::with_capacity(RACERS);
+    while let Some(joined) = set.join_next().await {
+        out.push(joined.expect("a racing task panicked"));
+    }
+    assert_eq!(out.len(), RACERS);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// consume / is_consumed
+
+/// `consume` is `true` the first time and `false` every time after, until the expiry.
+pub async fn consume_is_true_once<S: Store>(store: &S) {
+    let ns = ns("consume_is_true_once");
+    let k = ns.key("jti");
+    let exp = T0 + 300;
+    assert_eq!(store.consume(&k, exp, T0).await, Ok(true));
+    assert_eq!(store.consume(&k, exp, T0).await, Ok(false));
+    assert_eq!(store.consume(&k, exp, T0 + 1).await, Ok(false));
+    assert_eq!(store.consume(&k, exp, T0 + 299).await, Ok(false));
+    // A later expiry given on replay does not make it new either.
+    assert_eq!(store.consume(&k, exp + 1000, T0 + 10).await, Ok(false));
+}
+
+/// Consuming one key leaves others unconsumed.
+pub async fn consume_keys_are_independent<S: Store>(store: &S) {
+    let ns = ns("consume_keys_are_independent");
+    let (a, b) = (ns.key("a"), ns.key("b"));
+    let exp = T0 + 300;
+    assert_eq!(store.consume(&a, exp, T0).await, Ok(true));
+    assert_eq!(store.is_consumed(&b, T0).await, Ok(false));
+    assert_eq!(store.consume(&b, exp, T0).await, Ok(true));
+    assert_eq!(store.consume(&a, exp, T0).await, Ok(false));
+    assert_eq!(store.consume(&b, exp, T0).await, Ok(false));
+    // A key that only shares a prefix is another key.
+    assert_eq!(store.consume(&format!("{a}x"), exp, T0).await, Ok(true));
+}
+
+/// At `expires_at` a consumed key is forgotten: `consume` is `true` again (once).
+pub async fn consume_forgets_key_at_expiry<S: Store>(store: &S) {
+    let ns = ns("consume_forgets_key_at_expiry");
+    let k = ns.key("jti");
+    assert_eq!(store.consume(&k, T0 + 60, T0).await, Ok(true));
+    assert_eq!(store.consume(&k, T0 + 60, T0 + 59).await, Ok(false));
+    assert_eq!(store.consume(&k, T0 + 200, T0 + 60).await, Ok(true));
+    // Remembered again, until the new expiry.
+    assert_eq!(store.consume(&k, T0 + 200, T0 + 61).await, Ok(false));
+    assert_eq!(store.consume(&k, T0 + 200, T0 + 199).await, Ok(false));
+    assert_eq!(store.consume(&k, T0 + 400, T0 + 1000).await, Ok(true));
+}
+
+/// `is_consumed`: `false` before `consume`, `true` after, `false` from the expiry on; it
+/// does not consume.
+pub async fn is_consumed_reflects_consume<S: Store>(store: &S) {
+    let ns = ns("is_consumed_reflects_consume");
+    let k = ns.key("jti");
+    assert_eq!(store.is_consumed(&k, T0).await, Ok(false));
+    assert_eq!(store.is_consumed(&k, T0).await, Ok(false));
+    assert_eq!(store.consume(&k, T0 + 60, T0).await, Ok(true));
+    assert_eq!(store.is_consumed(&k, T0).await, Ok(true));
+    assert_eq!(store.is_consumed(&k, T0 + 59).await, Ok(true));
+    assert_eq!(store.is_consumed(&k, T0 + 60).await, Ok(false));
+    assert_eq!(store.is_consumed(&k, T0 + 10_000).await, Ok(false));
+}
+
+// ---------------------------------------------------------------------------------------
+// concurrency
+
+/// Of `RACERS` concurrent `consume` of one key, exactly one is `true`.
+pub async fn concurrent_consume_has_one_winner<S: Store>(store: Arc<S>) {
+    let ns = ns("concurrent_consume_has_one_winner");
+    let k = Arc::new(ns.key("jti"));
+    let key = k.clone();
+    let results = race(store.clone(), move |s, _| {
+        let key = key.clone();
+        async move { s.consume(&key, T0 + 300, T0).await }
+    })
+    .await;
+    let wins = results.iter().filter(|(_, r)| *r == Ok(true)).count();
+    let losses = results.iter().filter(|(_, r)| *r == Ok(false)).count();
+    assert_eq!((wins, losses), (1, RACERS - 1), "{results:?}");
+    assert_eq!(store.is_consumed(&k, T0).await, Ok(true));
+}
+
+/// Of `RACERS` concurrent `advance_totp_step` of one user to the same step, exactly one
+/// is `true`.
+pub async fn concurrent_totp_step_has_one_winner<S: Store>(store: Arc<S>) {
+    let ns = ns("concurrent_totp_step_has_one_winner");
+    let user = Arc::new(ns.key("user"));
+    let u = user.clone();
+    let results = race(store.clone(), move |s, _| {
+        let u = u.clone();
+        async move { s.advance_totp_step(&u, 1000, T0 + 90, T0).await }
+    })
+    .await;
+    let wins = results.iter().filter(|(_, r)| *r == Ok(true)).count();
+    let losses = results.iter().filter(|(_, r)| *r == Ok(false)).count();
+    assert_eq!((wins, losses), (1, RACERS - 1), "{results:?}");
+    assert_eq!(
+        store.advance_totp_step(&user, 1000, T0 + 90, T0).await,
+        Ok(false)
+    );
+}
+
+/// Of `RACERS` concurrent rotations of one refresh token (each to its own new token),
+/// exactly one is `Rotated`; exactly one other sees the replay (`Reused`), which revokes
+/// the family, so all the rest are `Invalid`, and so is the winner's new token.
+pub async fn concurrent_refresh_rotate_has_one_winner<S: Store>(store: Arc<S>) {
+    let ns = ns("concurrent_refresh_rotate_has_one_winner");
+    let record = ns.record("family", "user", T0 + 3600);
+    store
+        .refresh_create(ns.token(0), record.clone(), T0)
+        .await
+        .unwrap();
+    let tokens: Arc<Vec<TokenHash>> = Arc::new((0..=RACERS as u16).map(|n| ns.token(n)).collect());
+    let t = tokens.clone();
+    let results = race(store.clone(), move |s, i| {
+        let t = t.clone();
+        async move { s.refresh_rotate(t[0], t[i + 1], T0 + 10).await }
+    })
+    .await;
+    let rotated: Vec<usize> = results
+        .iter()
+        .filter(|(_, r)| *r == Ok(Rotation::Rotated(record.clone())))
+        .map(|(i, _)| *i)
+        .collect();
+    let reused = Ok(Rotation::Reused {
+        family: record.family.clone(),
+        sub: record.sub.clone(),
+    });
+    let reused = results.iter().filter(|(_, r)| *r == reused).count();
+    let invalid = results
+        .iter()
+        .filter(|(_, r)| *r == Ok(Rotation::Invalid))
+        .count();
+    assert_eq!(rotated.len(), 1, "{results:?}");
+    assert_eq!((reused, invalid), (1, RACERS - 2), "{results:?}");
+    let winner_token = tokens[rotated[0] + 1];
+    assert_eq!(
+        store
+            .refresh_rotate(winner_token, ns.token(999), T0 + 20)
+            .await,
+        Ok(Rotation::Invalid)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// attempts
+
+/// A user never seen has no failures and is not locked.
+pub async fn attempts_start_clean<S: Store>(store: &S) {
+    let ns = ns("attempts_start_clean");
+    let a = store.attempts(&ns.key("user"), T0).await.unwrap();
+    assert_eq!(a, clean());
+    assert!(!a.is_locked(T0));
+}
+
+/// Each `record_failure` below the limit counts one more failure, without a lockout, and
+/// `attempts` reports the same state.
+pub async fn record_failure_counts_up<S: Store>(store: &S) {
+    let ns = ns("record_failure_counts_up");
+    let user = ns.key("user");
+    for (i, now) in [(1, T0), (2, T0 + 5)] {
+        assert_eq!(
+            store.record_failure(&user, POLICY, now).await,
+            Ok(counting(i))
+        );
+        assert_eq!(store.attempts(&user, now).await, Ok(counting(i)));
+    }
+    assert!(!store
+        .attempts(&user, T0 + 5)
+        .await
+        .unwrap()
+        .is_locked(T0 + 5));
+}
+
+/// The failure that reaches `max_attempts` locks the user out until `now +
+/// lockout_secs`.
+pub async fn reaching_max_attempts_locks_out<S: Store>(store: &S) {
+    let ns = ns("reaching_max_attempts_locks_out");
+    let user = ns.key("user");
+    store.record_failure(&user, POLICY, T0).await.unwrap();
+    store.record_failure(&user, POLICY, T0 + 1).await.unwrap();
+    let until = T0 + 2 + POLICY.lockout_secs;
+    let a = store.record_failure(&user, POLICY, T0 + 2).await.unwrap();
+    assert_eq!(a, locked(3, until));
+    assert!(a.is_locked(T0 + 2));
+    assert_eq!(store.attempts(&user, T0 + 2).await, Ok(locked(3, until)));
+    assert_eq!(store.attempts(&user, until - 1).await, Ok(locked(3, until)));
+}
+
+/// Failures during a lockout neither extend it nor count beyond `max_attempts`.
+pub async fn failures_during_lockout_change_nothing<S: Store>(store: &S) {
+    let ns = ns("failures_during_lockout_change_nothing");
+    let user = ns.key("user");
+    for now in [T0, T0 + 1, T0 + 2] {
+        store.record_failure(&user, POLICY, now).await.unwrap();
+    }
+    let until = T0 + 2 + POLICY.lockout_secs;
+    for now in [T0 + 3, T0 + 100, until - 1] {
+        assert_eq!(
+            store.record_failure(&user, POLICY, now).await,
+            Ok(locked(3, until))
+        );
+    }
+    assert_eq!(store.attempts(&user, until - 1).await, Ok(locked(3, until)));
+}
+
+/// The lockout ends at `locked_until`; then the slate is clean and the next failure
+/// counts 1.
+pub async fn lockout_ends_at_locked_until<S: Store>(store: &S) {
+    let ns = ns("lockout_ends_at_locked_until");
+    let user = ns.key("user");
+    for now in [T0, T0 + 1, T0 + 2] {
+        store.record_failure(&user, POLICY, now).await.unwrap();
+    }
+    let until = T0 + 2 + POLICY.lockout_secs;
+    let a = store.attempts(&user, until - 1).await.unwrap();
+    assert!(a.is_locked(until - 1));
+    assert!(!a.is_locked(until), "is_locked is false at locked_until");
+    assert_eq!(store.attempts(&user, until).await, Ok(clean()));
+    assert_eq!(store.attempts(&user, until + 1000).await, Ok(clean()));
+    assert_eq!(
+        store.record_failure(&user, POLICY, until).await,
+        Ok(counting(1))
+    );
+    assert_eq!(store.attempts(&user, until).await, Ok(counting(1)));
+    // And the count to the next lockout starts over.
+    store
+        .record_failure(&user, POLICY, until + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.record_failure(&user, POLICY, until + 2).await,
+        Ok(locked(3, until + 2 + POLICY.lockout_secs))
+    );
+}
+
+/// `clear_failures` forgets the failures counted so far: the next failure counts 1.
+pub async fn clear_failures_resets_count<S: Store>(store: &S) {
+    let ns = ns("clear_failures_resets_count");
+    let user = ns.key("user");
+    store.record_failure(&user, POLICY, T0).await.unwrap();
+    store.record_failure(&user, POLICY, T0 + 1).await.unwrap();
+    store.clear_failures(&user, T0 + 2).await.unwrap();
+    assert_eq!(store.attempts(&user, T0 + 2).await, Ok(clean()));
+    assert_eq!(
+        store.record_failure(&user, POLICY, T0 + 3).await,
+        Ok(counting(1))
+    );
+    // Clearing a user without failures is fine.
+    store.clear_failures(&ns.key("nobody"), T0).await.unwrap();
+    assert_eq!(store.attempts(&ns.key("nobody"), T0).await, Ok(clean()));
+}
+
+/// `clear_failures` does not end a running lockout (the number of failures reported
+/// during it is left to the implementation); it still ends at `locked_until`.
+pub async fn clear_failures_keeps_running_lockout<S: Store>(store: &S) {
+    let ns = ns("clear_failures_keeps_running_lockout");
+    let user = ns.key("user");
+    for now in [T0, T0 + 1, T0 + 2] {
+        store.record_failure(&user, POLICY, now).await.unwrap();
+    }
+    let until = T0 + 2 + POLICY.lockout_secs;
+    store.clear_failures(&user, T0 + 10).await.unwrap();
+    let a = store.attempts(&user, T0 + 10).await.unwrap();
+    assert_eq!(a.locked_until, Some(until));
+    assert!(a.is_locked(T0 + 10));
+    // Nor does a failure after the clear extend it.
+    let a = store.record_failure(&user, POLICY, T0 + 11).await.unwrap();
+    assert_eq!(a.locked_until, Some(until));
+    assert_eq!(store.attempts(&user, until).await, Ok(clean()));
+}
+
+/// Failures are forgotten `window_secs` after the last one; each new failure restarts
+/// the window.
+pub async fn failures_forgotten_after_window<S: Store>(store: &S) {
+    let ns = ns("failures_forgotten_after_window");
+    let user = ns.key("user");
+    let w = POLICY.window_secs;
+    store.record_failure(&user, POLICY, T0).await.unwrap();
+    assert_eq!(store.attempts(&user, T0 + w - 1).await, Ok(counting(1)));
+    assert_eq!(store.attempts(&user, T0 + w).await, Ok(clean()));
+    // Forgotten: the next failure counts 1 again.
+    assert_eq!(
+        store.record_failure(&user, POLICY, T0 + w).await,
+        Ok(counting(1))
+    );
+    // A second failure within the window counts 2 and restarts the window.
+    let t1 = T0 + w + 500;
+    assert_eq!(
+        store.record_failure(&user, POLICY, t1).await,
+        Ok(counting(2))
+    );
+    assert_eq!(store.attempts(&user, t1 + w - 1).await, Ok(counting(2)));
+    assert_eq!(store.attempts(&user, t1 + w).await, Ok(clean()));
+    assert_eq!(
+        store.record_failure(&user, POLICY, t1 + w).await,
+        Ok(counting(1))
+    );
+}
+
+/// Failures, lockouts and clears of one user do not touch another.
+pub async fn attempts_users_are_independent<S: Store>(store: &S) {
+    let ns = ns("attempts_users_are_independent");
+    let (a, b) = (ns.key("alice"), ns.key("bob"));
+    for now in [T0, T0 + 1, T0 + 2] {
+        store.record_failure(&a, POLICY, now).await.unwrap();
+    }
+    assert!(store.attempts(&a, T0 + 2).await.unwrap().is_locked(T0 + 2));
+    assert_eq!(store.attempts(&b, T0 + 2).await, Ok(clean()));
+    assert_eq!(
+        store.record_failure(&b, POLICY, T0 + 3).await,
+        Ok(counting(1))
+    );
+    store.clear_failures(&b, T0 + 4).await.unwrap();
+    assert_eq!(
+        store.attempts(&a, T0 + 4).await,
+        Ok(locked(3, T0 + 2 + POLICY.lockout_secs))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// TOTP steps
+
+/// A step is accepted only if it is later than every step accepted before for the user.
+pub async fn totp_step_must_increase<S: Store>(store: &S) {
+    let ns = ns("totp_step_must_increase");
+    let user = ns.key("user");
+    let exp = T0 + 90;
+    assert_eq!(store.advance_totp_step(&user, 100, exp, T0).await, Ok(true));
+    assert_eq!(
+        store.advance_totp_step(&user, 100, exp, T0).await,
+        Ok(false)
+    );
+    assert_eq!(store.advance_totp_step(&user, 99, exp, T0).await, Ok(false));
+    assert_eq!(store.advance_totp_step(&user, 0, exp, T0).await, Ok(false));
+    assert_eq!(store.advance_totp_step(&user, 101, exp, T0).await, Ok(true));
+    // A refused step does not lower the mark.
+    assert_eq!(
+        store.advance_totp_step(&user, 101, exp, T0).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.advance_totp_step(&user, 100, exp, T0).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.advance_totp_step(&user, 1_000, exp, T0).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.advance_totp_step(&user, 999, exp, T0).await,
+        Ok(false)
+    );
+}
+
+/// The last step is remembered until its `expires_at`; after that a lower step is
+/// accepted again. Callers pick `expires_at` as the time from which that step (and so
+/// every lower one) can no longer be valid, so this accepts nothing twice.
+pub async fn totp_step_forgotten_at_expiry<S: Store>(store: &S) {
+    let ns = ns("totp_step_forgotten_at_expiry");
+    let user = ns.key("user");
+    assert_eq!(
+        store.advance_totp_step(&user, 100, T0 + 90, T0).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.advance_totp_step(&user, 50, T0 + 90, T0 + 89).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.advance_totp_step(&user, 50, T0 + 200, T0 + 90).await,
+        Ok(true)
+    );
+    // The mark is now 50, until T0 + 200.
+    assert_eq!(
+        store.advance_totp_step(&user, 50, T0 + 200, T0 + 100).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.advance_totp_step(&user, 51, T0 + 200, T0 + 100).await,
+        Ok(true)
+    );
+}
+
+/// The steps of one user do not limit another's.
+pub async fn totp_users_are_independent<S: Store>(store: &S) {
+    let ns = ns("totp_users_are_independent");
+    let (a, b) = (ns.key("alice"), ns.key("bob"));
+    assert_eq!(
+        store.advance_totp_step(&a, 100, T0 + 90, T0).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.advance_totp_step(&b, 100, T0 + 90, T0).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.advance_totp_step(&b, 50, T0 + 90, T0).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.advance_totp_step(&a, 100, T0 + 90, T0).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.advance_totp_step(&b, 101, T0 + 90, T0).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.advance_totp_step(&a, 101, T0 + 90, T0).await,
+        Ok(true)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// put / get / delete
+
+/// `get` returns exactly what `put` stored (any bytes), until the expiry; an unknown key
+/// is `None`.
+pub async fn get_returns_put_value<S: Store>(store: &S) {
+    let ns = ns("get_returns_put_value");
+    let (k, other) = (ns.key("enroll"), ns.key("other"));
+    let value: Vec<u8> = (0..=255u8).chain([0, 0, 255]).collect();
+    assert_eq!(store.get(&k, T0).await, Ok(None));
+    store.put(&k, value.clone(), T0 + 600, T0).await.unwrap();
+    assert_eq!(store.get(&k, T0).await, Ok(Some(value.clone())));
+    assert_eq!(store.get(&k, T0 + 599).await, Ok(Some(value)));
+    assert_eq!(store.get(&other, T0).await, Ok(None));
+    // An empty value is a value.
+    store.put(&other, Vec::new(), T0 + 600, T0).await.unwrap();
+    assert_eq!(store.get(&other, T0).await, Ok(Some(Vec::new())));
+}
+
+/// From `expires_at` on, `get` is `None`.
+pub async fn get_is_none_after_expiry<S: Store>(store: &S) {
+    let ns = ns("get_is_none_after_expiry");
+    let k = ns.key("enroll");
+    store
+        .put(&k, b"secret".to_vec(), T0 + 600, T0)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&k, T0 + 599).await, Ok(Some(b"secret".to_vec())));
+    assert_eq!(store.get(&k, T0 + 600).await, Ok(None));
+    assert_eq!(store.get(&k, T0 + 10_000).await, Ok(None));
+}
+
+/// `delete` removes the value; deleting again, or an unknown key, is fine.
+pub async fn delete_removes_value<S: Store>(store: &S) {
+    let ns = ns("delete_removes_value");
+    let (k, keep) = (ns.key("enroll"), ns.key("keep"));
+    store.put(&k, b"v".to_vec(), T0 + 600, T0).await.unwrap();
+    store.put(&keep, b"w".to_vec(), T0 + 600, T0).await.unwrap();
+    store.delete(&k).await.unwrap();
+    assert_eq!(store.get(&k, T0).await, Ok(None));
+    assert_eq!(store.get(&keep, T0).await, Ok(Some(b"w".to_vec())));
+    store.delete(&k).await.unwrap();
+    store.delete(&ns.key("never")).await.unwrap();
+    // The key can be put again.
+    store
+        .put(&k, b"x".to_vec(), T0 + 600, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&k, T0 + 1).await, Ok(Some(b"x".to_vec())));
+}
+
+/// `put` on a live key replaces value and expiry.
+pub async fn put_overwrites_value<S: Store>(store: &S) {
+    let ns = ns("put_overwrites_value");
+    let k = ns.key("enroll");
+    store
+        .put(&k, b"first".to_vec(), T0 + 600, T0)
+        .await
+        .unwrap();
+    store
+        .put(&k, b"second".to_vec(), T0 + 100, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&k, T0 + 1).await, Ok(Some(b"second".to_vec())));
+    // The new, shorter expiry applies.
+    assert_eq!(store.get(&k, T0 + 100).await, Ok(None));
+    store
+        .put(&k, b"third".to_vec(), T0 + 1000, T0 + 200)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&k, T0 + 999).await, Ok(Some(b"third".to_vec())));
+}
+
+// ---------------------------------------------------------------------------------------
+// refresh families
+
+/// The current token rotates, each time answering the family's record.
+pub async fn refresh_rotation_chain<S: Store>(store: &S) {
+    let ns = ns("refresh_rotation_chain");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), T0 + 20).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(3), t(4), T0 + 3599).await,
+        Ok(Rotation::Rotated(record))
+    );
+}
+
+/// Presenting a token that was already rotated is a replay: `Reused`, and the whole
+/// family is revoked: its current token, the replayed one again, and the token the
+/// replay tried to rotate to are all `Invalid` after.
+pub async fn refresh_replay_revokes_family<S: Store>(store: &S) {
+    let ns = ns("refresh_replay_revokes_family");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), T0 + 20).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(1), t(4), T0 + 30).await,
+        Ok(Rotation::Reused {
+            family: record.family.clone(),
+            sub: record.sub.clone(),
+        })
+    );
+    assert_eq!(
+        store.refresh_rotate(t(3), t(5), T0 + 31).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(4), t(6), T0 + 32).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(1), t(7), T0 + 33).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(8), T0 + 34).await,
+        Ok(Rotation::Invalid)
+    );
+}
+
+/// A token the store never saw is `Invalid` (and `refresh_revoke` of it is `false`).
+pub async fn refresh_unknown_token_is_invalid<S: Store>(store: &S) {
+    let ns = ns("refresh_unknown_token_is_invalid");
+    assert_eq!(
+        store.refresh_rotate(ns.token(1), ns.token(2), T0).await,
+        Ok(Rotation::Invalid)
+    );
+    // Nor did that make the new token valid.
+    assert_eq!(
+        store.refresh_rotate(ns.token(2), ns.token(3), T0).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.refresh_revoke(ns.token(1), &ns.key("user"), T0).await,
+        Ok(false)
+    );
+}
+
+/// From the record's `expires_at` on, no token of the family rotates, however recently
+/// it was issued.
+pub async fn refresh_family_has_absolute_expiry<S: Store>(store: &S) {
+    let ns = ns("refresh_family_has_absolute_expiry");
+    let end = T0 + 3600;
+    let record = ns.record("family", "user", end);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), end - 2).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), end - 1).await,
+        Ok(Rotation::Rotated(record))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(3), t(4), end).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(3), t(4), end + 1000).await,
+        Ok(Rotation::Invalid)
+    );
+    // An old token after the end is not a detectable replay either, just invalid.
+    assert_eq!(
+        store.refresh_rotate(t(1), t(5), end + 1).await,
+        Ok(Rotation::Invalid)
+    );
+}
+
+/// `refresh_revoke` with another user's sub is `false` and changes nothing.
+pub async fn refresh_revoke_needs_owner<S: Store>(store: &S) {
+    let ns = ns("refresh_revoke_needs_owner");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_revoke(t(1), &ns.key("mallory"), T0 + 1).await,
+        Ok(false)
+    );
+    assert_eq!(store.refresh_revoke(t(1), "", T0 + 1).await, Ok(false));
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 2).await,
+        Ok(Rotation::Rotated(record))
+    );
+}
+
+/// `refresh_revoke` by the owner is `true` and revokes the family: its current token is
+/// `Invalid` after.
+pub async fn refresh_revoke_by_owner_revokes_family<S: Store>(store: &S) {
+    let ns = ns("refresh_revoke_by_owner_revokes_family");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_revoke(t(1), &record.sub, T0 + 1).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 2).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), T0 + 3).await,
+        Ok(Rotation::Invalid)
+    );
+}
+
+/// `refresh_revoke` works with any token of the family, an already rotated one too.
+pub async fn refresh_revoke_accepts_any_family_token<S: Store>(store: &S) {
+    let ns = ns("refresh_revoke_accepts_any_family_token");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), T0 + 20).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.refresh_revoke(t(1), &record.sub, T0 + 30).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(3), t(4), T0 + 31).await,
+        Ok(Rotation::Invalid)
+    );
+}
+
+/// `revoke_family` by family id revokes it; an unknown family id is no error.
+pub async fn revoke_family_revokes<S: Store>(store: &S) {
+    let ns = ns("revoke_family_revokes");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    store.revoke_family(&record.family, T0 + 20).await.unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), T0 + 21).await,
+        Ok(Rotation::Invalid)
+    );
+    store
+        .revoke_family(&ns.key("no-such-family"), T0)
+        .await
+        .unwrap();
+}
+
+/// Rotation, replay and revocation of one family leave another (of the same user)
+/// alone.
+pub async fn refresh_families_are_independent<S: Store>(store: &S) {
+    let ns = ns("refresh_families_are_independent");
+    let a = ns.record("family-a", "user", T0 + 3600);
+    let b = ns.record("family-b", "user", T0 + 7200);
+    let t = |n| ns.token(n);
+    store.refresh_create(t(10), a.clone(), T0).await.unwrap();
+    store.refresh_create(t(20), b.clone(), T0).await.unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(10), t(11), T0 + 1).await,
+        Ok(Rotation::Rotated(a.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(20), t(21), T0 + 2).await,
+        Ok(Rotation::Rotated(b.clone()))
+    );
+    // A replay in family A revokes A only.
+    assert_eq!(
+        store.refresh_rotate(t(10), t(12), T0 + 3).await,
+        Ok(Rotation::Reused {
+            family: a.family.clone(),
+            sub: a.sub.clone(),
+        })
+    );
+    assert_eq!(
+        store.refresh_rotate(t(21), t(22), T0 + 4).await,
+        Ok(Rotation::Rotated(b.clone()))
+    );
+    // A token of B presented twice is B's replay, not A's.
+    assert_eq!(
+        store.refresh_rotate(t(21), t(23), T0 + 5).await,
+        Ok(Rotation::Reused {
+            family: b.family.clone(),
+            sub: b.sub.clone(),
+        })
+    );
+
+    // Revocations too.
+    let c = ns.record("family-c", "user", T0 + 3600);
+    let d = ns.record("family-d", "user", T0 + 3600);
+    store.refresh_create(t(30), c.clone(), T0).await.unwrap();
+    store.refresh_create(t(40), d.clone(), T0).await.unwrap();
+    store.revoke_family(&c.family, T0 + 1).await.unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(40), t(41), T0 + 2).await,
+        Ok(Rotation::Rotated(d.clone()))
+    );
+    // Logging out of D leaves another live family of the user alone.
+    let e = ns.record("family-e", "user", T0 + 3600);
+    store.refresh_create(t(50), e.clone(), T0).await.unwrap();
+    assert_eq!(store.refresh_revoke(t(41), &d.sub, T0 + 3).await, Ok(true));
+    assert_eq!(
+        store.refresh_rotate(t(50), t(51), T0 + 4).await,
+        Ok(Rotation::Rotated(e))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// the test generator
+
+/// One `#[tokio::test]` per contract check, for the store built by `$make`: a closure
+/// returning a future of the store, e.g. `|| async { MemoryStore::new() }`. Any further
+/// arguments are attributes added to every test (e.g. `ignore = "needs Redis"`).
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:expr $(, $attr:meta)* $(,)?) => {
+        $crate::contract_tests!(@by_ref ($make) [$(#[$attr])*]
+            consume_is_true_once,
+            consume_keys_are_independent,
+            consume_forgets_key_at_expiry,
+            is_consumed_reflects_consume,
+            attempts_start_clean,
+            record_failure_counts_up,
+            reaching_max_attempts_locks_out,
+            failures_during_lockout_change_nothing,
+            lockout_ends_at_locked_until,
+            clear_failures_resets_count,
+            clear_failures_keeps_running_lockout,
+            failures_forgotten_after_window,
+            attempts_users_are_independent,
+            totp_step_must_increase,
+            totp_step_forgotten_at_expiry,
+            totp_users_are_independent,
+            get_returns_put_value,
+            get_is_none_after_expiry,
+            delete_removes_value,
+            put_overwrites_value,
+            refresh_rotation_chain,
+            refresh_replay_revokes_family,
+            refresh_unknown_token_is_invalid,
+            refresh_family_has_absolute_expiry,
+            refresh_revoke_needs_owner,
+            refresh_revoke_by_owner_revokes_family,
+            refresh_revoke_accepts_any_family_token,
+            revoke_family_revokes,
+            refresh_families_are_independent,
+        );
+        $crate::contract_tests!(@by_arc ($make) [$(#[$attr])*]
+            concurrent_consume_has_one_winner,
+            concurrent_totp_step_has_one_winner,
+            concurrent_refresh_rotate_has_one_winner,
+        );
+    };
+    (@by_ref ($make:expr) $attrs:tt $($check:ident),* $(,)?) => {
+        $( $crate::contract_tests!(@one ($make) $attrs $check (&)); )*
+    };
+    (@by_arc ($make:expr) $attrs:tt $($check:ident),* $(,)?) => {
+        $( $crate::contract_tests!(@one ($make) $attrs $check (::std::sync::Arc::new)); )*
+    };
+    (@one ($make:expr) [$($attr:tt)*] $check:ident ($($pass:tt)*)) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $check() {
+            let store = $crate::store_contract::build($make).await;
+            $crate::store_contract::$check($($pass)*(store)).await;
+        }
+    };
+}
