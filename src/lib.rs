@@ -94,6 +94,11 @@
 //! - [`policy`]: [`Policy`], [`StepUp`], [`RouteTable`].
 //! - [`layer`]: [`Guard`], [`StepUpLayer`], [`StepUpService`].
 //! - [`challenge`]: the sealed `mfa_token` and the denial responses.
+//! - [`complete`]: the mountable endpoints that complete MFA: login, verify, enroll,
+//!   refresh, logout.
+//! - [`factor`]: TOTP and recovery codes.
+//! - [`store`]: the shared, atomic state (single use, attempts, refresh families) and the
+//!   in-memory store.
 //!
 //! # Feature flags
 //! - `aws-lc-rs` (default): signatures checked with aws-lc-rs.

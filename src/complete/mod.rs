@@ -17,7 +17,7 @@
 //! logout (they read the verified [`Claims`](crate::Claims)).
 //!
 //! The application plugs in its users ([`Accounts`]) and where second factors are kept
-//! ([`Factors`]); what must be atomic lives in a [`Store`](crate::store::Store).
+//! ([`Factors`]); what must be atomic lives in a [`Store`] (see [`store`](crate::store)).
 //!
 //! Every refusal is one row of [`ERROR_TABLE`]; a store or backend error answers
 //! `503 temporarily_unavailable`, never a pass.
