@@ -69,7 +69,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
 }
 
 fn print_instructions(base: &str, config: &app::DemoConfig) {
-    let secret = config.alice_totp_secret.to_base32();
+    // The secret is shown only when it is random for this run (a demo aid); one given in
+    // STEPUP_ALICE_TOTP_SECRET stays out of the output, and the one-liner reads it from
+    // the environment instead.
+    let secret = if config.alice_secret_was_random {
+        config.alice_totp_secret.to_base32()
+    } else {
+        "'\"$STEPUP_ALICE_TOTP_SECRET\"'".to_owned()
+    };
     let json = "-H 'content-type: application/json'";
     let field = |name: &str| format!("sed -E 's/.*\"{name}\":\"([^\"]+)\".*/\\1/'");
     println!("tower-stepup demo listening on {base}");

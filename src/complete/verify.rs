@@ -123,8 +123,8 @@ where
         .await);
     };
 
-    // The token is spent now, exactly once, whatever happens next: of N concurrent
-    // verifies of one token, one gets past this line.
+    // The token is spent now, exactly once: of N concurrent verifies of one token, one
+    // gets past this line. (It is released again only if the code is a replay.)
     if !inner
         .store
         .consume(&jti_key, challenge.expires_at, now)
@@ -147,6 +147,10 @@ where
         }
     };
     if !fresh {
+        // A replayed code: the challenge did not complete, so it is not spent either.
+        // It is answered (and counted) like a wrong code, and `401 invalid_code` with
+        // `attempts_remaining` promises that the same challenge takes another code.
+        inner.store.release(&jti_key).await?;
         return Err(fail(
             completion,
             sub,
@@ -238,7 +242,9 @@ fn open(
             Ok(Challenge {
                 sub: c.sub().to_owned(),
                 jti,
-                expires_at: c.exp(),
+                // The verifier accepts the token until `exp` + leeway: its id must be
+                // remembered as long, or a spent token would be new again meanwhile.
+                expires_at: c.exp().saturating_add(guard.verifier().leeway()),
                 scope: c.scope().map(str::to_owned),
                 amr: c.amr().to_vec(),
                 replaces: None,

@@ -192,6 +192,12 @@ impl Store for MemoryStore {
         )
     }
 
+    fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        ready(self.lock().map(|mut s| {
+            s.consumed.remove(key);
+        }))
+    }
+
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
         ready(self.lock().map(|s| {
             let a = s.attempts(user, now);

@@ -125,6 +125,15 @@ pub trait Store: Send + Sync + 'static {
     /// Whether `key` has been consumed.
     fn is_consumed<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, bool>;
 
+    /// Forgets that `key` was consumed, so that the next [`consume`](Store::consume) of
+    /// it is `true` again.
+    ///
+    /// Only the caller whose `consume` returned `true` may release the key, and only
+    /// when what it guarded did not happen after all (verify releases a challenge whose
+    /// code turned out to be a replay, so that the challenge stays usable as its
+    /// `401 invalid_code` answer promises).
+    fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
     /// The failed-attempt state of `user`.
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts>;
 

@@ -176,6 +176,23 @@ pub async fn consume_is_true_once<S: Store>(store: &S) {
     assert_eq!(store.consume(&k, exp + 1000, T0 + 10).await, Ok(false));
 }
 
+/// A released key can be consumed again (once); releasing touches no other key.
+pub async fn release_undoes_consume<S: Store>(store: &S) {
+    let ns = ns("release_undoes_consume");
+    let (k, other) = (ns.key("jti"), ns.key("other"));
+    let exp = T0 + 300;
+    assert_eq!(store.consume(&k, exp, T0).await, Ok(true));
+    assert_eq!(store.consume(&other, exp, T0).await, Ok(true));
+    assert_eq!(store.release(&k).await, Ok(()));
+    assert_eq!(store.is_consumed(&k, T0 + 1).await, Ok(false));
+    assert_eq!(store.is_consumed(&other, T0 + 1).await, Ok(true));
+    assert_eq!(store.consume(&k, exp, T0 + 1).await, Ok(true));
+    assert_eq!(store.consume(&k, exp, T0 + 2).await, Ok(false));
+    // Releasing a key never consumed is harmless.
+    assert_eq!(store.release(&ns.key("never")).await, Ok(()));
+    assert_eq!(store.consume(&ns.key("never"), exp, T0).await, Ok(true));
+}
+
 /// Consuming one key leaves others unconsumed.
 pub async fn consume_keys_are_independent<S: Store>(store: &S) {
     let ns = ns("consume_keys_are_independent");
@@ -927,6 +944,7 @@ macro_rules! contract_tests {
     ($make:expr $(, $attr:meta)* $(,)?) => {
         $crate::contract_tests!(@by_ref ($make) [$(#[$attr])*]
             consume_is_true_once,
+            release_undoes_consume,
             consume_keys_are_independent,
             consume_forgets_key_at_expiry,
             is_consumed_reflects_consume,
