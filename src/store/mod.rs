@@ -15,9 +15,12 @@
 //! Every entry expires; nothing grows without bound. Every method is atomic on its own.
 //! Any error fails closed: the endpoints answer `503 temporarily_unavailable`.
 //!
-//! [`MemoryStore`] is the in-process default; several replicas need a shared store.
+//! [`MemoryStore`] is the in-process default; several replicas need a shared store:
+//! `RedisStore` (feature `redis`).
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +28,10 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 pub use self::memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    RedisStore, RedisStoreBuilder, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, MAX_TTL_SECS,
+};
 
 /// The future of a store operation.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

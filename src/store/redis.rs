@@ -1,0 +1,718 @@
+//! The Redis store (feature `redis`): one state for several replicas.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use super::{
+    AttemptPolicy, Attempts, RefreshRecord, Rotation, Store, StoreError, StoreFuture, TokenHash,
+};
+
+/// The default bound on one store operation (including reconnecting).
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The default prefix of every key.
+pub const DEFAULT_REDIS_PREFIX: &str = "stepup";
+
+/// No key lives longer than this (400 days), whatever expiry it is given: a key that
+/// never expires would let the keyspace grow without bound.
+pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
+
+/// A [`Store`] in Redis, shared by every replica that uses the same server and prefix.
+///
+/// Every operation is one atomic command or one Lua script, and every script touches
+/// exactly one key, so the layout works unchanged on Redis Cluster: a script never
+/// spans two slots. (Rotating a refresh token reads the token's family, written once
+/// and never changed, and then decides in one script on the family's key.)
+///
+/// Keys (`P` is the prefix, [`DEFAULT_REDIS_PREFIX`] unless set):
+///
+/// | key | holds |
+/// | --- | --- |
+/// | `P:used:<key>` | a consumed token id or recovery code |
+/// | `P:att:<user>` | failed attempts and lockout of a user |
+/// | `P:totp:<user>` | the last accepted TOTP step of a user |
+/// | `P:val:<key>` | a short-lived value (a pending enrollment) |
+/// | `P:rt:<sha256 hex>` | the family of a refresh token (only its hash is stored) |
+/// | `P:fam:<family>` | a refresh family: its session, current token, revocation |
+///
+/// Every key carries a Redis expiry (the expiry of what it protects, at most
+/// [`MAX_TTL_SECS`]); expiry decisions themselves are made against the `now` the caller
+/// passes in, so the application's clock rules, as with [`MemoryStore`].
+///
+/// Each operation is bounded by a timeout ([`DEFAULT_REDIS_TIMEOUT`] unless set):
+/// when Redis is down or slow, it fails with [`StoreError::Timeout`] or
+/// [`StoreError::Unavailable`] and the endpoint answers 503. The connection is
+/// re-established in the background when Redis returns; no restart is needed.
+///
+/// # Security
+/// Single use lives in Redis: a Redis that loses its data (a restart without
+/// persistence, a failover to a replica that lagged) forgets which challenges were
+/// used within their short lifetime and who is locked out. Run it with persistence
+/// (AOF) where that matters.
+///
+/// [`MemoryStore`]: super::MemoryStore
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may hold a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`RedisStore`].
+#[derive(Clone, Debug)]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Connects with the default prefix and timeout. `url` is a Redis URL
+    /// (`redis://host:port/db`, `redis://:password@host`, `rediss://…` is not built in).
+    ///
+    /// Fails if Redis cannot be reached now.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder().connect(url).await
+    }
+
+    /// A builder for a store with another prefix or timeout.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+        }
+    }
+
+    /// The prefix of every key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The bound on one operation.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}:{kind}:{rest}", self.prefix)
+    }
+
+    /// Runs one Redis operation within the timeout.
+    async fn run<T>(
+        &self,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(redis_error(&e)),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        self.run(invocation.invoke_async(&mut conn)).await
+    }
+
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(redis::cmd("GET").arg(key).query_async(&mut conn))
+            .await
+    }
+
+    async fn delete_raw(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(redis::cmd("DEL").arg(key).query_async::<i64>(&mut conn))
+            .await
+            .map(drop)
+    }
+
+    /// Reads the family a refresh token belongs to, if the token is known and live.
+    async fn token_family(
+        &self,
+        token: &TokenHash,
+        now: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(raw) = self.get_raw(&self.key("rt", &hex(token))).await? else {
+            return Ok(None);
+        };
+        Ok(split_expiry(&raw)
+            .filter(|(exp, _)| *exp > now)
+            .and_then(|(_, family)| String::from_utf8(family.to_vec()).ok()))
+    }
+
+    async fn put_token(
+        &self,
+        token: &TokenHash,
+        family: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let (exp, ttl) = horizon(expires_at, now);
+        let value = with_expiry(exp, family.as_bytes());
+        self.run(
+            redis::cmd("SET")
+                .arg(self.key("rt", &hex(token)))
+                .arg(value)
+                .arg("PX")
+                .arg(ttl)
+                .query_async::<Value>(&mut conn),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key (default [`DEFAULT_REDIS_PREFIX`]). Replicas that must
+    /// share state use the same prefix; unrelated deployments on one Redis use
+    /// different ones.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The bound on one operation, reconnecting included (default
+    /// [`DEFAULT_REDIS_TIMEOUT`]). A request that needs the store answers 503 after at
+    /// most about this long when Redis is down or slow.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects. Fails if the URL is invalid or Redis cannot be reached within the
+    /// timeout.
+    pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| redis_error(&e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(self.timeout / 2);
+        let connecting = ConnectionManager::new_with_config(client, config);
+        let conn = match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(redis_error(&e)),
+            Err(_) => return Err(StoreError::Timeout),
+        };
+        Ok(RedisStore {
+            conn,
+            prefix: self.prefix.into(),
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// A Redis error, described by its kind only: messages may quote keys.
+fn redis_error(e: &redis::RedisError) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout
+    } else {
+        StoreError::Unavailable(format!("redis: {:?}", e.kind()))
+    }
+}
+
+/// The logical expiry (capped at `now` + [`MAX_TTL_SECS`]) and the Redis TTL in
+/// milliseconds for it (at least 1 s, so an already expired entry still disappears).
+fn horizon(expires_at: u64, now: u64) -> (u64, u64) {
+    let exp = expires_at.min(now.saturating_add(MAX_TTL_SECS));
+    let ttl_secs = exp.saturating_sub(now).max(1);
+    (exp, ttl_secs * 1000)
+}
+
+/// `expires_at` as 20 decimal digits, then `data`.
+fn with_expiry(expires_at: u64, data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{expires_at:020}").into_bytes();
+    out.extend_from_slice(data);
+    out
+}
+
+fn split_expiry(raw: &[u8]) -> Option<(u64, &[u8])> {
+    if raw.len() < 20 {
+        return None;
+    }
+    let (exp, data) = raw.split_at(20);
+    let exp = std::str::from_utf8(exp).ok()?.parse().ok()?;
+    Some((exp, data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn num(n: u64) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+// The scripts. Each touches KEYS[1] only. Numbers come in as decimal strings and are
+// compared with tonumber (exact below 2^53: every value here is a Unix time, a count or
+// a step, capped by `horizon`).
+
+/// ARGV: now, value (expiry + nothing), ttl ms. 1 if newly consumed.
+const CONSUME: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and tonumber(string.sub(v, 1, 20)) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// ARGV: now, max_attempts, lock_until, window_until, lock ttl ms, window ttl ms.
+/// Returns {failures, locked_until (0 = none)}.
+const RECORD_FAILURE: &str = r"
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'f', 'l', 'e')
+local failures, locked = 0, 0
+if h[3] and tonumber(h[3]) > now then
+  failures = tonumber(h[1]); locked = tonumber(h[2])
+end
+if locked > now then return {failures, h[2]} end
+if locked > 0 then failures = 1 else failures = failures + 1 end
+if failures >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'f', failures, 'l', ARGV[3], 'e', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return {failures, ARGV[3]}
+end
+redis.call('HSET', KEYS[1], 'f', failures, 'l', 0, 'e', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return {failures, 0}
+";
+
+/// ARGV: now. Forgets the failures unless a lockout runs.
+const CLEAR_FAILURES: &str = r"
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'l', 'e')
+if h[2] and tonumber(h[2]) > now and tonumber(h[1]) > now then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+/// ARGV: now, step, expires_at, ttl ms. 1 if the step is later than the last one.
+const ADVANCE_TOTP: &str = r"
+local h = redis.call('HMGET', KEYS[1], 's', 'e')
+if h[1] and tonumber(h[2]) > tonumber(ARGV[1]) and tonumber(h[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'e', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// ARGV: record JSON, sub, current token hex, expires_at, ttl ms.
+const FAMILY_CREATE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 's', ARGV[2], 'c', ARGV[3], 'x', 0, 'e', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+";
+
+/// ARGV: now, presented token hex, new token hex.
+/// Returns {1, record} rotated, {2, record} reused (now revoked), {0} invalid.
+const FAMILY_ROTATE: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'r', 'c', 'x', 'e')
+if not h[1] or tonumber(h[4]) <= tonumber(ARGV[1]) or h[3] == '1' then return {0} end
+if h[2] ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], 'x', 1)
+  return {2, h[1]}
+end
+redis.call('HSET', KEYS[1], 'c', ARGV[3])
+return {1, h[1]}
+";
+
+/// ARGV: now, sub ('' = anyone). 1 if this call revoked the family.
+const FAMILY_REVOKE: &str = r"
+local h = redis.call('HMGET', KEYS[1], 's', 'x', 'e')
+if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) or h[2] == '1' then return 0 end
+if ARGV[2] ~= '' and h[1] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'x', 1)
+return 1
+";
+
+struct Scripts {
+    consume: Script,
+    record_failure: Script,
+    clear_failures: Script,
+    advance_totp: Script,
+    family_create: Script,
+    family_rotate: Script,
+    family_revoke: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        consume: Script::new(CONSUME),
+        record_failure: Script::new(RECORD_FAILURE),
+        clear_failures: Script::new(CLEAR_FAILURES),
+        advance_totp: Script::new(ADVANCE_TOTP),
+        family_create: Script::new(FAMILY_CREATE),
+        family_rotate: Script::new(FAMILY_ROTATE),
+        family_revoke: Script::new(FAMILY_REVOKE),
+    })
+}
+
+impl Store for RedisStore {
+    fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (exp, ttl) = horizon(expires_at, now);
+            let n: i64 = self
+                .script(
+                    &scripts().consume,
+                    &self.key("used", key),
+                    &[&num(now), &with_expiry(exp, b""), &num(ttl)],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn is_consumed<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let raw = self.get_raw(&self.key("used", key)).await?;
+            Ok(raw
+                .as_deref()
+                .and_then(split_expiry)
+                .is_some_and(|(exp, _)| exp > now))
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move { self.delete_raw(&self.key("used", key)).await })
+    }
+
+    fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let (f, l, e): (Option<u64>, Option<u64>, Option<u64>) = self
+                .run(
+                    redis::cmd("HMGET")
+                        .arg(self.key("att", user))
+                        .arg(&["f", "l", "e"])
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let live = e.is_some_and(|e| e > now);
+            let locked_until = l.filter(|l| live && *l > 0);
+            Ok(match (live, locked_until) {
+                (false, _) => Attempts::default(),
+                // The lockout has run out: the slate is clean.
+                (true, Some(until)) if until <= now => Attempts::default(),
+                (true, locked_until) => Attempts {
+                    failures: f.unwrap_or(0).try_into().unwrap_or(u32::MAX),
+                    locked_until,
+                },
+            })
+        })
+    }
+
+    fn record_failure<'a>(
+        &'a self,
+        user: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, Attempts> {
+        Box::pin(async move {
+            let (lock_until, lock_ttl) = horizon(now.saturating_add(policy.lockout_secs), now);
+            let (window_until, window_ttl) = horizon(now.saturating_add(policy.window_secs), now);
+            let (failures, locked): (u64, u64) = self
+                .script(
+                    &scripts().record_failure,
+                    &self.key("att", user),
+                    &[
+                        &num(now),
+                        &num(policy.max_attempts.into()),
+                        &num(lock_until),
+                        &num(window_until),
+                        &num(lock_ttl),
+                        &num(window_ttl),
+                    ],
+                )
+                .await?;
+            Ok(Attempts {
+                failures: failures.try_into().unwrap_or(u32::MAX),
+                locked_until: (locked > 0).then_some(locked),
+            })
+        })
+    }
+
+    fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.script::<i64>(
+                &scripts().clear_failures,
+                &self.key("att", user),
+                &[&num(now)],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn advance_totp_step<'a>(
+        &'a self,
+        user: &'a str,
+        step: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (exp, ttl) = horizon(expires_at, now);
+            let n: i64 = self
+                .script(
+                    &scripts().advance_totp,
+                    &self.key("totp", user),
+                    &[&num(now), &num(step), &num(exp), &num(ttl)],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let (exp, ttl) = horizon(expires_at, now);
+            self.run(
+                redis::cmd("SET")
+                    .arg(self.key("val", key))
+                    .arg(with_expiry(exp, &value))
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async::<Value>(&mut conn),
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let raw = self.get_raw(&self.key("val", key)).await?;
+            Ok(raw
+                .as_deref()
+                .and_then(split_expiry)
+                .and_then(|(exp, v)| (exp > now).then(|| v.to_vec())))
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move { self.delete_raw(&self.key("val", key)).await })
+    }
+
+    fn refresh_create<'a>(
+        &'a self,
+        token: TokenHash,
+        record: RefreshRecord,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_vec(&record)
+                .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))?;
+            let (exp, ttl) = horizon(record.expires_at, now);
+            self.script::<i64>(
+                &scripts().family_create,
+                &self.key("fam", &record.family),
+                &[
+                    &json,
+                    record.sub.as_bytes(),
+                    hex(&token).as_bytes(),
+                    &num(exp),
+                    &num(ttl),
+                ],
+            )
+            .await?;
+            self.put_token(&token, &record.family, record.expires_at, now)
+                .await
+        })
+    }
+
+    fn refresh_rotate<'a>(
+        &'a self,
+        token: TokenHash,
+        new_token: TokenHash,
+        now: u64,
+    ) -> StoreFuture<'a, Rotation> {
+        Box::pin(async move {
+            let Some(family) = self.token_family(&token, now).await? else {
+                return Ok(Rotation::Invalid);
+            };
+            // The new token's link to its family is written first: until the script
+            // below makes it current, nobody holds it, and if the script refuses, the
+            // link leads to a family that does not take it.
+            let family_key = self.key("fam", &family);
+            let mut conn = self.conn.clone();
+            let exp: Option<u64> = self
+                .run(
+                    redis::cmd("HGET")
+                        .arg(&family_key)
+                        .arg("e")
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let Some(exp) = exp.filter(|e| *e > now) else {
+                return Ok(Rotation::Invalid);
+            };
+            self.put_token(&new_token, &family, exp, now).await?;
+            let reply: Vec<Value> = self
+                .script(
+                    &scripts().family_rotate,
+                    &family_key,
+                    &[
+                        &num(now),
+                        hex(&token).as_bytes(),
+                        hex(&new_token).as_bytes(),
+                    ],
+                )
+                .await?;
+            let outcome: i64 = match reply.first() {
+                Some(v) => {
+                    redis::from_redis_value(v.clone()).map_err(|e| redis_error(&e.into()))?
+                }
+                None => 0,
+            };
+            let record = || -> Result<RefreshRecord, StoreError> {
+                let raw: Vec<u8> = reply
+                    .get(1)
+                    .cloned()
+                    .map(redis::from_redis_value)
+                    .transpose()
+                    .map_err(|e| redis_error(&e.into()))?
+                    .unwrap_or_default();
+                serde_json::from_slice(&raw)
+                    .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))
+            };
+            Ok(match outcome {
+                1 => Rotation::Rotated(record()?),
+                2 => {
+                    let r = record()?;
+                    Rotation::Reused {
+                        family: r.family,
+                        sub: r.sub,
+                    }
+                }
+                _ => Rotation::Invalid,
+            })
+        })
+    }
+
+    fn refresh_revoke<'a>(
+        &'a self,
+        token: TokenHash,
+        sub: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            // The family of any token of it, live or not: logout works with a token
+            // that has been rotated since.
+            let Some(raw) = self.get_raw(&self.key("rt", &hex(&token))).await? else {
+                return Ok(false);
+            };
+            let Some(family) =
+                split_expiry(&raw).and_then(|(_, f)| String::from_utf8(f.to_vec()).ok())
+            else {
+                return Ok(false);
+            };
+            if sub.is_empty() {
+                return Ok(false);
+            }
+            let n: i64 = self
+                .script(
+                    &scripts().family_revoke,
+                    &self.key("fam", &family),
+                    &[&num(now), sub.as_bytes()],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.script::<i64>(
+                &scripts().family_revoke,
+                &self.key("fam", family),
+                &[&num(now), b""],
+            )
+            .await
+            .map(drop)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_round_trips() {
+        let raw = with_expiry(1_795_000_000, b"family-1");
+        assert_eq!(split_expiry(&raw), Some((1_795_000_000, &b"family-1"[..])));
+        assert_eq!(
+            split_expiry(&with_expiry(u64::MAX, b"")),
+            Some((u64::MAX, &b""[..]))
+        );
+        assert_eq!(split_expiry(b"short"), None);
+        assert_eq!(split_expiry(b"0000000000000000000x"), None);
+    }
+
+    #[test]
+    fn horizon_caps_and_floors() {
+        assert_eq!(horizon(1300, 1000), (1300, 300_000));
+        assert_eq!(horizon(900, 1000), (900, 1000));
+        assert_eq!(
+            horizon(u64::MAX, 1000),
+            (1000 + MAX_TTL_SECS, MAX_TTL_SECS * 1000)
+        );
+    }
+
+    #[test]
+    fn every_script_touches_one_key() {
+        // Redis Cluster runs a script only if its keys share one slot: every script
+        // here uses KEYS[1] and nothing else.
+        for script in [
+            CONSUME,
+            RECORD_FAILURE,
+            CLEAR_FAILURES,
+            ADVANCE_TOTP,
+            FAMILY_CREATE,
+            FAMILY_ROTATE,
+            FAMILY_REVOKE,
+        ] {
+            assert!(script.contains("KEYS[1]"));
+            assert!(!script.contains("KEYS[2]"), "{script}");
+        }
+    }
+}
