@@ -71,16 +71,24 @@ fn client() -> Client {
 /// One demo server on its own port, on its own clock.
 struct Server {
     base: String,
+    /// The server's clock; for a demo process (`Server::process`), the test's view of
+    /// the system clock, set with `sync_clock`.
     clock: ManualClock,
     client: Client,
     issuer: Issuer,
     alice: TotpSecret,
-    task: tokio::task::JoinHandle<()>,
+    /// The app's factors (for a demo process: a copy that is not the process's).
+    factors: Arc<tower_stepup::complete::MemoryFactors>,
+    /// The in-process server, or the demo process.
+    task: Option<tokio::task::JoinHandle<()>>,
+    process: Option<tokio::process::Child>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -164,7 +172,9 @@ async fn start_with(store: Arc<dyn Store>) -> Server {
         client: client(),
         issuer: demo.issuer,
         alice: alice_secret(),
-        task,
+        factors: demo.factors,
+        task: Some(task),
+        process: None,
     }
 }
 
@@ -580,6 +590,14 @@ async fn bob_without_a_factor_gets_tokens_and_enrolls() {
         .await;
     r.expect_ok();
     assert!(amr(&payload(&r.str("access_token"))).contains(&"mfa".to_owned()));
+    // The used code is gone from bob's factor, the others stay.
+    let factor = tower_stepup::complete::Factors::totp(&*s.factors, "bob")
+        .await
+        .unwrap()
+        .expect("bob has a factor");
+    assert_eq!(factor.recovery_codes.len(), codes.len() - 1);
+    let used = tower_stepup::factor::recovery::hash(&codes[0]);
+    assert!(!factor.recovery_codes.contains(&used));
 
     // A recovery code works once.
     let partial = s.login("bob", "bob-password").await.str("partial_token");
@@ -1300,6 +1318,11 @@ fn demo_binary() -> PathBuf {
 /// Builds the demo binary with this test's features, so the test never runs a stale
 /// binary (`cargo test --test demo` builds no examples by itself).
 fn build_demo_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_demo_binary_now).clone()
+}
+
+fn build_demo_binary_now() -> PathBuf {
     let bin = demo_binary();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut features = Vec::new();
@@ -1308,6 +1331,7 @@ fn build_demo_binary() -> PathBuf {
         (cfg!(feature = "rust-crypto"), "rust-crypto"),
         (cfg!(feature = "axum"), "axum"),
         (cfg!(feature = "tonic"), "tonic"),
+        (cfg!(feature = "redis"), "redis"),
     ] {
         if on {
             features.push(name);
@@ -1649,4 +1673,273 @@ async fn logs_hold_no_token_code_or_secret() {
         "the demo's output holds what it must not:\n  {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
         leaks.join("\n  ")
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. Redis: two instances behave as one; faults fail closed and heal
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
+mod on_redis {
+    use super::redis_server::RedisServer;
+    use super::*;
+    use tower_stepup::store::RedisStore;
+
+    impl Server {
+        /// Starts the real demo binary with `REDIS_URL` and the shared keys, and talks to
+        /// it. Its output is drained (and dropped) so it never blocks on a full pipe.
+        async fn process(redis_url: &str, max_attempts: u32) -> Server {
+            let bin = build_demo_binary();
+            let mut child = tokio::process::Command::new(&bin)
+                .env("STEPUP_BIND", "127.0.0.1:0")
+                .env("STEPUP_ALICE_TOTP_SECRET", ALICE_SECRET)
+                .env("STEPUP_SIGNING_KEY", STANDARD.encode(SIGNING_KEY))
+                .env("STEPUP_SEALING_KEY", STANDARD.encode(SEALING_KEY))
+                .env("STEPUP_MAX_ATTEMPTS", max_attempts.to_string())
+                .env("REDIS_URL", redis_url)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut first = String::new();
+            tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut first))
+                .await
+                .expect("the demo did not print its address within 30 s")
+                .unwrap();
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = stdout.read_to_end(&mut sink).await;
+            });
+            let base = first
+                .trim()
+                .strip_prefix("tower-stepup demo listening on ")
+                .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+                .to_owned();
+            // Only for its issuer (same keys as the process): never served.
+            let demo = app::build(
+                &config(),
+                ManualClock::new(system_now()),
+                Arc::new(MemoryStore::new()),
+            )
+            .unwrap();
+            Server {
+                base,
+                clock: ManualClock::new(system_now()),
+                client: client(),
+                issuer: demo.issuer,
+                alice: alice_secret(),
+                factors: demo.factors,
+                task: None,
+                process: Some(child),
+            }
+        }
+
+        fn code_at_step(&self, step: u64) -> String {
+            totp::code_at(&self.alice, step)
+        }
+    }
+
+    /// Waits, if needed, until at least `margin` seconds of the current 30 s step are
+    /// left, and returns that step: the test's codes stay valid while it runs.
+    async fn fresh_step(margin: u64) -> u64 {
+        loop {
+            let now = system_now();
+            if 30 - now % 30 >= margin {
+                return totp::step_at(now);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Two demo processes sharing keys and one Redis: a challenge minted by one is
+    /// completed on the other, used once across both, a code is accepted once across
+    /// both, and a lockout earned on both holds on both.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_instances_on_one_redis_behave_as_one() {
+        let redis = RedisServer::start();
+        let url = redis.url();
+        let (a, b) = tokio::join!(Server::process(&url, 3), Server::process(&url, 3));
+        assert_ne!(a.base, b.base);
+        assert!(a.process.is_some() && b.process.is_some());
+        let step = fresh_step(12).await;
+
+        // Minted by A, completed on B; then used up on A too.
+        let p1 = a.alice_partial().await;
+        let r = b.verify(&p1, &a.code_at_step(step - 1)).await;
+        r.expect_ok();
+        let access = r.str("access_token");
+        a.get("/api/me", Some(&access)).await.expect_ok();
+        a.verify(&p1, &a.code_at_step(step))
+            .await
+            .expect(404, "mfa_token_not_found");
+
+        // Ten concurrent verifies of one challenge, half on each instance: one wins.
+        let p2 = b.alice_partial().await;
+        let code = a.code_at_step(step);
+        let mut tries = Vec::new();
+        for i in 0..10 {
+            let server = if i % 2 == 0 { &a } else { &b };
+            tries.push(server.verify(&p2, &code));
+        }
+        let replies = join_all(tries).await;
+        let ok = replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
+        let used = replies
+            .iter()
+            .filter(|r| r.status == StatusCode::NOT_FOUND && r.error() == "mfa_token_not_found")
+            .count();
+        assert_eq!((ok, used), (1, 9), "{:?}", statuses(&replies));
+
+        // The code accepted (on one instance or the other) is refused on both.
+        let p3 = a.alice_partial().await;
+        let r = b.verify(&p3, &code).await;
+        r.expect(401, "invalid_code");
+        assert_eq!(r.body["attempts_remaining"], 2, "{}", r.body);
+        let r = a.verify(&p3, &a.wrong_code()).await;
+        r.expect(401, "invalid_code");
+        assert_eq!(r.body["attempts_remaining"], 1, "{}", r.body);
+        // The third failure, on B, locks alice out everywhere.
+        let r = b.verify(&p3, &b.wrong_code()).await;
+        r.expect(429, "too_many_attempts");
+        let p4 = b.alice_partial().await;
+        let next = a.code_at_step(step + 1);
+        a.verify(&p4, &next).await.expect(429, "too_many_attempts");
+        b.verify(&p4, &next).await.expect(429, "too_many_attempts");
+    }
+
+    /// Polls all `futures` together (all requests in flight at once) → their replies.
+    async fn join_all<F: std::future::Future<Output = Reply>>(futures: Vec<F>) -> Vec<Reply> {
+        let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+        let mut done: Vec<Option<Reply>> = pinned.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (f, slot) in pinned.iter_mut().zip(done.iter_mut()) {
+                if slot.is_none() {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(r) => *slot = Some(r),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        done.into_iter().map(Option::unwrap).collect()
+    }
+
+    fn statuses(replies: &[Reply]) -> Vec<String> {
+        replies
+            .iter()
+            .map(|r| format!("{} {}", r.status.as_u16(), r.error()))
+            .collect()
+    }
+
+    /// Redis killed mid-run, then frozen: every endpoint that needs the store answers 503
+    /// `temporarily_unavailable` within 1 s, never a pass; access tokens keep working on
+    /// protected routes; when Redis is back, the same process serves again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn redis_down_or_frozen_fails_closed_and_heals() {
+        let redis = RedisServer::start();
+        let store = RedisStore::connect(&redis.url()).await.unwrap();
+        let s = start_with(Arc::new(store)).await;
+        let (access, refresh) = s.alice_session().await;
+        s.clock.advance(30);
+        let partial = s.alice_partial().await;
+
+        let check_down = |why: &'static str| {
+            let s = &s;
+            let (partial, access, refresh) = (&partial, &access, &refresh);
+            async move {
+                let code = s.code();
+                let calls: [(&str, Value, Option<&str>); 4] = [
+                    (
+                        "/auth/mfa/verify",
+                        json!({"mfa_token": partial, "code": code}),
+                        None,
+                    ),
+                    ("/auth/refresh", json!({"refresh_token": refresh}), None),
+                    (
+                        "/auth/logout",
+                        json!({"refresh_token": refresh}),
+                        Some(access),
+                    ),
+                    (
+                        "/auth/login",
+                        json!({"username": "bob", "password": "bob-password"}),
+                        None,
+                    ),
+                ];
+                for (path, body, bearer) in calls {
+                    let t = Instant::now();
+                    let r = s.post(path, &body, bearer).await;
+                    let took = t.elapsed();
+                    r.expect(503, "temporarily_unavailable");
+                    assert!(
+                        took < Duration::from_secs(1),
+                        "{why}: {path} took {took:?} to fail"
+                    );
+                }
+                // What needs no store keeps serving.
+                s.get("/api/me", Some(access)).await.expect_ok();
+                s.get("/api/billing", Some(access)).await.expect_ok();
+                s.get("/healthz", None).await.expect_ok();
+            }
+        };
+
+        redis.kill();
+        check_down("killed").await;
+
+        // Back (empty, as a restart without persistence is): the same process recovers.
+        redis.restart();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            let r = s.verify(&partial, &s.code()).await;
+            if r.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        r.expect_ok();
+        let fresh_access = r.str("access_token");
+        let fresh_refresh = r.str("refresh_token");
+        s.refresh(&fresh_refresh).await.expect_ok();
+
+        // Frozen: connections accepted, nothing answered.
+        s.clock.advance(30);
+        let partial2 = s.alice_partial().await;
+        redis.freeze(true);
+        let t = Instant::now();
+        let r = s.verify(&partial2, &s.code()).await;
+        let took = t.elapsed();
+        redis.freeze(false);
+        r.expect(503, "temporarily_unavailable");
+        assert!(
+            took < Duration::from_secs(1),
+            "frozen: verify took {took:?}"
+        );
+        s.get("/api/me", Some(&fresh_access)).await.expect_ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            let r = s.verify(&partial2, &s.code()).await;
+            if r.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        r.expect_ok();
+    }
 }

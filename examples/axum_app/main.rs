@@ -2,7 +2,8 @@
 //! sensitive route, enrollment, refresh with rotation, logout.
 //!
 //! ```text
-//! cargo run --example axum_app --features axum
+//! cargo run --example axum_app
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example axum_app --features redis
 //! ```
 //!
 //! | route | policy |
@@ -29,7 +30,7 @@ use std::error::Error;
 use std::sync::Arc;
 
 use tower_stepup::factor::TotpSecret;
-use tower_stepup::store::MemoryStore;
+use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::SystemClock;
 use tracing_subscriber::EnvFilter;
 
@@ -45,18 +46,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .init();
 
     let config = app::DemoConfig::from_env()?;
-    if config.redis_url.is_some() {
-        return Err(
-            "REDIS_URL is set, but this build of the demo has only the in-memory store".into(),
-        );
-    }
     if config.keys_were_random {
         tracing::warn!(
             "STEPUP_SIGNING_KEY / STEPUP_SEALING_KEY not set: random keys for this process; \
              set both (base64 of 32 random bytes) to run several instances"
         );
     }
-    let demo = app::build(&config, SystemClock, Arc::new(MemoryStore::new()))?;
+    let store = store(&config).await?;
+    let demo = app::build(&config, SystemClock, store)?;
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     let base = format!("http://{}", listener.local_addr()?);
     print_instructions(&base, &config);
@@ -66,6 +63,27 @@ async fn main() -> Result<(), Box<dyn Error>> {
         })
         .await?;
     Ok(())
+}
+
+/// The in-memory store, or Redis when `REDIS_URL` is set (several instances then share
+/// single use, lockout, code replay and refresh families).
+async fn store(config: &app::DemoConfig) -> Result<Arc<dyn Store>, Box<dyn Error>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    #[cfg(feature = "redis")]
+    {
+        let store = tower_stepup::store::RedisStore::connect(url)
+            .await
+            .map_err(|e| format!("REDIS_URL is set, but Redis cannot be reached: {e}"))?;
+        tracing::info!(prefix = store.prefix(), "store: redis");
+        Ok(Arc::new(store))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err("REDIS_URL is set: run the demo with `--features redis`".into())
+    }
 }
 
 fn print_instructions(base: &str, config: &app::DemoConfig) {

@@ -124,7 +124,35 @@ pub trait Factors: Send + Sync + 'static {
     fn totp<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Option<TotpFactor>>;
     /// Saves (or replaces) the user's TOTP factor.
     fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()>;
+
+    /// Removes a recovery code the user has just used.
+    ///
+    /// Single use does not rest on this alone: the store remembers every used code (see
+    /// [`RECOVERY_CODE_MEMORY`]), which also settles two replicas racing on one code.
+    /// Removing it here makes the use permanent. The default reads the factor and saves
+    /// it without the code; a database should delete the one row instead.
+    fn remove_recovery_code<'a>(
+        &'a self,
+        user: &'a str,
+        code: RecoveryCodeHash,
+    ) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(mut factor) = self.totp(user).await? {
+                let before = factor.recovery_codes.len();
+                factor.recovery_codes.retain(|h| *h != code);
+                if factor.recovery_codes.len() != before {
+                    self.save_totp(user, factor).await?;
+                }
+            }
+            Ok(())
+        })
+    }
 }
+
+/// How long the store remembers that a recovery code was used: 400 days. Every store
+/// entry expires, so this is finite; [`Factors::remove_recovery_code`] makes the use
+/// permanent.
+pub const RECOVERY_CODE_MEMORY: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// [`Factors`] in memory, for tests and demos.
 #[derive(Default)]

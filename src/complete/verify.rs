@@ -143,7 +143,12 @@ where
         }
         Accepted::Recovery(hash) => {
             let key = format!("rc:{sub}:{}", hash.to_hex());
-            inner.store.consume(&key, u64::MAX, now).await?
+            let forget_at = now.saturating_add(super::RECOVERY_CODE_MEMORY.as_secs());
+            let fresh = inner.store.consume(&key, forget_at, now).await?;
+            if fresh {
+                inner.factors.remove_recovery_code(sub, hash).await?;
+            }
+            fresh
         }
     };
     if !fresh {
