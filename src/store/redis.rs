@@ -49,6 +49,13 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// [`StoreError::Unavailable`] and the endpoint answers 503. The connection is
 /// re-established in the background when Redis returns; no restart is needed.
 ///
+/// A `Timeout` means "unknown", not "not done": a command sent before Redis froze may
+/// still be applied when it thaws (a token consumed although the request got 503). That
+/// errs on the closed side.
+///
+/// Prefixes are not escaped: use prefixes that are not prefixes of one another plus
+/// `:` (`app` and `app:used` could collide; `app-a` and `app-b` cannot).
+///
 /// # Security
 /// Single use lives in Redis: a Redis that loses its data (a restart without
 /// persistence, a failover to a replica that lagged) forgets which challenges were
@@ -569,23 +576,30 @@ impl Store for RedisStore {
             let Some(family) = self.token_family(&token, now).await? else {
                 return Ok(Rotation::Invalid);
             };
-            // The new token's link to its family is written first: until the script
-            // below makes it current, nobody holds it, and if the script refuses, the
-            // link leads to a family that does not take it.
+            // The new token's link to its family is written before the script makes the
+            // token current (until then nobody holds it), and only when the presented
+            // token looks current: a replayed or revoked token adds no key. If a
+            // concurrent rotation wins meanwhile, the script refuses and the link leads
+            // to a family that never takes that token.
             let family_key = self.key("fam", &family);
             let mut conn = self.conn.clone();
-            let exp: Option<u64> = self
+            let (exp, revoked, current): (Option<u64>, Option<String>, Option<String>) = self
                 .run(
-                    redis::cmd("HGET")
+                    redis::cmd("HMGET")
                         .arg(&family_key)
-                        .arg("e")
+                        .arg(&["e", "x", "c"])
                         .query_async(&mut conn),
                 )
                 .await?;
             let Some(exp) = exp.filter(|e| *e > now) else {
                 return Ok(Rotation::Invalid);
             };
-            self.put_token(&new_token, &family, exp, now).await?;
+            if revoked.as_deref() == Some("1") {
+                return Ok(Rotation::Invalid);
+            }
+            if current.as_deref() == Some(hex(&token).as_str()) {
+                self.put_token(&new_token, &family, exp, now).await?;
+            }
             let reply: Vec<Value> = self
                 .script(
                     &scripts().family_rotate,
