@@ -48,6 +48,18 @@ pub struct DenialRow {
     pub challenge: bool,
     /// The default `error_description`.
     pub description: &'static str,
+    /// The `grpc-status` of the same denial to a gRPC client: 16 `UNAUTHENTICATED` for
+    /// a missing, invalid or partial credential, 7 `PERMISSION_DENIED` for a missing
+    /// scope and for step-up.
+    pub grpc_status: u8,
+}
+
+/// gRPC status codes used by the denial table.
+mod grpc_code {
+    pub(super) const INVALID_ARGUMENT: u8 = 3;
+    pub(super) const PERMISSION_DENIED: u8 = 7;
+    pub(super) const INTERNAL: u8 = 13;
+    pub(super) const UNAUTHENTICATED: u8 = 16;
 }
 
 /// The denial table of DESIGN §4. Every rejection the layer makes is one of these rows.
@@ -69,6 +81,7 @@ const MISSING_CREDENTIAL: DenialRow = DenialRow {
     challenge_error: None,
     challenge: true,
     description: "an access token is required",
+    grpc_status: grpc_code::UNAUTHENTICATED,
 };
 const INVALID_TOKEN: DenialRow = DenialRow {
     kind: DenialKind::InvalidToken,
@@ -77,6 +90,7 @@ const INVALID_TOKEN: DenialRow = DenialRow {
     challenge_error: Some("invalid_token"),
     challenge: true,
     description: "the access token is invalid",
+    grpc_status: grpc_code::UNAUTHENTICATED,
 };
 const EXPIRED_TOKEN: DenialRow = DenialRow {
     kind: DenialKind::ExpiredToken,
@@ -85,6 +99,7 @@ const EXPIRED_TOKEN: DenialRow = DenialRow {
     challenge_error: Some("invalid_token"),
     challenge: true,
     description: "the access token has expired",
+    grpc_status: grpc_code::UNAUTHENTICATED,
 };
 const MFA_INCOMPLETE: DenialRow = DenialRow {
     kind: DenialKind::MfaIncomplete,
@@ -93,6 +108,7 @@ const MFA_INCOMPLETE: DenialRow = DenialRow {
     challenge_error: Some("invalid_token"),
     challenge: true,
     description: "multi-factor authentication is not complete; the partial token is accepted only by the verify endpoint",
+    grpc_status: grpc_code::UNAUTHENTICATED,
 };
 const INSUFFICIENT_SCOPE: DenialRow = DenialRow {
     kind: DenialKind::InsufficientScope,
@@ -101,6 +117,7 @@ const INSUFFICIENT_SCOPE: DenialRow = DenialRow {
     challenge_error: Some("insufficient_scope"),
     challenge: true,
     description: "the access token lacks a required scope",
+    grpc_status: grpc_code::PERMISSION_DENIED,
 };
 const MFA_REQUIRED: DenialRow = DenialRow {
     kind: DenialKind::MfaRequired,
@@ -109,6 +126,7 @@ const MFA_REQUIRED: DenialRow = DenialRow {
     challenge_error: Some("insufficient_user_authentication"),
     challenge: true,
     description: "a stronger or more recent authentication is required",
+    grpc_status: grpc_code::PERMISSION_DENIED,
 };
 const PATH_TOO_LONG: DenialRow = DenialRow {
     kind: DenialKind::PathTooLong,
@@ -117,6 +135,7 @@ const PATH_TOO_LONG: DenialRow = DenialRow {
     challenge_error: None,
     challenge: false,
     description: "the request path is too long for a step-up challenge",
+    grpc_status: grpc_code::INVALID_ARGUMENT,
 };
 const SERVER_ERROR: DenialRow = DenialRow {
     kind: DenialKind::ServerError,
@@ -125,6 +144,7 @@ const SERVER_ERROR: DenialRow = DenialRow {
     challenge_error: None,
     challenge: false,
     description: "the request could not be authorized",
+    grpc_status: grpc_code::INTERNAL,
 };
 
 impl DenialKind {
@@ -157,6 +177,7 @@ impl DenialKind {
 pub struct Denial {
     kind: DenialKind,
     description: &'static str,
+    mfa_token: Option<String>,
 }
 
 impl Denial {
@@ -168,6 +189,11 @@ impl Denial {
     /// The `error_description` that was sent.
     pub fn description(&self) -> &'static str {
         self.description
+    }
+
+    /// The mfa_token of a step-up denial (the same as in the body).
+    pub fn mfa_token(&self) -> Option<&str> {
+        self.mfa_token.as_deref()
     }
 }
 
@@ -281,8 +307,118 @@ pub(crate) fn response(
     if let Some(value) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
         headers.insert(WWW_AUTHENTICATE, value);
     }
+    response.extensions_mut().insert(Denial {
+        kind,
+        description,
+        mfa_token: details.mfa_token.map(str::to_owned),
+    });
     response
-        .extensions_mut()
-        .insert(Denial { kind, description });
-    response
+}
+
+/// Whether a request is gRPC (`content-type: application/grpc`, `application/grpc+proto`,
+/// …): its denials are then gRPC responses.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..16))
+        .is_some_and(|v| v.eq_ignore_ascii_case("application/grpc"))
+        && headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.as_bytes().get(16))
+            .is_none_or(|b| matches!(b, b'+' | b';'))
+}
+
+/// The gRPC metadata key of the JSON details (the HTTP denial's body).
+pub const GRPC_DETAILS_HEADER: &str = "stepup-details";
+/// The gRPC metadata key of the mfa_token of a step-up denial.
+pub const GRPC_MFA_TOKEN_HEADER: &str = "mfa-token";
+
+/// Turns an HTTP denial (from [`response`]) into a gRPC Trailers-Only response: HTTP
+/// 200, no body, `grpc-status` from the table, `grpc-message`, and as metadata the
+/// `www-authenticate` challenge, the `mfa-token` and the JSON body as `stepup-details`.
+pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
+    let (parts, json) = response.into_parts();
+    let Some(denial) = parts.extensions.get::<Denial>() else {
+        return Response::from_parts(parts, json);
+    };
+    let row = denial.kind.row();
+    let mut out = Response::new(Bytes::new());
+    let headers = out.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(u16::from(row.grpc_status)));
+    if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(denial.description)) {
+        headers.insert("grpc-message", message);
+    }
+    if let Some(challenge) = parts.headers.get(WWW_AUTHENTICATE) {
+        headers.insert(WWW_AUTHENTICATE, challenge.clone());
+    }
+    if let Some(token) = denial
+        .mfa_token()
+        .and_then(|t| HeaderValue::try_from(t).ok())
+    {
+        headers.insert(GRPC_MFA_TOKEN_HEADER, token);
+    }
+    // JSON from serde_json: printable ASCII unless a configured string was not (then
+    // the details are left out rather than sent broken).
+    if let Ok(details) = HeaderValue::from_bytes(&json) {
+        headers.insert(GRPC_DETAILS_HEADER, details);
+    }
+    *out.extensions_mut() = parts.extensions;
+    out
+}
+
+/// `grpc-message` encoding: percent-encode every byte outside printable ASCII, and `%`.
+fn grpc_percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_content_types() {
+        let check = |ct: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            is_grpc(&h)
+        };
+        assert!(check("application/grpc"));
+        assert!(check("application/grpc+proto"));
+        assert!(check("Application/GRPC+json"));
+        assert!(check("application/grpc;charset=utf-8"));
+        assert!(!check("application/grpc-web"));
+        assert!(!check("application/grpcx"));
+        assert!(!check("application/json"));
+        assert!(!is_grpc(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(grpc_percent_encode("a b"), "a b");
+        assert_eq!(grpc_percent_encode("100%"), "100%25");
+        assert_eq!(grpc_percent_encode("é\n"), "%C3%A9%0A");
+    }
+
+    #[test]
+    fn every_row_maps_to_a_grpc_status() {
+        for row in DENIAL_TABLE {
+            let expected = match row.status {
+                StatusCode::UNAUTHORIZED => 16,
+                StatusCode::FORBIDDEN => 7,
+                StatusCode::URI_TOO_LONG => 3,
+                _ => 13,
+            };
+            assert_eq!(row.grpc_status, expected, "{:?}", row.kind);
+        }
+    }
 }

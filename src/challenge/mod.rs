@@ -74,8 +74,11 @@
 mod denial;
 mod mfa_token;
 
-pub(crate) use self::denial::{response, DenialDetails};
-pub use self::denial::{Denial, DenialKind, DenialRow, Factor, MfaRequirements, DENIAL_TABLE};
+pub(crate) use self::denial::{into_grpc, is_grpc, response, DenialDetails};
+pub use self::denial::{
+    Denial, DenialKind, DenialRow, Factor, MfaRequirements, DENIAL_TABLE, GRPC_DETAILS_HEADER,
+    GRPC_MFA_TOKEN_HEADER,
+};
 pub use self::mfa_token::{
     MfaTokenClaims, OpenError, SealError, Sealer, SealingKey, SealingKeys, MAX_MFA_TOKEN_LEN,
     MFA_TOKEN_TYP,

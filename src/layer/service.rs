@@ -77,6 +77,9 @@ where
                 }
                 ResponseFuture::passed(self.inner.call(req))
             }
+            Decision::Deny(response) if crate::challenge::is_grpc(req.headers()) => {
+                ResponseFuture::rejected(crate::challenge::into_grpc(response))
+            }
             Decision::Deny(response) => ResponseFuture::rejected(response),
         }
     }
