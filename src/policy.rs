@@ -395,6 +395,12 @@ impl RouteTable {
         }
     }
 
+    /// `policy` for the gRPC method `path` (`/package.Service/Method`): a gRPC call is
+    /// `POST path`. A pattern works too (`/package.Service/{method}` for a whole service).
+    pub fn grpc(self, path: &str, policy: Policy) -> Self {
+        self.route(Method::POST, path, policy)
+    }
+
     /// `policy` for `method` on paths matching `pattern`.
     pub fn route(mut self, method: Method, pattern: &str, policy: Policy) -> Self {
         let entry = self.routes.entry(pattern.to_owned()).or_default();
