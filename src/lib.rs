@@ -89,6 +89,12 @@
 //!
 //! The reason is also in the response extensions as a [`Denial`].
 //!
+//! A gRPC request (`content-type: application/grpc…`) gets the same decision as a gRPC
+//! Trailers-Only response: HTTP 200, `grpc-status` 16 `UNAUTHENTICATED` for the 401
+//! rows, 7 `PERMISSION_DENIED` for the 403 rows (3 and 13 for the last two), with
+//! `grpc-message`, and as metadata `www-authenticate`, `mfa-token` and the JSON body as
+//! `stepup-details` ([`DenialRow::grpc_status`](challenge::DenialRow::grpc_status)).
+//!
 //! # Modules
 //! - [`token`]: claims, verification (keys by `kid`, algorithm allow-list, `typ`), issuing.
 //! - [`policy`]: [`Policy`], [`StepUp`], [`RouteTable`].
@@ -105,8 +111,10 @@
 //! - `rust-crypto`: signatures checked with the pure-Rust RustCrypto crates. Enable it with
 //!   `default-features = false`; with both enabled, aws-lc-rs is used.
 //! - `axum`: [`Claims`] as an axum extractor (module `axum`).
-//! - `tonic`: the layer's service keeps the wrapped service's gRPC `NamedService` name
-//!   (module `tonic`).
+//! - `tonic`: the layer's service keeps the wrapped service's gRPC `NamedService` name;
+//!   the gRPC verify service and client (module `tonic`). gRPC-aware denials need no
+//!   feature: any request with `content-type: application/grpc…` gets them.
+//! - `redis`: `store::RedisStore`, a store shared by several replicas.
 //!
 //! # Security
 //! - Access tokens must have `typ: at+jwt`, partial tokens their own `typ` and audience;
