@@ -395,10 +395,18 @@ impl RouteTable {
         }
     }
 
-    /// `policy` for the gRPC method `path` (`/package.Service/Method`): a gRPC call is
-    /// `POST path`. A pattern works too (`/package.Service/{method}` for a whole service).
+    /// `policy` for the gRPC method `path` (`/package.Service/Method`), whatever the
+    /// HTTP method: a gRPC call is `POST path`, but tonic's router and generated servers
+    /// do not check the HTTP method, so a `GET` of the same path must not find a weaker
+    /// policy. (The verify endpoint, [`Policy::mfa_verify`], is registered for `POST`
+    /// only: other methods there get the table's default.) A pattern works too
+    /// (`/package.Service/{method}` for a whole service).
     pub fn grpc(self, path: &str, policy: Policy) -> Self {
-        self.route(Method::POST, path, policy)
+        if policy.kind == PolicyKind::MfaVerify {
+            self.route(Method::POST, path, policy)
+        } else {
+            self.any(path, policy)
+        }
     }
 
     /// `policy` for `method` on paths matching `pattern`.
