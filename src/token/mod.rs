@@ -57,7 +57,8 @@ pub use self::issue::{
 };
 pub use self::keys::{KeySet, SigningKey, VerifyingKey};
 pub use self::verify::{
-    TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_LEN,
+    CacheStats, TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_CACHE_CAPACITY,
+    DEFAULT_CACHE_MAX_AGE, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_LEN,
 };
 pub use jsonwebtoken::Algorithm;
 
