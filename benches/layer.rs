@@ -1,10 +1,20 @@
-//! The layer's cost, each group against its own baseline measured in the same run:
+//! The layer's cost, each group against its own baseline measured in the same run, so every
+//! figure is also a ratio:
 //!
 //! - `public_route`: the bare inner service vs the same service behind the layer.
-//! - `access_<alg>`: raw `jsonwebtoken::decode` of a token vs `Verifier::verify` of the same
-//!   token vs a full authenticated request through the layer.
+//! - `access_<alg>` (HS256, ES256, EdDSA, RS256): `raw_decode` (`jsonwebtoken::decode`)
+//!   vs `verify_uncached` (a `Verifier` built with `.cache(0)`) vs `verify_cached` (the
+//!   default verifier, the token verified once before timing), and a full authenticated
+//!   request through the layer with each verifier: `request_uncached`, `request_cached`.
 //! - `step_up_denial`: an authenticated pass vs a step-up refusal (mfa_token sealing
 //!   included).
+//! - `partial_rejected`: a valid access token passing an authenticated route (with the
+//!   default, caching verifier, and with `.cache(0)`: partial tokens are never cached) vs
+//!   a valid partial token refused there (401 `mfa_incomplete`).
+//! - `route_matching`: the bare inner service vs the layer with a table of 10, 1,000 and
+//!   10,000 routes, for a public route near the end of the table (`matched/<n>`) and a
+//!   path no route matches (`unmatched/<n>`: default policy, no token, 401). The lookup
+//!   is a radix tree: the figures should stay flat as the table grows.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,12 +23,12 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use http::{Method, Request, Response};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use http::{Method, Request, Response, StatusCode};
 use tower::{service_fn, Layer, Service};
 use tower_stepup::{
-    Algorithm, Claims, Grant, Guard, Issuer, Policy, RouteTable, Sealer, SealingKey, SealingKeys,
-    SigningKey, StepUp, Verifier, VerifyingKey,
+    Algorithm, Claims, Denial, DenialKind, Grant, Guard, Issuer, Policy, RouteTable, Sealer,
+    SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
 };
 
 const ISS: &str = "https://auth.bench";
@@ -38,15 +48,21 @@ async fn hello(_req: Request<String>) -> Result<Response<String>, Infallible> {
 }
 
 struct Setup {
+    /// The default verifier: with the verified-token cache.
     verifier: Verifier,
+    /// The same keys and rules, built with `.cache(0)`.
+    uncached: Verifier,
     issuer: Issuer,
+    /// Over `verifier`.
     guard: Guard,
+    /// Over `uncached`.
+    uncached_guard: Guard,
     decoding: jsonwebtoken::DecodingKey,
     alg: Algorithm,
 }
 
-fn setup(alg: Algorithm) -> Setup {
-    let (vk, sk, decoding) = match alg {
+fn keys(alg: Algorithm) -> (VerifyingKey, SigningKey, jsonwebtoken::DecodingKey) {
+    match alg {
         Algorithm::HS256 => (
             VerifyingKey::hmac("k", alg, &[7; 32]).unwrap(),
             SigningKey::hmac("k", alg, &[7; 32]).unwrap(),
@@ -71,46 +87,55 @@ fn setup(alg: Algorithm) -> Setup {
             jsonwebtoken::DecodingKey::from_rsa_pem(include_bytes!("../tests/keys/rsa_public.pem"))
                 .unwrap(),
         ),
+    }
+}
+
+fn setup(alg: Algorithm) -> Setup {
+    let (vk, sk, decoding) = keys(alg);
+    let builder = || {
+        Verifier::builder()
+            .issuer(ISS)
+            .audience(AUD)
+            .algorithms([alg])
+            .key(vk.clone())
     };
-    let verifier = Verifier::builder()
-        .issuer(ISS)
-        .audience(AUD)
-        .algorithms([alg])
-        .key(vk)
-        .build()
-        .unwrap();
+    let verifier = builder().build().unwrap();
+    let uncached = builder().cache(0).build().unwrap();
     let issuer = Issuer::builder()
         .issuer(ISS)
         .audience(AUD)
         .signing_key(sk)
         .build()
         .unwrap();
-    let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s", [3; 32]).unwrap())).unwrap();
-    let guard = Guard::builder()
-        .verifier(verifier.clone())
-        .sealer(sealer)
-        .build()
-        .unwrap();
+    let guard = |verifier: &Verifier| {
+        let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s", [3; 32]).unwrap())).unwrap();
+        Guard::builder()
+            .verifier(verifier.clone())
+            .sealer(sealer)
+            .build()
+            .unwrap()
+    };
     Setup {
+        guard: guard(&verifier),
+        uncached_guard: guard(&uncached),
         verifier,
+        uncached,
         issuer,
-        guard,
         decoding,
         alg,
     }
 }
 
+fn grant(s: &Setup) -> Grant {
+    Grant::new("alice")
+        .amr(["pwd"])
+        .acr("urn:bench:pwd")
+        .auth_time(s.issuer.clock().now())
+        .scope("me billing:read")
+}
+
 fn token(s: &Setup) -> String {
-    s.issuer
-        .issue_access(
-            &Grant::new("alice")
-                .amr(["pwd"])
-                .acr("urn:bench:pwd")
-                .auth_time(s.issuer.clock().now())
-                .scope("me billing:read"),
-        )
-        .unwrap()
-        .token
+    s.issuer.issue_access(&grant(s)).unwrap().token
 }
 
 fn table() -> RouteTable {
@@ -157,20 +182,52 @@ fn access(c: &mut Criterion, alg: Algorithm) {
     validation.set_issuer(&[ISS]);
     validation.set_audience(&[AUD]);
     let at = s.issuer.clock().now();
-    let mut guarded = s
+    let mut uncached = s
+        .uncached_guard
+        .route_table(table())
+        .unwrap()
+        .layer(service_fn(hello));
+    let mut cached = s
         .guard
         .route_table(table())
         .unwrap()
         .layer(service_fn(hello));
+    // Outside timing: every path accepts the token, and the cache holds it.
+    for svc in [&mut uncached, &mut cached] {
+        let res = now(svc.call(get("/api/me", Some(&t)))).unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    s.uncached.verify(&t, at).unwrap();
+    s.verifier.verify(&t, at).unwrap();
+    let hits = s.verifier.cache_stats().hits;
+    s.verifier.verify(&t, at).unwrap();
+    assert_eq!(
+        s.verifier.cache_stats().hits,
+        hits + 1,
+        "verify_cached must hit"
+    );
+    let off = s.uncached.cache_stats();
+    assert_eq!(
+        (off.hits, off.entries),
+        (0, 0),
+        "verify_uncached must not cache"
+    );
+
     let mut g = c.benchmark_group(format!("access_{alg:?}"));
-    g.bench_function("raw_jsonwebtoken_decode", |b| {
+    g.bench_function("raw_decode", |b| {
         b.iter(|| jsonwebtoken::decode::<Claims>(black_box(&t), &s.decoding, &validation).unwrap())
     });
-    g.bench_function("verifier_verify", |b| {
+    g.bench_function("verify_uncached", |b| {
+        b.iter(|| s.uncached.verify(black_box(&t), at).unwrap())
+    });
+    g.bench_function("verify_cached", |b| {
         b.iter(|| s.verifier.verify(black_box(&t), at).unwrap())
     });
-    g.bench_function("layer_authenticated_request", |b| {
-        b.iter(|| now(guarded.call(black_box(get("/api/me", Some(&t))))).unwrap())
+    g.bench_function("request_uncached", |b| {
+        b.iter(|| now(uncached.call(black_box(get("/api/me", Some(&t))))).unwrap())
+    });
+    g.bench_function("request_cached", |b| {
+        b.iter(|| now(cached.call(black_box(get("/api/me", Some(&t))))).unwrap())
     });
     g.finish();
 }
@@ -208,5 +265,122 @@ fn step_up_denial(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, public_route, access_tokens, step_up_denial);
+fn partial_rejected(c: &mut Criterion) {
+    let s = setup(Algorithm::HS256);
+    let access = token(&s);
+    let partial = s.issuer.issue_partial(&grant(&s)).unwrap().token;
+    let mut guarded = s
+        .guard
+        .route_table(table())
+        .unwrap()
+        .layer(service_fn(hello));
+    let mut uncached = s
+        .uncached_guard
+        .route_table(table())
+        .unwrap()
+        .layer(service_fn(hello));
+    // Outside timing: the access token passes, the partial token gets mfa_incomplete.
+    for svc in [&mut guarded, &mut uncached] {
+        let res = now(svc.call(get("/api/me", Some(&access)))).unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = now(guarded.call(get("/api/me", Some(&partial)))).unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let denial = res.extensions().get::<Denial>().unwrap();
+    assert_eq!(denial.kind(), DenialKind::MfaIncomplete);
+    assert_eq!(denial.kind().row().error, "mfa_incomplete");
+
+    let mut g = c.benchmark_group("partial_rejected");
+    g.bench_function("access_token_pass", |b| {
+        b.iter(|| now(guarded.call(black_box(get("/api/me", Some(&access))))).unwrap())
+    });
+    // Partial tokens are never cached: this is the like-for-like baseline for them.
+    g.bench_function("access_token_pass_uncached", |b| {
+        b.iter(|| now(uncached.call(black_box(get("/api/me", Some(&access))))).unwrap())
+    });
+    g.bench_function("partial_token_mfa_incomplete", |b| {
+        b.iter(|| now(guarded.call(black_box(get("/api/me", Some(&partial))))).unwrap())
+    });
+    g.finish();
+}
+
+/// `n` routes, five per resource: static and parameterized patterns, several methods and
+/// policies. `GET /api/v1/resource{k}/{id}` is public.
+fn big_table(n: usize) -> RouteTable {
+    let step_up = || Policy::step_up(StepUp::new().amr(["mfa"]).max_age(Duration::from_secs(300)));
+    (0..n).fold(RouteTable::new(), |t, i| {
+        let k = i / 5;
+        match i % 5 {
+            0 => t.route(
+                Method::GET,
+                &format!("/api/v1/resource{k}/items"),
+                Policy::public(),
+            ),
+            1 => t.route(
+                Method::POST,
+                &format!("/api/v1/resource{k}/items"),
+                Policy::authenticated(),
+            ),
+            2 => t.route(
+                Method::GET,
+                &format!("/api/v1/resource{k}/{{id}}"),
+                Policy::public(),
+            ),
+            3 => t.route(
+                Method::PUT,
+                &format!("/api/v1/resource{k}/{{id}}"),
+                Policy::authenticated().scopes([format!("resource{k}:write")]),
+            ),
+            _ => t.route(
+                Method::DELETE,
+                &format!("/api/v1/resource{k}/{{id}}/history"),
+                step_up(),
+            ),
+        }
+    })
+}
+
+fn route_matching(c: &mut Criterion) {
+    let s = setup(Algorithm::HS256);
+    let mut bare = service_fn(hello);
+    let mut g = c.benchmark_group("route_matching");
+    g.bench_function("bare_service", |b| {
+        b.iter(|| now(bare.call(black_box(get("/api/v1/resource1/42", None)))).unwrap())
+    });
+    for n in [10, 1_000, 10_000] {
+        let mut guarded = s
+            .guard
+            .route_table(big_table(n))
+            .unwrap()
+            .layer(service_fn(hello));
+        // The public GET of the last resource: routes n-3 (of n) in insertion order.
+        let last = (n - 1) / 5;
+        let matched = format!("/api/v1/resource{last}/42");
+        let unmatched = format!("/api/v1/resource{last}/42/unknown");
+        let res = now(guarded.call(get(&matched, None))).unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = now(guarded.call(get(&unmatched, None))).unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.extensions().get::<Denial>().unwrap().kind(),
+            DenialKind::MissingCredential
+        );
+        g.bench_with_input(BenchmarkId::new("matched", n), &matched, |b, path| {
+            b.iter(|| now(guarded.call(black_box(get(path, None)))).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("unmatched", n), &unmatched, |b, path| {
+            b.iter(|| now(guarded.call(black_box(get(path, None)))).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    public_route,
+    access_tokens,
+    step_up_denial,
+    partial_rejected,
+    route_matching
+);
 criterion_main!(benches);
