@@ -83,11 +83,14 @@ pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Sess
         .sid()
         .ok_or(Failure::new(ErrorKind::ServerError))?
         .to_owned();
+    let mut session = serde_json::to_string(&access.claims)
+        .map_err(|_| Failure::new(ErrorKind::ServerError))?;
+    // Kept for the family's whole life: no spare capacity from the serializer's growth.
+    session.shrink_to_fit();
     let record = RefreshRecord {
         family,
         sub: access.claims.sub().to_owned(),
-        session: serde_json::to_string(&access.claims)
-            .map_err(|_| Failure::new(ErrorKind::ServerError))?,
+        session,
         expires_at: now.saturating_add(inner.refresh_lifetime),
     };
     inner
