@@ -96,6 +96,8 @@ struct Inner {
     /// The keys, and a generation that changes with every rotation: a verification made
     /// with one generation is never reused under another.
     keys: RwLock<(Arc<KeySet>, u64)>,
+    /// The generation of `keys`, readable without the lock (a cache hit needs only it).
+    generation: AtomicU64,
     cache: Option<TokenCache>,
     algorithms: Vec<Algorithm>,
     /// One pair of rules per allowed algorithm, each allowing only that algorithm:
@@ -159,9 +161,9 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        let (keys, generation) = self.keys_and_generation();
         if let Some(cache) = &self.inner.cache {
             if let Some(cached) = cache.map.get(token) {
+                let generation = self.inner.generation.load(Ordering::Acquire);
                 let fresh = cached.generation == generation
                     && now >= cached.verified_at
                     && now < cached.verified_at.saturating_add(cache.max_age);
@@ -185,6 +187,7 @@ impl Verifier {
             }
             cache.misses.fetch_add(1, Ordering::Relaxed);
         }
+        let (keys, generation) = self.keys_and_generation();
         let verified = self.verify_in_full(token, &keys, now)?;
         if let (Some(cache), TokenKind::Access) = (&self.inner.cache, verified.kind) {
             cache.map.insert(
@@ -282,6 +285,7 @@ impl Verifier {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let generation = slot.1.wrapping_add(1);
             *slot = (Arc::new(keys), generation);
+            self.inner.generation.store(generation, Ordering::Release);
         }
         // Entries of the old generation would never be used again; free them now. (One
         // inserted by a verification still running with the old keys is refused on
@@ -511,6 +515,7 @@ impl VerifierBuilder {
                     })
                     .collect(),
                 keys: RwLock::new((Arc::new(self.keys), 0)),
+                generation: AtomicU64::new(0),
                 cache,
                 partial_audience,
                 algorithms: self.algorithms,
