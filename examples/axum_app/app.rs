@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post_service};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::Method;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tower_stepup::complete::{
     Account, Accounts, BackendError, BackendFuture, Completion, MemoryFactors, TotpFactor,
@@ -291,15 +293,27 @@ pub fn build<C: Clock + Clone>(
 
 // The layer puts the verified claims in the request extensions; `Extension` reads them
 // (with the crate's `axum` feature, `Claims` itself is an extractor too).
-async fn me(Extension(claims): Extension<Claims>) -> Json<Value> {
-    Json(json!({
-        "sub": claims.sub(),
-        "sid": claims.sid(),
-        "scope": claims.scope(),
-        "acr": claims.acr(),
-        "amr": claims.amr(),
-        "auth_time": claims.auth_time(),
-    }))
+// A typed body that borrows from the claims: serialized straight into the response,
+// with no intermediate `serde_json::Value`.
+async fn me(Extension(claims): Extension<Claims>) -> Response {
+    #[derive(Serialize)]
+    struct Me<'a> {
+        sub: &'a str,
+        sid: Option<&'a str>,
+        scope: Option<&'a str>,
+        acr: Option<&'a str>,
+        amr: &'a [String],
+        auth_time: Option<u64>,
+    }
+    Json(Me {
+        sub: claims.sub(),
+        sid: claims.sid(),
+        scope: claims.scope(),
+        acr: claims.acr(),
+        amr: claims.amr(),
+        auth_time: claims.auth_time(),
+    })
+    .into_response()
 }
 
 async fn billing(Extension(claims): Extension<Claims>) -> Json<Value> {

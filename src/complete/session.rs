@@ -83,8 +83,8 @@ pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Sess
         .sid()
         .ok_or(Failure::new(ErrorKind::ServerError))?
         .to_owned();
-    let mut session = serde_json::to_string(&access.claims)
-        .map_err(|_| Failure::new(ErrorKind::ServerError))?;
+    let mut session =
+        serde_json::to_string(&access.claims).map_err(|_| Failure::new(ErrorKind::ServerError))?;
     // Kept for the family's whole life: no spare capacity from the serializer's growth.
     session.shrink_to_fit();
     let record = RefreshRecord {

@@ -1,5 +1,8 @@
 //! The claims of access and partial tokens.
 
+use std::fmt;
+use std::sync::Arc;
+
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -10,88 +13,122 @@ use serde_json::{Map, Value};
 /// The layer puts the claims of a verified access token into the request extensions, where
 /// handlers read them (with axum: the [`Claims`] extractor, feature `axum`). Registered
 /// claims have accessors; everything else is in [`Claims::extra`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Cheap to clone: clones share one immutable copy (the verifier's cache, the request
+/// extensions and a handler's extractor all hold the same claims).
+#[derive(Clone, PartialEq)]
 pub struct Claims {
-    sub: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iss: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        serialize_with = "ser_aud",
-        deserialize_with = "de_aud"
-    )]
-    aud: Vec<String>,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    nbf: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    jti: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scope: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    acr: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    amr: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    auth_time: Option<u64>,
-    #[serde(flatten)]
-    extra: Map<String, Value>,
+    data: Arc<repr::Claims>,
+}
+
+impl Serialize for Claims {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.data.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        repr::Claims::deserialize(d).map(|data| Claims {
+            data: Arc::new(data),
+        })
+    }
+}
+
+impl fmt::Debug for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.data, f)
+    }
+}
+
+/// The claims themselves, behind the [`Claims`] handle.
+mod repr {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub(super) struct Claims {
+        pub(super) sub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) iss: Option<String>,
+        #[serde(
+            default,
+            skip_serializing_if = "Vec::is_empty",
+            serialize_with = "ser_aud",
+            deserialize_with = "de_aud"
+        )]
+        pub(super) aud: Vec<String>,
+        pub(super) exp: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) nbf: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) iat: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) jti: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) sid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) scope: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) acr: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub(super) amr: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) auth_time: Option<u64>,
+        #[serde(flatten)]
+        pub(super) extra: Map<String, Value>,
+    }
 }
 
 impl Claims {
     /// `sub`: the user this token speaks for.
     pub fn sub(&self) -> &str {
-        &self.sub
+        &self.data.sub
     }
 
     /// `iss`: who issued the token.
     pub fn iss(&self) -> Option<&str> {
-        self.iss.as_deref()
+        self.data.iss.as_deref()
     }
 
     /// `aud`: the audiences (a single string on the wire is one entry here).
     pub fn aud(&self) -> &[String] {
-        &self.aud
+        &self.data.aud
     }
 
     /// `exp`, seconds since the Unix epoch.
     pub fn exp(&self) -> u64 {
-        self.exp
+        self.data.exp
     }
 
     /// `nbf`, seconds since the Unix epoch.
     pub fn nbf(&self) -> Option<u64> {
-        self.nbf
+        self.data.nbf
     }
 
     /// `iat`, seconds since the Unix epoch.
     pub fn iat(&self) -> Option<u64> {
-        self.iat
+        self.data.iat
     }
 
     /// `jti`: the token's unique id.
     pub fn jti(&self) -> Option<&str> {
-        self.jti.as_deref()
+        self.data.jti.as_deref()
     }
 
     /// `sid`: the session this token belongs to.
     pub fn sid(&self) -> Option<&str> {
-        self.sid.as_deref()
+        self.data.sid.as_deref()
     }
 
     /// `scope`: the space-delimited scope string, as sent.
     pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+        self.data.scope.as_deref()
     }
 
     /// The individual scopes of [`Claims::scope`].
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.scope
+        self.data
+            .scope
             .as_deref()
             .unwrap_or("")
             .split(' ')
@@ -105,32 +142,32 @@ impl Claims {
 
     /// `acr`: the authentication context class reference.
     pub fn acr(&self) -> Option<&str> {
-        self.acr.as_deref()
+        self.data.acr.as_deref()
     }
 
     /// `amr`: the authentication methods used (RFC 8176), e.g. `["pwd", "otp", "mfa"]`.
     pub fn amr(&self) -> &[String] {
-        &self.amr
+        &self.data.amr
     }
 
     /// Whether `amr` contains `method`.
     pub fn has_amr(&self, method: &str) -> bool {
-        self.amr.iter().any(|m| m == method)
+        self.data.amr.iter().any(|m| m == method)
     }
 
     /// `auth_time`: when the user last actively authenticated, seconds since the Unix epoch.
     pub fn auth_time(&self) -> Option<u64> {
-        self.auth_time
+        self.data.auth_time
     }
 
     /// Every claim that has no accessor of its own.
     pub fn extra(&self) -> &Map<String, Value> {
-        &self.extra
+        &self.data.extra
     }
 
     /// One claim of [`Claims::extra`] by name.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.extra.get(name)
+        self.data.extra.get(name)
     }
 }
 
@@ -146,7 +183,7 @@ pub(crate) struct ClaimsParts {
 
 impl Claims {
     pub(crate) fn from_parts(parts: ClaimsParts) -> Self {
-        Self {
+        let data = repr::Claims {
             sub: parts.sub,
             iss: Some(parts.iss),
             aud: parts.aud,
@@ -160,6 +197,9 @@ impl Claims {
             amr: Vec::new(),
             auth_time: None,
             extra: Map::new(),
+        };
+        Self {
+            data: Arc::new(data),
         }
     }
 
@@ -172,12 +212,13 @@ impl Claims {
         auth_time: Option<u64>,
         extra: Map<String, Value>,
     ) {
-        self.sid = sid;
-        self.scope = scope;
-        self.acr = acr;
-        self.amr = amr;
-        self.auth_time = auth_time;
-        self.extra = extra;
+        let data = Arc::make_mut(&mut self.data);
+        data.sid = sid;
+        data.scope = scope;
+        data.acr = acr;
+        data.amr = amr;
+        data.auth_time = auth_time;
+        data.extra = extra;
     }
 }
 
