@@ -810,3 +810,46 @@ async fn access_tokens_get_auth_time_now_unless_carried_over() {
     let r = send(&fx, get("/api/billing", Some(&refreshed.token))).await;
     assert_eq!(r.denial, Some(DenialKind::MfaRequired));
 }
+
+/// The layer answers a token verified before from the verifier's cache, before the
+/// credential's syntax checks: that shortcut must never accept what the full path
+/// refuses, nor refuse what it accepts.
+#[tokio::test]
+async fn cached_tokens_get_the_answers_of_the_full_path() {
+    let fx = fixture();
+    let token = fx.pwd_token();
+    let stats = || fx.guard.verifier().cache_stats();
+    assert_eq!(
+        send(&fx, get("/api/me", Some(&token))).await.status,
+        StatusCode::OK
+    );
+    let hits = stats().hits;
+    assert_eq!(
+        send(&fx, get("/api/me", Some(&token))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(stats().hits, hits + 1, "the second request was a cache hit");
+
+    // The same token twice in two headers: ambiguous, refused as before.
+    let mut req = get("/api/me", Some(&token));
+    req.headers_mut()
+        .append("authorization", format!("Bearer {token}").parse().unwrap());
+    let r = send(&fx, req).await;
+    assert_eq!(r.denial, Some(DenialKind::InvalidToken));
+    // Lower-case scheme and extra spaces before the token: accepted as before.
+    for header in [format!("bearer {token}"), format!("Bearer   {token}")] {
+        let req = Request::builder()
+            .uri("/api/me")
+            .header("authorization", header)
+            .body(String::new())
+            .unwrap();
+        assert_eq!(send(&fx, req).await.status, StatusCode::OK);
+    }
+    // Step-up and scope rules still apply to a cached token.
+    let r = send(&fx, get("/api/billing", Some(&token))).await;
+    assert_eq!(r.denial, Some(DenialKind::MfaRequired));
+    // Expiry still applies.
+    fx.clock.advance(900 + 5);
+    let r = send(&fx, get("/api/me", Some(&token))).await;
+    assert_eq!(r.denial, Some(DenialKind::ExpiredToken));
+}

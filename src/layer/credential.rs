@@ -19,6 +19,24 @@ pub(crate) enum Credential<'a> {
 
 /// `Authorization: Bearer <token>` first (RFC 6750 §2.1); then, if configured and no
 /// `Authorization` header is present, the named cookie.
+/// The token of the one `Authorization: Bearer` header, without the syntax checks of
+/// [`extract`]: only for a cache lookup (a cached token was verified, so it is well
+/// formed). `None` whenever [`extract`] could answer anything but this same token.
+pub(crate) fn bearer_candidate(headers: &HeaderMap) -> Option<&str> {
+    let mut auth = headers.get_all(AUTHORIZATION).iter();
+    let value = auth.next()?;
+    if auth.next().is_some() {
+        return None;
+    }
+    let bytes = value.as_bytes();
+    let scheme = bytes.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    // Exactly one space and no trailing whitespace: anything else takes the full path.
+    std::str::from_utf8(bytes.get(7..)?).ok()
+}
+
 pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Credential<'a> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
     if let Some(value) = auth.next() {
@@ -102,6 +120,30 @@ fn is_b64token(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_candidate_only_for_one_plain_bearer_header() {
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(AUTHORIZATION, v.parse().unwrap());
+            }
+            h
+        };
+        assert_eq!(
+            bearer_candidate(&headers(&["Bearer abc.def"])),
+            Some("abc.def")
+        );
+        assert_eq!(bearer_candidate(&headers(&["bEaReR abc"])), Some("abc"));
+        assert_eq!(bearer_candidate(&headers(&["Bearer a", "Bearer a"])), None);
+        assert_eq!(bearer_candidate(&headers(&["Basic abc"])), None);
+        assert_eq!(bearer_candidate(&headers(&["Bearer"])), None);
+        assert_eq!(bearer_candidate(&HeaderMap::new()), None);
+        // Whatever it returns, a cache lookup only hits a token verified before, which
+        // `extract` accepts as the same token.
+        let h = headers(&["Bearer abc.def"]);
+        assert_eq!(extract(&h, None), Credential::Bearer("abc.def"));
+    }
 
     #[test]
     fn b64token_accepts_exactly_its_alphabet() {

@@ -190,39 +190,75 @@ impl Guard {
             return Decision::Pass(None);
         }
         let public = matches!(policy.kind(), PolicyKind::Public);
+        let now = inner.clock.now();
+        // A token verified before needs neither the syntax checks nor the signature: one
+        // lookup decides. Anything else takes the full path below.
+        let cached = credential::bearer_candidate(headers)
+            .and_then(|token| inner.verifier.cached(token, now));
+        let claims = match cached {
+            Some(verified) => verified.claims,
+            None => match self.verify_credential(headers, public, now) {
+                Ok(Some(claims)) => claims,
+                Ok(None) => return Decision::Pass(None),
+                Err(denial) => return self.deny(denial),
+            },
+        };
+        self.authorize(policy, claims, method, path, now)
+    }
+
+    /// Extracts and verifies the credential the full way: `Ok(None)` lets a public
+    /// route through without claims.
+    fn verify_credential(
+        &self,
+        headers: &HeaderMap,
+        public: bool,
+        now: u64,
+    ) -> Result<Option<Claims>, DenialKind> {
+        let inner = &*self.inner;
         let token = match credential::extract(headers, inner.cookie.as_deref()) {
             Credential::Bearer(token) => token,
-            Credential::None if public => return Decision::Pass(None),
-            Credential::None => return self.deny(DenialKind::MissingCredential),
-            Credential::Malformed if public => return Decision::Pass(None),
+            Credential::None if public => return Ok(None),
+            Credential::None => return Err(DenialKind::MissingCredential),
+            Credential::Malformed if public => return Ok(None),
             Credential::Malformed => {
                 tracing::debug!(reason = "malformed credential", "request refused");
-                return self.deny(DenialKind::InvalidToken);
+                return Err(DenialKind::InvalidToken);
             }
         };
-        let now = inner.clock.now();
-        let claims = match inner.verifier.verify(token, now) {
+        match inner.verifier.verify(token, now) {
             Ok(v) if v.kind == TokenKind::Partial => {
                 tracing::debug!(
                     sub = v.claims.sub(),
                     "partial token outside the verify endpoint"
                 );
-                return self.deny(DenialKind::MfaIncomplete);
+                Err(DenialKind::MfaIncomplete)
             }
-            Ok(v) => v.claims,
-            Err(_) if public => return Decision::Pass(None),
+            Ok(v) => Ok(Some(v.claims)),
+            Err(_) if public => Ok(None),
             // An expired partial token leads back to sign-in, not to a refresh.
             Err(TokenError::Expired {
                 kind: TokenKind::Access,
             }) => {
                 tracing::debug!(reason = "token expired", "request refused");
-                return self.deny(DenialKind::ExpiredToken);
+                Err(DenialKind::ExpiredToken)
             }
             Err(e) => {
                 tracing::debug!(reason = %e, "request refused");
-                return self.deny(DenialKind::InvalidToken);
+                Err(DenialKind::InvalidToken)
             }
-        };
+        }
+    }
+
+    /// The route's policy applied to the verified claims of an access token.
+    fn authorize(
+        &self,
+        policy: &Policy,
+        claims: Claims,
+        method: &Method,
+        path: &str,
+        now: u64,
+    ) -> Decision {
+        let inner = &*self.inner;
         if policy.missing_scope(&claims) {
             tracing::debug!(sub = claims.sub(), "insufficient scope");
             let scope = policy.required_scopes().join(" ");

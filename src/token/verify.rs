@@ -162,28 +162,8 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         if let Some(cache) = &self.inner.cache {
-            if let Some(cached) = cache.map.get(token) {
-                let generation = self.inner.generation.load(Ordering::Acquire);
-                let fresh = cached.generation == generation
-                    && now >= cached.verified_at
-                    && now < cached.verified_at.saturating_add(cache.max_age);
-                if fresh {
-                    return match self.check_times(&cached.claims, TokenKind::Access, now) {
-                        Ok(()) => {
-                            cache.hits.fetch_add(1, Ordering::Relaxed);
-                            Ok(VerifiedToken {
-                                kind: TokenKind::Access,
-                                claims: cached.claims.clone(),
-                            })
-                        }
-                        Err(e) => {
-                            // Expired (or the clock went back before nbf): gone for good.
-                            cache.map.remove(token);
-                            Err(e)
-                        }
-                    };
-                }
-                cache.map.remove(token);
+            if let Some(answer) = self.lookup(cache, token, now) {
+                return answer;
             }
             cache.misses.fetch_add(1, Ordering::Relaxed);
         }
@@ -200,6 +180,54 @@ impl Verifier {
             );
         }
         Ok(verified)
+    }
+
+    /// The cached answer for `token` at `now`, if the cache holds a usable one: the
+    /// verification is recent enough and of the current keys, and `token` passes the
+    /// time checks now (`Err` if it no longer does: the entry is dropped).
+    fn lookup(
+        &self,
+        cache: &TokenCache,
+        token: &str,
+        now: u64,
+    ) -> Option<Result<VerifiedToken, TokenError>> {
+        let cached = cache.map.get(token)?;
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let fresh = cached.generation == generation
+            && now >= cached.verified_at
+            && now < cached.verified_at.saturating_add(cache.max_age);
+        if !fresh {
+            cache.map.remove(token);
+            return None;
+        }
+        Some(
+            match self.check_times(&cached.claims, TokenKind::Access, now) {
+                Ok(()) => {
+                    cache.hits.fetch_add(1, Ordering::Relaxed);
+                    Ok(VerifiedToken {
+                        kind: TokenKind::Access,
+                        claims: cached.claims.clone(),
+                    })
+                }
+                Err(e) => {
+                    // Expired (or the clock went back before nbf): gone for good.
+                    cache.map.remove(token);
+                    Err(e)
+                }
+            },
+        )
+    }
+
+    /// A cache hit for `token` at `now`, or `None` (the caller then verifies in full).
+    ///
+    /// Every token in the cache passed a full verification, so it is a well-formed
+    /// compact JWS: the layer asks here before checking the credential's syntax.
+    pub(crate) fn cached(&self, token: &str, now: u64) -> Option<VerifiedToken> {
+        if token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let cache = self.inner.cache.as_ref()?;
+        self.lookup(cache, token, now)?.ok()
     }
 
     fn verify_in_full(
