@@ -190,15 +190,22 @@ impl Guard {
             return Decision::Pass(None);
         }
         let public = matches!(policy.kind(), PolicyKind::Public);
-        let now = inner.clock.now();
         // A token verified before needs neither the syntax checks nor the signature: one
-        // lookup decides. Anything else takes the full path below.
-        let cached = credential::bearer_candidate(headers)
-            .and_then(|token| inner.verifier.cached(token, now));
-        let claims = match cached {
-            Some(verified) => verified.claims,
+        // lookup decides. Anything else takes the full path. (The clock is read only
+        // when there is a token: a public route without one does not pay for it.)
+        let mut now = None;
+        let cached = credential::bearer_candidate(headers).and_then(|token| {
+            let t = inner.clock.now();
+            now = Some(t);
+            inner
+                .verifier
+                .cached(token, t)
+                .map(|verified| (verified.claims, t))
+        });
+        let (claims, now) = match cached {
+            Some(hit) => hit,
             None => match self.verify_credential(headers, public, now) {
-                Ok(Some(claims)) => claims,
+                Ok(Some(verified)) => verified,
                 Ok(None) => return Decision::Pass(None),
                 Err(denial) => return self.deny(denial),
             },
@@ -208,12 +215,14 @@ impl Guard {
 
     /// Extracts and verifies the credential the full way: `Ok(None)` lets a public
     /// route through without claims.
+    ///
+    /// `now` is the time already read, if any; the claims come back with the time used.
     fn verify_credential(
         &self,
         headers: &HeaderMap,
         public: bool,
-        now: u64,
-    ) -> Result<Option<Claims>, DenialKind> {
+        now: Option<u64>,
+    ) -> Result<Option<(Claims, u64)>, DenialKind> {
         let inner = &*self.inner;
         let token = match credential::extract(headers, inner.cookie.as_deref()) {
             Credential::Bearer(token) => token,
@@ -225,6 +234,7 @@ impl Guard {
                 return Err(DenialKind::InvalidToken);
             }
         };
+        let now = now.unwrap_or_else(|| inner.clock.now());
         match inner.verifier.verify(token, now) {
             Ok(v) if v.kind == TokenKind::Partial => {
                 tracing::debug!(
@@ -233,7 +243,7 @@ impl Guard {
                 );
                 Err(DenialKind::MfaIncomplete)
             }
-            Ok(v) => Ok(Some(v.claims)),
+            Ok(v) => Ok(Some((v.claims, now))),
             Err(_) if public => Ok(None),
             // An expired partial token leads back to sign-in, not to a refresh.
             Err(TokenError::Expired {
