@@ -20,8 +20,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower_stepup::factor::totp::{self, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, MemoryStore, RefreshRecord, Rotation, Store, StoreError, StoreFuture,
-    TokenHash,
+    AttemptPolicy, Attempts, MemoryStore, RefreshRecord, Rotation, Store, StoreFuture, TokenHash,
 };
 use tower_stepup::{Algorithm, Grant, Issuer, ManualClock, SigningKey};
 
@@ -1196,73 +1195,9 @@ async fn unknown_user_and_wrong_password_look_the_same() {
 // 10. The store is down
 // ---------------------------------------------------------------------------------------
 
-/// A store that is never there.
-struct FailingStore;
-
-fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
-    Box::pin(async { Err(StoreError::Unavailable("down".into())) })
-}
-
-impl Store for FailingStore {
-    fn consume<'a>(&'a self, _: &'a str, _: u64, _: u64) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn is_consumed<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn release<'a>(&'a self, _: &'a str) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn attempts<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, Attempts> {
-        down()
-    }
-    fn record_failure<'a>(
-        &'a self,
-        _: &'a str,
-        _: AttemptPolicy,
-        _: u64,
-    ) -> StoreFuture<'a, Attempts> {
-        down()
-    }
-    fn clear_failures<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn advance_totp_step<'a>(
-        &'a self,
-        _: &'a str,
-        _: u64,
-        _: u64,
-        _: u64,
-    ) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn put<'a>(&'a self, _: &'a str, _: Vec<u8>, _: u64, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn get<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, Option<Vec<u8>>> {
-        down()
-    }
-    fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn refresh_create<'a>(&'a self, _: TokenHash, _: RefreshRecord, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn refresh_rotate<'a>(
-        &'a self,
-        _: TokenHash,
-        _: TokenHash,
-        _: u64,
-    ) -> StoreFuture<'a, Rotation> {
-        down()
-    }
-    fn refresh_revoke<'a>(&'a self, _: TokenHash, _: &'a str, _: u64) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn revoke_family<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-}
+#[path = "support/failing_store.rs"]
+mod failing_store;
+use failing_store::FailingStore;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn store_failure_fails_closed_with_503() {

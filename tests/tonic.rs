@@ -26,10 +26,7 @@ use tonic::{Code, Request, Status};
 use tonic_prost::ProstCodec;
 use tower::{Layer, ServiceExt};
 use tower_stepup::factor::totp::{self, TotpSecret};
-use tower_stepup::store::{
-    AttemptPolicy, Attempts, MemoryStore, RefreshRecord, Rotation, Store, StoreError, StoreFuture,
-    TokenHash,
-};
+use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::tonic::{MfaVerifyClient, VerifyReply, VerifyRequest, MFA_VERIFY_PATH};
 use tower_stepup::{Algorithm, Clock, Grant, Issuer, ManualClock, SigningKey};
 
@@ -972,73 +969,9 @@ async fn oversized_verify_request_is_invalid_argument() {
     assert_eq!(r.message, "the request body is too large");
 }
 
-/// A store that is never there.
-struct FailingStore;
-
-fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
-    Box::pin(async { Err(StoreError::Unavailable("down".into())) })
-}
-
-impl Store for FailingStore {
-    fn consume<'a>(&'a self, _: &'a str, _: u64, _: u64) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn is_consumed<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn release<'a>(&'a self, _: &'a str) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn attempts<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, Attempts> {
-        down()
-    }
-    fn record_failure<'a>(
-        &'a self,
-        _: &'a str,
-        _: AttemptPolicy,
-        _: u64,
-    ) -> StoreFuture<'a, Attempts> {
-        down()
-    }
-    fn clear_failures<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn advance_totp_step<'a>(
-        &'a self,
-        _: &'a str,
-        _: u64,
-        _: u64,
-        _: u64,
-    ) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn put<'a>(&'a self, _: &'a str, _: Vec<u8>, _: u64, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn get<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, Option<Vec<u8>>> {
-        down()
-    }
-    fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn refresh_create<'a>(&'a self, _: TokenHash, _: RefreshRecord, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn refresh_rotate<'a>(
-        &'a self,
-        _: TokenHash,
-        _: TokenHash,
-        _: u64,
-    ) -> StoreFuture<'a, Rotation> {
-        down()
-    }
-    fn refresh_revoke<'a>(&'a self, _: TokenHash, _: &'a str, _: u64) -> StoreFuture<'a, bool> {
-        down()
-    }
-    fn revoke_family<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {
-        down()
-    }
-}
+#[path = "support/failing_store.rs"]
+mod failing_store;
+use failing_store::FailingStore;
 
 #[tokio::test]
 async fn store_down_is_unavailable_and_the_layer_needs_no_store() {
