@@ -103,6 +103,7 @@
 //! - [`complete`]: the mountable endpoints that complete MFA: login, verify, enroll,
 //!   refresh, logout.
 //! - [`factor`]: TOTP and recovery codes.
+//! - [`audit`]: one structured `tracing` event per security decision, and counters.
 //! - [`store`]: the shared, atomic state (single use, attempts, refresh families) and the
 //!   in-memory store.
 //!
@@ -115,6 +116,7 @@
 //!   the gRPC verify service and client (module `tonic`). gRPC-aware denials need no
 //!   feature: any request with `content-type: application/grpc…` gets them.
 //! - `redis`: `store::RedisStore`, a store shared by several replicas.
+//! - `metrics`: the [`audit`] outcome counters also go to the `metrics` facade.
 //!
 //! # Security
 //! - Access tokens must have `typ: at+jwt`, partial tokens their own `typ` and audience;
@@ -137,6 +139,7 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 pub mod challenge;
 mod clock;
 pub mod complete;

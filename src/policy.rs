@@ -208,6 +208,17 @@ pub enum Unmet {
     MaxAge,
 }
 
+impl Unmet {
+    /// `amr`, `acr` or `max_age`: the part that was not met.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Amr => "amr",
+            Self::Acr => "acr",
+            Self::MaxAge => "max_age",
+        }
+    }
+}
+
 impl StepUp {
     /// An empty requirement; add at least one of `acr_values`, `amr`, `max_age`.
     pub fn new() -> Self {

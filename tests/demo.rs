@@ -1561,7 +1561,7 @@ async fn logs_hold_no_token_code_or_secret() {
     let output = format!("{stdout}\n{stderr}");
 
     assert!(
-        stderr.contains("mfa verify"),
+        stderr.contains("tower_stepup::audit") && stderr.contains("verify"),
         "logging really happened:\n{stderr}"
     );
 

@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use super::error::{ErrorKind, Failure};
 use super::Completion;
+use crate::audit::{Event, Outcome, Record};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -37,6 +38,19 @@ pub struct Endpoint {
 /// The future of an [`Endpoint`].
 pub type EndpointFuture =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl Kind {
+    fn event(self) -> Event {
+        match self {
+            Kind::Login => Event::Login,
+            Kind::Verify => Event::Verify,
+            Kind::Enroll => Event::Enroll,
+            Kind::EnrollConfirm => Event::EnrollConfirm,
+            Kind::Refresh => Event::Refresh,
+            Kind::Logout => Event::Logout,
+        }
+    }
+}
 
 impl Endpoint {
     pub(crate) fn new(completion: Completion, kind: Kind) -> Self {
@@ -70,18 +84,25 @@ where
         let completion = self.completion.clone();
         let kind = self.kind;
         Box::pin(async move {
+            let mut audit = Record::new(kind.event());
+            let a = &mut audit;
             let result = if req.method() != Method::POST {
                 Err(Failure::new(ErrorKind::MethodNotAllowed))
             } else {
                 match kind {
-                    Kind::Login => super::login::handle(&completion, req).await,
-                    Kind::Verify => super::verify::handle(&completion, req).await,
-                    Kind::Enroll => super::enroll::start(&completion, req).await,
-                    Kind::EnrollConfirm => super::enroll::confirm(&completion, req).await,
-                    Kind::Refresh => super::session::refresh(&completion, req).await,
-                    Kind::Logout => super::session::logout(&completion, req).await,
+                    Kind::Login => super::login::handle(&completion, req, a).await,
+                    Kind::Verify => super::verify::handle(&completion, req, a).await,
+                    Kind::Enroll => super::enroll::start(&completion, req, a).await,
+                    Kind::EnrollConfirm => super::enroll::confirm(&completion, req, a).await,
+                    Kind::Refresh => super::session::refresh(&completion, req, a).await,
+                    Kind::Logout => super::session::logout(&completion, req, a).await,
                 }
             };
+            // One audit event per request, whatever the outcome.
+            match &result {
+                Ok(_) => audit.emit(Outcome::Ok, None),
+                Err(failure) => audit.emit(failure.outcome(), Some(failure.kind.reason())),
+            }
             let response = result.unwrap_or_else(Failure::into_response);
             Ok(response.map(Full::new))
         })

@@ -10,6 +10,7 @@ use super::endpoint::json_ok;
 use super::error::{ErrorKind, Failure};
 use super::request::read_json;
 use super::{Completion, TotpFactor, ENROLLMENT_TTL};
+use crate::audit::{Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};
 use crate::token::Claims;
 
@@ -40,13 +41,16 @@ async fn authorize(
     completion: &Completion,
     caller: Caller,
     now: u64,
+    audit: &mut Record,
 ) -> Result<Result<Claims, Response<Bytes>>, Failure> {
     let inner = completion.inner();
     let claims = caller.claims.ok_or(Failure::new(ErrorKind::Unauthorized))?;
+    audit.sub(claims.sub());
     if inner.factors.totp(claims.sub()).await?.is_some() {
         let requirement = &inner.enroll_step_up;
         let leeway = inner.guard.verifier().leeway();
         if let Some(unmet) = requirement.unmet(&claims, now, leeway) {
+            audit.outcome(Outcome::Failed, Some("mfa_required"));
             return Ok(Err(inner.guard.challenge(
                 requirement,
                 unmet,
@@ -65,10 +69,11 @@ async fn authorize(
 pub(crate) async fn start<B>(
     completion: &Completion,
     req: Request<B>,
+    audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(&req), now).await? {
+    let claims = match authorize(completion, Caller::of(&req), now, audit).await? {
         Ok(claims) => claims,
         Err(step_up) => return Ok(step_up),
     };
@@ -83,7 +88,6 @@ pub(crate) async fn start<B>(
         )
         .await?;
     let uri = totp::otpauth_uri(&secret, &inner.totp_issuer, claims.sub());
-    tracing::info!(sub = claims.sub(), "totp enrollment started");
     Ok(json_ok(&json!({
         "secret": secret.to_base32(),
         "otpauth_uri": uri,
@@ -100,6 +104,7 @@ struct ConfirmBody {
 pub(crate) async fn confirm<B>(
     completion: &Completion,
     req: Request<B>,
+    audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure>
 where
     B: Body,
@@ -107,7 +112,7 @@ where
 {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(&req), now).await? {
+    let claims = match authorize(completion, Caller::of(&req), now, audit).await? {
         Ok(claims) => claims,
         Err(step_up) => return Ok(step_up),
     };
@@ -115,6 +120,7 @@ where
     let (_, body): (_, ConfirmBody) = read_json(req, inner.body_limit).await?;
     let attempts = inner.store.attempts(sub, now).await?;
     if attempts.is_locked(now) {
+        audit.reason("locked_out");
         let retry_after = attempts
             .locked_until
             .map_or(1, |u| u.saturating_sub(now).max(1));
@@ -136,13 +142,14 @@ where
     let Some(step) = totp::verify(&secret, &body.code, now) else {
         let policy = inner.attempts;
         let a = inner.store.record_failure(sub, policy, now).await?;
-        tracing::info!(sub, outcome = "failed", "totp enrollment confirm");
         return Err(if a.is_locked(now) {
+            audit.outcome(Outcome::Lockout, Some("wrong_code"));
             Failure {
                 retry_after: Some(a.locked_until.map_or(1, |u| u.saturating_sub(now).max(1))),
                 ..Failure::new(ErrorKind::TooManyAttempts)
             }
         } else {
+            audit.reason("wrong_code");
             Failure {
                 attempts_remaining: Some(policy.max_attempts.saturating_sub(a.failures)),
                 ..Failure::new(ErrorKind::InvalidCode)
@@ -162,6 +169,5 @@ where
         .await?;
     inner.store.delete(&key).await?;
     inner.store.clear_failures(sub, now).await?;
-    tracing::info!(sub, outcome = "ok", "totp enrollment confirmed");
     Ok(json_ok(&json!({ "recovery_codes": codes })))
 }

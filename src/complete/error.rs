@@ -150,6 +150,30 @@ impl Failure {
     }
 }
 
+impl ErrorKind {
+    /// The `reason` of this failure's audit event: the `error` code, but distinct for
+    /// the rows that share one.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            other => other.row().error,
+        }
+    }
+}
+
+impl Failure {
+    /// The audit outcome of this failure: a server-side fault, or a refusal.
+    pub(crate) fn outcome(&self) -> crate::audit::Outcome {
+        match self.kind {
+            ErrorKind::TemporarilyUnavailable | ErrorKind::ServerError => {
+                crate::audit::Outcome::Error
+            }
+            _ => crate::audit::Outcome::Failed,
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store failed; refusing the request");

@@ -11,6 +11,7 @@ use super::endpoint::json_ok;
 use super::error::{ErrorKind, Failure};
 use super::request::read_json;
 use super::{session, Completion};
+use crate::audit::{Outcome, Record};
 use crate::challenge::MfaRequirements;
 use crate::token::Grant;
 
@@ -28,6 +29,7 @@ const MAX_FIELD_LEN: usize = 1024;
 pub(crate) async fn handle<B>(
     completion: &Completion,
     req: Request<B>,
+    audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure>
 where
     B: Body,
@@ -43,26 +45,28 @@ where
             .authenticate(&body.username, &body.password)
             .await?
     };
+    // The username of a failed login is not audited: people type passwords there.
     let Some(account) = account else {
-        tracing::info!(outcome = "failed", "login");
         return Err(Failure::new(ErrorKind::InvalidCredentials));
     };
+    audit.sub(&account.id);
     let mut grant = Grant::new(account.id.clone()).amr(["pwd"]);
     if let Some(scope) = &account.scope {
         grant = grant.scope(scope.clone());
     }
     if inner.factors.totp(&account.id).await?.is_none() {
-        tracing::info!(sub = account.id, outcome = "ok", mfa = false, "login");
         let grant = grant.acr(inner.password_acr.clone());
-        return Ok(session::start(completion, &grant)
-            .await?
-            .response(completion));
+        let session = session::start(completion, &grant).await?;
+        audit.token(&session.access.token);
+        audit.reason("no_second_factor");
+        return Ok(session.response(completion));
     }
     let partial = inner.issuer.issue_partial(&grant).map_err(|e| {
         tracing::error!(error = %e, "could not issue a partial token");
         Failure::new(ErrorKind::ServerError)
     })?;
-    tracing::info!(sub = account.id, outcome = "ok", mfa = true, "login");
+    audit.token(&partial.token);
+    audit.outcome(Outcome::MfaRequired, None);
     let mut response = json_ok(&json!({
         "status": "mfa_required",
         "partial_token": partial.token,

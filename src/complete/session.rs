@@ -14,6 +14,7 @@ use super::endpoint::{json_ok, no_content};
 use super::error::{ErrorKind, Failure};
 use super::request::read_json;
 use super::Completion;
+use crate::audit::{Outcome, Record};
 use crate::random;
 use crate::store::{RefreshRecord, Rotation, TokenHash};
 use crate::token::{Claims, Grant, IssuedToken};
@@ -123,6 +124,7 @@ fn checked(token: &str) -> Result<&str, Failure> {
 pub(crate) async fn refresh<B>(
     completion: &Completion,
     req: Request<B>,
+    audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure>
 where
     B: Body,
@@ -130,6 +132,7 @@ where
 {
     let inner = completion.inner();
     let (_, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    audit.token(&body.refresh_token);
     let presented = checked(&body.refresh_token)?;
     let now = inner.guard.clock().now();
     let next = new_refresh_token()?;
@@ -141,8 +144,8 @@ where
         Rotation::Rotated(record) => {
             let claims: Claims = serde_json::from_str(&record.session)
                 .map_err(|_| Failure::new(ErrorKind::ServerError))?;
+            audit.sub(&record.sub);
             let access = issue(completion, &Grant::from_claims(&claims))?;
-            tracing::info!(sub = record.sub, "refresh token rotated");
             Ok(Session {
                 access,
                 refresh: next,
@@ -150,7 +153,8 @@ where
             .response(completion))
         }
         Rotation::Reused { sub, .. } => {
-            tracing::warn!(sub, "refresh token reused; its family is revoked");
+            audit.sub(&sub);
+            audit.outcome(Outcome::ReuseDetected, Some("refresh_token_reused"));
             Err(Failure::new(ErrorKind::InvalidGrant))
         }
         _ => Err(Failure::new(ErrorKind::InvalidGrant)),
@@ -161,6 +165,7 @@ where
 pub(crate) async fn logout<B>(
     completion: &Completion,
     req: Request<B>,
+    audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure>
 where
     B: Body,
@@ -172,17 +177,22 @@ where
         .get::<Claims>()
         .cloned()
         .ok_or(Failure::new(ErrorKind::Unauthorized))?;
+    audit.sub(claims.sub());
     let (_, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
     let now = inner.guard.clock().now();
+    audit.token(&body.refresh_token);
     // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
-    if let Ok(token) = checked(&body.refresh_token) {
-        if inner
-            .store
-            .refresh_revoke(hash(token), claims.sub(), now)
-            .await?
-        {
-            tracing::info!(sub = claims.sub(), "logged out; refresh family revoked");
+    let revoked = match checked(&body.refresh_token) {
+        Ok(token) => {
+            inner
+                .store
+                .refresh_revoke(hash(token), claims.sub(), now)
+                .await?
         }
+        Err(_) => false,
+    };
+    if !revoked {
+        audit.reason("no_family_revoked");
     }
     let mut response = no_content();
     if let Some(v) = completion.cookies().and_then(|c| c.clear_session()) {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::error::{ErrorKind, Failure};
 use super::request::{bearer, cookie, read_json};
 use super::{session, Completion};
+use crate::audit::{Outcome, Record};
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp};
 use crate::store::Attempts;
@@ -47,6 +48,7 @@ struct Challenge {
 pub(crate) async fn handle<B>(
     completion: &Completion,
     req: Request<B>,
+    audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure>
 where
     B: Body,
@@ -74,6 +76,7 @@ where
                 .and_then(|c| cookie(&parts.headers, c.partial_name()))
         })
         .ok_or(Failure::invalid_request("mfa_token is required"))?;
+    audit.token(token);
 
     let now = inner.guard.clock().now();
     let challenge = open(
@@ -84,17 +87,19 @@ where
             .then_some(presented_bearer)
             .flatten(),
         now,
+        audit,
     )?;
     let sub = challenge.sub.as_str();
+    audit.sub(sub);
     let jti_key = format!("jti:{}", challenge.jti);
 
     let attempts = inner.store.attempts(sub, now).await?;
     if attempts.is_locked(now) {
-        tracing::info!(sub, outcome = "locked", "mfa verify");
+        audit.reason("locked_out");
         return Err(too_many(attempts, now));
     }
     if inner.store.is_consumed(&jti_key, now).await? {
-        tracing::info!(sub, outcome = "token_used", "mfa verify");
+        audit.reason("token_used");
         return Err(Failure::new(ErrorKind::MfaTokenNotFound));
     }
 
@@ -118,7 +123,8 @@ where
             &jti_key,
             challenge.expires_at,
             now,
-            "wrong code",
+            audit,
+            "wrong_code",
         )
         .await);
     };
@@ -130,7 +136,7 @@ where
         .consume(&jti_key, challenge.expires_at, now)
         .await?
     {
-        tracing::info!(sub, outcome = "token_used", "mfa verify");
+        audit.reason("token_used");
         return Err(Failure::new(ErrorKind::MfaTokenNotFound));
     }
     let fresh = match accepted {
@@ -162,7 +168,8 @@ where
             &jti_key,
             challenge.expires_at,
             now,
-            "code replayed",
+            audit,
+            "code_replayed",
         )
         .await);
     }
@@ -185,15 +192,10 @@ where
     if let Some(old) = &challenge.replaces {
         inner.store.revoke_family(old, now).await?;
     }
-    tracing::info!(
-        sub,
-        outcome = "ok",
-        factor = match proof {
-            Proof::Totp(_) => "otp",
-            Proof::Recovery(_) => "recovery_code",
-        },
-        "mfa verify"
-    );
+    audit.reason(match proof {
+        Proof::Totp(_) => "otp",
+        Proof::Recovery(_) => "recovery_code",
+    });
     let mut response = session.response(completion);
     if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
         response.headers_mut().append(SET_COOKIE, v);
@@ -210,6 +212,7 @@ fn open(
     token: &str,
     access: Option<&str>,
     now: u64,
+    audit: &mut Record,
 ) -> Result<Challenge, Failure> {
     let guard = &completion.inner().guard;
     if token.split('.').count() == 5 {
@@ -223,6 +226,8 @@ fn open(
                     && v.claims.sub() == claims.sub
                     && v.claims.sid() == claims.sid.as_deref();
                 if !same_session {
+                    audit.sub(&claims.sub);
+                    audit.reason("other_session");
                     return Err(Failure::new(ErrorKind::MfaTokenInvalid)
                         .describe("the mfa_token belongs to another session"));
                 }
@@ -280,6 +285,7 @@ async fn fail(
     jti_key: &str,
     expires_at: u64,
     now: u64,
+    audit: &mut Record,
     why: &'static str,
 ) -> Failure {
     let inner = completion.inner();
@@ -292,10 +298,10 @@ async fn fail(
         if let Err(e) = inner.store.consume(jti_key, expires_at, now).await {
             return e.into();
         }
-        tracing::warn!(sub, outcome = "lockout", reason = why, "mfa verify");
+        audit.outcome(Outcome::Lockout, Some(why));
         return too_many(attempts, now);
     }
-    tracing::info!(sub, outcome = "failed", reason = why, "mfa verify");
+    audit.reason(why);
     Failure {
         attempts_remaining: Some(policy.max_attempts.saturating_sub(attempts.failures)),
         ..Failure::new(ErrorKind::InvalidCode)

@@ -82,6 +82,7 @@ use std::time::Duration;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use self::credential::Credential;
+use crate::audit::{self, Event, Outcome, TokenRef};
 use crate::challenge::{self, DenialDetails, DenialKind, MfaRequirements, MfaTokenClaims, Sealer};
 use crate::clock::{self, Clock, SharedClock};
 use crate::error::{is_header_param_safe, ConfigError};
@@ -227,20 +228,20 @@ impl Guard {
         let token = match credential::extract(headers, inner.cookie.as_deref()) {
             Credential::Bearer(token) => token,
             Credential::None if public => return Ok(None),
-            Credential::None => return Err(DenialKind::MissingCredential),
+            Credential::None => {
+                denied("missing_credential", None, None);
+                return Err(DenialKind::MissingCredential);
+            }
             Credential::Malformed if public => return Ok(None),
             Credential::Malformed => {
-                tracing::debug!(reason = "malformed credential", "request refused");
+                denied("malformed_credential", None, None);
                 return Err(DenialKind::InvalidToken);
             }
         };
         let now = now.unwrap_or_else(|| inner.clock.now());
         match inner.verifier.verify(token, now) {
             Ok(v) if v.kind == TokenKind::Partial => {
-                tracing::debug!(
-                    sub = v.claims.sub(),
-                    "partial token outside the verify endpoint"
-                );
+                denied("partial_token", Some(v.claims.sub()), Some(token));
                 Err(DenialKind::MfaIncomplete)
             }
             Ok(v) => Ok(Some((v.claims, now))),
@@ -249,11 +250,11 @@ impl Guard {
             Err(TokenError::Expired {
                 kind: TokenKind::Access,
             }) => {
-                tracing::debug!(reason = "token expired", "request refused");
+                denied("expired_token", None, Some(token));
                 Err(DenialKind::ExpiredToken)
             }
             Err(e) => {
-                tracing::debug!(reason = %e, "request refused");
+                denied(e.reason(), None, Some(token));
                 Err(DenialKind::InvalidToken)
             }
         }
@@ -270,7 +271,7 @@ impl Guard {
     ) -> Decision {
         let inner = &*self.inner;
         if policy.missing_scope(&claims) {
-            tracing::debug!(sub = claims.sub(), "insufficient scope");
+            denied("insufficient_scope", Some(claims.sub()), None);
             let scope = policy.required_scopes().join(" ");
             return Decision::Deny(challenge::response(
                 DenialKind::InsufficientScope,
@@ -336,18 +337,28 @@ impl Guard {
         let mfa_token = match sealed {
             Ok(token) => token,
             Err(challenge::SealError::TooLarge) => {
-                tracing::debug!(
-                    sub = claims.sub(),
-                    "path too long to bind into an mfa_token"
-                );
+                denied("path_too_long", Some(claims.sub()), None);
                 return self.denial(DenialKind::PathTooLong);
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
+                audit::emit(
+                    Event::StepUp,
+                    Outcome::Error,
+                    Some("seal_failed"),
+                    Some(claims.sub()),
+                    None,
+                );
                 return self.denial(DenialKind::ServerError);
             }
         };
-        tracing::debug!(sub = claims.sub(), ?unmet, "step-up challenge issued");
+        audit::emit(
+            Event::StepUp,
+            Outcome::Issued,
+            Some(unmet.reason()),
+            Some(claims.sub()),
+            Some(TokenRef::Raw(&mfa_token)),
+        );
         let requirements = (inner.requirements)(claims);
         let description = match unmet {
             Unmet::Amr => "a second factor is required for this resource",
@@ -499,4 +510,15 @@ impl GuardBuilder {
             }),
         })
     }
+}
+
+/// The audit event of a refusal by the layer.
+fn denied(reason: &'static str, sub: Option<&str>, token: Option<&str>) {
+    audit::emit(
+        Event::Access,
+        Outcome::Denied,
+        Some(reason),
+        sub,
+        token.map(TokenRef::Raw),
+    );
 }

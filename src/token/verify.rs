@@ -71,6 +71,25 @@ pub enum TokenError {
     },
 }
 
+impl TokenError {
+    /// A short snake_case name of the reason, e.g. for the `reason` of an
+    /// [audit](crate::audit) event: `malformed`, `wrong_type`, `bad_signature`, …
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::WrongType => "wrong_type",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::InvalidClaims => "invalid_claims",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Expired { .. } => "expired",
+        }
+    }
+}
+
 /// A token that passed every check.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]

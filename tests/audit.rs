@@ -1,0 +1,1021 @@
+//! Audit events: every decision writes exactly one event with the documented fields, the
+//! counters follow, and nothing secret is ever in an event — in any event of the crate,
+//! at any level.
+//!
+//! The demo router runs in-process on a current-thread runtime, so a thread-local
+//! subscriber sees everything the crate emits while a test drives it. The counters are
+//! process-wide: the tests of this file take one lock so that deltas are exact.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+use tower_stepup::audit::{self, Event, Outcome};
+use tower_stepup::complete::TotpFactor;
+use tower_stepup::factor::recovery;
+use tower_stepup::factor::totp::{self, TotpSecret};
+use tower_stepup::store::{MemoryStore, Store};
+use tower_stepup::ManualClock;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+#[allow(dead_code)]
+#[path = "../examples/axum_app/app.rs"]
+mod app;
+#[path = "support/failing_store.rs"]
+mod failing_store;
+
+/// 10 s into a 30 s TOTP step.
+const T0: u64 = 1_800_000_010;
+const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const SIGNING_KEY: [u8; 32] = [0x51; 32];
+const SEALING_KEY: [u8; 32] = [0x5e; 32];
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+// ---------------------------------------------------------------------------------------
+// Capturing events
+// ---------------------------------------------------------------------------------------
+
+/// One event, every field as text.
+#[derive(Clone, Debug)]
+struct Captured {
+    target: String,
+    level: tracing::Level,
+    fields: BTreeMap<String, String>,
+}
+
+impl Captured {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+#[derive(Default)]
+struct FieldText(BTreeMap<String, String>);
+
+impl Visit for FieldText {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut fields = FieldText::default();
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(Captured {
+            target: event.metadata().target().to_owned(),
+            level: *event.metadata().level(),
+            fields: fields.0,
+        });
+    }
+}
+
+impl Capture {
+    /// Every event so far, and forget them.
+    fn take(&self) -> Vec<Captured> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// The audit events so far, and forget every event.
+    fn audit(&self) -> Vec<Captured> {
+        self.take()
+            .into_iter()
+            .filter(|e| e.target == audit::TARGET)
+            .collect()
+    }
+
+    /// Exactly one audit event since the last look: that one.
+    #[track_caller]
+    fn one(&self) -> Captured {
+        let mut events = self.audit();
+        assert_eq!(events.len(), 1, "expected one audit event, got {events:#?}");
+        events.remove(0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The demo, in-process
+// ---------------------------------------------------------------------------------------
+
+struct Demo {
+    router: axum::Router,
+    clock: ManualClock,
+    alice: TotpSecret,
+    recovery_codes: Vec<String>,
+}
+
+fn config() -> app::DemoConfig {
+    app::DemoConfig {
+        bind: "127.0.0.1:0".to_owned(),
+        alice_totp_secret: TotpSecret::from_base32(ALICE_SECRET).unwrap(),
+        alice_secret_was_random: false,
+        max_age_secs: 300,
+        mfa_token_ttl_secs: 300,
+        access_ttl_secs: 900,
+        max_attempts: 3,
+        signing_key: SIGNING_KEY,
+        sealing_key: SEALING_KEY,
+        keys_were_random: false,
+        redis_url: None,
+    }
+}
+
+fn demo_on(store: Arc<dyn Store>) -> Demo {
+    let clock = ManualClock::new(T0);
+    let config = config();
+    let built = app::build(&config, clock.clone(), store).unwrap();
+    let (codes, hashes) = recovery::generate().unwrap();
+    built.factors.insert(
+        "alice",
+        TotpFactor::new(config.alice_totp_secret.clone(), hashes),
+    );
+    Demo {
+        router: built.router,
+        clock,
+        alice: config.alice_totp_secret,
+        recovery_codes: codes,
+    }
+}
+
+fn demo() -> Demo {
+    demo_on(Arc::new(MemoryStore::new()))
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Reply {
+    fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no `{field}` in {}", self.body))
+            .to_owned()
+    }
+}
+
+impl Demo {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, body }
+    }
+
+    async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Reply {
+        let mut req = Request::post(path).header("content-type", "application/json");
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        let mut req = Request::get(path);
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    fn now(&self) -> u64 {
+        tower_stepup::Clock::now(&self.clock)
+    }
+
+    fn code(&self) -> String {
+        code_now(&self.alice, self.now())
+    }
+
+    /// A six-digit code the server cannot accept now (none of the steps around now).
+    fn wrong(&self) -> String {
+        wrong_code(&self.alice, self.now())
+    }
+
+    /// Moves to the next TOTP step (a new code).
+    fn next_step(&self) {
+        self.clock.advance(30);
+    }
+}
+
+fn code_now(secret: &TotpSecret, now: u64) -> String {
+    totp::code_at(secret, totp::step_at(now))
+}
+
+fn wrong_code(secret: &TotpSecret, now: u64) -> String {
+    let step = totp::step_at(now);
+    let near: Vec<String> = (step - 2..=step + 2)
+        .map(|s| totp::code_at(secret, s))
+        .collect();
+    ["000000", "987654", "123450", "555555"]
+        .into_iter()
+        .find(|c| !near.iter().any(|n| n == c))
+        .unwrap()
+        .to_owned()
+}
+
+fn short_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[track_caller]
+fn assert_event(
+    e: &Captured,
+    event: Event,
+    outcome: Outcome,
+    reason: Option<&str>,
+    sub: Option<&str>,
+) {
+    assert_eq!(e.field("event"), Some(event.as_str()), "{e:#?}");
+    assert_eq!(e.field("outcome"), Some(outcome.as_str()), "{e:#?}");
+    assert_eq!(e.field("reason"), reason, "{e:#?}");
+    assert_eq!(e.field("sub"), sub, "{e:#?}");
+}
+
+fn subscriber(capture: &Capture) -> impl tracing::Subscriber {
+    tracing_subscriber::registry().with(
+        capture
+            .clone()
+            .with_filter(tracing::level_filters::LevelFilter::TRACE),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_decision_emits_one_audit_event() {
+    let _serial = serial().await;
+    let capture = Capture::default();
+    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let d = demo();
+
+    // Login: a wrong password, no username in the event.
+    let r = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "nope"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let e = d_one(&capture);
+    assert_event(
+        &e,
+        Event::Login,
+        Outcome::Failed,
+        Some("invalid_credentials"),
+        None,
+    );
+    assert_eq!(e.level, tracing::Level::INFO);
+    assert_eq!(e.field("token_hash"), None);
+
+    // Login without a factor: a session at once.
+    let r = d
+        .post(
+            "/auth/login",
+            json!({"username": "bob", "password": "bob-password"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::Login,
+        Outcome::Ok,
+        Some("no_second_factor"),
+        Some("bob"),
+    );
+    assert_eq!(
+        e.field("token_hash"),
+        Some(short_hash(&r.str("access_token")).as_str())
+    );
+
+    // Login with a factor: a partial token, and its hash in the event.
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    let partial = login.str("partial_token");
+    let e = capture.one();
+    assert_event(&e, Event::Login, Outcome::MfaRequired, None, Some("alice"));
+    let partial_hash = short_hash(&partial);
+    assert_eq!(e.field("token_hash"), Some(partial_hash.as_str()));
+
+    // The partial token outside the verify endpoint: a refusal by the layer, at debug.
+    let r = d.get("/api/me", Some(&partial)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::Access,
+        Outcome::Denied,
+        Some("partial_token"),
+        Some("alice"),
+    );
+    assert_eq!(e.level, tracing::Level::DEBUG);
+    assert_eq!(e.field("token_hash"), Some(partial_hash.as_str()));
+
+    // No credential, a forged one.
+    assert_eq!(
+        d.get("/api/me", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_event(
+        &capture.one(),
+        Event::Access,
+        Outcome::Denied,
+        Some("missing_credential"),
+        None,
+    );
+    // The signature's first character changed: well-formed, wrongly signed.
+    let (signed, signature) = partial.rsplit_once('.').unwrap();
+    let other = if signature.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{signed}.{other}{}", &signature[1..]);
+    assert_eq!(
+        d.get("/api/me", Some(&forged)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_event(
+        &capture.one(),
+        Event::Access,
+        Outcome::Denied,
+        Some("bad_signature"),
+        None,
+    );
+
+    // A wrong code, then the right one: verify failed, verify ok; the token hash ties
+    // both to the login.
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": d.wrong()}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::Verify,
+        Outcome::Failed,
+        Some("wrong_code"),
+        Some("alice"),
+    );
+    assert_eq!(e.field("token_hash"), Some(partial_hash.as_str()));
+    let session = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": d.code()}),
+            None,
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::OK, "{}", session.body);
+    let e = capture.one();
+    assert_event(&e, Event::Verify, Outcome::Ok, Some("otp"), Some("alice"));
+    assert_eq!(e.field("token_hash"), Some(partial_hash.as_str()));
+    let access = session.str("access_token");
+    let refresh = session.str("refresh_token");
+
+    // The partial token again: already used.
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": d.code()}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_event(
+        &capture.one(),
+        Event::Verify,
+        Outcome::Failed,
+        Some("token_used"),
+        Some("alice"),
+    );
+
+    // A request the layer lets through is not an event.
+    assert_eq!(d.get("/api/me", Some(&access)).await.status, StatusCode::OK);
+    assert_eq!(capture.audit().len(), 0);
+
+    // Step-up: the challenge is an event with the mfa_token's hash, its verify another.
+    d.clock.advance(301);
+    let r = d.get("/api/billing", Some(&access)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let mfa_token = r.str("mfa_token");
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::StepUp,
+        Outcome::Issued,
+        Some("max_age"),
+        Some("alice"),
+    );
+    assert_eq!(e.field("token_hash"), Some(short_hash(&mfa_token).as_str()));
+    d.next_step();
+    let stepped = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": mfa_token, "code": d.code()}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(stepped.status, StatusCode::OK, "{}", stepped.body);
+    let e = capture.one();
+    assert_event(&e, Event::Verify, Outcome::Ok, Some("otp"), Some("alice"));
+    assert_eq!(e.field("token_hash"), Some(short_hash(&mfa_token).as_str()));
+
+    // Refresh, then reuse of the rotated token: ok, then reuse detected at warn.
+    let stepped_refresh = stepped.str("refresh_token");
+    let r = d
+        .post(
+            "/auth/refresh",
+            json!({"refresh_token": stepped_refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let e = capture.one();
+    assert_event(&e, Event::Refresh, Outcome::Ok, None, Some("alice"));
+    assert_eq!(
+        e.field("token_hash"),
+        Some(short_hash(&stepped_refresh).as_str())
+    );
+    let r = d
+        .post(
+            "/auth/refresh",
+            json!({"refresh_token": stepped_refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::Refresh,
+        Outcome::ReuseDetected,
+        Some("refresh_token_reused"),
+        Some("alice"),
+    );
+    assert_eq!(e.level, tracing::Level::WARN);
+    // The first session was replaced by the step-up: its refresh token is dead.
+    let r = d
+        .post("/auth/refresh", json!({"refresh_token": refresh}), None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_event(
+        &capture.one(),
+        Event::Refresh,
+        Outcome::Failed,
+        Some("invalid_grant"),
+        None,
+    );
+
+    // Logout.
+    let fresh = d
+        .post(
+            "/auth/login",
+            json!({"username": "bob", "password": "bob-password"}),
+            None,
+        )
+        .await;
+    capture.audit();
+    let r = d
+        .post(
+            "/auth/logout",
+            json!({"refresh_token": fresh.str("refresh_token")}),
+            Some(&fresh.str("access_token")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_event(
+        &capture.one(),
+        Event::Logout,
+        Outcome::Ok,
+        None,
+        Some("bob"),
+    );
+
+    // A recovery code.
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    capture.audit();
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": login.str("partial_token"), "recovery_code": d.recovery_codes[0]}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_event(
+        &capture.one(),
+        Event::Verify,
+        Outcome::Ok,
+        Some("recovery_code"),
+        Some("alice"),
+    );
+
+    // Malformed input is an event too (no user known).
+    let r = d
+        .post("/auth/mfa/verify", json!({"code": "123456"}), None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_event(
+        &capture.one(),
+        Event::Verify,
+        Outcome::Failed,
+        Some("invalid_request"),
+        None,
+    );
+}
+
+/// `capture.one()`, kept apart so the first assertion names the helper in a failure.
+#[track_caller]
+fn d_one(capture: &Capture) -> Captured {
+    capture.one()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lockout_and_replay_events() {
+    let _serial = serial().await;
+    let capture = Capture::default();
+    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let d = demo();
+
+    // A code accepted once, replayed on a second challenge: code_replayed.
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    let code = d.code();
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": login.str("partial_token"), "code": code}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    let partial = login.str("partial_token");
+    capture.audit();
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": code}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_event(
+        &capture.one(),
+        Event::Verify,
+        Outcome::Failed,
+        Some("code_replayed"),
+        Some("alice"),
+    );
+
+    // Two more wrong codes exhaust the 3 attempts: the last one is a lockout, at warn.
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": d.wrong()}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_event(
+        &capture.one(),
+        Event::Verify,
+        Outcome::Failed,
+        Some("wrong_code"),
+        Some("alice"),
+    );
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": d.wrong()}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::Verify,
+        Outcome::Lockout,
+        Some("wrong_code"),
+        Some("alice"),
+    );
+    assert_eq!(e.level, tracing::Level::WARN);
+
+    // While locked out, even a right code on a new challenge is refused: locked_out.
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    capture.audit();
+    d.next_step();
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": login.str("partial_token"), "code": d.code()}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_event(
+        &capture.one(),
+        Event::Verify,
+        Outcome::Failed,
+        Some("locked_out"),
+        Some("alice"),
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn store_failure_is_an_error_event() {
+    let _serial = serial().await;
+    let capture = Capture::default();
+    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let d = demo_on(Arc::new(failing_store::FailingStore));
+
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    capture.audit();
+    let r = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": login.str("partial_token"), "code": d.code()}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::Verify,
+        Outcome::Error,
+        Some("temporarily_unavailable"),
+        Some("alice"),
+    );
+    assert_eq!(e.level, tracing::Level::ERROR);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn audit_counters_count_outcomes() {
+    let _serial = serial().await;
+    let d = demo();
+    let before = audit::counters();
+
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    d.post(
+        "/auth/login",
+        json!({"username": "alice", "password": "x"}),
+        None,
+    )
+    .await;
+    d.post(
+        "/auth/login",
+        json!({"username": "mallory", "password": "x"}),
+        None,
+    )
+    .await;
+    let partial = login.str("partial_token");
+    for _ in 0..3 {
+        d.post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": d.wrong()}),
+            None,
+        )
+        .await;
+    }
+    d.get("/api/me", None).await;
+
+    let after = audit::counters();
+    let delta = |e, o| after.get(e, o) - before.get(e, o);
+    assert_eq!(delta(Event::Login, Outcome::MfaRequired), 1);
+    assert_eq!(delta(Event::Login, Outcome::Failed), 2);
+    assert_eq!(delta(Event::Verify, Outcome::Failed), 2);
+    assert_eq!(delta(Event::Verify, Outcome::Lockout), 1);
+    assert_eq!(delta(Event::Verify, Outcome::Ok), 0);
+    assert_eq!(delta(Event::Access, Outcome::Denied), 1);
+    assert!(after
+        .iter()
+        .any(|(e, o, n)| e == Event::Verify && o == Outcome::Lockout && n >= 1));
+}
+
+/// Everything the crate emits while the whole flow runs — every event, every field, at
+/// every level, whatever the target — is searched for every secret that flowed.
+#[tokio::test(flavor = "current_thread")]
+async fn audit_events_hold_no_secret() {
+    let _serial = serial().await;
+    let capture = Capture::default();
+    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let d = demo();
+    let mut secrets: Vec<String> = vec![
+        "alice-password".into(),
+        "bob-password".into(),
+        "wrong-password-typed-as-username".into(),
+        ALICE_SECRET.into(),
+    ];
+    secrets.extend(d.recovery_codes.iter().cloned());
+
+    // A password typed into the username field.
+    d.post(
+        "/auth/login",
+        json!({"username": "wrong-password-typed-as-username", "password": "x"}),
+        None,
+    )
+    .await;
+    let login = d
+        .post(
+            "/auth/login",
+            json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    let partial = login.str("partial_token");
+    secrets.push(partial.clone());
+    let wrong = d.wrong();
+    d.post(
+        "/auth/mfa/verify",
+        json!({"mfa_token": partial, "code": wrong}),
+        None,
+    )
+    .await;
+    secrets.push(wrong);
+    let code = d.code();
+    secrets.push(code.clone());
+    let session = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": partial, "code": code}),
+            None,
+        )
+        .await;
+    let access = session.str("access_token");
+    let refresh = session.str("refresh_token");
+    secrets.extend([access.clone(), refresh.clone()]);
+    d.clock.advance(301);
+    let challenge = d.get("/api/billing", Some(&access)).await;
+    let mfa_token = challenge.str("mfa_token");
+    secrets.push(mfa_token.clone());
+    d.next_step();
+    let stepped = d
+        .post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": mfa_token, "recovery_code": d.recovery_codes[1]}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(stepped.status, StatusCode::OK, "{}", stepped.body);
+    let refreshed = d
+        .post(
+            "/auth/refresh",
+            json!({"refresh_token": stepped.str("refresh_token")}),
+            None,
+        )
+        .await;
+    secrets.extend([
+        stepped.str("access_token"),
+        stepped.str("refresh_token"),
+        refreshed.str("access_token"),
+        refreshed.str("refresh_token"),
+    ]);
+    d.post(
+        "/auth/refresh",
+        json!({"refresh_token": stepped.str("refresh_token")}),
+        None,
+    )
+    .await;
+    d.post(
+        "/auth/logout",
+        json!({"refresh_token": refreshed.str("refresh_token")}),
+        Some(&refreshed.str("access_token")),
+    )
+    .await;
+    // Enrollment: the new secret and the recovery codes it shows once.
+    let bob = d
+        .post(
+            "/auth/login",
+            json!({"username": "bob", "password": "bob-password"}),
+            None,
+        )
+        .await;
+    let bob_access = bob.str("access_token");
+    secrets.push(bob_access.clone());
+    let enroll = d
+        .post("/auth/mfa/enroll", json!({}), Some(&bob_access))
+        .await;
+    assert_eq!(enroll.status, StatusCode::OK, "{}", enroll.body);
+    let bob_secret = TotpSecret::from_base32(&enroll.str("secret")).unwrap();
+    secrets.push(enroll.str("secret"));
+    d.post(
+        "/auth/mfa/enroll/confirm",
+        json!({"code": d.wrong()}),
+        Some(&bob_access),
+    )
+    .await;
+    let bob_code = code_now(&bob_secret, d.now());
+    secrets.push(bob_code.clone());
+    let confirmed = d
+        .post(
+            "/auth/mfa/enroll/confirm",
+            json!({"code": bob_code}),
+            Some(&bob_access),
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    secrets.extend(
+        confirmed.body["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned()),
+    );
+    // Keys, in the forms a careless log line would use.
+    for key in [SIGNING_KEY, SEALING_KEY] {
+        secrets.push(hex(&key));
+        secrets.push(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            key,
+        ));
+    }
+
+    let events = capture.take();
+    let audit_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.target == audit::TARGET)
+        .collect();
+    assert_eq!(audit_events.len(), 13, "{audit_events:#?}");
+    for event in &events {
+        for (name, value) in &event.fields {
+            for secret in &secrets {
+                // Codes are 6 digits: look for them as whole field values or words.
+                let leaked = if secret.len() <= 8 {
+                    value == secret
+                        || value
+                            .split(|c: char| !c.is_ascii_alphanumeric())
+                            .any(|w| w == secret)
+                } else {
+                    value.contains(secret.as_str())
+                };
+                assert!(!leaked, "field `{name}` of {event:#?} holds a secret");
+            }
+        }
+        // Only documented fields in audit events.
+        if event.target == audit::TARGET {
+            for name in event.fields.keys() {
+                assert!(
+                    ["message", "event", "outcome", "reason", "sub", "token_hash"]
+                        .contains(&name.as_str()),
+                    "undocumented field `{name}` in {event:#?}"
+                );
+            }
+            if let Some(h) = event.field("token_hash") {
+                assert_eq!(h.len(), 16);
+                assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(feature = "metrics")]
+mod metrics_facade {
+    use super::*;
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    #[derive(Default)]
+    struct Counts(Mutex<BTreeMap<String, u64>>);
+
+    struct One(Arc<Counts>, String);
+
+    impl CounterFn for One {
+        fn increment(&self, value: u64) {
+            *self.0 .0.lock().unwrap().entry(self.1.clone()).or_default() += value;
+        }
+        fn absolute(&self, value: u64) {
+            self.0 .0.lock().unwrap().insert(self.1.clone(), value);
+        }
+    }
+
+    struct Rec(Arc<Counts>);
+
+    impl Recorder for Rec {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Counter::from_arc(Arc::new(One(self.0.clone(), name)))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn audit_outcomes_reach_the_metrics_facade() {
+        let _serial = serial().await;
+        let counts = Arc::new(Counts::default());
+        metrics::set_global_recorder(Rec(counts.clone())).unwrap();
+        let d = demo();
+        d.post(
+            "/auth/login",
+            json!({"username": "alice", "password": "x"}),
+            None,
+        )
+        .await;
+        d.post(
+            "/auth/login",
+            json!({"username": "alice", "password": "x"}),
+            None,
+        )
+        .await;
+        d.get("/api/me", None).await;
+        let counts = counts.0.lock().unwrap();
+        assert_eq!(
+            counts.get(&format!("{}{{event=login,outcome=failed}}", audit::METRIC)),
+            Some(&2),
+            "{counts:?}"
+        );
+        assert_eq!(
+            counts.get(&format!("{}{{event=access,outcome=denied}}", audit::METRIC)),
+            Some(&1),
+            "{counts:?}"
+        );
+    }
+}
