@@ -141,10 +141,64 @@ struct Rules {
 /// than `max_age`, or when the keys rotate. Bounded: `capacity` entries, the least
 /// useful evicted first (quick_cache's S3-FIFO).
 struct TokenCache {
-    map: quick_cache::sync::Cache<Box<str>, Arc<CachedToken>>,
+    map: quick_cache::sync::Cache<CacheKey, Arc<CachedToken>>,
     max_age: u64,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// A cached token. Compared in constant time: a lookup compares the presented token with
+/// the entries its (randomly seeded) hash leads to, and how long that takes must not say
+/// how much of a stored token the presented one got right.
+struct CacheKey(Box<str>);
+
+/// A token looked up in the cache, without copying it.
+struct Lookup<'a>(&'a str);
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl std::hash::Hash for Lookup<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        ct_str_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl quick_cache::Equivalent<CacheKey> for Lookup<'_> {
+    fn equivalent(&self, key: &CacheKey) -> bool {
+        ct_str_eq(self.0, &key.0)
+    }
+}
+
+/// Equality of two strings in time that depends on their lengths only: the bytes are
+/// folded word by word with no early exit, and the result is tested with `subtle`.
+fn ct_str_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    let mut diff = wa
+        .zip(wb)
+        .fold(0u64, |acc, (x, y)| acc | (word(x) ^ word(y)));
+    for (x, y) in ra.iter().zip(rb) {
+        diff |= u64::from(x ^ y);
+    }
+    diff.ct_eq(&0).into()
 }
 
 struct CachedToken {
@@ -190,7 +244,7 @@ impl Verifier {
         let verified = self.verify_in_full(token, &keys, now)?;
         if let (Some(cache), TokenKind::Access) = (&self.inner.cache, verified.kind) {
             cache.map.insert(
-                token.into(),
+                CacheKey(token.into()),
                 Arc::new(CachedToken {
                     claims: verified.claims.clone(),
                     verified_at: now,
@@ -210,13 +264,13 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Option<Result<VerifiedToken, TokenError>> {
-        let cached = cache.map.get(token)?;
+        let cached = cache.map.get(&Lookup(token))?;
         let generation = self.inner.generation.load(Ordering::Acquire);
         let fresh = cached.generation == generation
             && now >= cached.verified_at
             && now < cached.verified_at.saturating_add(cache.max_age);
         if !fresh {
-            cache.map.remove(token);
+            cache.map.remove(&Lookup(token));
             return None;
         }
         Some(
@@ -230,7 +284,7 @@ impl Verifier {
                 }
                 Err(e) => {
                     // Expired (or the clock went back before nbf): gone for good.
-                    cache.map.remove(token);
+                    cache.map.remove(&Lookup(token));
                     Err(e)
                 }
             },
@@ -723,5 +777,25 @@ mod header_tests {
                 "jsonwebtoken accepts {token}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ct_str_eq;
+
+    #[test]
+    fn constant_time_equality_agrees_with_eq() {
+        let base = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz";
+        assert!(ct_str_eq(base, base));
+        assert!(ct_str_eq("", ""));
+        for i in 0..base.len() {
+            let mut changed = base.as_bytes().to_vec();
+            changed[i] ^= 1;
+            let changed = String::from_utf8(changed).unwrap();
+            assert!(!ct_str_eq(base, &changed), "byte {i}");
+        }
+        assert!(!ct_str_eq(base, &base[..base.len() - 1]));
+        assert!(!ct_str_eq("abc", "abcd"));
     }
 }
