@@ -103,6 +103,7 @@
 //! - [`complete`]: the mountable endpoints that complete MFA: login, verify, enroll,
 //!   refresh, logout.
 //! - [`factor`]: TOTP and recovery codes.
+//! - [`flow`]: the authentication flow as a typed state machine, for clients.
 //! - [`audit`]: one structured `tracing` event per security decision, and counters.
 //! - [`store`]: the shared, atomic state (single use, attempts, refresh families) and the
 //!   in-memory store.
@@ -145,6 +146,7 @@ mod clock;
 pub mod complete;
 mod error;
 pub mod factor;
+pub mod flow;
 pub mod layer;
 pub mod policy;
 mod random;
