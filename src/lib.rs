@@ -117,6 +117,8 @@
 //!   the gRPC verify service and client (module `tonic`). gRPC-aware denials need no
 //!   feature: any request with `content-type: application/grpc…` gets them.
 //! - `redis`: `store::RedisStore`, a store shared by several replicas.
+//! - `client`: [`client::AuthClient`], which drives the [`flow`] against a server, and
+//!   [`client::AuthLayer`], which completes step-up challenges for your API calls.
 //! - `metrics`: the [`audit`] outcome counters also go to the `metrics` facade.
 //!
 //! # Security
@@ -142,6 +144,8 @@
 
 pub mod audit;
 pub mod challenge;
+#[cfg(feature = "client")]
+pub mod client;
 mod clock;
 pub mod complete;
 mod error;

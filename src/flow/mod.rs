@@ -8,9 +8,10 @@
 //!
 //! Each state carries only the data valid in it: the partial token and its expiry exist
 //! only in `MfaRequired`; tokens only in `SignedIn`, `SessionExpired` and the step-up
-//! detour (which happens inside a session). [`State::apply`] is the one transition
-//! function; a move the table does not allow is refused with [`IllegalTransition`], and
-//! the state is left as it was.
+//! detour (which happens inside a session). [`State::apply`] (by value) and
+//! [`State::transition`] (in place) are the one transition function; a move the table
+//! does not allow is refused with [`IllegalTransition`] (`transition` then leaves the
+//! state as it was).
 //!
 //! [`TRANSITIONS`] is the same machine as data; [`mermaid`] renders it as a Mermaid
 //! `stateDiagram-v2` (kept in `docs/flow.mmd`, and tested to stay equal).
@@ -382,12 +383,27 @@ impl State {
     /// [`Failed`](State::Failed) with [`ErrorReason::PartialTokenExpired`] (and with an
     /// expired step-up challenge, back to `SignedIn`) — the caller sends nothing.
     pub fn apply(self, event: Event) -> Result<State, IllegalTransition> {
+        self.next(event).map_err(|(_, e)| e)
+    }
+
+    /// [`apply`](State::apply) in place: on a refusal the state is left as it was.
+    pub fn transition(&mut self, event: Event) -> Result<(), IllegalTransition> {
+        let current = std::mem::take(self);
+        match current.next(event) {
+            Ok(next) => {
+                *self = next;
+                Ok(())
+            }
+            Err((unchanged, e)) => {
+                *self = unchanged;
+                Err(e)
+            }
+        }
+    }
+
+    /// The transition function; a refusal gives the state back.
+    fn next(self, event: Event) -> Result<State, (State, IllegalTransition)> {
         use State as S;
-        let from = self.name();
-        let refused = |event: &Event| IllegalTransition {
-            from,
-            event: event.name(),
-        };
         Ok(match (self, event) {
             (S::SignedOut(_) | S::Failed(_), Event::SubmitCredentials) => S::Authenticating,
             (S::Authenticating, Event::CredentialsValid(session)) => S::SignedIn(session),
@@ -473,7 +489,13 @@ impl State {
                 S::SignedOut(Some(SignedOutReason::LoggedOut))
             }
             (S::Failed(_), Event::Restart) => S::SignedOut(None),
-            (_, event) => return Err(refused(&event)),
+            (state, event) => {
+                let e = IllegalTransition {
+                    from: state.name(),
+                    event: event.name(),
+                };
+                return Err((state, e));
+            }
         })
     }
 }

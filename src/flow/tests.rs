@@ -230,3 +230,21 @@ fn secrets_do_not_print() {
     assert!(!printed.contains("refresh-a"), "{printed}");
     assert!(printed.contains("Secret(…)"));
 }
+
+#[test]
+fn a_refused_move_leaves_the_state_as_it_was() {
+    let mut state = State::MfaRequired(pending());
+    let e = state
+        .transition(Event::Refreshed(session("x")))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        IllegalTransition {
+            from: StateName::MfaRequired,
+            event: EventName::Refreshed
+        }
+    );
+    assert_eq!(state, State::MfaRequired(pending()));
+    state.transition(Event::CodeVerified(session("x"))).unwrap();
+    assert_eq!(state, State::SignedIn(session("x")));
+}

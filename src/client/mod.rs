@@ -1,0 +1,625 @@
+//! The other half of the protocol: a client that drives the [`flow`](crate::flow)
+//! against any server speaking DESIGN §4, and a tower layer that completes step-up
+//! challenges by itself (feature `client`).
+//!
+//! [`AuthClient`] signs in (password, then a code), refreshes silently when the access
+//! token has expired, and logs out; its state is a [`flow::State`](crate::flow::State),
+//! moved only by the flow's transition function. [`AuthClient::layer`] wraps the HTTP
+//! service your API calls go through: it adds the access token (refreshing it first if
+//! needed), and on `403 mfa_required` it asks your [`CodeProvider`] for a code,
+//! completes the challenge and retries the original request once.
+//!
+//! Any `tower::Service<http::Request<Full<Bytes>>>` that returns `http::Response<B>` can
+//! carry the requests; [`AuthClient::http`] uses hyper-util's client (plain HTTP; bring
+//! your own connector for TLS with [`AuthClient::builder`]).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tower_stepup::client::ClientError> {
+//! use tower_stepup::client::{AuthClient, Proof};
+//! use tower_stepup::flow::State;
+//!
+//! let auth = AuthClient::http("http://127.0.0.1:3000")?;
+//! if let State::MfaRequired(_) = auth.login("alice", "alice-password").await? {
+//!     auth.submit(Proof::Totp("123456".into())).await?;
+//! }
+//! // API calls: a token on each, step-up completed by asking the user for a code.
+//! let api = auth.layer(|_challenge| async { Some(Proof::Totp("654321".into())) });
+//! # let _ = api;
+//! auth.logout().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Security
+//! The tokens live in the client's state only (never printed: [`Secret`] hides them
+//! from `Debug`). Flow operations are serialized: two API calls that find the access
+//! token expired refresh it once, not twice (a second use of a rotated refresh token
+//! would revoke the session). The retry happens once; a second challenge is returned
+//! to the caller.
+
+mod layer;
+
+use std::future::{poll_fn, Future};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{json, Value};
+use tower_service::Service;
+
+pub use self::layer::{AuthLayer, AuthService, ResponseFuture};
+use crate::clock::{Clock, SystemClock};
+use crate::flow::{ErrorReason, Event, IllegalTransition, Secret, Session, State, StateName};
+
+/// A boxed error from the HTTP service.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Largest response body the client reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Why a client call failed. Refusals the flow knows (wrong password, wrong code,
+/// lockout, expired challenge) are not errors: they are states.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The request could not be sent or its answer read.
+    #[error("transport: {0}")]
+    Transport(#[source] BoxError),
+    /// The call makes no sense in the current state (e.g. a code while signed out).
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    /// The server answered something DESIGN §4 does not allow here.
+    #[error("unexpected answer: {status} {error}")]
+    Unexpected {
+        /// The status.
+        status: StatusCode,
+        /// The body's `error` code, if any.
+        error: String,
+    },
+    /// An API call needs a session and there is none.
+    #[error("not signed in ({0:?})")]
+    NotSignedIn(StateName),
+    /// The base URL and a path do not make a URI.
+    #[error("invalid URI: {0}")]
+    Uri(String),
+}
+
+/// A second factor the user gives.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Proof {
+    /// A TOTP code.
+    Totp(String),
+    /// A recovery code.
+    RecoveryCode(String),
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proof::Totp(_) => f.write_str("Totp(…)"),
+            Proof::RecoveryCode(_) => f.write_str("RecoveryCode(…)"),
+        }
+    }
+}
+
+/// What a step-up challenge asks for, shown to whoever supplies the code.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Challenge {
+    /// The method of the request that was challenged.
+    pub method: Method,
+    /// Its URI.
+    pub uri: Uri,
+    /// The server's `error_description`.
+    pub description: Option<String>,
+    /// The server's `mfa_requirements` (e.g. `{"challenge":[{"type":"otp"}]}`).
+    pub requirements: Value,
+}
+
+/// Supplies a code when a route asks for step-up; `None` gives up (the `403` is
+/// returned). Implemented for `Fn(Challenge) -> impl Future<Output = Option<Proof>>`.
+pub trait CodeProvider: Send + Sync + 'static {
+    /// A code for `challenge`.
+    fn code(
+        &self,
+        challenge: Challenge,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Proof>> + Send + 'static>>;
+}
+
+impl<F, Fut> CodeProvider for F
+where
+    F: Fn(Challenge) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<Proof>> + Send + 'static,
+{
+    fn code(
+        &self,
+        challenge: Challenge,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Proof>> + Send + 'static>> {
+        Box::pin(self(challenge))
+    }
+}
+
+/// The endpoint paths, DESIGN §4's by default.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Paths {
+    /// `POST` username and password. Default `/auth/login`.
+    pub login: String,
+    /// `POST` a code. Default `/auth/mfa/verify`.
+    pub verify: String,
+    /// `POST` a refresh token. Default `/auth/refresh`.
+    pub refresh: String,
+    /// `POST` to log out. Default `/auth/logout`.
+    pub logout: String,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            login: "/auth/login".into(),
+            verify: "/auth/mfa/verify".into(),
+            refresh: "/auth/refresh".into(),
+            logout: "/auth/logout".into(),
+        }
+    }
+}
+
+/// Builds an [`AuthClient`].
+#[must_use]
+pub struct AuthClientBuilder {
+    base: String,
+    paths: Paths,
+    clock: Arc<dyn Clock>,
+    refresh_early: u64,
+}
+
+impl AuthClientBuilder {
+    /// The endpoint paths.
+    pub fn paths(mut self, paths: Paths) -> Self {
+        self.paths = paths;
+        self
+    }
+
+    /// The clock that decides when tokens have expired. Default: the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Refresh this many seconds before the access token expires. Default 10.
+    pub fn refresh_early(mut self, secs: u64) -> Self {
+        self.refresh_early = secs;
+        self
+    }
+
+    /// The client, sending its requests through `http`.
+    pub fn build<S>(self, http: S) -> Result<AuthClient<S>, ClientError> {
+        let base = self.base.trim_end_matches('/').to_owned();
+        base.parse::<Uri>()
+            .map_err(|e| ClientError::Uri(e.to_string()))?;
+        Ok(AuthClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                paths: self.paths,
+                clock: self.clock,
+                refresh_early: self.refresh_early,
+                state: tokio::sync::Mutex::new(State::default()),
+            }),
+        })
+    }
+}
+
+/// Drives the flow against a server: see the [module docs](self).
+pub struct AuthClient<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for AuthClient<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S> {
+    http: S,
+    base: String,
+    paths: Paths,
+    clock: Arc<dyn Clock>,
+    refresh_early: u64,
+    /// The flow; held across a whole flow operation, so operations are serialized.
+    state: tokio::sync::Mutex<State>,
+}
+
+/// hyper-util's client over plain HTTP, as [`AuthClient::http`] builds it.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+impl AuthClient<HttpClient> {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:3000`), over hyper-util's
+    /// HTTP/1 client. Needs a tokio runtime.
+    pub fn http(base: &str) -> Result<Self, ClientError> {
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        AuthClient::<()>::builder(base).build(http)
+    }
+}
+
+/// An answer, read whole.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn error(&self) -> &str {
+        field(&self.body, "error").as_str().unwrap_or("")
+    }
+
+    fn unexpected(&self) -> ClientError {
+        ClientError::Unexpected {
+            status: self.status,
+            error: self.error().to_owned(),
+        }
+    }
+
+    /// The token response of DESIGN §4 (`access_token`, `expires_in`, `refresh_token`).
+    fn session(&self, now: u64) -> Option<Session> {
+        let access = field(&self.body, "access_token").as_str()?;
+        let expires_in = field(&self.body, "expires_in").as_u64()?;
+        let refresh = field(&self.body, "refresh_token")
+            .as_str()
+            .map(Secret::from);
+        Some(Session::new(access, expires_in, refresh, now))
+    }
+
+    fn retry_after(&self) -> u64 {
+        self.headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .or_else(|| field(&self.body, "retry_after").as_u64())
+            .unwrap_or(1)
+    }
+}
+
+impl AuthClient<()> {
+    /// A builder for a client of the server at `base`.
+    pub fn builder(base: &str) -> AuthClientBuilder {
+        AuthClientBuilder {
+            base: base.to_owned(),
+            paths: Paths::default(),
+            clock: Arc::new(SystemClock),
+            refresh_early: 10,
+        }
+    }
+}
+
+impl<S, B> AuthClient<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Body + Send,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// The current state (a copy).
+    pub async fn state(&self) -> State {
+        self.inner.state.lock().await.clone()
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now()
+    }
+
+    fn uri(&self, path: &str) -> Result<Uri, ClientError> {
+        format!("{}{path}", self.inner.base)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ClientError::Uri(e.to_string()))
+    }
+
+    /// `POST` a JSON body, read the JSON answer.
+    async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        bearer: Option<&Secret>,
+    ) -> Result<Answer, ClientError> {
+        let mut req = Request::post(self.uri(path)?)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| ClientError::Transport(e.into()))?;
+        if let Some(token) = bearer {
+            req.headers_mut()
+                .insert(AUTHORIZATION, bearer_value(token)?);
+        }
+        let res = send(self.inner.http.clone(), req).await?;
+        let (parts, body) = res.into_parts();
+        let bytes = read(body).await?;
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        })
+    }
+
+    /// Signs in with a password: the new state is `SignedIn` (no second factor),
+    /// `MfaRequired` (a code is due), or `SignedOut` with the reason.
+    pub async fn login(&self, username: &str, password: &str) -> Result<State, ClientError> {
+        let mut state = self.inner.state.lock().await;
+        state.transition(Event::SubmitCredentials)?;
+        let sent = self
+            .post(
+                &self.inner.paths.login,
+                json!({ "username": username, "password": password }),
+                None,
+            )
+            .await;
+        let answer = match sent {
+            Ok(a) => a,
+            Err(e) => {
+                state.transition(Event::RequestFailed(ErrorReason::Unavailable))?;
+                return Err(e);
+            }
+        };
+        let now = self.now();
+        let event = match answer.status {
+            StatusCode::OK if field(&answer.body, "status") == "mfa_required" => {
+                let partial = field(&answer.body, "partial_token")
+                    .as_str()
+                    .ok_or_else(|| answer.unexpected())?;
+                Event::MfaEnabled {
+                    partial_token: partial.into(),
+                    expires_in: field(&answer.body, "expires_in").as_u64().unwrap_or(0),
+                    now,
+                }
+            }
+            StatusCode::OK => {
+                Event::CredentialsValid(answer.session(now).ok_or_else(|| answer.unexpected())?)
+            }
+            StatusCode::UNAUTHORIZED => Event::InvalidCredentials,
+            _ => {
+                state.transition(Event::RequestFailed(ErrorReason::Unavailable))?;
+                return Err(answer.unexpected());
+            }
+        };
+        state.transition(event)?;
+        Ok(state.clone())
+    }
+
+    /// Submits a code for the outstanding challenge (after login, or a step-up). An
+    /// expired challenge is not sent: the state moves on (to `Failed` with
+    /// `partial_token_expired` after login; back to `SignedIn` for a step-up).
+    pub async fn submit(&self, proof: Proof) -> Result<State, ClientError> {
+        let mut state = self.inner.state.lock().await;
+        self.submit_locked(&mut state, proof).await?;
+        Ok(state.clone())
+    }
+
+    async fn submit_locked(&self, state: &mut State, proof: Proof) -> Result<(), ClientError> {
+        state.transition(Event::SubmitCode { now: self.now() })?;
+        let (token, bearer) = match &*state {
+            State::MfaRequired(p) => (p.partial_token.clone(), None),
+            State::StepUpRequired(s) => (s.mfa_token.clone(), Some(s.session.access_token.clone())),
+            // Expired before sending: the transition said so.
+            _ => return Ok(()),
+        };
+        let body = match &proof {
+            Proof::Totp(code) => json!({ "mfa_token": token.expose(), "code": code }),
+            Proof::RecoveryCode(code) => {
+                json!({ "mfa_token": token.expose(), "recovery_code": code })
+            }
+        };
+        let answer = match self
+            .post(&self.inner.paths.verify, body, bearer.as_ref())
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                state.transition(Event::RequestFailed(ErrorReason::Unavailable))?;
+                return Err(e);
+            }
+        };
+        let now = self.now();
+        let event = match (answer.status, answer.error()) {
+            (StatusCode::OK, _) => {
+                Event::CodeVerified(answer.session(now).ok_or_else(|| answer.unexpected())?)
+            }
+            (StatusCode::UNAUTHORIZED, "invalid_code") => Event::CodeRejected {
+                attempts_remaining: field(&answer.body, "attempts_remaining")
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok()),
+            },
+            (StatusCode::TOO_MANY_REQUESTS, _) => Event::TooManyAttempts {
+                retry_after: answer.retry_after(),
+                now,
+            },
+            (_, "mfa_token_expired") => Event::RequestFailed(ErrorReason::ChallengeExpired),
+            (_, "mfa_token_not_found") => Event::RequestFailed(ErrorReason::ChallengeNotFound),
+            (_, "mfa_token_invalid") => Event::RequestFailed(ErrorReason::ChallengeInvalid),
+            (status, _) if status.is_server_error() => {
+                Event::RequestFailed(ErrorReason::Unavailable)
+            }
+            _ => {
+                state.transition(Event::RequestFailed(ErrorReason::ChallengeInvalid))?;
+                return Err(answer.unexpected());
+            }
+        };
+        state.transition(event)?;
+        Ok(())
+    }
+
+    /// The access token, refreshed first if it has expired (or expires within
+    /// `refresh_early`). `NotSignedIn` if there is no session, or if the refresh failed
+    /// (the state is then `SignedOut`).
+    pub async fn access_token(&self) -> Result<Secret, ClientError> {
+        let mut state = self.inner.state.lock().await;
+        self.access_token_locked(&mut state).await
+    }
+
+    async fn access_token_locked(&self, state: &mut State) -> Result<Secret, ClientError> {
+        let soon = self.now().saturating_add(self.inner.refresh_early);
+        let expired = match state.session() {
+            Some(session) if !session.is_expired(soon) => return Ok(session.access_token.clone()),
+            Some(_) => true,
+            None => false,
+        };
+        if expired && !matches!(state, State::SessionExpired(_)) {
+            state.transition(Event::TokenExpired)?;
+        }
+        if let State::SessionExpired(_) = state {
+            self.refresh_locked(state).await?;
+        }
+        match state.session() {
+            Some(session) => Ok(session.access_token.clone()),
+            None => Err(ClientError::NotSignedIn(state.name())),
+        }
+    }
+
+    /// Refreshes now, whatever the access token's expiry.
+    pub async fn refresh(&self) -> Result<State, ClientError> {
+        let mut state = self.inner.state.lock().await;
+        if !matches!(*state, State::SessionExpired(_)) {
+            state.transition(Event::TokenExpired)?;
+        }
+        self.refresh_locked(&mut state).await?;
+        Ok(state.clone())
+    }
+
+    /// From `SessionExpired`: a new session, or `SignedOut`. A transport failure leaves
+    /// the state in `SessionExpired` (the refresh token may still be good).
+    async fn refresh_locked(&self, state: &mut State) -> Result<(), ClientError> {
+        let Some(refresh) = state.session().and_then(|s| s.refresh_token.clone()) else {
+            state.transition(Event::RefreshFailed)?;
+            return Ok(());
+        };
+        let answer = self
+            .post(
+                &self.inner.paths.refresh,
+                json!({ "refresh_token": refresh.expose() }),
+                None,
+            )
+            .await?;
+        let now = self.now();
+        match (answer.status, answer.session(now)) {
+            (StatusCode::OK, Some(session)) => state.transition(Event::Refreshed(session))?,
+            (StatusCode::OK, None) => return Err(answer.unexpected()),
+            (status, _) if status.is_client_error() => state.transition(Event::RefreshFailed)?,
+            _ => return Err(answer.unexpected()),
+        }
+        Ok(())
+    }
+
+    /// Logs out: the server revokes the session's refresh family, the client forgets
+    /// its tokens. The state is `SignedOut` even if the server could not be reached.
+    pub async fn logout(&self) -> Result<State, ClientError> {
+        let mut state = self.inner.state.lock().await;
+        let Some(session) = state.session().cloned() else {
+            return Err(ClientError::NotSignedIn(state.name()));
+        };
+        let body = json!({
+            "refresh_token": session.refresh_token.as_ref().map(Secret::expose).unwrap_or(""),
+        });
+        let sent = self
+            .post(&self.inner.paths.logout, body, Some(&session.access_token))
+            .await;
+        state.transition(Event::Logout)?;
+        sent?;
+        Ok(state.clone())
+    }
+
+    /// A layer for the service your API calls go through: tokens added, silent refresh,
+    /// step-up completed with `codes` and the request retried once.
+    pub fn layer<P: CodeProvider>(&self, codes: P) -> AuthLayer<S, P> {
+        AuthLayer::new(self.clone(), codes)
+    }
+
+    /// The step-up detour: record the challenge, ask for a code, submit it. `true` if
+    /// the session was elevated (retry the request).
+    pub(crate) async fn step_up<P: CodeProvider + ?Sized>(
+        &self,
+        challenge: Challenge,
+        mfa_token: &str,
+        expires_in: u64,
+        codes: &P,
+    ) -> Result<bool, ClientError> {
+        let mut state = self.inner.state.lock().await;
+        state.transition(Event::StepUpChallenged {
+            mfa_token: mfa_token.into(),
+            expires_in,
+            now: self.now(),
+        })?;
+        let Some(proof) = codes.code(challenge).await else {
+            state.transition(Event::StepUpAbandoned)?;
+            return Ok(false);
+        };
+        self.submit_locked(&mut state, proof).await?;
+        if let State::StepUpRequired(_) = *state {
+            // A wrong code: give the challenge up; the caller gets the 403.
+            state.transition(Event::StepUpAbandoned)?;
+            return Ok(false);
+        }
+        Ok(matches!(*state, State::SignedIn(_)))
+    }
+
+    /// The access token was refused as expired although the client thought it good
+    /// (clock skew): refresh now.
+    pub(crate) async fn expired_by_server(&self, used: &Secret) -> Result<(), ClientError> {
+        let mut state = self.inner.state.lock().await;
+        // Another call may have refreshed meanwhile.
+        if state.session().map(|s| &s.access_token) == Some(used) {
+            state.transition(Event::TokenExpired)?;
+            self.refresh_locked(&mut state).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A member of a JSON object, `Null` if absent.
+fn field<'a>(value: &'a Value, name: &str) -> &'a Value {
+    value.get(name).unwrap_or(&Value::Null)
+}
+
+fn bearer_value(token: &Secret) -> Result<HeaderValue, ClientError> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+        .map_err(|e| ClientError::Transport(e.into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Waits for `http` to be ready, then sends `req`.
+async fn send<S, B>(mut http: S, req: Request<Full<Bytes>>) -> Result<Response<B>, ClientError>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    poll_fn(|cx| http.poll_ready(cx))
+        .await
+        .map_err(|e| ClientError::Transport(e.into()))?;
+    http.call(req)
+        .await
+        .map_err(|e| ClientError::Transport(e.into()))
+}
+
+/// Reads a body whole, at most [`MAX_BODY`] bytes.
+async fn read<B>(body: B) -> Result<Bytes, ClientError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(ClientError::Transport)
+}

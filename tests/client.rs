@@ -1,0 +1,419 @@
+//! The client against the demo over loopback: login → MFA → step-up handled by the
+//! client layer → silent refresh after expiry → logout; and the refusals on the way.
+//!
+//! The demo router (`examples/axum_app/app.rs`) runs on `127.0.0.1:0` on a
+//! [`ManualClock`] that the client shares, so expiry is reached by moving the clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use tower::{Service, ServiceExt};
+use tower_stepup::client::{AuthClient, Challenge, ClientError, HttpClient, Proof};
+use tower_stepup::factor::totp::{self, TotpSecret};
+use tower_stepup::flow::{ErrorReason, Recovery, SignedOutReason, State};
+use tower_stepup::store::MemoryStore;
+use tower_stepup::{Clock, ManualClock};
+
+#[allow(dead_code)]
+#[path = "../examples/axum_app/app.rs"]
+mod app;
+
+/// 10 s into a 30 s TOTP step.
+const T0: u64 = 1_800_000_010;
+const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+struct Demo {
+    base: String,
+    clock: ManualClock,
+    alice: TotpSecret,
+    /// Requests that reached the server through `http`.
+    sent: Arc<AtomicUsize>,
+    http: Counting,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// hyper-util's client, counting what it sends.
+#[derive(Clone)]
+struct Counting {
+    inner: HttpClient,
+    sent: Arc<AtomicUsize>,
+}
+
+impl Service<Request<Full<Bytes>>> for Counting {
+    type Response = <HttpClient as Service<Request<Full<Bytes>>>>::Response;
+    type Error = <HttpClient as Service<Request<Full<Bytes>>>>::Error;
+    type Future = <HttpClient as Service<Request<Full<Bytes>>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        Service::call(&mut self.inner, req)
+    }
+}
+
+async fn demo() -> Demo {
+    let clock = ManualClock::new(T0);
+    let config = app::DemoConfig {
+        bind: "127.0.0.1:0".to_owned(),
+        alice_totp_secret: TotpSecret::from_base32(ALICE_SECRET).unwrap(),
+        alice_secret_was_random: false,
+        max_age_secs: 300,
+        mfa_token_ttl_secs: 300,
+        access_ttl_secs: 900,
+        max_attempts: 5,
+        signing_key: [0x51; 32],
+        sealing_key: [0x5e; 32],
+        keys_were_random: false,
+        redis_url: None,
+    };
+    let built = app::build(&config, clock.clone(), Arc::new(MemoryStore::new())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, built.router).await.unwrap();
+    });
+    let sent = Arc::new(AtomicUsize::new(0));
+    let http = Counting {
+        inner: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http(),
+        sent: sent.clone(),
+    };
+    Demo {
+        base,
+        clock,
+        alice: config.alice_totp_secret,
+        sent,
+        http,
+        task,
+    }
+}
+
+impl Demo {
+    fn client(&self) -> AuthClient<Counting> {
+        AuthClient::builder(&self.base)
+            .clock(self.clock.clone())
+            .build(self.http.clone())
+            .unwrap()
+    }
+
+    fn code(&self) -> String {
+        totp::code_at(&self.alice, totp::step_at(self.clock.now()))
+    }
+
+    fn wrong_code(&self) -> String {
+        let step = totp::step_at(self.clock.now());
+        let near: Vec<_> = (step - 2..=step + 2)
+            .map(|s| totp::code_at(&self.alice, s))
+            .collect();
+        ["000000", "111111", "222222"]
+            .into_iter()
+            .find(|c| !near.iter().any(|n| n == c))
+            .unwrap()
+            .to_owned()
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    async fn get<S, B>(&self, api: &mut S, path: &str) -> Result<(StatusCode, Value), ClientError>
+    where
+        S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = ClientError>,
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let req = Request::get(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = api.ready().await?.call(req).await?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// A code provider that computes alice's code on the shared clock, counting calls.
+    fn alice_codes(
+        &self,
+        calls: Arc<AtomicUsize>,
+    ) -> impl Fn(Challenge) -> std::future::Ready<Option<Proof>> + Send + Sync + 'static {
+        let (clock, alice) = (self.clock.clone(), self.alice.clone());
+        move |challenge: Challenge| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(challenge.uri.path(), "/api/billing");
+            assert_eq!(challenge.requirements["challenge"][0]["type"], "otp");
+            // A later step than any code used before: a TOTP step is accepted once.
+            clock.advance(30);
+            std::future::ready(Some(Proof::Totp(totp::code_at(
+                &alice,
+                totp::step_at(clock.now()),
+            ))))
+        }
+    }
+}
+
+fn session_access(state: &State) -> String {
+    state.session().unwrap().access_token.expose().to_owned()
+}
+
+#[tokio::test]
+async fn login_mfa_step_up_silent_refresh_logout() {
+    let d = demo().await;
+    let auth = d.client();
+
+    // Login: password OK is not signed in.
+    let state = auth.login("alice", "alice-password").await.unwrap();
+    let State::MfaRequired(pending) = &state else {
+        panic!("{state:?}")
+    };
+    assert_eq!(pending.expires_at, T0 + 300);
+    // A wrong code, then the right one.
+    let state = auth.submit(Proof::Totp(d.wrong_code())).await.unwrap();
+    let State::MfaRequired(pending) = &state else {
+        panic!("{state:?}")
+    };
+    assert_eq!(pending.attempts_remaining, Some(4));
+    let state = auth.submit(Proof::Totp(d.code())).await.unwrap();
+    assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+    let first_access = session_access(&state);
+
+    // API calls through the layer.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut api = tower::ServiceBuilder::new()
+        .layer(auth.layer(d.alice_codes(calls.clone())))
+        .service(d.http.clone());
+    let (status, me) = d.get(&mut api, "/api/me").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["sub"], "alice");
+
+    // Billing needs a second factor within 300 s: the layer completes the challenge
+    // with a code from the provider and retries once.
+    d.clock.advance(301);
+    let before = d.sent();
+    let (status, billing) = d.get(&mut api, "/api/billing").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{billing}");
+    assert_eq!(billing["invoices"][0]["id"], "INV-1001");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(d.sent() - before, 3, "request, verify, retry");
+    let state = auth.state().await;
+    assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+    let elevated = session_access(&state);
+    assert_ne!(elevated, first_access, "verify issued a new session");
+
+    // The access token expires (900 s): the next call refreshes silently.
+    d.clock.advance(901);
+    let before = d.sent();
+    let (status, me) = d.get(&mut api, "/api/me").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(d.sent() - before, 2, "refresh, request");
+    let refreshed = auth.state().await;
+    assert!(matches!(refreshed, State::SignedIn(_)));
+    assert_ne!(session_access(&refreshed), elevated);
+    // Refresh keeps the authentication's age: billing asks again, and is completed again.
+    let (status, _) = d.get(&mut api, "/api/billing").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Logout: signed out here, and the server revoked the refresh family.
+    let old_refresh = auth
+        .state()
+        .await
+        .session()
+        .unwrap()
+        .refresh_token
+        .clone()
+        .unwrap();
+    let state = auth.logout().await.unwrap();
+    assert_eq!(state, State::SignedOut(Some(SignedOutReason::LoggedOut)));
+    assert!(state.session().is_none());
+    let res = reqwest_post(
+        &format!("{}/auth/refresh", d.base),
+        &serde_json::json!({ "refresh_token": old_refresh.expose() }),
+    )
+    .await;
+    assert_eq!(res.0, StatusCode::BAD_REQUEST, "{}", res.1);
+    match d.get(&mut api, "/api/me").await {
+        Err(ClientError::NotSignedIn(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn reqwest_post(url: &str, body: &Value) -> (StatusCode, Value) {
+    let req = Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let http: HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let res = http.oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn an_expired_partial_token_is_not_sent() {
+    let d = demo().await;
+    let auth = d.client();
+    auth.login("alice", "alice-password").await.unwrap();
+    assert_eq!(d.sent(), 1);
+    d.clock.advance(300);
+    let state = auth.submit(Proof::Totp(d.code())).await.unwrap();
+    let State::Failed(error) = state else {
+        panic!("{state:?}")
+    };
+    assert_eq!(error.reason(), ErrorReason::PartialTokenExpired);
+    assert_eq!(error.recovery(), Recovery::StartAgain);
+    assert_eq!(d.sent(), 1, "nothing was sent");
+    // The way out: sign in again.
+    let state = auth.login("alice", "alice-password").await.unwrap();
+    assert!(matches!(state, State::MfaRequired(_)));
+}
+
+#[tokio::test]
+async fn no_second_factor_signs_in_at_once_and_wrong_password_signs_out() {
+    let d = demo().await;
+    let auth = d.client();
+    let state = auth.login("bob", "wrong").await.unwrap();
+    assert_eq!(
+        state,
+        State::SignedOut(Some(SignedOutReason::InvalidCredentials))
+    );
+    let state = auth.login("bob", "bob-password").await.unwrap();
+    assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+    // A code now makes no sense.
+    match auth.submit(Proof::Totp("123456".into())).await {
+        Err(ClientError::Illegal(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(auth.state().await, State::SignedIn(_)));
+}
+
+#[tokio::test]
+async fn too_many_wrong_codes_sign_out_with_the_retry_time() {
+    let d = demo().await;
+    let auth = d.client();
+    auth.login("alice", "alice-password").await.unwrap();
+    for left in (1..=4).rev() {
+        let state = auth.submit(Proof::Totp(d.wrong_code())).await.unwrap();
+        let State::MfaRequired(p) = state else {
+            panic!("{state:?}")
+        };
+        assert_eq!(p.attempts_remaining, Some(left));
+    }
+    let state = auth.submit(Proof::Totp(d.wrong_code())).await.unwrap();
+    assert_eq!(
+        state,
+        State::SignedOut(Some(SignedOutReason::LockedOut { retry_at: T0 + 900 }))
+    );
+}
+
+#[tokio::test]
+async fn a_declined_or_wrong_step_up_returns_the_403_once() {
+    let d = demo().await;
+    let auth = d.client();
+    auth.login("alice", "alice-password").await.unwrap();
+    auth.submit(Proof::Totp(d.code())).await.unwrap();
+    d.clock.advance(301);
+
+    // The provider declines: the original 403, the session unchanged.
+    let mut api = tower::ServiceBuilder::new()
+        .layer(auth.layer(|_: Challenge| async { None }))
+        .service(d.http.clone());
+    let (status, body) = d.get(&mut api, "/api/billing").await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "mfa_required");
+    assert!(matches!(auth.state().await, State::SignedIn(_)));
+
+    // A wrong code: asked once, no loop, the 403 comes back.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let wrong = d.wrong_code();
+    let mut api = tower::ServiceBuilder::new()
+        .layer(auth.layer(move |_: Challenge| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Some(Proof::Totp(wrong.clone())))
+        }))
+        .service(d.http.clone());
+    let before = d.sent();
+    let (status, body) = d.get(&mut api, "/api/billing").await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "mfa_required");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(d.sent() - before, 2, "request, verify; no retry");
+    assert!(matches!(auth.state().await, State::SignedIn(_)));
+}
+
+#[tokio::test]
+async fn concurrent_calls_after_expiry_refresh_once() {
+    let d = demo().await;
+    let auth = d.client();
+    auth.login("alice", "alice-password").await.unwrap();
+    auth.submit(Proof::Totp(d.code())).await.unwrap();
+    d.clock.advance(901);
+    let api = tower::ServiceBuilder::new()
+        .layer(auth.layer(|_: Challenge| async { None }))
+        .service(d.http.clone());
+    let calls = (0..4).map(|_| {
+        let mut api = api.clone();
+        let base = d.base.clone();
+        tokio::spawn(async move {
+            let req = Request::get(format!("{base}/api/me"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            api.ready().await.unwrap().call(req).await.unwrap().status()
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        assert_eq!(call.await.unwrap(), StatusCode::OK);
+    }
+    // A second refresh with the rotated token would have revoked the family and signed
+    // the client out.
+    assert!(matches!(auth.state().await, State::SignedIn(_)));
+}
+
+#[tokio::test]
+async fn a_refused_refresh_signs_out() {
+    let d = demo().await;
+    let auth = d.client();
+    auth.login("alice", "alice-password").await.unwrap();
+    let state = auth.submit(Proof::Totp(d.code())).await.unwrap();
+    let refresh = state.session().unwrap().refresh_token.clone().unwrap();
+    // Someone else rotates the refresh token first (a thief, say): the client's copy is
+    // now a reuse, the server revokes the family.
+    let (status, _) = reqwest_post(
+        &format!("{}/auth/refresh", d.base),
+        &serde_json::json!({ "refresh_token": refresh.expose() }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    d.clock.advance(901);
+    match auth.access_token().await {
+        Err(ClientError::NotSignedIn(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        auth.state().await,
+        State::SignedOut(Some(SignedOutReason::RefreshFailed))
+    );
+}
