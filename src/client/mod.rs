@@ -242,6 +242,12 @@ pub type HttpClient = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
+/// hyper-util's HTTP/1 client over plain HTTP, for [`AuthClient::builder`] or as the
+/// service under [`AuthClient::layer`]. Needs a tokio runtime.
+pub fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
 impl AuthClient<HttpClient> {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:3000`), over hyper-util's
     /// HTTP/1 client. Needs a tokio runtime.
