@@ -252,10 +252,7 @@ impl AuthClient<HttpClient> {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:3000`), over hyper-util's
     /// HTTP/1 client. Needs a tokio runtime.
     pub fn http(base: &str) -> Result<Self, ClientError> {
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        AuthClient::<()>::builder(base).build(http)
+        AuthClient::<()>::builder(base).build(http_client())
     }
 }
 
