@@ -300,7 +300,10 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .refresh_create(t5, record(&fam3, &user, T0 + 1800), T0)
         .await
         .unwrap();
-    assert_eq!(store.revoke_family(&fam3, T0 + 40).await, Ok(()));
+    assert_eq!(
+        store.revoke_family(&fam3, T0 + 40).await,
+        Ok(tower_stepup::store::FamilyRevocation::Revoked)
+    );
     assert_eq!(
         store.refresh_rotate(t5, token(6), T0 + 50).await,
         Ok(Rotation::Invalid)
@@ -653,7 +656,7 @@ async fn store_errors_never_leak_keys() {
         consumed.map(drop),
         attempts.map(drop),
         failure.map(drop),
-        revoked,
+        revoked.map(drop),
         attempts2.map(drop),
         rotated.map(drop),
     ] {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::endpoint::json_ok;
 use super::error::{ErrorKind, Failure};
-use super::request::read_json;
+use super::request::{read_json, require_json};
 use super::{Completion, TotpFactor, ENROLLMENT_TTL};
 use crate::audit::{Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};
@@ -72,6 +72,9 @@ pub(crate) async fn start<B>(
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
+    // No body is read, but the content type is required all the same (CSRF, see
+    // `require_json`).
+    require_json(req.headers())?;
     let now = inner.guard.clock().now();
     let claims = match authorize(completion, Caller::of(&req), now, audit).await? {
         Ok(claims) => claims,

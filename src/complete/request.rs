@@ -13,6 +13,24 @@ use super::error::{ErrorKind, Failure};
 /// Largest JSON body the completion endpoints read by default.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
+/// Refuses a request without `Content-Type: application/json`: a cross-site form cannot
+/// send one without a CORS preflight, so with `SameSite` cookies this is the CSRF
+/// defence of every completion endpoint (also those that read no body).
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Failure> {
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(Failure::invalid_request(
+            "Content-Type must be application/json",
+        ))
+    }
+}
+
 /// Reads a JSON body of at most `limit` bytes with `Content-Type: application/json`.
 ///
 /// Parse errors are never echoed: serde's messages can quote the input (a code).
@@ -23,17 +41,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = req.into_parts();
-    let is_json = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(Failure::invalid_request(
-            "Content-Type must be application/json",
-        ));
-    }
+    require_json(&parts.headers)?;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)

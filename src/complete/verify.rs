@@ -16,7 +16,7 @@ use super::{session, Completion};
 use crate::audit::{Outcome, Record};
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp};
-use crate::store::Attempts;
+use crate::store::{Attempts, FamilyRevocation};
 use crate::token::{Grant, TokenError, TokenKind};
 
 #[derive(Deserialize)]
@@ -188,10 +188,16 @@ where
     if let Some(scope) = &challenge.scope {
         grant = grant.scope(scope.clone());
     }
-    let session = session::start(completion, &grant).await?;
+    // A step-up replaces the session that asked for it, and cannot revive one that has
+    // ended (logout, refresh token reuse): an mfa_token outlives neither.
     if let Some(old) = &challenge.replaces {
-        inner.store.revoke_family(old, now).await?;
+        if inner.store.revoke_family(old, now).await? == FamilyRevocation::AlreadyRevoked {
+            audit.reason("session_ended");
+            return Err(Failure::new(ErrorKind::MfaTokenNotFound)
+                .describe("the session this challenge belongs to has ended; sign in again"));
+        }
     }
+    let session = session::start(completion, &grant).await?;
     audit.reason(match proof {
         Proof::Totp(_) => "otp",
         Proof::Recovery(_) => "recovery_code",

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AttemptPolicy, Attempts, RefreshRecord, Rotation, Store, StoreError, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Rotation, Store, StoreError,
+    StoreFuture, TokenHash,
 };
 
 /// Default bound on the entries of a [`MemoryStore`].
@@ -403,12 +404,20 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, ()> {
+    fn revoke_family<'a>(
+        &'a self,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
         ready(self.write(now, |s| {
-            if let Some(f) = s.live_family(family, now) {
-                f.revoked = true;
-            }
-            Ok(())
+            Ok(match s.live_family(family, now) {
+                Some(f) if f.revoked => FamilyRevocation::AlreadyRevoked,
+                Some(f) => {
+                    f.revoked = true;
+                    FamilyRevocation::Revoked
+                }
+                None => FamilyRevocation::Unknown,
+            })
         }))
     }
 }

@@ -101,6 +101,19 @@ pub struct RefreshRecord {
     pub expires_at: u64,
 }
 
+/// What [`Store::revoke_family`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FamilyRevocation {
+    /// The family was live: it is revoked now.
+    Revoked,
+    /// The family had been revoked already (logout, refresh token reuse, an earlier
+    /// step-up).
+    AlreadyRevoked,
+    /// No such family, or past its absolute lifetime (e.g. a session of another issuer).
+    Unknown,
+}
+
 /// The outcome of presenting a refresh token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -206,6 +219,8 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreFuture<'a, bool>;
 
-    /// Revokes family `family` (e.g. the session a step-up replaced).
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, ()>;
+    /// Revokes family `family` (the session a step-up replaces), and says what it found:
+    /// a step-up must not revive a session that has ended.
+    fn revoke_family<'a>(&'a self, family: &'a str, now: u64)
+        -> StoreFuture<'a, FamilyRevocation>;
 }

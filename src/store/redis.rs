@@ -9,7 +9,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use super::{
-    AttemptPolicy, Attempts, RefreshRecord, Rotation, Store, StoreError, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Rotation, Store, StoreError,
+    StoreFuture, TokenHash,
 };
 
 /// The default bound on one store operation (including reconnecting).
@@ -357,8 +358,9 @@ return {1, h[1]}
 /// ARGV: now, sub ('' = anyone). 1 if this call revoked the family.
 const FAMILY_REVOKE: &str = r"
 local h = redis.call('HMGET', KEYS[1], 's', 'x', 'e')
-if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) or h[2] == '1' then return 0 end
+if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return 0 end
 if ARGV[2] ~= '' and h[1] ~= ARGV[2] then return 0 end
+if h[2] == '1' then return 2 end
 redis.call('HSET', KEYS[1], 'x', 1)
 return 1
 ";
@@ -673,15 +675,24 @@ impl Store for RedisStore {
         })
     }
 
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, ()> {
+    fn revoke_family<'a>(
+        &'a self,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
         Box::pin(async move {
-            self.script::<i64>(
-                &scripts().family_revoke,
-                &self.key("fam", family),
-                &[&num(now), b""],
-            )
-            .await
-            .map(drop)
+            let n: i64 = self
+                .script(
+                    &scripts().family_revoke,
+                    &self.key("fam", family),
+                    &[&num(now), b""],
+                )
+                .await?;
+            Ok(match n {
+                1 => FamilyRevocation::Revoked,
+                2 => FamilyRevocation::AlreadyRevoked,
+                _ => FamilyRevocation::Unknown,
+            })
         })
     }
 }

@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::task::JoinSet;
-use tower_stepup::store::{AttemptPolicy, Attempts, RefreshRecord, Rotation, Store, TokenHash};
+use tower_stepup::store::{
+    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Rotation, Store, TokenHash,
+};
 
 /// The base time of every check (seconds since the Unix epoch).
 pub const T0: u64 = 1_700_000_000;
@@ -864,15 +866,36 @@ pub async fn revoke_family_revokes<S: Store>(store: &S) {
         store.refresh_rotate(t(1), t(2), T0 + 10).await,
         Ok(Rotation::Rotated(record.clone()))
     );
-    store.revoke_family(&record.family, T0 + 20).await.unwrap();
+    assert_eq!(
+        store.revoke_family(&record.family, T0 + 20).await,
+        Ok(FamilyRevocation::Revoked)
+    );
     assert_eq!(
         store.refresh_rotate(t(2), t(3), T0 + 21).await,
         Ok(Rotation::Invalid)
     );
-    store
-        .revoke_family(&ns.key("no-such-family"), T0)
-        .await
-        .unwrap();
+    // Once revoked, it stays revoked: a step-up must not revive it.
+    assert_eq!(
+        store.revoke_family(&record.family, T0 + 22).await,
+        Ok(FamilyRevocation::AlreadyRevoked)
+    );
+    assert_eq!(
+        store.revoke_family(&ns.key("no-such-family"), T0).await,
+        Ok(FamilyRevocation::Unknown)
+    );
+    // A family past its absolute lifetime is unknown, revoked or not.
+    assert_eq!(
+        store.revoke_family(&record.family, T0 + 3600).await,
+        Ok(FamilyRevocation::Unknown)
+    );
+    // Logged out (by refresh token) counts as revoked.
+    let other = ns.record("family-2", "user", T0 + 3600);
+    store.refresh_create(t(5), other.clone(), T0).await.unwrap();
+    assert_eq!(store.refresh_revoke(t(5), &other.sub, T0 + 1).await, Ok(true));
+    assert_eq!(
+        store.revoke_family(&other.family, T0 + 2).await,
+        Ok(FamilyRevocation::AlreadyRevoked)
+    );
 }
 
 /// Rotation, replay and revocation of one family leave another (of the same user)
