@@ -17,7 +17,8 @@ use http::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tower_stepup::complete::{
-    Account, Accounts, BackendError, BackendFuture, Completion, MemoryFactors, TotpFactor,
+    Account, Accounts, BackendError, BackendFuture, Completion, CookieConfig, MemoryFactors,
+    TotpFactor,
 };
 use tower_stepup::factor::{recovery, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Store};
@@ -25,6 +26,9 @@ use tower_stepup::{
     Algorithm, Claims, Clock, Guard, Issuer, MfaRequirements, Policy, RouteTable, Sealer,
     SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
 };
+
+#[path = "web.rs"]
+pub mod web;
 
 pub const ISSUER: &str = "https://demo.tower-stepup.local";
 pub const AUDIENCE: &str = "https://demo.tower-stepup.local/api";
@@ -209,7 +213,11 @@ pub fn build<C: Clock + Clone>(
         TotpFactor::new(config.alice_totp_secret.clone(), alice_recovery),
     );
     let enrolled = factors.clone();
+    // Browsers get the tokens as HttpOnly cookies (`__Host-`/`__Secure-`, which browsers
+    // accept over plain http on localhost only); API clients send `Authorization`.
+    let cookies = CookieConfig::new();
     let guard = Guard::builder()
+        .cookie(cookies.session_name())
         .verifier(verifier)
         .sealer(sealer)
         .clock(clock.clone())
@@ -247,6 +255,7 @@ pub fn build<C: Clock + Clone>(
             ..AttemptPolicy::default()
         })
         .totp_issuer("tower-stepup demo")
+        .cookies(cookies)
         .enroll_step_up(StepUp::new().amr(["mfa"]).max_age(max_age))
         .build()?;
 
@@ -268,6 +277,9 @@ pub fn build<C: Clock + Clone>(
         )
         .route(Method::POST, "/auth/refresh", Policy::public())
         .route(Method::POST, "/auth/logout", Policy::authenticated());
+    let policies = web::PAGES.iter().fold(policies, |table, page| {
+        table.route(Method::GET, page, Policy::public())
+    });
 
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -282,7 +294,11 @@ pub fn build<C: Clock + Clone>(
         )
         .route("/auth/refresh", post_service(completion.refresh()))
         .route("/auth/logout", post_service(completion.logout()))
-        .layer(guard.route_table(policies)?);
+        .merge(web::router())
+        .fallback(web::not_found)
+        .method_not_allowed_fallback(web::method_not_allowed)
+        .layer(guard.route_table(policies)?)
+        .layer(axum::middleware::from_fn(web::same_origin_posts));
     Ok(Demo {
         router,
         factors,

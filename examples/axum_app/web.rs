@@ -1,0 +1,185 @@
+//! The demo's browser pages: sign in, the code form, the dashboard, a step-up page
+//! (billing) and enrollment. Static HTML and one script over the JSON endpoints, in
+//! cookie mode; a same-origin check on every `POST` (CSRF).
+
+use axum::extract::Request;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+/// The pages, all public: what they show comes from the protected JSON routes.
+pub const PAGES: &[&str] = &[
+    "/",
+    "/login",
+    "/mfa",
+    "/dashboard",
+    "/billing",
+    "/security",
+    "/static/app.css",
+    "/static/app.js",
+];
+
+const LAYOUT: &str = include_str!("web/page.html");
+
+const LOGIN: &str = r#"<h1>Sign in</h1>
+<form id="login-form">
+<label for="username">Username</label><input id="username" name="username" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button id="submit" type="submit">Sign in</button>
+</form>
+<div id="message" class="notice hidden" role="alert"></div>
+<p class="notice info">Try <strong>alice</strong> / alice-password (authenticator app) or <strong>bob</strong> / bob-password (password only).</p>"#;
+
+const MFA: &str = r#"<h1 id="mfa-title">Two-step verification</h1>
+<p id="mfa-help">Enter the 6-digit code from your authenticator app.</p>
+<form id="mfa-form">
+<label for="code">Code</label><input id="code" class="code" inputmode="numeric" autocomplete="one-time-code" maxlength="6" required>
+<button id="submit" type="submit">Verify</button>
+</form>
+<div id="message" class="notice hidden" role="alert"></div>
+<p id="restart" class="hidden"><a id="start-again" href="/login">Start again</a></p>"#;
+
+const DASHBOARD: &str = r#"<h1>Dashboard</h1>
+<p id="loading">Loading…</p>
+<dl id="me" class="hidden"><dt>User</dt><dd id="sub"></dd><dt>Methods</dt><dd id="amr"></dd><dt>Level</dt><dd id="acr"></dd><dt>Signed in at</dt><dd id="auth-time"></dd></dl>
+<p><a href="/billing">Billing</a> asks for a second factor from the last 5 minutes.</p>"#;
+
+const BILLING: &str = r#"<h1>Billing</h1>
+<p id="loading">Loading…</p>
+<table id="invoices" class="hidden"><thead><tr><th>Invoice</th><th>Amount</th></tr></thead><tbody></tbody></table>"#;
+
+const SECURITY: &str = r#"<h1>Security</h1>
+<p>Add an authenticator app as your second factor. (With one already set up, you confirm a fresh code first.)</p>
+<button id="start-enroll" type="button">Set up an authenticator</button>
+<div id="enroll" class="hidden">
+<p>Scan this QR code with your authenticator app, or type the key.</p>
+<div id="qr" class="qr"></div>
+<p>Key: <code id="secret" class="secret"></code></p>
+<form id="confirm-form"><label for="code">Code from the app</label><input id="code" class="code" inputmode="numeric" maxlength="6" required><button id="confirm" type="submit">Confirm</button></form>
+</div>
+<div id="recovery" class="hidden"><div class="notice ok">Authenticator added.</div>
+<p><strong>Recovery codes, shown once.</strong> Keep them somewhere safe; each works once, when your phone is not at hand.</p>
+<ol id="codes" class="codes"></ol></div>
+<div id="message" class="notice hidden" role="alert"></div>"#;
+
+/// The page routes.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/login", get(|| async { page("login", "Sign in", LOGIN) }))
+        .route("/mfa", get(|| async { page("mfa", "Verify", MFA) }))
+        .route(
+            "/dashboard",
+            get(|| async { page("dashboard", "Dashboard", DASHBOARD) }),
+        )
+        .route(
+            "/billing",
+            get(|| async { page("billing", "Billing", BILLING) }),
+        )
+        .route(
+            "/security",
+            get(|| async { page("security", "Security", SECURITY) }),
+        )
+        .route(
+            "/static/app.css",
+            get(|| async { asset("text/css", include_str!("web/app.css")) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript", include_str!("web/app.js")) }),
+        )
+}
+
+/// A JSON body for the router's own `404` and `405` (a browser shows it as a page, not
+/// as an error screen).
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": "not_found" }))).into_response()
+}
+
+/// `405` with a JSON body.
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "error": "method_not_allowed" })),
+    )
+        .into_response()
+}
+
+fn page(name: &str, title: &str, body: &str) -> Response {
+    let html = LAYOUT
+        .replace("{page}", name)
+        .replace("{title}", title)
+        .replace("{body}", body);
+    let mut res = ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    let h = res.headers_mut();
+    // Scripts only from this origin (no inline script); no framing; no referrer leaks.
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// CSRF: a `POST` that a browser marks as coming from another site, or whose `Origin`
+/// is not this server, is refused before it reaches an endpoint. (The endpoints also
+/// accept only `application/json`, and the cookies are `SameSite=Strict`.)
+pub async fn same_origin_posts(req: Request, next: Next) -> Response {
+    if req.method() == Method::POST && !same_origin(req.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": "cross_site_request",
+                "error_description": "cross-site requests are refused",
+            })),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+fn same_origin(headers: &HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    // Fetch metadata (every current browser): same-origin, or typed by the user.
+    if let Some(site) = header("sec-fetch-site") {
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    // Origin, when sent, must name this host (http or https).
+    match (header(ORIGIN.as_str()), header(HOST.as_str())) {
+        (Some(origin), Some(host)) => {
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}

@@ -1,0 +1,205 @@
+// The demo's pages: plain JavaScript over the JSON endpoints, in cookie mode. The
+// partial token and the session travel only in HttpOnly cookies; nothing secret is ever
+// put in a URL or in storage (only the short-lived, single-use mfa_token of a step-up
+// waits in sessionStorage while the code form is shown).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const show = (el, on = true) => el.classList.toggle("hidden", !on);
+
+function notice(kind, text) {
+  const m = $("message");
+  m.className = "notice " + kind;
+  m.textContent = text;
+  show(m, true);
+}
+
+async function postJson(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body || {}),
+  });
+  let data = {};
+  try { data = await res.json(); } catch (_) { /* 204 */ }
+  return { status: res.status, data, headers: res.headers };
+}
+
+async function getJson(path) {
+  const res = await fetch(path, { credentials: "same-origin" });
+  let data = {};
+  try { data = await res.json(); } catch (_) {}
+  return { status: res.status, data };
+}
+
+// Where to go after signing in: a local path only (no open redirect).
+function nextPath(fallback) {
+  const next = new URLSearchParams(location.search).get("next");
+  return next && next.startsWith("/") && !next.startsWith("//") ? next : fallback;
+}
+
+function busy(button, on, text) {
+  button.disabled = on;
+  button.setAttribute("aria-busy", on ? "true" : "false");
+  if (text) button.textContent = text;
+}
+
+// A route answered 403 mfa_required: keep its mfa_token for the code form, go there,
+// and come back here afterwards.
+function stepUp(data) {
+  sessionStorage.setItem("mfa_token", data.mfa_token);
+  sessionStorage.setItem("mfa_expires_at", String(Date.now() + 300 * 1000));
+  location.assign("/mfa?next=" + encodeURIComponent(location.pathname));
+}
+
+function signedOut() {
+  location.assign("/login?next=" + encodeURIComponent(location.pathname));
+}
+
+const pages = {
+  login() {
+    $("login-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const button = $("submit");
+      busy(button, true, "Signing in…");
+      const r = await postJson("/auth/login", {
+        username: $("username").value,
+        password: $("password").value,
+      });
+      busy(button, false, "Sign in");
+      if (r.status === 200 && r.data.status === "mfa_required") {
+        // The partial token is in an HttpOnly cookie; only its expiry is kept here.
+        sessionStorage.removeItem("mfa_token");
+        sessionStorage.setItem("partial_expires_at", String(Date.now() + r.data.expires_in * 1000));
+        location.assign("/mfa?next=" + encodeURIComponent(nextPath("/dashboard")));
+      } else if (r.status === 200) {
+        location.assign(nextPath("/dashboard"));
+      } else if (r.status === 401) {
+        notice("error", "Wrong username or password.");
+      } else {
+        notice("error", "Sign-in is unavailable right now. Please try again shortly.");
+      }
+    });
+  },
+
+  mfa() {
+    const stepUpToken = sessionStorage.getItem("mfa_token");
+    if (stepUpToken) {
+      $("mfa-title").textContent = "Confirm it's you";
+      $("mfa-help").textContent = "This page needs a recent second factor. Enter the 6-digit code from your authenticator app.";
+    }
+    const expiresAt = Number(sessionStorage.getItem(stepUpToken ? "mfa_expires_at" : "partial_expires_at") || 0);
+    const restart = (text) => {
+      notice("error", text);
+      show($("mfa-form"), false);
+      show($("restart"), true);
+      sessionStorage.removeItem("mfa_token");
+    };
+    $("mfa-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      // An expired challenge is not sent: the flow's partial_token_expired.
+      if (expiresAt && Date.now() >= expiresAt) {
+        return restart("This sign-in has expired. Please start again.");
+      }
+      const button = $("submit");
+      busy(button, true, "Verifying…");
+      const body = { code: $("code").value.trim() };
+      if (stepUpToken) body.mfa_token = stepUpToken;
+      const r = await postJson("/auth/mfa/verify", body);
+      busy(button, false, "Verify");
+      $("code").value = "";
+      if (r.status === 200) {
+        sessionStorage.removeItem("mfa_token");
+        sessionStorage.removeItem("partial_expires_at");
+        location.assign(nextPath("/dashboard"));
+      } else if (r.data.error === "invalid_code") {
+        const left = r.data.attempts_remaining;
+        notice("error", "That code is not right. " + left + (left === 1 ? " attempt" : " attempts") + " left.");
+      } else if (r.data.error === "mfa_token_expired") {
+        restart("This sign-in has expired. Please start again.");
+      } else if (r.data.error === "mfa_token_not_found") {
+        restart("This sign-in was already used. Please start again.");
+      } else if (r.status === 429) {
+        const secs = Number(r.headers.get("retry-after") || r.data.retry_after || 0);
+        const at = new Date(Date.now() + secs * 1000).toLocaleTimeString();
+        restart("Too many wrong codes. You can try again in " + Math.ceil(secs / 60) + " minutes (at " + at + ").");
+      } else {
+        restart("Something went wrong. Please start again.");
+      }
+    });
+  },
+
+  async dashboard() {
+    const r = await getJson("/api/me");
+    if (r.status === 401) return signedOut();
+    show($("loading"), false);
+    $("sub").textContent = r.data.sub;
+    $("amr").textContent = (r.data.amr || []).join(", ");
+    $("acr").textContent = r.data.acr || "";
+    $("auth-time").textContent = r.data.auth_time ? new Date(r.data.auth_time * 1000).toISOString() : "";
+    show($("me"), true);
+  },
+
+  async billing() {
+    const r = await getJson("/api/billing");
+    if (r.status === 401) return signedOut();
+    if (r.status === 403 && r.data.error === "mfa_required") return stepUp(r.data);
+    show($("loading"), false);
+    const body = $("invoices").querySelector("tbody");
+    for (const inv of r.data.invoices || []) {
+      const row = body.insertRow();
+      row.insertCell().textContent = inv.id;
+      row.insertCell().textContent = inv.amount + " " + inv.currency;
+    }
+    show($("invoices"), true);
+  },
+
+  security() {
+    $("start-enroll").addEventListener("click", async () => {
+      const button = $("start-enroll");
+      busy(button, true, "Starting…");
+      const r = await postJson("/auth/mfa/enroll", {});
+      busy(button, false, "Set up an authenticator");
+      if (r.status === 401) return signedOut();
+      if (r.status === 403 && r.data.error === "mfa_required") return stepUp(r.data);
+      if (r.status !== 200) return notice("error", "Enrollment is unavailable right now.");
+      show(button, false);
+      // The SVG is generated by the server from the otpauth URI (no script in it).
+      $("qr").innerHTML = r.data.qr_svg;
+      $("secret").textContent = r.data.secret;
+      show($("enroll"), true);
+    });
+    $("confirm-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const button = $("confirm");
+      busy(button, true, "Confirming…");
+      const r = await postJson("/auth/mfa/enroll/confirm", { code: $("code").value.trim() });
+      busy(button, false, "Confirm");
+      if (r.status === 200) {
+        show($("enroll"), false);
+        show($("message"), false);
+        const list = $("codes");
+        for (const c of r.data.recovery_codes) list.appendChild(document.createElement("li")).textContent = c;
+        show($("recovery"), true);
+      } else if (r.data.error === "invalid_code") {
+        notice("error", "That code is not right. " + r.data.attempts_remaining + " attempts left.");
+      } else {
+        notice("error", "Could not confirm: " + (r.data.error_description || r.status));
+      }
+    });
+  },
+};
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  const logout = $("logout");
+  if (page !== "login" && page !== "mfa") {
+    show(logout, true);
+    logout.addEventListener("click", async () => {
+      await postJson("/auth/logout", { refresh_token: "" });
+      location.assign("/login");
+    });
+  }
+  if (pages[page]) pages[page]();
+});

@@ -1,0 +1,448 @@
+//! The demo's pages in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver + fantoccini), against the demo app on loopback with a clock the test
+//! moves. alice signs in with a TOTP code computed here, reaches the dashboard, opens
+//! the step-up page after `max_age`, completes it and lands back on it; bob enrolls an
+//! authenticator and sees his recovery codes once; the error states (wrong code,
+//! expired sign-in, lockout) are shown. A screenshot of each step goes to
+//! `target/browser-screenshots/`.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium
+//! chromium-driver`; `.ci/run` installs them). Without them the test fails, never skips.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use tower_stepup::factor::totp::{self, TotpSecret};
+use tower_stepup::store::MemoryStore;
+use tower_stepup::{Clock, ManualClock};
+
+#[allow(dead_code)]
+#[path = "../examples/axum_app/app.rs"]
+mod app;
+
+const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Demo {
+    base: String,
+    clock: ManualClock,
+    alice: TotpSecret,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn demo() -> Demo {
+    // The server's clock starts at the real time (the pages show it) and then moves
+    // only when the test says.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // 5 s into a TOTP step, so that codes are where the test expects them.
+    let clock = ManualClock::new(now - now % 30 + 5);
+    let config = app::DemoConfig {
+        bind: "127.0.0.1:0".to_owned(),
+        alice_totp_secret: TotpSecret::from_base32(ALICE_SECRET).unwrap(),
+        alice_secret_was_random: false,
+        max_age_secs: 300,
+        mfa_token_ttl_secs: 300,
+        access_ttl_secs: 900,
+        max_attempts: 5,
+        signing_key: [0x51; 32],
+        sealing_key: [0x5e; 32],
+        keys_were_random: false,
+        redis_url: None,
+    };
+    let built = app::build(&config, clock.clone(), Arc::new(MemoryStore::new())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // `localhost`: browsers accept `Secure` cookies over plain http there.
+    let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, built.router).await.unwrap();
+    });
+    Demo {
+        base,
+        clock,
+        alice: config.alice_totp_secret,
+        task,
+    }
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+struct Browser {
+    client: Client,
+    driver: tokio::process::Child,
+    shots: PathBuf,
+    n: usize,
+    _profile: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn find(program: &str, candidates: &[&str]) -> PathBuf {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{program} not found (looked at {candidates:?}): install Debian's chromium and \
+                 chromium-driver (`apt-get install chromium chromium-driver`); `.ci/run` does"
+            )
+        })
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromium = find(
+            "chromium",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        );
+        let chromedriver = find("chromedriver", &["/usr/bin/chromedriver"]);
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = tokio::process::Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = std::env::temp_dir().join(format!("stepup-chromium-{port}"));
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1000,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session");
+        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .join("browser-screenshots");
+        let _ = std::fs::remove_dir_all(&shots);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            client,
+            driver,
+            shots,
+            n: 0,
+            _profile: TempDir(profile),
+        }
+    }
+
+    async fn shot(&mut self, name: &str) {
+        self.n += 1;
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.n)), png).unwrap();
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Waits until `css` matches a visible element (`.hidden` is how the pages hide).
+    async fn wait(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("waiting for `{css}`: {e}"))
+    }
+
+    async fn page(&self) -> String {
+        let body = self.wait("body[data-page]").await;
+        body.attr("data-page").await.unwrap().unwrap()
+    }
+
+    /// Waits for the page `name` to be the one shown.
+    async fn on(&self, name: &str) {
+        self.wait(&format!("body[data-page='{name}']")).await;
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.wait(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait(css).await.click().await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.wait(css).await.text().await.unwrap()
+    }
+
+    async fn url(&self) -> String {
+        self.client.current_url().await.unwrap().to_string()
+    }
+
+    /// The cookies a request to `path` would carry (the partial cookie is scoped to the
+    /// verify path, so the browser is taken there to read it, then back).
+    async fn cookies_at(&self, base: &str, path: &str) -> Vec<(String, bool)> {
+        let back = self.url().await;
+        self.goto(&format!("{base}{path}")).await;
+        let cookies = self
+            .client
+            .get_all_cookies()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name().to_owned(), c.http_only().unwrap_or(false)))
+            .collect();
+        self.goto(&back).await;
+        cookies
+    }
+
+    async fn sign_in(&self, base: &str, user: &str, password: &str) {
+        self.goto(&format!("{base}/login")).await;
+        self.on("login").await;
+        self.fill("#username", user).await;
+        self.fill("#password", password).await;
+        self.click("#submit").await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.start_kill();
+    }
+}
+
+impl Demo {
+    fn code(&self, secret: &TotpSecret) -> String {
+        totp::code_at(secret, totp::step_at(self.clock.now()))
+    }
+
+    fn wrong_code(&self) -> String {
+        let step = totp::step_at(self.clock.now());
+        let near: Vec<_> = (step - 2..=step + 2)
+            .map(|s| totp::code_at(&self.alice, s))
+            .collect();
+        ["000000", "111111", "222222"]
+            .into_iter()
+            .find(|c| !near.iter().any(|n| n == c))
+            .unwrap()
+            .to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_step_up_and_enroll_in_headless_chromium() {
+    let d = demo().await;
+    let mut b = Browser::start().await;
+    let mut visited = Vec::new();
+
+    // 1. Sign in with the password: the code form, not the dashboard.
+    b.goto(&format!("{}/dashboard", d.base)).await;
+    b.on("login").await;
+    b.shot("login").await;
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
+    visited.push(b.url().await);
+    b.shot("mfa-code-form").await;
+
+    // The partial cookie: HttpOnly, sent to the verify path only.
+    let at_verify = b.cookies_at(&d.base, "/auth/mfa/verify").await;
+    assert!(
+        at_verify.contains(&("__Secure-stepup-partial".to_owned(), true)),
+        "{at_verify:?}"
+    );
+    let elsewhere = b.cookies_at(&d.base, "/dashboard").await;
+    assert!(
+        !elsewhere.iter().any(|(n, _)| n.contains("partial")),
+        "{elsewhere:?}"
+    );
+    b.on("mfa").await;
+
+    // 2. A wrong code: the attempts left.
+    b.fill("#code", &d.wrong_code()).await;
+    b.click("#submit").await;
+    let message = b.text("#message:not(.hidden)").await;
+    assert!(message.contains("4 attempts left"), "{message}");
+    b.shot("mfa-wrong-code").await;
+
+    // 3. The right code: the dashboard, with a fresh session cookie; the partial cookie
+    // is gone.
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    b.on("dashboard").await;
+    assert_eq!(b.text("#sub").await, "alice");
+    assert!(b.text("#amr").await.contains("otp"));
+    visited.push(b.url().await);
+    b.shot("dashboard").await;
+    let at_verify = b.cookies_at(&d.base, "/auth/mfa/verify").await;
+    assert!(
+        !at_verify.iter().any(|(n, _)| n.contains("partial")),
+        "the partial cookie is gone after verify: {at_verify:?}"
+    );
+    assert!(
+        at_verify.contains(&("__Host-stepup-session".to_owned(), true)),
+        "{at_verify:?}"
+    );
+
+    // 4. After max_age, billing leads to the code form, and back to billing.
+    d.clock.advance(301);
+    b.goto(&format!("{}/billing", d.base)).await;
+    b.on("mfa").await;
+    assert_eq!(b.text("#mfa-title").await, "Confirm it's you");
+    let url = b.url().await;
+    assert!(url.ends_with("/mfa?next=%2Fbilling"), "{url}");
+    visited.push(url);
+    b.shot("step-up-code-form").await;
+    d.clock.advance(30);
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    b.on("billing").await;
+    assert!(b.text("#invoices").await.contains("INV-1001"));
+    visited.push(b.url().await);
+    b.shot("billing-after-step-up").await;
+
+    // 5. bob (password only) enrolls an authenticator: the QR code, then the recovery
+    // codes, once.
+    b.click("#logout").await;
+    b.on("login").await;
+    b.sign_in(&d.base, "bob", "bob-password").await;
+    b.on("dashboard").await;
+    b.goto(&format!("{}/security", d.base)).await;
+    b.on("security").await;
+    b.click("#start-enroll").await;
+    b.wait("#qr svg").await;
+    let secret = TotpSecret::from_base32(&b.text("#secret").await).unwrap();
+    b.shot("enroll-qr").await;
+    b.fill("#code", &d.code(&secret)).await;
+    b.click("#confirm").await;
+    b.wait("#recovery:not(.hidden)").await;
+    let codes = b.client.find_all(Locator::Css("#codes li")).await.unwrap();
+    assert_eq!(codes.len(), 10);
+    b.shot("enroll-recovery-codes").await;
+
+    // 6. An expired sign-in: a clear message and a way to start again.
+    b.click("#logout").await;
+    b.on("login").await;
+    d.clock.advance(30);
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
+    // Past the partial token's 300 s and the verifier's 5 s leeway.
+    d.clock.advance(306);
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    let message = b.text("#message:not(.hidden)").await;
+    assert!(message.contains("expired"), "{message}");
+    b.wait("#restart:not(.hidden) a#start-again").await;
+    b.shot("mfa-expired").await;
+    b.click("#start-again").await;
+    b.on("login").await;
+
+    // 7. Too many wrong codes: locked out, and when to retry.
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
+    for left in (1..=4).rev() {
+        b.fill("#code", &d.wrong_code()).await;
+        b.click("#submit").await;
+        let message = b.text("#message:not(.hidden)").await;
+        let expected = format!("{left} attempt");
+        assert!(message.contains(&expected), "{message}");
+    }
+    b.fill("#code", &d.wrong_code()).await;
+    b.click("#submit").await;
+    b.wait("#restart:not(.hidden)").await;
+    let message = b.text("#message").await;
+    assert!(message.contains("Too many wrong codes"), "{message}");
+    assert!(message.contains("15 minutes"), "{message}");
+    b.shot("mfa-locked-out").await;
+
+    // No token ever in a URL.
+    visited.push(b.url().await);
+    for url in &visited {
+        assert!(!url.contains("eyJ") && !url.contains("token"), "{url}");
+    }
+    assert_eq!(b.page().await, "mfa");
+    let shots = std::fs::read_dir(&b.shots).unwrap().count();
+    assert_eq!(shots, 10, "one screenshot per step");
+}
+
+/// A cross-site `POST` carrying the browser's cookies is refused before any endpoint.
+#[tokio::test]
+async fn cross_site_posts_are_refused() {
+    let d = demo().await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = d.base.replace("localhost", "127.0.0.1");
+    for (origin, site) in [
+        (Some("http://evil.example"), None),
+        (None, Some("cross-site")),
+        (None, Some("same-site")),
+    ] {
+        let mut req = client
+            .post(format!("{url}/auth/login"))
+            .header("content-type", "application/json")
+            .body(r#"{"username":"alice","password":"alice-password"}"#);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 403, "{origin:?} {site:?}");
+        assert!(res.headers().get("set-cookie").is_none());
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "cross_site_request");
+    }
+    // The same request from the page's own origin passes.
+    let host = url.trim_start_matches("http://");
+    let res = client
+        .post(format!("{url}/auth/login"))
+        .header("content-type", "application/json")
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .body(r#"{"username":"alice","password":"alice-password"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
