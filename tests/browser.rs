@@ -123,6 +123,8 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            // Its own process group, with the Chromium it starts: killed as one on drop.
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -249,6 +251,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // chromedriver and every Chromium process it started, even after a panic.
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
         let _ = self.driver.start_kill();
     }
 }
@@ -404,6 +412,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     assert_eq!(b.page().await, "mfa");
     let shots = std::fs::read_dir(&b.shots).unwrap().count();
     assert_eq!(shots, 10, "one screenshot per step");
+    b.client.clone().close().await.unwrap();
 }
 
 /// A cross-site `POST` carrying the browser's cookies is refused before any endpoint.
