@@ -125,28 +125,19 @@ pub trait Factors: Send + Sync + 'static {
     /// Saves (or replaces) the user's TOTP factor.
     fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()>;
 
-    /// Removes a recovery code the user has just used.
+    /// Removes a recovery code the user has just used, **atomically**: delete the one
+    /// row, or remove it under the lock that guards the factor. Never read the factor and
+    /// save it back: two sign-ins with two recovery codes at once would each write the
+    /// other's code back, and a re-enrollment racing a sign-in would be undone.
     ///
     /// Single use does not rest on this alone: the store remembers every used code (see
     /// [`RECOVERY_CODE_MEMORY`]), which also settles two replicas racing on one code.
-    /// Removing it here makes the use permanent. The default reads the factor and saves
-    /// it without the code; a database should delete the one row instead.
+    /// Removing it here makes the use permanent.
     fn remove_recovery_code<'a>(
         &'a self,
         user: &'a str,
         code: RecoveryCodeHash,
-    ) -> BackendFuture<'a, ()> {
-        Box::pin(async move {
-            if let Some(mut factor) = self.totp(user).await? {
-                let before = factor.recovery_codes.len();
-                factor.recovery_codes.retain(|h| *h != code);
-                if factor.recovery_codes.len() != before {
-                    self.save_totp(user, factor).await?;
-                }
-            }
-            Ok(())
-        })
-    }
+    ) -> BackendFuture<'a, ()>;
 }
 
 /// How long the store remembers that a recovery code was used: 400 days. Every store
@@ -208,6 +199,25 @@ impl Factors for MemoryFactors {
             .write()
             .map(|mut m| {
                 m.insert(user.to_owned(), factor);
+            })
+            .map_err(|_| BackendError("factor map poisoned".to_owned()));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn remove_recovery_code<'a>(
+        &'a self,
+        user: &'a str,
+        code: RecoveryCodeHash,
+    ) -> BackendFuture<'a, ()> {
+        // Under the write lock: whatever factor is current loses the code, and nothing
+        // else is written.
+        let result = self
+            .factors
+            .write()
+            .map(|mut m| {
+                if let Some(factor) = m.get_mut(user) {
+                    factor.recovery_codes.retain(|h| *h != code);
+                }
             })
             .map_err(|_| BackendError("factor map poisoned".to_owned()));
         Box::pin(std::future::ready(result))
