@@ -921,7 +921,11 @@ impl Store for GatedStore {
     ) -> StoreFuture<'a, bool> {
         self.inner.refresh_revoke(token, sub, now)
     }
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
+    fn revoke_family<'a>(
+        &'a self,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
         self.inner.revoke_family(family, now)
     }
 }

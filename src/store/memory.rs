@@ -404,11 +404,7 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn revoke_family<'a>(
-        &'a self,
-        family: &'a str,
-        now: u64,
-    ) -> StoreFuture<'a, FamilyRevocation> {
+    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation> {
         ready(self.write(now, |s| {
             Ok(match s.live_family(family, now) {
                 Some(f) if f.revoked => FamilyRevocation::AlreadyRevoked,

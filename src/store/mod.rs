@@ -221,6 +221,5 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes family `family` (the session a step-up replaces), and says what it found:
     /// a step-up must not revive a session that has ended.
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64)
-        -> StoreFuture<'a, FamilyRevocation>;
+    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation>;
 }

@@ -675,11 +675,7 @@ impl Store for RedisStore {
         })
     }
 
-    fn revoke_family<'a>(
-        &'a self,
-        family: &'a str,
-        now: u64,
-    ) -> StoreFuture<'a, FamilyRevocation> {
+    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation> {
         Box::pin(async move {
             let n: i64 = self
                 .script(

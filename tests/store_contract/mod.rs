@@ -891,7 +891,10 @@ pub async fn revoke_family_revokes<S: Store>(store: &S) {
     // Logged out (by refresh token) counts as revoked.
     let other = ns.record("family-2", "user", T0 + 3600);
     store.refresh_create(t(5), other.clone(), T0).await.unwrap();
-    assert_eq!(store.refresh_revoke(t(5), &other.sub, T0 + 1).await, Ok(true));
+    assert_eq!(
+        store.refresh_revoke(t(5), &other.sub, T0 + 1).await,
+        Ok(true)
+    );
     assert_eq!(
         store.revoke_family(&other.family, T0 + 2).await,
         Ok(FamilyRevocation::AlreadyRevoked)

@@ -69,7 +69,11 @@ impl Store for FailingStore {
     fn refresh_revoke<'a>(&'a self, _: TokenHash, _: &'a str, _: u64) -> StoreFuture<'a, bool> {
         down()
     }
-    fn revoke_family<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
+    fn revoke_family<'a>(
+        &'a self,
+        _: &'a str,
+        _: u64,
+    ) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
         down()
     }
 }
