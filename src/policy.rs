@@ -396,6 +396,29 @@ impl Default for RouteTable {
     }
 }
 
+/// The most named parameters a route pattern may have: matchit 0.8 renames them `a` to
+/// `y` and panics on the next one.
+const MAX_ROUTE_PARAMS: usize = 25;
+
+/// The named parameters (`{name}`) of a route pattern; a catch-all (`{*name}`) is not
+/// renamed, and `{{` is an escaped brace.
+fn parameters(pattern: &str) -> usize {
+    let mut n = 0;
+    let mut bytes = pattern.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if b == b'{' {
+            match bytes.peek() {
+                Some(b'{') => {
+                    bytes.next();
+                }
+                Some(b'*') => {}
+                _ => n += 1,
+            }
+        }
+    }
+    n
+}
+
 impl RouteTable {
     /// An empty table: every route gets [`Policy::authenticated`].
     pub fn new() -> Self {
@@ -485,6 +508,11 @@ impl RouteTable {
                     &path,
                     "mfa_verify needs a path without parameters",
                 ));
+            }
+            // matchit (0.8) panics on a route with more than 25 named parameters: refuse
+            // it first.
+            if parameters(&path) > MAX_ROUTE_PARAMS {
+                return Err(route_err(&path, "more than 25 parameters"));
             }
             router
                 .insert(path.clone(), policies)

@@ -340,8 +340,22 @@ impl Verifier {
             TokenKind::Access => &rules.access,
             TokenKind::Partial => &rules.partial,
         };
-        let data = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation)
-            .map_err(|e| map_error(e.kind()))?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation).map_err(|e| {
+                match e.kind() {
+                    // jsonwebtoken names the first missing claim in a `HashSet`'s randomly
+                    // seeded order: with both missing, decide here, `iss` first, so that one
+                    // token always gets one answer.
+                    ErrorKind::MissingRequiredClaim(c) if c == "iss" || c == "aud" => {
+                        if payload_has(token, "iss") {
+                            TokenError::WrongAudience
+                        } else {
+                            TokenError::WrongIssuer
+                        }
+                    }
+                    other => map_error(other),
+                }
+            })?;
         let claims = data.claims;
         // The audiences of the two kinds are mutually exclusive (RFC 8725 §3.12): an access
         // token never names the partial audience, a partial token names nothing else.
@@ -445,6 +459,23 @@ impl fmt::Debug for Verifier {
             .field("cache", &self.cache_stats())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the (already authenticated) payload of `token` has the claim `name`.
+fn payload_has(token: &str, name: &str) -> bool {
+    use base64::Engine;
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
+        })
+        .is_some_and(|claims| claims.contains_key(name))
 }
 
 fn map_error(kind: &ErrorKind) -> TokenError {

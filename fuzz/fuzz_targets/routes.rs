@@ -1,0 +1,6 @@
+//! Fuzz target `routes`: see `fuzz/src/harness/routes.rs` for what it sends and asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = tower_stepup_fuzz::harness::routes::run(data);
+});
