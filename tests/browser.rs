@@ -219,6 +219,26 @@ impl Browser {
         self.wait(css).await.text().await.unwrap()
     }
 
+    /// Waits until the element `css` shows a text containing `needle` (the page updates
+    /// after its request returns), and gives the text.
+    async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(el) => el.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`{css}` never showed `{needle}`; it shows `{text}`"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn url(&self) -> String {
         self.client.current_url().await.unwrap().to_string()
     }
@@ -310,8 +330,8 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     // 2. A wrong code: the attempts left.
     b.fill("#code", &d.wrong_code()).await;
     b.click("#submit").await;
-    let message = b.text("#message:not(.hidden)").await;
-    assert!(message.contains("4 attempts left"), "{message}");
+    b.wait_text("#message:not(.hidden)", "4 attempts left")
+        .await;
     b.shot("mfa-wrong-code").await;
 
     // 3. The right code: the dashboard, with a fresh session cookie; the partial cookie
@@ -319,6 +339,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     b.fill("#code", &d.code(&d.alice)).await;
     b.click("#submit").await;
     b.on("dashboard").await;
+    b.wait("#me:not(.hidden)").await;
     assert_eq!(b.text("#sub").await, "alice");
     assert!(b.text("#amr").await.contains("otp"));
     visited.push(b.url().await);
@@ -337,7 +358,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     d.clock.advance(301);
     b.goto(&format!("{}/billing", d.base)).await;
     b.on("mfa").await;
-    assert_eq!(b.text("#mfa-title").await, "Confirm it's you");
+    b.wait_text("#mfa-title", "Confirm it's you").await;
     let url = b.url().await;
     assert!(url.ends_with("/mfa?next=%2Fbilling"), "{url}");
     visited.push(url);
@@ -346,7 +367,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     b.fill("#code", &d.code(&d.alice)).await;
     b.click("#submit").await;
     b.on("billing").await;
-    assert!(b.text("#invoices").await.contains("INV-1001"));
+    b.wait_text("#invoices:not(.hidden)", "INV-1001").await;
     visited.push(b.url().await);
     b.shot("billing-after-step-up").await;
 
@@ -379,8 +400,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     d.clock.advance(306);
     b.fill("#code", &d.code(&d.alice)).await;
     b.click("#submit").await;
-    let message = b.text("#message:not(.hidden)").await;
-    assert!(message.contains("expired"), "{message}");
+    b.wait_text("#message:not(.hidden)", "expired").await;
     b.wait("#restart:not(.hidden) a#start-again").await;
     b.shot("mfa-expired").await;
     b.click("#start-again").await;
@@ -392,15 +412,15 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     for left in (1..=4).rev() {
         b.fill("#code", &d.wrong_code()).await;
         b.click("#submit").await;
-        let message = b.text("#message:not(.hidden)").await;
-        let expected = format!("{left} attempt");
-        assert!(message.contains(&expected), "{message}");
+        b.wait_text("#message:not(.hidden)", &format!("{left} attempt"))
+            .await;
     }
     b.fill("#code", &d.wrong_code()).await;
     b.click("#submit").await;
     b.wait("#restart:not(.hidden)").await;
-    let message = b.text("#message").await;
-    assert!(message.contains("Too many wrong codes"), "{message}");
+    let message = b
+        .wait_text("#message:not(.hidden)", "Too many wrong codes")
+        .await;
     assert!(message.contains("15 minutes"), "{message}");
     b.shot("mfa-locked-out").await;
 

@@ -62,6 +62,7 @@ const pages = {
     $("login-form").addEventListener("submit", async (e) => {
       e.preventDefault();
       const button = $("submit");
+      show($("message"), false);
       busy(button, true, "Signing in…");
       const r = await postJson("/auth/login", {
         username: $("username").value,
@@ -103,6 +104,7 @@ const pages = {
         return restart("This sign-in has expired. Please start again.");
       }
       const button = $("submit");
+      show($("message"), false);
       busy(button, true, "Verifying…");
       const body = { code: $("code").value.trim() };
       if (stepUpToken) body.mfa_token = stepUpToken;
@@ -173,6 +175,7 @@ const pages = {
     $("confirm-form").addEventListener("submit", async (e) => {
       e.preventDefault();
       const button = $("confirm");
+      show($("message"), false);
       busy(button, true, "Confirming…");
       const r = await postJson("/auth/mfa/enroll/confirm", { code: $("code").value.trim() });
       busy(button, false, "Confirm");
