@@ -509,6 +509,11 @@ impl RouteTable {
                     "mfa_verify needs a path without parameters",
                 ));
             }
+            // A request path always starts with `/`; matchit would let an empty pattern
+            // match `/`, which for the verify endpoint would open a door never listed.
+            if !path.starts_with('/') {
+                return Err(route_err(&path, "a pattern must start with /"));
+            }
             // matchit (0.8) panics on a route with more than 25 named parameters: refuse
             // it first.
             if parameters(&path) > MAX_ROUTE_PARAMS {

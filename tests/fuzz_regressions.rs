@@ -488,3 +488,27 @@ fn routes_finding_2_input_replays() {
 fn the_endpoint_step_up_answer_is_http_even_for_a_grpc_content_type() {
     assert_eq!(complete_body::run(&b64("CvYH2go=")), vec![403]);
 }
+
+/// Fuzzer finding (target `routes`, in CI): `DELETE ""` registered as the verify
+/// endpoint opened the verify door on `DELETE /` (matchit lets an empty pattern match
+/// `/`), a path the table never listed. A pattern must now start with `/`.
+#[test]
+fn a_pattern_without_a_leading_slash_is_a_config_error() {
+    let data = b64("AgEAAQABAwAB29syALQA2yfb2zIAtADbJ9vb29tdWFhYWFjb2wA7AQEDWA==");
+    assert!(!routes::run(&data), "the table must not build");
+    let (_clock, guard) = credential::guard(0);
+    for pattern in ["", "auth/mfa/verify", "{x}"] {
+        let table = tower_stepup::RouteTable::new().route(
+            Method::DELETE,
+            pattern,
+            tower_stepup::Policy::mfa_verify(),
+        );
+        assert!(guard.route_table(table).is_err(), "{pattern:?}");
+        let table = tower_stepup::RouteTable::new().route(
+            Method::GET,
+            pattern,
+            tower_stepup::Policy::public(),
+        );
+        assert!(guard.route_table(table).is_err(), "{pattern:?}");
+    }
+}

@@ -237,7 +237,7 @@ fn model(routes: &[Route], default: Kind) -> Option<(matchit::Router<Entry>, Kin
         if pattern.contains('{') && e.by_method.iter().any(|(_, k)| *k == Kind::MfaVerify) {
             return None;
         }
-        if named_params(&pattern) > 25 {
+        if named_params(&pattern) > 25 || !pattern.starts_with('/') {
             return None;
         }
         router.insert(pattern, e).ok()?;
