@@ -16,6 +16,7 @@
 //! | `POST /auth/mfa/enroll`, `POST /auth/mfa/enroll/confirm` | authenticated (step-up for a user who has a factor) |
 //! | `POST /auth/refresh` | public |
 //! | `POST /auth/logout` | authenticated |
+//! | `GET /login`, `/mfa`, `/dashboard`, `/billing`, `/security`, `/static/*` | public (browser pages over the routes above, in cookie mode) |
 //!
 //! Users: `alice` / `alice-password` (TOTP enrolled), `bob` / `bob-password` (no second
 //! factor). Environment (all optional): `STEPUP_BIND`, `STEPUP_ALICE_TOTP_SECRET`,
@@ -98,6 +99,10 @@ fn print_instructions(base: &str, config: &app::DemoConfig) {
     let json = "-H 'content-type: application/json'";
     let field = |name: &str| format!("sed -E 's/.*\"{name}\":\"([^\"]+)\".*/\\1/'");
     println!("tower-stepup demo listening on {base}");
+    println!();
+    // Browsers keep `Secure` cookies over plain http on `localhost` only.
+    let browser = base.replace("127.0.0.1", "localhost");
+    println!("In a browser: {browser}/login (cookie mode; pages for every step).");
     println!();
     println!("Users: alice / alice-password (TOTP), bob / bob-password (no second factor).");
     if config.alice_secret_was_random {
