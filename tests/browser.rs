@@ -260,6 +260,22 @@ impl Browser {
         cookies
     }
 
+    /// The value of cookie `name` as a request to `path` would carry it.
+    async fn cookie_value_at(&self, base: &str, path: &str, name: &str) -> Option<String> {
+        let back = self.url().await;
+        self.goto(&format!("{base}{path}")).await;
+        let value = self
+            .client
+            .get_all_cookies()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.value().to_owned());
+        self.goto(&back).await;
+        value
+    }
+
     async fn sign_in(&self, base: &str, user: &str, password: &str) {
         self.goto(&format!("{base}/login")).await;
         self.on("login").await;
@@ -371,10 +387,71 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     visited.push(b.url().await);
     b.shot("billing-after-step-up").await;
 
-    // 5. bob (password only) enrolls an authenticator: the QR code, then the recovery
-    // codes, once.
+    // The refresh cookie: HttpOnly, sent to /auth (refresh and logout) only.
+    let at_refresh = b.cookies_at(&d.base, "/auth/refresh").await;
+    assert!(
+        at_refresh.contains(&("__Secure-stepup-refresh".to_owned(), true)),
+        "{at_refresh:?}"
+    );
+    let at_billing = b.cookies_at(&d.base, "/billing").await;
+    assert!(
+        !at_billing.iter().any(|(n, _)| n.contains("refresh")),
+        "{at_billing:?}"
+    );
+
+    // 5. The access token expires (900 s): the page refreshes silently with the refresh
+    // cookie and still shows alice, under a new session cookie.
+    let session_before = b
+        .cookie_value_at(&d.base, "/dashboard", "__Host-stepup-session")
+        .await
+        .unwrap();
+    // Past the access token's 900 s and the verifier's 5 s leeway.
+    d.clock.advance(906);
+    b.goto(&format!("{}/dashboard", d.base)).await;
+    b.on("dashboard").await;
+    b.wait("#me:not(.hidden)").await;
+    assert_eq!(b.text("#sub").await, "alice");
+    let session_after = b
+        .cookie_value_at(&d.base, "/dashboard", "__Host-stepup-session")
+        .await
+        .unwrap();
+    assert_ne!(session_before, session_after, "a silent refresh happened");
+    b.shot("dashboard-after-silent-refresh").await;
+
+    // Sign out ends the session on the server too: its refresh token is dead.
+    let refresh = b
+        .cookie_value_at(&d.base, "/auth/refresh", "__Secure-stepup-refresh")
+        .await
+        .unwrap();
     b.click("#logout").await;
     b.on("login").await;
+    let res = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!(
+            "{}/auth/refresh",
+            d.base.replace("localhost", "127.0.0.1")
+        ))
+        .header("content-type", "application/json")
+        .body(json!({ "refresh_token": refresh }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        400,
+        "the refresh family is revoked at sign-out"
+    );
+    assert!(
+        b.cookie_value_at(&d.base, "/auth/refresh", "__Secure-stepup-refresh")
+            .await
+            .is_none(),
+        "the refresh cookie is cleared"
+    );
+
+    // 6. bob (password only) enrolls an authenticator: the QR code, then the recovery
+    // codes, once.
     b.sign_in(&d.base, "bob", "bob-password").await;
     b.on("dashboard").await;
     b.goto(&format!("{}/security", d.base)).await;
@@ -390,7 +467,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     assert_eq!(codes.len(), 10);
     b.shot("enroll-recovery-codes").await;
 
-    // 6. An expired sign-in: a clear message and a way to start again.
+    // 7. An expired sign-in: a clear message and a way to start again.
     b.click("#logout").await;
     b.on("login").await;
     d.clock.advance(30);
@@ -406,7 +483,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     b.click("#start-again").await;
     b.on("login").await;
 
-    // 7. Too many wrong codes: locked out, and when to retry.
+    // 8. Too many wrong codes: locked out, and when to retry.
     b.sign_in(&d.base, "alice", "alice-password").await;
     b.on("mfa").await;
     for left in (1..=4).rev() {
@@ -431,7 +508,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     }
     assert_eq!(b.page().await, "mfa");
     let shots = std::fs::read_dir(&b.shots).unwrap().count();
-    assert_eq!(shots, 10, "one screenshot per step");
+    assert_eq!(shots, 11, "one screenshot per step");
     b.client.clone().close().await.unwrap();
 }
 

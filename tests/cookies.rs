@@ -152,9 +152,52 @@ async fn partial_cookie_to_verify_then_session_cookie_to_the_app_then_cleared() 
         &"__Secure-stepup-partial=; Path=/auth/mfa/verify; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
             .to_owned()
     ), "the partial cookie is cleared: {cookies:?}");
+    let refresh_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("__Secure-stepup-refresh="))
+        .expect("a refresh cookie");
+    assert!(
+        refresh_cookie.ends_with("; Path=/auth; Max-Age=86400; HttpOnly; Secure; SameSite=Strict"),
+        "{refresh_cookie}"
+    );
     let body: serde_json::Value =
         serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["refresh_token"], cookie_value(refresh_cookie));
+
+    // Refresh with the cookie alone (an empty JSON body): both cookies are replaced, the
+    // family's end is kept.
+    s.clock.advance(100);
+    let mut req = post("/auth/refresh", "{}");
+    req.headers_mut().insert(
+        COOKIE,
+        format!("__Secure-stepup-refresh={}", cookie_value(refresh_cookie))
+            .parse()
+            .unwrap(),
+    );
+    let res = s.completion.refresh().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let rotated = set_cookies(&res);
+    assert!(rotated
+        .iter()
+        .any(|c| c.starts_with("__Host-stepup-session=")));
+    let refresh_cookie = rotated
+        .iter()
+        .find(|c| c.starts_with("__Secure-stepup-refresh="))
+        .expect("a new refresh cookie")
+        .clone();
+    assert!(
+        refresh_cookie.contains("; Max-Age=86300;"),
+        "{refresh_cookie}"
+    );
+    let refresh = cookie_value(&refresh_cookie).to_owned();
+    // Without body token or cookie: invalid_grant.
+    let res = s
+        .completion
+        .refresh()
+        .oneshot(post("/auth/refresh", "{}"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 
     // The layer reads the session cookie.
     let app = s
@@ -182,21 +225,40 @@ async fn partial_cookie_to_verify_then_session_cookie_to_the_app_then_cleared() 
     let res = app.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
-    // Logout clears the session cookie.
+    // Logout with the refresh cookie alone revokes the family and clears both cookies.
     let access = body["access_token"].as_str().unwrap();
     let claims = s.guard.verifier().verify(access, T0).unwrap().claims;
-    let mut req = post(
-        "/auth/logout",
-        &format!(r#"{{"refresh_token":"{refresh}"}}"#),
+    let mut req = post("/auth/logout", "{}");
+    req.headers_mut().insert(
+        COOKIE,
+        format!("__Secure-stepup-refresh={refresh}")
+            .parse()
+            .unwrap(),
     );
     req.extensions_mut().insert(claims);
     let res = s.completion.logout().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         set_cookies(&res),
-        ["__Host-stepup-session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"]
+        [
+            "__Host-stepup-session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
+            "__Secure-stepup-refresh=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+        ]
     );
-    let _ = &s.clock;
+    let res = s
+        .completion
+        .refresh()
+        .oneshot(post(
+            "/auth/refresh",
+            &format!(r#"{{"refresh_token":"{refresh}"}}"#),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "the family is revoked"
+    );
 }
 
 #[tokio::test]

@@ -1358,9 +1358,11 @@ async fn cross_site_posts_with_the_cookies_are_refused_and_change_nothing() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
         r.set_cookies(),
-        [format!(
-            "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
-        )]
+        [
+            format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"),
+            "__Secure-stepup-refresh=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+                .to_owned(),
+        ]
     );
     app.post_json("/auth/refresh", &json!({ "refresh_token": refresh }), None)
         .await

@@ -10,9 +10,15 @@ use http::HeaderValue;
 /// - the **partial cookie** carries the partial token from login to the verify endpoint
 ///   only: `__Secure-stepup-partial`, `Path=` the verify path. (`__Host-` cookies must
 ///   have `Path=/`, so a cookie scoped to one path takes the `__Secure-` prefix.)
+/// - the **refresh cookie** carries the refresh token to the refresh and logout
+///   endpoints: `__Secure-stepup-refresh`, `Path=/auth` by default (both endpoints must
+///   be under it), for as long as the session's absolute lifetime remains. Refresh and
+///   logout read the token from the body first, then from this cookie.
 ///
-/// Both are `HttpOnly; Secure; SameSite=Strict`. Verify clears the partial cookie and
-/// sets a new session cookie; logout clears the session cookie.
+/// All are `HttpOnly; Secure; SameSite=Strict`. Verify clears the partial cookie and
+/// sets a new session and refresh cookie; refresh replaces both; logout clears both.
+/// The token responses still carry the tokens in their JSON body too, for API clients
+/// of the same endpoints: a page should not keep them.
 ///
 /// # Security
 /// The endpoints accept only `Content-Type: application/json` bodies, which a cross-site
@@ -24,6 +30,8 @@ pub struct CookieConfig {
     session: String,
     partial: String,
     partial_path: String,
+    refresh: String,
+    refresh_path: String,
     secure: bool,
 }
 
@@ -40,8 +48,17 @@ impl CookieConfig {
             session: "__Host-stepup-session".to_owned(),
             partial: "__Secure-stepup-partial".to_owned(),
             partial_path: "/auth/mfa/verify".to_owned(),
+            refresh: "__Secure-stepup-refresh".to_owned(),
+            refresh_path: "/auth".to_owned(),
             secure: true,
         }
+    }
+
+    /// The path the refresh cookie is scoped to: a prefix of both the refresh and the
+    /// logout endpoint's paths. Default `/auth`.
+    pub fn refresh_path(mut self, path: impl Into<String>) -> Self {
+        self.refresh_path = path.into();
+        self
     }
 
     /// The path of the verify endpoint, to which the partial cookie is scoped.
@@ -59,6 +76,7 @@ impl CookieConfig {
         self.secure = false;
         self.session = "stepup-session".to_owned();
         self.partial = "stepup-partial".to_owned();
+        self.refresh = "stepup-refresh".to_owned();
         self
     }
 
@@ -70,6 +88,19 @@ impl CookieConfig {
     /// The partial cookie's name.
     pub fn partial_name(&self) -> &str {
         &self.partial
+    }
+
+    /// The refresh cookie's name.
+    pub fn refresh_name(&self) -> &str {
+        &self.refresh
+    }
+
+    pub(crate) fn set_refresh(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
+        self.build(&self.refresh, &self.refresh_path, token, max_age)
+    }
+
+    pub(crate) fn clear_refresh(&self) -> Option<HeaderValue> {
+        self.build(&self.refresh, &self.refresh_path, "", 0)
     }
 
     pub(crate) fn set_session(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
@@ -115,6 +146,14 @@ mod tests {
         assert_eq!(
             c.clear_partial().unwrap(),
             "__Secure-stepup-partial=; Path=/auth/mfa/verify; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            c.set_refresh("r", 86400).unwrap(),
+            "__Secure-stepup-refresh=r; Path=/auth; Max-Age=86400; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            c.clear_refresh().unwrap(),
+            "__Secure-stepup-refresh=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
         );
     }
 

@@ -26,6 +26,8 @@ const MAX_REFRESH_TOKEN_LEN: usize = 256;
 pub(crate) struct Session {
     pub(crate) access: IssuedToken,
     pub(crate) refresh: String,
+    /// Seconds until the refresh family's absolute end (the refresh cookie's lifetime).
+    pub(crate) refresh_expires_in: u64,
 }
 
 impl Session {
@@ -43,11 +45,15 @@ impl Session {
         body
     }
 
-    /// The token response, with the session cookie when cookies are on.
+    /// The token response, with the session and refresh cookies when cookies are on.
     pub(crate) fn response(&self, completion: &Completion) -> Response<Bytes> {
         let mut response = json_ok(&self.body());
         if let Some(cookies) = completion.cookies() {
-            if let Some(v) = cookies.set_session(&self.access.token, self.access.expires_in) {
+            let set = [
+                cookies.set_session(&self.access.token, self.access.expires_in),
+                cookies.set_refresh(&self.refresh, self.refresh_expires_in),
+            ];
+            for v in set.into_iter().flatten() {
                 response.headers_mut().append(SET_COOKIE, v);
             }
         }
@@ -98,12 +104,32 @@ pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Sess
         .store
         .refresh_create(hash(&refresh), record, now)
         .await?;
-    Ok(Session { access, refresh })
+    Ok(Session {
+        access,
+        refresh,
+        refresh_expires_in: inner.refresh_lifetime,
+    })
 }
 
 #[derive(Deserialize)]
 struct RefreshBody {
-    refresh_token: String,
+    /// Absent (or empty) in cookie mode: the refresh cookie carries it.
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// The refresh token of a request: the body's, else the refresh cookie's.
+fn presented(
+    completion: &Completion,
+    headers: &http::HeaderMap,
+    body: RefreshBody,
+) -> Option<String> {
+    body.refresh_token.filter(|t| !t.is_empty()).or_else(|| {
+        completion
+            .cookies()
+            .and_then(|c| super::request::cookie(headers, c.refresh_name()))
+            .map(str::to_owned)
+    })
 }
 
 fn checked(token: &str) -> Result<&str, Failure> {
@@ -131,9 +157,10 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let inner = completion.inner();
-    let (_, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
-    audit.token(&body.refresh_token);
-    let presented = checked(&body.refresh_token)?;
+    let (parts, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let token = presented(completion, &parts.headers, body).unwrap_or_default();
+    audit.token(&token);
+    let presented = checked(&token)?;
     let now = inner.guard.clock().now();
     let next = new_refresh_token()?;
     match inner
@@ -149,6 +176,7 @@ where
             Ok(Session {
                 access,
                 refresh: next,
+                refresh_expires_in: record.expires_at.saturating_sub(now),
             }
             .response(completion))
         }
@@ -178,11 +206,12 @@ where
         .cloned()
         .ok_or(Failure::new(ErrorKind::Unauthorized))?;
     audit.sub(claims.sub());
-    let (_, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let (parts, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
     let now = inner.guard.clock().now();
-    audit.token(&body.refresh_token);
+    let token = presented(completion, &parts.headers, body).unwrap_or_default();
+    audit.token(&token);
     // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
-    let revoked = match checked(&body.refresh_token) {
+    let revoked = match checked(&token) {
         Ok(token) => {
             inner
                 .store
@@ -195,8 +224,10 @@ where
         audit.reason("no_family_revoked");
     }
     let mut response = no_content();
-    if let Some(v) = completion.cookies().and_then(|c| c.clear_session()) {
-        response.headers_mut().append(SET_COOKIE, v);
+    if let Some(c) = completion.cookies() {
+        for v in [c.clear_session(), c.clear_refresh()].into_iter().flatten() {
+            response.headers_mut().append(SET_COOKIE, v);
+        }
     }
     Ok(response)
 }

@@ -1,6 +1,7 @@
 // The demo's pages: plain JavaScript over the JSON endpoints, in cookie mode. The
-// partial token and the session travel only in HttpOnly cookies; nothing secret is ever
-// put in a URL or in storage (only the short-lived, single-use mfa_token of a step-up
+// partial token, the session and the refresh token travel only in HttpOnly cookies (the
+// pages never keep the tokens the JSON bodies also carry); nothing secret is ever put in
+// a URL or in storage (only the short-lived, single-use mfa_token of a step-up
 // waits in sessionStorage while the code form is shown).
 "use strict";
 
@@ -26,11 +27,20 @@ async function postJson(path, body) {
   return { status: res.status, data, headers: res.headers };
 }
 
-async function getJson(path) {
+async function getJsonOnce(path) {
   const res = await fetch(path, { credentials: "same-origin" });
   let data = {};
   try { data = await res.json(); } catch (_) {}
   return { status: res.status, data };
+}
+
+// A protected read. When the session cookie's access token has expired, a silent
+// refresh (the HttpOnly refresh cookie goes to /auth/refresh by itself) and one retry.
+async function getJson(path) {
+  const r = await getJsonOnce(path);
+  if (r.status !== 401) return r;
+  const refreshed = await postJson("/auth/refresh", {});
+  return refreshed.status === 200 ? getJsonOnce(path) : r;
 }
 
 // Where to go after signing in: a local path only (no open redirect).
@@ -200,7 +210,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (page !== "login" && page !== "mfa") {
     show(logout, true);
     logout.addEventListener("click", async () => {
-      await postJson("/auth/logout", { refresh_token: "" });
+      // The refresh cookie names the session to end; the server clears both cookies.
+      await postJson("/auth/logout", {});
       location.assign("/login");
     });
   }
