@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use tower_stepup::audit::{self, Event, Outcome};
 use tower_stepup::complete::TotpFactor;
 use tower_stepup::factor::recovery;
-use tower_stepup::factor::totp::{self, TotpSecret};
+use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::ManualClock;
 use tracing::field::{Field, Visit};
@@ -29,14 +29,15 @@ use tracing_subscriber::Layer;
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
 mod app;
+#[path = "support/codes.rs"]
+mod codes;
+#[path = "support/demo_config.rs"]
+mod demo_config;
 #[path = "support/failing_store.rs"]
 mod failing_store;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
-const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-const SIGNING_KEY: [u8; 32] = [0x51; 32];
-const SEALING_KEY: [u8; 32] = [0x5e; 32];
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -123,25 +124,9 @@ struct Demo {
     recovery_codes: Vec<String>,
 }
 
-fn config() -> app::DemoConfig {
-    app::DemoConfig {
-        bind: "127.0.0.1:0".to_owned(),
-        alice_totp_secret: TotpSecret::from_base32(ALICE_SECRET).unwrap(),
-        alice_secret_was_random: false,
-        max_age_secs: 300,
-        mfa_token_ttl_secs: 300,
-        access_ttl_secs: 900,
-        max_attempts: 3,
-        signing_key: SIGNING_KEY,
-        sealing_key: SEALING_KEY,
-        keys_were_random: false,
-        redis_url: None,
-    }
-}
-
 fn demo_on(store: Arc<dyn Store>) -> Demo {
     let clock = ManualClock::new(T0);
-    let config = config();
+    let config = demo_config::demo_config(3);
     let built = app::build(&config, clock.clone(), store).unwrap();
     let (codes, hashes) = recovery::generate().unwrap();
     built.factors.insert(
@@ -205,34 +190,18 @@ impl Demo {
     }
 
     fn code(&self) -> String {
-        code_now(&self.alice, self.now())
+        codes::code_now(&self.alice, self.now())
     }
 
     /// A six-digit code the server cannot accept now (none of the steps around now).
     fn wrong(&self) -> String {
-        wrong_code(&self.alice, self.now())
+        codes::wrong_code(&self.alice, self.now())
     }
 
     /// Moves to the next TOTP step (a new code).
     fn next_step(&self) {
         self.clock.advance(30);
     }
-}
-
-fn code_now(secret: &TotpSecret, now: u64) -> String {
-    totp::code_at(secret, totp::step_at(now))
-}
-
-fn wrong_code(secret: &TotpSecret, now: u64) -> String {
-    let step = totp::step_at(now);
-    let near: Vec<String> = (step - 2..=step + 2)
-        .map(|s| totp::code_at(secret, s))
-        .collect();
-    ["000000", "987654", "123450", "555555"]
-        .into_iter()
-        .find(|c| !near.iter().any(|n| n == c))
-        .unwrap()
-        .to_owned()
 }
 
 fn short_hash(token: &str) -> String {
@@ -775,7 +744,7 @@ async fn audit_events_hold_no_secret() {
         "alice-password".into(),
         "bob-password".into(),
         "wrong-password-typed-as-username".into(),
-        ALICE_SECRET.into(),
+        demo_config::ALICE_SECRET.into(),
     ];
     secrets.extend(d.recovery_codes.iter().cloned());
 
@@ -871,11 +840,11 @@ async fn audit_events_hold_no_secret() {
     secrets.push(enroll.str("secret"));
     d.post(
         "/auth/mfa/enroll/confirm",
-        json!({"code": d.wrong()}),
+        json!({"code": codes::wrong_code(&bob_secret, d.now())}),
         Some(&bob_access),
     )
     .await;
-    let bob_code = code_now(&bob_secret, d.now());
+    let bob_code = codes::code_now(&bob_secret, d.now());
     secrets.push(bob_code.clone());
     let confirmed = d
         .post(
@@ -893,7 +862,7 @@ async fn audit_events_hold_no_secret() {
             .map(|c| c.as_str().unwrap().to_owned()),
     );
     // Keys, in the forms a careless log line would use.
-    for key in [SIGNING_KEY, SEALING_KEY] {
+    for key in [demo_config::SIGNING_KEY, demo_config::SEALING_KEY] {
         secrets.push(hex(&key));
         secrets.push(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,

@@ -16,15 +16,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use tower_stepup::factor::totp::{self, TotpSecret};
+use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::MemoryStore;
 use tower_stepup::{Clock, ManualClock};
 
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
 mod app;
+#[path = "support/codes.rs"]
+mod codes;
+#[path = "support/demo_config.rs"]
+mod demo_config;
 
-const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const WAIT: Duration = Duration::from_secs(15);
 
 struct Demo {
@@ -49,19 +52,7 @@ async fn demo() -> Demo {
         .as_secs();
     // 5 s into a TOTP step, so that codes are where the test expects them.
     let clock = ManualClock::new(now - now % 30 + 5);
-    let config = app::DemoConfig {
-        bind: "127.0.0.1:0".to_owned(),
-        alice_totp_secret: TotpSecret::from_base32(ALICE_SECRET).unwrap(),
-        alice_secret_was_random: false,
-        max_age_secs: 300,
-        mfa_token_ttl_secs: 300,
-        access_ttl_secs: 900,
-        max_attempts: 5,
-        signing_key: [0x51; 32],
-        sealing_key: [0x5e; 32],
-        keys_were_random: false,
-        redis_url: None,
-    };
+    let config = demo_config::demo_config(5);
     let built = app::build(&config, clock.clone(), Arc::new(MemoryStore::new())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     // `localhost`: browsers accept `Secure` cookies over plain http there.
@@ -299,19 +290,11 @@ impl Drop for Browser {
 
 impl Demo {
     fn code(&self, secret: &TotpSecret) -> String {
-        totp::code_at(secret, totp::step_at(self.clock.now()))
+        codes::code_now(secret, self.clock.now())
     }
 
     fn wrong_code(&self) -> String {
-        let step = totp::step_at(self.clock.now());
-        let near: Vec<_> = (step - 2..=step + 2)
-            .map(|s| totp::code_at(&self.alice, s))
-            .collect();
-        ["000000", "111111", "222222"]
-            .into_iter()
-            .find(|c| !near.iter().any(|n| n == c))
-            .unwrap()
-            .to_owned()
+        codes::wrong_code(&self.alice, self.clock.now())
     }
 }
 

@@ -22,10 +22,13 @@ use tower_stepup::{Clock, ManualClock};
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
 mod app;
+#[path = "support/codes.rs"]
+mod codes;
+#[path = "support/demo_config.rs"]
+mod demo_config;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
-const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
 struct Demo {
     base: String,
@@ -67,19 +70,7 @@ impl Service<Request<Full<Bytes>>> for Counting {
 
 async fn demo() -> Demo {
     let clock = ManualClock::new(T0);
-    let config = app::DemoConfig {
-        bind: "127.0.0.1:0".to_owned(),
-        alice_totp_secret: TotpSecret::from_base32(ALICE_SECRET).unwrap(),
-        alice_secret_was_random: false,
-        max_age_secs: 300,
-        mfa_token_ttl_secs: 300,
-        access_ttl_secs: 900,
-        max_attempts: 5,
-        signing_key: [0x51; 32],
-        sealing_key: [0x5e; 32],
-        keys_were_random: false,
-        redis_url: None,
-    };
+    let config = demo_config::demo_config(5);
     let built = app::build(&config, clock.clone(), Arc::new(MemoryStore::new())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -111,19 +102,11 @@ impl Demo {
     }
 
     fn code(&self) -> String {
-        totp::code_at(&self.alice, totp::step_at(self.clock.now()))
+        codes::code_now(&self.alice, self.clock.now())
     }
 
     fn wrong_code(&self) -> String {
-        let step = totp::step_at(self.clock.now());
-        let near: Vec<_> = (step - 2..=step + 2)
-            .map(|s| totp::code_at(&self.alice, s))
-            .collect();
-        ["000000", "111111", "222222"]
-            .into_iter()
-            .find(|c| !near.iter().any(|n| n == c))
-            .unwrap()
-            .to_owned()
+        codes::wrong_code(&self.alice, self.clock.now())
     }
 
     fn sent(&self) -> usize {

@@ -28,7 +28,11 @@ use tower_stepup::{Algorithm, Grant, Issuer, ManualClock, SigningKey};
 #[path = "../examples/axum_app/app.rs"]
 mod app;
 
+#[path = "support/codes.rs"]
+mod codes;
+
 /// 10 s into a 30 s TOTP step.
+
 const T0: u64 = 1_800_000_010;
 const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const SIGNING_KEY: [u8; 32] = [0x51; 32];
@@ -284,7 +288,7 @@ impl Server {
 
     /// A six-digit code that is none of alice's codes the server could accept now.
     fn wrong_code(&self) -> String {
-        wrong_code_for(&self.alice, self.now())
+        codes::wrong_code(&self.alice, self.now())
     }
 
     /// Login + verify with the current code → (access, refresh).
@@ -303,19 +307,6 @@ impl Server {
         )
         .await
     }
-}
-
-/// A code that matches none of the steps `now - 2 … now + 2` of `secret`.
-fn wrong_code_for(secret: &TotpSecret, now: u64) -> String {
-    let step = totp::step_at(now);
-    let valid: HashSet<String> = (step - 2..=step + 2)
-        .map(|s| totp::code_at(secret, s))
-        .collect();
-    ["918273", "827364", "736451", "645192", "554033"]
-        .into_iter()
-        .find(|c| !valid.contains(*c))
-        .unwrap()
-        .to_owned()
 }
 
 /// The payload of a JWS, unverified.
@@ -535,7 +526,7 @@ async fn bob_without_a_factor_gets_tokens_and_enrolls() {
     assert_eq!(e.header("cache-control"), Some("no-store"));
     let secret = TotpSecret::from_base32(&secret_b32).unwrap();
 
-    let wrong = wrong_code_for(&secret, s.now());
+    let wrong = codes::wrong_code(&secret, s.now());
     s.post(
         "/auth/mfa/enroll/confirm",
         &json!({"code": wrong}),

@@ -34,7 +34,11 @@ use tower_stepup::{
     SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
 };
 
+#[path = "support/codes.rs"]
+mod codes;
+
 /// 10 s into a 30 s TOTP step.
+
 const T0: u64 = 1_800_000_010;
 const ISS: &str = "https://auth.security.test";
 const AUD: &str = "https://api.security.test";
@@ -593,19 +597,6 @@ fn payload(jwt: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
-/// A six-digit code that matches none of the steps `now - 2 … now + 2` of `secret`.
-fn wrong_code(secret: &TotpSecret, now: u64) -> String {
-    let step = totp::step_at(now);
-    let valid: HashSet<String> = (step - 2..=step + 2)
-        .map(|s| totp::code_at(secret, s))
-        .collect();
-    ["918273", "827364", "736451", "645192", "554033"]
-        .into_iter()
-        .find(|c| !valid.contains(*c))
-        .unwrap()
-        .to_owned()
-}
-
 // ---------------------------------------------------------------------------------------
 // Token kinds at the endpoints
 // ---------------------------------------------------------------------------------------
@@ -977,7 +968,7 @@ async fn one_lockout_per_user_across_factors_and_challenge_kinds() {
     let session = app.session("alice").await;
     app.clock.set(T0 + 301);
     let partial = app.partial("alice").await;
-    let wrong = wrong_code(&app.alice, app.now());
+    let wrong = codes::wrong_code(&app.alice, app.now());
     let bad_recovery = "AAAA-BBBB-CCCC-DDDD";
 
     for (remaining, is_totp) in [(4, true), (3, false), (2, true), (1, false)] {
@@ -1426,7 +1417,7 @@ async fn a_store_that_cannot_write_gives_no_code_oracle_and_no_session() {
 
     let right = app.verify(&partial, &app.code(&app.alice)).await;
     let wrong = app
-        .verify(&partial, &wrong_code(&app.alice, app.now()))
+        .verify(&partial, &codes::wrong_code(&app.alice, app.now()))
         .await;
     right.expect(503, "temporarily_unavailable");
     assert_eq!(

@@ -1,0 +1,30 @@
+//! The demo app's configuration as the tests build it (`examples/axum_app/app.rs`,
+//! included by each test crate as `mod app`): fixed keys and secret, loopback.
+#![allow(dead_code)]
+
+use tower_stepup::factor::totp::TotpSecret;
+
+/// alice's TOTP secret in the tests.
+pub const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+/// The demo's signing key in the tests.
+pub const SIGNING_KEY: [u8; 32] = [0x51; 32];
+/// The demo's sealing key in the tests.
+pub const SEALING_KEY: [u8; 32] = [0x5e; 32];
+
+/// The demo with fixed keys and alice's fixed secret: `max_age` and mfa_tokens 300 s,
+/// access tokens 900 s, `max_attempts` wrong codes before a lockout.
+pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
+    crate::app::DemoConfig {
+        bind: "127.0.0.1:0".to_owned(),
+        alice_totp_secret: TotpSecret::from_base32(ALICE_SECRET).expect("base32"),
+        alice_secret_was_random: false,
+        max_age_secs: 300,
+        mfa_token_ttl_secs: 300,
+        access_ttl_secs: 900,
+        max_attempts,
+        signing_key: SIGNING_KEY,
+        sealing_key: SEALING_KEY,
+        keys_were_random: false,
+        redis_url: None,
+    }
+}
