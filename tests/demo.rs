@@ -32,7 +32,6 @@ mod app;
 mod codes;
 
 /// 10 s into a 30 s TOTP step.
-
 const T0: u64 = 1_800_000_010;
 const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const SIGNING_KEY: [u8; 32] = [0x51; 32];

@@ -38,7 +38,6 @@ use tower_stepup::{
 mod codes;
 
 /// 10 s into a 30 s TOTP step.
-
 const T0: u64 = 1_800_000_010;
 const ISS: &str = "https://auth.security.test";
 const AUD: &str = "https://api.security.test";
