@@ -67,6 +67,9 @@ pub enum Event {
     Refresh,
     /// `POST …/logout`.
     Logout,
+    /// A second factor was enrolled (after `enroll_confirm` succeeded): worth telling
+    /// the user about on another channel (see `complete::Hooks`).
+    FactorEnrolled,
 }
 
 /// How it ended.
@@ -92,7 +95,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Event; 8] = [
+const EVENTS: [Event; 9] = [
     Event::Login,
     Event::Verify,
     Event::StepUp,
@@ -101,6 +104,7 @@ const EVENTS: [Event; 8] = [
     Event::EnrollConfirm,
     Event::Refresh,
     Event::Logout,
+    Event::FactorEnrolled,
 ];
 
 const OUTCOMES: [Outcome; 8] = [
@@ -131,6 +135,7 @@ impl Event {
             Self::EnrollConfirm => "enroll_confirm",
             Self::Refresh => "refresh",
             Self::Logout => "logout",
+            Self::FactorEnrolled => "factor_enrolled",
         }
     }
 

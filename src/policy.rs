@@ -283,17 +283,24 @@ impl StepUp {
         {
             return Some(Unmet::Acr);
         }
-        if let Some(max_age) = self.max_age {
-            let fresh = match claims.auth_time() {
-                Some(t) if t > now.saturating_add(leeway) => false,
-                Some(t) => now.saturating_sub(t) <= max_age,
-                None => false,
-            };
-            if !fresh {
-                return Some(Unmet::MaxAge);
-            }
+        if !self.recent_enough(claims, now, leeway) {
+            return Some(Unmet::MaxAge);
         }
         None
+    }
+
+    /// Whether `claims` meet this requirement's `max_age` at `now` (always, without one):
+    /// `now - auth_time <= max_age`, and an `auth_time` more than `leeway` seconds in the
+    /// future fails.
+    pub(crate) fn recent_enough(&self, claims: &Claims, now: u64, leeway: u64) -> bool {
+        let Some(max_age) = self.max_age else {
+            return true;
+        };
+        match claims.auth_time() {
+            Some(t) if t > now.saturating_add(leeway) => false,
+            Some(t) => now.saturating_sub(t) <= max_age,
+            None => false,
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

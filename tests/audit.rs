@@ -875,7 +875,8 @@ async fn audit_events_hold_no_secret() {
         .iter()
         .filter(|e| e.target == audit::TARGET)
         .collect();
-    assert_eq!(audit_events.len(), 13, "{audit_events:#?}");
+    // 13 requests, and the `factor_enrolled` event of bob's confirmation.
+    assert_eq!(audit_events.len(), 14, "{audit_events:#?}");
     for event in &events {
         for (name, value) in &event.fields {
             for secret in &secrets {

@@ -126,8 +126,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, FamilyRevocation, MemoryStore, RefreshRecord, Rotation, Store,
-    StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, FamilyRevocation, MemoryStore, RefreshRecord, Reservation, Rotation,
+    Settlement, Store, StoreFuture, TokenHash,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer, SealingKey,
@@ -394,9 +394,25 @@ impl Store for TestStore {
         })
     }
 
-    fn record_failure<'a>(
+    fn reserve_attempt<'a>(
         &'a self,
-        user: &'a str,
+        key: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if self.faults.no_lockout {
+                return Ok(Reservation::Granted);
+            }
+            self.inner.reserve_attempt(key, policy, now).await
+        })
+    }
+
+    fn settle_attempt<'a>(
+        &'a self,
+        key: &'a str,
+        settlement: Settlement,
         policy: AttemptPolicy,
         now: u64,
     ) -> StoreFuture<'a, Attempts> {
@@ -408,14 +424,9 @@ impl Store for TestStore {
                     locked_until: None,
                 });
             }
-            self.inner.record_failure(user, policy, now).await
-        })
-    }
-
-    fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.clear_failures(user, now).await
+            self.inner
+                .settle_attempt(key, settlement, policy, now)
+                .await
         })
     }
 
@@ -969,6 +980,9 @@ struct UserState {
     last_step: Option<u64>,
     attempts: AttemptState,
     pending: Option<Pending>,
+    /// Until when the confirmed enrollment answers `409 enrollment_already_confirmed`
+    /// (its tombstone), unless a new one starts.
+    confirmed_until: Option<u64>,
     /// Every recovery code ever issued to the user, for replays of replaced ones.
     known_recovery: Vec<String>,
 }
@@ -2711,6 +2725,10 @@ impl Run {
         if self.m.user(user).factor.is_some() && !self.stepped_up(a, now) {
             return Err(Want::err(403, "mfa_required", MODEL));
         }
+        // A first factor needs a recent authentication (DESIGN §8.2).
+        if now - self.m.access[a].auth_time > MAX_AGE {
+            return Err(Want::err(403, "reauthentication_required", MODEL));
+        }
         Ok(a)
     }
 
@@ -2735,7 +2753,7 @@ impl Run {
         let a = match self.enroll_auth(kind, now) {
             Err(want) => {
                 self.compare("enroll", want, &r)?;
-                if want.status == 403 {
+                if want.error == "mfa_required" {
                     let a = self.pick_from(kind);
                     self.record_mfa_token(&r, a, now)?;
                 }
@@ -2749,11 +2767,13 @@ impl Run {
         let id = self.m.next_secret_id;
         self.m.next_secret_id += 1;
         let user = self.m.access[a].user;
-        self.m.user_mut(user).pending = Some(Pending {
+        let u = self.m.user_mut(user);
+        u.pending = Some(Pending {
             secret,
             id,
             expires_at: now + ENROLL_TTL,
         });
+        u.confirmed_until = None;
         Ok(true)
     }
 
@@ -2825,7 +2845,7 @@ impl Run {
         let a = match self.enroll_auth(kind, now) {
             Err(want) => {
                 self.compare("confirm", want, &r)?;
-                if want.status == 403 {
+                if want.error == "mfa_required" {
                     let a = self.pick_from(kind);
                     self.record_mfa_token(&r, a, now)?;
                 }
@@ -2835,6 +2855,10 @@ impl Run {
         };
         let user = self.m.access[a].user;
         if let Some(want) = self.m.locked_want(user, now) {
+            return self.compare("confirm", want, &r);
+        }
+        if self.m.user(user).confirmed_until.is_some_and(|t| now < t) {
+            let want = Want::err(409, "enrollment_already_confirmed", MODEL);
             return self.compare("confirm", want, &r);
         }
         if pending.as_ref().is_none_or(|p| now >= p.expires_at) {
@@ -2860,6 +2884,7 @@ impl Run {
         u.last_step = Some(u.last_step.map_or(step, |last| last.max(step)));
         u.attempts = AttemptState::default();
         u.pending = None;
+        u.confirmed_until = Some(now + ENROLL_TTL);
         u.known_recovery.extend(codes.iter().cloned());
         u.factor = Some(Factor {
             secret: p.secret,

@@ -12,6 +12,9 @@
 //! Figures are requested bytes (`Layout::size`), net of frees; the system allocator's own
 //! rounding and headers come on top.
 
+#[path = "support/failures.rs"]
+mod failures;
+use failures::Failures;
 use std::alloc::System;
 use std::convert::Infallible;
 use std::time::Duration;

@@ -26,8 +26,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, MemoryStore, RefreshRecord, Rotation, Store, StoreError, StoreFuture,
-    TokenHash,
+    AttemptPolicy, Attempts, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store,
+    StoreError, StoreFuture, TokenHash,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Grant, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer,
@@ -57,8 +57,8 @@ const SESSION_COOKIE: &str = "__Host-stepup-session";
 const WRITES: &[&str] = &[
     "consume",
     "release",
-    "record_failure",
-    "clear_failures",
+    "reserve_attempt",
+    "settle_attempt",
     "advance_totp_step",
     "put",
     "delete",
@@ -166,18 +166,24 @@ impl Store for Recorder {
         self.note("attempts", user.to_owned());
         self.inner.attempts(user, now)
     }
-    fn record_failure<'a>(
+    fn reserve_attempt<'a>(
         &'a self,
-        user: &'a str,
+        key: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        self.note("reserve_attempt", key.to_owned());
+        self.write(|| self.inner.reserve_attempt(key, policy, now))
+    }
+    fn settle_attempt<'a>(
+        &'a self,
+        key: &'a str,
+        settlement: Settlement,
         policy: AttemptPolicy,
         now: u64,
     ) -> StoreFuture<'a, Attempts> {
-        self.note("record_failure", user.to_owned());
-        self.write(|| self.inner.record_failure(user, policy, now))
-    }
-    fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
-        self.note("clear_failures", user.to_owned());
-        self.write(|| self.inner.clear_failures(user, now))
+        self.note("settle_attempt", key.to_owned());
+        self.write(|| self.inner.settle_attempt(key, settlement, policy, now))
     }
     fn advance_totp_step<'a>(
         &'a self,

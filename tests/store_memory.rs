@@ -2,9 +2,12 @@
 //! store promises: a bound on its entries, kept without a background task.
 
 mod store_contract;
+use store_contract::Failures;
 
 use store_contract::{ns, POLICY, T0};
-use tower_stepup::store::{MemoryStore, RefreshRecord, Rotation, Store, StoreError};
+use tower_stepup::store::{
+    Attempts, MemoryStore, RefreshRecord, Rotation, Settlement, Store, StoreError,
+};
 
 contract_tests!(|| async { MemoryStore::new() });
 
@@ -70,7 +73,12 @@ async fn full_store_refuses_new_entries() {
     assert_eq!(store.len(), 10);
     // Reads and writes that cannot grow the store still work.
     store.delete("enroll").await.unwrap();
-    store.clear_failures("alice", T0 + 1).await.unwrap();
+    assert_eq!(
+        store
+            .settle_attempt("alice", Settlement::Succeeded, POLICY, T0 + 1)
+            .await,
+        Ok(Attempts::default())
+    );
     store.revoke_family("fam", T0 + 1).await.unwrap();
     assert_eq!(
         store.attempts("alice", T0 + 1).await.map(|a| a.failures),

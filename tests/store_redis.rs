@@ -6,6 +6,7 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 mod store_contract;
+use store_contract::Failures;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

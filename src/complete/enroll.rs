@@ -9,8 +9,8 @@ use serde_json::json;
 use super::endpoint::json_ok;
 use super::error::{ErrorKind, Failure};
 use super::request::{read_json, require_json};
-use super::{Completion, TotpFactor, ENROLLMENT_TTL};
-use crate::audit::{Outcome, Record};
+use super::{attempt, Completion, TotpFactor, ENROLLMENT_TTL};
+use crate::audit::{Event, Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};
 use crate::token::Claims;
 
@@ -46,20 +46,30 @@ async fn authorize(
     let inner = completion.inner();
     let claims = caller.claims.ok_or(Failure::new(ErrorKind::Unauthorized))?;
     audit.sub(claims.sub());
-    if inner.factors.totp(claims.sub()).await?.is_some() {
-        let requirement = &inner.enroll_step_up;
+    let requirement = &inner.enroll_step_up;
+    if inner.factors.totp(claims.sub()).await?.is_none() {
+        // A first factor: a stolen access token must not be enough to plant one
+        // (OWASP ASVS 5.0 V6.4 / V7.5: re-authenticate before changing factors).
         let leeway = inner.guard.verifier().leeway();
-        if let Some(unmet) = requirement.unmet(&claims, now, leeway) {
-            audit.outcome(Outcome::Failed, Some("mfa_required"));
-            return Ok(Err(inner.guard.challenge(
-                requirement,
-                unmet,
-                &claims,
-                &caller.method,
-                &caller.path,
-                now,
-            )));
+        if let Some(max_age) = requirement.required_max_age() {
+            if !requirement.recent_enough(&claims, now, leeway) {
+                audit.reason("reauthentication_required");
+                return Err(Failure::reauthentication(max_age));
+            }
         }
+        return Ok(Ok(claims));
+    }
+    let leeway = inner.guard.verifier().leeway();
+    if let Some(unmet) = requirement.unmet(&claims, now, leeway) {
+        audit.outcome(Outcome::Failed, Some("mfa_required"));
+        return Ok(Err(inner.guard.challenge(
+            requirement,
+            unmet,
+            &claims,
+            &caller.method,
+            &caller.path,
+            now,
+        )));
     }
     Ok(Ok(claims))
 }
@@ -104,6 +114,10 @@ struct ConfirmBody {
 }
 
 /// `POST …/mfa/enroll/confirm` `{"code"}` → `{"recovery_codes":[…]}`, shown once.
+///
+/// Exactly one confirmation succeeds per pending enrollment, however many arrive at once:
+/// the others get `409 enrollment_already_confirmed`. The code is judged under a reserved
+/// attempt (the user's attempt limit, shared with verify).
 pub(crate) async fn confirm<B>(
     completion: &Completion,
     req: Request<B>,
@@ -121,45 +135,78 @@ where
     };
     let sub = claims.sub();
     let (_, body): (_, ConfirmBody) = read_json(req, inner.body_limit).await?;
-    let attempts = inner.store.attempts(sub, now).await?;
-    if attempts.is_locked(now) {
-        audit.reason("locked_out");
-        let retry_after = attempts
-            .locked_until
-            .map_or(1, |u| u.saturating_sub(now).max(1));
-        return Err(Failure {
-            retry_after: Some(retry_after),
-            ..Failure::new(ErrorKind::TooManyAttempts)
-        });
+    let secret = match pending(completion, sub, now).await {
+        Ok(secret) => secret,
+        // A lockout is said first, as verify does, but nothing is written for a
+        // request that has nothing to judge.
+        Err(failure) => {
+            let attempts = inner.store.attempts(sub, now).await?;
+            return Err(
+                match attempts.locked_until.filter(|_| attempts.is_locked(now)) {
+                    Some(until) => attempt::Refused::Locked(until).into_failure(now, audit),
+                    None => failure,
+                },
+            );
+        }
+    };
+    let attempt = attempt::reserve(completion, sub.to_owned(), inner.attempts, now)
+        .await
+        .map_err(|refused| refused.into_failure(now, audit))?;
+    let Some(step) = totp::verify(&secret, &body.code, now) else {
+        let attempts = attempt.failed(now).await?;
+        return Err(attempt::wrong_proof(
+            attempts,
+            inner.attempts,
+            now,
+            audit,
+            "wrong_code",
+        ));
+    };
+    match activate(completion, sub, secret, step, now).await {
+        Ok(codes) => {
+            attempt.succeeded(now).await?;
+            Ok(json_ok(&json!({ "recovery_codes": codes })))
+        }
+        Err(failure) => Err(attempt.release(failure, now).await),
     }
-    let key = pending_key(sub);
-    let pending = inner
+}
+
+/// The secret of the user's pending enrollment: `400` when none is in progress, `409`
+/// when it has been confirmed already.
+async fn pending(completion: &Completion, sub: &str, now: u64) -> Result<TotpSecret, Failure> {
+    let pending = completion
+        .inner()
         .store
-        .get(&key, now)
+        .get(&pending_key(sub), now)
         .await?
         .ok_or(Failure::invalid_request(
             "no enrollment in progress; start one",
         ))?;
-    let secret =
-        TotpSecret::from_bytes(pending).map_err(|_| Failure::new(ErrorKind::ServerError))?;
-    let Some(step) = totp::verify(&secret, &body.code, now) else {
-        let policy = inner.attempts;
-        let a = inner.store.record_failure(sub, policy, now).await?;
-        return Err(if a.is_locked(now) {
-            audit.outcome(Outcome::Lockout, Some("wrong_code"));
-            Failure {
-                retry_after: Some(a.locked_until.map_or(1, |u| u.saturating_sub(now).max(1))),
-                ..Failure::new(ErrorKind::TooManyAttempts)
-            }
-        } else {
-            audit.reason("wrong_code");
-            Failure {
-                attempts_remaining: Some(policy.max_attempts.saturating_sub(a.failures)),
-                ..Failure::new(ErrorKind::InvalidCode)
-            }
-        });
-    };
-    // The confirming code must never log anyone in later.
+    if pending.is_empty() {
+        return Err(Failure::new(ErrorKind::EnrollmentAlreadyConfirmed));
+    }
+    TotpSecret::from_bytes(pending).map_err(|_| Failure::new(ErrorKind::ServerError))
+}
+
+/// Turns the factor on, exactly once per pending enrollment: the recovery codes.
+async fn activate(
+    completion: &Completion,
+    sub: &str,
+    secret: TotpSecret,
+    step: u64,
+    now: u64,
+) -> Result<Vec<String>, Failure> {
+    let inner = completion.inner();
+    let key = pending_key(sub);
+    let expires_at = now.saturating_add(ENROLLMENT_TTL.as_secs());
+    // Of N concurrent confirmations of one pending enrollment, one gets past this line.
+    let once = format!("enrolled:{sub}:{}", secret.fingerprint());
+    if !inner.store.consume(&once, expires_at, now).await? {
+        return Err(Failure::new(ErrorKind::EnrollmentAlreadyConfirmed));
+    }
+    // The confirming code must never log anyone in later. (When a later step was
+    // accepted for the user already, this one can log nobody in either: exactly once
+    // rests on `once` above, not on this answer.)
     let forget_at = step.saturating_add(2).saturating_mul(totp::STEP_SECS);
     inner
         .store
@@ -170,7 +217,11 @@ where
         .factors
         .save_totp(sub, TotpFactor::new(secret, hashes))
         .await?;
-    inner.store.delete(&key).await?;
-    inner.store.clear_failures(sub, now).await?;
-    Ok(json_ok(&json!({ "recovery_codes": codes })))
+    // A tombstone: later confirmations of this enrollment answer 409, not 400.
+    inner.store.put(&key, Vec::new(), expires_at, now).await?;
+    let mut enrolled = Record::new(Event::FactorEnrolled);
+    enrolled.sub(sub);
+    enrolled.emit(Outcome::Ok, Some("totp"));
+    inner.hooks.factor_enrolled(sub);
+    Ok(codes)
 }

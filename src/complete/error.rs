@@ -1,7 +1,9 @@
 //! The completion endpoints' errors: one table, one status and one `error` code each.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 use serde_json::json;
 
@@ -26,8 +28,13 @@ pub enum ErrorKind {
     MfaTokenNotFound,
     /// Wrong code; `attempts_remaining` says how many are left.
     InvalidCode,
-    /// Attempts exhausted: the challenge is dead and the user cools down.
+    /// Attempts exhausted: the challenge is dead and the user cools down (or, with
+    /// `Retry-After: 1`, other attempts are in flight).
     TooManyAttempts,
+    /// The pending enrollment was confirmed already (by a concurrent request).
+    EnrollmentAlreadyConfirmed,
+    /// Changing factors needs a recent authentication: sign in again.
+    ReauthenticationRequired,
     /// The refresh token is unknown, expired, revoked or was reused.
     InvalidGrant,
     /// No valid access token (enroll, logout).
@@ -85,6 +92,8 @@ rows! {
     MFA_TOKEN_NOT_FOUND: MfaTokenNotFound, NOT_FOUND, "mfa_token_not_found", "the mfa_token was already used or is unknown; start again";
     INVALID_CODE: InvalidCode, UNAUTHORIZED, "invalid_code", "the code is wrong";
     TOO_MANY_ATTEMPTS: TooManyAttempts, TOO_MANY_REQUESTS, "too_many_attempts", "too many wrong codes; try again later";
+    ENROLLMENT_ALREADY_CONFIRMED: EnrollmentAlreadyConfirmed, CONFLICT, "enrollment_already_confirmed", "this enrollment was confirmed already";
+    REAUTHENTICATION_REQUIRED: ReauthenticationRequired, FORBIDDEN, "reauthentication_required", "changing factors needs a recent sign-in; sign in again";
     INVALID_GRANT: InvalidGrant, BAD_REQUEST, "invalid_grant", "the refresh token is invalid, expired or revoked";
     UNAUTHORIZED: Unauthorized, UNAUTHORIZED, "unauthorized", "an access token is required";
     TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, "temporarily_unavailable", "the service is temporarily unavailable; try again";
@@ -98,6 +107,8 @@ pub(crate) struct Failure {
     pub(crate) description: Option<&'static str>,
     pub(crate) attempts_remaining: Option<u32>,
     pub(crate) retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge, for the rows that carry one.
+    pub(crate) challenge: Option<HeaderValue>,
 }
 
 impl Failure {
@@ -107,6 +118,7 @@ impl Failure {
             description: None,
             attempts_remaining: None,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -114,6 +126,19 @@ impl Failure {
         Self {
             description: Some(description),
             ..Self::new(ErrorKind::InvalidRequest)
+        }
+    }
+
+    /// `403 reauthentication_required`, with the RFC 9470 challenge that says how recent
+    /// the authentication must be.
+    pub(crate) fn reauthentication(max_age: u64) -> Self {
+        let challenge = format!(
+            "Bearer error=\"insufficient_user_authentication\", \
+             error_description=\"a more recent authentication is required\", max_age={max_age}"
+        );
+        Self {
+            challenge: HeaderValue::try_from(challenge).ok(),
+            ..Self::new(ErrorKind::ReauthenticationRequired)
         }
     }
 
@@ -141,6 +166,9 @@ impl Failure {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(secs) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.challenge {
+            headers.insert(WWW_AUTHENTICATE, challenge);
         }
         if self.kind == ErrorKind::MethodNotAllowed {
             headers.insert(ALLOW, HeaderValue::from_static("POST"));

@@ -22,6 +22,7 @@
 //! Every refusal is one row of [`ERROR_TABLE`]; a store or backend error answers
 //! `503 temporarily_unavailable`, never a pass.
 
+mod attempt;
 mod cookie;
 mod endpoint;
 mod enroll;
@@ -224,6 +225,21 @@ impl Factors for MemoryFactors {
     }
 }
 
+/// What the completion endpoints tell the application as it happens, e.g. to notify the
+/// user on another channel. Every method has an empty default.
+pub trait Hooks: Send + Sync + 'static {
+    /// A second factor was enrolled for `user` (tell them: if it was not them, their
+    /// account is being taken over).
+    fn factor_enrolled(&self, user: &str) {
+        let _ = user;
+    }
+}
+
+/// No hooks.
+struct NoHooks;
+
+impl Hooks for NoHooks {}
+
 /// The default `acr` of a session that passed a second factor.
 pub const DEFAULT_MFA_ACR: &str = "urn:tower-stepup:acr:mfa";
 /// The default `acr` of a password-only session.
@@ -253,6 +269,7 @@ pub(crate) struct Inner {
     pub(crate) enroll_step_up: StepUp,
     pub(crate) cookies: Option<CookieConfig>,
     pub(crate) body_limit: usize,
+    pub(crate) hooks: Arc<dyn Hooks>,
 }
 
 impl Completion {
@@ -330,6 +347,7 @@ pub struct CompletionBuilder {
     enroll_step_up: Option<StepUp>,
     cookies: Option<CookieConfig>,
     body_limit: Option<usize>,
+    hooks: Option<Arc<dyn Hooks>>,
 }
 
 impl CompletionBuilder {
@@ -420,6 +438,12 @@ impl CompletionBuilder {
         self
     }
 
+    /// What the application hears of as it happens (default: nothing).
+    pub fn hooks(mut self, hooks: impl Hooks) -> Self {
+        self.hooks = Some(Arc::new(hooks));
+        self
+    }
+
     /// Checks the configuration and builds it.
     pub fn build(self) -> Result<Completion, ConfigError> {
         let attempts = self.attempts.unwrap_or_default();
@@ -457,6 +481,7 @@ impl CompletionBuilder {
                 }),
                 cookies: self.cookies,
                 body_limit: self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
+                hooks: self.hooks.unwrap_or_else(|| Arc::new(NoHooks)),
             }),
         })
     }

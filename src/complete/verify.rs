@@ -12,11 +12,11 @@ use serde::Deserialize;
 
 use super::error::{ErrorKind, Failure};
 use super::request::{bearer, cookie, read_json};
-use super::{session, Completion};
-use crate::audit::{Outcome, Record};
+use super::{attempt, session, Completion, TotpFactor};
+use crate::audit::Record;
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp};
-use crate::store::{Attempts, FamilyRevocation};
+use crate::store::FamilyRevocation;
 use crate::token::{Grant, TokenError, TokenKind};
 
 #[derive(Deserialize)]
@@ -43,6 +43,13 @@ struct Challenge {
     amr: Vec<String>,
     /// The session a step-up replaces (revoked on success).
     replaces: Option<String>,
+}
+
+impl Challenge {
+    /// The store key that spends this challenge.
+    fn jti_key(&self) -> String {
+        format!("jti:{}", self.jti)
+    }
 }
 
 pub(crate) async fn handle<B>(
@@ -79,73 +86,183 @@ where
     audit.token(token);
 
     let now = inner.guard.clock().now();
-    let challenge = open(
-        completion,
-        token,
-        body.mfa_token
-            .is_some()
-            .then_some(presented_bearer)
-            .flatten(),
-        now,
-        audit,
-    )?;
-    let sub = challenge.sub.as_str();
-    audit.sub(sub);
-    let jti_key = format!("jti:{}", challenge.jti);
-
-    let attempts = inner.store.attempts(sub, now).await?;
-    if attempts.is_locked(now) {
-        audit.reason("locked_out");
-        return Err(too_many(attempts, now));
-    }
-    if inner.store.is_consumed(&jti_key, now).await? {
-        audit.reason("token_used");
-        return Err(Failure::new(ErrorKind::MfaTokenNotFound));
-    }
-
-    let factor = inner.factors.totp(sub).await?.ok_or_else(|| {
+    let access = body
+        .mfa_token
+        .is_some()
+        .then_some(presented_bearer)
+        .flatten();
+    let challenge = open(completion, token, access, now, audit)?;
+    audit.sub(&challenge.sub);
+    let factor = inner.factors.totp(&challenge.sub).await?.ok_or_else(|| {
         Failure::invalid_request("no second factor is enrolled; enroll one first")
     })?;
-    enum Accepted {
-        Step(u64),
-        Recovery(crate::factor::RecoveryCodeHash),
+    let attempt =
+        match attempt::reserve(completion, challenge.sub.clone(), inner.attempts, now).await {
+            Ok(attempt) => attempt,
+            // A double submission whose twin has spent the challenge meanwhile: say so.
+            Err(attempt::Refused::Busy)
+                if inner.store.is_consumed(&challenge.jti_key(), now).await? =>
+            {
+                audit.reason("token_used");
+                return Err(Failure::new(ErrorKind::MfaTokenNotFound));
+            }
+            Err(refused) => return Err(refused.into_failure(now, audit)),
+        };
+    let method = match judge(completion, &challenge, &factor, &proof, now).await {
+        Judged::Right(method) => method,
+        Judged::Wrong(why) => {
+            let attempts = attempt.failed(now).await?;
+            if attempts.is_locked(now) {
+                // The failure that exhausts the attempts kills the challenge too.
+                inner
+                    .store
+                    .consume(&challenge.jti_key(), challenge.expires_at, now)
+                    .await?;
+            }
+            return Err(attempt::wrong_proof(
+                attempts,
+                inner.attempts,
+                now,
+                audit,
+                why,
+            ));
+        }
+        Judged::Skipped(failure, why) => {
+            if let Some(why) = why {
+                audit.reason(why);
+            }
+            return Err(attempt.release(failure, now).await);
+        }
+    };
+    attempt.succeeded(now).await?;
+    audit.reason(method);
+    let session = elevate(completion, &challenge, now, audit).await?;
+    let mut response = session.response(completion);
+    if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
+        response.headers_mut().append(SET_COOKIE, v);
     }
-    let accepted = match &proof {
+    Ok(response)
+}
+
+/// How the proof of one reserved attempt turned out.
+enum Judged {
+    /// Right, fresh, and the challenge is spent now: the method, for the audit.
+    Right(&'static str),
+    /// Wrong, or a replayed code: a recorded failure.
+    Wrong(&'static str),
+    /// Not judged (the challenge was spent already, no factor, a store error): the
+    /// attempt is given back.
+    Skipped(Failure, Option<&'static str>),
+}
+
+impl From<Failure> for Judged {
+    fn from(failure: Failure) -> Self {
+        Judged::Skipped(failure, None)
+    }
+}
+
+/// Evaluates the proof against the user's factor and spends the challenge exactly once.
+async fn judge(
+    completion: &Completion,
+    challenge: &Challenge,
+    factor: &TotpFactor,
+    proof: &Proof,
+    now: u64,
+) -> Judged {
+    match judge_steps(completion, challenge, factor, proof, now).await {
+        Ok(judged) | Err(judged) => judged,
+    }
+}
+
+async fn judge_steps(
+    completion: &Completion,
+    challenge: &Challenge,
+    factor: &TotpFactor,
+    proof: &Proof,
+    now: u64,
+) -> Result<Judged, Judged> {
+    let inner = completion.inner();
+    let (sub, jti_key) = (challenge.sub.as_str(), challenge.jti_key());
+    if inner
+        .store
+        .is_consumed(&jti_key, now)
+        .await
+        .map_err(store)?
+    {
+        return Ok(spent());
+    }
+    let Some(accepted) = match_proof(factor, proof, now) else {
+        return Ok(Judged::Wrong("wrong_code"));
+    };
+    // The token is spent now, exactly once: of N concurrent verifies of one token, one
+    // gets past this line. (It is released again only if the code is a replay.)
+    let expires_at = challenge.expires_at;
+    if !inner
+        .store
+        .consume(&jti_key, expires_at, now)
+        .await
+        .map_err(store)?
+    {
+        return Ok(spent());
+    }
+    if !spend_proof(completion, sub, accepted, now)
+        .await
+        .map_err(Judged::from)?
+    {
+        // A replayed code: the challenge did not complete, so it is not spent either.
+        // It is answered (and counted) like a wrong code, and `401 invalid_code` with
+        // `attempts_remaining` promises that the same challenge takes another code.
+        inner.store.release(&jti_key).await.map_err(store)?;
+        return Ok(Judged::Wrong("code_replayed"));
+    }
+    Ok(Judged::Right(match proof {
+        Proof::Totp(_) => "otp",
+        Proof::Recovery(_) => "recovery_code",
+    }))
+}
+
+fn spent() -> Judged {
+    Judged::Skipped(
+        Failure::new(ErrorKind::MfaTokenNotFound),
+        Some("token_used"),
+    )
+}
+
+fn store(e: crate::store::StoreError) -> Judged {
+    Failure::from(e).into()
+}
+
+/// A proof that matched the factor, not yet spent.
+enum Accepted {
+    Step(u64),
+    Recovery(crate::factor::RecoveryCodeHash),
+}
+
+fn match_proof(factor: &TotpFactor, proof: &Proof, now: u64) -> Option<Accepted> {
+    match proof {
         Proof::Totp(code) => totp::verify(&factor.secret, code, now).map(Accepted::Step),
         Proof::Recovery(code) => {
             recovery::find(&factor.recovery_codes, code).map(Accepted::Recovery)
         }
-    };
-    let Some(accepted) = accepted else {
-        return Err(fail(
-            completion,
-            sub,
-            &jti_key,
-            challenge.expires_at,
-            now,
-            audit,
-            "wrong_code",
-        )
-        .await);
-    };
-
-    // The token is spent now, exactly once: of N concurrent verifies of one token, one
-    // gets past this line. (It is released again only if the code is a replay.)
-    if !inner
-        .store
-        .consume(&jti_key, challenge.expires_at, now)
-        .await?
-    {
-        audit.reason("token_used");
-        return Err(Failure::new(ErrorKind::MfaTokenNotFound));
     }
-    let fresh = match accepted {
+}
+
+/// Spends a matched proof: a TOTP step is accepted once per user, a recovery code once
+/// ever. `false` when it was used before (a replay).
+async fn spend_proof(
+    completion: &Completion,
+    sub: &str,
+    accepted: Accepted,
+    now: u64,
+) -> Result<bool, Failure> {
+    let inner = completion.inner();
+    match accepted {
         Accepted::Step(step) => {
             let forget_at = step.saturating_add(2).saturating_mul(totp::STEP_SECS);
-            inner
+            Ok(inner
                 .store
                 .advance_totp_step(sub, step, forget_at, now)
-                .await?
+                .await?)
         }
         Accepted::Recovery(hash) => {
             let key = format!("rc:{sub}:{}", hash.to_hex());
@@ -154,34 +271,27 @@ where
             if fresh {
                 inner.factors.remove_recovery_code(sub, hash).await?;
             }
-            fresh
+            Ok(fresh)
         }
-    };
-    if !fresh {
-        // A replayed code: the challenge did not complete, so it is not spent either.
-        // It is answered (and counted) like a wrong code, and `401 invalid_code` with
-        // `attempts_remaining` promises that the same challenge takes another code.
-        inner.store.release(&jti_key).await?;
-        return Err(fail(
-            completion,
-            sub,
-            &jti_key,
-            challenge.expires_at,
-            now,
-            audit,
-            "code_replayed",
-        )
-        .await);
     }
+}
 
-    inner.store.clear_failures(sub, now).await?;
+/// The new session of a completed challenge: `amr` gains `otp` and `mfa`, `auth_time`
+/// is now.
+async fn elevate(
+    completion: &Completion,
+    challenge: &Challenge,
+    now: u64,
+    audit: &mut Record,
+) -> Result<session::Session, Failure> {
+    let inner = completion.inner();
     let mut amr = challenge.amr.clone();
     for method in ["otp", "mfa"] {
         if !amr.iter().any(|m| m == method) {
             amr.push(method.to_owned());
         }
     }
-    let mut grant = Grant::new(sub)
+    let mut grant = Grant::new(challenge.sub.clone())
         .amr(amr)
         .acr(inner.mfa_acr.clone())
         .auth_time(now);
@@ -197,16 +307,7 @@ where
                 .describe("the session this challenge belongs to has ended; sign in again"));
         }
     }
-    let session = session::start(completion, &grant).await?;
-    audit.reason(match proof {
-        Proof::Totp(_) => "otp",
-        Proof::Recovery(_) => "recovery_code",
-    });
-    let mut response = session.response(completion);
-    if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
-        response.headers_mut().append(SET_COOKIE, v);
-    }
-    Ok(response)
+    session::start(completion, &grant).await
 }
 
 /// Opens a step-up mfa_token (a JWE) or verifies a login partial token (a JWS).
@@ -270,46 +371,5 @@ fn open(
             kind: TokenKind::Partial,
         }) => Err(Failure::new(ErrorKind::MfaTokenExpired)),
         _ => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
-    }
-}
-
-fn too_many(attempts: Attempts, now: u64) -> Failure {
-    let retry_after = attempts
-        .locked_until
-        .map_or(1, |until| until.saturating_sub(now).max(1));
-    Failure {
-        retry_after: Some(retry_after),
-        ..Failure::new(ErrorKind::TooManyAttempts)
-    }
-}
-
-/// Counts a wrong (or replayed) code; the failure that exhausts the attempts kills the
-/// challenge and locks the user out.
-async fn fail(
-    completion: &Completion,
-    sub: &str,
-    jti_key: &str,
-    expires_at: u64,
-    now: u64,
-    audit: &mut Record,
-    why: &'static str,
-) -> Failure {
-    let inner = completion.inner();
-    let policy = inner.attempts;
-    let attempts = match inner.store.record_failure(sub, policy, now).await {
-        Ok(a) => a,
-        Err(e) => return e.into(),
-    };
-    if attempts.is_locked(now) {
-        if let Err(e) = inner.store.consume(jti_key, expires_at, now).await {
-            return e.into();
-        }
-        audit.outcome(Outcome::Lockout, Some(why));
-        return too_many(attempts, now);
-    }
-    audit.reason(why);
-    Failure {
-        attempts_remaining: Some(policy.max_attempts.saturating_sub(attempts.failures)),
-        ..Failure::new(ErrorKind::InvalidCode)
     }
 }

@@ -119,6 +119,13 @@ impl TotpSecret {
         &self.bytes
     }
 
+    /// SHA-256 of the secret, in hex: names one secret (a pending enrollment) in the
+    /// store without revealing it.
+    pub(crate) fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        super::recovery::hex(&Sha256::digest(&self.bytes[..]))
+    }
+
     /// A totp-rs generator that takes the step number itself as its time (a step of one
     /// second), so no `step * STEP_SECS` can overflow. The length checks of `build` are
     /// ours ([`TotpSecret::checked`]); digits and algorithm are constants.

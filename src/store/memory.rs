@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Rotation, Store, StoreError,
-    StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Reservation, Rotation, Settlement,
+    Store, StoreError, StoreFuture, TokenHash, RESERVATION_SECS,
 };
 
 /// Default bound on the entries of a [`MemoryStore`].
@@ -44,11 +44,80 @@ struct State {
     now: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Failures, lockout and reservations in flight of one key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct AttemptEntry {
     failures: u32,
     locked_until: Option<u64>,
+    /// When the failures (or the lockout) are forgotten.
     expires_at: u64,
+    pending: u32,
+    /// When the reservations in flight are forgotten (never settled).
+    pending_until: u64,
+}
+
+impl AttemptEntry {
+    /// The entry as it stands at `now`: forgotten failures, an ended lockout and
+    /// abandoned reservations count as nothing.
+    fn at(entry: Option<&AttemptEntry>, now: u64) -> AttemptEntry {
+        let mut e = entry.copied().unwrap_or_default();
+        let ended = e.locked_until.is_some_and(|until| until <= now);
+        if e.expires_at <= now || ended {
+            (e.failures, e.locked_until, e.expires_at) = (0, None, 0);
+        }
+        if e.pending_until <= now {
+            (e.pending, e.pending_until) = (0, 0);
+        }
+        e
+    }
+
+    fn state(&self) -> Attempts {
+        Attempts {
+            failures: self.failures,
+            locked_until: self.locked_until,
+        }
+    }
+
+    fn reserve(&mut self, policy: AttemptPolicy, now: u64) -> Reservation {
+        if let Some(until) = self.locked_until {
+            return Reservation::Locked { until };
+        }
+        if self.failures.saturating_add(self.pending) >= policy.max_attempts {
+            return Reservation::Busy;
+        }
+        self.pending += 1;
+        self.pending_until = now.saturating_add(RESERVATION_SECS);
+        Reservation::Granted
+    }
+
+    fn settle(&mut self, settlement: Settlement, policy: AttemptPolicy, now: u64) {
+        self.pending = self.pending.saturating_sub(1);
+        match settlement {
+            // Failures during a lockout do not extend it.
+            Settlement::Failed if self.locked_until.is_none() => {
+                self.failures = self.failures.saturating_add(1);
+                if self.failures >= policy.max_attempts {
+                    let until = now.saturating_add(policy.lockout_secs);
+                    (self.locked_until, self.expires_at) = (Some(until), until);
+                } else {
+                    self.expires_at = now.saturating_add(policy.window_secs);
+                }
+            }
+            // A running lockout stays.
+            Settlement::Succeeded if self.locked_until.is_none() => {
+                (self.failures, self.expires_at) = (0, 0);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.failures == 0 && self.locked_until.is_none() && self.pending == 0
+    }
+
+    fn keep_until(&self) -> u64 {
+        self.expires_at.max(self.pending_until)
+    }
 }
 
 #[derive(Debug)]
@@ -144,21 +213,32 @@ impl State {
 
     fn sweep(&mut self, now: u64) {
         self.consumed.retain(|_, exp| *exp > now);
-        self.attempts.retain(|_, a| a.expires_at > now);
+        self.attempts.retain(|_, a| a.keep_until() > now);
         self.totp_steps.retain(|_, (_, exp)| *exp > now);
         self.values.retain(|_, (_, exp)| *exp > now);
         self.refresh_tokens.retain(|_, t| t.expires_at > now);
         self.families.retain(|_, f| f.record.expires_at > now);
     }
 
-    fn attempts(&self, user: &str, now: u64) -> Attempts {
-        match self.attempts.get(user) {
-            Some(a) if a.expires_at > now => Attempts {
-                failures: a.failures,
-                locked_until: a.locked_until,
-            },
-            _ => Attempts::default(),
+    /// Runs `f` on the attempt entry of `key` as it stands at `now`, and keeps the
+    /// result (or drops the entry when it holds nothing).
+    fn with_attempts<T>(
+        &mut self,
+        key: &str,
+        now: u64,
+        f: impl FnOnce(&mut AttemptEntry) -> T,
+    ) -> Result<T, StoreError> {
+        let mut entry = AttemptEntry::at(self.attempts.get(key), now);
+        let out = f(&mut entry);
+        if entry.is_empty() {
+            self.attempts.remove(key);
+        } else {
+            if !self.attempts.contains_key(key) {
+                self.room(1)?;
+            }
+            self.attempts.insert(key.to_owned(), entry);
         }
+        Ok(out)
     }
 
     fn live_family(&mut self, family: &str, now: u64) -> Option<&mut Family> {
@@ -200,64 +280,35 @@ impl Store for MemoryStore {
     }
 
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
-        ready(self.lock().map(|s| {
-            let a = s.attempts(user, now);
-            if a.is_locked(now) || a.locked_until.is_none() {
-                a
-            } else {
-                // The lockout has run out: the slate is clean.
-                Attempts::default()
-            }
+        ready(
+            self.lock()
+                .map(|s| AttemptEntry::at(s.attempts.get(user), now).state()),
+        )
+    }
+
+    fn reserve_attempt<'a>(
+        &'a self,
+        key: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        ready(self.write(now, |s| {
+            s.with_attempts(key, now, |e| e.reserve(policy, now))
         }))
     }
 
-    fn record_failure<'a>(
+    fn settle_attempt<'a>(
         &'a self,
-        user: &'a str,
+        key: &'a str,
+        settlement: Settlement,
         policy: AttemptPolicy,
         now: u64,
     ) -> StoreFuture<'a, Attempts> {
         ready(self.write(now, |s| {
-            let current = s.attempts(user, now);
-            if current.is_locked(now) {
-                return Ok(current);
-            }
-            if !s.attempts.contains_key(user) {
-                s.room(1)?;
-            }
-            let failures = if current.locked_until.is_some() {
-                1
-            } else {
-                current.failures.saturating_add(1)
-            };
-            let entry = if failures >= policy.max_attempts {
-                let until = now.saturating_add(policy.lockout_secs);
-                AttemptEntry {
-                    failures,
-                    locked_until: Some(until),
-                    expires_at: until,
-                }
-            } else {
-                AttemptEntry {
-                    failures,
-                    locked_until: None,
-                    expires_at: now.saturating_add(policy.window_secs),
-                }
-            };
-            s.attempts.insert(user.to_owned(), entry);
-            Ok(Attempts {
-                failures: entry.failures,
-                locked_until: entry.locked_until,
+            s.with_attempts(key, now, |e| {
+                e.settle(settlement, policy, now);
+                e.state()
             })
-        }))
-    }
-
-    fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
-        ready(self.write(now, |s| {
-            if !s.attempts(user, now).is_locked(now) {
-                s.attempts.remove(user);
-            }
-            Ok(())
         }))
     }
 

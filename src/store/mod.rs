@@ -5,7 +5,8 @@
 //!
 //! - single use of each partial token and mfa_token (their `jti`), and of each recovery
 //!   code ([`Store::consume`]);
-//! - failed attempts and lockout per user ([`Store::record_failure`]);
+//! - failed attempts and lockout per user, reserved before a proof is evaluated
+//!   ([`Store::reserve_attempt`], [`Store::settle_attempt`]);
 //! - the last accepted TOTP time step per user, so no code is accepted twice
 //!   ([`Store::advance_totp_step`]);
 //! - pending enrollments ([`Store::put`]);
@@ -88,6 +89,38 @@ impl Attempts {
     }
 }
 
+/// How long a reservation of [`Store::reserve_attempt`] that is never settled holds
+/// its attempt (a crashed request): 30 s after the latest reservation of its key.
+pub const RESERVATION_SECS: u64 = 30;
+
+/// The answer to [`Store::reserve_attempt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reservation {
+    /// One attempt is reserved: evaluate one proof, then settle it.
+    Granted,
+    /// Recorded failures reached the limit: locked out until then (Unix seconds).
+    Locked {
+        /// The end of the lockout.
+        until: u64,
+    },
+    /// Only reservations in flight fill the remaining attempts: try again in a second
+    /// (a user's own double submission is not a lockout).
+    Busy,
+}
+
+/// How a granted reservation ended (see [`Store::settle_attempt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settlement {
+    /// The proof was wrong (or a replay): one more recorded failure.
+    Failed,
+    /// The proof was right: the failures are forgotten.
+    Succeeded,
+    /// The proof was not judged (token already spent, store error): nothing recorded.
+    Released,
+}
+
 /// One refresh-token family: the session it continues.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshRecord {
@@ -157,17 +190,34 @@ pub trait Store: Send + Sync + 'static {
     /// The failed-attempt state of `user`.
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts>;
 
-    /// Counts one failure of `user`; the failure that reaches `max_attempts` starts a
-    /// lockout. Failures during a lockout do not extend it. Returns the new state.
-    fn record_failure<'a>(
+    /// Reserves one attempt of `key` (a user, or a login counter) before a proof is
+    /// evaluated, atomically: granted only while recorded failures plus reservations in
+    /// flight stay below `policy.max_attempts` and no lockout runs. So N concurrent
+    /// guesses evaluate at most `max_attempts` proofs, whatever the store's latency.
+    ///
+    /// Every [`Reservation::Granted`] must be settled with
+    /// [`settle_attempt`](Store::settle_attempt); a reservation never settled (the
+    /// process died) is forgotten after [`RESERVATION_SECS`].
+    fn reserve_attempt<'a>(
         &'a self,
-        user: &'a str,
+        key: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation>;
+
+    /// Settles one granted reservation of `key`:
+    /// [`Failed`](Settlement::Failed) records a failure (the failure that reaches
+    /// `max_attempts` starts a lockout; failures during a lockout do not extend it),
+    /// [`Succeeded`](Settlement::Succeeded) forgets the failures (a running lockout
+    /// stays), [`Released`](Settlement::Released) only gives the reservation back (the
+    /// request ended without judging the proof: 404, 503). Returns the new state.
+    fn settle_attempt<'a>(
+        &'a self,
+        key: &'a str,
+        settlement: Settlement,
         policy: AttemptPolicy,
         now: u64,
     ) -> StoreFuture<'a, Attempts>;
-
-    /// Forgets the failures of `user` (after a success). A running lockout stays.
-    fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()>;
 
     /// Accepts TOTP time step `step` for `user` only if it is later than every step
     /// accepted for them before; remembered until `expires_at`.

@@ -8,9 +8,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
+use crate::factor::recovery::hex;
+
 use super::{
-    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Rotation, Store, StoreError,
-    StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Reservation, Rotation, Settlement,
+    Store, StoreError, StoreFuture, TokenHash, RESERVATION_SECS,
 };
 
 /// The default bound on one store operation (including reconnecting).
@@ -269,14 +271,6 @@ fn split_expiry(raw: &[u8]) -> Option<(u64, &[u8])> {
     Some((exp, data))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn num(n: u64) -> Vec<u8> {
     n.to_string().into_bytes()
 }
@@ -293,35 +287,60 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
-/// ARGV: now, max_attempts, lock_until, window_until, lock ttl ms, window ttl ms.
-/// Returns {failures, locked_until (0 = none)}.
-const RECORD_FAILURE: &str = r"
+/// The attempt state of KEYS[1] as it stands at ARGV[1] (now): fields `f` failures, `l`
+/// locked until (0 none), `e` when f/l are forgotten, `p` reservations in flight, `q` when
+/// they are forgotten. Shared by the two scripts below; `attempts_save` writes it back
+/// (or deletes the key when it holds nothing) with a TTL to the later of `e` and `q`.
+const ATTEMPTS_LOAD: &str = r"
 local now = tonumber(ARGV[1])
-local h = redis.call('HMGET', KEYS[1], 'f', 'l', 'e')
-local failures, locked = 0, 0
-if h[3] and tonumber(h[3]) > now then
-  failures = tonumber(h[1]); locked = tonumber(h[2])
+local h = redis.call('HMGET', KEYS[1], 'f', 'l', 'e', 'p', 'q')
+local a = {f = 0, l = 0, e = 0, p = 0, q = 0}
+if h[3] and tonumber(h[3]) > now and not (tonumber(h[2]) > 0 and tonumber(h[2]) <= now) then
+  a.f = tonumber(h[1]); a.l = tonumber(h[2]); a.e = tonumber(h[3])
 end
-if locked > now then return {failures, h[2]} end
-if locked > 0 then failures = 1 else failures = failures + 1 end
-if failures >= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'f', failures, 'l', ARGV[3], 'e', ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return {failures, ARGV[3]}
+if h[5] and tonumber(h[5]) > now then a.p = tonumber(h[4]); a.q = tonumber(h[5]) end
+local function attempts_save()
+  if a.f == 0 and a.l == 0 and a.p == 0 then redis.call('DEL', KEYS[1]); return end
+  redis.call('HSET', KEYS[1], 'f', a.f, 'l', a.l, 'e', a.e, 'p', a.p, 'q', a.q)
+  redis.call('PEXPIRE', KEYS[1], math.max(math.max(a.e, a.q) - now, 1) * 1000)
 end
-redis.call('HSET', KEYS[1], 'f', failures, 'l', 0, 'e', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return {failures, 0}
 ";
 
-/// ARGV: now. Forgets the failures unless a lockout runs.
-const CLEAR_FAILURES: &str = r"
-local now = tonumber(ARGV[1])
-local h = redis.call('HMGET', KEYS[1], 'l', 'e')
-if h[2] and tonumber(h[2]) > now and tonumber(h[1]) > now then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
+/// ARGV: now, max_attempts, pending_until. Returns {RESERVE_*, locked_until}.
+const RESERVE_ATTEMPT: &str = r"
+if a.l > 0 then return {2, a.l} end
+if a.f + a.p >= tonumber(ARGV[2]) then return {1, 0} end
+a.p = a.p + 1; a.q = tonumber(ARGV[3])
+attempts_save()
+return {0, 0}
 ";
+
+/// ARGV: now, settlement (SETTLE_*), max_attempts, lock_until, window_until.
+/// Returns {failures, locked_until (0 = none)}.
+const SETTLE_ATTEMPT: &str = r"
+if a.p > 0 then a.p = a.p - 1 end
+if ARGV[2] == '1' and a.l == 0 then
+  a.f = a.f + 1
+  if a.f >= tonumber(ARGV[3]) then a.l = tonumber(ARGV[4]); a.e = a.l else a.e = tonumber(ARGV[5]) end
+elseif ARGV[2] == '2' and a.l == 0 then
+  a.f = 0; a.e = 0
+end
+attempts_save()
+return {a.f, a.l}
+";
+
+/// [`RESERVE_ATTEMPT`]'s first reply: granted, busy, locked.
+const RESERVE_GRANTED: i64 = 0;
+const RESERVE_BUSY: i64 = 1;
+
+/// [`SETTLE_ATTEMPT`]'s settlement argument.
+fn settlement_arg(settlement: Settlement) -> &'static [u8] {
+    match settlement {
+        Settlement::Released => b"0",
+        Settlement::Failed => b"1",
+        Settlement::Succeeded => b"2",
+    }
+}
 
 /// ARGV: now, step, expires_at, ttl ms. 1 if the step is later than the last one.
 const ADVANCE_TOTP: &str = r"
@@ -367,8 +386,8 @@ return 1
 
 struct Scripts {
     consume: Script,
-    record_failure: Script,
-    clear_failures: Script,
+    reserve_attempt: Script,
+    settle_attempt: Script,
     advance_totp: Script,
     family_create: Script,
     family_rotate: Script,
@@ -379,8 +398,8 @@ fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
         consume: Script::new(CONSUME),
-        record_failure: Script::new(RECORD_FAILURE),
-        clear_failures: Script::new(CLEAR_FAILURES),
+        reserve_attempt: Script::new(&format!("{ATTEMPTS_LOAD}{RESERVE_ATTEMPT}")),
+        settle_attempt: Script::new(&format!("{ATTEMPTS_LOAD}{SETTLE_ATTEMPT}")),
         advance_totp: Script::new(ADVANCE_TOTP),
         family_create: Script::new(FAMILY_CREATE),
         family_rotate: Script::new(FAMILY_ROTATE),
@@ -442,26 +461,53 @@ impl Store for RedisStore {
         })
     }
 
-    fn record_failure<'a>(
+    fn reserve_attempt<'a>(
         &'a self,
-        user: &'a str,
+        key: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        Box::pin(async move {
+            let (pending_until, _) = horizon(now.saturating_add(RESERVATION_SECS), now);
+            let (outcome, until): (i64, u64) = self
+                .script(
+                    &scripts().reserve_attempt,
+                    &self.key("att", key),
+                    &[
+                        &num(now),
+                        &num(policy.max_attempts.into()),
+                        &num(pending_until),
+                    ],
+                )
+                .await?;
+            Ok(match outcome {
+                RESERVE_GRANTED => Reservation::Granted,
+                RESERVE_BUSY => Reservation::Busy,
+                _ => Reservation::Locked { until },
+            })
+        })
+    }
+
+    fn settle_attempt<'a>(
+        &'a self,
+        key: &'a str,
+        settlement: Settlement,
         policy: AttemptPolicy,
         now: u64,
     ) -> StoreFuture<'a, Attempts> {
         Box::pin(async move {
-            let (lock_until, lock_ttl) = horizon(now.saturating_add(policy.lockout_secs), now);
-            let (window_until, window_ttl) = horizon(now.saturating_add(policy.window_secs), now);
+            let (lock_until, _) = horizon(now.saturating_add(policy.lockout_secs), now);
+            let (window_until, _) = horizon(now.saturating_add(policy.window_secs), now);
             let (failures, locked): (u64, u64) = self
                 .script(
-                    &scripts().record_failure,
-                    &self.key("att", user),
+                    &scripts().settle_attempt,
+                    &self.key("att", key),
                     &[
                         &num(now),
+                        settlement_arg(settlement),
                         &num(policy.max_attempts.into()),
                         &num(lock_until),
                         &num(window_until),
-                        &num(lock_ttl),
-                        &num(window_ttl),
                     ],
                 )
                 .await?;
@@ -469,18 +515,6 @@ impl Store for RedisStore {
                 failures: failures.try_into().unwrap_or(u32::MAX),
                 locked_until: (locked > 0).then_some(locked),
             })
-        })
-    }
-
-    fn clear_failures<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.script::<i64>(
-                &scripts().clear_failures,
-                &self.key("att", user),
-                &[&num(now)],
-            )
-            .await
-            .map(drop)
         })
     }
 
@@ -724,13 +758,13 @@ mod tests {
         // Redis Cluster runs a script only if its keys share one slot: every script
         // here uses KEYS[1] and nothing else.
         for script in [
-            CONSUME,
-            RECORD_FAILURE,
-            CLEAR_FAILURES,
-            ADVANCE_TOTP,
-            FAMILY_CREATE,
-            FAMILY_ROTATE,
-            FAMILY_REVOKE,
+            CONSUME.to_owned(),
+            format!("{ATTEMPTS_LOAD}{RESERVE_ATTEMPT}"),
+            format!("{ATTEMPTS_LOAD}{SETTLE_ATTEMPT}"),
+            ADVANCE_TOTP.to_owned(),
+            FAMILY_CREATE.to_owned(),
+            FAMILY_ROTATE.to_owned(),
+            FAMILY_REVOKE.to_owned(),
         ] {
             assert!(script.contains("KEYS[1]"));
             assert!(!script.contains("KEYS[2]"), "{script}");

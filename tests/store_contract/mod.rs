@@ -22,6 +22,9 @@
 //!   `now == expires_at` on (the boundary is asserted exactly);
 //! - results are asserted exactly.
 
+#[path = "../support/failures.rs"]
+mod failures;
+pub use failures::Failures;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -30,7 +33,8 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::task::JoinSet;
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Rotation, Store, TokenHash,
+    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Reservation, Rotation, Settlement,
+    Store, TokenHash, RESERVATION_SECS,
 };
 
 /// The base time of every check (seconds since the Unix epoch).
@@ -960,6 +964,157 @@ pub async fn refresh_families_are_independent<S: Store>(store: &S) {
 }
 
 // ---------------------------------------------------------------------------------------
+// attempt reservations (DESIGN §8.2)
+
+/// Reservations in flight count against the limit: with `max_attempts` granted and none
+/// settled, the next is `Busy` (not a lockout); a release gives one back.
+pub async fn reservations_in_flight_fill_the_limit<S: Store>(store: &S) {
+    let ns = ns("reservations_in_flight_fill_the_limit");
+    let user = ns.key("user");
+    for _ in 0..POLICY.max_attempts {
+        assert_eq!(
+            store.reserve_attempt(&user, POLICY, T0).await,
+            Ok(Reservation::Granted)
+        );
+    }
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, T0).await,
+        Ok(Reservation::Busy)
+    );
+    assert_eq!(
+        store.attempts(&user, T0).await,
+        Ok(clean()),
+        "nothing recorded"
+    );
+    let a = store
+        .settle_attempt(&user, Settlement::Released, POLICY, T0)
+        .await;
+    assert_eq!(a, Ok(clean()));
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, T0).await,
+        Ok(Reservation::Granted)
+    );
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, T0).await,
+        Ok(Reservation::Busy)
+    );
+}
+
+/// Failures settled from reservations reach the limit and lock out; a reservation then
+/// is refused as `Locked` with the lockout's end, until it ends.
+pub async fn settled_failures_lock_out<S: Store>(store: &S) {
+    let ns = ns("settled_failures_lock_out");
+    let user = ns.key("user");
+    for i in 1..=POLICY.max_attempts {
+        assert_eq!(
+            store.reserve_attempt(&user, POLICY, T0).await,
+            Ok(Reservation::Granted)
+        );
+        let a = store
+            .settle_attempt(&user, Settlement::Failed, POLICY, T0)
+            .await
+            .unwrap();
+        assert_eq!(a.failures, i);
+    }
+    let until = T0 + POLICY.lockout_secs;
+    assert_eq!(
+        store.attempts(&user, T0).await,
+        Ok(locked(POLICY.max_attempts, until))
+    );
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, until - 1).await,
+        Ok(Reservation::Locked { until })
+    );
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, until).await,
+        Ok(Reservation::Granted)
+    );
+}
+
+/// A success forgets the failures, and leaves other reservations in flight counted.
+pub async fn settled_success_clears_failures<S: Store>(store: &S) {
+    let ns = ns("settled_success_clears_failures");
+    let user = ns.key("user");
+    store.reserve_attempt(&user, POLICY, T0).await.unwrap();
+    store
+        .settle_attempt(&user, Settlement::Failed, POLICY, T0)
+        .await
+        .unwrap();
+    store.reserve_attempt(&user, POLICY, T0).await.unwrap();
+    store.reserve_attempt(&user, POLICY, T0).await.unwrap();
+    let a = store
+        .settle_attempt(&user, Settlement::Succeeded, POLICY, T0 + 1)
+        .await;
+    assert_eq!(a, Ok(clean()));
+    // One reservation is still in flight: two more fit, not three.
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, T0 + 1).await,
+        Ok(Reservation::Granted)
+    );
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, T0 + 1).await,
+        Ok(Reservation::Granted)
+    );
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, T0 + 1).await,
+        Ok(Reservation::Busy)
+    );
+}
+
+/// A reservation never settled (a crashed request) is forgotten after
+/// `RESERVATION_SECS`.
+pub async fn abandoned_reservations_expire<S: Store>(store: &S) {
+    let ns = ns("abandoned_reservations_expire");
+    let user = ns.key("user");
+    for _ in 0..POLICY.max_attempts {
+        store.reserve_attempt(&user, POLICY, T0).await.unwrap();
+    }
+    let later = T0 + RESERVATION_SECS;
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, later - 1).await,
+        Ok(Reservation::Busy)
+    );
+    assert_eq!(
+        store.reserve_attempt(&user, POLICY, later).await,
+        Ok(Reservation::Granted)
+    );
+}
+
+/// Of `RACERS` concurrent reservations of one key, exactly `max_attempts` are granted
+/// and the rest are `Busy`; settling them all as failures locks the key out once.
+pub async fn concurrent_reservations_grant_exactly_the_limit<S: Store>(store: Arc<S>) {
+    let ns = ns("concurrent_reservations_grant_exactly_the_limit");
+    let user = Arc::new(ns.key("user"));
+    let u = user.clone();
+    let results = race(store.clone(), move |s, _| {
+        let u = u.clone();
+        async move { s.reserve_attempt(&u, POLICY, T0).await }
+    })
+    .await;
+    let granted = results
+        .iter()
+        .filter(|(_, r)| *r == Ok(Reservation::Granted))
+        .count();
+    let busy = results
+        .iter()
+        .filter(|(_, r)| *r == Ok(Reservation::Busy))
+        .count();
+    let max = POLICY.max_attempts as usize;
+    assert_eq!((granted, busy), (max, RACERS - max), "{results:?}");
+    for _ in 0..granted {
+        store
+            .settle_attempt(&user, Settlement::Failed, POLICY, T0)
+            .await
+            .unwrap();
+    }
+    let until = T0 + POLICY.lockout_secs;
+    assert_eq!(
+        store.attempts(&user, T0).await,
+        Ok(locked(POLICY.max_attempts, until))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // the test generator
 
 /// One `#[tokio::test]` per contract check, for the store built by `$make`: a closure
@@ -999,11 +1154,16 @@ macro_rules! contract_tests {
             refresh_revoke_accepts_any_family_token,
             revoke_family_revokes,
             refresh_families_are_independent,
+            reservations_in_flight_fill_the_limit,
+            settled_failures_lock_out,
+            settled_success_clears_failures,
+            abandoned_reservations_expire,
         );
         $crate::contract_tests!(@by_arc ($make) [$(#[$attr])*]
             concurrent_consume_has_one_winner,
             concurrent_totp_step_has_one_winner,
             concurrent_refresh_rotate_has_one_winner,
+            concurrent_reservations_grant_exactly_the_limit,
         );
     };
     (@by_ref ($make:expr) $attrs:tt $($check:ident),* $(,)?) => {

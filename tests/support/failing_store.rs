@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, RefreshRecord, Rotation, Store, StoreError, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, RefreshRecord, Reservation, Rotation, Settlement, Store, StoreError,
+    StoreFuture, TokenHash,
 };
 
 /// A store that is never there.
@@ -26,15 +27,21 @@ impl Store for FailingStore {
     fn attempts<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, Attempts> {
         down()
     }
-    fn record_failure<'a>(
+    fn reserve_attempt<'a>(
         &'a self,
         _: &'a str,
         _: AttemptPolicy,
         _: u64,
-    ) -> StoreFuture<'a, Attempts> {
+    ) -> StoreFuture<'a, Reservation> {
         down()
     }
-    fn clear_failures<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {
+    fn settle_attempt<'a>(
+        &'a self,
+        _: &'a str,
+        _: Settlement,
+        _: AttemptPolicy,
+        _: u64,
+    ) -> StoreFuture<'a, Attempts> {
         down()
     }
     fn advance_totp_step<'a>(
