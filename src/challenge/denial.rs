@@ -1,6 +1,8 @@
 //! Denial responses: one table, one status, one `error` code and one `WWW-Authenticate`
 //! per reason.
 
+use std::fmt;
+
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -173,11 +175,25 @@ impl DenialKind {
 /// }
 /// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// # Security
+/// `Debug` never shows the mfa_token (it prints `<redacted>` in its place): a denial
+/// logged with `{:?}` does not hand out a live challenge.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Denial {
     kind: DenialKind,
     description: &'static str,
     mfa_token: Option<String>,
+}
+
+impl fmt::Debug for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Denial")
+            .field("kind", &self.kind)
+            .field("description", &self.description)
+            .field("mfa_token", &self.mfa_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Denial {
@@ -400,6 +416,50 @@ mod tests {
         assert!(!check("application/grpcx"));
         assert!(!check("application/json"));
         assert!(!is_grpc(&http::HeaderMap::new()));
+    }
+
+    fn step_up_denial(token: &str) -> Denial {
+        let requirements = MfaRequirements::challenge(["otp"]);
+        let res = response(
+            DenialKind::MfaRequired,
+            "test",
+            DenialDetails {
+                mfa_token: Some(token),
+                mfa_requirements: Some(&requirements),
+                ..DenialDetails::default()
+            },
+        );
+        res.extensions().get::<Denial>().cloned().unwrap()
+    }
+
+    #[test]
+    fn denial_debug_does_not_show_the_mfa_token() {
+        let token = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0.secret-part";
+        let denial = step_up_denial(token);
+        assert_eq!(
+            denial.mfa_token(),
+            Some(token),
+            "the accessor still gives it"
+        );
+        let printed = format!("{denial:?}");
+        assert!(!printed.contains(token), "{printed}");
+        assert!(!printed.contains("secret-part"), "{printed}");
+        assert!(!printed.contains("eyJ"), "{printed}");
+        assert!(
+            printed.contains("mfa_token: Some(\"<redacted>\")"),
+            "{printed}"
+        );
+        assert!(printed.contains("MfaRequired"), "{printed}");
+        let pretty = format!("{denial:#?}");
+        assert!(!pretty.contains("secret-part"), "{pretty}");
+
+        let plain = response(
+            DenialKind::MissingCredential,
+            "test",
+            DenialDetails::default(),
+        );
+        let printed = format!("{:?}", plain.extensions().get::<Denial>().unwrap());
+        assert!(printed.contains("mfa_token: None"), "{printed}");
     }
 
     #[test]
