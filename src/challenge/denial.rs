@@ -331,9 +331,17 @@ pub(crate) fn response(
     response
 }
 
-/// Whether a request is gRPC (`content-type: application/grpc`, `application/grpc+proto`,
-/// …): its denials are then gRPC responses.
-pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+/// Whether a request's denials take the gRPC form: a `POST` (every gRPC call is one)
+/// with `content-type: application/grpc`, `application/grpc+proto`, … Any other method
+/// gets the HTTP denial, whatever its content type: the gRPC form is an HTTP 200, and a
+/// `GET` answered 200 is the kind of response a cache keeps.
+pub(crate) fn wants_grpc_denial(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    method == http::Method::POST && is_grpc(headers)
+}
+
+/// Whether a request says it is gRPC (`content-type: application/grpc`,
+/// `application/grpc+proto`, …).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -351,8 +359,9 @@ pub const GRPC_DETAILS_HEADER: &str = "stepup-details";
 pub const GRPC_MFA_TOKEN_HEADER: &str = "mfa-token";
 
 /// Turns an HTTP denial (from [`response`]) into a gRPC Trailers-Only response: HTTP
-/// 200, no body, `grpc-status` from the table, `grpc-message`, and as metadata the
-/// `www-authenticate` challenge, the `mfa-token` and the JSON body as `stepup-details`.
+/// 200, no body, `cache-control: no-store`, `grpc-status` from the table,
+/// `grpc-message`, and as metadata the `www-authenticate` challenge, the `mfa-token` and
+/// the JSON body as `stepup-details`.
 pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
     let (parts, json) = response.into_parts();
     let Some(denial) = parts.extensions.get::<Denial>() else {
@@ -362,6 +371,9 @@ pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
     let mut out = Response::new(Bytes::new());
     let headers = out.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    // An HTTP 200 that may carry an mfa_token: no cache may keep it (like the HTTP
+    // denial, which says the same).
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("grpc-status", HeaderValue::from(u16::from(row.grpc_status)));
     if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(denial.description)) {
         headers.insert("grpc-message", message);
@@ -416,6 +428,53 @@ mod tests {
         assert!(!check("application/grpcx"));
         assert!(!check("application/json"));
         assert!(!is_grpc(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_a_grpc_post_gets_the_grpc_denial() {
+        let mut h = http::HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        assert!(wants_grpc_denial(&http::Method::POST, &h));
+        for method in [
+            http::Method::GET,
+            http::Method::HEAD,
+            http::Method::PUT,
+            http::Method::PATCH,
+            http::Method::DELETE,
+            http::Method::OPTIONS,
+        ] {
+            assert!(!wants_grpc_denial(&method, &h), "{method}");
+        }
+        let json = http::HeaderMap::new();
+        assert!(!wants_grpc_denial(&http::Method::POST, &json));
+    }
+
+    #[test]
+    fn grpc_denial_is_not_cacheable() {
+        for kind in DENIAL_TABLE.iter().map(|row| row.kind) {
+            let token = "sealed.mfa.token";
+            let requirements = MfaRequirements::challenge(["otp"]);
+            let details = DenialDetails {
+                mfa_token: (kind == DenialKind::MfaRequired).then_some(token),
+                mfa_requirements: Some(&requirements),
+                ..DenialDetails::default()
+            };
+            let grpc = into_grpc(response(kind, "test", details));
+            assert_eq!(grpc.status(), StatusCode::OK, "{kind:?}");
+            assert_eq!(
+                grpc.headers().get(CACHE_CONTROL).map(HeaderValue::as_bytes),
+                Some(&b"no-store"[..]),
+                "{kind:?}"
+            );
+            if kind == DenialKind::MfaRequired {
+                assert_eq!(
+                    grpc.headers()
+                        .get(GRPC_MFA_TOKEN_HEADER)
+                        .map(HeaderValue::as_bytes),
+                    Some(token.as_bytes())
+                );
+            }
+        }
     }
 
     fn step_up_denial(token: &str) -> Denial {
