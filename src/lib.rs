@@ -89,11 +89,13 @@
 //!
 //! The reason is also in the response extensions as a [`Denial`].
 //!
-//! A gRPC request (`content-type: application/grpc…`) gets the same decision as a gRPC
-//! Trailers-Only response: HTTP 200, `grpc-status` 16 `UNAUTHENTICATED` for the 401
-//! rows, 7 `PERMISSION_DENIED` for the 403 rows (3 and 13 for the last two), with
-//! `grpc-message`, and as metadata `www-authenticate`, `mfa-token` and the JSON body as
-//! `stepup-details` ([`DenialRow::grpc_status`](challenge::DenialRow::grpc_status)).
+//! A gRPC request (a `POST` with `content-type: application/grpc…`) gets the same
+//! decision as a gRPC Trailers-Only response: HTTP 200, `Cache-Control: no-store`,
+//! `grpc-status` 16 `UNAUTHENTICATED` for the 401 rows, 7 `PERMISSION_DENIED` for the
+//! 403 rows (3 and 13 for the last two), with `grpc-message`, and as metadata
+//! `www-authenticate`, `mfa-token` and the JSON body as `stepup-details`
+//! ([`DenialRow::grpc_status`](challenge::DenialRow::grpc_status)). Any other method
+//! with a gRPC content type gets the HTTP denial above.
 //!
 //! # Modules
 //! - [`token`]: claims, verification (keys by `kid`, algorithm allow-list, `typ`), issuing.
@@ -115,7 +117,7 @@
 //! - `axum`: [`Claims`] as an axum extractor (module `axum`).
 //! - `tonic`: the layer's service keeps the wrapped service's gRPC `NamedService` name;
 //!   the gRPC verify service and client (module `tonic`). gRPC-aware denials need no
-//!   feature: any request with `content-type: application/grpc…` gets them.
+//!   feature: any `POST` with `content-type: application/grpc…` gets them.
 //! - `redis`: `store::RedisStore`, a store shared by several replicas.
 //! - `client`: [`client::AuthClient`], which drives the [`flow`] against a server, and
 //!   [`client::AuthLayer`], which completes step-up challenges for your API calls.

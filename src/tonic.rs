@@ -1,12 +1,13 @@
 //! tonic integration (feature `tonic`).
 //!
-//! - **Denials a gRPC client understands.** The layer answers a request whose
+//! - **Denials a gRPC client understands.** The layer answers a `POST` whose
 //!   `content-type` is `application/grpc…` with a gRPC Trailers-Only response: HTTP 200,
-//!   `grpc-status` 16 `UNAUTHENTICATED` (missing, invalid, expired or partial
-//!   credential) or 7 `PERMISSION_DENIED` (missing scope, step-up), a `grpc-message`,
-//!   and as metadata the `www-authenticate` challenge, the `mfa-token` of a step-up
-//!   denial and the JSON details of DESIGN §4 as `stepup-details`. This needs no
-//!   feature: it is the layer's behaviour for every gRPC request.
+//!   `cache-control: no-store`, `grpc-status` 16 `UNAUTHENTICATED` (missing, invalid,
+//!   expired or partial credential) or 7 `PERMISSION_DENIED` (missing scope, step-up), a
+//!   `grpc-message`, and as metadata the `www-authenticate` challenge, the `mfa-token` of
+//!   a step-up denial and the JSON details of DESIGN §4 as `stepup-details`. This needs
+//!   no feature: it is the layer's behaviour for every gRPC request. Another method with
+//!   a gRPC content type (no gRPC client sends one) gets the plain HTTP denial.
 //! - **Per-method policies.** gRPC calls are `POST /package.Service/Method`: key the
 //!   [`RouteTable`](crate::RouteTable) by that path
 //!   ([`RouteTable::grpc`](crate::RouteTable::grpc)), and add the layer to the whole
@@ -51,7 +52,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
@@ -151,15 +152,24 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if req.uri().path() != MFA_VERIFY_PATH {
             let status = Status::unimplemented("unknown method");
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+            return Box::pin(std::future::ready(Ok(no_store(status.into_http()))));
         }
         let method = VerifyMethod(self.verify.clone());
         Box::pin(async move {
             let mut grpc =
                 tonic::server::Grpc::new(ProstCodec::<VerifyReply, VerifyRequest>::default());
-            Ok(grpc.unary(method, req).await)
+            Ok(no_store(grpc.unary(method, req).await))
         })
     }
+}
+
+/// `cache-control: no-store` on every answer of the verify service, as on the HTTP
+/// endpoint's: a reply carries a new session's tokens.
+fn no_store<B>(mut response: http::Response<B>) -> http::Response<B> {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    response
 }
 
 struct VerifyMethod(Endpoint);

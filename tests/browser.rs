@@ -72,7 +72,9 @@ async fn demo() -> Demo {
 struct Browser {
     client: Client,
     driver: tokio::process::Child,
-    shots: PathBuf,
+    /// Where [`Browser::shot`] writes; `None` for a browser that takes no screenshots
+    /// (and so leaves the directory of the one that does alone).
+    shots: Option<PathBuf>,
     n: usize,
     _profile: TempDir,
 }
@@ -99,7 +101,17 @@ fn find(program: &str, candidates: &[&str]) -> PathBuf {
 }
 
 impl Browser {
+    /// A browser that takes screenshots (into a directory it empties first).
     async fn start() -> Browser {
+        Self::launch(true).await
+    }
+
+    /// A browser that takes none: it can run beside the one that does.
+    async fn start_unrecorded() -> Browser {
+        Self::launch(false).await
+    }
+
+    async fn launch(record: bool) -> Browser {
         let chromium = find(
             "chromium",
             &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
@@ -150,12 +162,15 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a Chromium session");
-        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .unwrap()
-            .join("browser-screenshots");
-        let _ = std::fs::remove_dir_all(&shots);
-        std::fs::create_dir_all(&shots).unwrap();
+        let shots = record.then(|| {
+            let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("browser-screenshots");
+            let _ = std::fs::remove_dir_all(&shots);
+            std::fs::create_dir_all(&shots).unwrap();
+            shots
+        });
         Browser {
             client,
             driver,
@@ -169,7 +184,11 @@ impl Browser {
         self.n += 1;
         let png = self.client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.n)), png).unwrap();
+        let shots = self
+            .shots
+            .as_ref()
+            .expect("a browser started to take screenshots");
+        std::fs::write(shots.join(format!("{:02}-{name}.png", self.n)), png).unwrap();
     }
 
     async fn goto(&self, url: &str) {
@@ -234,6 +253,23 @@ impl Browser {
         self.client.current_url().await.unwrap().to_string()
     }
 
+    /// Waits until the browser is no longer on a URL starting with `prefix` (the page
+    /// moves on after its request returns), and gives the URL it is on then.
+    async fn url_after_leaving(&self, prefix: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let url = self.url().await;
+            if !url.starts_with(prefix) {
+                return url;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the browser stayed on `{url}`"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The cookies a request to `path` would carry (the partial cookie is scoped to the
     /// verify path, so the browser is taken there to read it, then back).
     async fn cookies_at(&self, base: &str, path: &str) -> Vec<(String, bool)> {
@@ -268,7 +304,13 @@ impl Browser {
     }
 
     async fn sign_in(&self, base: &str, user: &str, password: &str) {
-        self.goto(&format!("{base}/login")).await;
+        self.sign_in_at(&format!("{base}/login"), user, password)
+            .await;
+    }
+
+    /// Signs in on the login page at `url` (e.g. with a `next` parameter).
+    async fn sign_in_at(&self, url: &str, user: &str, password: &str) {
+        self.goto(url).await;
         self.on("login").await;
         self.fill("#username", user).await;
         self.fill("#password", password).await;
@@ -490,8 +532,86 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
         assert!(!url.contains("eyJ") && !url.contains("token"), "{url}");
     }
     assert_eq!(b.page().await, "mfa");
-    let shots = std::fs::read_dir(&b.shots).unwrap().count();
+    let shots = std::fs::read_dir(b.shots.as_ref().unwrap())
+        .unwrap()
+        .count();
     assert_eq!(shots, 11, "one screenshot per step");
+    b.client.clone().close().await.unwrap();
+}
+
+/// Finding 7 of issue 14: the pages' `next` parameter was an open redirect. It was
+/// accepted when it started with one `/`, but browsers read `/\evil.example` as
+/// `//evil.example`, and drop a tab, so `/<TAB>/evil.example` is `//evil.example` too:
+/// headless Chromium left for another host after signing in. Now only a path on the
+/// demo's own origin is followed, on the login page and on the code page alike;
+/// anything else lands on the default page, the dashboard.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_next_parameter_never_leaves_the_demo_origin() {
+    let d = demo().await;
+    let b = Browser::start_unrecorded().await;
+    let dashboard = format!("{}/dashboard", d.base);
+
+    // bob has no second factor: the login page itself follows `next`.
+    for next in [
+        "/%5Cevil.example",
+        "/%09/evil.example",
+        "%2F%09%2Fevil.example",
+        "/%0A/evil.example",
+        "//evil.example",
+        "/%5C%5Cevil.example",
+        "/.//evil.example",
+        "https://evil.example/",
+        "http:evil.example",
+    ] {
+        b.sign_in_at(
+            &format!("{}/login?next={next}", d.base),
+            "bob",
+            "bob-password",
+        )
+        .await;
+        let url = b.url_after_leaving(&format!("{}/login", d.base)).await;
+        assert_eq!(url, dashboard, "next={next} led to {url}");
+        b.on("dashboard").await;
+    }
+    // A path on the demo is followed.
+    b.sign_in_at(
+        &format!("{}/login?next=/security", d.base),
+        "bob",
+        "bob-password",
+    )
+    .await;
+    let url = b.url_after_leaving(&format!("{}/login", d.base)).await;
+    assert_eq!(url, format!("{}/security", d.base));
+    b.on("security").await;
+
+    // alice has one: the login page hands `next` to the code page, which follows it.
+    b.sign_in_at(
+        &format!("{}/login?next=/billing", d.base),
+        "alice",
+        "alice-password",
+    )
+    .await;
+    b.on("mfa").await;
+    assert_eq!(b.url().await, format!("{}/mfa?next=%2Fbilling", d.base));
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    let url = b.url_after_leaving(&format!("{}/mfa", d.base)).await;
+    assert_eq!(url, format!("{}/billing", d.base));
+    b.on("billing").await;
+    b.wait_text("#invoices:not(.hidden)", "INV-1001").await;
+
+    // The code page refuses a foreign `next` of its own.
+    d.clock.advance(30);
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
+    b.goto(&format!("{}/mfa?next=/%5Cevil.example", d.base))
+        .await;
+    b.on("mfa").await;
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    let url = b.url_after_leaving(&format!("{}/mfa", d.base)).await;
+    assert_eq!(url, dashboard, "the code page followed a foreign next");
+    b.on("dashboard").await;
     b.client.clone().close().await.unwrap();
 }
 

@@ -151,6 +151,222 @@ impl Demo {
     }
 }
 
+/// Another origin on loopback (same host, another port): it records the
+/// `Authorization` header of every request and answers `/echo` with `200`, `/api/billing`
+/// with a `403 mfa_required` carrying a challenge of its own, and `/api/me` with the
+/// `401` of an expired access token.
+struct Other {
+    base: String,
+    seen: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Other {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const FOREIGN_MFA_TOKEN: &str = "foreign.mfa.token.from.another.origin";
+
+async fn other_origin() -> Other {
+    use axum::response::IntoResponse;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let router = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let record = record.clone();
+        async move {
+            let auth = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            record.lock().unwrap().push(auth);
+            let json = [(http::header::CONTENT_TYPE, "application/json")];
+            match req.uri().path() {
+                "/api/billing" => (
+                    StatusCode::FORBIDDEN,
+                    json,
+                    serde_json::json!({
+                        "error": "mfa_required",
+                        "error_description": "a second factor is required",
+                        "mfa_token": FOREIGN_MFA_TOKEN,
+                        "mfa_requirements": { "challenge": [{ "type": "otp" }] },
+                    })
+                    .to_string(),
+                )
+                    .into_response(),
+                "/api/me" => (
+                    StatusCode::UNAUTHORIZED,
+                    [(
+                        http::header::WWW_AUTHENTICATE,
+                        r#"Bearer error="invalid_token", error_description="the access token has expired""#,
+                    )],
+                    json,
+                    r#"{"error":"invalid_token","error_description":"the access token has expired"}"#,
+                )
+                    .into_response(),
+                _ => (StatusCode::OK, json, r#"{"ok":true}"#).into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    Other { base, seen, task }
+}
+
+impl Other {
+    /// Whether each request received so far carried an `Authorization` header, in order
+    /// (not the values: a failing assertion must not print a token).
+    fn seen(&self) -> Vec<bool> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Option::is_some)
+            .collect()
+    }
+
+    /// Whether the last request carried exactly this `Authorization` header.
+    fn last_was(&self, authorization: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .flatten()
+            .as_deref()
+            == Some(authorization)
+    }
+}
+
+/// alice, signed in with her code.
+async fn signed_in_alice(d: &Demo) -> AuthClient<Counting> {
+    let auth = d.client();
+    auth.login("alice", "alice-password").await.unwrap();
+    let state = auth.submit(Proof::Totp(d.code())).await.unwrap();
+    assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+    auth
+}
+
+/// A code provider that must not be asked: it counts its calls and declines.
+fn counted_codes(
+    calls: Arc<AtomicUsize>,
+) -> impl Fn(Challenge) -> std::future::Ready<Option<Proof>> + Send + Sync + 'static {
+    move |_: Challenge| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(None)
+    }
+}
+
+/// Finding 8 of issue 14: the layer added the access token to a request for any URI.
+/// Only the base URL's origin gets it; a request elsewhere goes out untouched.
+#[tokio::test]
+async fn access_token_is_not_sent_to_another_origin() {
+    let d = demo().await;
+    let other = other_origin().await;
+    let auth = signed_in_alice(&d).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut api = tower::ServiceBuilder::new()
+        .layer(auth.layer(counted_codes(calls.clone())))
+        .service(d.http.clone());
+
+    // The demo's own origin gets the token (the request succeeds on it).
+    let (status, me) = d.get(&mut api, "/api/me").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["sub"], "alice");
+
+    // Another origin: no Authorization header at all.
+    let req = Request::get(format!("{}/echo", other.base))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = api.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        other.seen(),
+        [false],
+        "an Authorization header went to another origin"
+    );
+
+    // A header the caller set for that origin is passed on as it is, not replaced.
+    let req = Request::get(format!("{}/echo", other.base))
+        .header("authorization", "Bearer the-other-services-own-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = api.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        other.last_was("Bearer the-other-services-own-token"),
+        "the caller's own Authorization header was not passed on as it was"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(matches!(auth.state().await, State::SignedIn(_)));
+}
+
+/// Finding 8 of issue 14: the layer answered a `403 mfa_required` from any host, asking
+/// the user for a code and spending it on that host's challenge. Only the base URL's
+/// origin is answered: another origin's challenge (and its "expired token" 401) comes
+/// back untouched, with no code asked for, no verify and no refresh sent.
+#[tokio::test]
+async fn step_up_challenge_from_another_origin_is_not_completed() {
+    let d = demo().await;
+    let other = other_origin().await;
+    let auth = signed_in_alice(&d).await;
+    let session = session_access(&auth.state().await);
+    // Past max_age: the demo itself would challenge billing now.
+    d.clock.advance(301);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut api = tower::ServiceBuilder::new()
+        .layer(auth.layer(counted_codes(calls.clone())))
+        .service(d.http.clone());
+
+    let before = d.sent();
+    let req = Request::get(format!("{}/api/billing", other.base))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = api.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"], "mfa_required");
+    assert_eq!(
+        body["mfa_token"], FOREIGN_MFA_TOKEN,
+        "the answer, untouched"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no code was asked for");
+    assert_eq!(
+        d.sent() - before,
+        1,
+        "the request only: no verify, no retry"
+    );
+    assert!(matches!(auth.state().await, State::SignedIn(_)));
+
+    // Its "expired token" answer does not make the client refresh.
+    let before = d.sent();
+    let req = Request::get(format!("{}/api/me", other.base))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = api.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(d.sent() - before, 1, "the request only: no refresh");
+    let state = auth.state().await;
+    assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+    assert_eq!(session_access(&state), session, "the same session");
+    assert_eq!(other.seen(), [false, false], "no token went there");
+
+    // The demo's own challenge is still completed (the provider is asked, declines).
+    let (status, body) = d.get(&mut api, "/api/billing").await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "mfa_required");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the own origin's challenge"
+    );
+}
+
 fn session_access(state: &State) -> String {
     state.session().unwrap().access_token.expose().to_owned()
 }

@@ -134,9 +134,20 @@ fn seeds_get_their_answers() {
         credential::run(&get("credential", "bearer-me-token4")),
         Some(401)
     );
+    // A gRPC content type on a GET gets the HTTP step-up denial; on a POST, the gRPC
+    // form (HTTP 200, grpc-status 7).
     assert_eq!(
         credential::run(&get("credential", "grpc-billing-token0")),
+        Some(403)
+    );
+    assert_eq!(
+        credential::run(&get("credential", "grpc-post-deep-token0")),
         Some(200)
+    );
+    assert_eq!(
+        credential::run(&get("credential", "grpc-post-deep-token1")),
+        Some(200),
+        "an MFA token passes"
     );
     assert_eq!(credential::run(&get("credential", "long-path")), Some(414));
     // token: the four unexpired fixture tokens verify, the expired one does not; signed

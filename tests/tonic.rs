@@ -1160,22 +1160,35 @@ async fn both_mounts_give_the_same_answers() {
     assert_eq!(whole, billing);
 }
 
+/// What a raw call got back.
+struct Raw {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    /// `grpc-status`, from the headers of a Trailers-Only answer or from the trailers.
+    grpc_status: Option<String>,
+    data: Bytes,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
 /// A raw gRPC request for `path` with HTTP method `method` and an empty message, sent
 /// over the client's channel as a plain tower service (tonic's `Grpc` client always says
-/// POST; the channel sends what it is given). Returns the `grpc-status` (from the headers
-/// of a Trailers-Only answer or from the trailers) and the data received.
-async fn raw_call(
-    s: &Grpc,
-    method: http::Method,
-    path: &str,
-    token: &str,
-) -> (http::StatusCode, Option<String>, Bytes) {
-    let request = http::Request::builder()
+/// POST; the channel sends what it is given), with `authorization: Bearer <token>` if a
+/// token is given.
+async fn raw_call(s: &Grpc, method: http::Method, path: &str, token: Option<&str>) -> Raw {
+    let mut request = http::Request::builder()
         .method(method)
         .uri(format!("http://grpc.test{path}"))
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("authorization", bearer(token))
+        .header("te", "trailers");
+    if let Some(token) = token {
+        request = request.header("authorization", bearer(token));
+    }
+    let request = request
         .body(tonic::body::Body::new(Full::new(Bytes::from_static(&[
             0, 0, 0, 0, 0,
         ]))))
@@ -1189,7 +1202,12 @@ async fn raw_call(
         |h: &http::HeaderMap| h.get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
     let grpc_status =
         status_of(&parts.headers).or_else(|| collected.trailers().and_then(status_of));
-    (parts.status, grpc_status, collected.to_bytes())
+    Raw {
+        status: parts.status,
+        headers: parts.headers,
+        grpc_status,
+        data: collected.to_bytes(),
+    }
 }
 
 #[tokio::test]
@@ -1205,27 +1223,36 @@ async fn step_up_method_is_refused_whatever_the_http_method() {
         );
         // POST, as every gRPC client sends it: refused.
         for token in [&weak, &no_scope] {
-            let (http, status, data) =
-                raw_call(&s, http::Method::POST, app::GET_INVOICES, token).await;
-            assert_eq!(http, http::StatusCode::OK);
-            assert_eq!(status.as_deref(), Some("7"), "{mount:?}");
-            assert!(data.is_empty());
+            let raw = raw_call(&s, http::Method::POST, app::GET_INVOICES, Some(token)).await;
+            assert_eq!(raw.status, http::StatusCode::OK);
+            assert_eq!(raw.grpc_status.as_deref(), Some("7"), "{mount:?}");
+            assert!(raw.data.is_empty());
         }
 
         // Regression: `RouteTable::grpc` once registered the policy for `POST` only, so a
         // `GET`/`PUT`/`PATCH` of the same path got the default (authenticated) policy,
         // and neither tonic's router nor a generated server checks the HTTP method:
-        // step-up and scope were bypassed. It now covers every HTTP method.
+        // step-up and scope were bypassed. It now covers every HTTP method (and, not being
+        // a POST, the refusal is the HTTP one: see
+        // `get_with_grpc_content_type_gets_http_denial`).
         for method in [http::Method::GET, http::Method::PUT, http::Method::PATCH] {
-            for (name, token) in [("password-only", &weak), ("no billing:read", &no_scope)] {
-                let (_, status, data) =
-                    raw_call(&s, method.clone(), app::GET_INVOICES, token).await;
-                if status.as_deref() == Some("0") || !data.is_empty() {
+            for (name, token, error) in [
+                ("password-only", &weak, "mfa_required"),
+                ("no billing:read", &no_scope, "insufficient_scope"),
+            ] {
+                let raw = raw_call(&s, method.clone(), app::GET_INVOICES, Some(token)).await;
+                let refused = raw.status == http::StatusCode::FORBIDDEN
+                    && raw.grpc_status.is_none()
+                    && serde_json::from_slice::<Value>(&raw.data)
+                        .is_ok_and(|body| body["error"] == error);
+                if !refused {
                     bypasses.push(format!(
-                        "{mount:?} {method} {} with a {name} token: grpc-status {status:?}, \
-                         {} bytes of InvoicesReply",
+                        "{mount:?} {method} {} with a {name} token: HTTP {}, grpc-status {:?}, \
+                         {} bytes of data",
                         app::GET_INVOICES,
-                        data.len()
+                        raw.status,
+                        raw.grpc_status,
+                        raw.data.len()
                     ));
                 }
             }
@@ -1235,6 +1262,125 @@ async fn step_up_method_is_refused_whatever_the_http_method() {
         bypasses.is_empty(),
         "the step-up method answered:\n{}",
         bypasses.join("\n")
+    );
+}
+
+/// Finding 6 of issue 14: the gRPC form of a denial is an HTTP 200, and a step-up one
+/// carries the mfa_token in its `mfa-token` header; it once had no `cache-control`, so a
+/// shared cache could keep and replay it. Every gRPC-form denial now says `no-store`.
+#[tokio::test]
+async fn grpc_step_up_denial_is_not_cacheable() {
+    for mount in MOUNTS {
+        let s = start(mount).await;
+        let weak = s.weak();
+        let raw = raw_call(&s, http::Method::POST, app::GET_INVOICES, Some(&weak)).await;
+        assert_eq!(raw.status, http::StatusCode::OK, "{mount:?}");
+        assert_eq!(raw.grpc_status.as_deref(), Some("7"), "{mount:?}");
+        let token = raw.header("mfa-token").expect("an mfa-token");
+        assert_eq!(token.split('.').count(), 5, "the mfa-token is a JWE");
+        assert_eq!(raw.header("cache-control"), Some("no-store"), "{mount:?}");
+        assert!(raw.data.is_empty());
+
+        // The other gRPC-form denials say the same.
+        for (token, status) in [(None, "16"), (Some("garbage"), "16")] {
+            let raw = raw_call(&s, http::Method::POST, app::ME, token).await;
+            assert_eq!(raw.status, http::StatusCode::OK, "{mount:?}");
+            assert_eq!(raw.grpc_status.as_deref(), Some(status), "{mount:?}");
+            assert_eq!(raw.header("cache-control"), Some("no-store"), "{mount:?}");
+        }
+    }
+}
+
+/// Finding 6 of issue 14: any client could ask for the gRPC form (HTTP 200, the
+/// mfa_token in a header) by sending `content-type: application/grpc` on a `GET`. The
+/// gRPC form is for `POST` only (every gRPC call is one): another method gets the HTTP
+/// denial, `403` JSON with `cache-control: no-store`.
+#[tokio::test]
+async fn get_with_grpc_content_type_gets_http_denial() {
+    for mount in MOUNTS {
+        let s = start(mount).await;
+        let weak = s.weak();
+        for method in [http::Method::GET, http::Method::PUT, http::Method::DELETE] {
+            let raw = raw_call(&s, method.clone(), app::GET_INVOICES, Some(&weak)).await;
+            let what = format!("{mount:?} {method}");
+            assert_eq!(raw.status, http::StatusCode::FORBIDDEN, "{what}");
+            assert_eq!(raw.grpc_status, None, "{what}");
+            assert!(
+                raw.header("mfa-token").is_none(),
+                "{what}: an mfa-token header"
+            );
+            assert_eq!(raw.header("stepup-details"), None, "{what}");
+            assert_eq!(raw.header("cache-control"), Some("no-store"), "{what}");
+            assert_eq!(
+                raw.header("content-type"),
+                Some("application/json"),
+                "{what}"
+            );
+            assert_eq!(
+                raw.header("www-authenticate"),
+                Some(
+                    format!(
+                        r#"Bearer error="insufficient_user_authentication", error_description="{SECOND_FACTOR}", max_age={MAX_AGE}"#
+                    )
+                    .as_str()
+                ),
+                "{what}"
+            );
+            let body: Value = serde_json::from_slice(&raw.data).unwrap();
+            assert_eq!(body["error"], "mfa_required", "{what}");
+            assert_eq!(
+                body["mfa_token"].as_str().map(|t| t.split('.').count()),
+                Some(5),
+                "{what}: the mfa_token in the body"
+            );
+        }
+
+        // No token: the 401 of the HTTP table, not grpc-status 16.
+        let raw = raw_call(&s, http::Method::GET, app::ME, None).await;
+        assert_eq!(raw.status, http::StatusCode::UNAUTHORIZED, "{mount:?}");
+        assert_eq!(raw.grpc_status, None, "{mount:?}");
+        assert_eq!(raw.header("www-authenticate"), Some(REALM_CHALLENGE));
+        assert_eq!(raw.header("cache-control"), Some("no-store"));
+        let body: Value = serde_json::from_slice(&raw.data).unwrap();
+        assert_eq!(body["error"], "unauthorized");
+    }
+}
+
+/// The verify service's answers carry a new session's tokens (or the endpoint's error
+/// details): `cache-control: no-store` on each, as on the HTTP endpoint.
+#[tokio::test]
+async fn verify_answers_over_grpc_are_not_cacheable() {
+    let s = start(Mount::WholeServer).await;
+    let partial = s.partial(&Grant::new("alice").amr(["pwd"]).scope("billing:read"));
+    let mut client = MfaVerifyClient::new(s.channel.clone());
+    let reply = within(
+        "verify",
+        client.verify(Request::new(with_code(&partial, s.code(0)))),
+    )
+    .await
+    .unwrap();
+    assert!(!reply.get_ref().access_token.is_empty());
+    assert_eq!(
+        reply
+            .metadata()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+    // An error too (the partial token is spent now).
+    let status = within(
+        "verify",
+        client.verify(Request::new(with_code(&partial, s.code(1)))),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(
+        status
+            .metadata()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
     );
 }
 

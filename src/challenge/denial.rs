@@ -1,6 +1,8 @@
 //! Denial responses: one table, one status, one `error` code and one `WWW-Authenticate`
 //! per reason.
 
+use std::fmt;
+
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -173,11 +175,25 @@ impl DenialKind {
 /// }
 /// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// # Security
+/// `Debug` never shows the mfa_token (it prints `<redacted>` in its place): a denial
+/// logged with `{:?}` does not hand out a live challenge.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Denial {
     kind: DenialKind,
     description: &'static str,
     mfa_token: Option<String>,
+}
+
+impl fmt::Debug for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Denial")
+            .field("kind", &self.kind)
+            .field("description", &self.description)
+            .field("mfa_token", &self.mfa_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Denial {
@@ -315,9 +331,17 @@ pub(crate) fn response(
     response
 }
 
-/// Whether a request is gRPC (`content-type: application/grpc`, `application/grpc+proto`,
-/// …): its denials are then gRPC responses.
-pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+/// Whether a request's denials take the gRPC form: a `POST` (every gRPC call is one)
+/// with `content-type: application/grpc`, `application/grpc+proto`, … Any other method
+/// gets the HTTP denial, whatever its content type: the gRPC form is an HTTP 200, and a
+/// `GET` answered 200 is the kind of response a cache keeps.
+pub(crate) fn wants_grpc_denial(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    method == http::Method::POST && is_grpc(headers)
+}
+
+/// Whether a request says it is gRPC (`content-type: application/grpc`,
+/// `application/grpc+proto`, …).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -335,8 +359,9 @@ pub const GRPC_DETAILS_HEADER: &str = "stepup-details";
 pub const GRPC_MFA_TOKEN_HEADER: &str = "mfa-token";
 
 /// Turns an HTTP denial (from [`response`]) into a gRPC Trailers-Only response: HTTP
-/// 200, no body, `grpc-status` from the table, `grpc-message`, and as metadata the
-/// `www-authenticate` challenge, the `mfa-token` and the JSON body as `stepup-details`.
+/// 200, no body, `cache-control: no-store`, `grpc-status` from the table,
+/// `grpc-message`, and as metadata the `www-authenticate` challenge, the `mfa-token` and
+/// the JSON body as `stepup-details`.
 pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
     let (parts, json) = response.into_parts();
     let Some(denial) = parts.extensions.get::<Denial>() else {
@@ -346,6 +371,9 @@ pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
     let mut out = Response::new(Bytes::new());
     let headers = out.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    // An HTTP 200 that may carry an mfa_token: no cache may keep it (like the HTTP
+    // denial, which says the same).
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("grpc-status", HeaderValue::from(u16::from(row.grpc_status)));
     if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(denial.description)) {
         headers.insert("grpc-message", message);
@@ -400,6 +428,97 @@ mod tests {
         assert!(!check("application/grpcx"));
         assert!(!check("application/json"));
         assert!(!is_grpc(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_a_grpc_post_gets_the_grpc_denial() {
+        let mut h = http::HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        assert!(wants_grpc_denial(&http::Method::POST, &h));
+        for method in [
+            http::Method::GET,
+            http::Method::HEAD,
+            http::Method::PUT,
+            http::Method::PATCH,
+            http::Method::DELETE,
+            http::Method::OPTIONS,
+        ] {
+            assert!(!wants_grpc_denial(&method, &h), "{method}");
+        }
+        let json = http::HeaderMap::new();
+        assert!(!wants_grpc_denial(&http::Method::POST, &json));
+    }
+
+    #[test]
+    fn grpc_denial_is_not_cacheable() {
+        for kind in DENIAL_TABLE.iter().map(|row| row.kind) {
+            let token = "sealed.mfa.token";
+            let requirements = MfaRequirements::challenge(["otp"]);
+            let details = DenialDetails {
+                mfa_token: (kind == DenialKind::MfaRequired).then_some(token),
+                mfa_requirements: Some(&requirements),
+                ..DenialDetails::default()
+            };
+            let grpc = into_grpc(response(kind, "test", details));
+            assert_eq!(grpc.status(), StatusCode::OK, "{kind:?}");
+            assert_eq!(
+                grpc.headers().get(CACHE_CONTROL).map(HeaderValue::as_bytes),
+                Some(&b"no-store"[..]),
+                "{kind:?}"
+            );
+            if kind == DenialKind::MfaRequired {
+                assert_eq!(
+                    grpc.headers()
+                        .get(GRPC_MFA_TOKEN_HEADER)
+                        .map(HeaderValue::as_bytes),
+                    Some(token.as_bytes())
+                );
+            }
+        }
+    }
+
+    fn step_up_denial(token: &str) -> Denial {
+        let requirements = MfaRequirements::challenge(["otp"]);
+        let res = response(
+            DenialKind::MfaRequired,
+            "test",
+            DenialDetails {
+                mfa_token: Some(token),
+                mfa_requirements: Some(&requirements),
+                ..DenialDetails::default()
+            },
+        );
+        res.extensions().get::<Denial>().cloned().unwrap()
+    }
+
+    #[test]
+    fn denial_debug_does_not_show_the_mfa_token() {
+        let token = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0.secret-part";
+        let denial = step_up_denial(token);
+        assert_eq!(
+            denial.mfa_token(),
+            Some(token),
+            "the accessor still gives it"
+        );
+        let printed = format!("{denial:?}");
+        assert!(!printed.contains(token), "{printed}");
+        assert!(!printed.contains("secret-part"), "{printed}");
+        assert!(!printed.contains("eyJ"), "{printed}");
+        assert!(
+            printed.contains("mfa_token: Some(\"<redacted>\")"),
+            "{printed}"
+        );
+        assert!(printed.contains("MfaRequired"), "{printed}");
+        let pretty = format!("{denial:#?}");
+        assert!(!pretty.contains("secret-part"), "{pretty}");
+
+        let plain = response(
+            DenialKind::MissingCredential,
+            "test",
+            DenialDetails::default(),
+        );
+        let printed = format!("{:?}", plain.extensions().get::<Denial>().unwrap());
+        assert!(printed.contains("mfa_token: None"), "{printed}");
     }
 
     #[test]

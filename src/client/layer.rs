@@ -61,6 +61,11 @@ impl<S, P, T> Layer<T> for AuthLayer<S, P> {
 /// mfa_required` is completed with a code from the [`CodeProvider`] and the request is
 /// retried once; an access token the server finds expired is refreshed and the request
 /// retried once.
+///
+/// # Security
+/// All of that only for requests to the [`AuthClient`]'s origin (its base URL's scheme,
+/// host and port). A request to any other origin is sent as it is: no access token is
+/// added, and its answer, a `403 mfa_required` included, is returned untouched.
 pub struct AuthService<T, S, P> {
     inner: T,
     client: AuthClient<S>,
@@ -111,6 +116,16 @@ where
         // The ready service takes this call; the clone takes the retry.
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
+        if !self.client.is_own_origin(req.uri()) {
+            // Not our server: neither our token nor its challenges.
+            return Box::pin(async move {
+                ready
+                    .call(req)
+                    .await
+                    .map(|res| res.map(Either::Left))
+                    .map_err(|e| ClientError::Transport(e.into()))
+            });
+        }
         let retry = self.inner.clone();
         let client = self.client.clone();
         let codes = self.codes.clone();

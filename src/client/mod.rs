@@ -30,7 +30,11 @@
 //! ```
 //!
 //! # Security
-//! The tokens live in the client's state only (never printed: [`Secret`] hides them
+//! The layer acts for the server at the base URL only: a request to another origin
+//! (scheme, host and port, with 80 and 443 the defaults of `http` and `https`) passes
+//! through untouched, with no `Authorization` header added, and a `403 mfa_required`
+//! from another origin is returned as it is, without asking the [`CodeProvider`] for a
+//! code. The tokens live in the client's state only (never printed: [`Secret`] hides them
 //! from `Debug`). Flow operations are serialized: two API calls that find the access
 //! token expired refresh it once, not twice (a second use of a rotated refresh token
 //! would revoke the session). The retry happens once; a second challenge is returned
@@ -195,15 +199,21 @@ impl AuthClientBuilder {
         self
     }
 
-    /// The client, sending its requests through `http`.
+    /// The client, sending its requests through `http`. The base URL must be absolute
+    /// (`http://host:port` or `https://host`): its origin is where the
+    /// [layer](AuthClient::layer) sends the access token.
     pub fn build<S>(self, http: S) -> Result<AuthClient<S>, ClientError> {
         let base = self.base.trim_end_matches('/').to_owned();
-        base.parse::<Uri>()
+        let uri = base
+            .parse::<Uri>()
             .map_err(|e| ClientError::Uri(e.to_string()))?;
+        let origin = Origin::of(&uri)
+            .ok_or_else(|| ClientError::Uri("the base URL needs a scheme and a host".to_owned()))?;
         Ok(AuthClient {
             inner: Arc::new(Inner {
                 http,
                 base,
+                origin,
                 paths: self.paths,
                 clock: self.clock,
                 refresh_early: self.refresh_early,
@@ -229,11 +239,44 @@ impl<S> Clone for AuthClient<S> {
 struct Inner<S> {
     http: S,
     base: String,
+    /// The base URL's origin: the only one the layer sends the access token to.
+    origin: Origin,
     paths: Paths,
     clock: Arc<dyn Clock>,
     refresh_early: u64,
     /// The flow; held across a whole flow operation, so operations are serialized.
     state: tokio::sync::Mutex<State>,
+}
+
+/// The origin of an absolute URI (RFC 6454): scheme and host, lowercased, and port,
+/// the scheme's default if none is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    /// `None` for a URI without a scheme or a host (e.g. a bare path).
+    fn of(uri: &Uri) -> Option<Origin> {
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let host = uri.host().filter(|h| !h.is_empty())?.to_ascii_lowercase();
+        let port = uri.port_u16().or(match scheme.as_str() {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        });
+        Some(Origin { scheme, host, port })
+    }
+}
+
+impl<S> AuthClient<S> {
+    /// Whether `uri` is on the base URL's origin (a URI without one, e.g. a bare path,
+    /// is not).
+    pub(crate) fn is_own_origin(&self, uri: &Uri) -> bool {
+        Origin::of(uri).as_ref() == Some(&self.inner.origin)
+    }
 }
 
 /// hyper-util's client over plain HTTP, as [`AuthClient::http`] builds it.
@@ -542,7 +585,8 @@ where
     }
 
     /// A layer for the service your API calls go through: tokens added, silent refresh,
-    /// step-up completed with `codes` and the request retried once.
+    /// step-up completed with `codes` and the request retried once. Only for requests to
+    /// the base URL's origin: any other request passes through untouched.
     pub fn layer<P: CodeProvider>(&self, codes: P) -> AuthLayer<S, P> {
         AuthLayer::new(self.clone(), codes)
     }
@@ -625,4 +669,65 @@ where
         .await
         .map(|c| c.to_bytes())
         .map_err(ClientError::Transport)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> AuthClient<()> {
+        AuthClient::<()>::builder(base).build(()).unwrap()
+    }
+
+    fn own(client: &AuthClient<()>, uri: &str) -> bool {
+        client.is_own_origin(&uri.parse().unwrap())
+    }
+
+    #[test]
+    fn own_origin_is_scheme_host_and_port() {
+        let c = client("http://api.example:8080/");
+        assert!(own(&c, "http://api.example:8080/billing"));
+        assert!(own(&c, "HTTP://API.Example:8080/billing?x=1"));
+        assert!(!own(&c, "http://api.example/billing"), "another port");
+        assert!(!own(&c, "http://api.example:8081/billing"), "another port");
+        assert!(
+            !own(&c, "https://api.example:8080/billing"),
+            "another scheme"
+        );
+        assert!(!own(&c, "http://evil.example:8080/billing"), "another host");
+        assert!(
+            !own(&c, "http://api.example.evil.example:8080/"),
+            "another host"
+        );
+        assert!(!own(&c, "/billing"), "no origin at all");
+        // userinfo is not the host.
+        assert!(!own(&c, "http://api.example:8080@evil.example:8080/"));
+        assert!(own(&c, "http://someone@api.example:8080/"));
+    }
+
+    #[test]
+    fn default_ports_are_the_schemes() {
+        let c = client("https://api.example");
+        assert!(own(&c, "https://api.example:443/x"));
+        assert!(own(&c, "https://api.example/x"));
+        assert!(!own(&c, "http://api.example/x"));
+        assert!(!own(&c, "https://api.example:8443/x"));
+        let c = client("http://127.0.0.1:80");
+        assert!(own(&c, "http://127.0.0.1/x"));
+        assert!(
+            !own(&c, "http://localhost/x"),
+            "a host is compared as written"
+        );
+    }
+
+    #[test]
+    fn a_base_url_without_scheme_or_host_is_refused() {
+        for base in ["/api", "", "api.example", "127.0.0.1:3000"] {
+            let built = AuthClient::<()>::builder(base).build(());
+            assert!(
+                matches!(built, Err(ClientError::Uri(_))),
+                "{base:?} was accepted"
+            );
+        }
+    }
 }

@@ -77,7 +77,9 @@ where
                 }
                 ResponseFuture::passed(self.inner.call(req))
             }
-            Decision::Deny(response) if crate::challenge::is_grpc(req.headers()) => {
+            Decision::Deny(response)
+                if crate::challenge::wants_grpc_denial(req.method(), req.headers()) =>
+            {
                 ResponseFuture::rejected(crate::challenge::into_grpc(response))
             }
             Decision::Deny(response) => ResponseFuture::rejected(response),

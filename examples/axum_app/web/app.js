@@ -43,10 +43,25 @@ async function getJson(path) {
   return refreshed.status === 200 ? getJsonOnce(path) : r;
 }
 
-// Where to go after signing in: a local path only (no open redirect).
+// Where to go after signing in: a path on this origin only (no open redirect), else
+// `fallback`. The raw value must be one "/" not followed by another "/" or a "\"
+// (browsers read "/\host" as "//host"), with no "\" or control character anywhere (the
+// URL parser drops tabs and newlines, so "/<TAB>/host" would become "//host"). Nothing
+// is stripped: a doubtful value is refused. It must then resolve to this very origin,
+// and to a path that does not itself start with "//" ("/.//host" does).
 function nextPath(fallback) {
   const next = new URLSearchParams(location.search).get("next");
-  return next && next.startsWith("/") && !next.startsWith("//") ? next : fallback;
+  if (!next || !/^\/(?![\/\\])/.test(next) || /[\\\u0000-\u001f\u007f]/.test(next)) {
+    return fallback;
+  }
+  let url;
+  try {
+    url = new URL(next, location.href);
+  } catch (_) {
+    return fallback;
+  }
+  if (url.origin !== location.origin || url.pathname.startsWith("//")) return fallback;
+  return next;
 }
 
 function busy(button, on, text) {

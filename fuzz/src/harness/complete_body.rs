@@ -607,18 +607,20 @@ pub fn send(world: &mut World, s: &Step) -> Reply {
 }
 
 /// Whether the guard answers this request's denials the gRPC way (HTTP 200 with
-/// `grpc-status`): `content-type: application/grpc`, `application/grpc+…` or `…;…`.
-fn is_grpc(ct: Option<&[u8]>) -> bool {
-    ct.is_some_and(|v| {
-        v.len() >= 16
-            && v[..16].eq_ignore_ascii_case(b"application/grpc")
-            && matches!(v.get(16), None | Some(b'+' | b';'))
-    })
+/// `grpc-status`): a `POST` with `content-type: application/grpc`, `application/grpc+…`
+/// or `…;…`.
+fn is_grpc(method: &Method, ct: Option<&[u8]>) -> bool {
+    *method == Method::POST
+        && ct.is_some_and(|v| {
+            v.len() >= 16
+                && v[..16].eq_ignore_ascii_case(b"application/grpc")
+                && matches!(v.get(16), None | Some(b'+' | b';'))
+        })
 }
 
 fn check(world: &mut World, s: &Step, r: &Reply) {
     let status = r.status.as_u16();
-    let grpc = is_grpc(s.content_type.as_deref());
+    let grpc = is_grpc(&s.method, s.content_type.as_deref());
     if let (Some(d), true, 200) = (&r.denial, grpc, status) {
         // The guard's denial of a gRPC request: Trailers-Only, HTTP 200. (The step-up
         // answer of enroll and confirm comes from the endpoint, an HTTP service: a plain

@@ -18,7 +18,9 @@ use std::future::{ready, Ready};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{HeaderName, AUTHORIZATION, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderName, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -102,13 +104,16 @@ impl Spec {
         Some(req)
     }
 
+    /// Whether the guard answers this request's denials the gRPC way: a `POST` with a
+    /// gRPC content type (any other method gets the HTTP denial).
     fn is_grpc(&self) -> bool {
-        self.headers.iter().any(|(n, v)| {
-            *n == CONTENT_TYPE
-                && v.len() >= 16
-                && v[..16].eq_ignore_ascii_case(b"application/grpc")
-                && matches!(v.get(16), None | Some(b'+' | b';'))
-        })
+        self.method == Method::POST
+            && self.headers.iter().any(|(n, v)| {
+                *n == CONTENT_TYPE
+                    && v.len() >= 16
+                    && v[..16].eq_ignore_ascii_case(b"application/grpc")
+                    && matches!(v.get(16), None | Some(b'+' | b';'))
+            })
     }
 }
 
@@ -153,7 +158,8 @@ pub fn spec(input: &mut Input<'_>, tokens: &Tokens) -> Spec {
         (Method::GET, "/unlisted"),
         (Method::HEAD, "/me"),
         (Method::DELETE, "/billing"),
-        (Method::PUT, "/deep/x"),
+        // A POST: the one method whose denials may take the gRPC form.
+        (Method::POST, "/deep/x"),
     ];
     let (method, path) = routes[input.choose(routes.len())].clone();
     let path = if input.choose(8) == 0 {
@@ -356,6 +362,11 @@ pub fn check(a: &Answer, spec: &Spec, tokens: &Tokens, now: u64) {
         }
     } else if spec.is_grpc() {
         assert_eq!(a.status, StatusCode::OK, "gRPC denials are HTTP 200");
+        assert_eq!(
+            a.headers.get(CACHE_CONTROL).map(|v| v.as_bytes()),
+            Some(&b"no-store"[..]),
+            "a gRPC denial may carry an mfa_token: never cached"
+        );
         let denial = a.denial.as_ref().expect("a gRPC denial carries its Denial");
         let row = denial.kind().row();
         let code = a.headers.get("grpc-status").expect("grpc-status");
@@ -375,6 +386,11 @@ pub fn check(a: &Answer, spec: &Spec, tokens: &Tokens, now: u64) {
         );
         assert_eq!(a.body["error"], row.error);
         assert_eq!(a.headers.contains_key(WWW_AUTHENTICATE), row.challenge);
+        assert_eq!(
+            a.headers.get(CACHE_CONTROL).map(|v| v.as_bytes()),
+            Some(&b"no-store"[..]),
+            "a denial is never cached"
+        );
         if path == "/public" && spec.method == Method::GET {
             assert_eq!(
                 denial.kind(),

@@ -49,9 +49,15 @@ fn credential() -> Vec<(String, Vec<u8>)> {
             format!("cookie-me-token{token}"),
             vec![1, 1, 2, 1, 3, 1, 0, token, 0, 1, 0, 0, 0, 0],
         ));
+        // A GET with a gRPC content type: the HTTP denial.
         out.push((
             format!("grpc-billing-token{token}"),
             vec![2, 1, 0, 1, 0, 1, 0, token, 0, 0, 0, 0],
+        ));
+        // A POST to the step-up route `/deep/x`: the gRPC form.
+        out.push((
+            format!("grpc-post-deep-token{token}"),
+            vec![9, 1, 0, 1, 0, 1, 0, token, 0, 0, 0, 0],
         ));
     }
     // A step-up path too long to bind: 414.
