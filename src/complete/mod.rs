@@ -30,6 +30,7 @@ mod login;
 mod peer;
 mod request;
 mod session;
+mod username;
 mod verify;
 
 use std::collections::HashMap;
