@@ -28,8 +28,10 @@ mod endpoint;
 mod enroll;
 mod error;
 mod login;
+mod peer;
 mod request;
 mod session;
+mod username;
 mod verify;
 
 use std::collections::HashMap;
@@ -49,6 +51,7 @@ use crate::token::Issuer;
 pub use self::cookie::CookieConfig;
 pub use self::endpoint::{Endpoint, EndpointFuture};
 pub use self::error::{ErrorKind, ErrorRow, ERROR_TABLE};
+pub use self::peer::{PeerAddr, TrustedProxies};
 pub use self::request::DEFAULT_BODY_LIMIT;
 
 /// A boxed future of a backend call.
