@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower_stepup::factor::totp::{self, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store,
-    StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, Elevation, MemoryStore, RefreshRecord, Reservation, Rotation,
+    Settlement, Store, StoreFuture, TokenHash,
 };
 use tower_stepup::{Algorithm, Grant, Issuer, ManualClock, SigningKey};
 
@@ -413,16 +413,17 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     let elevated = up.str("access_token");
     let elevated_refresh = up.str("refresh_token");
     let elevated_claims = payload(&elevated);
-    assert_ne!(
+    // A step-up continues the session (DESIGN §8.2): the same sid, new tokens.
+    assert_eq!(
         elevated_claims["sid"].as_str().unwrap(),
         old_sid,
-        "a step-up rotates the session"
+        "a step-up keeps the session id"
     );
+    assert_ne!(elevated, access);
+    assert_ne!(elevated_refresh, old_refresh);
     assert_eq!(elevated_claims["auth_time"], s.now());
     assert_eq!(elevated_claims["acr"], MFA_ACR);
     s.get("/api/billing", Some(&elevated)).await.expect_ok();
-    // The session the step-up replaced is revoked.
-    s.refresh(&old_refresh).await.expect(400, "invalid_grant");
 
     // Refresh: a new pair, the same authentication.
     s.clock.advance(60);
@@ -443,10 +444,9 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     assert_eq!(refreshed_claims["acr"], MFA_ACR);
     s.get("/api/me", Some(&refreshed)).await.expect_ok();
 
-    // Reuse of a rotated refresh token revokes the whole family.
-    s.refresh(&elevated_refresh)
-        .await
-        .expect(400, "invalid_grant");
+    // The refresh token from before the step-up was rotated away by it: presenting it
+    // again is a replay, which revokes the whole family.
+    s.refresh(&old_refresh).await.expect(400, "invalid_grant");
     s.refresh(&newest_refresh)
         .await
         .expect(400, "invalid_grant");
@@ -924,6 +924,17 @@ impl Store for GatedStore {
         now: u64,
     ) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
         self.inner.revoke_family(family, now)
+    }
+    fn refresh_elevate<'a>(
+        &'a self,
+        family: &'a str,
+        new_token: TokenHash,
+        session: String,
+        issued_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, Elevation> {
+        self.inner
+            .refresh_elevate(family, new_token, session, issued_at, now)
     }
 }
 

@@ -126,8 +126,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, FamilyRevocation, MemoryStore, RefreshRecord, Reservation, Rotation,
-    Settlement, Store, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, MemoryStore, RefreshRecord, Reservation,
+    Rotation, Settlement, Store, StoreFuture, TokenHash, REFRESH_HISTORY,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer, SealingKey,
@@ -526,6 +526,40 @@ impl Store for TestStore {
             let found = self.inner.revoke_family(family, now).await?;
             if self.faults.revivable_sessions && found == FamilyRevocation::AlreadyRevoked {
                 return Ok(FamilyRevocation::Revoked);
+            }
+            Ok(found)
+        })
+    }
+    fn refresh_elevate<'a>(
+        &'a self,
+        family: &'a str,
+        new_token: TokenHash,
+        session: String,
+        issued_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, Elevation> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            let found = self
+                .inner
+                .refresh_elevate(family, new_token, session.clone(), issued_at, now)
+                .await?;
+            if self.faults.revivable_sessions && found == Elevation::Ended {
+                // A store that forgets the revocation: the ended session lives again.
+                let sub = serde_json::from_str::<serde_json::Value>(&session)
+                    .ok()
+                    .and_then(|v| v["sub"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let record = RefreshRecord {
+                    family: family.to_owned(),
+                    sub,
+                    session,
+                    expires_at: now + REFRESH_LIFETIME,
+                };
+                self.inner
+                    .refresh_create(new_token, record.clone(), now)
+                    .await?;
+                return Ok(Elevation::Elevated(record));
             }
             Ok(found)
         })
@@ -1001,6 +1035,9 @@ struct MfaTok {
     sid: String,
     amr: Vec<String>,
     exp: u64,
+    /// When it was issued (a challenge issued no later than its session's last step-up
+    /// is stale).
+    iat: u64,
     jti: String,
     used: bool,
 }
@@ -1024,6 +1061,20 @@ struct Family {
     amr: Vec<String>,
     acr: String,
     auth_time: u64,
+    /// When a step-up last elevated the session (0: never).
+    elevated_at: u64,
+}
+
+impl Family {
+    /// Whether the store still links `token` to this family: the current token and the
+    /// last [`REFRESH_HISTORY`] rotated ones.
+    fn remembers(&self, token: &str) -> bool {
+        self.tokens
+            .iter()
+            .rev()
+            .take(REFRESH_HISTORY + 1)
+            .any(|t| t == token)
+    }
 }
 
 /// What the server consumed, for the properties (independent of the model's
@@ -1307,7 +1358,11 @@ macro_rules! ensure {
 /// Where an access token came from.
 enum Source {
     Login,
-    Verify { amr: Vec<String> },
+    /// A second factor: a new session, or (a step-up) the family it continues.
+    Verify {
+        amr: Vec<String>,
+        family: Option<usize>,
+    },
     Refresh(usize),
 }
 
@@ -1638,7 +1693,10 @@ impl Run {
                 );
                 None
             }
-            Source::Verify { amr: expected } => {
+            Source::Verify {
+                amr: expected,
+                family,
+            } => {
                 ensure!(
                     c.has_amr("otp") && c.has_amr("mfa") && same_set(&amr, &expected),
                     NO_ACCESS,
@@ -1650,7 +1708,19 @@ impl Run {
                     "mfa session claims: {c:?}"
                 );
                 self.m.ledger.mfa_sessions.insert(sid.clone(), user);
-                None
+                if let Some(f) = family {
+                    // A step-up continues its session: same sid, same absolute end.
+                    let fam = &mut self.m.families[f];
+                    ensure!(
+                        sid == fam.sid,
+                        REFRESH_REUSE,
+                        "a step-up changed the session id: {sid} instead of {}",
+                        fam.sid
+                    );
+                    (fam.amr, fam.acr, fam.auth_time) = (amr.clone(), acr.clone(), auth_time);
+                    fam.elevated_at = now;
+                }
+                family
             }
             Source::Refresh(f) => {
                 let fam = &self.m.families[f];
@@ -1699,6 +1769,7 @@ impl Run {
                     amr: amr.clone(),
                     acr,
                     auth_time,
+                    elevated_at: 0,
                 });
                 self.m.families.len() - 1
             }
@@ -1869,8 +1940,8 @@ impl Run {
         let want = match self.predict_verify(ch, &code, beside, now) {
             Ok(user) => {
                 self.compare("verify", Want::status(200), &r)?;
-                let amr = self.accept(user, &code, ch, now)?;
-                return self.session_from(&r, user, Source::Verify { amr }, now);
+                let (amr, family) = self.accept(user, &code, ch, now)?;
+                return self.session_from(&r, user, Source::Verify { amr, family }, now);
             }
             Err(want) => want,
         };
@@ -1956,14 +2027,14 @@ impl Run {
                 t.user
             }
         };
+        if self.m.user(user).factor.is_none() {
+            return Err(Want::err(400, "invalid_request", NO_ACCESS));
+        }
         if let Some(want) = self.m.locked_want(user, now) {
             return Err(want);
         }
         if self.m.ch_used(ch) {
             return Err(Want::err(404, "mfa_token_not_found", ONCE));
-        }
-        if self.m.user(user).factor.is_none() {
-            return Err(Want::err(400, "invalid_request", NO_ACCESS));
         }
         if !self.m.fresh(user, code, now) {
             return Err(self.m.fail(user, Some(ch), now));
@@ -1977,15 +2048,18 @@ impl Run {
         Ok(user)
     }
 
-    /// Whether `ch` is a step-up of a session that has ended (revoked, not expired): a
-    /// step-up cannot revive it.
+    /// Whether `ch` is a step-up of a session that has ended (revoked, or past its
+    /// absolute end: a step-up cannot revive it nor extend its life), or that was stepped
+    /// up since `ch` was issued (the challenge is stale).
     fn ended_session(&self, ch: Ch, now: u64) -> bool {
         let Ch::Mfa(i) = ch else {
             return false;
         };
-        self.m
-            .family_of_sid(&self.m.mfa_tokens[i].sid)
-            .is_some_and(|f| self.m.families[f].revoked && now < self.m.families[f].expires_at)
+        let t = &self.m.mfa_tokens[i];
+        self.m.family_of_sid(&t.sid).is_none_or(|f| {
+            let fam = &self.m.families[f];
+            fam.revoked || now >= fam.expires_at || fam.elevated_at >= t.iat
+        })
     }
 
     /// Records a code the server consumed, and the challenge it spent.
@@ -2014,31 +2088,25 @@ impl Run {
         code: &Code,
         ch: Ch,
         now: u64,
-    ) -> Result<Vec<String>, Violation> {
+    ) -> Result<(Vec<String>, Option<usize>), Violation> {
         self.spend(user, code, ch, now)?;
         if let Some(jti) = self.m.ch_jti(ch) {
             self.m.ledger.completed.insert(jti);
         }
-        let mut amr = match ch {
+        let (mut amr, family) = match ch {
             Ch::Mfa(i) => {
-                let (amr, sid) = {
-                    let t = &self.m.mfa_tokens[i];
-                    (t.amr.clone(), t.sid.clone())
-                };
-                // The step-up replaces the session that asked for it.
-                if let Some(f) = self.m.family_of_sid(&sid) {
-                    self.m.families[f].revoked = true;
-                }
-                amr
+                let t = &self.m.mfa_tokens[i];
+                // The step-up continues the session that asked for it.
+                (t.amr.clone(), self.m.family_of_sid(&t.sid))
             }
-            _ => vec!["pwd".to_owned()],
+            _ => (vec!["pwd".to_owned()], None),
         };
         for m in ["otp", "mfa"] {
             if !amr.iter().any(|x| x == m) {
                 amr.push(m.to_owned());
             }
         }
-        Ok(amr)
+        Ok((amr, family))
     }
 
     // --- concurrent verifies ---------------------------------------------------------------
@@ -2185,8 +2253,8 @@ impl Run {
             let spent_without_session = target == BurstTarget::StepUps && replies[i].status == 404;
             if replies[i].status == 200 {
                 self.check_accepted(user, &codes[i], ch, now)?;
-                let amr = self.accept(user, &codes[i], ch, now)?;
-                self.session_from(&replies[i], user, Source::Verify { amr }, now)?;
+                let (amr, family) = self.accept(user, &codes[i], ch, now)?;
+                self.session_from(&replies[i], user, Source::Verify { amr, family }, now)?;
             } else if spent_without_session {
                 ensure!(
                     self.m.eval(user, &codes[i], now) != Match::Nothing,
@@ -2415,6 +2483,7 @@ impl Run {
             sid: a.sid.clone(),
             amr: a.amr.clone(),
             exp: claims.exp,
+            iat: claims.iat,
             jti: claims.jti,
             used: false,
         });
@@ -2585,7 +2654,9 @@ impl Run {
                 if now >= fam.expires_at || fam.revoked {
                     Want::err(400, "invalid_grant", REFRESH_REUSE)
                 } else if !current {
-                    fam.revoked = true;
+                    // A replay of a token the family still remembers revokes it; an
+                    // older one is merely invalid (the store's bound per family).
+                    fam.revoked = fam.remembers(&token);
                     Want::err(400, "invalid_grant", REFRESH_REUSE)
                 } else {
                     Want {
@@ -2708,7 +2779,7 @@ impl Run {
         if let Some(f) = family {
             let user = self.m.access[a].user;
             let fam = &mut self.m.families[f];
-            if now < fam.expires_at && fam.user == user {
+            if now < fam.expires_at && fam.user == user && fam.remembers(&token) {
                 fam.revoked = true;
             }
         }

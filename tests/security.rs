@@ -26,8 +26,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store,
-    StoreError, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, Elevation, MemoryStore, RefreshRecord, Reservation, Rotation,
+    Settlement, Store, StoreError, StoreFuture, TokenHash,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Grant, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer,
@@ -66,6 +66,7 @@ const WRITES: &[&str] = &[
     "refresh_rotate",
     "refresh_revoke",
     "revoke_family",
+    "refresh_elevate",
 ];
 
 /// A [`MemoryStore`] that logs each call with its arguments (so a test can look for
@@ -256,6 +257,20 @@ impl Store for Recorder {
     ) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
         self.note("revoke_family", family.to_owned());
         self.write(|| self.inner.revoke_family(family, now))
+    }
+    fn refresh_elevate<'a>(
+        &'a self,
+        family: &'a str,
+        new_token: TokenHash,
+        session: String,
+        issued_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, Elevation> {
+        self.note("refresh_elevate", family.to_owned());
+        self.write(|| {
+            self.inner
+                .refresh_elevate(family, new_token, session, issued_at, now)
+        })
     }
 }
 
@@ -748,7 +763,7 @@ async fn mfa_token_is_bound_to_its_user_and_session() {
     assert_eq!(app.attempts("alice").await.failures, 1);
     assert_eq!(app.attempts("carol").await.failures, 0);
 
-    // With its own session and alice's code: a new session.
+    // With its own session and alice's code: new tokens of that session.
     let r = app
         .post_json(
             VERIFY,
@@ -759,7 +774,8 @@ async fn mfa_token_is_bound_to_its_user_and_session() {
     r.ok();
     let claims = payload(&r.str("access_token"));
     assert_eq!(claims["sub"], "alice");
-    assert_ne!(claims["sid"], a1.sid.as_str());
+    assert_eq!(claims["sid"], a1.sid.as_str());
+    assert_ne!(claims["jti"], payload(&a1.access)["jti"]);
     assert_eq!(app.attempts("alice").await.failures, 0);
 }
 
@@ -1158,14 +1174,16 @@ async fn the_store_sees_hashes_never_tokens_codes_or_secrets() {
 // Sessions
 // ---------------------------------------------------------------------------------------
 
-/// ASVS 7.2.4, what the crate does and does not do. Every verify mints a new session: a
-/// new random `sid` and a new refresh family (the partial token carries no session and
-/// is spent). A step-up also revokes the refresh family of the session it replaces. The
-/// replaced session's *access token* is a self-contained JWT and stays valid until its
-/// `exp` (900 s by default): it still opens routes that need no fresh second factor, and
-/// never the step-up route.
+/// ASVS 7.2.4, what the crate does and does not do. Every verify mints new session
+/// tokens. After login, a new session: a new random `sid` and a new refresh family (the
+/// partial token carries no session and is spent). A step-up (re-authentication)
+/// continues its session (DESIGN §8.2): the same `sid` and absolute end, but a new
+/// access token and a new refresh token, which rotates the old one away: presenting the
+/// old one again is a replay that ends the session. The old *access token* is a
+/// self-contained JWT and stays valid until its `exp` (900 s by default): it still opens
+/// routes that need no fresh second factor, and never the step-up route.
 #[tokio::test]
-async fn verify_mints_a_new_session_and_step_up_ends_the_old_family_not_its_access_token() {
+async fn verify_mints_new_tokens_and_step_up_continues_the_session() {
     let app = App::new(Options::default());
     let partial = app.partial("alice").await;
     assert!(
@@ -1199,20 +1217,13 @@ async fn verify_mints_a_new_session_and_step_up_ends_the_old_family_not_its_acce
         .await;
     r.ok();
     let s3 = Session::from(&r);
-    assert!(![&s1.sid, &s2.sid].contains(&&s3.sid));
+    assert_eq!(s3.sid, s1.sid, "a step-up continues its session");
+    assert_ne!(s3.access, s1.access);
+    assert_ne!(s3.refresh, s1.refresh);
     let claims = payload(&s3.access);
     assert_eq!(claims["auth_time"], app.now());
+    assert_ne!(claims["jti"], payload(&s1.access)["jti"]);
     app.get("/api/billing", &s3.access).await.ok();
-
-    // s1's refresh family is over; s2, another session, is untouched.
-    app.post_json("/auth/refresh", &json!({"refresh_token": s1.refresh}), None)
-        .await
-        .expect(400, "invalid_grant");
-    let r = app
-        .post_json("/auth/refresh", &json!({"refresh_token": s2.refresh}), None)
-        .await;
-    r.ok();
-    assert_eq!(r.headers["cache-control"], "no-store");
 
     // s1's access token lives on until its exp, but never reaches the step-up route.
     let me = app.get("/api/me", &s1.access).await;
@@ -1221,6 +1232,21 @@ async fn verify_mints_a_new_session_and_step_up_ends_the_old_family_not_its_acce
     app.get("/api/billing", &s1.access)
         .await
         .expect(403, "mfa_required");
+
+    // s1's refresh token was rotated away by the step-up: a replay, which ends the
+    // session (s3's refresh token with it); s2, another session, is untouched.
+    app.post_json("/auth/refresh", &json!({"refresh_token": s1.refresh}), None)
+        .await
+        .expect(400, "invalid_grant");
+    app.post_json("/auth/refresh", &json!({"refresh_token": s3.refresh}), None)
+        .await
+        .expect(400, "invalid_grant");
+    let r = app
+        .post_json("/auth/refresh", &json!({"refresh_token": s2.refresh}), None)
+        .await;
+    r.ok();
+    assert_eq!(r.headers["cache-control"], "no-store");
+
     let exp = payload(&s1.access)["exp"].as_u64().unwrap();
     app.clock.set(exp + 5);
     app.get("/api/me", &s1.access)

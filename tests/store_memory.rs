@@ -116,7 +116,8 @@ async fn full_store_frees_space_once_entries_expire() {
 /// entries.
 #[tokio::test]
 async fn every_kind_of_entry_is_swept() {
-    let store = MemoryStore::with_max_entries(8);
+    // Eight entries, and the user's list of sessions.
+    let store = MemoryStore::with_max_entries(9);
     let end = T0 + 1000;
     store.consume("jti", end, T0).await.unwrap();
     // Remembered for `window_secs` (600) or, locked, until the lockout ends (T0 + 302).
@@ -134,7 +135,7 @@ async fn every_kind_of_entry_is_swept() {
         store.refresh_rotate([1; 32], [2; 32], T0 + 1).await,
         Ok(Rotation::Rotated(record("fam", end)))
     );
-    assert_eq!(store.len(), 8);
+    assert_eq!(store.len(), 9);
     // Carol's lockout ends first, at T0 + 302, then Bob's failure is forgotten at
     // T0 + 600, then the rest expire at `end`; until each, nothing more has expired.
     for (i, (full, freed)) in [(T0 + 301, T0 + 302), (T0 + 599, T0 + 600), (end - 1, end)]
@@ -148,13 +149,13 @@ async fn every_kind_of_entry_is_swept() {
         );
         assert_eq!(store.consume(&key, end + 60, freed).await, Ok(true));
     }
-    for i in 3..8 {
+    for i in 3..9 {
         assert_eq!(
             store.consume(&format!("new-{i}"), end + 60, end).await,
             Ok(true)
         );
     }
-    assert_eq!(store.len(), 8);
+    assert_eq!(store.len(), 9);
 }
 
 /// Many short-lived writes over time never fill the store: the periodic sweep keeps
@@ -203,7 +204,8 @@ async fn full_store_still_answers_replayed_consume() {
 // detected as reuse and revoke its family; only the `Rotated` branch adds an entry.
 #[tokio::test]
 async fn full_store_still_detects_refresh_reuse() {
-    let store = MemoryStore::with_max_entries(4);
+    // Two tokens, the family, the user's list of sessions, and one more.
+    let store = MemoryStore::with_max_entries(5);
     let rec = record("fam", T0 + 3600);
     store
         .refresh_create([1; 32], rec.clone(), T0)
@@ -214,7 +216,7 @@ async fn full_store_still_detects_refresh_reuse() {
         Ok(Rotation::Rotated(rec.clone()))
     );
     assert_eq!(store.consume("jti", T0 + 60, T0 + 1).await, Ok(true));
-    assert_eq!(store.len(), 4);
+    assert_eq!(store.len(), 5);
     assert_eq!(
         store.refresh_rotate([1; 32], [3; 32], T0 + 2).await,
         Ok(Rotation::Reused {

@@ -326,6 +326,8 @@ async fn every_key_is_under_the_prefix_and_expires() {
         (p("fam", &fam1), 3600),
         (p("fam", &fam2), 7200),
         (p("fam", &fam3), 1800),
+        // The user's sessions, as long as the longest of them.
+        (p("uf", &user), 7200),
     ]
     .into_iter()
     .map(|(k, secs)| (k, secs * 1000))
@@ -340,7 +342,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
             .unwrap_or_else(|| panic!("{key} is not under {prefix}:"));
         let kind = rest.split(':').next().unwrap();
         assert!(
-            ["used", "att", "totp", "val", "rt", "fam"].contains(&kind),
+            ["used", "att", "totp", "val", "rt", "fam", "uf"].contains(&kind),
             "{key}: unknown kind {kind}"
         );
         *kinds.entry(kind).or_insert(0) += 1;
@@ -354,6 +356,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
             ("fam", 3),
             ("rt", 4),
             ("totp", 1),
+            ("uf", 1),
             ("used", 1),
             ("val", 1)
         ]),
@@ -369,7 +372,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
     }
     // No key on the whole server that holds one of our names is outside the prefix.
     let anywhere = server.command(&["KEYS", &format!("*{marker}*")]);
-    assert_eq!(anywhere.len(), 7, "{anywhere:#?}");
+    assert_eq!(anywhere.len(), 8, "{anywhere:#?}");
     for key in &anywhere {
         assert!(key.starts_with(&format!("{prefix}:")), "{key}");
     }

@@ -26,7 +26,7 @@ use tonic::{Code, Request, Status};
 use tonic_prost::ProstCodec;
 use tower::{Layer, ServiceExt};
 use tower_stepup::factor::totp::{self, TotpSecret};
-use tower_stepup::store::{MemoryStore, Store};
+use tower_stepup::store::{MemoryStore, RefreshRecord, Store};
 use tower_stepup::tonic::{MfaVerifyClient, VerifyReply, VerifyRequest, MFA_VERIFY_PATH};
 use tower_stepup::{Algorithm, Clock, Grant, Issuer, ManualClock, SigningKey};
 
@@ -87,6 +87,7 @@ struct Grpc {
     issuer: Issuer,
     secret: TotpSecret,
     channel: Channel,
+    store: Arc<dyn Store>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -102,7 +103,7 @@ async fn start(mount: Mount) -> Grpc {
 
 async fn start_with(mount: Mount, store: Arc<dyn Store>) -> Grpc {
     let clock = ManualClock::new(T0);
-    let demo = app::build(&config(), clock.clone(), store).unwrap();
+    let demo = app::build(&config(), clock.clone(), store.clone()).unwrap();
     let listener = within("bind", tokio::net::TcpListener::bind("127.0.0.1:0"))
         .await
         .unwrap();
@@ -146,6 +147,7 @@ async fn start_with(mount: Mount, store: Arc<dyn Store>) -> Grpc {
         issuer: demo.issuer,
         secret: alice_secret(),
         channel,
+        store,
         task,
     }
 }
@@ -182,6 +184,33 @@ impl Grpc {
 
     fn access(&self, grant: &Grant) -> String {
         self.issuer.issue_access(grant).unwrap().token
+    }
+
+    /// `weak`, of a session the store knows (as sign-in starts it): a step-up continues
+    /// a session, it cannot start one.
+    async fn weak_session(&self) -> String {
+        let token = self.weak();
+        let claims: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let record = RefreshRecord {
+            family: claims["sid"].as_str().unwrap().to_owned(),
+            sub: "alice".to_owned(),
+            session: claims.to_string(),
+            expires_at: self.now() + 3600,
+        };
+        let mut hash = [7; 32];
+        let sid = record.family.as_bytes();
+        let n = sid.len().min(32);
+        hash[..n].copy_from_slice(&sid[..n]);
+        self.store
+            .refresh_create(hash, record, self.now())
+            .await
+            .unwrap();
+        token
     }
 
     /// Password only, with the billing scope: enough for `Me`, not for `GetInvoices`.
@@ -443,7 +472,7 @@ async fn bad_tokens_are_unauthenticated_invalid_token() {
             .unwrap()
             .token;
         // The mfa-token of a step-up refusal is no bearer token.
-        let mfa_token = s.step_up_challenge(&s.weak()).await;
+        let mfa_token = s.step_up_challenge(&s.weak_session().await).await;
 
         for token in ["garbage", "a.b.c", other_key.as_str(), mfa_token.as_str()] {
             for r in [
@@ -538,7 +567,7 @@ async fn partial_token_is_mfa_incomplete_without_an_mfa_token() {
 async fn password_only_session_gets_permission_denied_with_an_mfa_token() {
     for mount in MOUNTS {
         let s = start(mount).await;
-        let weak = s.weak();
+        let weak = s.weak_session().await;
         let me = s.me(Some(&weak)).await.unwrap();
         assert_eq!(me.sub, "alice");
         assert_eq!(me.amr, ["pwd"]);
@@ -688,7 +717,7 @@ async fn partial_token_as_bearer_metadata_with_an_empty_mfa_token() {
 async fn step_up_completed_over_grpc_then_the_mfa_token_is_spent() {
     for mount in MOUNTS {
         let s = start(mount).await;
-        let weak = s.weak();
+        let weak = s.weak_session().await;
         let weak_claims = payload(&weak);
         let mfa_token = s.step_up_challenge(&weak).await;
 
@@ -701,10 +730,11 @@ async fn step_up_completed_over_grpc_then_the_mfa_token_is_spent() {
         assert_eq!(amr(&claims), ["pwd", "otp", "mfa"]);
         assert_eq!(claims["auth_time"], T0);
         assert_eq!(claims["acr"], MFA_ACR);
-        assert_ne!(
+        assert_eq!(
             claims["sid"], weak_claims["sid"],
-            "a step-up starts a new session"
+            "a step-up continues its session"
         );
+        assert_ne!(claims["jti"], weak_claims["jti"]);
         let invoices = s.invoices(Some(&reply.access_token)).await.unwrap();
         assert_eq!(invoices.sub, "alice");
 
@@ -726,11 +756,11 @@ async fn step_up_completed_over_grpc_then_the_mfa_token_is_spent() {
 #[tokio::test]
 async fn step_up_mfa_token_alone_or_with_another_session() {
     let s = start(Mount::WholeServer).await;
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let mfa_token = s.step_up_challenge(&weak).await;
 
     // With an access token of another session beside it: refused, and nothing spent.
-    let other = s.weak();
+    let other = s.weak_session().await;
     let r = refused(
         s.verify(with_code(&mfa_token, s.code(0)), Some(&other))
             .await,
@@ -753,7 +783,7 @@ async fn step_up_mfa_token_alone_or_with_another_session() {
 #[tokio::test]
 async fn wrong_code_costs_an_attempt_and_the_challenge_takes_another() {
     let s = start(Mount::WholeServer).await;
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let mfa_token = s.step_up_challenge(&weak).await;
     let r = refused(
         s.verify(with_code(&mfa_token, s.wrong_code()), Some(&weak))
@@ -817,7 +847,7 @@ async fn wrong_code_costs_an_attempt_and_the_challenge_takes_another() {
 #[tokio::test]
 async fn too_many_wrong_codes_are_resource_exhausted_with_retry_after() {
     let s = start(Mount::WholeServer).await;
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let mfa_token = s.step_up_challenge(&weak).await;
     let wrong = s.wrong_code();
     for remaining in (1..=4).rev() {
@@ -862,7 +892,7 @@ async fn too_many_wrong_codes_are_resource_exhausted_with_retry_after() {
 
     // After the lockout a new challenge completes.
     s.clock.advance(800);
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let fresh = s.step_up_challenge(&weak).await;
     let reply = s
         .verify(with_code(&fresh, s.code(0)), Some(&weak))
@@ -877,7 +907,7 @@ async fn too_many_wrong_codes_are_resource_exhausted_with_retry_after() {
 #[tokio::test]
 async fn garbage_mfa_token_is_invalid_argument() {
     let s = start(Mount::WholeServer).await;
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let mfa_token = s.step_up_challenge(&weak).await;
     // A tampered mfa-token: one character of the ciphertext changed.
     let mut parts: Vec<String> = mfa_token.split('.').map(str::to_owned).collect();
@@ -909,7 +939,7 @@ async fn garbage_mfa_token_is_invalid_argument() {
 #[tokio::test]
 async fn expired_challenge_tokens_are_unauthenticated_mfa_token_expired() {
     let s = start(Mount::WholeServer).await;
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let mfa_token = s.step_up_challenge(&weak).await;
     let partial = s.partial(&Grant::new("alice").amr(["pwd"]));
     // mfa_token: 300 s; partial token: 300 s + the verifier's 5 s leeway.
@@ -940,7 +970,7 @@ async fn expired_challenge_tokens_are_unauthenticated_mfa_token_expired() {
 #[tokio::test]
 async fn mfa_token_expires_exactly_at_its_ttl() {
     let s = start(Mount::WholeServer).await;
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let first = s.step_up_challenge(&weak).await;
     let second = s.step_up_challenge(&weak).await;
     s.clock.advance(299);
@@ -1030,7 +1060,7 @@ type Expected = Result<&'static str, (Code, Value, bool)>;
 async fn check_per_method_policies(mount: Mount) -> Vec<(String, Answer)> {
     let s = start(mount).await;
     assert_eq!(s.mount, mount);
-    let weak = s.weak();
+    let weak = s.weak_session().await;
     let strong = s.strong();
     let no_scope = s.access(
         &Grant::new("alice")
@@ -1215,7 +1245,7 @@ async fn step_up_method_is_refused_whatever_the_http_method() {
     let mut bypasses = Vec::new();
     for mount in MOUNTS {
         let s = start(mount).await;
-        let weak = s.weak();
+        let weak = s.weak_session().await;
         let no_scope = s.access(
             &Grant::new("alice")
                 .amr(["pwd", "otp", "mfa"])
@@ -1272,7 +1302,7 @@ async fn step_up_method_is_refused_whatever_the_http_method() {
 async fn grpc_step_up_denial_is_not_cacheable() {
     for mount in MOUNTS {
         let s = start(mount).await;
-        let weak = s.weak();
+        let weak = s.weak_session().await;
         let raw = raw_call(&s, http::Method::POST, app::GET_INVOICES, Some(&weak)).await;
         assert_eq!(raw.status, http::StatusCode::OK, "{mount:?}");
         assert_eq!(raw.grpc_status.as_deref(), Some("7"), "{mount:?}");
@@ -1299,7 +1329,7 @@ async fn grpc_step_up_denial_is_not_cacheable() {
 async fn get_with_grpc_content_type_gets_http_denial() {
     for mount in MOUNTS {
         let s = start(mount).await;
-        let weak = s.weak();
+        let weak = s.weak_session().await;
         for method in [http::Method::GET, http::Method::PUT, http::Method::DELETE] {
             let raw = raw_call(&s, method.clone(), app::GET_INVOICES, Some(&weak)).await;
             let what = format!("{mount:?} {method}");

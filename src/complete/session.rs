@@ -16,7 +16,7 @@ use super::request::read_json;
 use super::Completion;
 use crate::audit::{Outcome, Record};
 use crate::random;
-use crate::store::{RefreshRecord, Rotation, TokenHash};
+use crate::store::{Elevation, RefreshRecord, Rotation, TokenHash};
 use crate::token::{Claims, Grant, IssuedToken};
 
 /// Longest refresh token looked at.
@@ -85,19 +85,11 @@ pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Sess
     let now = inner.guard.clock().now();
     let access = issue(completion, grant)?;
     let refresh = new_refresh_token()?;
-    let family = access
-        .claims
-        .sid()
-        .ok_or(Failure::new(ErrorKind::ServerError))?
-        .to_owned();
-    let mut session =
-        serde_json::to_string(&access.claims).map_err(|_| Failure::new(ErrorKind::ServerError))?;
-    // Kept for the family's whole life: no spare capacity from the serializer's growth.
-    session.shrink_to_fit();
+    let family = sid(&access)?;
     let record = RefreshRecord {
         family,
         sub: access.claims.sub().to_owned(),
-        session,
+        session: session_json(&access)?,
         expires_at: now.saturating_add(inner.refresh_lifetime),
     };
     inner
@@ -109,6 +101,64 @@ pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Sess
         refresh,
         refresh_expires_in: inner.refresh_lifetime,
     })
+}
+
+/// A step-up inside session `sid` (DESIGN §8.2): new tokens for `grant` (a new `jti`, a
+/// fresh `auth_time` and `amr`) in the same family, which keeps its `sid` and its
+/// absolute end. A session that has ended, or that the store does not know, is not
+/// revived, and a challenge issued before the session's last step-up is stale: `404
+/// mfa_token_not_found`.
+pub(crate) async fn elevate(
+    completion: &Completion,
+    sid: &str,
+    issued_at: u64,
+    grant: Grant,
+    audit: &mut Record,
+) -> Result<Session, Failure> {
+    let inner = completion.inner();
+    let now = inner.guard.clock().now();
+    let access = issue(completion, &grant.sid(sid))?;
+    let refresh = new_refresh_token()?;
+    let session = session_json(&access)?;
+    match inner
+        .store
+        .refresh_elevate(sid, hash(&refresh), session, issued_at, now)
+        .await?
+    {
+        Elevation::Elevated(record) => Ok(Session {
+            access,
+            refresh,
+            refresh_expires_in: record.expires_at.saturating_sub(now),
+        }),
+        Elevation::Superseded => {
+            audit.reason("session_stepped_up_since");
+            Err(Failure::new(ErrorKind::MfaTokenNotFound).describe(
+                "the session was stepped up since this challenge was issued; use its new tokens",
+            ))
+        }
+        _ => {
+            audit.reason("session_ended");
+            Err(Failure::new(ErrorKind::MfaTokenNotFound)
+                .describe("the session this challenge belongs to has ended; sign in again"))
+        }
+    }
+}
+
+fn sid(access: &IssuedToken) -> Result<String, Failure> {
+    access
+        .claims
+        .sid()
+        .map(str::to_owned)
+        .ok_or(Failure::new(ErrorKind::ServerError))
+}
+
+/// The claims a refresh family keeps, from which refreshed access tokens are made.
+fn session_json(access: &IssuedToken) -> Result<String, Failure> {
+    let mut session =
+        serde_json::to_string(&access.claims).map_err(|_| Failure::new(ErrorKind::ServerError))?;
+    // Kept for the family's whole life: no spare capacity from the serializer's growth.
+    session.shrink_to_fit();
+    Ok(session)
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,6 @@ use super::{attempt, session, Completion, TotpFactor};
 use crate::audit::Record;
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp};
-use crate::store::FamilyRevocation;
 use crate::token::{Grant, TokenError, TokenKind};
 
 #[derive(Deserialize)]
@@ -41,8 +40,10 @@ struct Challenge {
     expires_at: u64,
     scope: Option<String>,
     amr: Vec<String>,
-    /// The session a step-up replaces (revoked on success).
+    /// The session a step-up continues.
     replaces: Option<String>,
+    /// When the challenge was issued.
+    issued_at: u64,
 }
 
 impl Challenge {
@@ -298,16 +299,12 @@ async fn elevate(
     if let Some(scope) = &challenge.scope {
         grant = grant.scope(scope.clone());
     }
-    // A step-up replaces the session that asked for it, and cannot revive one that has
-    // ended (logout, refresh token reuse): an mfa_token outlives neither.
-    if let Some(old) = &challenge.replaces {
-        if inner.store.revoke_family(old, now).await? == FamilyRevocation::AlreadyRevoked {
-            audit.reason("session_ended");
-            return Err(Failure::new(ErrorKind::MfaTokenNotFound)
-                .describe("the session this challenge belongs to has ended; sign in again"));
-        }
+    match &challenge.replaces {
+        // A step-up continues the session that asked for it (same `sid`, same absolute
+        // end), and cannot revive one that has ended: an mfa_token outlives neither.
+        Some(sid) => session::elevate(completion, sid, challenge.issued_at, grant, audit).await,
+        None => session::start(completion, &grant).await,
     }
-    session::start(completion, &grant).await
 }
 
 /// Opens a step-up mfa_token (a JWE) or verifies a login partial token (a JWS).
@@ -342,6 +339,7 @@ fn open(
         }
         return Ok(Challenge {
             replaces: claims.sid.clone(),
+            issued_at: claims.iat,
             sub: claims.sub,
             jti: claims.jti,
             expires_at: claims.exp,
@@ -365,6 +363,7 @@ fn open(
                 scope: c.scope().map(str::to_owned),
                 amr: c.amr().to_vec(),
                 replaces: None,
+                issued_at: c.iat().unwrap_or(0),
             })
         }
         Err(TokenError::Expired {

@@ -1,11 +1,12 @@
 //! The in-process store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Reservation, Rotation, Settlement,
-    Store, StoreError, StoreFuture, TokenHash, RESERVATION_SECS,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, RefreshRecord, Reservation, Rotation,
+    Settlement, Store, StoreError, StoreFuture, TokenHash, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    RESERVATION_SECS,
 };
 
 /// Default bound on the entries of a [`MemoryStore`].
@@ -39,6 +40,8 @@ struct State {
     values: HashMap<String, (Vec<u8>, u64)>,
     refresh_tokens: HashMap<TokenHash, RefreshToken>,
     families: HashMap<String, Family>,
+    /// The families of each user, oldest first, at most [`MAX_SESSIONS_PER_USER`].
+    user_families: HashMap<String, VecDeque<String>>,
     writes: u64,
     max_entries: usize,
     now: u64,
@@ -130,6 +133,11 @@ struct RefreshToken {
 struct Family {
     record: RefreshRecord,
     current: TokenHash,
+    /// The tokens rotated away, oldest first, at most [`REFRESH_HISTORY`]: presenting
+    /// one is a detected reuse. Older ones are forgotten (then merely invalid).
+    history: VecDeque<TokenHash>,
+    /// When the session was last stepped up (0: never).
+    elevated_at: u64,
     revoked: bool,
 }
 
@@ -209,6 +217,7 @@ impl State {
             + self.values.len()
             + self.refresh_tokens.len()
             + self.families.len()
+            + self.user_families.len()
     }
 
     fn sweep(&mut self, now: u64) {
@@ -218,6 +227,11 @@ impl State {
         self.values.retain(|_, (_, exp)| *exp > now);
         self.refresh_tokens.retain(|_, t| t.expires_at > now);
         self.families.retain(|_, f| f.record.expires_at > now);
+        let families = &self.families;
+        self.user_families.retain(|_, ids| {
+            ids.retain(|id| families.contains_key(id));
+            !ids.is_empty()
+        });
     }
 
     /// Runs `f` on the attempt entry of `key` as it stands at `now`, and keeps the
@@ -239,6 +253,77 @@ impl State {
             self.attempts.insert(key.to_owned(), entry);
         }
         Ok(out)
+    }
+
+    /// Starts a family; the user's oldest family ends when they would have more than
+    /// [`MAX_SESSIONS_PER_USER`].
+    fn add_family(&mut self, token: TokenHash, record: RefreshRecord) -> Result<(), StoreError> {
+        let new_user = !self.user_families.contains_key(&record.sub);
+        self.room(2 + usize::from(new_user))?;
+        let ids = self.user_families.entry(record.sub.clone()).or_default();
+        let families = &self.families;
+        ids.retain(|id| families.contains_key(id));
+        let evicted = if ids.len() >= MAX_SESSIONS_PER_USER {
+            ids.pop_front()
+        } else {
+            None
+        };
+        ids.push_back(record.family.clone());
+        if let Some(old) = evicted {
+            self.drop_family(&old);
+        }
+        self.index(token, &record.family, record.expires_at);
+        let family = Family {
+            record,
+            current: token,
+            history: VecDeque::new(),
+            elevated_at: 0,
+            revoked: false,
+        };
+        self.families.insert(family.record.family.clone(), family);
+        Ok(())
+    }
+
+    /// Forgets a family and every token of it.
+    fn drop_family(&mut self, id: &str) {
+        if let Some(f) = self.families.remove(id) {
+            for t in f.history.iter().chain([&f.current]) {
+                self.refresh_tokens.remove(t);
+            }
+        }
+    }
+
+    fn index(&mut self, token: TokenHash, family: &str, expires_at: u64) {
+        let family = family.to_owned();
+        self.refresh_tokens
+            .insert(token, RefreshToken { family, expires_at });
+    }
+
+    /// Makes `new_token` the current token of live family `id`: the old one joins the
+    /// history, whose oldest token is forgotten past [`REFRESH_HISTORY`].
+    fn advance(&mut self, id: &str, new_token: TokenHash, now: u64) -> Result<(), StoreError> {
+        let full = self
+            .live_family(id, now)
+            .is_some_and(|f| f.history.len() >= REFRESH_HISTORY);
+        if !full {
+            self.room(1)?;
+        }
+        let Some(family) = self.live_family(id, now) else {
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut family.current, new_token);
+        family.history.push_back(old);
+        let forgotten = if family.history.len() > REFRESH_HISTORY {
+            family.history.pop_front()
+        } else {
+            None
+        };
+        let expires_at = family.record.expires_at;
+        if let Some(t) = forgotten {
+            self.refresh_tokens.remove(&t);
+        }
+        self.index(new_token, id, expires_at);
+        Ok(())
     }
 
     fn live_family(&mut self, family: &str, now: u64) -> Option<&mut Family> {
@@ -368,25 +453,7 @@ impl Store for MemoryStore {
         record: RefreshRecord,
         now: u64,
     ) -> StoreFuture<'a, ()> {
-        ready(self.write(now, |s| {
-            s.room(2)?;
-            s.refresh_tokens.insert(
-                token,
-                RefreshToken {
-                    family: record.family.clone(),
-                    expires_at: record.expires_at,
-                },
-            );
-            s.families.insert(
-                record.family.clone(),
-                Family {
-                    record,
-                    current: token,
-                    revoked: false,
-                },
-            );
-            Ok(())
-        }))
+        ready(self.write(now, |s| s.add_family(token, record)))
     }
 
     fn refresh_rotate<'a>(
@@ -417,20 +484,8 @@ impl Store for MemoryStore {
                     sub: family.record.sub.clone(),
                 });
             }
-            // Only a rotation adds an entry: make room before changing anything.
-            s.room(1)?;
-            let Some(family) = s.live_family(&family_id, now) else {
-                return Ok(Rotation::Invalid);
-            };
-            family.current = new_token;
             let record = family.record.clone();
-            s.refresh_tokens.insert(
-                new_token,
-                RefreshToken {
-                    family: family_id,
-                    expires_at: record.expires_at,
-                },
-            );
+            s.advance(&family_id, new_token, now)?;
             Ok(Rotation::Rotated(record))
         }))
     }
@@ -465,6 +520,32 @@ impl Store for MemoryStore {
                 }
                 None => FamilyRevocation::Unknown,
             })
+        }))
+    }
+
+    fn refresh_elevate<'a>(
+        &'a self,
+        family: &'a str,
+        new_token: TokenHash,
+        session: String,
+        issued_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, Elevation> {
+        ready(self.write(now, |s| {
+            let Some(f) = s.live_family(family, now) else {
+                return Ok(Elevation::Unknown);
+            };
+            if f.revoked {
+                return Ok(Elevation::Ended);
+            }
+            if f.elevated_at >= issued_at {
+                return Ok(Elevation::Superseded);
+            }
+            f.elevated_at = now;
+            f.record.session = session;
+            let record = f.record.clone();
+            s.advance(family, new_token, now)?;
+            Ok(Elevation::Elevated(record))
         }))
     }
 }

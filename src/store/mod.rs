@@ -11,9 +11,12 @@
 //!   ([`Store::advance_totp_step`]);
 //! - pending enrollments ([`Store::put`]);
 //! - refresh-token families: rotation, reuse detection, revocation
-//!   ([`Store::refresh_rotate`]).
+//!   ([`Store::refresh_rotate`]), step-up inside a session ([`Store::refresh_elevate`]).
 //!
-//! Every entry expires; nothing grows without bound. Every method is atomic on its own.
+//! Every entry expires, and nothing one user does grows without bound: a user has one
+//! attempt record, one TOTP step and one pending enrollment; at most
+//! [`MAX_SESSIONS_PER_USER`] sessions, each remembering at most [`REFRESH_HISTORY`]
+//! rotated tokens. Every method is atomic on its own.
 //! Any error fails closed: the endpoints answer `503 temporarily_unavailable`.
 //!
 //! [`MemoryStore`] is the in-process default; several replicas need a shared store:
@@ -147,6 +150,30 @@ pub enum FamilyRevocation {
     Unknown,
 }
 
+/// What [`Store::refresh_elevate`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Elevation {
+    /// The family was live: its new record (the new session, the same absolute end).
+    Elevated(RefreshRecord),
+    /// The family was revoked (logout, refresh token reuse): it stays ended.
+    Ended,
+    /// The session was stepped up at or after the challenge was issued: the challenge
+    /// is stale (of concurrent step-ups of one session, one wins).
+    Superseded,
+    /// No such family, or past its absolute lifetime (or ended to make room).
+    Unknown,
+}
+
+/// How many rotated refresh tokens a family remembers for reuse detection: a replay of
+/// one of the last 16 is detected (and revokes the family); an older one is merely
+/// invalid. Bounds what one family keeps, however often it is refreshed.
+pub const REFRESH_HISTORY: usize = 16;
+
+/// How many live sessions (refresh families) one user can have: starting one more ends
+/// the user's oldest. Bounds what one account can make the store keep.
+pub const MAX_SESSIONS_PER_USER: usize = 32;
+
 /// The outcome of presenting a refresh token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -269,7 +296,21 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreFuture<'a, bool>;
 
-    /// Revokes family `family` (the session a step-up replaces), and says what it found:
-    /// a step-up must not revive a session that has ended.
+    /// Revokes family `family`, and says what it found.
     fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation>;
+
+    /// A step-up inside session `family` by a challenge issued at `issued_at`:
+    /// `new_token` becomes its current refresh token (the old one joins the rotated
+    /// history) and `session` its claims; the family id and absolute end stay. A revoked
+    /// family stays ended: a step-up must not revive a session, nor extend its life. A
+    /// challenge issued no later than the session's last step-up is
+    /// [`Superseded`](Elevation::Superseded).
+    fn refresh_elevate<'a>(
+        &'a self,
+        family: &'a str,
+        new_token: TokenHash,
+        session: String,
+        issued_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, Elevation>;
 }

@@ -11,8 +11,9 @@ use redis::{Script, Value};
 use crate::factor::recovery::hex;
 
 use super::{
-    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Reservation, Rotation, Settlement,
-    Store, StoreError, StoreFuture, TokenHash, RESERVATION_SECS,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, RefreshRecord, Reservation, Rotation,
+    Settlement, Store, StoreError, StoreFuture, TokenHash, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    RESERVATION_SECS,
 };
 
 /// The default bound on one store operation (including reconnecting).
@@ -41,7 +42,8 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// | `P:totp:<user>` | the last accepted TOTP step of a user |
 /// | `P:val:<key>` | a short-lived value (a pending enrollment) |
 /// | `P:rt:<sha256 hex>` | the family of a refresh token (only its hash is stored) |
-/// | `P:fam:<family>` | a refresh family: its session, current token, revocation |
+/// | `P:fam:<family>` | a refresh family: its session, current token, the last [`REFRESH_HISTORY`] rotated ones, revocation |
+/// | `P:uf:<user>` | the user's live families, at most [`MAX_SESSIONS_PER_USER`] |
 ///
 /// Every key carries a Redis expiry (the expiry of what it protects, at most
 /// [`MAX_TTL_SECS`]); expiry decisions themselves are made against the `now` the caller
@@ -195,6 +197,77 @@ impl RedisStore {
         .await
         .map(drop)
     }
+}
+
+impl RedisStore {
+    async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(
+            redis::cmd("HGET")
+                .arg(key)
+                .arg(field)
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// Deletes the family index of a token forgotten by its family ('' = none).
+    async fn forget_token(&self, token_hex: &[u8]) -> Result<(), StoreError> {
+        match std::str::from_utf8(token_hex) {
+            Ok(hex) if !hex.is_empty() => self.delete_raw(&self.key("rt", hex)).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a family ended to make room, with the index keys of its tokens. (One key
+    /// a command: on a cluster they live in different slots.)
+    async fn drop_family(&self, family: &str) -> Result<(), StoreError> {
+        let family_key = self.key("fam", family);
+        let mut conn = self.conn.clone();
+        let (current, history): (Option<String>, Option<String>) = self
+            .run(
+                redis::cmd("HMGET")
+                    .arg(&family_key)
+                    .arg(&["c", "h"])
+                    .query_async(&mut conn),
+            )
+            .await?;
+        self.delete_raw(&family_key).await?;
+        let history = history.unwrap_or_default();
+        let tokens = history
+            .as_bytes()
+            .chunks(64)
+            .chain(current.as_deref().map(str::as_bytes));
+        for token in tokens {
+            self.forget_token(token).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The first element of a script's reply, a number (0 when absent).
+fn reply_int(reply: &[Value]) -> Result<i64, StoreError> {
+    match reply.first() {
+        Some(v) => redis::from_redis_value(v.clone()).map_err(|e| redis_error(&e.into())),
+        None => Ok(0),
+    }
+}
+
+/// Element `i` of a script's reply, as bytes (empty when absent).
+fn reply_bytes(reply: &[Value], i: usize) -> Result<Vec<u8>, StoreError> {
+    reply
+        .get(i)
+        .cloned()
+        .map(redis::from_redis_value)
+        .transpose()
+        .map_err(|e| redis_error(&e.into()))
+        .map(Option::unwrap_or_default)
+}
+
+/// The refresh record in the second element of a script's reply.
+fn reply_record(reply: &[Value]) -> Result<RefreshRecord, StoreError> {
+    serde_json::from_slice(&reply_bytes(reply, 1)?)
+        .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))
 }
 
 impl RedisStoreBuilder {
@@ -361,8 +434,24 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 ";
 
-/// ARGV: now, presented token hex, new token hex.
-/// Returns {1, record} rotated, {2, record} reused (now revoked), {0} invalid.
+/// Shared by the two scripts below: makes ARGV[3] the current token of the family in
+/// KEYS[1]; the old one joins the history `h` (64 hex digits a token, oldest first), and
+/// the oldest past ARGV[4] tokens is returned for its index key to be deleted ('' if
+/// none).
+const FAMILY_ADVANCE: &str = r"
+local function family_advance(old)
+  local hist = (redis.call('HGET', KEYS[1], 'h') or '') .. old
+  local forgotten = ''
+  if #hist > 64 * tonumber(ARGV[4]) then
+    forgotten = string.sub(hist, 1, 64); hist = string.sub(hist, 65)
+  end
+  redis.call('HSET', KEYS[1], 'c', ARGV[3], 'h', hist)
+  return forgotten
+end
+";
+
+/// ARGV: now, presented token hex, new token hex, history bound.
+/// Returns {ROTATED, record, forgotten}, {REUSED, record} (now revoked), {INVALID}.
 const FAMILY_ROTATE: &str = r"
 local h = redis.call('HMGET', KEYS[1], 'r', 'c', 'x', 'e')
 if not h[1] or tonumber(h[4]) <= tonumber(ARGV[1]) or h[3] == '1' then return {0} end
@@ -370,9 +459,44 @@ if h[2] ~= ARGV[2] then
   redis.call('HSET', KEYS[1], 'x', 1)
   return {2, h[1]}
 end
-redis.call('HSET', KEYS[1], 'c', ARGV[3])
-return {1, h[1]}
+return {1, h[1], family_advance(h[2])}
 ";
+
+/// ARGV: now, record JSON (the new session), new token hex, history bound, issued_at.
+/// Returns {CHANGED, record, forgotten}, {ENDED}, {SUPERSEDED}, {UNKNOWN}.
+const FAMILY_ELEVATE: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'c', 'x', 'e', 'u')
+if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return {0} end
+if h[2] == '1' then return {2} end
+if tonumber(h[4] or '0') >= tonumber(ARGV[5]) then return {3} end
+redis.call('HSET', KEYS[1], 'r', ARGV[2], 'u', ARGV[1])
+return {1, ARGV[2], family_advance(h[1])}
+";
+
+/// On a user's set of families (KEYS[1], scored by their end). ARGV: now, family,
+/// expires_at, bound, ttl ms. Forgets ended families, adds this one, and returns the
+/// oldest ones past the bound (removed from the set), for their keys to be deleted.
+const USER_FAMILIES: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+if over <= 0 then return {} end
+local evicted = {}
+for i, v in ipairs(redis.call('ZPOPMIN', KEYS[1], over)) do
+  if i % 2 == 1 then table.insert(evicted, v) end
+end
+return evicted
+";
+
+/// The first reply of [`FAMILY_ROTATE`] and [`FAMILY_ELEVATE`].
+const FAMILY_CHANGED: i64 = 1;
+/// [`FAMILY_ROTATE`]: a rotated token came back. [`FAMILY_ELEVATE`]: the family ended.
+const FAMILY_REUSED_OR_ENDED: i64 = 2;
+/// [`FAMILY_ELEVATE`]: the session was stepped up since the challenge was issued.
+const FAMILY_SUPERSEDED: i64 = 3;
 
 /// ARGV: now, sub ('' = anyone). 1 if this call revoked the family.
 const FAMILY_REVOKE: &str = r"
@@ -391,6 +515,8 @@ struct Scripts {
     advance_totp: Script,
     family_create: Script,
     family_rotate: Script,
+    family_elevate: Script,
+    user_families: Script,
     family_revoke: Script,
 }
 
@@ -402,7 +528,9 @@ fn scripts() -> &'static Scripts {
         settle_attempt: Script::new(&format!("{ATTEMPTS_LOAD}{SETTLE_ATTEMPT}")),
         advance_totp: Script::new(ADVANCE_TOTP),
         family_create: Script::new(FAMILY_CREATE),
-        family_rotate: Script::new(FAMILY_ROTATE),
+        family_rotate: Script::new(&format!("{FAMILY_ADVANCE}{FAMILY_ROTATE}")),
+        family_elevate: Script::new(&format!("{FAMILY_ADVANCE}{FAMILY_ELEVATE}")),
+        user_families: Script::new(USER_FAMILIES),
         family_revoke: Script::new(FAMILY_REVOKE),
     })
 }
@@ -598,7 +726,24 @@ impl Store for RedisStore {
             )
             .await?;
             self.put_token(&token, &record.family, record.expires_at, now)
-                .await
+                .await?;
+            let evicted: Vec<String> = self
+                .script(
+                    &scripts().user_families,
+                    &self.key("uf", &record.sub),
+                    &[
+                        &num(now),
+                        record.family.as_bytes(),
+                        &num(exp),
+                        &num(MAX_SESSIONS_PER_USER as u64),
+                        &num(ttl),
+                    ],
+                )
+                .await?;
+            for family in evicted {
+                self.drop_family(&family).await?;
+            }
+            Ok(())
         })
     }
 
@@ -644,30 +789,17 @@ impl Store for RedisStore {
                         &num(now),
                         hex(&token).as_bytes(),
                         hex(&new_token).as_bytes(),
+                        &num(REFRESH_HISTORY as u64),
                     ],
                 )
                 .await?;
-            let outcome: i64 = match reply.first() {
-                Some(v) => {
-                    redis::from_redis_value(v.clone()).map_err(|e| redis_error(&e.into()))?
+            Ok(match reply_int(&reply)? {
+                FAMILY_CHANGED => {
+                    self.forget_token(&reply_bytes(&reply, 2)?).await?;
+                    Rotation::Rotated(reply_record(&reply)?)
                 }
-                None => 0,
-            };
-            let record = || -> Result<RefreshRecord, StoreError> {
-                let raw: Vec<u8> = reply
-                    .get(1)
-                    .cloned()
-                    .map(redis::from_redis_value)
-                    .transpose()
-                    .map_err(|e| redis_error(&e.into()))?
-                    .unwrap_or_default();
-                serde_json::from_slice(&raw)
-                    .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))
-            };
-            Ok(match outcome {
-                1 => Rotation::Rotated(record()?),
-                2 => {
-                    let r = record()?;
+                FAMILY_REUSED_OR_ENDED => {
+                    let r = reply_record(&reply)?;
                     Rotation::Reused {
                         family: r.family,
                         sub: r.sub,
@@ -725,6 +857,54 @@ impl Store for RedisStore {
             })
         })
     }
+
+    fn refresh_elevate<'a>(
+        &'a self,
+        family: &'a str,
+        new_token: TokenHash,
+        session: String,
+        issued_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, Elevation> {
+        Box::pin(async move {
+            let family_key = self.key("fam", family);
+            let Some(raw) = self.hget(&family_key, "r").await? else {
+                return Ok(Elevation::Unknown);
+            };
+            let mut record: RefreshRecord = serde_json::from_slice(&raw)
+                .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))?;
+            if record.expires_at <= now {
+                return Ok(Elevation::Unknown);
+            }
+            record.session = session;
+            let json = serde_json::to_vec(&record)
+                .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))?;
+            self.put_token(&new_token, family, record.expires_at, now)
+                .await?;
+            let reply: Vec<Value> = self
+                .script(
+                    &scripts().family_elevate,
+                    &family_key,
+                    &[
+                        &num(now),
+                        &json,
+                        hex(&new_token).as_bytes(),
+                        &num(REFRESH_HISTORY as u64),
+                        &num(issued_at),
+                    ],
+                )
+                .await?;
+            Ok(match reply_int(&reply)? {
+                FAMILY_CHANGED => {
+                    self.forget_token(&reply_bytes(&reply, 2)?).await?;
+                    Elevation::Elevated(reply_record(&reply)?)
+                }
+                FAMILY_REUSED_OR_ENDED => Elevation::Ended,
+                FAMILY_SUPERSEDED => Elevation::Superseded,
+                _ => Elevation::Unknown,
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -763,7 +943,9 @@ mod tests {
             format!("{ATTEMPTS_LOAD}{SETTLE_ATTEMPT}"),
             ADVANCE_TOTP.to_owned(),
             FAMILY_CREATE.to_owned(),
-            FAMILY_ROTATE.to_owned(),
+            format!("{FAMILY_ADVANCE}{FAMILY_ROTATE}"),
+            format!("{FAMILY_ADVANCE}{FAMILY_ELEVATE}"),
+            USER_FAMILIES.to_owned(),
             FAMILY_REVOKE.to_owned(),
         ] {
             assert!(script.contains("KEYS[1]"));

@@ -33,8 +33,8 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::task::JoinSet;
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, FamilyRevocation, RefreshRecord, Reservation, Rotation, Settlement,
-    Store, TokenHash, RESERVATION_SECS,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, RefreshRecord, Reservation, Rotation,
+    Settlement, Store, TokenHash, MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
 };
 
 /// The base time of every check (seconds since the Unix epoch).
@@ -1115,6 +1115,156 @@ pub async fn concurrent_reservations_grant_exactly_the_limit<S: Store>(store: Ar
 }
 
 // ---------------------------------------------------------------------------------------
+// step-up inside a session, and the bounds per family and per user (DESIGN §8.2)
+
+/// A step-up continues the family: the new token is current, the old one a detectable
+/// replay, the record keeps its id and absolute end and carries the new session.
+pub async fn refresh_elevate_continues_the_family<S: Store>(store: &S) {
+    let ns = ns("refresh_elevate_continues_the_family");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    let elevated = RefreshRecord {
+        session: r#"{"elevated":true}"#.to_owned(),
+        ..record.clone()
+    };
+    assert_eq!(
+        store
+            .refresh_elevate(
+                &record.family,
+                t(2),
+                elevated.session.clone(),
+                T0 + 5,
+                T0 + 10
+            )
+            .await,
+        Ok(Elevation::Elevated(elevated.clone()))
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), T0 + 11).await,
+        Ok(Rotation::Rotated(elevated.clone()))
+    );
+    // The token from before the step-up is a rotated one: a replay revokes the family.
+    assert!(matches!(
+        store.refresh_rotate(t(1), t(4), T0 + 12).await,
+        Ok(Rotation::Reused { .. })
+    ));
+    assert_eq!(
+        store.refresh_rotate(t(3), t(5), T0 + 13).await,
+        Ok(Rotation::Invalid)
+    );
+}
+
+/// A step-up never revives a revoked family, never starts an unknown one, never
+/// outlives the absolute end, and a challenge issued no later than the last step-up is
+/// superseded.
+pub async fn refresh_elevate_refuses_ended_unknown_and_stale<S: Store>(store: &S) {
+    let ns = ns("refresh_elevate_refuses_ended_unknown_and_stale");
+    let end = T0 + 3600;
+    let record = ns.record("family", "user", end);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    let fam = record.family.as_str();
+    let elevate = |n, issued, now| store.refresh_elevate(fam, t(n), "{}".to_owned(), issued, now);
+    assert!(matches!(
+        elevate(2, T0 + 5, T0 + 10).await,
+        Ok(Elevation::Elevated(_))
+    ));
+    assert_eq!(elevate(3, T0 + 9, T0 + 11).await, Ok(Elevation::Superseded));
+    assert_eq!(
+        elevate(3, T0 + 10, T0 + 11).await,
+        Ok(Elevation::Superseded)
+    );
+    assert!(matches!(
+        elevate(3, T0 + 11, T0 + 12).await,
+        Ok(Elevation::Elevated(_))
+    ));
+    assert_eq!(elevate(4, T0 + 20, end).await, Ok(Elevation::Unknown));
+    assert_eq!(
+        store
+            .refresh_elevate(&ns.key("nobody"), t(5), "{}".to_owned(), T0, T0 + 1)
+            .await,
+        Ok(Elevation::Unknown)
+    );
+    assert_eq!(
+        store.refresh_revoke(t(3), &record.sub, T0 + 20).await,
+        Ok(true)
+    );
+    assert_eq!(elevate(6, T0 + 21, T0 + 22).await, Ok(Elevation::Ended));
+    assert_eq!(
+        store.refresh_rotate(t(6), t(7), T0 + 23).await,
+        Ok(Rotation::Invalid)
+    );
+}
+
+/// A family remembers its last `REFRESH_HISTORY` rotated tokens: a replay of one of them
+/// revokes the family; an older one is merely invalid.
+pub async fn refresh_history_is_bounded<S: Store>(store: &S) {
+    let ns = ns("refresh_history_is_bounded");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n: usize| ns.token(n as u16);
+    store
+        .refresh_create(t(0), record.clone(), T0)
+        .await
+        .unwrap();
+    let last = REFRESH_HISTORY + 1;
+    for n in 0..last {
+        let r = store.refresh_rotate(t(n), t(n + 1), T0 + 1).await;
+        assert_eq!(r, Ok(Rotation::Rotated(record.clone())));
+    }
+    // t(0) was rotated REFRESH_HISTORY + 1 rotations ago: forgotten, not a replay.
+    assert_eq!(
+        store.refresh_rotate(t(0), t(100), T0 + 2).await,
+        Ok(Rotation::Invalid)
+    );
+    let r = store.refresh_rotate(t(last), t(last + 1), T0 + 3).await;
+    assert_eq!(r, Ok(Rotation::Rotated(record.clone())));
+    // t(2) is the oldest one remembered now: a replay.
+    assert!(matches!(
+        store.refresh_rotate(t(2), t(101), T0 + 4).await,
+        Ok(Rotation::Reused { .. })
+    ));
+}
+
+/// A user has at most `MAX_SESSIONS_PER_USER` live families: one more ends the oldest;
+/// another user's are untouched.
+pub async fn sessions_per_user_are_bounded<S: Store>(store: &S) {
+    let ns = ns("sessions_per_user_are_bounded");
+    let t = |n: usize| ns.token(n as u16);
+    let other = ns.record("other-family", "other", T0 + 3600);
+    store
+        .refresh_create(t(1000), other.clone(), T0)
+        .await
+        .unwrap();
+    for n in 0..=MAX_SESSIONS_PER_USER {
+        let record = ns.record(&format!("family-{n}"), "user", T0 + 3600 + n as u64);
+        store
+            .refresh_create(t(n), record, T0 + n as u64)
+            .await
+            .unwrap();
+    }
+    let now = T0 + 100;
+    assert_eq!(
+        store.refresh_rotate(t(0), t(2000), now).await,
+        Ok(Rotation::Invalid)
+    );
+    for n in 1..=MAX_SESSIONS_PER_USER {
+        let r = store.refresh_rotate(t(n), t(2000 + n), now).await;
+        assert!(matches!(r, Ok(Rotation::Rotated(_))), "family {n}: {r:?}");
+    }
+    assert_eq!(
+        store.refresh_rotate(t(1000), t(3000), now).await,
+        Ok(Rotation::Rotated(other))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // the test generator
 
 /// One `#[tokio::test]` per contract check, for the store built by `$make`: a closure
@@ -1158,6 +1308,10 @@ macro_rules! contract_tests {
             settled_failures_lock_out,
             settled_success_clears_failures,
             abandoned_reservations_expire,
+            refresh_elevate_continues_the_family,
+            refresh_elevate_refuses_ended_unknown_and_stale,
+            refresh_history_is_bounded,
+            sessions_per_user_are_bounded,
         );
         $crate::contract_tests!(@by_arc ($make) [$(#[$attr])*]
             concurrent_consume_has_one_winner,

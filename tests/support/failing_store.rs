@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, RefreshRecord, Reservation, Rotation, Settlement, Store, StoreError,
-    StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, Elevation, RefreshRecord, Reservation, Rotation, Settlement, Store,
+    StoreError, StoreFuture, TokenHash,
 };
 
 /// A store that is never there.
@@ -81,6 +81,16 @@ impl Store for FailingStore {
         _: &'a str,
         _: u64,
     ) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
+        down()
+    }
+    fn refresh_elevate<'a>(
+        &'a self,
+        _: &'a str,
+        _: TokenHash,
+        _: String,
+        _: u64,
+        _: u64,
+    ) -> StoreFuture<'a, Elevation> {
         down()
     }
 }

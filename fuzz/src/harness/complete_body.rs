@@ -31,7 +31,7 @@ use tower_stepup::complete::{
     ErrorKind, MemoryFactors, TotpFactor,
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
-use tower_stepup::store::MemoryStore;
+use tower_stepup::store::{MemoryStore, REFRESH_HISTORY};
 use tower_stepup::token::TokenKind;
 use tower_stepup::{
     Denial, Guard, ManualClock, Policy, RouteTable, Sealer, StepUp, StepUpService, Verifier,
@@ -681,7 +681,14 @@ fn check(world: &mut World, s: &Step, r: &Reply) {
             if let Some(t) = s.fields.as_ref().and_then(|f| f["refresh_token"].as_str()) {
                 if world.spent.contains(t) && r.kind == Some(ErrorKind::InvalidGrant) {
                     if let Some(&f) = world.refresh.get(t) {
-                        world.families[f].revoked = true;
+                        // Only the last REFRESH_HISTORY rotated tokens are remembered.
+                        let newer = family_tokens(world, f)
+                            .rev()
+                            .take_while(|x| *x != t)
+                            .count();
+                        if newer <= REFRESH_HISTORY {
+                            world.families[f].revoked = true;
+                        }
                     }
                 }
             }
@@ -848,16 +855,57 @@ fn verify_ok(world: &mut World, s: &Step, r: &Reply, now: u64) {
         let hit = recovery::find(&hashes, code).expect("verify accepted a wrong recovery code");
         codes.retain(|c| recovery::hash(c) != hit);
     }
-    // A step-up replaces the old session: its refresh family is revoked.
+    // A step-up continues its session (DESIGN §8.2): the same sid, new tokens in the
+    // same family; it never revives an ended session nor starts one the store does not
+    // know.
     if let Some(sid) = sid {
-        for fam in &mut world.families {
-            if fam.sid.as_deref() == Some(sid.as_str()) {
-                fam.revoked = true;
-            }
-        }
+        let family = world
+            .families
+            .iter()
+            .position(|f| f.sid.as_deref() == Some(sid.as_str()))
+            .expect("a step-up succeeded for a session the store never started");
+        assert!(
+            !world.families[family].revoked,
+            "a step-up revived an ended session"
+        );
+        continue_session(world, r, &user, family);
+    } else {
+        session(world, r, &user, true);
     }
-    session(world, r, &user, true);
     let _ = &r.cookies;
+}
+
+/// The refresh tokens of family `family`, oldest first.
+fn family_tokens(world: &World, family: usize) -> impl DoubleEndedIterator<Item = &String> {
+    world
+        .refresh_order
+        .iter()
+        .filter(move |t| world.refresh.get(*t) == Some(&family))
+}
+
+/// The new tokens of a step-up inside family `family`.
+fn continue_session(world: &mut World, r: &Reply, user: &str, family: usize) {
+    let access = r.body["access_token"].as_str().expect("access token");
+    let v = world
+        .verifier
+        .verify(access, world.now())
+        .expect("issued access token verifies");
+    assert_eq!(v.claims.sub(), user);
+    assert_eq!(
+        v.claims.sid(),
+        world.families[family].sid.as_deref(),
+        "same sid"
+    );
+    assert!(v.claims.has_amr("mfa") && v.claims.has_amr("otp"));
+    assert_eq!(v.claims.auth_time(), Some(world.now()));
+    world.access.push(access.to_owned());
+    // The family's current refresh token is rotated away by the step-up.
+    if let Some(current) = family_tokens(world, family).last().cloned() {
+        world.spent.insert(current);
+    }
+    let refresh = r.body["refresh_token"].as_str().expect("refresh token");
+    world.refresh_order.push(refresh.to_owned());
+    world.refresh.insert(refresh.to_owned(), family);
 }
 
 fn refresh_ok(world: &mut World, s: &Step, r: &Reply, now: u64) {
