@@ -21,7 +21,7 @@ use tower_stepup::complete::TotpFactor;
 use tower_stepup::factor::recovery;
 use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::{MemoryStore, Store};
-use tower_stepup::ManualClock;
+use tower_stepup::{Grant, ManualClock};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
@@ -119,6 +119,7 @@ impl Capture {
 
 struct Demo {
     router: axum::Router,
+    issuer: tower_stepup::Issuer,
     clock: ManualClock,
     alice: TotpSecret,
     recovery_codes: Vec<String>,
@@ -135,6 +136,7 @@ fn demo_on(store: Arc<dyn Store>) -> Demo {
     );
     Demo {
         router: built.router,
+        issuer: built.issuer,
         clock,
         alice: config.alice_totp_secret,
         recovery_codes: codes,
@@ -662,12 +664,24 @@ async fn store_failure_is_an_error_event() {
             None,
         )
         .await;
-    assert_eq!(login.status, StatusCode::OK);
-    capture.audit();
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+    let e = capture.one();
+    assert_event(
+        &e,
+        Event::Login,
+        Outcome::Error,
+        Some("temporarily_unavailable"),
+        None,
+    );
+    let partial = d
+        .issuer
+        .issue_partial(&Grant::new("alice").amr(["pwd"]))
+        .unwrap()
+        .token;
     let r = d
         .post(
             "/auth/mfa/verify",
-            json!({"mfa_token": login.str("partial_token"), "code": d.code()}),
+            json!({"mfa_token": partial, "code": d.code()}),
             None,
         )
         .await;

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower_stepup::factor::totp::{self, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, MemoryStore, RefreshRecord, Reservation, Rotation,
-    Settlement, Store, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, Elevation, LoginLimits, MemoryStore, RefreshRecord, Reservation,
+    Rotation, Settlement, Store, StoreFuture, TokenHash,
 };
 use tower_stepup::{Algorithm, Grant, Issuer, ManualClock, SigningKey};
 
@@ -31,12 +31,12 @@ mod app;
 
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_config.rs"]
+mod demo_config;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
-const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-const SIGNING_KEY: [u8; 32] = [0x51; 32];
-const SEALING_KEY: [u8; 32] = [0x5e; 32];
+use demo_config::{ALICE_SECRET, SEALING_KEY, SIGNING_KEY};
 const MFA_ACR: &str = "urn:tower-stepup:acr:mfa";
 
 // ---------------------------------------------------------------------------------------
@@ -44,19 +44,7 @@ const MFA_ACR: &str = "urn:tower-stepup:acr:mfa";
 // ---------------------------------------------------------------------------------------
 
 fn config() -> app::DemoConfig {
-    app::DemoConfig {
-        bind: "127.0.0.1:0".to_owned(),
-        alice_totp_secret: alice_secret(),
-        alice_secret_was_random: false,
-        max_age_secs: 300,
-        mfa_token_ttl_secs: 300,
-        access_ttl_secs: 900,
-        max_attempts: 5,
-        signing_key: SIGNING_KEY,
-        sealing_key: SEALING_KEY,
-        keys_were_random: false,
-        redis_url: None,
-    }
+    demo_config::demo_config(5)
 }
 
 fn alice_secret() -> TotpSecret {
@@ -870,6 +858,26 @@ impl Store for GatedStore {
     ) -> StoreFuture<'a, Attempts> {
         self.inner.settle_attempt(key, settlement, policy, now)
     }
+    fn reserve_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        self.inner.reserve_login(account, client, limits, now)
+    }
+    fn settle_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        settlement: Settlement,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        self.inner
+            .settle_login(account, client, settlement, limits, now)
+    }
     fn advance_totp_step<'a>(
         &'a self,
         user: &'a str,
@@ -1197,6 +1205,8 @@ async fn bad_bodies_are_400_and_huge_bodies_413() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_user_and_wrong_password_look_the_same() {
     let s = start().await;
+    // (Other unknown names and other users each time: login throttling counts 10
+    // failures per account and client.)
     let unknown = s.login("mallory", "alice-password").await;
     let wrong = s.login("alice", "not-alice-password").await;
     unknown.expect(401, "invalid_credentials");
@@ -1209,13 +1219,14 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     // dummy hash an unknown user would answer in well under a tenth of the time.
     let mut t_unknown = Duration::MAX;
     let mut t_wrong = Duration::MAX;
-    for _ in 0..11 {
+    for i in 0..11 {
         let t = Instant::now();
-        let r = s.login("mallory", "alice-password").await;
+        let r = s.login(&format!("mallory{i}"), "alice-password").await;
         t_unknown = t_unknown.min(t.elapsed());
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         let t = Instant::now();
-        let r = s.login("alice", "not-alice-password").await;
+        let user = if i % 2 == 0 { "alice" } else { "bob" };
+        let r = s.login(user, "not-the-password").await;
         t_wrong = t_wrong.min(t.elapsed());
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
@@ -1238,9 +1249,17 @@ use failing_store::FailingStore;
 async fn store_failure_fails_closed_with_503() {
     let s = start_with(Arc::new(FailingStore)).await;
 
-    // No store is needed to hand out a partial token...
-    let partial = s.alice_partial().await;
-    // ...but completing it is refused, whatever the code.
+    // A password is checked only under a reserved login attempt: no store, no sign-in.
+    s.login("alice", "alice-password")
+        .await
+        .expect(503, "temporarily_unavailable");
+    // A partial token (from before the store went away) cannot be completed either,
+    // whatever the code.
+    let partial = s
+        .issuer
+        .issue_partial(&Grant::new("alice").amr(["pwd"]))
+        .unwrap()
+        .token;
     s.verify(&partial, &s.code())
         .await
         .expect(503, "temporarily_unavailable");

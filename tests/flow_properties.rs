@@ -126,8 +126,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, MemoryStore, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, StoreFuture, TokenHash, REFRESH_HISTORY,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, MemoryStore, RefreshRecord,
+    Reservation, Rotation, Settlement, Store, StoreFuture, TokenHash, REFRESH_HISTORY,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer, SealingKey,
@@ -426,6 +426,34 @@ impl Store for TestStore {
             }
             self.inner
                 .settle_attempt(key, settlement, policy, now)
+                .await
+        })
+    }
+    fn reserve_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.inner.reserve_login(account, client, limits, now).await
+        })
+    }
+
+    fn settle_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        settlement: Settlement,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.inner
+                .settle_login(account, client, settlement, limits, now)
                 .await
         })
     }

@@ -26,8 +26,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, MemoryStore, RefreshRecord, Reservation, Rotation,
-    Settlement, Store, StoreError, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, Elevation, LoginLimits, MemoryStore, RefreshRecord, Reservation,
+    Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Grant, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer,
@@ -59,6 +59,8 @@ const WRITES: &[&str] = &[
     "release",
     "reserve_attempt",
     "settle_attempt",
+    "reserve_login",
+    "settle_login",
     "advance_totp_step",
     "put",
     "delete",
@@ -185,6 +187,30 @@ impl Store for Recorder {
     ) -> StoreFuture<'a, Attempts> {
         self.note("settle_attempt", key.to_owned());
         self.write(|| self.inner.settle_attempt(key, settlement, policy, now))
+    }
+    fn reserve_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        self.note("reserve_login", account.to_owned());
+        self.write(|| self.inner.reserve_login(account, client, limits, now))
+    }
+    fn settle_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        settlement: Settlement,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        self.note("settle_login", account.to_owned());
+        self.write(|| {
+            self.inner
+                .settle_login(account, client, settlement, limits, now)
+        })
     }
     fn advance_totp_step<'a>(
         &'a self,
@@ -1077,7 +1103,10 @@ async fn login_failures_are_identical_in_status_headers_and_body() {
     for (case, answer) in cases.iter().zip(&answers) {
         assert_eq!(answer, &answers[0], "{:?}", case.0.get(..20));
     }
-    assert_eq!(app.store.writes(), Vec::<&str>::new());
+    // Each login of a possible account is counted, unknown or not, and the same way
+    // (DESIGN §8.2); an over-long field is never an account and reaches nothing.
+    let counted = ["reserve_login", "settle_login"];
+    assert_eq!(app.store.writes(), counted.repeat(4));
 }
 
 // ---------------------------------------------------------------------------------------

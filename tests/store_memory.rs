@@ -6,7 +6,8 @@ use store_contract::Failures;
 
 use store_contract::{ns, POLICY, T0};
 use tower_stepup::store::{
-    Attempts, MemoryStore, RefreshRecord, Rotation, Settlement, Store, StoreError,
+    Attempts, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store, StoreError,
+    LOGIN_RECORDS_PER_BUCKET,
 };
 
 contract_tests!(|| async { MemoryStore::new() });
@@ -224,4 +225,24 @@ async fn full_store_still_detects_refresh_reuse() {
             sub: rec.sub.clone(),
         })
     );
+}
+
+/// Name spraying fills only the login counters' own bounded space: a bucket keeps at
+/// most `LOGIN_RECORDS_PER_BUCKET` records, and the store's other entries are untouched.
+#[tokio::test]
+async fn login_counters_of_sprayed_names_stay_bounded() {
+    let store = MemoryStore::with_max_entries(10);
+    let limits = store_contract::LOGIN;
+    for i in 0..LOGIN_RECORDS_PER_BUCKET * 3 {
+        let account = format!("ab{i:030x}");
+        let r = store.reserve_login(&account, "client", limits, T0).await;
+        assert_eq!(r, Ok(Reservation::Granted));
+        store
+            .settle_login(&account, "client", Settlement::Failed, limits, T0)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.login_len(), LOGIN_RECORDS_PER_BUCKET);
+    assert_eq!(store.len(), 0);
+    assert_eq!(store.consume("jti", T0 + 60, T0).await, Ok(true));
 }

@@ -800,3 +800,34 @@ async fn a_connection_closed_by_the_server_is_reestablished() {
     assert_eq!(store.is_consumed(&old, T0).await, Ok(true));
     assert_eq!(store.consume(&old, T0 + 300, T0).await, Ok(false));
 }
+
+/// Name spraying fills only the login counters' bounded buckets: one `P:login:<bucket>`
+/// hash of at most `LOGIN_RECORDS_PER_BUCKET` fields, with an expiry.
+#[tokio::test]
+async fn login_counters_of_sprayed_names_stay_bounded() {
+    use tower_stepup::store::{Reservation, Settlement, LOGIN_RECORDS_PER_BUCKET};
+    let server = RedisServer::shared();
+    let prefix = unique("login-spray");
+    let store = store_at(
+        &server.url(),
+        &prefix,
+        tower_stepup::store::DEFAULT_REDIS_TIMEOUT,
+    )
+    .await;
+    let limits = store_contract::LOGIN;
+    for i in 0..LOGIN_RECORDS_PER_BUCKET * 3 {
+        let account = format!("ab{i:030x}");
+        let r = store.reserve_login(&account, "client", limits, T0).await;
+        assert_eq!(r, Ok(Reservation::Granted));
+        store
+            .settle_login(&account, "client", Settlement::Failed, limits, T0)
+            .await
+            .unwrap();
+    }
+    let keys = server.command(&["KEYS", &format!("{prefix}:*")]);
+    assert_eq!(keys, [format!("{prefix}:login:ab")]);
+    let len = server.command(&["HLEN", &keys[0]]);
+    assert_eq!(len, [LOGIN_RECORDS_PER_BUCKET.to_string()]);
+    let ttl = pttl(server, &keys[0]);
+    assert!(ttl > 0 && ttl <= 100_000, "{ttl}");
+}

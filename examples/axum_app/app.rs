@@ -17,8 +17,8 @@ use http::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tower_stepup::complete::{
-    Account, Accounts, BackendError, BackendFuture, Completion, CookieConfig, MemoryFactors,
-    TotpFactor,
+    Account, Accounts, BackendError, BackendFuture, Completion, CookieConfig, LoginThrottle,
+    MemoryFactors, PeerAddr, TotpFactor, TrustedProxies,
 };
 use tower_stepup::factor::{recovery, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Store};
@@ -46,6 +46,9 @@ pub struct DemoConfig {
     pub sealing_key: [u8; 32],
     pub keys_were_random: bool,
     pub redis_url: Option<String>,
+    pub login_max_failures: u32,
+    pub login_account_max_failures: u32,
+    pub trusted_proxies: TrustedProxies,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Box<dyn Error>> {
@@ -108,6 +111,11 @@ impl DemoConfig {
             },
             keys_were_random,
             redis_url: std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()),
+            login_max_failures: env_num("STEPUP_LOGIN_MAX_FAILURES", 10)?,
+            login_account_max_failures: env_num("STEPUP_LOGIN_ACCOUNT_MAX_FAILURES", 100)?,
+            trusted_proxies: TrustedProxies::parse(
+                &std::env::var("STEPUP_TRUSTED_PROXIES").unwrap_or_default(),
+            )?,
         })
     }
 }
@@ -257,6 +265,12 @@ pub fn build<C: Clock + Clone>(
         .totp_issuer("tower-stepup demo")
         .cookies(cookies)
         .enroll_step_up(StepUp::new().amr(["mfa"]).max_age(max_age))
+        .login_throttle(
+            LoginThrottle::new()
+                .per_client(config.login_max_failures, Duration::from_secs(15 * 60))
+                .per_account(config.login_account_max_failures, Duration::from_secs(3600))
+                .trusted_proxies(config.trusted_proxies.clone()),
+        )
         .build()?;
 
     let policies = RouteTable::new()
@@ -298,13 +312,27 @@ pub fn build<C: Clock + Clone>(
         .fallback(web::not_found)
         .method_not_allowed_fallback(web::method_not_allowed)
         .layer(guard.route_table(policies)?)
-        .layer(axum::middleware::from_fn(web::same_origin_posts));
+        .layer(axum::middleware::from_fn(web::same_origin_posts))
+        .layer(axum::middleware::map_request(peer_addr));
     Ok(Demo {
         router,
         factors,
         guard,
         issuer,
     })
+}
+
+/// The socket's peer address, for login throttling: axum's `ConnectInfo` (present when
+/// served with `into_make_service_with_connect_info`) as the crate's `PeerAddr`.
+async fn peer_addr(mut req: axum::extract::Request) -> axum::extract::Request {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| PeerAddr(info.0));
+    if let Some(peer) = peer {
+        req.extensions_mut().insert(peer);
+    }
+    req
 }
 
 // The layer puts the verified claims in the request extensions; `Extension` reads them

@@ -58,7 +58,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     let base = format!("http://{}", listener.local_addr()?);
     print_instructions(&base, &config);
-    axum::serve(listener, demo.router)
+    let app = demo
+        .router
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -10,9 +10,11 @@ use serde_json::json;
 use super::endpoint::json_ok;
 use super::error::{ErrorKind, Failure};
 use super::request::read_json;
-use super::{session, Completion};
+use super::username::canonical_username;
+use super::{attempt, session, Account, Completion};
 use crate::audit::{Outcome, Record};
 use crate::challenge::MfaRequirements;
+use crate::store::{Reservation, Settlement};
 use crate::token::Grant;
 
 #[derive(Deserialize)]
@@ -23,6 +25,50 @@ struct LoginBody {
 
 /// Longest username or password looked at; longer ones fail like a wrong password.
 const MAX_FIELD_LEN: usize = 1024;
+
+/// Checks the password under a reserved login attempt (DESIGN §8.2): `429` while the
+/// account (from this client, or at all) is locked out, even for the right password;
+/// unknown usernames are counted and answered exactly like wrong passwords.
+async fn authenticate(
+    completion: &Completion,
+    parts: &http::request::Parts,
+    body: &LoginBody,
+    audit: &mut Record,
+) -> Result<Option<Account>, Failure> {
+    let inner = completion.inner();
+    if body.username.len() > MAX_FIELD_LEN || body.password.len() > MAX_FIELD_LEN {
+        // Never an account: nothing to guess, nothing to count.
+        return Ok(None);
+    }
+    let throttle = &inner.login_throttle;
+    let keys = throttle.keys(&body.username, parts);
+    let (store, limits, now) = (&inner.store, throttle.limits(), inner.guard.clock().now());
+    let refused = match store
+        .reserve_login(&keys.account, &keys.client, limits, now)
+        .await?
+    {
+        Reservation::Granted => None,
+        Reservation::Locked { until } => Some(until.saturating_sub(now).max(1)),
+        _ => Some(1),
+    };
+    if let Some(retry_after) = refused {
+        audit.reason("login_throttled");
+        return Err(
+            attempt::too_many(retry_after).describe("too many failed sign-ins; try again later")
+        );
+    }
+    let username = canonical_username(&body.username);
+    let checked = inner.accounts.authenticate(&username, &body.password).await;
+    let settlement = match &checked {
+        Ok(Some(_)) => Settlement::Succeeded,
+        Ok(None) => Settlement::Failed,
+        Err(_) => Settlement::Released,
+    };
+    store
+        .settle_login(&keys.account, &keys.client, settlement, limits, now)
+        .await?;
+    Ok(checked?)
+}
 
 /// `POST …/login`. With a factor enrolled the answer is a partial token only: password
 /// OK is not logged in.
@@ -36,15 +82,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let inner = completion.inner();
-    let (_, body): (_, LoginBody) = read_json(req, inner.body_limit).await?;
-    let account = if body.username.len() > MAX_FIELD_LEN || body.password.len() > MAX_FIELD_LEN {
-        None
-    } else {
-        inner
-            .accounts
-            .authenticate(&body.username, &body.password)
-            .await?
-    };
+    let (parts, body): (_, LoginBody) = read_json(req, inner.body_limit).await?;
+    let account = authenticate(completion, &parts, &body, audit).await?;
     // The username of a failed login is not audited: people type passwords there.
     let Some(account) = account else {
         return Err(Failure::new(ErrorKind::InvalidCredentials));

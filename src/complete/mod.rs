@@ -31,6 +31,7 @@ mod login;
 mod peer;
 mod request;
 mod session;
+mod throttle;
 mod username;
 mod verify;
 
@@ -53,6 +54,9 @@ pub use self::endpoint::{Endpoint, EndpointFuture};
 pub use self::error::{ErrorKind, ErrorRow, ERROR_TABLE};
 pub use self::peer::{PeerAddr, TrustedProxies};
 pub use self::request::DEFAULT_BODY_LIMIT;
+pub use self::throttle::{
+    LoginThrottle, DEFAULT_LOGIN_ACCOUNT_MAX_FAILURES, DEFAULT_LOGIN_MAX_FAILURES,
+};
 
 /// A boxed future of a backend call.
 pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
@@ -95,6 +99,10 @@ impl Account {
 /// password (hash a dummy password), so that login does not reveal who has an account.
 pub trait Accounts: Send + Sync + 'static {
     /// The account if `password` is right for `username`, `None` otherwise.
+    ///
+    /// `username` comes canonicalized (trimmed, Unicode NFKC, case-folded): keep account
+    /// names in that form, so that `Alice` and `alice` are one account, for sign-in as for
+    /// throttling.
     fn authenticate<'a>(
         &'a self,
         username: &'a str,
@@ -273,6 +281,7 @@ pub(crate) struct Inner {
     pub(crate) cookies: Option<CookieConfig>,
     pub(crate) body_limit: usize,
     pub(crate) hooks: Arc<dyn Hooks>,
+    pub(crate) login_throttle: LoginThrottle,
 }
 
 impl Completion {
@@ -351,6 +360,7 @@ pub struct CompletionBuilder {
     cookies: Option<CookieConfig>,
     body_limit: Option<usize>,
     hooks: Option<Arc<dyn Hooks>>,
+    login_throttle: Option<LoginThrottle>,
 }
 
 impl CompletionBuilder {
@@ -441,6 +451,13 @@ impl CompletionBuilder {
         self
     }
 
+    /// How password sign-in is throttled (default [`LoginThrottle::default`]: 10 failures
+    /// per account and client in 15 minutes, 100 per account in an hour).
+    pub fn login_throttle(mut self, throttle: LoginThrottle) -> Self {
+        self.login_throttle = Some(throttle);
+        self
+    }
+
     /// What the application hears of as it happens (default: nothing).
     pub fn hooks(mut self, hooks: impl Hooks) -> Self {
         self.hooks = Some(Arc::new(hooks));
@@ -462,6 +479,13 @@ impl CompletionBuilder {
             .as_secs();
         if refresh_lifetime == 0 {
             return Err(ConfigError::invalid("refresh_lifetime", "at least 1 s"));
+        }
+        let login_throttle = self.login_throttle.unwrap_or_default();
+        if !login_throttle.is_valid() {
+            return Err(ConfigError::invalid(
+                "login_throttle",
+                "at least one attempt and a window of at least 1 s",
+            ));
         }
         Ok(Completion {
             inner: Arc::new(Inner {
@@ -485,6 +509,7 @@ impl CompletionBuilder {
                 cookies: self.cookies,
                 body_limit: self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
                 hooks: self.hooks.unwrap_or_else(|| Arc::new(NoHooks)),
+                login_throttle,
             }),
         })
     }

@@ -258,7 +258,6 @@ fn parse_range(position: usize, item: &str) -> Result<Range, ConfigError> {
 /// IPv4.
 ///
 /// `None` only when the application did not say who the peer is (no [`PeerAddr`]).
-#[allow(dead_code)] // Login throttling uses it.
 pub(crate) fn client_ip(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
@@ -301,7 +300,6 @@ fn parse_hop(entry: &[u8]) -> Option<IpAddr> {
 /// The throttling key of a client: an IPv4 address as itself, an IPv6 address as its
 /// /64 prefix (one subscriber usually holds a whole /64), an IPv4-mapped IPv6 address as
 /// its IPv4. The forms cannot collide.
-#[allow(dead_code)] // Login throttling uses it.
 pub(crate) fn client_key(ip: IpAddr) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),

@@ -18,7 +18,6 @@ use unicode_normalization::UnicodeNormalization;
 ///
 /// The result is a throttling key, not an identity: it may merge names that the account
 /// directory keeps apart (that only makes their limits shared), and it is never shown.
-#[allow(dead_code)] // Login throttling uses it.
 pub(crate) fn canonical_username(raw: &str) -> String {
     let folded: String = raw.trim().nfkc().default_case_fold().nfkc().collect();
     let trimmed = folded.trim();

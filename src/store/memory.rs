@@ -3,10 +3,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
+use super::attempt_state::{stricter, AttemptEntry};
 use super::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, RefreshRecord, Reservation, Rotation,
-    Settlement, Store, StoreError, StoreFuture, TokenHash, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
-    RESERVATION_SECS,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
+    Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET,
+    MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
 };
 
 /// Default bound on the entries of a [`MemoryStore`].
@@ -42,85 +43,55 @@ struct State {
     families: HashMap<String, Family>,
     /// The families of each user, oldest first, at most [`MAX_SESSIONS_PER_USER`].
     user_families: HashMap<String, VecDeque<String>>,
+    /// Login counters, in their own bounded space (not counted in `max_entries`).
+    logins: HashMap<String, LoginBucket>,
     writes: u64,
     max_entries: usize,
     now: u64,
 }
 
-/// Failures, lockout and reservations in flight of one key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct AttemptEntry {
-    failures: u32,
-    locked_until: Option<u64>,
-    /// When the failures (or the lockout) are forgotten.
-    expires_at: u64,
-    pending: u32,
-    /// When the reservations in flight are forgotten (never settled).
-    pending_until: u64,
+/// One bucket of login counters: the account's own (`<account>`) and one per client
+/// (`<account>|<client>`), at most [`LOGIN_RECORDS_PER_BUCKET`].
+type LoginBucket = HashMap<String, AttemptEntry>;
+
+/// The bucket of an account key, and the field of its counter for `client`.
+fn login_fields(account: &str, client: &str) -> (String, String) {
+    let bucket = account.get(..2).unwrap_or(account).to_owned();
+    (bucket, format!("{account}|{client}"))
 }
 
-impl AttemptEntry {
-    /// The entry as it stands at `now`: forgotten failures, an ended lockout and
-    /// abandoned reservations count as nothing.
-    fn at(entry: Option<&AttemptEntry>, now: u64) -> AttemptEntry {
-        let mut e = entry.copied().unwrap_or_default();
-        let ended = e.locked_until.is_some_and(|until| until <= now);
-        if e.expires_at <= now || ended {
-            (e.failures, e.locked_until, e.expires_at) = (0, None, 0);
-        }
-        if e.pending_until <= now {
-            (e.pending, e.pending_until) = (0, 0);
-        }
-        e
+/// Writes `entries` back into `bucket` (dropping empty ones), first making room: expired
+/// records go, then the evictable ones with the fewest failures. `false`, and nothing
+/// written, when no room can be made.
+fn save_login(bucket: &mut LoginBucket, entries: [(&str, AttemptEntry); 2], now: u64) -> bool {
+    let new = entries
+        .iter()
+        .filter(|(k, e)| !e.is_empty() && !bucket.contains_key(*k))
+        .count();
+    if bucket.len() + new > LOGIN_RECORDS_PER_BUCKET {
+        bucket.retain(|_, e| !AttemptEntry::at(Some(e), now).is_empty());
     }
-
-    fn state(&self) -> Attempts {
-        Attempts {
-            failures: self.failures,
-            locked_until: self.locked_until,
-        }
+    while bucket.len() + new > LOGIN_RECORDS_PER_BUCKET {
+        let victim = bucket
+            .iter()
+            .filter(|(k, _)| entries.iter().all(|(own, _)| own != k))
+            .map(|(k, e)| (k, AttemptEntry::at(Some(e), now)))
+            .filter(|(_, e)| e.evictable())
+            .min_by_key(|(_, e)| e.failures)
+            .map(|(k, _)| k.clone());
+        match victim {
+            Some(k) => bucket.remove(&k),
+            None => return false,
+        };
     }
-
-    fn reserve(&mut self, policy: AttemptPolicy, now: u64) -> Reservation {
-        if let Some(until) = self.locked_until {
-            return Reservation::Locked { until };
-        }
-        if self.failures.saturating_add(self.pending) >= policy.max_attempts {
-            return Reservation::Busy;
-        }
-        self.pending += 1;
-        self.pending_until = now.saturating_add(RESERVATION_SECS);
-        Reservation::Granted
-    }
-
-    fn settle(&mut self, settlement: Settlement, policy: AttemptPolicy, now: u64) {
-        self.pending = self.pending.saturating_sub(1);
-        match settlement {
-            // Failures during a lockout do not extend it.
-            Settlement::Failed if self.locked_until.is_none() => {
-                self.failures = self.failures.saturating_add(1);
-                if self.failures >= policy.max_attempts {
-                    let until = now.saturating_add(policy.lockout_secs);
-                    (self.locked_until, self.expires_at) = (Some(until), until);
-                } else {
-                    self.expires_at = now.saturating_add(policy.window_secs);
-                }
-            }
-            // A running lockout stays.
-            Settlement::Succeeded if self.locked_until.is_none() => {
-                (self.failures, self.expires_at) = (0, 0);
-            }
-            _ => {}
+    for (key, entry) in entries {
+        if entry.is_empty() {
+            bucket.remove(key);
+        } else {
+            bucket.insert(key.to_owned(), entry);
         }
     }
-
-    fn is_empty(&self) -> bool {
-        self.failures == 0 && self.locked_until.is_none() && self.pending == 0
-    }
-
-    fn keep_until(&self) -> u64 {
-        self.expires_at.max(self.pending_until)
-    }
+    true
 }
 
 #[derive(Debug)]
@@ -164,6 +135,14 @@ impl MemoryStore {
     /// Live and not yet swept entries, in all maps.
     pub fn len(&self) -> usize {
         self.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Login counters held, in their own bounded space (at most 256 ×
+    /// [`LOGIN_RECORDS_PER_BUCKET`]; not part of [`len`](Self::len)).
+    pub fn login_len(&self) -> usize {
+        self.lock()
+            .map(|s| s.logins.values().map(HashMap::len).sum())
+            .unwrap_or(0)
     }
 
     /// Whether the store holds no entries.
@@ -394,6 +373,53 @@ impl Store for MemoryStore {
                 e.settle(settlement, policy, now);
                 e.state()
             })
+        }))
+    }
+
+    fn reserve_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        ready(self.lock().map(|mut s| {
+            let (bucket, field) = login_fields(account, client);
+            let bucket = s.logins.entry(bucket).or_default();
+            let mut a = AttemptEntry::at(bucket.get(account), now);
+            let mut c = AttemptEntry::at(bucket.get(&field), now);
+            let answer = stricter(a.check(limits.per_account), c.check(limits.per_client));
+            if answer != Reservation::Granted {
+                return answer;
+            }
+            a.hold(now);
+            c.hold(now);
+            if save_login(bucket, [(account, a), (&field, c)], now) {
+                Reservation::Granted
+            } else {
+                Reservation::Busy
+            }
+        }))
+    }
+
+    fn settle_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        settlement: Settlement,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        ready(self.lock().map(|mut s| {
+            let (bucket, field) = login_fields(account, client);
+            let bucket = s.logins.entry(bucket).or_default();
+            let mut a = AttemptEntry::at(bucket.get(account), now);
+            let mut c = AttemptEntry::at(bucket.get(&field), now);
+            a.settle(settlement, limits.per_account, now);
+            c.settle(settlement, limits.per_client, now);
+            // A record forgotten meanwhile (its reservation ran out) may find no room:
+            // then this settlement is lost, which errs on the user's side only.
+            save_login(bucket, [(account, a), (&field, c)], now);
         }))
     }
 

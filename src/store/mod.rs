@@ -22,6 +22,7 @@
 //! [`MemoryStore`] is the in-process default; several replicas need a shared store:
 //! `RedisStore` (feature `redis`).
 
+mod attempt_state;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -123,6 +124,21 @@ pub enum Settlement {
     /// The proof was not judged (token already spent, store error): nothing recorded.
     Released,
 }
+
+/// The limits of login throttling: per (account, client) and per account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failures of one account from one client.
+    pub per_client: AttemptPolicy,
+    /// Failures of one account from all clients.
+    pub per_account: AttemptPolicy,
+}
+
+/// Login counters live in their own bounded space: 256 buckets (by the first two hex
+/// digits of the account key) of at most this many records each, 65,536 in all. A
+/// bucket that is full forgets an expired record, else the unlocked one with the fewest
+/// failures: names sprayed once are forgotten before an account under attack.
+pub const LOGIN_RECORDS_PER_BUCKET: usize = 256;
 
 /// One refresh-token family: the session it continues.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +278,31 @@ pub trait Store: Send + Sync + 'static {
         key: &'a str,
         value: Vec<u8>,
         expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Reserves one login attempt of `account` from `client`, on both counters at once
+    /// (`limits`): granted only if each has room (failures plus reservations in flight
+    /// below its limit, no lockout). Reserved before the password is checked, so that
+    /// concurrent guesses cannot overrun the limits. `account` is a hex digest of the
+    /// canonical username; login records live in their own bounded space
+    /// ([`LOGIN_RECORDS_PER_BUCKET`]).
+    fn reserve_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation>;
+
+    /// Settles a granted [`reserve_login`](Store::reserve_login) on both counters, as
+    /// [`settle_attempt`](Store::settle_attempt) does for one.
+    fn settle_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        settlement: Settlement,
+        limits: LoginLimits,
         now: u64,
     ) -> StoreFuture<'a, ()>;
 

@@ -11,9 +11,9 @@ use redis::{Script, Value};
 use crate::factor::recovery::hex;
 
 use super::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, RefreshRecord, Reservation, Rotation,
-    Settlement, Store, StoreError, StoreFuture, TokenHash, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
-    RESERVATION_SECS,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
+    Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET,
+    MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
 };
 
 /// The default bound on one store operation (including reconnecting).
@@ -44,6 +44,7 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// | `P:rt:<sha256 hex>` | the family of a refresh token (only its hash is stored) |
 /// | `P:fam:<family>` | a refresh family: its session, current token, the last [`REFRESH_HISTORY`] rotated ones, revocation |
 /// | `P:uf:<user>` | the user's live families, at most [`MAX_SESSIONS_PER_USER`] |
+/// | `P:login:<00–ff>` | login counters of accounts (by digest) and their clients, at most [`LOGIN_RECORDS_PER_BUCKET`] a bucket |
 ///
 /// Every key carries a Redis expiry (the expiry of what it protects, at most
 /// [`MAX_TTL_SECS`]); expiry decisions themselves are made against the `now` the caller
@@ -200,6 +201,13 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The bucket key of an account's login counters, and the field of its counter for
+    /// `client`.
+    fn login_fields(&self, account: &str, client: &str) -> (String, String) {
+        let bucket = self.key("login", account.get(..2).unwrap_or(account));
+        (bucket, format!("{account}|{client}"))
+    }
+
     async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn.clone();
         self.run(
@@ -360,30 +368,57 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
-/// The attempt state of KEYS[1] as it stands at ARGV[1] (now): fields `f` failures, `l`
-/// locked until (0 none), `e` when f/l are forgotten, `p` reservations in flight, `q` when
-/// they are forgotten. Shared by the two scripts below; `attempts_save` writes it back
-/// (or deletes the key when it holds nothing) with a TTL to the later of `e` and `q`.
-const ATTEMPTS_LOAD: &str = r"
+/// The attempt rules, as `attempt_state.rs` has them for the memory store: a state `a` of
+/// `f` failures, `l` locked until (0 none), `e` when f/l are forgotten, `p` reservations
+/// in flight, `q` when they are forgotten. Every script below starts with this.
+const ATTEMPTS_LIB: &str = r"
 local now = tonumber(ARGV[1])
-local h = redis.call('HMGET', KEYS[1], 'f', 'l', 'e', 'p', 'q')
-local a = {f = 0, l = 0, e = 0, p = 0, q = 0}
-if h[3] and tonumber(h[3]) > now and not (tonumber(h[2]) > 0 and tonumber(h[2]) <= now) then
-  a.f = tonumber(h[1]); a.l = tonumber(h[2]); a.e = tonumber(h[3])
+local function att(f, l, e, p, q)
+  local a = {f = 0, l = 0, e = 0, p = 0, q = 0}
+  f, l, e, p, q = tonumber(f), tonumber(l), tonumber(e), tonumber(p), tonumber(q)
+  if e and e > now and not (l and l > 0 and l <= now) then a.f = f; a.l = l; a.e = e end
+  if q and q > now then a.p = p; a.q = q end
+  return a
 end
-if h[5] and tonumber(h[5]) > now then a.p = tonumber(h[4]); a.q = tonumber(h[5]) end
+local function att_empty(a) return a.f == 0 and a.l == 0 and a.p == 0 end
+local function att_keep(a) return math.max(a.e, a.q) end
+-- 0 granted, 1 busy, 2 locked
+local function att_check(a, max)
+  if a.l > 0 then return 2 end
+  if a.f + a.p >= tonumber(max) then return 1 end
+  return 0
+end
+local function att_hold(a, pending_until) a.p = a.p + 1; a.q = tonumber(pending_until) end
+-- settlement: 0 released, 1 failed, 2 succeeded
+local function att_settle(a, settlement, max, lock_until, window_until)
+  if a.p > 0 then a.p = a.p - 1 end
+  if settlement == '1' and a.l == 0 then
+    a.f = a.f + 1
+    if a.f >= tonumber(max) then a.l = tonumber(lock_until); a.e = a.l else a.e = tonumber(window_until) end
+  elseif settlement == '2' and a.l == 0 then
+    a.f = 0; a.e = 0
+  end
+end
+";
+
+/// One user's state in the fields of KEYS[1] (`f l e p q`); `attempts_save` writes it
+/// back (or deletes the key when it holds nothing) with a TTL to the later of `e`, `q`.
+const ATTEMPTS_KEY: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'f', 'l', 'e', 'p', 'q')
+local a = att(h[1], h[2], h[3], h[4], h[5])
 local function attempts_save()
-  if a.f == 0 and a.l == 0 and a.p == 0 then redis.call('DEL', KEYS[1]); return end
+  if att_empty(a) then redis.call('DEL', KEYS[1]); return end
   redis.call('HSET', KEYS[1], 'f', a.f, 'l', a.l, 'e', a.e, 'p', a.p, 'q', a.q)
-  redis.call('PEXPIRE', KEYS[1], math.max(math.max(a.e, a.q) - now, 1) * 1000)
+  redis.call('PEXPIRE', KEYS[1], math.max(att_keep(a) - now, 1) * 1000)
 end
 ";
 
 /// ARGV: now, max_attempts, pending_until. Returns {RESERVE_*, locked_until}.
 const RESERVE_ATTEMPT: &str = r"
-if a.l > 0 then return {2, a.l} end
-if a.f + a.p >= tonumber(ARGV[2]) then return {1, 0} end
-a.p = a.p + 1; a.q = tonumber(ARGV[3])
+local answer = att_check(a, ARGV[2])
+if answer == 2 then return {2, a.l} end
+if answer == 1 then return {1, 0} end
+att_hold(a, ARGV[3])
 attempts_save()
 return {0, 0}
 ";
@@ -391,20 +426,107 @@ return {0, 0}
 /// ARGV: now, settlement (SETTLE_*), max_attempts, lock_until, window_until.
 /// Returns {failures, locked_until (0 = none)}.
 const SETTLE_ATTEMPT: &str = r"
-if a.p > 0 then a.p = a.p - 1 end
-if ARGV[2] == '1' and a.l == 0 then
-  a.f = a.f + 1
-  if a.f >= tonumber(ARGV[3]) then a.l = tonumber(ARGV[4]); a.e = a.l else a.e = tonumber(ARGV[5]) end
-elseif ARGV[2] == '2' and a.l == 0 then
-  a.f = 0; a.e = 0
-end
+att_settle(a, ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 attempts_save()
 return {a.f, a.l}
+";
+
+/// A bucket of login counters (KEYS[1], a hash): field ARGV[2] the account's, ARGV[3]
+/// its counter for one client, each `f:l:e:p:q`. `login_save` writes both back, making
+/// room first (expired records go, then the unlocked, idle ones with the fewest
+/// failures); false, and nothing written, when there is none.
+const LOGIN_BUCKET: &str = r"
+local function unpack_att(v)
+  if not v then return att(nil) end
+  local f, l, e, p, q = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  return att(f, l, e, p, q)
+end
+local A = unpack_att(redis.call('HGET', KEYS[1], ARGV[2]))
+local C = unpack_att(redis.call('HGET', KEYS[1], ARGV[3]))
+local function login_save(cap)
+  local new = 0
+  for field, s in pairs({[ARGV[2]] = A, [ARGV[3]] = C}) do
+    if not att_empty(s) and redis.call('HEXISTS', KEYS[1], field) == 0 then new = new + 1 end
+  end
+  local len = redis.call('HLEN', KEYS[1])
+  if len + new > cap then
+    local all = redis.call('HGETALL', KEYS[1])
+    local victims = {}
+    for i = 1, #all, 2 do
+      local field, s = all[i], unpack_att(all[i + 1])
+      if att_empty(s) then
+        redis.call('HDEL', KEYS[1], field); len = len - 1
+      elseif field ~= ARGV[2] and field ~= ARGV[3] and s.l == 0 and s.p == 0 then
+        table.insert(victims, {field, s.f})
+      end
+    end
+    table.sort(victims, function(x, y) return x[2] < y[2] end)
+    local i = 1
+    while len + new > cap do
+      if not victims[i] then return false end
+      redis.call('HDEL', KEYS[1], victims[i][1]); len = len - 1; i = i + 1
+    end
+  end
+  local keep = 0
+  for field, s in pairs({[ARGV[2]] = A, [ARGV[3]] = C}) do
+    if att_empty(s) then
+      redis.call('HDEL', KEYS[1], field)
+    else
+      redis.call('HSET', KEYS[1], field, string.format('%d:%d:%d:%d:%d', s.f, s.l, s.e, s.p, s.q))
+      keep = math.max(keep, att_keep(s))
+    end
+  end
+  local ttl = (keep - now) * 1000
+  if ttl > redis.call('PTTL', KEYS[1]) then redis.call('PEXPIRE', KEYS[1], ttl) end
+  return true
+end
+";
+
+/// ARGV: now, account field, client field, account max, client max, pending_until,
+/// bucket bound. Returns {RESERVE_*, locked_until}.
+const RESERVE_LOGIN: &str = r"
+local ra, rc = att_check(A, ARGV[4]), att_check(C, ARGV[5])
+if ra == 2 or rc == 2 then
+  return {2, math.max(A.l, C.l)}
+end
+if ra == 1 or rc == 1 then return {1, 0} end
+att_hold(A, ARGV[6]); att_hold(C, ARGV[6])
+if not login_save(tonumber(ARGV[7])) then return {1, 0} end
+return {0, 0}
+";
+
+/// ARGV: now, account field, client field, settlement, bucket bound, then max,
+/// lock_until, window_until of the account and of the client.
+const SETTLE_LOGIN: &str = r"
+att_settle(A, ARGV[4], ARGV[6], ARGV[7], ARGV[8])
+att_settle(C, ARGV[4], ARGV[9], ARGV[10], ARGV[11])
+login_save(tonumber(ARGV[5]))
+return 1
 ";
 
 /// [`RESERVE_ATTEMPT`]'s first reply: granted, busy, locked.
 const RESERVE_GRANTED: i64 = 0;
 const RESERVE_BUSY: i64 = 1;
+
+/// A reservation script's reply.
+fn reservation(outcome: i64, until: u64) -> Reservation {
+    match outcome {
+        RESERVE_GRANTED => Reservation::Granted,
+        RESERVE_BUSY => Reservation::Busy,
+        _ => Reservation::Locked { until },
+    }
+}
+
+/// A policy's max attempts, lockout end and window end from `now`, as script arguments.
+fn policy_args(policy: AttemptPolicy, now: u64) -> [Vec<u8>; 3] {
+    let (lock_until, _) = horizon(now.saturating_add(policy.lockout_secs), now);
+    let (window_until, _) = horizon(now.saturating_add(policy.window_secs), now);
+    [
+        num(policy.max_attempts.into()),
+        num(lock_until),
+        num(window_until),
+    ]
+}
 
 /// [`SETTLE_ATTEMPT`]'s settlement argument.
 fn settlement_arg(settlement: Settlement) -> &'static [u8] {
@@ -512,6 +634,8 @@ struct Scripts {
     consume: Script,
     reserve_attempt: Script,
     settle_attempt: Script,
+    reserve_login: Script,
+    settle_login: Script,
     advance_totp: Script,
     family_create: Script,
     family_rotate: Script,
@@ -524,8 +648,10 @@ fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
         consume: Script::new(CONSUME),
-        reserve_attempt: Script::new(&format!("{ATTEMPTS_LOAD}{RESERVE_ATTEMPT}")),
-        settle_attempt: Script::new(&format!("{ATTEMPTS_LOAD}{SETTLE_ATTEMPT}")),
+        reserve_attempt: Script::new(&format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{RESERVE_ATTEMPT}")),
+        settle_attempt: Script::new(&format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{SETTLE_ATTEMPT}")),
+        reserve_login: Script::new(&format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{RESERVE_LOGIN}")),
+        settle_login: Script::new(&format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{SETTLE_LOGIN}")),
         advance_totp: Script::new(ADVANCE_TOTP),
         family_create: Script::new(FAMILY_CREATE),
         family_rotate: Script::new(&format!("{FAMILY_ADVANCE}{FAMILY_ROTATE}")),
@@ -608,11 +734,7 @@ impl Store for RedisStore {
                     ],
                 )
                 .await?;
-            Ok(match outcome {
-                RESERVE_GRANTED => Reservation::Granted,
-                RESERVE_BUSY => Reservation::Busy,
-                _ => Reservation::Locked { until },
-            })
+            Ok(reservation(outcome, until))
         })
     }
 
@@ -643,6 +765,69 @@ impl Store for RedisStore {
                 failures: failures.try_into().unwrap_or(u32::MAX),
                 locked_until: (locked > 0).then_some(locked),
             })
+        })
+    }
+
+    fn reserve_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        Box::pin(async move {
+            let (bucket, field) = self.login_fields(account, client);
+            let (pending_until, _) = horizon(now.saturating_add(RESERVATION_SECS), now);
+            let (outcome, until): (i64, u64) = self
+                .script(
+                    &scripts().reserve_login,
+                    &bucket,
+                    &[
+                        &num(now),
+                        account.as_bytes(),
+                        field.as_bytes(),
+                        &num(limits.per_account.max_attempts.into()),
+                        &num(limits.per_client.max_attempts.into()),
+                        &num(pending_until),
+                        &num(LOGIN_RECORDS_PER_BUCKET as u64),
+                    ],
+                )
+                .await?;
+            Ok(reservation(outcome, until))
+        })
+    }
+
+    fn settle_login<'a>(
+        &'a self,
+        account: &'a str,
+        client: &'a str,
+        settlement: Settlement,
+        limits: LoginLimits,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (bucket, field) = self.login_fields(account, client);
+            let [a_max, a_lock, a_window] = policy_args(limits.per_account, now);
+            let [c_max, c_lock, c_window] = policy_args(limits.per_client, now);
+            self.script::<i64>(
+                &scripts().settle_login,
+                &bucket,
+                &[
+                    &num(now),
+                    account.as_bytes(),
+                    field.as_bytes(),
+                    settlement_arg(settlement),
+                    &num(LOGIN_RECORDS_PER_BUCKET as u64),
+                    &a_max,
+                    &a_lock,
+                    &a_window,
+                    &c_max,
+                    &c_lock,
+                    &c_window,
+                ],
+            )
+            .await
+            .map(drop)
         })
     }
 
@@ -939,8 +1124,10 @@ mod tests {
         // here uses KEYS[1] and nothing else.
         for script in [
             CONSUME.to_owned(),
-            format!("{ATTEMPTS_LOAD}{RESERVE_ATTEMPT}"),
-            format!("{ATTEMPTS_LOAD}{SETTLE_ATTEMPT}"),
+            format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{RESERVE_ATTEMPT}"),
+            format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{SETTLE_ATTEMPT}"),
+            format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{RESERVE_LOGIN}"),
+            format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{SETTLE_LOGIN}"),
             ADVANCE_TOTP.to_owned(),
             FAMILY_CREATE.to_owned(),
             format!("{FAMILY_ADVANCE}{FAMILY_ROTATE}"),

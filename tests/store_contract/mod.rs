@@ -33,8 +33,9 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::task::JoinSet;
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, RefreshRecord, Reservation, Rotation,
-    Settlement, Store, TokenHash, MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
+    Rotation, Settlement, Store, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER,
+    REFRESH_HISTORY, RESERVATION_SECS,
 };
 
 /// The base time of every check (seconds since the Unix epoch).
@@ -1265,6 +1266,140 @@ pub async fn sessions_per_user_are_bounded<S: Store>(store: &S) {
 }
 
 // ---------------------------------------------------------------------------------------
+// login counters (DESIGN §8.2)
+
+/// 2 failures per (account, client), 3 per account; each locks out for 100 s.
+pub const LOGIN: LoginLimits = LoginLimits {
+    per_client: AttemptPolicy {
+        max_attempts: 2,
+        lockout_secs: 100,
+        window_secs: 100,
+    },
+    per_account: AttemptPolicy {
+        max_attempts: 3,
+        lockout_secs: 100,
+        window_secs: 100,
+    },
+};
+
+/// An account key as the endpoints make them: hex, here unique to the namespace.
+fn account(ns: &Ns, name: &str) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&ns.key(name), &mut h);
+    format!("{:016x}{:016x}", h.finish(), h.finish().rotate_left(7))
+}
+
+async fn login_fail<S: Store>(store: &S, account: &str, client: &str, now: u64) {
+    assert_eq!(
+        store.reserve_login(account, client, LOGIN, now).await,
+        Ok(Reservation::Granted)
+    );
+    let settled = store.settle_login(account, client, Settlement::Failed, LOGIN, now);
+    assert_eq!(settled.await, Ok(()));
+}
+
+/// The per-client limit locks one client out; the per-account limit every client; a
+/// success clears both counts.
+pub async fn login_limits_hold_per_client_and_per_account<S: Store>(store: &S) {
+    let ns = ns("login_limits_hold_per_client_and_per_account");
+    let acct = account(&ns, "alice");
+    login_fail(store, &acct, "c1", T0).await;
+    login_fail(store, &acct, "c1", T0).await;
+    let until = T0 + 100;
+    assert_eq!(
+        store.reserve_login(&acct, "c1", LOGIN, T0 + 1).await,
+        Ok(Reservation::Locked { until })
+    );
+    login_fail(store, &acct, "c2", T0 + 2).await;
+    // Three failures of the account: every client is locked out now.
+    let until = T0 + 102;
+    assert_eq!(
+        store.reserve_login(&acct, "c3", LOGIN, T0 + 3).await,
+        Ok(Reservation::Locked { until })
+    );
+    assert_eq!(
+        store.reserve_login(&acct, "c3", LOGIN, until).await,
+        Ok(Reservation::Granted)
+    );
+    let ok = store.settle_login(&acct, "c3", Settlement::Succeeded, LOGIN, until);
+    assert_eq!(ok.await, Ok(()));
+    login_fail(store, &acct, "c3", until).await;
+    login_fail(store, &acct, "c3", until).await;
+    // Two failures since the success: c3 is at its own limit, the account is not.
+    assert!(matches!(
+        store.reserve_login(&acct, "c3", LOGIN, until).await,
+        Ok(Reservation::Locked { .. })
+    ));
+    assert_eq!(
+        store.reserve_login(&acct, "c4", LOGIN, until).await,
+        Ok(Reservation::Granted)
+    );
+}
+
+/// Reservations in flight count on both counters; a release gives them back.
+pub async fn login_reservations_in_flight_count<S: Store>(store: &S) {
+    let ns = ns("login_reservations_in_flight_count");
+    let acct = account(&ns, "bob");
+    for _ in 0..2 {
+        let r = store.reserve_login(&acct, "c1", LOGIN, T0).await;
+        assert_eq!(r, Ok(Reservation::Granted));
+    }
+    assert_eq!(
+        store.reserve_login(&acct, "c1", LOGIN, T0).await,
+        Ok(Reservation::Busy)
+    );
+    assert_eq!(
+        store.reserve_login(&acct, "c2", LOGIN, T0).await,
+        Ok(Reservation::Granted)
+    );
+    assert_eq!(
+        store.reserve_login(&acct, "c3", LOGIN, T0).await,
+        Ok(Reservation::Busy),
+        "three in flight fill the account"
+    );
+    let released = store.settle_login(&acct, "c1", Settlement::Released, LOGIN, T0);
+    assert_eq!(released.await, Ok(()));
+    assert_eq!(
+        store.reserve_login(&acct, "c3", LOGIN, T0).await,
+        Ok(Reservation::Granted)
+    );
+}
+
+/// A bucket holds at most `LOGIN_RECORDS_PER_BUCKET` records: names sprayed once are
+/// forgotten to make room, an account with more failures is kept, and a locked one
+/// stays locked.
+pub async fn login_buckets_are_bounded_and_keep_the_accounts_under_attack<S: Store>(store: &S) {
+    let ns = ns("login_buckets_are_bounded");
+    // Every key in one bucket: the same first two hex digits.
+    let key = |name: &str| format!("ab{}", &account(&ns, name)[2..]);
+    let (target, locked) = (key("target"), key("locked"));
+    for client in ["c1", "c2", "c3"] {
+        login_fail(store, &locked, client, T0).await;
+    }
+    login_fail(store, &target, "c", T0).await;
+    store.reserve_login(&target, "c", LOGIN, T0).await.unwrap();
+    store
+        .settle_login(&target, "c", Settlement::Released, LOGIN, T0)
+        .await
+        .unwrap();
+    login_fail(store, &target, "c2", T0).await;
+    // Spray far more names than the bucket holds, one failure each.
+    for i in 0..LOGIN_RECORDS_PER_BUCKET * 2 {
+        login_fail(store, &key(&format!("spray-{i}")), "c", T0 + 1).await;
+    }
+    // The target's two failures are still counted: one more locks it out.
+    login_fail(store, &target, "c3", T0 + 2).await;
+    assert!(matches!(
+        store.reserve_login(&target, "c4", LOGIN, T0 + 2).await,
+        Ok(Reservation::Locked { .. })
+    ));
+    assert_eq!(
+        store.reserve_login(&locked, "c9", LOGIN, T0 + 2).await,
+        Ok(Reservation::Locked { until: T0 + 100 })
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // the test generator
 
 /// One `#[tokio::test]` per contract check, for the store built by `$make`: a closure
@@ -1312,6 +1447,9 @@ macro_rules! contract_tests {
             refresh_elevate_refuses_ended_unknown_and_stale,
             refresh_history_is_bounded,
             sessions_per_user_are_bounded,
+            login_limits_hold_per_client_and_per_account,
+            login_reservations_in_flight_count,
+            login_buckets_are_bounded_and_keep_the_accounts_under_attack,
         );
         $crate::contract_tests!(@by_arc ($make) [$(#[$attr])*]
             concurrent_consume_has_one_winner,

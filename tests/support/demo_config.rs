@@ -26,5 +26,8 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         sealing_key: SEALING_KEY,
         keys_were_random: false,
         redis_url: None,
+        login_max_failures: 10,
+        login_account_max_failures: 100,
+        trusted_proxies: tower_stepup::complete::TrustedProxies::none(),
     }
 }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, RefreshRecord, Reservation, Rotation, Settlement, Store,
-    StoreError, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, Elevation, LoginLimits, RefreshRecord, Reservation, Rotation,
+    Settlement, Store, StoreError, StoreFuture, TokenHash,
 };
 
 /// A store that is never there.
@@ -42,6 +42,25 @@ impl Store for FailingStore {
         _: AttemptPolicy,
         _: u64,
     ) -> StoreFuture<'a, Attempts> {
+        down()
+    }
+    fn reserve_login<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: LoginLimits,
+        _: u64,
+    ) -> StoreFuture<'a, Reservation> {
+        down()
+    }
+    fn settle_login<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Settlement,
+        _: LoginLimits,
+        _: u64,
+    ) -> StoreFuture<'a, ()> {
         down()
     }
     fn advance_totp_step<'a>(
