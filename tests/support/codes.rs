@@ -20,3 +20,19 @@ pub fn wrong_code(secret: &TotpSecret, now: u64) -> String {
         .expect("five candidates, at most five codes near now")
         .to_owned()
 }
+
+/// `n` distinct six-digit codes, none of which matches the steps `now - 2 … now + 2` of
+/// `secret`.
+pub fn wrong_codes(secret: &TotpSecret, now: u64, n: usize) -> Vec<String> {
+    let step = totp::step_at(now);
+    let near: Vec<String> = (step - 2..=step + 2)
+        .map(|s| totp::code_at(secret, s))
+        .collect();
+    let codes: Vec<String> = (100_000..1_000_000)
+        .map(|c: u32| c.to_string())
+        .filter(|c| !near.contains(c))
+        .take(n)
+        .collect();
+    assert_eq!(codes.len(), n, "at most 900,000 wrong codes");
+    codes
+}
