@@ -21,8 +21,10 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::{service_fn, Layer, ServiceExt};
+use tower_stepup::audit::{self, Event, Outcome};
 use tower_stepup::complete::{
-    Account, Accounts, BackendFuture, Completion, CookieConfig, Factors, MemoryFactors, TotpFactor,
+    Account, Accounts, BackendFuture, Completion, CookieConfig, Factors, Hooks, MemoryFactors,
+    TotpFactor,
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{
@@ -324,6 +326,17 @@ struct Options {
     cookies: bool,
     max_attempts: Option<u32>,
     gate: Option<usize>,
+    /// Where the application's `Hooks` note each enrolled user.
+    enrolled: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+/// The application's hooks: notes each enrolled user.
+struct NoteEnrolled(Arc<Mutex<Vec<String>>>);
+
+impl Hooks for NoteEnrolled {
+    fn factor_enrolled(&self, user: &str) {
+        self.0.lock().unwrap().push(user.to_owned());
+    }
 }
 
 struct App {
@@ -404,6 +417,9 @@ impl App {
             });
         if opts.cookies {
             completion = completion.cookies(cookies);
+        }
+        if let Some(enrolled) = &opts.enrolled {
+            completion = completion.hooks(NoteEnrolled(enrolled.clone()));
         }
         let completion = completion.build().unwrap();
         let table = RouteTable::new()
@@ -1721,4 +1737,131 @@ async fn an_mfa_token_cannot_revive_a_session_that_ended() {
     )
     .await
     .ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Changing factors (issue 14, finding 4; DESIGN §8.2)
+// ---------------------------------------------------------------------------------------
+
+/// bob's access token (password only, no factor) and its login time.
+async fn bob_access(app: &App) -> String {
+    let r = app
+        .post_json(
+            "/auth/login",
+            &json!({"username": "bob", "password": "bob-pw"}),
+            None,
+        )
+        .await;
+    r.ok();
+    r.str("access_token")
+}
+
+/// A stolen access token of a user without a factor is not enough to plant one: a first
+/// enrollment needs an `auth_time` within the step-up max age (ASVS 5.0 V6.4 / V7.5),
+/// else `403 reauthentication_required` with an RFC 9470 challenge, and nothing is kept.
+#[tokio::test]
+async fn a_first_enrollment_needs_a_recent_sign_in() {
+    let app = App::new(Options::default());
+    let stolen = bob_access(&app).await;
+    app.clock.advance(301);
+    for path in ["/auth/mfa/enroll", "/auth/mfa/enroll/confirm"] {
+        let r = app
+            .post_json(path, &json!({"code": "123456"}), Some(&stolen))
+            .await;
+        r.expect(403, "reauthentication_required");
+        let challenge = r.headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer error=\"insufficient_user_authentication\""),
+            "{challenge}"
+        );
+        assert!(challenge.ends_with("max_age=300"), "{challenge}");
+    }
+    assert!(!app.store.ops().contains(&"put"), "no enrollment was kept");
+    // A fresh sign-in may.
+    let fresh = bob_access(&app).await;
+    app.post_json("/auth/mfa/enroll", &json!({}), Some(&fresh))
+        .await
+        .ok();
+}
+
+/// A confirmed enrollment is an audit event `factor_enrolled` and reaches the
+/// application's hook (to tell the user on another channel); a failed one is neither.
+#[tokio::test]
+async fn a_new_factor_is_audited_and_the_application_hears_of_it() {
+    let enrolled = Arc::new(Mutex::new(Vec::new()));
+    let app = App::new(Options {
+        enrolled: Some(enrolled.clone()),
+        ..Options::default()
+    });
+    let access = bob_access(&app).await;
+    let r = app
+        .post_json("/auth/mfa/enroll", &json!({}), Some(&access))
+        .await;
+    r.ok();
+    let secret = TotpSecret::from_base32(&r.str("secret")).unwrap();
+    let wrong = codes::wrong_code(&secret, app.now());
+    app.post_json(
+        "/auth/mfa/enroll/confirm",
+        &json!({"code": wrong}),
+        Some(&access),
+    )
+    .await
+    .expect(401, "invalid_code");
+    assert!(enrolled.lock().unwrap().is_empty());
+    let before = audit::counters().get(Event::FactorEnrolled, Outcome::Ok);
+    app.post_json(
+        "/auth/mfa/enroll/confirm",
+        &json!({"code": app.code(&secret)}),
+        Some(&access),
+    )
+    .await
+    .ok();
+    assert_eq!(*enrolled.lock().unwrap(), ["bob"]);
+    assert!(audit::counters().get(Event::FactorEnrolled, Outcome::Ok) > before);
+}
+
+/// A step-up never extends a session's life (DESIGN §8.2): the session keeps its `sid`
+/// and its absolute end, so a thief with a factor cannot step up forever.
+#[tokio::test]
+async fn a_step_up_never_extends_the_session() {
+    let app = App::new(Options::default());
+    let s1 = app.session("alice").await;
+    let end = app.now() + 24 * 3600;
+    // Step up late in the session's life.
+    app.clock.set(end - 600);
+    let r = app
+        .post_json("/auth/refresh", &json!({"refresh_token": s1.refresh}), None)
+        .await;
+    r.ok();
+    let access = r.str("access_token");
+    let denied = app.get("/api/billing", &access).await;
+    denied.expect(403, "mfa_required");
+    let r = app
+        .post_json(
+            VERIFY,
+            &json!({"mfa_token": denied.str("mfa_token"), "code": app.code(&app.alice)}),
+            Some(&access),
+        )
+        .await;
+    r.ok();
+    let stepped = Session::from(&r);
+    assert_eq!(stepped.sid, s1.sid);
+    // Its refresh token lives to the session's end, not 24 h from the step-up.
+    app.clock.set(end - 1);
+    let r = app
+        .post_json(
+            "/auth/refresh",
+            &json!({"refresh_token": stepped.refresh}),
+            None,
+        )
+        .await;
+    r.ok();
+    app.clock.set(end);
+    app.post_json(
+        "/auth/refresh",
+        &json!({"refresh_token": r.str("refresh_token")}),
+        None,
+    )
+    .await
+    .expect(400, "invalid_grant");
 }

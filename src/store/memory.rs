@@ -1,6 +1,7 @@
 //! The in-process store.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use super::attempt_state::{stricter, AttemptEntry};
@@ -27,13 +28,12 @@ const SWEEP_EVERY: u64 = 1024;
 /// # Security
 /// Replicas do not share it: with several instances, single use and lockout hold per
 /// instance only. Use a shared store there.
-#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
     max_entries: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     consumed: HashMap<String, u64>,
     attempts: HashMap<String, AttemptEntry>,
@@ -110,6 +110,17 @@ struct Family {
     /// When the session was last stepped up (0: never).
     elevated_at: u64,
     revoked: bool,
+}
+
+/// Sizes only: the values may be pending TOTP secrets, the keys users and token ids.
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("len", &self.len())
+            .field("login_len", &self.login_len())
+            .field("max_entries", &self.max_entries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MemoryStore {
@@ -573,5 +584,26 @@ impl Store for MemoryStore {
             s.advance(family, new_token, now)?;
             Ok(Elevation::Elevated(record))
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_shows_sizes_not_secrets_or_keys() {
+        let store = MemoryStore::new();
+        let secret = b"JBSWY3DPEHPK3PXP-pending-secret".to_vec();
+        store.put("enroll:alice", secret, 2000, 1000).await.unwrap();
+        store
+            .consume("jti:some-token-id", 2000, 1000)
+            .await
+            .unwrap();
+        let printed = format!("{store:?} {store:#?}");
+        for hidden in ["JBSWY3DP", "74, 66", "alice", "some-token-id"] {
+            assert!(!printed.contains(hidden), "{hidden} in {printed}");
+        }
+        assert!(printed.contains("len: 2"), "{printed}");
     }
 }
