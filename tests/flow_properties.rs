@@ -103,6 +103,8 @@
 //! `FLOW_STATS=1 cargo test … -- --nocapture` prints how often each answer was reached.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,6 +179,9 @@ const NO_ACCESS: &str = "no_access_token_without_second_factor";
 const NO_CODE_TWICE: &str = "no_code_accepted_twice";
 const ONCE: &str = "each_challenge_completes_once";
 const LOCKOUT_HOLDS: &str = "lockout_holds_until_it_expires";
+/// Attempts are reserved before a code is judged (checked inside the other properties'
+/// runs; `the_properties_catch_unreserved_attempts` shows it can fail).
+const RESERVATIONS: &str = "attempts_are_reserved_before_a_code_is_judged";
 const REFRESH_REUSE: &str = "refresh_reuse_revokes_the_family";
 /// An answer the model did not predict, outside any property.
 const MODEL: &str = "model";
@@ -234,6 +239,9 @@ struct Faults {
     reusable_challenges: bool,
     /// Failures are never counted, so nobody is ever locked out.
     no_lockout: bool,
+    /// Attempts in flight are not counted: concurrent codes are judged before the limit
+    /// is known (the race of issue 14, finding 1).
+    unreserved_attempts: bool,
     /// A rotated refresh token stands for its family's current one: no reuse detection.
     no_reuse_detection: bool,
     /// The factor directory has lost carol's factor (while the model knows she has one).
@@ -336,14 +344,22 @@ struct TestStore {
     faults: Faults,
     /// With `no_reuse_detection`: each rotated refresh token → its successor.
     successors: Mutex<HashMap<TokenHash, TokenHash>>,
+    /// Codes judged so far: attempts settled as failed, and as succeeded.
+    judged: [AtomicUsize; 2],
 }
 
 impl TestStore {
+    /// Codes judged so far: [failed, succeeded].
+    fn judged(&self) -> [usize; 2] {
+        self.judged.each_ref().map(|n| n.load(SeqCst))
+    }
+
     fn new(faults: Faults) -> Self {
         Self {
             inner: MemoryStore::new(),
             faults,
             successors: Mutex::new(HashMap::new()),
+            judged: Default::default(),
         }
     }
 
@@ -405,7 +421,11 @@ impl Store for TestStore {
             if self.faults.no_lockout {
                 return Ok(Reservation::Granted);
             }
-            self.inner.reserve_attempt(key, policy, now).await
+            match self.inner.reserve_attempt(key, policy, now).await? {
+                // Only recorded failures counted, not the attempts in flight.
+                Reservation::Busy if self.faults.unreserved_attempts => Ok(Reservation::Granted),
+                other => Ok(other),
+            }
         })
     }
 
@@ -418,6 +438,14 @@ impl Store for TestStore {
     ) -> StoreFuture<'a, Attempts> {
         Box::pin(async move {
             tokio::task::yield_now().await;
+            let slot = match settlement {
+                Settlement::Failed => self.judged.first(),
+                Settlement::Succeeded => self.judged.get(1),
+                _ => None,
+            };
+            if let Some(n) = slot {
+                n.fetch_add(1, SeqCst);
+            }
             if self.faults.no_lockout {
                 return Ok(Attempts {
                     failures: 1,
@@ -2223,7 +2251,10 @@ impl Run {
         let code_ok = self.m.fresh(user, &codes[0], now);
         let ended = self.ended_session(challenges[0], now);
 
+        let before = self.w.store.judged();
         let replies = self.fire(&challenges, &codes).await?;
+        let after = self.w.store.judged();
+        let judged = (after[0] - before[0], after[1] - before[1]);
         self.note(format!(
             "burst of {n} verifies of {user:?} ({target:?}, {kind:?}) with {:?} -> [{}]",
             if uniform { &codes[0..1] } else { &codes[..] },
@@ -2274,6 +2305,8 @@ impl Run {
             ),
             BurstTarget::OwnPartials => {}
         }
+        let duplicates = uniform && code_ok && !locked && target == BurstTarget::SharedPartial;
+        self.check_reservations(user, &replies, judged, duplicates, now)?;
         // Every success, and every step-up refused because the session had ended, spent
         // its code: in index order, none twice.
         for i in 0..n {
@@ -2308,6 +2341,57 @@ impl Run {
             );
         }
         self.resync(user, &challenges, &replies, now).await?;
+        Ok(())
+    }
+
+    /// The attempt reservations of a burst (DESIGN §8.2): of any number of concurrent
+    /// verifies, at most the attempts left are judged wrong (settled as failed; a success
+    /// clears the count); every 429 says when to retry; of a burst of one right,
+    /// unused code on one challenge, the others lost a race (404, or 429 with
+    /// `Retry-After: 1`).
+    fn check_reservations(
+        &self,
+        user: User,
+        replies: &[Reply],
+        (failed, succeeded): (usize, usize),
+        duplicates_of_a_right_code: bool,
+        now: u64,
+    ) -> Result<(), Violation> {
+        let attempts = self.m.user(user).attempts;
+        let left = if attempts.locked(now) {
+            0
+        } else {
+            MAX_ATTEMPTS.saturating_sub(attempts.current(now)) as usize
+        };
+        // A success clears the count: all attempts are there again after it.
+        let allowed = left + succeeded * MAX_ATTEMPTS as usize;
+        ensure!(
+            failed <= allowed,
+            RESERVATIONS,
+            "{failed} wrong codes of {user:?} judged in one burst with {left} attempts left \
+             ({succeeded} right ones)"
+        );
+        for r in replies.iter().filter(|r| r.status == 429) {
+            ensure!(
+                r.retry_after.is_some(),
+                RESERVATIONS,
+                "a 429 without Retry-After: {}",
+                r.body
+            );
+        }
+        if duplicates_of_a_right_code {
+            for r in replies.iter().filter(|r| r.status != 200) {
+                let lost_race = r.status == 404 || r.retry_after == Some(1);
+                // (The challenge is spent once, so a duplicate is never judged.)
+                ensure!(
+                    lost_race,
+                    ONCE,
+                    "a duplicate of a right code was answered {} {} (not a lost race)",
+                    r.status,
+                    r.error
+                );
+            }
+        }
         Ok(())
     }
 
@@ -3404,6 +3488,15 @@ fn the_properties_catch_reusable_challenges() {
         ..Faults::default()
     };
     expect_caught(faults, BALANCED, ONCE);
+}
+
+#[test]
+fn the_properties_catch_unreserved_attempts() {
+    let faults = Faults {
+        unreserved_attempts: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, RESERVATIONS);
 }
 
 #[test]
