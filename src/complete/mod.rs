@@ -3,7 +3,7 @@
 //! | endpoint | service | does |
 //! | --- | --- | --- |
 //! | `POST /auth/login` | [`Completion::login`] | checks the password; with a factor enrolled, answers only a partial token |
-//! | `POST /auth/mfa/verify` | [`Completion::verify`] | a partial token or mfa_token plus a TOTP or recovery code → a new session |
+//! | `POST /auth/mfa/verify` | [`Completion::verify`] | a partial token or mfa_token plus a TOTP or recovery code → a new session, or (step-up) new tokens of the same one |
 //! | `POST /auth/mfa/enroll` | [`Completion::enroll`] | a new TOTP secret (step-up first if the user has a factor) |
 //! | `POST /auth/mfa/enroll/confirm` | [`Completion::enroll_confirm`] | the first code → the factor is on, recovery codes once |
 //! | `POST /auth/refresh` | [`Completion::refresh`] | rotates the refresh token; reuse revokes the family |

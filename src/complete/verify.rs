@@ -1,8 +1,11 @@
-//! The verify endpoint: a challenge token plus a second factor → a new session.
+//! The verify endpoint: a challenge token plus a second factor → a new session (after
+//! login), or new tokens of the same session (after a step-up).
 //!
 //! Checks run in the order of DESIGN §4: body well-formed → token genuine, of a
-//! challenge kind, not expired → attempts not exhausted → token not yet used → code. A
-//! bad token therefore costs no attempt and burns no code.
+//! challenge kind, not expired → (a factor enrolled) → an attempt reserved (`429` when
+//! locked out, or with `Retry-After: 1` when other attempts fill the limit, DESIGN
+//! §8.2) → token not yet used → code. A bad token therefore costs no attempt and burns
+//! no code, and N concurrent codes judge at most the attempts left.
 
 use bytes::Bytes;
 use http::header::SET_COOKIE;
@@ -277,8 +280,8 @@ async fn spend_proof(
     }
 }
 
-/// The new session of a completed challenge: `amr` gains `otp` and `mfa`, `auth_time`
-/// is now.
+/// The tokens of a completed challenge: `amr` gains `otp` and `mfa`, `auth_time` is now;
+/// a login's challenge starts a session, a step-up's continues its own.
 async fn elevate(
     completion: &Completion,
     challenge: &Challenge,
