@@ -7,6 +7,12 @@
 //! a refresh family (`refresh_create`: the family plus its current token hash); a wrong
 //! code adds a failure record (`record_failure`).
 //!
+//! What one user can make the store keep is bounded (DESIGN §8.2): a refresh family
+//! remembers at most `REFRESH_HISTORY` rotated tokens besides its current one, a user has
+//! at most `MAX_SESSIONS_PER_USER` families, one attempt record, one TOTP step and one
+//! pending enrollment. So the worst case per user is measured too: a family after it has
+//! rotated past its history bound, and a user with every one of those at its bound.
+//!
 //! The allocator counts every allocation of this binary, so it holds these measurements
 //! only, in one test: tests running in parallel would count each other's allocations.
 //! Figures are requested bytes (`Layout::size`), net of frees; the system allocator's own
@@ -22,7 +28,12 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_stepup::store::{AttemptPolicy, MemoryStore, RefreshRecord, Store};
+use tower_stepup::factor::totp::{TotpSecret, SECRET_LEN};
+use tower_stepup::store::{
+    AttemptPolicy, MemoryStore, RefreshRecord, Rotation, Store, MAX_SESSIONS_PER_USER,
+    REFRESH_HISTORY,
+};
+use tower_stepup::Claims;
 use tower_stepup::{
     Algorithm, Grant, Guard, Issuer, Policy, RouteTable, Sealer, SealingKey, SealingKeys,
     SigningKey, StepUp, Verifier, VerifyingKey,
@@ -38,6 +49,24 @@ const N: usize = 100_000;
 /// Just past a doubling of the `consumed` table (hashbrown: 65,536 buckets hold 57,344):
 /// the worst bytes per entry.
 const N_AFTER_GROWTH: usize = 57_345;
+
+/// Upper bounds on what the store keeps for one refresh family and one user, in requested
+/// heap bytes: the measured worst cases (new family 1,061 B, a family with its full
+/// history 4,787 B, a user at every bound 147,896 B; 153,543 B from the parts) with
+/// about 45 % headroom.
+const MAX_BYTES_PER_NEW_FAMILY: f64 = 1_600.0;
+const MAX_BYTES_PER_FULL_FAMILY: f64 = 7_000.0;
+const MAX_BYTES_PER_USER: f64 = 220_000.0;
+/// Families measured with their full history (each one a user of its own): just past a
+/// doubling of the token index (17 × 6,747 = 114,699 > 114,688 that 131,072 buckets
+/// hold), the worst bytes per family.
+const N_FULL_FAMILIES: usize = 6_747;
+/// Users measured at their worst: `MAX_SESSIONS_PER_USER` full families each, and every
+/// per-user record; again just past a doubling of the token index (17 × 32 × 422 =
+/// 229,568 > 229,376).
+const N_WORST_USERS: usize = 422;
+/// Rotations of a "full" family: past its history bound, so it has forgotten some.
+const ROTATIONS: usize = REFRESH_HISTORY + 4;
 
 const ISS: &str = "https://auth.example.com";
 const AUD: &str = "https://api.example.com";
@@ -145,6 +174,44 @@ async fn per_entry<T>(what: &str, inputs: &[T], op: impl AsyncFn(&MemoryStore, &
         "{what}: {leaked} B not freed with the store"
     );
     per
+}
+
+/// The session claims as `session::start` stores them (JSON, shrunk to fit).
+fn session_json(claims: &Claims) -> String {
+    let mut json = serde_json::to_string(claims).unwrap();
+    json.shrink_to_fit();
+    json
+}
+
+/// One refresh family's inputs: its first token, the tokens it rotates to, its id.
+struct FamilyInput {
+    tokens: Vec<[u8; 32]>,
+    family: String,
+}
+
+impl FamilyInput {
+    fn new(ids: &mut Ids, rotations: usize) -> Self {
+        Self {
+            tokens: (0..=rotations).map(|_| ids.hash()).collect(),
+            family: ids.b64(22),
+        }
+    }
+
+    /// Starts the family of `sub` and rotates it through every token, as the refresh
+    /// endpoint does.
+    async fn run(&self, s: &MemoryStore, sub: &str, claims: &Claims, now: u64) {
+        let record = RefreshRecord {
+            family: self.family.clone(),
+            sub: sub.to_owned(),
+            session: session_json(claims),
+            expires_at: LATER,
+        };
+        s.refresh_create(self.tokens[0], record, now).await.unwrap();
+        for pair in self.tokens.windows(2) {
+            let r = s.refresh_rotate(pair[0], pair[1], now).await.unwrap();
+            assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
+        }
+    }
 }
 
 fn jti_keys(n: usize, seed: u64) -> Vec<String> {
@@ -290,7 +357,7 @@ async fn bytes_per_challenge() {
             let record = RefreshRecord {
                 family: family.clone(),
                 sub: sub.clone(),
-                session: serde_json::to_string(&claims).unwrap(),
+                session: session_json(&claims),
                 expires_at: LATER,
             };
             s.refresh_create(*hash, record, now).await.unwrap();
@@ -316,7 +383,7 @@ async fn bytes_per_challenge() {
             let record = RefreshRecord {
                 family: family.clone(),
                 sub: sub.clone(),
-                session: serde_json::to_string(&claims).unwrap(),
+                session: session_json(&claims),
                 expires_at: LATER,
             };
             s.refresh_create(*hash, record, now).await.unwrap();
@@ -324,11 +391,115 @@ async fn bytes_per_challenge() {
     )
     .await;
 
+    // A pending enrollment: `enroll:<sub>` → the new secret.
+    let secret = TotpSecret::generate().unwrap();
+    assert_eq!(secret.as_bytes().len(), SECRET_LEN);
+    let per_pending = per_entry(
+        "put(enroll:<36-char sub>, 20-byte secret)",
+        &subs(N, 7),
+        async |s: &MemoryStore, sub: &String| {
+            let value = secret.as_bytes().to_vec();
+            s.put(&format!("enroll:{sub}"), value, LATER, now)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+
+    // New families of users who have many: the user's list of families is shared.
+    let mut ids = Ids(8);
+    let users = subs(N_AFTER_GROWTH / MAX_SESSIONS_PER_USER + 1, 9);
+    let shared: Vec<_> = (0..N_AFTER_GROWTH)
+        .map(|i| {
+            (
+                FamilyInput::new(&mut ids, 0),
+                &users[i / MAX_SESSIONS_PER_USER],
+            )
+        })
+        .collect();
+    let per_family_shared = per_entry(
+        &format!("refresh_create, {MAX_SESSIONS_PER_USER} a user, tables just grown"),
+        &shared,
+        async |s: &MemoryStore, (family, sub): &(FamilyInput, &String)| {
+            family.run(s, sub, &claims, now).await;
+        },
+    )
+    .await;
+
+    // A family that has rotated past its bound: its current token and REFRESH_HISTORY
+    // rotated ones (each a token index entry and a history slot), whatever the number of
+    // refreshes. Each family is a user of its own, so this includes the user's list.
+    let mut ids = Ids(10);
+    let full: Vec<_> = (0..N_FULL_FAMILIES)
+        .map(|_| (FamilyInput::new(&mut ids, ROTATIONS), ids.sub()))
+        .collect();
+    let per_full_family = per_entry(
+        &format!("family after {ROTATIONS} rotations, index just grown"),
+        &full,
+        async |s: &MemoryStore, (family, sub): &(FamilyInput, String)| {
+            family.run(s, sub, &claims, now).await;
+        },
+    )
+    .await;
+    let per_token = (per_full_family - per_family) / REFRESH_HISTORY as f64;
+
+    // A user at every bound at once, measured: MAX_SESSIONS_PER_USER full families, a
+    // failure record, a TOTP step, a pending enrollment.
+    let mut ids = Ids(11);
+    let worst: Vec<_> = (0..N_WORST_USERS)
+        .map(|_| {
+            let families: Vec<_> = (0..MAX_SESSIONS_PER_USER)
+                .map(|_| FamilyInput::new(&mut ids, ROTATIONS))
+                .collect();
+            (ids.sub(), families)
+        })
+        .collect();
+    let per_user = per_entry(
+        &format!("user at every bound ({MAX_SESSIONS_PER_USER} full families …)"),
+        &worst,
+        async |s: &MemoryStore, (sub, families): &(String, Vec<FamilyInput>)| {
+            for family in families {
+                family.run(s, sub, &claims, now).await;
+            }
+            let a = s
+                .record_failure(sub, AttemptPolicy::default(), now)
+                .await
+                .unwrap();
+            assert_eq!(a.failures, 1);
+            assert!(s
+                .advance_totp_step(sub, now / 30, LATER, now)
+                .await
+                .unwrap());
+            s.put(
+                &format!("enroll:{sub}"),
+                secret.as_bytes().to_vec(),
+                LATER,
+                now,
+            )
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+    // The same from the parts (each full family counted with a user list of its own).
+    let per_user_parts =
+        MAX_SESSIONS_PER_USER as f64 * per_full_family + per_failure + per_step + per_pending;
+
     eprintln!(
         "summary: consumed id {per_id:.1} B (worst {per_id_worst:.1} B), failure \
-         {per_failure:.1} B, TOTP step {per_step:.1} B, refresh family {per_family:.1} B, \
-         completed challenge {per_completion:.1} B; outstanding: partial {partial} B / \
-         mfa_token {step_up} B for {n_out}"
+         {per_failure:.1} B, TOTP step {per_step:.1} B, pending enrollment \
+         {per_pending:.1} B, refresh family {per_family:.1} B, completed challenge \
+         {per_completion:.1} B; outstanding: partial {partial} B / mfa_token {step_up} B \
+         for {n_out}"
+    );
+    eprintln!(
+        "summary, per family and user: new family {per_family:.0} B ({per_family_shared:.0} B \
+         with the tables just grown, {MAX_SESSIONS_PER_USER} a user); full family ({REFRESH_HISTORY} rotated \
+         tokens + current) {per_full_family:.0} B, i.e. {per_token:.0} B per remembered \
+         token; worst case per user {per_user:.0} B measured ({:.1} KiB), {per_user_parts:.0} B \
+         from the parts ({MAX_SESSIONS_PER_USER} × {per_full_family:.0} + {per_failure:.0} + \
+         {per_step:.0} + {per_pending:.0})",
+        per_user / 1024.0
     );
 
     // Outstanding challenges hold nothing (a few bytes of slack for lazy statics).
@@ -340,5 +511,26 @@ async fn bytes_per_challenge() {
         per_id <= MAX_BYTES_PER_CONSUMED_ID && per_id_worst <= MAX_BYTES_PER_CONSUMED_ID,
         "a consumed challenge id costs {per_id:.1} B (worst {per_id_worst:.1} B), \
          over the {MAX_BYTES_PER_CONSUMED_ID} B target"
+    );
+    assert!(
+        per_family <= MAX_BYTES_PER_NEW_FAMILY && per_family_shared <= MAX_BYTES_PER_NEW_FAMILY,
+        "a new family costs {per_family:.0} B ({per_family_shared:.0} B shared list), over \
+         {MAX_BYTES_PER_NEW_FAMILY} B"
+    );
+    assert!(
+        per_full_family <= MAX_BYTES_PER_FULL_FAMILY,
+        "a family with its full history costs {per_full_family:.0} B, over \
+         {MAX_BYTES_PER_FULL_FAMILY} B"
+    );
+    // Rotations past the bound add nothing: a full family is a new one plus
+    // REFRESH_HISTORY remembered tokens, each far smaller than a family.
+    assert!(
+        per_full_family > per_family && per_token < per_family / 4.0,
+        "a remembered token costs {per_token:.0} B"
+    );
+    assert!(
+        per_user <= MAX_BYTES_PER_USER && per_user_parts <= MAX_BYTES_PER_USER,
+        "the worst case per user is {per_user:.0} B measured / {per_user_parts:.0} B from \
+         the parts, over {MAX_BYTES_PER_USER} B"
     );
 }

@@ -598,9 +598,18 @@ return {1, ARGV[2], family_advance(h[1])}
 /// On a user's set of families (KEYS[1], scored by their end). ARGV: now, family,
 /// expires_at, bound, ttl ms. Forgets ended families, adds this one, and returns the
 /// oldest ones past the bound (removed from the set), for their keys to be deleted.
+///
+/// Families started in the same second end in the same second, and Redis orders equal
+/// scores by member, i.e. by the random family id: a new family that ends no later than
+/// the newest one in the set is scored 1/1024 s after it, so the set stays in order of
+/// creation and the oldest is the one ended. (Exact in a double: 2^-10 steps on a Unix
+/// time; `%.17g` writes the score back without rounding.)
 const USER_FAMILIES: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+local score = tonumber(ARGV[3])
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) >= score then score = tonumber(newest[2]) + 1 / 1024 end
+redis.call('ZADD', KEYS[1], string.format('%.17g', score), ARGV[2])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end

@@ -1265,6 +1265,32 @@ pub async fn sessions_per_user_are_bounded<S: Store>(store: &S) {
     );
 }
 
+/// Sessions started in the same second (the same end) still end oldest first: with ids
+/// that sort in the opposite order of their creation, the user's newest session is not
+/// the one ended to make room.
+pub async fn sessions_of_one_second_end_oldest_first<S: Store>(store: &S) {
+    let ns = ns("sessions_of_one_second_end_oldest_first");
+    let t = |n: usize| ns.token(n as u16);
+    let count = MAX_SESSIONS_PER_USER + 2;
+    for n in 0..count {
+        // family-33, family-32, …, family-00: each sorts before the one started earlier.
+        let record = ns.record(&format!("family-{:02}", count - 1 - n), "user", T0 + 3600);
+        store.refresh_create(t(n), record, T0).await.unwrap();
+    }
+    let now = T0 + 1;
+    for n in 0..2 {
+        assert_eq!(
+            store.refresh_rotate(t(n), t(2000 + n), now).await,
+            Ok(Rotation::Invalid),
+            "session {n}, one of the two oldest, ended to make room"
+        );
+    }
+    for n in 2..count {
+        let r = store.refresh_rotate(t(n), t(2000 + n), now).await;
+        assert!(matches!(r, Ok(Rotation::Rotated(_))), "session {n}: {r:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // login counters (DESIGN §8.2)
 
@@ -1447,6 +1473,7 @@ macro_rules! contract_tests {
             refresh_elevate_refuses_ended_unknown_and_stale,
             refresh_history_is_bounded,
             sessions_per_user_are_bounded,
+            sessions_of_one_second_end_oldest_first,
             login_limits_hold_per_client_and_per_account,
             login_reservations_in_flight_count,
             login_buckets_are_bounded_and_keep_the_accounts_under_attack,
