@@ -47,8 +47,9 @@ struct State {
     values: HashMap<String, (Vec<u8>, u64)>,
     refresh_tokens: HashMap<TokenHash, RefreshToken>,
     families: HashMap<String, Family>,
-    /// The families of each user, oldest first, at most [`MAX_SESSIONS_PER_USER`].
-    user_families: HashMap<String, VecDeque<String>>,
+    /// The families of each user (id and absolute end), oldest first, at most
+    /// [`MAX_SESSIONS_PER_USER`].
+    user_families: HashMap<String, VecDeque<(String, u64)>>,
     /// Login counters, in their own bounded space (not counted in `max_entries`).
     logins: HashMap<String, LoginBucket>,
     writes: u64,
@@ -223,9 +224,8 @@ impl State {
         self.values.retain(|_, (_, exp)| *exp > now);
         self.refresh_tokens.retain(|_, t| t.expires_at > now);
         self.families.retain(|_, f| f.record.expires_at > now);
-        let families = &self.families;
         self.user_families.retain(|_, ids| {
-            ids.retain(|id| families.contains_key(id));
+            ids.retain(|(_, end)| *end > now);
             !ids.is_empty()
         });
     }
@@ -257,14 +257,14 @@ impl State {
         let new_user = !self.user_families.contains_key(&record.sub);
         self.room(2 + usize::from(new_user))?;
         let ids = self.user_families.entry(record.sub.clone()).or_default();
-        let families = &self.families;
-        ids.retain(|id| families.contains_key(id));
+        let now = self.now;
+        ids.retain(|(_, end)| *end > now);
         let evicted = if ids.len() >= MAX_SESSIONS_PER_USER {
-            ids.pop_front()
+            ids.pop_front().map(|(id, _)| id)
         } else {
             None
         };
-        ids.push_back(record.family.clone());
+        ids.push_back((record.family.clone(), record.expires_at));
         if let Some(old) = evicted {
             self.drop_family(&old);
         }
