@@ -21,7 +21,11 @@
 //! Users: `alice` / `alice-password` (TOTP enrolled), `bob` / `bob-password` (no second
 //! factor). Environment (all optional): `STEPUP_BIND`, `STEPUP_ALICE_TOTP_SECRET`,
 //! `STEPUP_MAX_AGE_SECS`, `STEPUP_MFA_TOKEN_TTL_SECS`, `STEPUP_ACCESS_TTL_SECS`,
-//! `STEPUP_MAX_ATTEMPTS`, `STEPUP_SIGNING_KEY`, `STEPUP_SEALING_KEY`, `REDIS_URL`.
+//! `STEPUP_MAX_ATTEMPTS`, `STEPUP_SIGNING_KEY`, `STEPUP_SEALING_KEY`, `REDIS_URL`,
+//! `STEPUP_LOGIN_MAX_FAILURES` (10 per account and client in 15 minutes),
+//! `STEPUP_LOGIN_ACCOUNT_MAX_FAILURES` (100 per account in an hour),
+//! `STEPUP_TRUSTED_PROXIES` (addresses or CIDRs whose `X-Forwarded-For` names the client;
+//! none).
 //! Logs go to stderr (`RUST_LOG`, default `info,tower_stepup=debug`); they never hold a
 //! token, a code or a secret.
 
