@@ -308,6 +308,17 @@ fn confirm_for_a_user_with_a_factor_asks_for_step_up() {
     assert_eq!(statuses, vec![403]);
 }
 
+/// Harness finding (target `complete_body`, in CI after issue 14): a second confirm of
+/// an enrollment that a step-up session confirmed answers `409
+/// enrollment_already_confirmed` (the harness had not listed 409 for confirm).
+#[test]
+fn a_second_confirm_of_one_enrollment_is_a_conflict() {
+    let statuses = complete_body::run(&b64(
+        "AAACAAcGAgABAAIABwECAC4GALm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5AAEJAAcCAAcG",
+    ));
+    assert_eq!(statuses, vec![413, 401, 200, 200, 409, 400]);
+}
+
 // ---------------------------------------------------------------------------------------
 // Representative inputs.
 

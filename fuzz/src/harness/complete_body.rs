@@ -125,13 +125,15 @@ impl Target {
         }
     }
 
-    /// The statuses it may answer (the guard's included).
+    /// The statuses it may answer (the guard's included): login throttling (429), a
+    /// first enrollment without a recent sign-in (403), an enrollment confirmed already
+    /// (409).
     fn statuses(self) -> &'static [u16] {
         match self {
-            Target::Login => &[200, 400, 401, 405, 413],
+            Target::Login => &[200, 400, 401, 405, 413, 429],
             Target::Verify => &[200, 400, 401, 404, 405, 413, 429],
             Target::Enroll => &[200, 400, 401, 403, 405],
-            Target::Confirm => &[200, 400, 401, 403, 405, 413, 429],
+            Target::Confirm => &[200, 400, 401, 403, 405, 409, 413, 429],
             Target::Refresh => &[200, 400, 401, 405, 413],
             Target::Logout => &[204, 400, 401, 405, 413],
             Target::Billing => &[200, 401, 403],
