@@ -342,6 +342,39 @@ impl fmt::Debug for Completion {
     }
 }
 
+/// Refuses an issuer whose tokens the guard would refuse: mints an access token and a
+/// partial token of a probe grant and verifies them with the guard's verifier, at the
+/// guard's time. Otherwise every sign-in would mint tokens the application's own layer
+/// rejects (a wrong issuer name, audience, key or algorithm), found only in production.
+fn probe(guard: &Guard, issuer: &Issuer) -> Result<(), ConfigError> {
+    let mismatch = |what: &'static str, why: String| {
+        ConfigError::invalid(
+            "issuer",
+            format!("the guard's verifier refuses the issuer's {what}: {why}"),
+        )
+    };
+    let now = guard.clock().now();
+    let grant = crate::token::Grant::new("tower-stepup-probe")
+        .amr(["pwd"])
+        .auth_time(now);
+    for (what, kind) in [
+        ("access tokens", crate::token::TokenKind::Access),
+        ("partial tokens", crate::token::TokenKind::Partial),
+    ] {
+        let issued = match kind {
+            crate::token::TokenKind::Partial => issuer.issue_partial(&grant),
+            _ => issuer.issue_access(&grant),
+        }
+        .map_err(|e| mismatch(what, e.to_string()))?;
+        match guard.verifier().verify(&issued.token, now) {
+            Ok(v) if v.kind == kind => {}
+            Ok(v) => return Err(mismatch(what, format!("taken for {:?}", v.kind))),
+            Err(e) => return Err(mismatch(what, e.to_string())),
+        }
+    }
+    Ok(())
+}
+
 /// Configuration of [`Completion`].
 #[derive(Default)]
 #[must_use]
@@ -487,10 +520,13 @@ impl CompletionBuilder {
                 "at least one attempt and a window of at least 1 s",
             ));
         }
+        let guard = self.guard.ok_or(ConfigError::Missing("guard"))?;
+        let issuer = self.issuer.ok_or(ConfigError::Missing("issuer"))?;
+        probe(&guard, &issuer)?;
         Ok(Completion {
             inner: Arc::new(Inner {
-                guard: self.guard.ok_or(ConfigError::Missing("guard"))?,
-                issuer: self.issuer.ok_or(ConfigError::Missing("issuer"))?,
+                guard,
+                issuer,
                 store: self.store.ok_or(ConfigError::Missing("store"))?,
                 accounts: self.accounts.ok_or(ConfigError::Missing("accounts"))?,
                 factors: self.factors.ok_or(ConfigError::Missing("factors"))?,
@@ -512,5 +548,100 @@ impl CompletionBuilder {
                 login_throttle,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::{
+        Algorithm, ManualClock, Sealer, SealingKey, SealingKeys, SigningKey, Verifier, VerifyingKey,
+    };
+
+    const T0: u64 = 1_800_000_000;
+    const KEY: [u8; 32] = [7; 32];
+
+    struct NoAccounts;
+
+    impl Accounts for NoAccounts {
+        fn authenticate<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BackendFuture<'a, Option<Account>> {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+    }
+
+    fn guard() -> Guard {
+        let verifier = Verifier::builder()
+            .issuer("https://auth.test")
+            .audience("https://api.test")
+            .algorithms([Algorithm::HS256])
+            .key(VerifyingKey::hmac("k1", Algorithm::HS256, &KEY).unwrap())
+            .build()
+            .unwrap();
+        let sealer =
+            Sealer::new(SealingKeys::new(SealingKey::new("s1", [9; 32]).unwrap())).unwrap();
+        Guard::builder()
+            .verifier(verifier)
+            .sealer(sealer)
+            .clock(ManualClock::new(T0))
+            .build()
+            .unwrap()
+    }
+
+    fn issuer(iss: &str, aud: &str, key: [u8; 32], now: u64) -> Issuer {
+        Issuer::builder()
+            .issuer(iss)
+            .audience(aud)
+            .signing_key(SigningKey::hmac("k1", Algorithm::HS256, &key).unwrap())
+            .clock(ManualClock::new(now))
+            .build()
+            .unwrap()
+    }
+
+    fn build(issuer: Issuer) -> Result<Completion, ConfigError> {
+        Completion::builder()
+            .guard(guard())
+            .issuer(issuer)
+            .store(MemoryStore::new())
+            .accounts(NoAccounts)
+            .factors(Arc::new(MemoryFactors::new()))
+            .build()
+    }
+
+    #[test]
+    fn an_issuer_the_guard_accepts_builds() {
+        let ok = issuer("https://auth.test", "https://api.test", KEY, T0);
+        assert!(build(ok).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_whose_tokens_the_guard_refuses_is_a_config_error() {
+        for (what, bad) in [
+            (
+                "name",
+                issuer("https://other.test", "https://api.test", KEY, T0),
+            ),
+            (
+                "audience",
+                issuer("https://auth.test", "https://web.test", KEY, T0),
+            ),
+            (
+                "key",
+                issuer("https://auth.test", "https://api.test", [8; 32], T0),
+            ),
+            (
+                "clock",
+                issuer("https://auth.test", "https://api.test", KEY, T0 - 7200),
+            ),
+        ] {
+            let err = build(bad).err().unwrap_or_else(|| panic!("{what}: built"));
+            let text = err.to_string();
+            assert!(text.contains("issuer"), "{what}: {text}");
+            assert!(text.contains("access tokens"), "{what}: {text}");
+        }
     }
 }
