@@ -67,78 +67,18 @@ where
 {
     let inner = completion.inner();
     let (parts, body): (_, VerifyBody) = read_json(req, inner.body_limit).await?;
-    let proof = match (body.code, body.recovery_code) {
-        (Some(code), None) => Proof::Totp(code),
-        (None, Some(code)) => Proof::Recovery(code),
-        _ => {
-            return Err(Failure::invalid_request(
-                "send exactly one of code and recovery_code",
-            ))
-        }
-    };
-    let presented_bearer = bearer(&parts.headers);
-    let token = body
-        .mfa_token
-        .as_deref()
-        .or(presented_bearer)
-        .or_else(|| {
-            completion
-                .cookies()
-                .and_then(|c| cookie(&parts.headers, c.partial_name()))
-        })
-        .ok_or(Failure::invalid_request("mfa_token is required"))?;
+    let partial_cookie = completion.cookies().map(|c| c.partial_name());
+    let (proof, token, access) = presented(&parts.headers, &body, partial_cookie)?;
     audit.token(token);
-
     let now = inner.guard.clock().now();
-    let access = body
-        .mfa_token
-        .is_some()
-        .then_some(presented_bearer)
-        .flatten();
     let challenge = open(completion, token, access, now, audit)?;
     audit.sub(&challenge.sub);
     let factor = inner.factors.totp(&challenge.sub).await?.ok_or_else(|| {
         Failure::invalid_request("no second factor is enrolled; enroll one first")
     })?;
-    let attempt =
-        match attempt::reserve(completion, challenge.sub.clone(), inner.attempts, now).await {
-            Ok(attempt) => attempt,
-            // A double submission whose twin has spent the challenge meanwhile: say so.
-            Err(attempt::Refused::Busy)
-                if inner.store.is_consumed(&challenge.jti_key(), now).await? =>
-            {
-                audit.reason("token_used");
-                return Err(Failure::new(ErrorKind::MfaTokenNotFound));
-            }
-            Err(refused) => return Err(refused.into_failure(now, audit)),
-        };
-    let method = match judge(completion, &challenge, &factor, &proof, now).await {
-        Judged::Right(method) => method,
-        Judged::Wrong(why) => {
-            let attempts = attempt.failed(now).await?;
-            if attempts.is_locked(now) {
-                // The failure that exhausts the attempts kills the challenge too.
-                inner
-                    .store
-                    .consume(&challenge.jti_key(), challenge.expires_at, now)
-                    .await?;
-            }
-            return Err(attempt::wrong_proof(
-                attempts,
-                inner.attempts,
-                now,
-                audit,
-                why,
-            ));
-        }
-        Judged::Skipped(failure, why) => {
-            if let Some(why) = why {
-                audit.reason(why);
-            }
-            return Err(attempt.release(failure, now).await);
-        }
-    };
-    attempt.succeeded(now).await?;
+    let attempt = reserve(completion, &challenge, now, audit).await?;
+    let judged = judge(completion, &challenge, &factor, &proof, now).await;
+    let method = settle(completion, attempt, judged, &challenge, now, audit).await?;
     audit.reason(method);
     let session = elevate(completion, &challenge, now, audit).await?;
     let mut response = session.response(completion);
@@ -146,6 +86,92 @@ where
         response.headers_mut().append(SET_COOKIE, v);
     }
     Ok(response)
+}
+
+/// The proof, the challenge token (the body's `mfa_token`, else the bearer token, else
+/// the partial cookie) and the access token sent beside a body's `mfa_token`, if any.
+fn presented<'r>(
+    headers: &'r http::HeaderMap,
+    body: &'r VerifyBody,
+    partial_cookie: Option<&str>,
+) -> Result<(Proof, &'r str, Option<&'r str>), Failure> {
+    let proof = match (&body.code, &body.recovery_code) {
+        (Some(code), None) => Proof::Totp(code.clone()),
+        (None, Some(code)) => Proof::Recovery(code.clone()),
+        _ => {
+            return Err(Failure::invalid_request(
+                "send exactly one of code and recovery_code",
+            ))
+        }
+    };
+    let presented_bearer = bearer(headers);
+    let token = body
+        .mfa_token
+        .as_deref()
+        .or(presented_bearer)
+        .or_else(|| partial_cookie.and_then(|name| cookie(headers, name)))
+        .ok_or(Failure::invalid_request("mfa_token is required"))?;
+    let access = body
+        .mfa_token
+        .is_some()
+        .then_some(presented_bearer)
+        .flatten();
+    Ok((proof, token, access))
+}
+
+/// Reserves an attempt of the challenge's user; a double submission whose twin has
+/// spent the challenge meanwhile is told so (`404`) rather than to retry.
+async fn reserve<'c>(
+    completion: &'c Completion,
+    challenge: &Challenge,
+    now: u64,
+    audit: &mut Record,
+) -> Result<attempt::Attempt<'c>, Failure> {
+    let inner = completion.inner();
+    match attempt::reserve(completion, challenge.sub.clone(), inner.attempts, now).await {
+        Ok(attempt) => Ok(attempt),
+        Err(attempt::Refused::Busy)
+            if inner.store.is_consumed(&challenge.jti_key(), now).await? =>
+        {
+            audit.reason("token_used");
+            Err(Failure::new(ErrorKind::MfaTokenNotFound))
+        }
+        Err(refused) => Err(refused.into_failure(now, audit)),
+    }
+}
+
+/// Settles the attempt as the judgment says: the method of a right proof; a recorded
+/// failure (whose lockout kills the challenge too); or the attempt given back.
+async fn settle(
+    completion: &Completion,
+    attempt: attempt::Attempt<'_>,
+    judged: Judged,
+    challenge: &Challenge,
+    now: u64,
+    audit: &mut Record,
+) -> Result<&'static str, Failure> {
+    let inner = completion.inner();
+    match judged {
+        Judged::Right(method) => {
+            attempt.succeeded(now).await?;
+            Ok(method)
+        }
+        Judged::Wrong(why) => {
+            let attempts = attempt.failed(now).await?;
+            if attempts.is_locked(now) {
+                let (key, expires_at) = (challenge.jti_key(), challenge.expires_at);
+                inner.store.consume(&key, expires_at, now).await?;
+            }
+            let policy = inner.attempts;
+            Err(attempt::wrong_proof(attempts, policy, now, audit, why))
+        }
+        Judged::Skipped(failure, why) => {
+            if let Some(why) = why {
+                audit.reason(why);
+            }
+            Err(attempt.release(failure, now).await)
+        }
+    }
 }
 
 /// How the proof of one reserved attempt turned out.
@@ -373,5 +399,66 @@ fn open(
             kind: TokenKind::Partial,
         }) => Err(Failure::new(ErrorKind::MfaTokenExpired)),
         _ => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> VerifyBody {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, value.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn exactly_one_proof_is_required() {
+        let h = headers(&[]);
+        for json in [
+            r#"{"mfa_token":"t"}"#,
+            r#"{"mfa_token":"t","code":"123456","recovery_code":"AAAA-BBBB"}"#,
+        ] {
+            let b = body(json);
+            let err = presented(&h, &b, None).err().unwrap();
+            assert_eq!(err.kind, ErrorKind::InvalidRequest, "{json}");
+        }
+        let b = body(r#"{"mfa_token":"t","recovery_code":"AAAA-BBBB"}"#);
+        assert!(matches!(
+            presented(&h, &b, None),
+            Ok((Proof::Recovery(_), "t", None))
+        ));
+    }
+
+    #[test]
+    fn the_token_comes_from_the_body_then_the_bearer_then_the_cookie() {
+        let b = body(r#"{"code":"123456"}"#);
+        let cookie = headers(&[("cookie", "p=from-cookie")]);
+        assert!(matches!(
+            presented(&cookie, &b, Some("p")),
+            Ok((_, "from-cookie", None))
+        ));
+        assert!(
+            presented(&cookie, &b, None).is_err(),
+            "no cookie mode, no cookie"
+        );
+        let both = headers(&[("authorization", "Bearer from-bearer"), ("cookie", "p=c")]);
+        assert!(matches!(
+            presented(&both, &b, Some("p")),
+            Ok((_, "from-bearer", None))
+        ));
+        // With the token in the body, the bearer token is the access token beside it.
+        let b = body(r#"{"mfa_token":"from-body","code":"123456"}"#);
+        let r = presented(&both, &b, Some("p"));
+        assert!(matches!(
+            r,
+            Ok((Proof::Totp(_), "from-body", Some("from-bearer")))
+        ));
     }
 }
