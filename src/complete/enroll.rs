@@ -6,9 +6,9 @@ use http_body::Body;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::endpoint::json_ok;
 use super::error::{ErrorKind, Failure};
 use super::request::{read_json, require_json};
+use super::response::json_ok;
 use super::{attempt, Completion, TotpFactor, ENROLLMENT_TTL};
 use crate::audit::{Event, Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};

@@ -7,9 +7,9 @@ use http_body::Body;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::endpoint::json_ok;
 use super::error::{ErrorKind, Failure};
 use super::request::read_json;
+use super::response::json_ok;
 use super::username::canonical_username;
 use super::{attempt, session, Account, Completion};
 use crate::audit::{Outcome, Record};

@@ -30,6 +30,7 @@ mod error;
 mod login;
 mod peer;
 mod request;
+mod response;
 mod session;
 mod throttle;
 mod username;

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::endpoint::{json_ok, no_content};
 use super::error::{ErrorKind, Failure};
 use super::request::read_json;
+use super::response::{json_ok, no_content};
 use super::Completion;
 use crate::audit::{Outcome, Record};
 use crate::random;
