@@ -40,8 +40,10 @@ async fn authenticate(
         // Never an account: nothing to guess, nothing to count.
         return Ok(None);
     }
+    // One canonical name for counting and for the password check.
+    let username = canonical_username(&body.username);
     let throttle = &inner.login_throttle;
-    let keys = throttle.keys(&body.username, parts);
+    let keys = throttle.keys(&username, parts);
     let (store, limits, now) = (&inner.store, throttle.limits(), inner.guard.clock().now());
     let refused = match store
         .reserve_login(&keys.account, &keys.client, limits, now)
@@ -57,7 +59,6 @@ async fn authenticate(
             attempt::too_many(retry_after).describe("too many failed sign-ins; try again later")
         );
     }
-    let username = canonical_username(&body.username);
     let checked = inner.accounts.authenticate(&username, &body.password).await;
     let settlement = match &checked {
         Ok(Some(_)) => Settlement::Succeeded,

@@ -14,7 +14,6 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use super::peer::{client_ip, client_key, PeerAddr, TrustedProxies};
-use super::username::canonical_username;
 use crate::factor::recovery::hex;
 use crate::store::{AttemptPolicy, LoginLimits};
 
@@ -91,8 +90,8 @@ impl LoginThrottle {
             .all(|p| p.max_attempts > 0 && p.lockout_secs > 0)
     }
 
-    /// The counters of one login: the account's key (a digest of the canonical
-    /// username, so no name is stored) and the client's (its address, IPv6 per /64,
+    /// The counters of one login: the account's key (a digest of `username`, already
+    /// canonical, so no name is stored) and the client's (its address, IPv6 per /64,
     /// digested too; one shared `unknown` client when the application inserted no
     /// [`PeerAddr`]).
     pub(crate) fn keys(&self, username: &str, req: &http::request::Parts) -> LoginKeys {
@@ -102,7 +101,7 @@ impl LoginThrottle {
         }
         let client = client_ip(peer, &req.headers, &self.trusted_proxies);
         LoginKeys {
-            account: digest(&canonical_username(username)),
+            account: digest(username),
             client: client.map_or_else(|| "unknown".to_owned(), client_digest),
         }
     }

@@ -755,8 +755,7 @@ impl Store for RedisStore {
         now: u64,
     ) -> StoreFuture<'a, Attempts> {
         Box::pin(async move {
-            let (lock_until, _) = horizon(now.saturating_add(policy.lockout_secs), now);
-            let (window_until, _) = horizon(now.saturating_add(policy.window_secs), now);
+            let [max, lock_until, window_until] = policy_args(policy, now);
             let (failures, locked): (u64, u64) = self
                 .script(
                     &scripts().settle_attempt,
@@ -764,9 +763,9 @@ impl Store for RedisStore {
                     &[
                         &num(now),
                         settlement_arg(settlement),
-                        &num(policy.max_attempts.into()),
-                        &num(lock_until),
-                        &num(window_until),
+                        &max,
+                        &lock_until,
+                        &window_until,
                     ],
                 )
                 .await?;
