@@ -238,6 +238,7 @@ pub(crate) fn token_hash(token: &str) -> String {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum TokenRef<'a> {
     Raw(&'a str),
+    #[cfg(feature = "server")]
     Hashed(&'a str),
 }
 
@@ -245,6 +246,7 @@ impl TokenRef<'_> {
     fn hash(self) -> std::borrow::Cow<'static, str> {
         match self {
             Self::Raw(token) => token_hash(token).into(),
+            #[cfg(feature = "server")]
             Self::Hashed(hash) => hash.to_owned().into(),
         }
     }
@@ -252,6 +254,7 @@ impl TokenRef<'_> {
 
 /// One decision of a completion endpoint, filled in as it is made; the endpoint emits
 /// it once, when the response is ready.
+#[cfg(feature = "server")]
 #[derive(Debug)]
 pub(crate) struct Record {
     event: Event,
@@ -261,6 +264,7 @@ pub(crate) struct Record {
     token_hash: Option<String>,
 }
 
+#[cfg(feature = "server")]
 impl Record {
     pub(crate) fn new(event: Event) -> Self {
         Self {

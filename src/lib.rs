@@ -98,29 +98,39 @@
 //! with a gRPC content type gets the HTTP denial above.
 //!
 //! # Modules
+//! The lean core, always compiled:
 //! - [`token`]: claims, verification (keys by `kid`, algorithm allow-list, `typ`), issuing.
 //! - [`policy`]: [`Policy`], [`StepUp`], [`RouteTable`].
 //! - [`layer`]: [`Guard`], [`StepUpLayer`], [`StepUpService`].
 //! - [`challenge`]: the sealed `mfa_token` and the denial responses.
-//! - [`complete`]: the mountable endpoints that complete MFA: login, verify, enroll,
-//!   refresh, logout.
-//! - [`factor`]: TOTP and recovery codes.
-//! - [`flow`]: the authentication flow as a typed state machine, for clients.
 //! - [`audit`]: one structured `tracing` event per security decision, and counters.
-//! - [`store`]: the shared, atomic state (single use, attempts, refresh families) and the
+//!
+//! The completion side (feature `server`, on by default):
+//! - `complete`: the mountable endpoints that complete MFA: login, verify, enroll,
+//!   refresh, logout.
+//! - `factor`: TOTP and recovery codes.
+//! - `store`: the shared, atomic state (single use, attempts, refresh families) and the
 //!   in-memory store.
 //!
+//! The client side (feature `client`): `flow`, the authentication flow as a typed state
+//! machine, and `client`, which drives it against a server.
+//!
 //! # Feature flags
+//! - `server` (default): the completion side above (TOTP, QR codes, the stores, the
+//!   endpoints). An API that only checks the tokens of an identity provider turns it off:
+//!   `tower-stepup = { version = "0.1", default-features = false, features = ["aws-lc-rs"] }`.
 //! - `aws-lc-rs` (default): signatures checked with aws-lc-rs.
 //! - `rust-crypto`: signatures checked with the pure-Rust RustCrypto crates. Enable it with
-//!   `default-features = false`; with both enabled, aws-lc-rs is used.
+//!   `default-features = false`; with both enabled, aws-lc-rs is used. One of the two is
+//!   needed.
 //! - `axum`: [`Claims`] as an axum extractor (module `axum`).
 //! - `tonic`: the layer's service keeps the wrapped service's gRPC `NamedService` name;
-//!   the gRPC verify service and client (module `tonic`). gRPC-aware denials need no
-//!   feature: any `POST` with `content-type: application/grpc…` gets them.
-//! - `redis`: `store::RedisStore`, a store shared by several replicas.
-//! - `client`: [`client::AuthClient`], which drives the [`flow`] against a server, and
-//!   [`client::AuthLayer`], which completes step-up challenges for your API calls.
+//!   the gRPC verify client, and with `server` the gRPC verify service (module `tonic`).
+//!   gRPC-aware denials need no feature: any `POST` with `content-type:
+//!   application/grpc…` gets them.
+//! - `redis` (implies `server`): `store::RedisStore`, a store shared by several replicas.
+//! - `client`: `client::AuthClient`, which drives the `flow` against a server, and
+//!   `client::AuthLayer`, which completes step-up challenges for your API calls.
 //! - `metrics`: the [`audit`] outcome counters also go to the `metrics` facade.
 //!
 //! # Security
@@ -144,20 +154,29 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The lean core: always compiled.
 pub mod audit;
 pub mod challenge;
-#[cfg(feature = "client")]
-pub mod client;
 mod clock;
-pub mod complete;
 mod error;
-pub mod factor;
-pub mod flow;
 pub mod layer;
 pub mod policy;
 mod random;
-pub mod store;
 pub mod token;
+
+// The completion side (feature `server`, on by default).
+#[cfg(feature = "server")]
+pub mod complete;
+#[cfg(feature = "server")]
+pub mod factor;
+#[cfg(feature = "server")]
+pub mod store;
+
+// The client side (feature `client`).
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
+pub mod flow;
 
 #[cfg(feature = "axum")]
 pub mod axum;
