@@ -21,10 +21,11 @@ pub enum ConfigError {
     /// A key's algorithm is not in the algorithm allow-list.
     #[error("algorithm {0:?} is used by a key but not in the allow-list")]
     AlgorithmNotAllowed(jsonwebtoken::Algorithm),
-    /// A route pattern is invalid or conflicts with another.
+    /// A route pattern is invalid or conflicts with another, or its policy is invalid.
     #[error("route {path:?}: {reason}")]
     Route {
-        /// The pattern.
+        /// The pattern, after its method when one method's policy was refused
+        /// (`"GET /api/billing"`), or `"<default>"` for the default policy.
         path: String,
         /// Why it was refused.
         reason: String,

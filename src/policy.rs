@@ -488,7 +488,9 @@ impl RouteTable {
         if let Some(dup) = self.duplicates.first() {
             return Err(route_err(dup, "listed twice"));
         }
-        self.default.validate()?;
+        self.default
+            .validate()
+            .map_err(|e| route_err("<default>", &e.to_string()))?;
         // The verify endpoint lets everything through: it must be one exact route, never
         // a default, a catch-all or a pattern that could open a whole subtree.
         if self.default.kind == PolicyKind::MfaVerify {
@@ -500,8 +502,15 @@ impl RouteTable {
         let mut router = matchit::Router::new();
         for (path, policies) in self.routes {
             let listed = policies.by_method.iter().map(|(_, p)| p);
-            for policy in listed.clone().chain(&policies.any) {
-                policy.validate()?;
+            for (method, policy) in policies.by_method.iter() {
+                policy
+                    .validate()
+                    .map_err(|e| route_err(&format!("{method} {path}"), &e.to_string()))?;
+            }
+            if let Some(policy) = &policies.any {
+                policy
+                    .validate()
+                    .map_err(|e| route_err(&path, &e.to_string()))?;
             }
             if policies
                 .any
@@ -554,6 +563,23 @@ impl CompiledTable {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_policy_error_names_its_route() {
+        let bad = StepUp::new().max_age(std::time::Duration::ZERO);
+        let table = RouteTable::new().route(Method::GET, "/api/billing", Policy::step_up(bad));
+        let err = table.compile().err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.contains("GET /api/billing"), "{err}");
+        assert!(err.contains("max_age"), "{err}");
+        let default = RouteTable::new().default_policy(Policy::step_up(bad_step_up()));
+        let err = default.compile().err().map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("<default>"));
+    }
+
+    fn bad_step_up() -> StepUp {
+        StepUp::new().max_age(std::time::Duration::ZERO)
+    }
+
     use super::*;
 
     fn claims(json: serde_json::Value) -> Claims {

@@ -83,7 +83,10 @@ use http::{HeaderMap, Method, Response, StatusCode};
 
 use self::credential::Credential;
 use crate::audit::{self, Event, Outcome, TokenRef};
-use crate::challenge::{self, DenialDetails, DenialKind, MfaRequirements, MfaTokenClaims, Sealer};
+use crate::challenge::{
+    self, DenialDetails, DenialKind, MfaRequirements, MfaTokenClaims, Sealer, SealingKey,
+    SealingKeys,
+};
 use crate::clock::{self, Clock, SharedClock};
 use crate::error::{is_header_param_safe, ConfigError};
 use crate::policy::{Policy, PolicyKind, RouteTable, StepUp, Unmet};
@@ -176,6 +179,12 @@ impl Guard {
     /// The clock.
     pub fn clock(&self) -> &dyn Clock {
         &*self.inner.clock
+    }
+
+    /// The clock, shared: the completion endpoints and their issuer read this one.
+    #[cfg(feature = "server")]
+    pub(crate) fn shared_clock(&self) -> SharedClock {
+        Arc::clone(&self.inner.clock)
     }
 
     /// Decides one request. Synchronous: nothing here waits on I/O.
@@ -400,7 +409,7 @@ impl fmt::Debug for Guard {
 #[must_use]
 pub struct GuardBuilder {
     verifier: Option<Verifier>,
-    sealer: Option<Sealer>,
+    sealer: Option<Result<Sealer, ConfigError>>,
     clock: Option<SharedClock>,
     realm: Option<String>,
     cookie: Option<String>,
@@ -416,9 +425,32 @@ impl GuardBuilder {
         self
     }
 
-    /// The mfa_token sealer. Required.
+    /// The mfa_token sealer. Required, or [`sealing_key`](Self::sealing_key).
+    /// Use this form to rotate keys at run time ([`Sealer::rotate_keys`]) or to accept
+    /// older keys ([`SealingKeys::accept`](crate::SealingKeys::accept)).
     pub fn sealer(mut self, sealer: Sealer) -> Self {
-        self.sealer = Some(sealer);
+        self.sealer = Some(Ok(sealer));
+        self
+    }
+
+    /// Seals mfa_tokens with this one key: the short form of
+    /// `.sealer(Sealer::new(SealingKeys::new(key))?)`. The last of `sealer` and
+    /// `sealing_key` called wins.
+    ///
+    /// ```
+    /// # use tower_stepup::{Algorithm, Guard, SealingKey, Verifier, VerifyingKey};
+    /// # fn main() -> Result<(), tower_stepup::ConfigError> {
+    /// # let verifier = Verifier::builder().issuer("https://auth.example")
+    /// #     .audience("https://api.example").algorithms([Algorithm::HS256])
+    /// #     .key(VerifyingKey::hmac("k1", Algorithm::HS256, &[7u8; 32])?).build()?;
+    /// let guard = Guard::builder()
+    ///     .verifier(verifier)
+    ///     .sealing_key(SealingKey::generate("s1")?)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sealing_key(mut self, key: SealingKey) -> Self {
+        self.sealer = Some(Sealer::new(SealingKeys::new(key)));
         self
     }
 
@@ -473,7 +505,7 @@ impl GuardBuilder {
     /// Checks the configuration and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let verifier = self.verifier.ok_or(ConfigError::Missing("verifier"))?;
-        let sealer = self.sealer.ok_or(ConfigError::Missing("sealer"))?;
+        let sealer = self.sealer.ok_or(ConfigError::Missing("sealer"))??;
         let realm = self.realm.unwrap_or_else(|| DEFAULT_REALM.to_owned());
         if !is_header_param_safe(&realm) {
             return Err(ConfigError::invalid(

@@ -167,6 +167,7 @@ pub struct Issuer {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     key: SigningKey,
     issuer: String,
@@ -249,6 +250,16 @@ impl Issuer {
     /// The clock this issuer reads.
     pub fn clock(&self) -> &dyn Clock {
         &*self.inner.clock
+    }
+
+    /// This issuer reading `clock` instead: a completion signs with its guard's clock.
+    #[cfg(feature = "server")]
+    pub(crate) fn with_clock(&self, clock: SharedClock) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.clock = clock;
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 }
 
