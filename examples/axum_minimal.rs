@@ -10,7 +10,7 @@
 //! | `GET /me` | [`Policy::authenticated`] |
 //! | `GET /billing` | [`Policy::step_up`]: `amr` contains `mfa`, `auth_time` within 300 s |
 //!
-//! There is no login or verify endpoint here (the full demo, `examples/axum_app.rs`, has
+//! There is no login or verify endpoint here (the full demo, `examples/axum_app/`, has
 //! them): at start the server issues two access tokens itself, one after a password only
 //! (`amr: ["pwd"]`) and one after a second factor (`amr: ["pwd","otp","mfa"]`), and prints
 //! a ready-to-paste `curl` line for each route with the answer to expect.

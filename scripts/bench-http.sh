@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP throughput of the demo (examples/axum_app, DESIGN §7) under wrk.
+# HTTP throughput of the demo (examples/axum_app) under wrk.
 #
 # Builds the demo in release, serves it on a free loopback port with fixed keys and
 # RUST_LOG=warn, logs bob in (password only, no second factor), then drives three

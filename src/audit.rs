@@ -63,7 +63,7 @@ pub enum Event {
     Enroll,
     /// `POST …/mfa/enroll/confirm`: the first code of a new TOTP factor.
     EnrollConfirm,
-    /// `POST …/token/refresh`.
+    /// `POST …/refresh`: a refresh token rotated.
     Refresh,
     /// `POST …/logout`.
     Logout,

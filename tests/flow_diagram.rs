@@ -10,7 +10,7 @@ Generated from `tower_stepup::flow::TRANSITIONS` by `tower_stepup::flow::mermaid
 `tests/flow_diagram.rs` fails when this file and the code differ. Regenerate with
 `UPDATE_FLOW_DIAGRAM=1 cargo test --test flow_diagram`.
 
-The states of DESIGN §1 and of the seed diagram, plus the step-up detour and the error
+The states of a sign-in with a second factor, plus the step-up detour and the error
 state `Failed`, whose recovery is either *start again* (the partial token expired before
 a code was sent: `partial_token_expired`; or the server refused the challenge) or *try
 again later* (the service was unavailable).

@@ -1,4 +1,4 @@
-//! The demo app of DESIGN §7, as a function, so the tests build the very same app (with a
+//! The demo app, as a function, so the tests build the very same app (with a
 //! clock they can set) that `cargo run --example axum_app` serves.
 
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ pub mod web;
 pub const ISSUER: &str = "https://demo.tower-stepup.local";
 pub const AUDIENCE: &str = "https://demo.tower-stepup.local/api";
 
-/// Everything the environment configures (DESIGN §7).
+/// Everything the environment configures (see `main.rs` for the variables).
 pub struct DemoConfig {
     pub bind: String,
     pub alice_totp_secret: TotpSecret,

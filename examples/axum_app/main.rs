@@ -1,4 +1,4 @@
-//! The tower-stepup demo (DESIGN §7): password login, TOTP second factor, step-up on a
+//! The tower-stepup demo: password login, TOTP second factor, step-up on a
 //! sensitive route, enrollment, refresh with rotation, logout.
 //!
 //! ```text

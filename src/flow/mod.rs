@@ -1,6 +1,6 @@
 //! The authentication flow as a typed state machine, for the clients that drive it.
 //!
-//! The states of DESIGN §1 — [`SignedOut`](State::SignedOut),
+//! The states of a sign-in with a second factor — [`SignedOut`](State::SignedOut),
 //! [`Authenticating`](State::Authenticating), [`MfaRequired`](State::MfaRequired),
 //! [`SignedIn`](State::SignedIn), [`SessionExpired`](State::SessionExpired) — plus the
 //! step-up detour ([`StepUpRequired`](State::StepUpRequired)) and an error state
@@ -14,7 +14,7 @@
 //! state as it was).
 //!
 //! [`TRANSITIONS`] is the same machine as data; [`mermaid`] renders it as a Mermaid
-//! `stateDiagram-v2` (kept in `docs/flow.mmd`, and tested to stay equal).
+//! `stateDiagram-v2` (shown in `docs/flow.md`, and tested to stay equal).
 //!
 //! ```
 //! use tower_stepup::flow::{Event, State};
@@ -611,7 +611,7 @@ impl StateName {
 }
 
 /// [`TRANSITIONS`] as a Mermaid `stateDiagram-v2`, with a note on each error state's
-/// recovery. `docs/flow.mmd` holds this text; a test keeps them equal.
+/// recovery. `docs/flow.md` shows this text; a test keeps them equal.
 pub fn mermaid() -> String {
     let mut out = String::from("stateDiagram-v2\n[*] --> SignedOut\n");
     for t in TRANSITIONS {
