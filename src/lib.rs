@@ -154,6 +154,12 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's examples are compiled as doc tests: the first needs the axum extractor,
+// the second only the lean core (CI also builds it with no other feature).
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 // The lean core: always compiled.
 pub mod audit;
 pub mod challenge;
