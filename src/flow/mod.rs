@@ -403,6 +403,19 @@ impl State {
 
     /// The transition function; a refusal gives the state back.
     fn next(self, event: Event) -> Result<State, (State, IllegalTransition)> {
+        match self {
+            State::SignedOut(_)
+            | State::Authenticating
+            | State::MfaRequired(_)
+            | State::Failed(_) => self.next_signing_in(event),
+            State::SignedIn(_) | State::StepUpRequired(_) | State::SessionExpired(_) => {
+                self.next_in_session(event)
+            }
+        }
+    }
+
+    /// Transitions before a session exists: credentials, the second factor, failures.
+    fn next_signing_in(self, event: Event) -> Result<State, (State, IllegalTransition)> {
         use State as S;
         Ok(match (self, event) {
             (S::SignedOut(_) | S::Failed(_), Event::SubmitCredentials) => S::Authenticating,
@@ -446,6 +459,15 @@ impl State {
             }
             (S::MfaRequired(_), Event::RequestFailed(reason)) => S::Failed(FlowError { reason }),
             (S::MfaRequired(_), Event::Restart) => S::SignedOut(None),
+            (S::Failed(_), Event::Restart) => S::SignedOut(None),
+            (state, event) => return Err(state.refuse(&event)),
+        })
+    }
+
+    /// Transitions inside a session: step-up, expiry, refresh, logout.
+    fn next_in_session(self, event: Event) -> Result<State, (State, IllegalTransition)> {
+        use State as S;
+        Ok(match (self, event) {
             (
                 S::SignedIn(session),
                 Event::StepUpChallenged {
@@ -488,15 +510,17 @@ impl State {
             (S::SignedIn(_) | S::StepUpRequired(_) | S::SessionExpired(_), Event::Logout) => {
                 S::SignedOut(Some(SignedOutReason::LoggedOut))
             }
-            (S::Failed(_), Event::Restart) => S::SignedOut(None),
-            (state, event) => {
-                let e = IllegalTransition {
-                    from: state.name(),
-                    event: event.name(),
-                };
-                return Err((state, e));
-            }
+            (state, event) => return Err(state.refuse(&event)),
         })
+    }
+
+    /// The refusal of `event` in this state, with the state given back.
+    fn refuse(self, event: &Event) -> (State, IllegalTransition) {
+        let e = IllegalTransition {
+            from: self.name(),
+            event: event.name(),
+        };
+        (self, e)
     }
 }
 
