@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
 use crate::error::ConfigError;
 
@@ -22,6 +22,33 @@ fn key_err(kid: &str, reason: impl Into<String>) -> ConfigError {
         kid: kid.to_owned(),
         reason: reason.into(),
     }
+}
+
+// The rules every key obeys, signing or verifying: one place each.
+
+/// An HMAC key needs an HMAC algorithm and a secret at least as long as its hash output.
+fn check_hmac(kid: &str, alg: Algorithm, secret_len: usize) -> Result<(), ConfigError> {
+    let min = min_hmac_len(alg).ok_or_else(|| key_err(kid, "not an HMAC algorithm"))?;
+    if secret_len < min {
+        return Err(key_err(
+            kid,
+            format!("HMAC secret shorter than {min} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A key serves only the algorithms of its own family (no HMAC keyed with a public key).
+fn check_family(kid: &str, alg: Algorithm, family: AlgorithmFamily) -> Result<(), ConfigError> {
+    if family != alg.family() {
+        return Err(key_err(kid, format!("key does not fit algorithm {alg:?}")));
+    }
+    Ok(())
+}
+
+/// A PEM that did not parse, as a [`ConfigError::Key`].
+fn parsed_pem<K>(kid: &str, parsed: jsonwebtoken::errors::Result<K>) -> Result<K, ConfigError> {
+    parsed.map_err(|e| key_err(kid, e.to_string()))
 }
 
 /// A key that verifies signatures, pinned to one algorithm.
@@ -46,13 +73,7 @@ impl VerifyingKey {
         secret: &[u8],
     ) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let min = min_hmac_len(alg).ok_or_else(|| key_err(&kid, "not an HMAC algorithm"))?;
-        if secret.len() < min {
-            return Err(key_err(
-                &kid,
-                format!("HMAC secret shorter than {min} bytes"),
-            ));
-        }
+        check_hmac(&kid, alg, secret.len())?;
         Ok(Self {
             key: DecodingKey::from_secret(secret),
             kid,
@@ -67,21 +88,21 @@ impl VerifyingKey {
         pem: &[u8],
     ) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let key = DecodingKey::from_rsa_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        let key = parsed_pem(&kid, DecodingKey::from_rsa_pem(pem))?;
         Self::from_decoding_key(kid, alg, key)
     }
 
     /// An EC public key in PEM (`ES256` with P-256, `ES384` with P-384).
     pub fn ec_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let key = DecodingKey::from_ec_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        let key = parsed_pem(&kid, DecodingKey::from_ec_pem(pem))?;
         Self::from_decoding_key(kid, alg, key)
     }
 
     /// An Ed25519 public key in PEM (`EdDSA`).
     pub fn ed_pem(kid: impl Into<String>, pem: &[u8]) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let key = DecodingKey::from_ed_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        let key = parsed_pem(&kid, DecodingKey::from_ed_pem(pem))?;
         Self::from_decoding_key(kid, Algorithm::EdDSA, key)
     }
 
@@ -92,16 +113,10 @@ impl VerifyingKey {
         key: DecodingKey,
     ) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        if key.family() != alg.family() {
-            return Err(key_err(&kid, format!("key does not fit algorithm {alg:?}")));
-        }
-        if let Some(min) = min_hmac_len(alg) {
-            if key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0) < min {
-                return Err(key_err(
-                    &kid,
-                    format!("HMAC secret shorter than {min} bytes"),
-                ));
-            }
+        check_family(&kid, alg, key.family())?;
+        if key.family() == AlgorithmFamily::Hmac {
+            let len = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
+            check_hmac(&kid, alg, len)?;
         }
         Ok(Self { kid, alg, key })
     }
@@ -206,13 +221,7 @@ impl SigningKey {
         secret: &[u8],
     ) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let min = min_hmac_len(alg).ok_or_else(|| key_err(&kid, "not an HMAC algorithm"))?;
-        if secret.len() < min {
-            return Err(key_err(
-                &kid,
-                format!("HMAC secret shorter than {min} bytes"),
-            ));
-        }
+        check_hmac(&kid, alg, secret.len())?;
         Ok(Self {
             key: EncodingKey::from_secret(secret),
             kid,
@@ -227,28 +236,26 @@ impl SigningKey {
         pem: &[u8],
     ) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let key = EncodingKey::from_rsa_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        let key = parsed_pem(&kid, EncodingKey::from_rsa_pem(pem))?;
         Self::checked(kid, alg, key)
     }
 
     /// An EC private key in PKCS#8 PEM.
     pub fn ec_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let key = EncodingKey::from_ec_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        let key = parsed_pem(&kid, EncodingKey::from_ec_pem(pem))?;
         Self::checked(kid, alg, key)
     }
 
     /// An Ed25519 private key in PKCS#8 PEM.
     pub fn ed_pem(kid: impl Into<String>, pem: &[u8]) -> Result<Self, ConfigError> {
         let kid = kid.into();
-        let key = EncodingKey::from_ed_pem(pem).map_err(|e| key_err(&kid, e.to_string()))?;
+        let key = parsed_pem(&kid, EncodingKey::from_ed_pem(pem))?;
         Self::checked(kid, Algorithm::EdDSA, key)
     }
 
     fn checked(kid: String, alg: Algorithm, key: EncodingKey) -> Result<Self, ConfigError> {
-        if key.family() != alg.family() {
-            return Err(key_err(&kid, format!("key does not fit algorithm {alg:?}")));
-        }
+        check_family(&kid, alg, key.family())?;
         Ok(Self { kid, alg, key })
     }
 
