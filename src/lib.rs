@@ -158,6 +158,7 @@ pub mod policy;
 mod random;
 pub mod store;
 pub mod token;
+pub mod wire;
 
 #[cfg(feature = "axum")]
 pub mod axum;
