@@ -10,7 +10,7 @@
 //! completes the challenge and retries the original request once.
 //!
 //! The client reads the server's answers by the codes and members of
-//! [`wire`](crate::wire) ([`ErrorCode`](crate::wire::ErrorCode), `token_expired`,
+//! [`wire`](crate::wire) ([`ErrorCode`], `token_expired`,
 //! `expires_in`), never by their English descriptions.
 //!
 //! Any `tower::Service<http::Request<Full<Bytes>>>` that returns `http::Response<B>` can
