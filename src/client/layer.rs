@@ -368,6 +368,8 @@ mod tests {
     struct Server {
         log: Arc<Mutex<Vec<String>>>,
         refusal: Arc<Mutex<Option<Canned>>>,
+        /// The verify endpoint's answer, if not tokens.
+        verify: Option<Canned>,
     }
 
     /// An answer: status, headers, JSON body.
@@ -386,7 +388,13 @@ mod tests {
             Self {
                 log: Arc::default(),
                 refusal: Arc::new(Mutex::new(Some((refusal, headers.to_vec(), body)))),
+                verify: None,
             }
+        }
+
+        fn verify_answers(mut self, status: StatusCode, body: Value) -> Self {
+            self.verify = Some((status, vec![], body));
+            self
         }
 
         fn answer(&self, req: &Request<Full<Bytes>>) -> Response<Full<Bytes>> {
@@ -403,7 +411,7 @@ mod tests {
             let (status, headers, body) = match path.as_str() {
                 "/auth/login" => tokens("a1"),
                 "/auth/refresh" => tokens("a2"),
-                "/auth/mfa/verify" => tokens("a3"),
+                "/auth/mfa/verify" => self.verify.clone().unwrap_or_else(|| tokens("a3")),
                 _ => self
                     .refusal
                     .lock()
@@ -541,5 +549,30 @@ mod tests {
         let (_, status) = call_api(&server, &ManualClock::new(T0), 300).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(server.log(), ["POST /auth/login ", "GET /api a1"]);
+    }
+
+    #[tokio::test]
+    async fn a_challenge_the_server_refuses_is_not_retried() {
+        for (status, code) in [
+            (StatusCode::UNAUTHORIZED, "mfa_token_expired"),
+            (StatusCode::NOT_FOUND, "mfa_token_not_found"),
+            (StatusCode::BAD_REQUEST, "mfa_token_invalid"),
+        ] {
+            let server = Server::new(StatusCode::FORBIDDEN, &[], step_up(Some(42)))
+                .verify_answers(status, json!({ "error": code }));
+            let (auth, answer) = call_api(&server, &ManualClock::new(T0), 1).await;
+            assert_eq!(answer, StatusCode::FORBIDDEN, "{code}: the 403 goes back");
+            assert_eq!(
+                server.log(),
+                [
+                    "POST /auth/login ",
+                    "GET /api a1",
+                    "POST /auth/mfa/verify a1"
+                ],
+                "{code}: no retry"
+            );
+            let state = auth.state().await;
+            assert_eq!(state.session().unwrap().access_token.expose(), "a1");
+        }
     }
 }

@@ -463,8 +463,8 @@ where
         Ok(state.clone())
     }
 
-    /// Sends the code, unless the challenge has expired: `false` if nothing was sent
-    /// (the state then says why).
+    /// Sends the code, unless the challenge has expired. `true` if the server verified
+    /// it; otherwise the state says why not.
     async fn submit_locked(&self, state: &mut State, proof: Proof) -> Result<bool, ClientError> {
         state.transition(Event::SubmitCode { now: self.now() })?;
         let (token, bearer) = match &*state {
@@ -520,8 +520,9 @@ where
                 return Err(answer.unexpected());
             }
         };
+        let verified = matches!(event, Event::CodeVerified(_));
         state.transition(event)?;
-        Ok(true)
+        Ok(verified)
     }
 
     /// The access token, refreshed first if it has expired (or expires within
@@ -629,17 +630,15 @@ where
             state.transition(Event::StepUpAbandoned)?;
             return Ok(false);
         };
-        if !self.submit_locked(&mut state, proof).await? {
-            // The challenge expired before the code came: nothing was sent, the session
-            // is as it was, and a retry would only be challenged again.
-            return Ok(false);
-        }
+        let verified = self.submit_locked(&mut state, proof).await?;
         if let State::StepUpRequired(_) = *state {
             // A wrong code: give the challenge up; the caller gets the 403.
             state.transition(Event::StepUpAbandoned)?;
-            return Ok(false);
         }
-        Ok(matches!(*state, State::SignedIn(_)))
+        // Only a verified code elevates the session. A challenge that expired (before
+        // the code came, or at the server) or was refused leaves it as it was: a retry
+        // would only be challenged again.
+        Ok(verified)
     }
 
     /// The access token was refused as expired although the client thought it good
