@@ -10,8 +10,8 @@
 //! completes the challenge and retries the original request once.
 //!
 //! The client reads the server's answers by the codes and members of
-//! [`wire`](crate::wire) ([`ErrorCode`], `token_expired`,
-//! `expires_in`), never by their English descriptions.
+//! [`wire`](crate::wire) ([`ErrorCode`], `token_expired`, `expires_in`), never by their
+//! English descriptions.
 //!
 //! Any `tower::Service<http::Request<Full<Bytes>>>` that returns `http::Response<B>` can
 //! carry the requests; [`AuthClient::http`] uses hyper-util's client (plain HTTP; bring
