@@ -169,6 +169,7 @@ pub mod layer;
 pub mod policy;
 mod random;
 pub mod token;
+pub mod wire;
 
 // The completion side (feature `server`, on by default).
 #[cfg(feature = "server")]

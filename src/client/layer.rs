@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{Either, Full};
@@ -18,6 +18,8 @@ use tower_service::Service;
 use super::{
     bearer_value, field, read, AuthClient, BoxError, Challenge, ClientError, CodeProvider,
 };
+use crate::layer::DEFAULT_MFA_TOKEN_TTL;
+use crate::wire::{ErrorCode, EXPIRES_IN, TOKEN_EXPIRED};
 
 /// Wraps an HTTP service with an [`AuthClient`]'s session. Built by
 /// [`AuthClient::layer`].
@@ -61,6 +63,20 @@ impl<S, P, T> Layer<T> for AuthLayer<S, P> {
 /// mfa_required` is completed with a code from the [`CodeProvider`] and the request is
 /// retried once; an access token the server finds expired is refreshed and the request
 /// retried once.
+///
+/// What the answers mean is read from their JSON bodies, by the codes of
+/// [`wire`](crate::wire):
+/// - expired: a `401` whose `error` is `invalid_token` and whose body says
+///   `"token_expired": true` ([`wire::TOKEN_EXPIRED`](crate::wire::TOKEN_EXPIRED)). The
+///   English `error_description` and the `WWW-Authenticate` header are not read: a
+///   server that does not send the member (older versions of this crate) gets its `401`
+///   back to the caller, and the client's own clock refreshes the token before it
+///   expires anyway.
+/// - step-up: an `error` of `mfa_required` with an `mfa_token`; the challenge lives
+///   `expires_in` seconds ([`wire::EXPIRES_IN`](crate::wire::EXPIRES_IN)), or, from a
+///   server that does not send it, [`DEFAULT_MFA_TOKEN_TTL`](crate::layer::DEFAULT_MFA_TOKEN_TTL)
+///   (300 s, the server's default). A code is not sent for a challenge past its
+///   lifetime.
 ///
 /// # Security
 /// All of that only for requests to the [`AuthClient`]'s origin (its base URL's scheme,
@@ -150,51 +166,29 @@ where
                 .call(again(&token)?)
                 .await
                 .map_err(|e| ClientError::Transport(e.into()))?;
-            let status = res.status();
-            if status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED {
-                return Ok(res.map(Either::Left));
-            }
-            let expired = status == StatusCode::UNAUTHORIZED
-                && res
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.contains("invalid_token") && v.contains("expired"));
-            let json = res
-                .headers()
-                .get(CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-            if !expired && !json {
+            if !is_json_refusal(&res) {
                 return Ok(res.map(Either::Left));
             }
             let (res_parts, res_body) = res.into_parts();
             let res_bytes = read(res_body).await?;
-            let retried = if expired {
-                client.expired_by_server(&token).await?;
-                true
-            } else {
-                let detail: Value = serde_json::from_slice(&res_bytes).unwrap_or(Value::Null);
-                match (
-                    field(&detail, "error").as_str(),
-                    field(&detail, "mfa_token").as_str(),
-                ) {
-                    (Some("mfa_required"), Some(mfa_token)) => {
-                        let challenge = Challenge {
-                            method: parts.method.clone(),
-                            uri: parts.uri.clone(),
-                            description: field(&detail, "error_description")
-                                .as_str()
-                                .map(str::to_owned),
-                            requirements: field(&detail, "mfa_requirements").clone(),
-                        };
-                        // The server's default lifetime; the server decides in the end.
-                        let expires_in = field(&detail, "expires_in").as_u64().unwrap_or(300);
-                        client
-                            .step_up(challenge, mfa_token, expires_in, &*codes)
-                            .await?
-                    }
-                    _ => false,
+            let detail: Value = serde_json::from_slice(&res_bytes).unwrap_or(Value::Null);
+            let retried = match react(res_parts.status, &detail) {
+                Reaction::Refresh => {
+                    client.expired_by_server(&token).await?;
+                    true
                 }
+                Reaction::StepUp(step_up) => {
+                    let challenge = Challenge {
+                        method: parts.method.clone(),
+                        uri: parts.uri.clone(),
+                        description: step_up.description,
+                        requirements: step_up.requirements,
+                    };
+                    client
+                        .step_up(challenge, &step_up.mfa_token, step_up.expires_in, &*codes)
+                        .await?
+                }
+                Reaction::PassOn => false,
             };
             if !retried {
                 return Ok(Response::from_parts(
@@ -206,5 +200,379 @@ where
             let res = super::send(retry, again(&token)?).await?;
             Ok(res.map(Either::Left))
         })
+    }
+}
+
+/// Whether an answer may ask the layer for something: a `401` or `403` with a JSON body
+/// (only then is the body read).
+fn is_json_refusal<B>(res: &Response<B>) -> bool {
+    matches!(
+        res.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) && res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+}
+
+/// A step-up challenge, as the denial's body gives it.
+#[derive(Debug, PartialEq)]
+struct StepUpDetail {
+    mfa_token: String,
+    /// Seconds the challenge lives.
+    expires_in: u64,
+    description: Option<String>,
+    requirements: Value,
+}
+
+/// What an answer from the own origin asks the layer to do.
+#[derive(Debug, PartialEq)]
+enum Reaction {
+    /// The access token has expired: refresh it, retry the request.
+    Refresh,
+    /// A step-up challenge: complete it, retry the request.
+    StepUp(StepUpDetail),
+    /// Anything else: the answer goes back to the caller as it is.
+    PassOn,
+}
+
+/// Reads a refusal's JSON body (see [`AuthService`]).
+fn react(status: StatusCode, detail: &Value) -> Reaction {
+    let code = field(detail, "error")
+        .as_str()
+        .and_then(ErrorCode::from_code);
+    match code {
+        Some(ErrorCode::InvalidToken)
+            if status == StatusCode::UNAUTHORIZED
+                && field(detail, TOKEN_EXPIRED).as_bool() == Some(true) =>
+        {
+            Reaction::Refresh
+        }
+        Some(ErrorCode::MfaRequired) => match field(detail, "mfa_token").as_str() {
+            Some(mfa_token) => Reaction::StepUp(StepUpDetail {
+                mfa_token: mfa_token.to_owned(),
+                expires_in: field(detail, EXPIRES_IN)
+                    .as_u64()
+                    .unwrap_or(DEFAULT_MFA_TOKEN_TTL.as_secs()),
+                description: field(detail, "error_description")
+                    .as_str()
+                    .map(str::to_owned),
+                requirements: field(detail, "mfa_requirements").clone(),
+            }),
+            None => Reaction::PassOn,
+        },
+        _ => Reaction::PassOn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+    use crate::client::Proof;
+    use crate::flow::State;
+    use crate::ManualClock;
+
+    const BASE: &str = "http://api.example";
+    const T0: u64 = 1_700_000_000;
+
+    /// The expired-token denial of the agreed contract.
+    fn expired() -> Value {
+        json!({
+            "error": "invalid_token",
+            "error_description": "the access token has expired",
+            "token_expired": true,
+        })
+    }
+
+    fn step_up(expires_in: Option<u64>) -> Value {
+        let mut body = json!({
+            "error": "mfa_required",
+            "error_description": "a stronger or more recent authentication is required",
+            "mfa_token": "sealed-mfa-token",
+            "mfa_requirements": { "challenge": [{ "type": "otp" }] },
+        });
+        if let (Some(secs), Some(obj)) = (expires_in, body.as_object_mut()) {
+            obj.insert("expires_in".into(), secs.into());
+        }
+        body
+    }
+
+    #[test]
+    fn an_expired_token_is_told_by_the_token_expired_member() {
+        assert_eq!(
+            react(StatusCode::UNAUTHORIZED, &expired()),
+            Reaction::Refresh
+        );
+        let mut not_expired = expired();
+        not_expired["token_expired"] = json!(false);
+        let mut as_text = expired();
+        as_text["token_expired"] = json!("true");
+        let mut absent = expired();
+        absent.as_object_mut().unwrap().remove("token_expired");
+        let mut other_code = expired();
+        other_code["error"] = json!("mfa_incomplete");
+        for (status, body) in [
+            (StatusCode::UNAUTHORIZED, not_expired),
+            (StatusCode::UNAUTHORIZED, as_text),
+            // The old form: only the English description says "expired".
+            (StatusCode::UNAUTHORIZED, absent),
+            (StatusCode::UNAUTHORIZED, other_code),
+            (StatusCode::FORBIDDEN, expired()),
+            (StatusCode::UNAUTHORIZED, Value::Null),
+        ] {
+            assert_eq!(react(status, &body), Reaction::PassOn, "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn a_step_up_lives_its_expires_in_or_the_default() {
+        let detail = |secs| StepUpDetail {
+            mfa_token: "sealed-mfa-token".into(),
+            expires_in: secs,
+            description: Some("a stronger or more recent authentication is required".into()),
+            requirements: json!({ "challenge": [{ "type": "otp" }] }),
+        };
+        for status in [StatusCode::FORBIDDEN, StatusCode::UNAUTHORIZED] {
+            assert_eq!(
+                react(status, &step_up(Some(42))),
+                Reaction::StepUp(detail(42))
+            );
+            assert_eq!(
+                react(status, &step_up(None)),
+                Reaction::StepUp(detail(300)),
+                "the server's default when the member is absent"
+            );
+        }
+        let mut bad = step_up(None);
+        bad["expires_in"] = json!("42");
+        assert_eq!(
+            react(StatusCode::FORBIDDEN, &bad),
+            Reaction::StepUp(detail(300))
+        );
+        let mut no_token = step_up(Some(42));
+        no_token.as_object_mut().unwrap().remove("mfa_token");
+        assert_eq!(react(StatusCode::FORBIDDEN, &no_token), Reaction::PassOn);
+        let mut unknown = step_up(Some(42));
+        unknown["error"] = json!("mfa_requried");
+        assert_eq!(react(StatusCode::FORBIDDEN, &unknown), Reaction::PassOn);
+    }
+
+    /// A canned server: login, refresh and verify answer tokens; `GET /api` answers the
+    /// `refusal` once, then `200`. Every request is logged as `METHOD path token`.
+    #[derive(Clone)]
+    struct Server {
+        log: Arc<Mutex<Vec<String>>>,
+        refusal: Arc<Mutex<Option<Canned>>>,
+        /// The verify endpoint's answer, if not tokens.
+        verify: Option<Canned>,
+    }
+
+    /// An answer: status, headers, JSON body.
+    type Canned = (StatusCode, Vec<(&'static str, &'static str)>, Value);
+
+    fn tokens(access: &str) -> Canned {
+        let body = json!({
+            "access_token": access, "token_type": "Bearer", "expires_in": 900,
+            "refresh_token": format!("refresh-of-{access}"),
+        });
+        (StatusCode::OK, vec![], body)
+    }
+
+    impl Server {
+        fn new(refusal: StatusCode, headers: &[(&'static str, &'static str)], body: Value) -> Self {
+            Self {
+                log: Arc::default(),
+                refusal: Arc::new(Mutex::new(Some((refusal, headers.to_vec(), body)))),
+                verify: None,
+            }
+        }
+
+        fn verify_answers(mut self, status: StatusCode, body: Value) -> Self {
+            self.verify = Some((status, vec![], body));
+            self
+        }
+
+        fn answer(&self, req: &Request<Full<Bytes>>) -> Response<Full<Bytes>> {
+            let token = req
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().trim_start_matches("Bearer ").to_owned())
+                .unwrap_or_default();
+            let path = req.uri().path().to_owned();
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} {path} {token}", req.method()));
+            let (status, headers, body) = match path.as_str() {
+                "/auth/login" => tokens("a1"),
+                "/auth/refresh" => tokens("a2"),
+                "/auth/mfa/verify" => self.verify.clone().unwrap_or_else(|| tokens("a3")),
+                _ => self
+                    .refusal
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap_or_else(|| (StatusCode::OK, vec![], json!({ "ok": true }))),
+            };
+            let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+            *res.status_mut() = status;
+            res.headers_mut()
+                .insert(CONTENT_TYPE, "application/json".parse().unwrap());
+            for (name, value) in headers {
+                res.headers_mut().insert(name, value.parse().unwrap());
+            }
+            res
+        }
+
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    type Http = tower::util::BoxCloneSyncService<
+        Request<Full<Bytes>>,
+        Response<Full<Bytes>>,
+        std::convert::Infallible,
+    >;
+
+    fn http(server: &Server) -> Http {
+        let server = server.clone();
+        Http::new(service_fn(move |req: Request<Full<Bytes>>| {
+            let res = server.answer(&req);
+            async move { Ok(res) }
+        }))
+    }
+
+    async fn signed_in(server: &Server, clock: &ManualClock) -> AuthClient<Http> {
+        let auth = AuthClient::<()>::builder(BASE)
+            .clock(clock.clone())
+            .build(http(server))
+            .unwrap();
+        let state = auth.login("alice", "alice-password").await.unwrap();
+        assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+        auth
+    }
+
+    /// `GET /api` through the layer; the provider moves the clock by `delay` before it
+    /// gives a code (the user takes that long).
+    async fn call_api(
+        server: &Server,
+        clock: &ManualClock,
+        delay: u64,
+    ) -> (AuthClient<Http>, StatusCode) {
+        let auth = signed_in(server, clock).await;
+        let clock = clock.clone();
+        let codes = move |_: Challenge| {
+            clock.advance(delay);
+            std::future::ready(Some(Proof::Totp("123456".into())))
+        };
+        let api = auth.layer(codes).layer(http(server));
+        let req = Request::get(format!("{BASE}/api"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = api.oneshot(req).await.unwrap();
+        (auth, res.status())
+    }
+
+    #[tokio::test]
+    async fn a_token_the_server_says_expired_is_refreshed_and_the_request_retried() {
+        let server = Server::new(StatusCode::UNAUTHORIZED, &[], expired());
+        let (auth, status) = call_api(&server, &ManualClock::new(T0), 0).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            server.log(),
+            [
+                "POST /auth/login ",
+                "GET /api a1",
+                "POST /auth/refresh ",
+                "GET /api a2"
+            ]
+        );
+        let state = auth.state().await;
+        assert_eq!(state.session().unwrap().access_token.expose(), "a2");
+    }
+
+    #[tokio::test]
+    async fn the_english_word_expired_is_not_read() {
+        let mut body = expired();
+        body.as_object_mut().unwrap().remove("token_expired");
+        let challenge = (
+            "www-authenticate",
+            r#"Bearer error="invalid_token", error_description="the access token has expired""#,
+        );
+        let server = Server::new(StatusCode::UNAUTHORIZED, &[challenge], body);
+        let (auth, status) = call_api(&server, &ManualClock::new(T0), 0).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "returned to the caller");
+        assert_eq!(server.log(), ["POST /auth/login ", "GET /api a1"]);
+        let state = auth.state().await;
+        assert_eq!(state.session().unwrap().access_token.expose(), "a1");
+    }
+
+    #[tokio::test]
+    async fn a_step_up_code_is_sent_within_the_challenges_expires_in() {
+        let server = Server::new(StatusCode::FORBIDDEN, &[], step_up(Some(42)));
+        let (_, status) = call_api(&server, &ManualClock::new(T0), 41).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            server.log(),
+            [
+                "POST /auth/login ",
+                "GET /api a1",
+                "POST /auth/mfa/verify a1",
+                "GET /api a3"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_code_is_sent_for_a_challenge_past_its_expires_in() {
+        let server = Server::new(StatusCode::FORBIDDEN, &[], step_up(Some(42)));
+        let (auth, status) = call_api(&server, &ManualClock::new(T0), 42).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "the 403 goes back");
+        assert_eq!(server.log(), ["POST /auth/login ", "GET /api a1"]);
+        assert!(matches!(auth.state().await, State::SignedIn(_)));
+    }
+
+    #[tokio::test]
+    async fn without_expires_in_a_challenge_lives_the_servers_default() {
+        let server = Server::new(StatusCode::FORBIDDEN, &[], step_up(None));
+        let (_, status) = call_api(&server, &ManualClock::new(T0), 299).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(server.log().len(), 4, "{:?}", server.log());
+
+        let server = Server::new(StatusCode::FORBIDDEN, &[], step_up(None));
+        let (_, status) = call_api(&server, &ManualClock::new(T0), 300).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(server.log(), ["POST /auth/login ", "GET /api a1"]);
+    }
+
+    #[tokio::test]
+    async fn a_challenge_the_server_refuses_is_not_retried() {
+        for (status, code) in [
+            (StatusCode::UNAUTHORIZED, "mfa_token_expired"),
+            (StatusCode::NOT_FOUND, "mfa_token_not_found"),
+            (StatusCode::BAD_REQUEST, "mfa_token_invalid"),
+        ] {
+            let server = Server::new(StatusCode::FORBIDDEN, &[], step_up(Some(42)))
+                .verify_answers(status, json!({ "error": code }));
+            let (auth, answer) = call_api(&server, &ManualClock::new(T0), 1).await;
+            assert_eq!(answer, StatusCode::FORBIDDEN, "{code}: the 403 goes back");
+            assert_eq!(
+                server.log(),
+                [
+                    "POST /auth/login ",
+                    "GET /api a1",
+                    "POST /auth/mfa/verify a1"
+                ],
+                "{code}: no retry"
+            );
+            let state = auth.state().await;
+            assert_eq!(state.session().unwrap().access_token.expose(), "a1");
+        }
     }
 }

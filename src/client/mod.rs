@@ -9,6 +9,10 @@
 //! needed), and on `403 mfa_required` it asks your [`CodeProvider`] for a code,
 //! completes the challenge and retries the original request once.
 //!
+//! The client reads the server's answers by the codes and members of
+//! [`wire`](crate::wire) ([`ErrorCode`], `token_expired`, `expires_in`), never by their
+//! English descriptions.
+//!
 //! Any `tower::Service<http::Request<Full<Bytes>>>` that returns `http::Response<B>` can
 //! carry the requests; [`AuthClient::http`] uses hyper-util's client (plain HTTP; bring
 //! your own connector for TLS with [`AuthClient::builder`]).
@@ -56,6 +60,7 @@ use tower_service::Service;
 pub use self::layer::{AuthLayer, AuthService, ResponseFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::flow::{ErrorReason, Event, IllegalTransition, Secret, Session, State, StateName};
+use crate::wire::ErrorCode;
 
 /// A boxed error from the HTTP service.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -307,8 +312,14 @@ struct Answer {
 }
 
 impl Answer {
+    /// The body's `error`, as written (empty if there is none).
     fn error(&self) -> &str {
         field(&self.body, "error").as_str().unwrap_or("")
+    }
+
+    /// The body's `error`, if it is a code of the wire contract.
+    fn code(&self) -> Option<ErrorCode> {
+        ErrorCode::from_code(self.error())
     }
 
     fn unexpected(&self) -> ClientError {
@@ -452,13 +463,15 @@ where
         Ok(state.clone())
     }
 
-    async fn submit_locked(&self, state: &mut State, proof: Proof) -> Result<(), ClientError> {
+    /// Sends the code, unless the challenge has expired. `true` if the server verified
+    /// it; otherwise the state says why not.
+    async fn submit_locked(&self, state: &mut State, proof: Proof) -> Result<bool, ClientError> {
         state.transition(Event::SubmitCode { now: self.now() })?;
         let (token, bearer) = match &*state {
             State::MfaRequired(p) => (p.partial_token.clone(), None),
             State::StepUpRequired(s) => (s.mfa_token.clone(), Some(s.session.access_token.clone())),
             // Expired before sending: the transition said so.
-            _ => return Ok(()),
+            _ => return Ok(false),
         };
         let body = match &proof {
             Proof::Totp(code) => json!({ "mfa_token": token.expose(), "code": code }),
@@ -477,11 +490,11 @@ where
             }
         };
         let now = self.now();
-        let event = match (answer.status, answer.error()) {
+        let event = match (answer.status, answer.code()) {
             (StatusCode::OK, _) => {
                 Event::CodeVerified(answer.session(now).ok_or_else(|| answer.unexpected())?)
             }
-            (StatusCode::UNAUTHORIZED, "invalid_code") => Event::CodeRejected {
+            (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidCode)) => Event::CodeRejected {
                 attempts_remaining: field(&answer.body, "attempts_remaining")
                     .as_u64()
                     .and_then(|n| u32::try_from(n).ok()),
@@ -490,9 +503,15 @@ where
                 retry_after: answer.retry_after(),
                 now,
             },
-            (_, "mfa_token_expired") => Event::RequestFailed(ErrorReason::ChallengeExpired),
-            (_, "mfa_token_not_found") => Event::RequestFailed(ErrorReason::ChallengeNotFound),
-            (_, "mfa_token_invalid") => Event::RequestFailed(ErrorReason::ChallengeInvalid),
+            (_, Some(ErrorCode::MfaTokenExpired)) => {
+                Event::RequestFailed(ErrorReason::ChallengeExpired)
+            }
+            (_, Some(ErrorCode::MfaTokenNotFound)) => {
+                Event::RequestFailed(ErrorReason::ChallengeNotFound)
+            }
+            (_, Some(ErrorCode::MfaTokenInvalid)) => {
+                Event::RequestFailed(ErrorReason::ChallengeInvalid)
+            }
             (status, _) if status.is_server_error() => {
                 Event::RequestFailed(ErrorReason::Unavailable)
             }
@@ -501,8 +520,9 @@ where
                 return Err(answer.unexpected());
             }
         };
+        let verified = matches!(event, Event::CodeVerified(_));
         state.transition(event)?;
-        Ok(())
+        Ok(verified)
     }
 
     /// The access token, refreshed first if it has expired (or expires within
@@ -610,13 +630,15 @@ where
             state.transition(Event::StepUpAbandoned)?;
             return Ok(false);
         };
-        self.submit_locked(&mut state, proof).await?;
+        let verified = self.submit_locked(&mut state, proof).await?;
         if let State::StepUpRequired(_) = *state {
             // A wrong code: give the challenge up; the caller gets the 403.
             state.transition(Event::StepUpAbandoned)?;
-            return Ok(false);
         }
-        Ok(matches!(*state, State::SignedIn(_)))
+        // Only a verified code elevates the session. A challenge that expired (before
+        // the code came, or at the server) or was refused leaves it as it was: a retry
+        // would only be challenged again.
+        Ok(verified)
     }
 
     /// The access token was refused as expired although the client thought it good

@@ -7,7 +7,11 @@ use http::header::{
 use http::{Response, StatusCode};
 use serde_json::json;
 
-/// Why a completion endpoint refused a request.
+use crate::wire::ErrorCode;
+
+/// Why a completion endpoint refused a request. Several reasons may share one wire
+/// [`ErrorCode`] (its [`code`](ErrorKind::code)): a client reads the code, the server's
+/// audit events and the response extensions keep the reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -54,17 +58,17 @@ pub struct ErrorRow {
     /// Its status.
     pub status: StatusCode,
     /// The body's `error` code.
-    pub error: &'static str,
+    pub error: ErrorCode,
     /// The default `error_description`.
     pub description: &'static str,
 }
 
 macro_rules! rows {
-    ($($name:ident: $kind:ident, $status:ident, $error:literal, $desc:literal;)*) => {
+    ($($name:ident: $kind:ident, $status:ident, $error:ident, $desc:literal;)*) => {
         $(const $name: ErrorRow = ErrorRow {
             kind: ErrorKind::$kind,
             status: StatusCode::$status,
-            error: $error,
+            error: ErrorCode::$error,
             description: $desc,
         };)*
 
@@ -83,21 +87,21 @@ macro_rules! rows {
 }
 
 rows! {
-    INVALID_REQUEST: InvalidRequest, BAD_REQUEST, "invalid_request", "the request is malformed";
-    PAYLOAD_TOO_LARGE: PayloadTooLarge, PAYLOAD_TOO_LARGE, "invalid_request", "the request body is too large";
-    METHOD_NOT_ALLOWED: MethodNotAllowed, METHOD_NOT_ALLOWED, "invalid_request", "use POST";
-    INVALID_CREDENTIALS: InvalidCredentials, UNAUTHORIZED, "invalid_credentials", "invalid username or password";
-    MFA_TOKEN_INVALID: MfaTokenInvalid, BAD_REQUEST, "mfa_token_invalid", "the mfa_token is invalid";
-    MFA_TOKEN_EXPIRED: MfaTokenExpired, UNAUTHORIZED, "mfa_token_expired", "the mfa_token has expired; start again";
-    MFA_TOKEN_NOT_FOUND: MfaTokenNotFound, NOT_FOUND, "mfa_token_not_found", "the mfa_token was already used or is unknown; start again";
-    INVALID_CODE: InvalidCode, UNAUTHORIZED, "invalid_code", "the code is wrong";
-    TOO_MANY_ATTEMPTS: TooManyAttempts, TOO_MANY_REQUESTS, "too_many_attempts", "too many wrong codes; try again later";
-    ENROLLMENT_ALREADY_CONFIRMED: EnrollmentAlreadyConfirmed, CONFLICT, "enrollment_already_confirmed", "this enrollment was confirmed already";
-    REAUTHENTICATION_REQUIRED: ReauthenticationRequired, FORBIDDEN, "reauthentication_required", "changing factors needs a recent sign-in; sign in again";
-    INVALID_GRANT: InvalidGrant, BAD_REQUEST, "invalid_grant", "the refresh token is invalid, expired or revoked";
-    UNAUTHORIZED: Unauthorized, UNAUTHORIZED, "unauthorized", "an access token is required";
-    TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, "temporarily_unavailable", "the service is temporarily unavailable; try again";
-    SERVER_ERROR: ServerError, INTERNAL_SERVER_ERROR, "server_error", "the request could not be completed";
+    INVALID_REQUEST: InvalidRequest, BAD_REQUEST, InvalidRequest, "the request is malformed";
+    PAYLOAD_TOO_LARGE: PayloadTooLarge, PAYLOAD_TOO_LARGE, InvalidRequest, "the request body is too large";
+    METHOD_NOT_ALLOWED: MethodNotAllowed, METHOD_NOT_ALLOWED, InvalidRequest, "use POST";
+    INVALID_CREDENTIALS: InvalidCredentials, UNAUTHORIZED, InvalidCredentials, "invalid username or password";
+    MFA_TOKEN_INVALID: MfaTokenInvalid, BAD_REQUEST, MfaTokenInvalid, "the mfa_token is invalid";
+    MFA_TOKEN_EXPIRED: MfaTokenExpired, UNAUTHORIZED, MfaTokenExpired, "the mfa_token has expired; start again";
+    MFA_TOKEN_NOT_FOUND: MfaTokenNotFound, NOT_FOUND, MfaTokenNotFound, "the mfa_token was already used or is unknown; start again";
+    INVALID_CODE: InvalidCode, UNAUTHORIZED, InvalidCode, "the code is wrong";
+    TOO_MANY_ATTEMPTS: TooManyAttempts, TOO_MANY_REQUESTS, TooManyAttempts, "too many wrong codes; try again later";
+    ENROLLMENT_ALREADY_CONFIRMED: EnrollmentAlreadyConfirmed, CONFLICT, EnrollmentAlreadyConfirmed, "this enrollment was confirmed already";
+    REAUTHENTICATION_REQUIRED: ReauthenticationRequired, FORBIDDEN, ReauthenticationRequired, "changing factors needs a recent sign-in; sign in again";
+    INVALID_GRANT: InvalidGrant, BAD_REQUEST, InvalidGrant, "the refresh token is invalid, expired or revoked";
+    UNAUTHORIZED: Unauthorized, UNAUTHORIZED, Unauthorized, "an access token is required";
+    TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, TemporarilyUnavailable, "the service is temporarily unavailable; try again";
+    SERVER_ERROR: ServerError, INTERNAL_SERVER_ERROR, ServerError, "the request could not be completed";
 }
 
 /// A refusal on its way to the wire.
@@ -150,7 +154,7 @@ impl Failure {
     pub(crate) fn into_response(self) -> Response<Bytes> {
         let row = self.kind.row();
         let mut body = json!({
-            "error": row.error,
+            "error": row.error.as_str(),
             "error_description": self.description.unwrap_or(row.description),
         });
         if let (Some(n), Some(obj)) = (self.attempts_remaining, body.as_object_mut()) {
@@ -179,13 +183,18 @@ impl Failure {
 }
 
 impl ErrorKind {
+    /// The wire `error` code of this reason (its row's).
+    pub fn code(self) -> ErrorCode {
+        self.row().error
+    }
+
     /// The `reason` of this failure's audit event: the `error` code, but distinct for
     /// the rows that share one.
     pub(crate) fn reason(self) -> &'static str {
         match self {
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
-            other => other.row().error,
+            other => other.code().as_str(),
         }
     }
 }
@@ -213,5 +222,76 @@ impl From<super::BackendError> for Failure {
     fn from(e: super::BackendError) -> Self {
         tracing::error!(error = %e, "backend failed; refusing the request");
         Failure::new(ErrorKind::TemporarilyUnavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::challenge::DENIAL_TABLE;
+
+    /// The codes as they were written before the enum: the wire does not change.
+    const PINNED: &[(ErrorKind, &str)] = &[
+        (ErrorKind::InvalidRequest, "invalid_request"),
+        (ErrorKind::PayloadTooLarge, "invalid_request"),
+        (ErrorKind::MethodNotAllowed, "invalid_request"),
+        (ErrorKind::InvalidCredentials, "invalid_credentials"),
+        (ErrorKind::MfaTokenInvalid, "mfa_token_invalid"),
+        (ErrorKind::MfaTokenExpired, "mfa_token_expired"),
+        (ErrorKind::MfaTokenNotFound, "mfa_token_not_found"),
+        (ErrorKind::InvalidCode, "invalid_code"),
+        (ErrorKind::TooManyAttempts, "too_many_attempts"),
+        (
+            ErrorKind::EnrollmentAlreadyConfirmed,
+            "enrollment_already_confirmed",
+        ),
+        (
+            ErrorKind::ReauthenticationRequired,
+            "reauthentication_required",
+        ),
+        (ErrorKind::InvalidGrant, "invalid_grant"),
+        (ErrorKind::Unauthorized, "unauthorized"),
+        (ErrorKind::TemporarilyUnavailable, "temporarily_unavailable"),
+        (ErrorKind::ServerError, "server_error"),
+    ];
+
+    fn body_error(kind: ErrorKind) -> String {
+        let res = Failure::new(kind).into_response();
+        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        body["error"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn every_row_writes_its_code_and_reads_back() {
+        assert_eq!(ERROR_TABLE.len(), PINNED.len());
+        for (row, &(kind, code)) in ERROR_TABLE.iter().zip(PINNED) {
+            assert_eq!(row.kind, kind);
+            assert_eq!(row.error.as_str(), code, "{kind:?}");
+            assert_eq!(kind.code(), row.error, "{kind:?}");
+            assert_eq!(body_error(kind), code, "{kind:?} on the wire");
+            assert_eq!(ErrorCode::from_code(&body_error(kind)), Some(row.error));
+        }
+    }
+
+    #[test]
+    fn the_enum_is_exactly_the_codes_of_both_tables() {
+        let written: HashSet<&str> = ERROR_TABLE
+            .iter()
+            .map(|row| row.error.as_str())
+            .chain(DENIAL_TABLE.iter().map(|row| row.error))
+            .collect();
+        let known: HashSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(written, known);
+    }
+
+    #[test]
+    fn the_audit_reason_tells_apart_the_rows_that_share_a_code() {
+        let reasons: HashSet<&str> = ERROR_TABLE.iter().map(|r| r.kind.reason()).collect();
+        assert_eq!(reasons.len(), ERROR_TABLE.len());
+        assert_eq!(ErrorKind::PayloadTooLarge.reason(), "payload_too_large");
+        assert_eq!(ErrorKind::MethodNotAllowed.reason(), "method_not_allowed");
+        assert_eq!(ErrorKind::InvalidGrant.reason(), "invalid_grant");
     }
 }

@@ -290,7 +290,8 @@ pub enum Event {
     StepUpChallenged {
         /// The mfa_token.
         mfa_token: Secret,
-        /// Its lifetime in seconds (the server's default is 300).
+        /// Its lifetime in seconds: the step-up denial's `expires_in`
+        /// ([`wire::EXPIRES_IN`](crate::wire::EXPIRES_IN)).
         expires_in: u64,
         /// When the answer arrived.
         now: u64,
@@ -298,7 +299,7 @@ pub enum Event {
     /// The step-up challenge is given up (expired, locked out, or abandoned).
     StepUpAbandoned,
     /// The access token expired (the clock passed it, or a route said `invalid_token`
-    /// for an expired token).
+    /// with `"token_expired": true`, [`wire::TOKEN_EXPIRED`](crate::wire::TOKEN_EXPIRED)).
     TokenExpired,
     /// The refresh endpoint issued a new session.
     Refreshed(Session),
