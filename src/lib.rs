@@ -104,6 +104,7 @@
 //! - [`layer`]: [`Guard`], [`StepUpLayer`], [`StepUpService`].
 //! - [`challenge`]: the sealed `mfa_token` and the denial responses.
 //! - [`audit`]: one structured `tracing` event per security decision, and counters.
+//! - [`wire`]: the `error` codes on the wire, one enum for the server and the client.
 //!
 //! The completion side (feature `server`, on by default):
 //! - `complete`: the mountable endpoints that complete MFA: login, verify, enroll,
