@@ -853,3 +853,145 @@ async fn cached_tokens_get_the_answers_of_the_full_path() {
     let r = send(&fx, get("/api/me", Some(&token))).await;
     assert_eq!(r.denial, Some(DenialKind::ExpiredToken));
 }
+
+/// Status, headers (sorted, the mfa_token's value masked) and body of a response.
+async fn snapshot<B>(res: Response<B>) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut out = format!("{}\n", res.status().as_u16());
+    let mut headers: Vec<String> = res
+        .headers()
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+        .collect();
+    headers.sort();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    for h in headers {
+        out.push_str(&h);
+        out.push('\n');
+    }
+    out.push_str(&String::from_utf8(bytes.to_vec()).unwrap());
+    mask_mfa_token(&out)
+}
+
+/// Replaces every `eyJ…` JWE (five dot-separated parts) with `<mfa_token>`.
+fn mask_mfa_token(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("eyJ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .unwrap_or(tail.len());
+        out.push_str("<mfa_token>");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every triggerable denial, over HTTP (`GET`) and gRPC (`POST` with a gRPC content
+/// type), rendered byte for byte: what the layer answers is pinned here.
+async fn rendered_denials(fx: &Fixture) -> Vec<(String, String)> {
+    let expired = {
+        let token = fx.pwd_token();
+        fx.clock.advance(900 + 5);
+        token
+    };
+    let partial = fx.partial_token();
+    let pwd = fx.pwd_token();
+    let cases: Vec<(&str, Policy, String, Option<String>)> = vec![
+        ("missing", Policy::authenticated(), "/me".into(), None),
+        (
+            "invalid",
+            Policy::authenticated(),
+            "/me".into(),
+            Some("not.a.token".into()),
+        ),
+        (
+            "expired",
+            Policy::authenticated(),
+            "/me".into(),
+            Some(expired),
+        ),
+        (
+            "partial",
+            Policy::authenticated(),
+            "/me".into(),
+            Some(partial),
+        ),
+        (
+            "scope",
+            Policy::authenticated().scopes(["billing:read", "admin"]),
+            "/me".into(),
+            Some(pwd.clone()),
+        ),
+        (
+            "step_up",
+            Policy::step_up(
+                StepUp::new()
+                    .amr(["mfa"])
+                    .acr_values(["urn:test:gold"])
+                    .max_age(Duration::from_secs(300)),
+            ),
+            "/billing".into(),
+            Some(pwd.clone()),
+        ),
+        (
+            "too_long",
+            Policy::step_up(billing_requirement()),
+            format!("/files/{}", "a".repeat(5000)),
+            Some(pwd.clone()),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, policy, path, token) in cases {
+        let layer = fx.guard.require(policy).unwrap();
+        for grpc in [false, true] {
+            let mut b = Request::builder().uri(path.as_str());
+            b = if grpc {
+                b.method(Method::POST)
+                    .header("content-type", "application/grpc")
+            } else {
+                b.method(Method::GET)
+            };
+            if let Some(t) = &token {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            let res = layer
+                .layer(service_fn(app))
+                .oneshot(b.body(String::new()).unwrap())
+                .await
+                .unwrap();
+            let label = format!("{name} {}", if grpc { "grpc" } else { "http" });
+            out.push((label, snapshot(res).await));
+        }
+    }
+    fx.clock.set(T0);
+    out
+}
+
+/// The pinned rendering; `UPDATE_GOLDEN=1` rewrites it (then review the diff: on the wire,
+/// changes are additive only).
+const GOLDEN: &str = "tests/golden/denials.txt";
+
+#[tokio::test]
+async fn denials_are_rendered_byte_for_byte() {
+    let fx = fixture();
+    let mut text = String::new();
+    for (label, rendered) in rendered_denials(&fx).await {
+        text.push_str(&format!("==== {label}\n{rendered}\n\n"));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap();
+    for (got, want) in text.lines().zip(golden.lines()) {
+        assert_eq!(got, want);
+    }
+    assert_eq!(text, golden);
+}
