@@ -74,7 +74,7 @@
 mod denial;
 mod mfa_token;
 
-pub(crate) use self::denial::{into_grpc, response, wants_grpc_denial, DenialDetails};
+pub(crate) use self::denial::{grpc_response, http_response, wants_grpc_denial, StepUpChallenge};
 pub use self::denial::{
     Denial, DenialKind, DenialRow, Factor, MfaRequirements, DENIAL_TABLE, GRPC_DETAILS_HEADER,
     GRPC_MFA_TOKEN_HEADER,
