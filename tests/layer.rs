@@ -1273,3 +1273,98 @@ async fn axum_claims_rejection_uses_the_guards_realm_and_rendering() {
         r#"Bearer realm="portal""#
     );
 }
+
+/// The JSON body of an HTTP denial, or the `stepup-details` of a gRPC one.
+async fn details(layer: &StepUpLayer, path: &str, token: &str, grpc: bool) -> Value {
+    let mut b = Request::builder()
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"));
+    b = if grpc {
+        b.method(Method::POST)
+            .header("content-type", "application/grpc+proto")
+    } else {
+        b.method(Method::GET)
+    };
+    let res = layer
+        .layer(service_fn(app))
+        .oneshot(b.body(String::new()).unwrap())
+        .await
+        .unwrap();
+    let text = match res.headers().get("stepup-details") {
+        Some(d) if grpc => d.to_str().unwrap().to_owned(),
+        _ => {
+            assert!(!grpc, "a gRPC denial carries stepup-details");
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn step_up_denial_says_the_configured_mfa_token_lifetime() {
+    for (ttl, strict) in [(120, false), (600, true), (1, false)] {
+        let fx = fixture_with(|b| {
+            b.mfa_token_ttl(Duration::from_secs(ttl))
+                .strict_rfc9470_status(strict)
+        });
+        let layer = fx
+            .guard
+            .require(Policy::step_up(billing_requirement()))
+            .unwrap();
+        for grpc in [false, true] {
+            let body = details(&layer, "/billing", &fx.pwd_token(), grpc).await;
+            assert_eq!(body["error"], "mfa_required", "{ttl} {grpc}");
+            assert_eq!(body["expires_in"], ttl, "{ttl} {grpc}");
+            assert!(body.get("token_expired").is_none());
+            // It is the mfa_token's true lifetime.
+            let claims = fx
+                .guard
+                .sealer()
+                .open(body["mfa_token"].as_str().unwrap(), T0)
+                .unwrap();
+            assert_eq!(claims.exp - claims.iat, ttl);
+        }
+        // Other denials do not carry it.
+        let me = fx.guard.require(Policy::authenticated()).unwrap();
+        for grpc in [false, true] {
+            let body = details(&me, "/me", "not.a.token", grpc).await;
+            assert!(body.get("expires_in").is_none(), "{grpc}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_an_expired_access_token_says_token_expired() {
+    let fx = fixture();
+    let layer = fx.guard.require(Policy::authenticated()).unwrap();
+    let token = fx.pwd_token();
+    let partial = fx.partial_token();
+    fx.clock.advance(900 + 5);
+    for grpc in [false, true] {
+        let body = details(&layer, "/me", &token, grpc).await;
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "invalid_token",
+                "error_description": "the access token has expired",
+                "token_expired": true,
+            }),
+            "{grpc}"
+        );
+        // An expired partial token is no expired access token: no refresh will help.
+        let body = details(&layer, "/me", &partial, grpc).await;
+        assert_eq!(body["error"], "invalid_token");
+        assert!(body.get("token_expired").is_none(), "{grpc}");
+        // A forged one neither.
+        let body = details(&layer, "/me", "not.a.token", grpc).await;
+        assert!(body.get("token_expired").is_none(), "{grpc}");
+    }
+    // The challenge is as before: the field is the machine-readable sign.
+    let r = send_via(&layer, get("/me", Some(&token))).await;
+    assert_eq!(
+        r.www_authenticate.as_deref(),
+        Some(r#"Bearer error="invalid_token", error_description="the access token has expired""#)
+    );
+    assert_eq!(r.denial, Some(DenialKind::ExpiredToken));
+}

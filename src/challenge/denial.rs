@@ -1,5 +1,15 @@
 //! Denial responses: one table, one status, one `error` code and one `WWW-Authenticate`
 //! per reason.
+//!
+//! The layer decides a [`Denial`] and renders it once, at the edge: as HTTP (a JSON body
+//! `{"error","error_description"}` with `Cache-Control: no-store` and the row's
+//! `WWW-Authenticate`) or as a gRPC Trailers-Only response (the same JSON as
+//! `stepup-details` metadata). Two rows add fields to the body:
+//!
+//! | denial | added fields |
+//! | --- | --- |
+//! | [`MfaRequired`](DenialKind::MfaRequired) | `mfa_token`, `mfa_requirements`, and `expires_in`: seconds the mfa_token lives (the guard's `mfa_token_ttl`) |
+//! | [`ExpiredToken`](DenialKind::ExpiredToken) | `"token_expired": true`: the token was genuine but is past its `exp`, so refreshing it helps (`error` stays `invalid_token`, the challenge is as for any invalid token) |
 
 use std::fmt;
 
@@ -18,13 +28,14 @@ pub enum DenialKind {
     MissingCredential,
     /// A malformed, forged, wrong-type or otherwise invalid token.
     InvalidToken,
-    /// A genuine token past its `exp`: refresh it.
+    /// A genuine token past its `exp`: refresh it. The body says `"token_expired": true`.
     ExpiredToken,
     /// A partial token outside the verify endpoint: finish the second factor first.
     MfaIncomplete,
     /// The token lacks a scope the route requires.
     InsufficientScope,
-    /// The route needs a stronger or fresher authentication: an mfa_token is attached.
+    /// The route needs a stronger or fresher authentication: an mfa_token is attached,
+    /// and the body's `expires_in` says how many seconds it lives.
     MfaRequired,
     /// The path of a step-up route is too long to bind into an mfa_token.
     PathTooLong,
@@ -370,7 +381,7 @@ impl Factor {
 }
 
 /// The JSON body of `denial`: `error` and `error_description`; a step-up denial adds
-/// `mfa_token` and `mfa_requirements`.
+/// `expires_in`, `mfa_token` and `mfa_requirements`, an expired token `token_expired`.
 pub(crate) fn json_body(denial: &Denial) -> Bytes {
     let mut body = json!({ "error": denial.error(), "error_description": denial.description });
     if let (Some(token), Some(obj)) = (&denial.mfa_token, body.as_object_mut()) {
@@ -380,6 +391,12 @@ pub(crate) fn json_body(denial: &Denial) -> Bytes {
             serde_json::to_value(denial.mfa_requirements.clone().unwrap_or_default())
                 .unwrap_or_default(),
         );
+        if let Some(expires_in) = denial.expires_in {
+            obj.insert("expires_in".into(), expires_in.into());
+        }
+    }
+    if let (true, Some(obj)) = (denial.token_expired(), body.as_object_mut()) {
+        obj.insert("token_expired".into(), true.into());
     }
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
@@ -607,6 +624,38 @@ mod tests {
         let plain = http_response(Denial::new(DenialKind::MissingCredential), "test");
         let printed = format!("{:?}", plain.extensions().get::<Denial>().unwrap());
         assert!(printed.contains("mfa_token: None"), "{printed}");
+    }
+
+    fn body_of(denial: &Denial) -> serde_json::Value {
+        serde_json::from_slice(&json_body(denial)).unwrap()
+    }
+
+    #[test]
+    fn step_up_body_says_how_long_the_mfa_token_lives() {
+        let body = body_of(&step_up("t"));
+        assert_eq!(body["expires_in"], 120);
+        assert_eq!(body["error"], "mfa_required");
+        for kind in DENIAL_TABLE.iter().map(|row| row.kind) {
+            let body = body_of(&Denial::new(kind));
+            assert!(body.get("expires_in").is_none(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn only_an_expired_token_says_token_expired() {
+        for kind in DENIAL_TABLE.iter().map(|row| row.kind) {
+            let denial = Denial::new(kind);
+            let body = body_of(&denial);
+            if kind == DenialKind::ExpiredToken {
+                assert!(denial.token_expired());
+                assert_eq!(body["token_expired"], true);
+                assert_eq!(body["error"], "invalid_token");
+            } else {
+                assert!(!denial.token_expired(), "{kind:?}");
+                assert!(body.get("token_expired").is_none(), "{kind:?}");
+            }
+        }
+        assert!(body_of(&step_up("t")).get("token_expired").is_none());
     }
 
     #[test]
