@@ -99,6 +99,7 @@ pub use self::body::ResponseBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::StepUpLayer;
 pub use self::rejection::Rejection;
+#[cfg(feature = "axum")]
 pub(crate) use self::rejection::Renderer;
 pub use self::service::StepUpService;
 

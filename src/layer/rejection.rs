@@ -72,5 +72,6 @@ pub(super) fn finish(mut response: Response<Bytes>, denial: Denial) -> Response<
 /// Put by the layer in the extensions of a request it lets through without claims, so
 /// that a handler that needs them after all refuses the way the guard renders denials
 /// (its realm, its [`Rejection`] hook).
+#[cfg(feature = "axum")]
 #[derive(Clone)]
 pub(crate) struct Renderer(pub(crate) super::Guard);

@@ -5,7 +5,6 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::rejection::Renderer;
 use super::{Decision, Guard, PolicySource, ResponseBody, ResponseFuture};
 use crate::token::Claims;
 
@@ -76,7 +75,8 @@ where
                         ext.remove::<Claims>();
                         // For a handler that needs claims after all (the axum extractor):
                         // it refuses the way this guard renders denials.
-                        ext.insert(Renderer(self.guard.clone()));
+                        #[cfg(feature = "axum")]
+                        ext.insert(super::Renderer(self.guard.clone()));
                     }
                 }
                 ResponseFuture::passed(self.inner.call(req))
