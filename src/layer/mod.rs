@@ -14,6 +14,11 @@
 //! request passes with the verified [`Claims`] in its extensions, or is refused with one of
 //! the rows of [`DENIAL_TABLE`](crate::challenge::DENIAL_TABLE).
 //!
+//! Deciding and rendering are apart: the decision is a typed [`Denial`], rendered once at
+//! the edge — as a gRPC Trailers-Only response for a gRPC request, else by the guard's
+//! [`Rejection`] hook ([`GuardBuilder::rejection`]) if it gives a response, else as the
+//! default JSON body and `WWW-Authenticate` challenge. The inner service is not called.
+//!
 //! ```
 //! # use tower_stepup::*;
 //! # fn guard_and_issuer() -> Result<(Guard, Issuer), ConfigError> {
