@@ -26,30 +26,79 @@
 //! with a valid access token. Without one the extractor answers `401 unauthorized`, so a
 //! handler that names `Claims` never runs anonymously, even on a route whose policy was
 //! forgotten. `Option<Claims>` never rejects.
+//!
+//! The refusal ([`MissingClaims`]) is the
+//! [`MissingCredential`](crate::DenialKind::MissingCredential) denial rendered the way the
+//! guard whose layer let the request through renders it: its realm, its
+//! [`rejection`](crate::GuardBuilder::rejection) hook. Without such a layer in front
+//! (no `StepUpLayer` at all) it uses the default realm `"api"`.
 
 use std::convert::Infallible;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::request::Parts;
 
+use crate::challenge::{self, Denial};
+use crate::layer::{Renderer, DEFAULT_REALM};
 use crate::token::Claims;
+use crate::DenialKind;
 
 /// Rejection of the [`Claims`] extractor: no verified access token on this request.
-#[derive(Debug, Clone, Copy, Default)]
+///
+/// It answers the [`MissingCredential`](crate::DenialKind::MissingCredential) row of the
+/// denial table, rendered by the guard whose layer let the request through (its realm,
+/// its rejection hook), or with the default realm when no layer did.
+#[derive(Debug)]
 #[non_exhaustive]
-pub struct MissingClaims;
+pub struct MissingClaims {
+    response: http::Response<Bytes>,
+}
+
+impl MissingClaims {
+    /// The rejection of the request `parts`.
+    fn of(parts: &Parts) -> Self {
+        let denial = Denial::new(DenialKind::MissingCredential);
+        let response = match parts.extensions.get::<Renderer>() {
+            Some(Renderer(guard)) => guard.render(denial, parts),
+            None => challenge::http_response(denial, DEFAULT_REALM),
+        };
+        Self { response }
+    }
+
+    /// The denial (always [`MissingCredential`](crate::DenialKind::MissingCredential)).
+    pub fn denial(&self) -> Option<&Denial> {
+        self.response.extensions().get::<Denial>()
+    }
+}
+
+impl Default for MissingClaims {
+    /// The rejection with the default realm, as if no layer had been in front.
+    fn default() -> Self {
+        Self {
+            response: challenge::http_response(
+                Denial::new(DenialKind::MissingCredential),
+                DEFAULT_REALM,
+            ),
+        }
+    }
+}
+
+impl Clone for MissingClaims {
+    fn clone(&self) -> Self {
+        let mut response = http::Response::new(self.response.body().clone());
+        *response.status_mut() = self.response.status();
+        *response.version_mut() = self.response.version();
+        *response.headers_mut() = self.response.headers().clone();
+        *response.extensions_mut() = self.response.extensions().clone();
+        Self { response }
+    }
+}
 
 impl IntoResponse for MissingClaims {
-    /// The [`MissingCredential`](crate::DenialKind::MissingCredential) row of the denial
-    /// table, with the default realm.
     fn into_response(self) -> Response {
-        crate::challenge::response(
-            crate::DenialKind::MissingCredential,
-            crate::layer::DEFAULT_REALM,
-            crate::challenge::DenialDetails::default(),
-        )
-        .map(axum_core::body::Body::from)
+        self.response.map(axum_core::body::Body::from)
     }
 }
 
@@ -57,11 +106,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Claims {
     type Rejection = MissingClaims;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Claims>()
-            .cloned()
-            .ok_or(MissingClaims)
+        match parts.extensions.get::<Claims>() {
+            Some(claims) => Ok(claims.clone()),
+            None => Err(MissingClaims::of(parts)),
+        }
     }
 }
 

@@ -18,8 +18,11 @@
 //!   endpoint of a [`Completion`], and [`MfaVerifyClient`] calls it. A gRPC client then
 //!   stays on its one channel, with its one set of credentials and deadlines, and needs
 //!   no HTTP client or JSON beside it; the answers and their order of checks are those
-//!   of the HTTP endpoint (it is the same endpoint underneath), with statuses mapped to
-//!   gRPC codes. The messages are written with prost's derive, so no `protoc` or build
+//!   of the HTTP endpoint (the service calls the same verify logic, with the message and
+//!   the `authorization` metadata as its inputs), with statuses mapped to gRPC codes. A
+//!   message larger than the endpoint's body limit
+//!   ([`CompletionBuilder::body_limit`](crate::complete::CompletionBuilder::body_limit),
+//!   64 KiB by default) is refused as a body over it would be. The messages are written with prost's derive, so no `protoc` or build
 //!   script is needed; the `.proto` file is there for other languages.
 //!
 //! ```text
@@ -52,10 +55,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{AUTHORIZATION, CACHE_CONTROL};
 use http::uri::PathAndQuery;
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
@@ -63,7 +65,8 @@ use tonic_prost::ProstCodec;
 use tower_service::Service;
 
 use crate::challenge::GRPC_DETAILS_HEADER;
-use crate::complete::{Completion, Endpoint};
+use crate::complete::verify::{self, Presented};
+use crate::complete::{Completion, ErrorKind};
 use crate::layer::StepUpService;
 
 impl<S: NamedService> NamedService for StepUpService<S> {
@@ -116,14 +119,14 @@ pub struct VerifyReply {
 /// the route table.
 #[derive(Clone, Debug)]
 pub struct MfaVerifyServer {
-    verify: Endpoint,
+    completion: Completion,
 }
 
 impl MfaVerifyServer {
     /// The service for `completion`.
     pub fn new(completion: &Completion) -> Self {
         Self {
-            verify: completion.verify(),
+            completion: completion.clone(),
         }
     }
 }
@@ -154,7 +157,7 @@ where
             let status = Status::unimplemented("unknown method");
             return Box::pin(std::future::ready(Ok(no_store(status.into_http()))));
         }
-        let method = VerifyMethod(self.verify.clone());
+        let method = VerifyMethod(self.completion.clone());
         Box::pin(async move {
             let mut grpc =
                 tonic::server::Grpc::new(ProstCodec::<VerifyReply, VerifyRequest>::default());
@@ -172,7 +175,7 @@ fn no_store<B>(mut response: http::Response<B>) -> http::Response<B> {
     response
 }
 
-struct VerifyMethod(Endpoint);
+struct VerifyMethod(Completion);
 
 impl UnaryService<VerifyRequest> for VerifyMethod {
     type Response = VerifyReply;
@@ -180,77 +183,57 @@ impl UnaryService<VerifyRequest> for VerifyMethod {
         Pin<Box<dyn Future<Output = Result<tonic::Response<VerifyReply>, Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<VerifyRequest>) -> Self::Future {
-        let mut endpoint = self.0.clone();
+        let completion = self.0.clone();
         Box::pin(async move {
             let (metadata, _, message) = request.into_parts();
-            let mut body = serde_json::Map::new();
-            if !message.mfa_token.is_empty() {
-                body.insert("mfa_token".into(), message.mfa_token.into());
-            }
-            if let Some(code) = message.code {
-                body.insert("code".into(), code.into());
-            }
-            if let Some(code) = message.recovery_code {
-                body.insert("recovery_code".into(), code.into());
-            }
-            let json = serde_json::to_vec(&body).map_err(|_| Status::internal("encoding"))?;
-            let mut http_req = http::Request::post("/")
-                .header(CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(json)))
-                .map_err(|_| Status::internal("request"))?;
+            let size = prost::Message::encoded_len(&message);
             // The partial token as a bearer, or the access token beside a step-up
-            // mfa_token (it must be of the session the mfa_token was issued for).
-            if let Some(auth) = metadata.get(AUTHORIZATION.as_str()) {
-                if let Ok(value) = http::HeaderValue::from_bytes(auth.as_bytes()) {
-                    http_req.headers_mut().insert(AUTHORIZATION, value);
+            // mfa_token (it must be of the session the mfa_token was issued for): the
+            // first `authorization` value, read by the endpoint's bearer rule.
+            let mut headers = http::HeaderMap::new();
+            if let Some(auth) = metadata
+                .get(AUTHORIZATION.as_str())
+                .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
+            {
+                headers.insert(AUTHORIZATION, auth);
+            }
+            let presented = Presented::from_message(
+                &headers,
+                &message.mfa_token,
+                message.code.as_deref(),
+                message.recovery_code.as_deref(),
+            );
+            match verify::verify_message(&completion, presented, size).await {
+                Ok(session) => Ok(tonic::Response::new(VerifyReply {
+                    access_token: session.access.token,
+                    token_type: "Bearer".to_owned(),
+                    expires_in: session.access.expires_in,
+                    refresh_token: session.refresh,
+                    scope: session.access.claims.scope().unwrap_or_default().to_owned(),
+                })),
+                Err(failure) => {
+                    let (kind, retry_after) = (failure.kind, failure.retry_after);
+                    let description = failure.description.unwrap_or(kind.row().description);
+                    // The details are the endpoint's JSON error body, byte for byte.
+                    let body = failure.into_response().into_body();
+                    Err(status_from(kind, description, retry_after, &body))
                 }
             }
-            let Ok(response) = endpoint.call(http_req).await;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            if parts.status.is_success() {
-                let reply: ReplyJson = serde_json::from_slice(&body)
-                    .map_err(|_| Status::internal("unexpected verify response"))?;
-                return Ok(tonic::Response::new(VerifyReply {
-                    access_token: reply.access_token,
-                    token_type: reply.token_type,
-                    expires_in: reply.expires_in,
-                    refresh_token: reply.refresh_token.unwrap_or_default(),
-                    scope: reply.scope.unwrap_or_default(),
-                }));
-            }
-            Err(status_from(
-                parts.status,
-                parts.headers.get(RETRY_AFTER),
-                &body,
-            ))
         })
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ReplyJson {
-    access_token: String,
-    token_type: String,
-    expires_in: u64,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-}
-
-/// The gRPC status of a verify failure (see the module's table).
+/// The gRPC status of a verify failure (see the module's table): the code of its HTTP
+/// status, its `error_description` as the message, the endpoint's JSON body as
+/// `stepup-details` and its `retry-after`.
 fn status_from(
-    status: http::StatusCode,
-    retry_after: Option<&http::HeaderValue>,
+    kind: ErrorKind,
+    description: &str,
+    retry_after: Option<u64>,
     body: &[u8],
 ) -> Status {
     use http::StatusCode as S;
-    let code = match status {
+    let code = match kind.row().status {
         S::BAD_REQUEST | S::PAYLOAD_TOO_LARGE => Code::InvalidArgument,
         S::UNAUTHORIZED => Code::Unauthenticated,
         S::NOT_FOUND => Code::NotFound,
@@ -258,16 +241,12 @@ fn status_from(
         S::SERVICE_UNAVAILABLE => Code::Unavailable,
         _ => Code::Internal,
     };
-    let description = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error_description")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "verification failed".to_owned());
     let mut metadata = MetadataMap::new();
     if let Ok(details) = MetadataValue::try_from(body) {
         metadata.insert(GRPC_DETAILS_HEADER, details);
     }
-    if let Some(v) = retry_after.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
-        metadata.insert("retry-after", v);
+    if let Some(secs) = retry_after {
+        metadata.insert("retry-after", MetadataValue::from(secs));
     }
     Status::with_metadata(code, description, metadata)
 }

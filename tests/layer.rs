@@ -853,3 +853,518 @@ async fn cached_tokens_get_the_answers_of_the_full_path() {
     let r = send(&fx, get("/api/me", Some(&token))).await;
     assert_eq!(r.denial, Some(DenialKind::ExpiredToken));
 }
+
+/// Status, headers (sorted, the mfa_token's value masked) and body of a response.
+async fn snapshot<B>(res: Response<B>) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut out = format!("{}\n", res.status().as_u16());
+    let mut headers: Vec<String> = res
+        .headers()
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+        .collect();
+    headers.sort();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    for h in headers {
+        out.push_str(&h);
+        out.push('\n');
+    }
+    out.push_str(std::str::from_utf8(&bytes).unwrap());
+    mask_mfa_token(&out)
+}
+
+/// Replaces every `eyJ…` JWE (five dot-separated parts) with `<mfa_token>`.
+fn mask_mfa_token(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("eyJ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .unwrap_or(tail.len());
+        out.push_str("<mfa_token>");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every triggerable denial, over HTTP (`GET`) and gRPC (`POST` with a gRPC content
+/// type), rendered byte for byte: what the layer answers is pinned here.
+async fn rendered_denials(fx: &Fixture) -> Vec<(String, String)> {
+    let expired = {
+        let token = fx.pwd_token();
+        fx.clock.advance(900 + 5);
+        token
+    };
+    let partial = fx.partial_token();
+    let pwd = fx.pwd_token();
+    let cases: Vec<(&str, Policy, String, Option<String>)> = vec![
+        ("missing", Policy::authenticated(), "/me".into(), None),
+        (
+            "invalid",
+            Policy::authenticated(),
+            "/me".into(),
+            Some("not.a.token".into()),
+        ),
+        (
+            "expired",
+            Policy::authenticated(),
+            "/me".into(),
+            Some(expired),
+        ),
+        (
+            "partial",
+            Policy::authenticated(),
+            "/me".into(),
+            Some(partial),
+        ),
+        (
+            "scope",
+            Policy::authenticated().scopes(["billing:read", "admin"]),
+            "/me".into(),
+            Some(pwd.clone()),
+        ),
+        (
+            "step_up",
+            Policy::step_up(
+                StepUp::new()
+                    .amr(["mfa"])
+                    .acr_values(["urn:test:gold"])
+                    .max_age(Duration::from_secs(300)),
+            ),
+            "/billing".into(),
+            Some(pwd.clone()),
+        ),
+        (
+            "too_long",
+            Policy::step_up(billing_requirement()),
+            format!("/files/{}", "a".repeat(5000)),
+            Some(pwd.clone()),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, policy, path, token) in cases {
+        let layer = fx.guard.require(policy).unwrap();
+        for grpc in [false, true] {
+            let mut b = Request::builder().uri(path.as_str());
+            b = if grpc {
+                b.method(Method::POST)
+                    .header("content-type", "application/grpc")
+            } else {
+                b.method(Method::GET)
+            };
+            if let Some(t) = &token {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            let res = layer
+                .layer(service_fn(app))
+                .oneshot(b.body(String::new()).unwrap())
+                .await
+                .unwrap();
+            let label = format!("{name} {}", if grpc { "grpc" } else { "http" });
+            out.push((label, snapshot(res).await));
+        }
+    }
+    fx.clock.set(T0);
+    out
+}
+
+/// The pinned rendering; `UPDATE_GOLDEN=1` rewrites it (then review the diff: on the wire,
+/// changes are additive only).
+const GOLDEN: &str = "tests/golden/denials.txt";
+
+#[tokio::test]
+async fn denials_are_rendered_byte_for_byte() {
+    let fx = fixture();
+    let mut text = String::new();
+    for (label, rendered) in rendered_denials(&fx).await {
+        text.push_str(&format!("==== {label}\n{rendered}\n\n"));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap();
+    for (got, want) in text.lines().zip(golden.lines()) {
+        assert_eq!(got, want);
+    }
+    assert_eq!(text, golden);
+}
+
+/// The inner service of the rejection-hook tests: counts its calls.
+fn counted(
+    calls: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl tower::Service<
+    Request<String>,
+    Response = Response<String>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    let calls = calls.clone();
+    service_fn(move |req: Request<String>| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        app(req)
+    })
+}
+
+/// An RFC 9457 problem+json rendering of every denial, with the mfa_token of a step-up.
+fn problem_json(denial: &Denial, _req: &http::request::Parts) -> Option<Response<bytes::Bytes>> {
+    let mut body = serde_json::json!({
+        "type": format!("https://errors.example/{}", denial.error()),
+        "title": denial.error(),
+        "status": denial.status().as_u16(),
+        "detail": denial.description(),
+    });
+    if let Some(token) = denial.mfa_token() {
+        body["mfa_token"] = token.into();
+        body["expires_in"] = denial.expires_in().into();
+    }
+    Response::builder()
+        .status(denial.status())
+        .header("content-type", "application/problem+json")
+        .body(bytes::Bytes::from(body.to_string()))
+        .ok()
+}
+
+/// Browsers (`Accept: text/html`) without a credential go to the login page; the rest
+/// gets the default rendering.
+fn login_redirect(denial: &Denial, req: &http::request::Parts) -> Option<Response<bytes::Bytes>> {
+    let browser = req
+        .headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    (browser && denial.kind() == DenialKind::MissingCredential).then(|| {
+        let mut res = Response::new(bytes::Bytes::new());
+        *res.status_mut() = StatusCode::SEE_OTHER;
+        res.headers_mut().insert(
+            "location",
+            HeaderValue::from_static("/login?next=%2Fapi%2Fme"),
+        );
+        res
+    })
+}
+
+async fn call_counted(
+    fx: &Fixture,
+    req: Request<String>,
+    calls: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Response<String> {
+    let res = fx
+        .guard
+        .route_table(table())
+        .unwrap()
+        .layer(counted(calls))
+        .oneshot(req)
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Response::from_parts(parts, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn rejection_hook_renders_problem_json_and_the_inner_service_is_not_called() {
+    let fx = fixture_with(|b| b.rejection(problem_json));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cases = [
+        (get("/api/me", None), DenialKind::MissingCredential, 401),
+        (
+            get("/api/me", Some("not.a.token")),
+            DenialKind::InvalidToken,
+            401,
+        ),
+        (
+            get("/api/invoices", Some(&fx.pwd_token())),
+            DenialKind::InsufficientScope,
+            403,
+        ),
+        (
+            get("/api/billing", Some(&fx.pwd_token())),
+            DenialKind::MfaRequired,
+            403,
+        ),
+    ];
+    for (req, kind, status) in cases {
+        let res = call_counted(&fx, req, &calls).await;
+        assert_eq!(res.status().as_u16(), status, "{kind:?}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        // The layer adds no-store, and puts the Denial in the extensions.
+        assert_eq!(res.headers()["cache-control"], "no-store", "{kind:?}");
+        let denial = res.extensions().get::<Denial>().unwrap();
+        assert_eq!(denial.kind(), kind);
+        let body: Value = serde_json::from_str(res.body()).unwrap();
+        assert_eq!(body["title"], kind.row().error);
+        assert_eq!(body["status"], status);
+        assert_eq!(body["detail"], denial.description());
+        if kind == DenialKind::MfaRequired {
+            let token = body["mfa_token"].as_str().unwrap();
+            assert_eq!(Some(token), denial.mfa_token());
+            assert_eq!(body["expires_in"], 300);
+            assert_eq!(fx.guard.sealer().open(token, T0).unwrap().sub, "alice");
+        }
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // A request that passes still reaches the service.
+    let res = call_counted(&fx, get("/api/me", Some(&fx.pwd_token())), &calls).await;
+    assert_eq!(
+        (res.status(), res.body().as_str()),
+        (StatusCode::OK, "alice")
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn rejection_hook_redirects_browsers_and_leaves_the_rest_to_the_default() {
+    let fx = fixture_with(|b| b.rejection(login_redirect));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let browser = |token: Option<&str>| {
+        let mut req = get("/api/me", token);
+        req.headers_mut().insert(
+            "accept",
+            HeaderValue::from_static("text/html,application/xhtml+xml"),
+        );
+        req
+    };
+    let res = call_counted(&fx, browser(None), &calls).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/login?next=%2Fapi%2Fme");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert!(res.headers().get("www-authenticate").is_none());
+    assert_eq!(res.body(), "");
+    assert_eq!(
+        res.extensions().get::<Denial>().map(Denial::kind),
+        Some(DenialKind::MissingCredential)
+    );
+    // A browser with a bad token, and an API client without one: the default rendering.
+    let res = call_counted(&fx, browser(Some("not.a.token")), &calls).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let res = call_counted(&fx, get("/api/me", None), &calls).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="test""#);
+    assert_eq!(
+        res.body(),
+        r#"{"error":"unauthorized","error_description":"an access token is required"}"#
+    );
+    // A browser with a token passes.
+    let res = call_counted(&fx, browser(Some(&fx.pwd_token())), &calls).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn rejection_hook_cannot_turn_a_denial_into_a_pass() {
+    // A hook that answers 200 with a body of its own (and its own cache policy).
+    let fx = fixture_with(|b| {
+        b.rejection(|_: &Denial, _: &http::request::Parts| {
+            let mut res = Response::new(bytes::Bytes::from_static(b"welcome"));
+            res.headers_mut()
+                .insert("cache-control", HeaderValue::from_static("private"));
+            Some(res)
+        })
+    });
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for req in [
+        get("/api/me", None),
+        get("/api/billing", Some(&fx.pwd_token())),
+        get("/api/me", Some(&fx.partial_token())),
+    ] {
+        let res = call_counted(&fx, req, &calls).await;
+        assert_eq!(res.body(), "welcome");
+        assert_eq!(res.headers()["cache-control"], "private");
+        assert!(res.extensions().get::<Denial>().is_some());
+        assert!(res.extensions().get::<Claims>().is_none());
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn rejection_hook_is_not_asked_for_grpc_requests() {
+    let hook_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hook_calls.clone();
+    let fx = fixture_with(move |b| {
+        b.rejection(move |d: &Denial, r: &http::request::Parts| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            problem_json(d, r)
+        })
+    });
+    let layer = fx.guard.require(Policy::authenticated()).unwrap();
+    let grpc = Request::post("/demo.Billing/GetInvoices")
+        .header("content-type", "application/grpc")
+        .body(String::new())
+        .unwrap();
+    let res = layer.layer(service_fn(app)).oneshot(grpc).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert_eq!(res.headers()["content-type"], "application/grpc");
+    assert_eq!(hook_calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The same request over plain HTTP asks the hook.
+    let http = get("/demo.Billing/GetInvoices", None);
+    let res = layer.layer(service_fn(app)).oneshot(http).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(hook_calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// An axum app whose `/me` handler names `Claims` on a route whose policy was forgotten.
+fn forgotten_policy_app(layer: Option<StepUpLayer>) -> axum::Router {
+    async fn me(claims: Claims) -> String {
+        claims.sub().to_owned()
+    }
+    let route = axum::routing::get(me);
+    let route = match layer {
+        Some(layer) => route.route_layer(layer),
+        None => route,
+    };
+    axum::Router::new().route("/me", route)
+}
+
+async fn axum_get(app: axum::Router, accept: Option<&'static str>) -> Response<String> {
+    let mut req = Request::get("/me");
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
+    let res = app
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Response::from_parts(parts, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn axum_claims_rejection_uses_the_guards_realm_and_rendering() {
+    // The fixture's guard has realm "test".
+    let fx = fixture();
+    let layer = fx.guard.require(Policy::public()).unwrap();
+    let res = axum_get(forgotten_policy_app(Some(layer)), None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="test""#);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(
+        res.body(),
+        r#"{"error":"unauthorized","error_description":"an access token is required"}"#
+    );
+    assert_eq!(
+        res.extensions().get::<Denial>().map(Denial::kind),
+        Some(DenialKind::MissingCredential)
+    );
+    // No layer in front: the default realm.
+    let res = axum_get(forgotten_policy_app(None), None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="api""#);
+    // The guard's rejection hook renders it too.
+    let fx = fixture_with(|b| b.realm("portal").rejection(login_redirect));
+    let layer = fx.guard.require(Policy::public()).unwrap();
+    let app = forgotten_policy_app(Some(layer));
+    let res = axum_get(app.clone(), Some("text/html")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/login?next=%2Fapi%2Fme");
+    let res = axum_get(app, None).await;
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        r#"Bearer realm="portal""#
+    );
+}
+
+/// The JSON body of an HTTP denial, or the `stepup-details` of a gRPC one.
+async fn details(layer: &StepUpLayer, path: &str, token: &str, grpc: bool) -> Value {
+    let mut b = Request::builder()
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"));
+    b = if grpc {
+        b.method(Method::POST)
+            .header("content-type", "application/grpc+proto")
+    } else {
+        b.method(Method::GET)
+    };
+    let res = layer
+        .layer(service_fn(app))
+        .oneshot(b.body(String::new()).unwrap())
+        .await
+        .unwrap();
+    let text = match res.headers().get("stepup-details") {
+        Some(d) if grpc => d.to_str().unwrap().to_owned(),
+        _ => {
+            assert!(!grpc, "a gRPC denial carries stepup-details");
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn step_up_denial_says_the_configured_mfa_token_lifetime() {
+    for (ttl, strict) in [(120, false), (600, true), (1, false)] {
+        let fx = fixture_with(|b| {
+            b.mfa_token_ttl(Duration::from_secs(ttl))
+                .strict_rfc9470_status(strict)
+        });
+        let layer = fx
+            .guard
+            .require(Policy::step_up(billing_requirement()))
+            .unwrap();
+        for grpc in [false, true] {
+            let body = details(&layer, "/billing", &fx.pwd_token(), grpc).await;
+            assert_eq!(body["error"], "mfa_required", "{ttl} {grpc}");
+            assert_eq!(body["expires_in"], ttl, "{ttl} {grpc}");
+            assert!(body.get("token_expired").is_none());
+            // It is the mfa_token's true lifetime.
+            let claims = fx
+                .guard
+                .sealer()
+                .open(body["mfa_token"].as_str().unwrap(), T0)
+                .unwrap();
+            assert_eq!(claims.exp - claims.iat, ttl);
+        }
+        // Other denials do not carry it.
+        let me = fx.guard.require(Policy::authenticated()).unwrap();
+        for grpc in [false, true] {
+            let body = details(&me, "/me", "not.a.token", grpc).await;
+            assert!(body.get("expires_in").is_none(), "{grpc}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_an_expired_access_token_says_token_expired() {
+    let fx = fixture();
+    let layer = fx.guard.require(Policy::authenticated()).unwrap();
+    let token = fx.pwd_token();
+    let partial = fx.partial_token();
+    fx.clock.advance(900 + 5);
+    for grpc in [false, true] {
+        let body = details(&layer, "/me", &token, grpc).await;
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "invalid_token",
+                "error_description": "the access token has expired",
+                "token_expired": true,
+            }),
+            "{grpc}"
+        );
+        // An expired partial token is no expired access token: no refresh will help.
+        let body = details(&layer, "/me", &partial, grpc).await;
+        assert_eq!(body["error"], "invalid_token");
+        assert!(body.get("token_expired").is_none(), "{grpc}");
+        // A forged one neither.
+        let body = details(&layer, "/me", "not.a.token", grpc).await;
+        assert!(body.get("token_expired").is_none(), "{grpc}");
+    }
+    // The challenge is as before: the field is the machine-readable sign.
+    let r = send_via(&layer, get("/me", Some(&token))).await;
+    assert_eq!(
+        r.www_authenticate.as_deref(),
+        Some(r#"Bearer error="invalid_token", error_description="the access token has expired""#)
+    );
+    assert_eq!(r.denial, Some(DenialKind::ExpiredToken));
+}

@@ -40,6 +40,8 @@ const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const SIGNING_KEY: [u8; 32] = [0x61; 32];
 const SEALING_KEY: [u8; 32] = [0x6e; 32];
 const MAX_AGE: u64 = 300;
+/// The guard's mfa_token lifetime (the default): the step-up details' `expires_in`.
+const MFA_TOKEN_TTL: u64 = 300;
 const REALM_CHALLENGE: &str = r#"Bearer realm="tower-stepup grpc demo""#;
 const MFA_ACR: &str = "urn:tower-stepup:acr:mfa";
 const NOPE: &str = "/demo.Billing/Nope";
@@ -375,17 +377,17 @@ fn refused<T: Debug>(result: Result<T, Status>) -> Refusal {
     }
 }
 
-/// A layer denial: code, `grpc-message`, challenge and details as the denial table says;
-/// no mfa-token unless it is a step-up.
+/// A layer denial: code, `grpc-message`, challenge and details as the denial table says
+/// (an expired token's also say `token_expired`); no mfa-token unless it is a step-up.
 fn assert_denial(r: &Refusal, code: Code, error: &str, description: &str, challenge: &str) {
     assert_eq!(r.code, code, "{r:?}");
     assert_eq!(r.message, description, "{r:?}");
     assert_eq!(r.www_authenticate.as_deref(), Some(challenge), "{r:?}");
-    assert_eq!(
-        r.details,
-        json!({ "error": error, "error_description": description }),
-        "{r:?}"
-    );
+    let mut details = json!({ "error": error, "error_description": description });
+    if description == "the access token has expired" {
+        details["token_expired"] = true.into();
+    }
+    assert_eq!(r.details, details, "{r:?}");
     assert_eq!(r.mfa_token, None, "{r:?}");
     assert_eq!(r.retry_after, None, "{r:?}");
 }
@@ -418,6 +420,7 @@ fn assert_step_up(r: &Refusal, description: &str) {
             "error_description": description,
             "mfa_token": token,
             "mfa_requirements": { "challenge": [{ "type": "otp" }] },
+            "expires_in": MFA_TOKEN_TTL,
         })
     );
     assert_eq!(r.retry_after, None);

@@ -1,5 +1,15 @@
 //! Denial responses: one table, one status, one `error` code and one `WWW-Authenticate`
 //! per reason.
+//!
+//! The layer decides a [`Denial`] and renders it once, at the edge: as HTTP (a JSON body
+//! `{"error","error_description"}` with `Cache-Control: no-store` and the row's
+//! `WWW-Authenticate`) or as a gRPC Trailers-Only response (the same JSON as
+//! `stepup-details` metadata). Two rows add fields to the body:
+//!
+//! | denial | added fields |
+//! | --- | --- |
+//! | [`MfaRequired`](DenialKind::MfaRequired) | `mfa_token`, `mfa_requirements`, and `expires_in`: seconds the mfa_token lives (the guard's `mfa_token_ttl`) |
+//! | [`ExpiredToken`](DenialKind::ExpiredToken) | `"token_expired": true`: the token was genuine but is past its `exp`, so refreshing it helps (`error` stays `invalid_token`, the challenge is as for any invalid token) |
 
 use std::fmt;
 
@@ -18,13 +28,14 @@ pub enum DenialKind {
     MissingCredential,
     /// A malformed, forged, wrong-type or otherwise invalid token.
     InvalidToken,
-    /// A genuine token past its `exp`: refresh it.
+    /// A genuine token past its `exp`: refresh it. The body says `"token_expired": true`.
     ExpiredToken,
     /// A partial token outside the verify endpoint: finish the second factor first.
     MfaIncomplete,
     /// The token lacks a scope the route requires.
     InsufficientScope,
-    /// The route needs a stronger or fresher authentication: an mfa_token is attached.
+    /// The route needs a stronger or fresher authentication: an mfa_token is attached,
+    /// and the body's `expires_in` says how many seconds it lives.
     MfaRequired,
     /// The path of a step-up route is too long to bind into an mfa_token.
     PathTooLong,
@@ -165,7 +176,11 @@ impl DenialKind {
     }
 }
 
-/// The reason a request was refused, found in the denial response's extensions.
+/// The reason a request was refused, with everything its answer says: the layer decides
+/// a `Denial`, then renders it once, as HTTP (a JSON body and a `WWW-Authenticate`
+/// challenge) or as gRPC (a Trailers-Only response). It is in the extensions of every
+/// denial response, so outer layers and tests can inspect it without parsing the body,
+/// and a [`Rejection`](crate::layer::Rejection) hook receives it to render its own answer.
 ///
 /// ```
 /// # use tower_stepup::{Denial, DenialKind};
@@ -183,7 +198,13 @@ impl DenialKind {
 pub struct Denial {
     kind: DenialKind,
     description: &'static str,
+    status: StatusCode,
+    scope: Option<String>,
+    acr_values: Option<String>,
+    max_age: Option<u64>,
     mfa_token: Option<String>,
+    mfa_requirements: Option<MfaRequirements>,
+    expires_in: Option<u64>,
 }
 
 impl fmt::Debug for Denial {
@@ -191,12 +212,58 @@ impl fmt::Debug for Denial {
         f.debug_struct("Denial")
             .field("kind", &self.kind)
             .field("description", &self.description)
+            .field("status", &self.status)
+            .field("scope", &self.scope)
+            .field("acr_values", &self.acr_values)
+            .field("max_age", &self.max_age)
             .field("mfa_token", &self.mfa_token.as_ref().map(|_| "<redacted>"))
+            .field("mfa_requirements", &self.mfa_requirements)
+            .field("expires_in", &self.expires_in)
             .finish()
     }
 }
 
 impl Denial {
+    /// A denial of `kind` with its row's description and status, and no details.
+    pub(crate) fn new(kind: DenialKind) -> Self {
+        let row = kind.row();
+        Self {
+            kind,
+            description: row.description,
+            status: row.status,
+            scope: None,
+            acr_values: None,
+            max_age: None,
+            mfa_token: None,
+            mfa_requirements: None,
+            expires_in: None,
+        }
+    }
+
+    /// `insufficient_scope`, naming the scopes the route requires.
+    pub(crate) fn insufficient_scope(scope: String) -> Self {
+        Self {
+            scope: Some(scope),
+            ..Self::new(DenialKind::InsufficientScope)
+        }
+    }
+
+    /// `mfa_required` with its challenge: what is unmet (`description`), the status
+    /// (403, or 401 in strict RFC 9470 mode), the `acr_values` and `max_age` asked for,
+    /// the sealed mfa_token, the factors to use, and the seconds the mfa_token lives.
+    pub(crate) fn step_up(challenge: StepUpChallenge) -> Self {
+        Self {
+            description: challenge.description,
+            status: challenge.status,
+            acr_values: challenge.acr_values,
+            max_age: challenge.max_age,
+            mfa_token: Some(challenge.mfa_token),
+            mfa_requirements: Some(challenge.mfa_requirements),
+            expires_in: Some(challenge.expires_in),
+            ..Self::new(DenialKind::MfaRequired)
+        }
+    }
+
     /// The reason.
     pub fn kind(&self) -> DenialKind {
         self.kind
@@ -207,10 +274,64 @@ impl Denial {
         self.description
     }
 
+    /// The HTTP status of the default rendering (the row's, or 401 for step-up in strict
+    /// RFC 9470 mode).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `error` code of the body (the row's).
+    pub fn error(&self) -> &'static str {
+        self.kind.row().error
+    }
+
+    /// The scopes the route requires (space-separated), for `insufficient_scope`.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The `acr_values` a step-up challenge asks for (space-separated).
+    pub fn acr_values(&self) -> Option<&str> {
+        self.acr_values.as_deref()
+    }
+
+    /// The `max_age` (seconds) a step-up challenge asks for.
+    pub fn max_age(&self) -> Option<u64> {
+        self.max_age
+    }
+
     /// The mfa_token of a step-up denial (the same as in the body).
     pub fn mfa_token(&self) -> Option<&str> {
         self.mfa_token.as_deref()
     }
+
+    /// The factors a step-up denial asks for.
+    pub fn mfa_requirements(&self) -> Option<&MfaRequirements> {
+        self.mfa_requirements.as_ref()
+    }
+
+    /// Seconds the mfa_token of a step-up denial lives (the body's `expires_in`: the
+    /// guard's [`mfa_token_ttl`](crate::GuardBuilder::mfa_token_ttl)).
+    pub fn expires_in(&self) -> Option<u64> {
+        self.expires_in
+    }
+
+    /// Whether the token was genuine but past its `exp` (the body's `token_expired`):
+    /// refresh it, rather than signing in again.
+    pub fn token_expired(&self) -> bool {
+        self.kind == DenialKind::ExpiredToken
+    }
+}
+
+/// What a step-up denial says beyond its row (see [`Denial::step_up`]).
+pub(crate) struct StepUpChallenge {
+    pub(crate) description: &'static str,
+    pub(crate) status: StatusCode,
+    pub(crate) acr_values: Option<String>,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) mfa_token: String,
+    pub(crate) mfa_requirements: MfaRequirements,
+    pub(crate) expires_in: u64,
 }
 
 /// The factors a client is asked to use (`challenge`) or to set up first (`enroll`).
@@ -259,75 +380,65 @@ impl Factor {
     }
 }
 
-/// Everything a denial response says beyond its row.
-#[derive(Default)]
-pub(crate) struct DenialDetails<'a> {
-    pub(crate) description: Option<&'static str>,
-    pub(crate) status: Option<StatusCode>,
-    /// `scope="…"` of an insufficient_scope challenge.
-    pub(crate) scope: Option<String>,
-    /// `acr_values="…"` of a step-up challenge.
-    pub(crate) acr_values: Option<String>,
-    /// `max_age=…` of a step-up challenge.
-    pub(crate) max_age: Option<u64>,
-    pub(crate) mfa_token: Option<&'a str>,
-    pub(crate) mfa_requirements: Option<&'a MfaRequirements>,
-}
-
-/// Builds the response for `kind`. Every value put in a header here was checked at
-/// configuration time (realm, scopes, acr values) or is a constant.
-pub(crate) fn response(
-    kind: DenialKind,
-    realm: &str,
-    details: DenialDetails<'_>,
-) -> Response<Bytes> {
-    let row = kind.row();
-    let description = details.description.unwrap_or(row.description);
-    let status = details.status.unwrap_or(row.status);
-
-    let mut body = json!({ "error": row.error, "error_description": description });
-    if let (Some(token), Some(obj)) = (details.mfa_token, body.as_object_mut()) {
-        obj.insert("mfa_token".into(), token.into());
+/// The JSON body of `denial`: `error` and `error_description`; a step-up denial adds
+/// `expires_in`, `mfa_token` and `mfa_requirements`, an expired token `token_expired`.
+pub(crate) fn json_body(denial: &Denial) -> Bytes {
+    let mut body = json!({ "error": denial.error(), "error_description": denial.description });
+    if let (Some(token), Some(obj)) = (&denial.mfa_token, body.as_object_mut()) {
+        obj.insert("mfa_token".into(), token.as_str().into());
         obj.insert(
             "mfa_requirements".into(),
-            serde_json::to_value(details.mfa_requirements.cloned().unwrap_or_default())
+            serde_json::to_value(denial.mfa_requirements.clone().unwrap_or_default())
                 .unwrap_or_default(),
         );
+        if let Some(expires_in) = denial.expires_in {
+            obj.insert("expires_in".into(), expires_in.into());
+        }
     }
-    let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    if let (true, Some(obj)) = (denial.token_expired(), body.as_object_mut()) {
+        obj.insert("token_expired".into(), true.into());
+    }
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
 
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
+/// The `WWW-Authenticate` challenge of `denial`, if its row has one. Every value put in
+/// it was checked at configuration time (realm, scopes, acr values) or is a constant.
+pub(crate) fn www_authenticate(denial: &Denial, realm: &str) -> Option<HeaderValue> {
+    let row = denial.kind.row();
+    let challenge = match row.challenge_error {
+        _ if !row.challenge => return None,
+        None => format!("Bearer realm=\"{realm}\""),
+        Some(error) => {
+            let mut c = format!("Bearer error=\"{error}\"");
+            if let Some(scope) = &denial.scope {
+                c.push_str(&format!(", scope=\"{scope}\""));
+            } else {
+                c.push_str(&format!(", error_description=\"{}\"", denial.description));
+            }
+            if let Some(acr) = &denial.acr_values {
+                c.push_str(&format!(", acr_values=\"{acr}\""));
+            }
+            if let Some(max_age) = denial.max_age {
+                c.push_str(&format!(", max_age={max_age}"));
+            }
+            c
+        }
+    };
+    HeaderValue::try_from(challenge).ok()
+}
+
+/// The HTTP rendering of `denial`: its status, the JSON body, `Cache-Control:
+/// no-store`, the `WWW-Authenticate` challenge, and the `Denial` in the extensions.
+pub(crate) fn http_response(denial: Denial, realm: &str) -> Response<Bytes> {
+    let mut response = Response::new(json_body(&denial));
+    *response.status_mut() = denial.status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let challenge = match row.challenge_error {
-        _ if !row.challenge => None,
-        None => Some(format!("Bearer realm=\"{realm}\"")),
-        Some(error) => {
-            let mut c = format!("Bearer error=\"{error}\"");
-            if let Some(scope) = &details.scope {
-                c.push_str(&format!(", scope=\"{scope}\""));
-            } else {
-                c.push_str(&format!(", error_description=\"{description}\""));
-            }
-            if let Some(acr) = &details.acr_values {
-                c.push_str(&format!(", acr_values=\"{acr}\""));
-            }
-            if let Some(max_age) = details.max_age {
-                c.push_str(&format!(", max_age={max_age}"));
-            }
-            Some(c)
-        }
-    };
-    if let Some(value) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
+    if let Some(value) = www_authenticate(&denial, realm) {
         headers.insert(WWW_AUTHENTICATE, value);
     }
-    response.extensions_mut().insert(Denial {
-        kind,
-        description,
-        mfa_token: details.mfa_token.map(str::to_owned),
-    });
+    response.extensions_mut().insert(denial);
     response
 }
 
@@ -358,15 +469,11 @@ pub const GRPC_DETAILS_HEADER: &str = "stepup-details";
 /// The gRPC metadata key of the mfa_token of a step-up denial.
 pub const GRPC_MFA_TOKEN_HEADER: &str = "mfa-token";
 
-/// Turns an HTTP denial (from [`response`]) into a gRPC Trailers-Only response: HTTP
-/// 200, no body, `cache-control: no-store`, `grpc-status` from the table,
-/// `grpc-message`, and as metadata the `www-authenticate` challenge, the `mfa-token` and
-/// the JSON body as `stepup-details`.
-pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
-    let (parts, json) = response.into_parts();
-    let Some(denial) = parts.extensions.get::<Denial>() else {
-        return Response::from_parts(parts, json);
-    };
+/// The gRPC rendering of `denial`, a Trailers-Only response: HTTP 200, no body,
+/// `cache-control: no-store`, `grpc-status` from the table, `grpc-message`, and as
+/// metadata the `www-authenticate` challenge, the `mfa-token` and the JSON body (the
+/// HTTP rendering's) as `stepup-details`; the `Denial` in the extensions.
+pub(crate) fn grpc_response(denial: Denial, realm: &str) -> Response<Bytes> {
     let row = denial.kind.row();
     let mut out = Response::new(Bytes::new());
     let headers = out.headers_mut();
@@ -378,8 +485,8 @@ pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
     if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(denial.description)) {
         headers.insert("grpc-message", message);
     }
-    if let Some(challenge) = parts.headers.get(WWW_AUTHENTICATE) {
-        headers.insert(WWW_AUTHENTICATE, challenge.clone());
+    if let Some(challenge) = www_authenticate(&denial, realm) {
+        headers.insert(WWW_AUTHENTICATE, challenge);
     }
     if let Some(token) = denial
         .mfa_token()
@@ -389,10 +496,10 @@ pub(crate) fn into_grpc(response: Response<Bytes>) -> Response<Bytes> {
     }
     // JSON from serde_json: printable ASCII unless a configured string was not (then
     // the details are left out rather than sent broken).
-    if let Ok(details) = HeaderValue::from_bytes(&json) {
+    if let Ok(details) = HeaderValue::from_bytes(&json_body(&denial)) {
         headers.insert(GRPC_DETAILS_HEADER, details);
     }
-    *out.extensions_mut() = parts.extensions;
+    out.extensions_mut().insert(denial);
     out
 }
 
@@ -449,17 +556,28 @@ mod tests {
         assert!(!wants_grpc_denial(&http::Method::POST, &json));
     }
 
+    fn step_up(token: &str) -> Denial {
+        Denial::step_up(StepUpChallenge {
+            description: "a second factor is required for this resource",
+            status: StatusCode::FORBIDDEN,
+            acr_values: None,
+            max_age: Some(300),
+            mfa_token: token.to_owned(),
+            mfa_requirements: MfaRequirements::challenge(["otp"]),
+            expires_in: 120,
+        })
+    }
+
     #[test]
     fn grpc_denial_is_not_cacheable() {
         for kind in DENIAL_TABLE.iter().map(|row| row.kind) {
             let token = "sealed.mfa.token";
-            let requirements = MfaRequirements::challenge(["otp"]);
-            let details = DenialDetails {
-                mfa_token: (kind == DenialKind::MfaRequired).then_some(token),
-                mfa_requirements: Some(&requirements),
-                ..DenialDetails::default()
+            let denial = if kind == DenialKind::MfaRequired {
+                step_up(token)
+            } else {
+                Denial::new(kind)
             };
-            let grpc = into_grpc(response(kind, "test", details));
+            let grpc = grpc_response(denial, "test");
             assert_eq!(grpc.status(), StatusCode::OK, "{kind:?}");
             assert_eq!(
                 grpc.headers().get(CACHE_CONTROL).map(HeaderValue::as_bytes),
@@ -478,16 +596,7 @@ mod tests {
     }
 
     fn step_up_denial(token: &str) -> Denial {
-        let requirements = MfaRequirements::challenge(["otp"]);
-        let res = response(
-            DenialKind::MfaRequired,
-            "test",
-            DenialDetails {
-                mfa_token: Some(token),
-                mfa_requirements: Some(&requirements),
-                ..DenialDetails::default()
-            },
-        );
+        let res = http_response(step_up(token), "test");
         res.extensions().get::<Denial>().cloned().unwrap()
     }
 
@@ -512,13 +621,41 @@ mod tests {
         let pretty = format!("{denial:#?}");
         assert!(!pretty.contains("secret-part"), "{pretty}");
 
-        let plain = response(
-            DenialKind::MissingCredential,
-            "test",
-            DenialDetails::default(),
-        );
+        let plain = http_response(Denial::new(DenialKind::MissingCredential), "test");
         let printed = format!("{:?}", plain.extensions().get::<Denial>().unwrap());
         assert!(printed.contains("mfa_token: None"), "{printed}");
+    }
+
+    fn body_of(denial: &Denial) -> serde_json::Value {
+        serde_json::from_slice(&json_body(denial)).unwrap()
+    }
+
+    #[test]
+    fn step_up_body_says_how_long_the_mfa_token_lives() {
+        let body = body_of(&step_up("t"));
+        assert_eq!(body["expires_in"], 120);
+        assert_eq!(body["error"], "mfa_required");
+        for kind in DENIAL_TABLE.iter().map(|row| row.kind) {
+            let body = body_of(&Denial::new(kind));
+            assert!(body.get("expires_in").is_none(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn only_an_expired_token_says_token_expired() {
+        for kind in DENIAL_TABLE.iter().map(|row| row.kind) {
+            let denial = Denial::new(kind);
+            let body = body_of(&denial);
+            if kind == DenialKind::ExpiredToken {
+                assert!(denial.token_expired());
+                assert_eq!(body["token_expired"], true);
+                assert_eq!(body["error"], "invalid_token");
+            } else {
+                assert!(!denial.token_expired(), "{kind:?}");
+                assert!(body.get("token_expired").is_none(), "{kind:?}");
+            }
+        }
+        assert!(body_of(&step_up("t")).get("token_expired").is_none());
     }
 
     #[test]

@@ -9,12 +9,15 @@
 //!     error_description="…", max_age=300
 //! Content-Type: application/json
 //!
-//! {"error":"mfa_required","error_description":"…","mfa_token":"eyJ…",
-//!  "mfa_requirements":{"challenge":[{"type":"otp"}]}}
+//! {"error":"mfa_required","error_description":"…","expires_in":300,
+//!  "mfa_requirements":{"challenge":[{"type":"otp"}]},"mfa_token":"eyJ…"}
 //! ```
 //!
 //! The `mfa_token` is an encrypted, authenticated JWE ([`Sealer`]) that only the verify
-//! endpoint can open. Every other refusal follows [`DENIAL_TABLE`].
+//! endpoint can open; `expires_in` is its lifetime in seconds
+//! ([`GuardBuilder::mfa_token_ttl`](crate::GuardBuilder::mfa_token_ttl)). Every other
+//! refusal follows [`DENIAL_TABLE`]; an expired access token's body also says
+//! `"token_expired": true` (its `error` stays `invalid_token`).
 //!
 //! ```
 //! # use tower_stepup::*;
@@ -74,7 +77,7 @@
 mod denial;
 mod mfa_token;
 
-pub(crate) use self::denial::{into_grpc, response, wants_grpc_denial, DenialDetails};
+pub(crate) use self::denial::{grpc_response, http_response, wants_grpc_denial, StepUpChallenge};
 pub use self::denial::{
     Denial, DenialKind, DenialRow, Factor, MfaRequirements, DENIAL_TABLE, GRPC_DETAILS_HEADER,
     GRPC_MFA_TOKEN_HEADER,

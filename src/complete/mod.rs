@@ -34,7 +34,7 @@ mod response;
 mod session;
 mod throttle;
 mod username;
-mod verify;
+pub(crate) mod verify;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -56,6 +56,8 @@ impl Challenge {
     }
 }
 
+/// `POST …/mfa/verify`: reads the JSON body and the headers, then [`verify`]; the
+/// answer is the session's tokens (and cookies, in cookie mode).
 pub(crate) async fn handle<B>(
     completion: &Completion,
     req: Request<B>,
@@ -68,7 +70,98 @@ where
     let inner = completion.inner();
     let (parts, body): (_, VerifyBody) = read_json(req, inner.body_limit).await?;
     let partial_cookie = completion.cookies().map(|c| c.partial_name());
-    let (proof, token, access) = presented(&parts.headers, &body, partial_cookie)?;
+    let presented = Presented::from_body(&parts.headers, &body, partial_cookie);
+    let session = verify(completion, presented, audit).await?;
+    let mut response = session.response(completion);
+    if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// What a verify request presents, however it came: the HTTP endpoint's JSON body and
+/// headers, or the gRPC service's message and metadata.
+pub(crate) struct Presented<'a> {
+    /// The body's (message's) `mfa_token`.
+    mfa_token: Option<&'a str>,
+    /// A TOTP code.
+    code: Option<&'a str>,
+    /// A recovery code.
+    recovery_code: Option<&'a str>,
+    /// The `Authorization: Bearer` token.
+    bearer: Option<&'a str>,
+    /// The partial cookie's value (cookie mode).
+    partial_cookie: Option<&'a str>,
+}
+
+impl<'a> Presented<'a> {
+    /// The HTTP endpoint's: the body, the bearer token and the partial cookie (named
+    /// `partial_cookie` in cookie mode) of `headers`.
+    fn from_body(
+        headers: &'a http::HeaderMap,
+        body: &'a VerifyBody,
+        partial_cookie: Option<&str>,
+    ) -> Self {
+        Self {
+            mfa_token: body.mfa_token.as_deref(),
+            code: body.code.as_deref(),
+            recovery_code: body.recovery_code.as_deref(),
+            bearer: bearer(headers),
+            partial_cookie: partial_cookie.and_then(|name| cookie(headers, name)),
+        }
+    }
+
+    /// The gRPC service's: the message's fields (an empty `mfa_token` is none: the
+    /// partial token then comes as the bearer) and the bearer token of `headers` (the
+    /// call's `authorization` metadata). No cookies.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn from_message(
+        headers: &'a http::HeaderMap,
+        mfa_token: &'a str,
+        code: Option<&'a str>,
+        recovery_code: Option<&'a str>,
+    ) -> Self {
+        Self {
+            mfa_token: Some(mfa_token).filter(|t| !t.is_empty()),
+            code,
+            recovery_code,
+            bearer: bearer(headers),
+            partial_cookie: None,
+        }
+    }
+
+    /// The proof, the challenge token (the body's `mfa_token`, else the bearer token, else
+    /// the partial cookie) and the access token sent beside a body's `mfa_token`, if any.
+    fn resolve(&self) -> Result<(Proof, &'a str, Option<&'a str>), Failure> {
+        let proof = match (self.code, self.recovery_code) {
+            (Some(code), None) => Proof::Totp(code.to_owned()),
+            (None, Some(code)) => Proof::Recovery(code.to_owned()),
+            _ => {
+                return Err(Failure::invalid_request(
+                    "send exactly one of code and recovery_code",
+                ))
+            }
+        };
+        let token = self
+            .mfa_token
+            .or(self.bearer)
+            .or(self.partial_cookie)
+            .ok_or(Failure::invalid_request("mfa_token is required"))?;
+        let access = self.mfa_token.and(self.bearer);
+        Ok((proof, token, access))
+    }
+}
+
+/// The verify logic, whatever the transport: challenge token genuine → a factor enrolled
+/// → an attempt reserved → the proof judged and the challenge spent → the attempt
+/// settled → the session started (login) or continued (step-up).
+pub(crate) async fn verify(
+    completion: &Completion,
+    presented: Presented<'_>,
+    audit: &mut Record,
+) -> Result<session::Session, Failure> {
+    let inner = completion.inner();
+    let (proof, token, access) = presented.resolve()?;
     audit.token(token);
     let now = inner.guard.clock().now();
     let challenge = open(completion, token, access, now, audit)?;
@@ -80,43 +173,40 @@ where
     let judged = judge(completion, &challenge, &factor, &proof, now).await;
     let method = settle(completion, attempt, judged, &challenge, now, audit).await?;
     audit.reason(method);
-    let session = elevate(completion, &challenge, now, audit).await?;
-    let mut response = session.response(completion);
-    if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
-        response.headers_mut().append(SET_COOKIE, v);
-    }
-    Ok(response)
+    elevate(completion, &challenge, now, audit).await
 }
 
-/// The proof, the challenge token (the body's `mfa_token`, else the bearer token, else
-/// the partial cookie) and the access token sent beside a body's `mfa_token`, if any.
+/// A verify from the gRPC service: [`verify`] with the endpoint's one audit event, and
+/// `size` (the request message's) held to the endpoint's body limit (`413`'s row,
+/// `PayloadTooLarge`).
+#[cfg(feature = "tonic")]
+pub(crate) async fn verify_message(
+    completion: &Completion,
+    presented: Presented<'_>,
+    size: usize,
+) -> Result<session::Session, Failure> {
+    let mut audit = Record::new(crate::audit::Event::Verify);
+    let result = if size > completion.inner().body_limit {
+        Err(Failure::new(ErrorKind::PayloadTooLarge))
+    } else {
+        verify(completion, presented, &mut audit).await
+    };
+    // One audit event per request, as the endpoint emits it.
+    match &result {
+        Ok(_) => audit.emit(crate::audit::Outcome::Ok, None),
+        Err(failure) => audit.emit(failure.outcome(), Some(failure.kind.reason())),
+    }
+    result
+}
+
+/// [`Presented::resolve`] of the HTTP endpoint's body and headers.
+#[cfg(test)]
 fn presented<'r>(
     headers: &'r http::HeaderMap,
     body: &'r VerifyBody,
     partial_cookie: Option<&str>,
 ) -> Result<(Proof, &'r str, Option<&'r str>), Failure> {
-    let proof = match (&body.code, &body.recovery_code) {
-        (Some(code), None) => Proof::Totp(code.clone()),
-        (None, Some(code)) => Proof::Recovery(code.clone()),
-        _ => {
-            return Err(Failure::invalid_request(
-                "send exactly one of code and recovery_code",
-            ))
-        }
-    };
-    let presented_bearer = bearer(headers);
-    let token = body
-        .mfa_token
-        .as_deref()
-        .or(presented_bearer)
-        .or_else(|| partial_cookie.and_then(|name| cookie(headers, name)))
-        .ok_or(Failure::invalid_request("mfa_token is required"))?;
-    let access = body
-        .mfa_token
-        .is_some()
-        .then_some(presented_bearer)
-        .flatten();
-    Ok((proof, token, access))
+    Presented::from_body(headers, body, partial_cookie).resolve()
 }
 
 /// Reserves an attempt of the challenge's user; a double submission whose twin has
@@ -460,5 +550,32 @@ mod tests {
             r,
             Ok((Proof::Totp(_), "from-body", Some("from-bearer")))
         ));
+    }
+
+    #[cfg(feature = "tonic")]
+    #[test]
+    fn a_grpc_message_presents_like_a_body() {
+        let h = headers(&[("authorization", "Bearer from-bearer")]);
+        // An empty mfa_token is none: the bearer is the challenge token.
+        let p = Presented::from_message(&h, "", Some("123456"), None);
+        assert!(matches!(
+            p.resolve(),
+            Ok((Proof::Totp(_), "from-bearer", None))
+        ));
+        // With an mfa_token, the bearer is the access token beside it.
+        let p = Presented::from_message(&h, "mfa", None, Some("AAAA-BBBB"));
+        assert!(matches!(
+            p.resolve(),
+            Ok((Proof::Recovery(_), "mfa", Some("from-bearer")))
+        ));
+        // No cookies over gRPC, and exactly one proof as over HTTP.
+        let cookie = headers(&[("cookie", "p=from-cookie")]);
+        let p = Presented::from_message(&cookie, "", Some("123456"), None);
+        assert_eq!(
+            p.resolve().err().map(|e| e.description),
+            Some(Some("mfa_token is required"))
+        );
+        let p = Presented::from_message(&h, "mfa", Some("1"), Some("2"));
+        assert_eq!(p.resolve().err().unwrap().kind, ErrorKind::InvalidRequest);
     }
 }

@@ -14,6 +14,11 @@
 //! request passes with the verified [`Claims`] in its extensions, or is refused with one of
 //! the rows of [`DENIAL_TABLE`](crate::challenge::DENIAL_TABLE).
 //!
+//! Deciding and rendering are apart: the decision is a typed [`Denial`], rendered once at
+//! the edge — as a gRPC Trailers-Only response for a gRPC request, else by the guard's
+//! [`Rejection`] hook ([`GuardBuilder::rejection`]) if it gives a response, else as the
+//! default JSON body and `WWW-Authenticate` challenge. The inner service is not called.
+//!
 //! ```
 //! # use tower_stepup::*;
 //! # fn guard_and_issuer() -> Result<(Guard, Issuer), ConfigError> {
@@ -73,19 +78,22 @@ mod credential;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod rejection;
 mod service;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use self::credential::Credential;
 use crate::audit::{self, Event, Outcome, TokenRef};
 use crate::challenge::{
-    self, DenialDetails, DenialKind, MfaRequirements, MfaTokenClaims, Sealer, SealingKey,
-    SealingKeys,
+    self, Denial, DenialKind, MfaRequirements, MfaTokenClaims, Sealer, SealingKey, SealingKeys,
+    StepUpChallenge,
 };
 use crate::clock::{self, Clock, SharedClock};
 use crate::error::{is_header_param_safe, ConfigError};
@@ -96,6 +104,9 @@ use crate::token::{Claims, TokenError, TokenKind, Verifier};
 pub use self::body::ResponseBody;
 pub use self::future::ResponseFuture;
 pub use self::layer::StepUpLayer;
+pub use self::rejection::Rejection;
+#[cfg(feature = "axum")]
+pub(crate) use self::rejection::Renderer;
 pub use self::service::StepUpService;
 
 /// The default `realm` of `WWW-Authenticate` challenges.
@@ -121,6 +132,7 @@ struct GuardInner {
     step_up_status: StatusCode,
     mfa_token_ttl: u64,
     requirements: Box<RequirementsFn>,
+    rejection: Option<Box<dyn Rejection>>,
 }
 
 /// Where a layer finds the policy of a request.
@@ -142,8 +154,8 @@ impl PolicySource {
 pub(crate) enum Decision {
     /// Call the inner service, with these claims in the extensions (none: anonymous).
     Pass(Option<Claims>),
-    /// Answer with this response.
-    Deny(Response<bytes::Bytes>),
+    /// Refuse, for this reason; rendered at the edge ([`Guard::render`]).
+    Deny(Denial),
 }
 
 impl Guard {
@@ -217,7 +229,7 @@ impl Guard {
             None => match self.verify_credential(headers, public, now) {
                 Ok(Some(verified)) => verified,
                 Ok(None) => return Decision::Pass(None),
-                Err(denial) => return self.deny(denial),
+                Err(kind) => return Decision::Deny(Denial::new(kind)),
             },
         };
         self.authorize(policy, claims, method, path, now)
@@ -282,18 +294,11 @@ impl Guard {
         if policy.missing_scope(&claims) {
             denied("insufficient_scope", Some(claims.sub()), None);
             let scope = policy.required_scopes().join(" ");
-            return Decision::Deny(challenge::response(
-                DenialKind::InsufficientScope,
-                &inner.realm,
-                DenialDetails {
-                    scope: Some(scope),
-                    ..DenialDetails::default()
-                },
-            ));
+            return Decision::Deny(Denial::insufficient_scope(scope));
         }
         if let PolicyKind::StepUp(requirement) = policy.kind() {
             if let Some(unmet) = requirement.unmet(&claims, now, inner.verifier.leeway()) {
-                return Decision::Deny(self.challenge(
+                return Decision::Deny(self.step_up_denial(
                     requirement,
                     unmet,
                     &claims,
@@ -306,17 +311,30 @@ impl Guard {
         Decision::Pass(Some(claims))
     }
 
-    fn deny(&self, kind: DenialKind) -> Decision {
-        Decision::Deny(self.denial(kind))
+    /// Renders a denial at the edge, once: as gRPC for a gRPC request; else the
+    /// [`Rejection`] hook's response, if it gives one; else the default HTTP rendering.
+    /// The [`Denial`] is in the extensions of whichever response comes out.
+    pub(crate) fn render(&self, denial: Denial, request: &Parts) -> Response<Bytes> {
+        let realm = &self.inner.realm;
+        if challenge::wants_grpc_denial(&request.method, &request.headers) {
+            return challenge::grpc_response(denial, realm);
+        }
+        let custom = self.inner.rejection.as_ref();
+        match custom.and_then(|hook| hook.reject(&denial, request)) {
+            Some(response) => rejection::finish(response, denial),
+            None => challenge::http_response(denial, realm),
+        }
     }
 
-    /// The response for `kind`, with this guard's realm.
-    pub(crate) fn denial(&self, kind: DenialKind) -> Response<bytes::Bytes> {
-        challenge::response(kind, &self.inner.realm, DenialDetails::default())
+    /// The default HTTP rendering of `denial`, with this guard's realm.
+    #[cfg(feature = "server")]
+    pub(crate) fn render_http(&self, denial: Denial) -> Response<Bytes> {
+        challenge::http_response(denial, &self.inner.realm)
     }
 
-    /// The step-up answer for `claims`, which failed `requirement` on `method path`:
-    /// `403 mfa_required` with a freshly sealed mfa_token.
+    /// The step-up answer for `claims`, which failed `requirement` on `method path`,
+    /// rendered as HTTP: `403 mfa_required` with a freshly sealed mfa_token.
+    #[cfg(feature = "server")]
     pub(crate) fn challenge(
         &self,
         requirement: &StepUp,
@@ -325,7 +343,23 @@ impl Guard {
         method: &Method,
         path: &str,
         now: u64,
-    ) -> Response<bytes::Bytes> {
+    ) -> Response<Bytes> {
+        let denial = self.step_up_denial(requirement, unmet, claims, method, path, now);
+        self.render_http(denial)
+    }
+
+    /// The step-up denial for `claims`, which failed `requirement` on `method path`:
+    /// `mfa_required` with a freshly sealed mfa_token (or, when it cannot be sealed,
+    /// `PathTooLong` or `ServerError`).
+    fn step_up_denial(
+        &self,
+        requirement: &StepUp,
+        unmet: Unmet,
+        claims: &Claims,
+        method: &Method,
+        path: &str,
+        now: u64,
+    ) -> Denial {
         let inner = &*self.inner;
         let sealed = random::id()
             .map_err(challenge::SealError::from)
@@ -347,7 +381,7 @@ impl Guard {
             Ok(token) => token,
             Err(challenge::SealError::TooLarge) => {
                 denied("path_too_long", Some(claims.sub()), None);
-                return self.denial(DenialKind::PathTooLong);
+                return Denial::new(DenialKind::PathTooLong);
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
@@ -358,7 +392,7 @@ impl Guard {
                     Some(claims.sub()),
                     None,
                 );
-                return self.denial(DenialKind::ServerError);
+                return Denial::new(DenialKind::ServerError);
             }
         };
         audit::emit(
@@ -375,19 +409,15 @@ impl Guard {
             Unmet::MaxAge => "a more recent authentication is required for this resource",
         };
         let acr_values = requirement.required_acr_values();
-        challenge::response(
-            DenialKind::MfaRequired,
-            &inner.realm,
-            DenialDetails {
-                description: Some(description),
-                status: Some(inner.step_up_status),
-                acr_values: (!acr_values.is_empty()).then(|| acr_values.join(" ")),
-                max_age: requirement.required_max_age(),
-                mfa_token: Some(&mfa_token),
-                mfa_requirements: Some(&requirements),
-                ..DenialDetails::default()
-            },
-        )
+        Denial::step_up(StepUpChallenge {
+            description,
+            status: inner.step_up_status,
+            acr_values: (!acr_values.is_empty()).then(|| acr_values.join(" ")),
+            max_age: requirement.required_max_age(),
+            mfa_token,
+            mfa_requirements: requirements,
+            expires_in: inner.mfa_token_ttl,
+        })
     }
 }
 
@@ -400,6 +430,7 @@ impl fmt::Debug for Guard {
             .field("cookie", &self.inner.cookie)
             .field("step_up_status", &self.inner.step_up_status)
             .field("mfa_token_ttl", &self.inner.mfa_token_ttl)
+            .field("rejection", &self.inner.rejection.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -416,6 +447,7 @@ pub struct GuardBuilder {
     strict_401: bool,
     mfa_token_ttl: Option<Duration>,
     requirements: Option<Box<RequirementsFn>>,
+    rejection: Option<Box<dyn Rejection>>,
 }
 
 impl GuardBuilder {
@@ -485,7 +517,8 @@ impl GuardBuilder {
         self
     }
 
-    /// Lifetime of mfa_tokens. Default 300 s; 1 to 600 s.
+    /// Lifetime of mfa_tokens. Default 300 s; 1 to 600 s. A step-up denial says it as
+    /// `expires_in` (seconds).
     pub fn mfa_token_ttl(mut self, ttl: Duration) -> Self {
         self.mfa_token_ttl = Some(ttl);
         self
@@ -499,6 +532,31 @@ impl GuardBuilder {
         f: impl Fn(&Claims) -> MfaRequirements + Send + Sync + 'static,
     ) -> Self {
         self.requirements = Some(Box::new(f));
+        self
+    }
+
+    /// Renders the layer's HTTP denials your way, like tower-http's
+    /// `with_rejection_response`: `hook` receives the typed [`Denial`] and the request's
+    /// parts, and returns its own response (e.g. `application/problem+json`, or a `303`
+    /// to a login page for a browser) or `None` for the default rendering (the JSON body
+    /// and `WWW-Authenticate` of the denial table). A closure
+    /// `Fn(&Denial, &http::request::Parts) -> Option<http::Response<bytes::Bytes>>` is a
+    /// [`Rejection`].
+    ///
+    /// The hook renders a refusal; it cannot undo one: the inner service is not called
+    /// whatever it returns. The [`Denial`] is put in the extensions of its response, and
+    /// `Cache-Control: no-store` unless it set a `Cache-Control` itself.
+    ///
+    /// gRPC requests (a `POST` with `content-type: application/grpc…`) keep the gRPC
+    /// rendering: the hook is not asked. The axum [`Claims`] extractor's rejection goes
+    /// through the hook too (see `MissingClaims`, feature `axum`).
+    ///
+    /// # Security
+    /// A step-up [`Denial`] carries a live mfa_token ([`Denial::mfa_token`]): put it only
+    /// where the client that must complete the challenge reads it, never in a URL (a
+    /// redirect's `Location` ends up in logs and `Referer` headers).
+    pub fn rejection(mut self, hook: impl Rejection) -> Self {
+        self.rejection = Some(Box::new(hook));
         self
     }
 
@@ -539,6 +597,7 @@ impl GuardBuilder {
                 requirements: self
                     .requirements
                     .unwrap_or_else(|| Box::new(|_| MfaRequirements::challenge(["otp"]))),
+                rejection: self.rejection,
             }),
         })
     }

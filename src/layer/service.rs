@@ -73,16 +73,19 @@ where
                     }
                     None => {
                         ext.remove::<Claims>();
+                        // For a handler that needs claims after all (the axum extractor):
+                        // it refuses the way this guard renders denials.
+                        #[cfg(feature = "axum")]
+                        ext.insert(super::Renderer(self.guard.clone()));
                     }
                 }
                 ResponseFuture::passed(self.inner.call(req))
             }
-            Decision::Deny(response)
-                if crate::challenge::wants_grpc_denial(req.method(), req.headers()) =>
-            {
-                ResponseFuture::rejected(crate::challenge::into_grpc(response))
+            Decision::Deny(denial) => {
+                // Decided; rendered once, here at the edge. The request goes no further.
+                let (parts, _body) = req.into_parts();
+                ResponseFuture::rejected(self.guard.render(denial, &parts))
             }
-            Decision::Deny(response) => ResponseFuture::rejected(response),
         }
     }
 }
