@@ -1016,7 +1016,7 @@ fn counted(
 fn problem_json(denial: &Denial, _req: &http::request::Parts) -> Option<Response<bytes::Bytes>> {
     let mut body = serde_json::json!({
         "type": format!("https://errors.example/{}", denial.error()),
-        "title": denial.error(),
+        "title": denial.error().as_str(),
         "status": denial.status().as_u16(),
         "detail": denial.description(),
     });

@@ -19,6 +19,8 @@ use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::wire::{self, ErrorCode};
+
 /// Why the layer refused a request. Put in the extensions of every denial response, so
 /// outer layers and tests can inspect it without parsing the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,7 +55,7 @@ pub struct DenialRow {
     /// [`GuardBuilder::strict_rfc9470_status`](crate::GuardBuilder::strict_rfc9470_status)).
     pub status: StatusCode,
     /// The body's `error` code.
-    pub error: &'static str,
+    pub error: ErrorCode,
     /// The `error` parameter of `WWW-Authenticate`; `None` for a bare `Bearer realm`
     /// challenge.
     pub challenge_error: Option<&'static str>,
@@ -90,7 +92,7 @@ pub const DENIAL_TABLE: &[DenialRow] = &[
 const MISSING_CREDENTIAL: DenialRow = DenialRow {
     kind: DenialKind::MissingCredential,
     status: StatusCode::UNAUTHORIZED,
-    error: "unauthorized",
+    error: ErrorCode::Unauthorized,
     challenge_error: None,
     challenge: true,
     description: "an access token is required",
@@ -99,7 +101,7 @@ const MISSING_CREDENTIAL: DenialRow = DenialRow {
 const INVALID_TOKEN: DenialRow = DenialRow {
     kind: DenialKind::InvalidToken,
     status: StatusCode::UNAUTHORIZED,
-    error: "invalid_token",
+    error: ErrorCode::InvalidToken,
     challenge_error: Some("invalid_token"),
     challenge: true,
     description: "the access token is invalid",
@@ -108,7 +110,7 @@ const INVALID_TOKEN: DenialRow = DenialRow {
 const EXPIRED_TOKEN: DenialRow = DenialRow {
     kind: DenialKind::ExpiredToken,
     status: StatusCode::UNAUTHORIZED,
-    error: "invalid_token",
+    error: ErrorCode::InvalidToken,
     challenge_error: Some("invalid_token"),
     challenge: true,
     description: "the access token has expired",
@@ -117,7 +119,7 @@ const EXPIRED_TOKEN: DenialRow = DenialRow {
 const MFA_INCOMPLETE: DenialRow = DenialRow {
     kind: DenialKind::MfaIncomplete,
     status: StatusCode::UNAUTHORIZED,
-    error: "mfa_incomplete",
+    error: ErrorCode::MfaIncomplete,
     challenge_error: Some("invalid_token"),
     challenge: true,
     description: "multi-factor authentication is not complete; the partial token is accepted only by the verify endpoint",
@@ -126,7 +128,7 @@ const MFA_INCOMPLETE: DenialRow = DenialRow {
 const INSUFFICIENT_SCOPE: DenialRow = DenialRow {
     kind: DenialKind::InsufficientScope,
     status: StatusCode::FORBIDDEN,
-    error: "insufficient_scope",
+    error: ErrorCode::InsufficientScope,
     challenge_error: Some("insufficient_scope"),
     challenge: true,
     description: "the access token lacks a required scope",
@@ -135,7 +137,7 @@ const INSUFFICIENT_SCOPE: DenialRow = DenialRow {
 const MFA_REQUIRED: DenialRow = DenialRow {
     kind: DenialKind::MfaRequired,
     status: StatusCode::FORBIDDEN,
-    error: "mfa_required",
+    error: ErrorCode::MfaRequired,
     challenge_error: Some("insufficient_user_authentication"),
     challenge: true,
     description: "a stronger or more recent authentication is required",
@@ -144,7 +146,7 @@ const MFA_REQUIRED: DenialRow = DenialRow {
 const PATH_TOO_LONG: DenialRow = DenialRow {
     kind: DenialKind::PathTooLong,
     status: StatusCode::URI_TOO_LONG,
-    error: "invalid_request",
+    error: ErrorCode::InvalidRequest,
     challenge_error: None,
     challenge: false,
     description: "the request path is too long for a step-up challenge",
@@ -153,7 +155,7 @@ const PATH_TOO_LONG: DenialRow = DenialRow {
 const SERVER_ERROR: DenialRow = DenialRow {
     kind: DenialKind::ServerError,
     status: StatusCode::INTERNAL_SERVER_ERROR,
-    error: "server_error",
+    error: ErrorCode::ServerError,
     challenge_error: None,
     challenge: false,
     description: "the request could not be authorized",
@@ -281,7 +283,7 @@ impl Denial {
     }
 
     /// The `error` code of the body (the row's).
-    pub fn error(&self) -> &'static str {
+    pub fn error(&self) -> ErrorCode {
         self.kind.row().error
     }
 
@@ -383,7 +385,8 @@ impl Factor {
 /// The JSON body of `denial`: `error` and `error_description`; a step-up denial adds
 /// `expires_in`, `mfa_token` and `mfa_requirements`, an expired token `token_expired`.
 pub(crate) fn json_body(denial: &Denial) -> Bytes {
-    let mut body = json!({ "error": denial.error(), "error_description": denial.description });
+    let mut body =
+        json!({ "error": denial.error().as_str(), "error_description": denial.description });
     if let (Some(token), Some(obj)) = (&denial.mfa_token, body.as_object_mut()) {
         obj.insert("mfa_token".into(), token.as_str().into());
         obj.insert(
@@ -392,11 +395,11 @@ pub(crate) fn json_body(denial: &Denial) -> Bytes {
                 .unwrap_or_default(),
         );
         if let Some(expires_in) = denial.expires_in {
-            obj.insert("expires_in".into(), expires_in.into());
+            obj.insert(wire::EXPIRES_IN.into(), expires_in.into());
         }
     }
     if let (true, Some(obj)) = (denial.token_expired(), body.as_object_mut()) {
-        obj.insert("token_expired".into(), true.into());
+        obj.insert(wire::TOKEN_EXPIRED.into(), true.into());
     }
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }

@@ -280,7 +280,7 @@ mod tests {
         let written: HashSet<&str> = ERROR_TABLE
             .iter()
             .map(|row| row.error.as_str())
-            .chain(DENIAL_TABLE.iter().map(|row| row.error))
+            .chain(DENIAL_TABLE.iter().map(|row| row.error.as_str()))
             .collect();
         let known: HashSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(written, known);
