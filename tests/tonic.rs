@@ -1001,11 +1001,13 @@ async fn oversized_verify_request_is_invalid_argument() {
 
 #[path = "support/failing_store.rs"]
 mod failing_store;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 use failing_store::FailingStore;
 
 #[tokio::test]
 async fn store_down_is_unavailable_and_the_layer_needs_no_store() {
-    let s = start_with(Mount::WholeServer, Arc::new(FailingStore)).await;
+    let s = start_with(Mount::WholeServer, Arc::new(FailingStore::new())).await;
     let partial = s.partial(&Grant::new("alice").amr(["pwd"]));
     for code in [s.code(0), s.wrong_code()] {
         let r = refused(s.verify(with_code(&partial, code), None).await);
