@@ -417,17 +417,13 @@ impl TestHook {
         inner: &dyn Store,
         family: &str,
         new_token: TokenHash,
-        session: &str,
+        session: &Claims,
         now: u64,
     ) -> CallResult {
-        let sub = serde_json::from_str::<serde_json::Value>(session)
-            .ok()
-            .and_then(|v| v["sub"].as_str().map(str::to_owned))
-            .unwrap_or_default();
         let record = RefreshRecord {
             family: family.to_owned(),
-            sub,
-            session: session.to_owned(),
+            sub: session.sub().to_owned(),
+            session: session.clone(),
             expires_at: now + REFRESH_LIFETIME,
         };
         inner.refresh_create(new_token, record.clone(), now).await?;

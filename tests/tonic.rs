@@ -199,7 +199,7 @@ impl Grpc {
         let record = RefreshRecord {
             family: claims["sid"].as_str().unwrap().to_owned(),
             sub: "alice".to_owned(),
-            session: claims.to_string(),
+            session: serde_json::from_value(claims).unwrap(),
             expires_at: self.now() + 3600,
         };
         let mut hash = [7; 32];

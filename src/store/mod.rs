@@ -17,20 +17,22 @@
 //! attempt record, one TOTP step and one pending enrollment; at most
 //! [`MAX_SESSIONS_PER_USER`] sessions, each remembering at most [`REFRESH_HISTORY`]
 //! rotated tokens. Every method is atomic on its own.
-//! Any error fails closed: the endpoints answer `503 temporarily_unavailable`.
+//! Any error fails closed: the endpoints answer `503 temporarily_unavailable` (`500
+//! server_error` for a stored value that cannot be read back, [`StoreError::Corrupt`]).
 //!
 //! [`MemoryStore`] is the in-process default; several replicas need a shared store:
 //! `RedisStore` (feature `redis`).
 
 mod attempt_state;
 mod memory;
+mod record;
 #[cfg(feature = "redis")]
 mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::{Deserialize, Serialize};
+use crate::token::Claims;
 
 pub use self::memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 #[cfg(feature = "redis")]
@@ -54,6 +56,11 @@ pub enum StoreError {
     /// The store is at its size bound and nothing has expired yet.
     #[error("store full")]
     Full,
+    /// A stored value cannot be read back (e.g. a session's claims written by a version
+    /// that this one cannot read). The request fails with 500, not 503: retrying will
+    /// not help.
+    #[error("stored value unreadable: {0}")]
+    Corrupt(String),
 }
 
 /// How failed second-factor attempts are counted, per user.
@@ -141,14 +148,17 @@ pub struct LoginLimits {
 pub const LOGIN_RECORDS_PER_BUCKET: usize = 256;
 
 /// One refresh-token family: the session it continues.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// How a store keeps it is the store's business: both stores keep the claims as compact
+/// JSON (and Redis the same record format as before the claims were typed).
+#[derive(Clone, Debug, PartialEq)]
 pub struct RefreshRecord {
     /// The family id (the session id, `sid`).
     pub family: String,
     /// The user.
     pub sub: String,
-    /// The session's claims as JSON, from which refreshed access tokens are made.
-    pub session: String,
+    /// The session's claims, from which refreshed access tokens are made.
+    pub session: Claims,
     /// The absolute end of the family: no refresh after this, however recent.
     pub expires_at: u64,
 }
@@ -167,7 +177,7 @@ pub enum FamilyRevocation {
 }
 
 /// What [`Store::refresh_elevate`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Elevation {
     /// The family was live: its new record (the new session, the same absolute end).
@@ -191,7 +201,7 @@ pub const REFRESH_HISTORY: usize = 16;
 pub const MAX_SESSIONS_PER_USER: usize = 32;
 
 /// The outcome of presenting a refresh token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Rotation {
     /// It was the family's current token: it is now spent and `new_hash` is current.
@@ -350,7 +360,7 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         family: &'a str,
         new_token: TokenHash,
-        session: String,
+        session: Claims,
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation>;

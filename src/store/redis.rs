@@ -9,6 +9,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use crate::factor::recovery::hex;
+use crate::token::Claims;
+
+use super::record::{session_json, StoredRecord};
 
 use super::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
@@ -272,10 +275,21 @@ fn reply_bytes(reply: &[Value], i: usize) -> Result<Vec<u8>, StoreError> {
         .map(Option::unwrap_or_default)
 }
 
-/// The refresh record in the second element of a script's reply.
-fn reply_record(reply: &[Value]) -> Result<RefreshRecord, StoreError> {
-    serde_json::from_slice(&reply_bytes(reply, 1)?)
+/// A refresh record as stored (JSON).
+fn decode_record(raw: &[u8]) -> Result<StoredRecord, StoreError> {
+    serde_json::from_slice(raw)
         .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))
+}
+
+/// A refresh record to store (JSON).
+fn encode_record(record: &StoredRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record)
+        .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))
+}
+
+/// The refresh record in the second element of a script's reply, as stored.
+fn reply_record(reply: &[Value]) -> Result<StoredRecord, StoreError> {
+    decode_record(&reply_bytes(reply, 1)?)
 }
 
 impl RedisStoreBuilder {
@@ -967,8 +981,8 @@ impl Store for RedisStore {
         now: u64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let json = serde_json::to_vec(&record)
-                .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))?;
+            let record = StoredRecord::new(record)?;
+            let json = encode_record(&record)?;
             let (exp, ttl) = horizon(record.expires_at, now);
             self.script::<i64>(
                 &scripts().family_create,
@@ -1053,7 +1067,7 @@ impl Store for RedisStore {
             Ok(match reply_int(&reply)? {
                 code::FAMILY_CHANGED => {
                     self.forget_token(&reply_bytes(&reply, 2)?).await?;
-                    Rotation::Rotated(reply_record(&reply)?)
+                    Rotation::Rotated(reply_record(&reply)?.record()?)
                 }
                 code::FAMILY_REVOKED => {
                     let r = reply_record(&reply)?;
@@ -1119,7 +1133,7 @@ impl Store for RedisStore {
         &'a self,
         family: &'a str,
         new_token: TokenHash,
-        session: String,
+        session: Claims,
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation> {
@@ -1128,14 +1142,12 @@ impl Store for RedisStore {
             let Some(raw) = self.hget(&family_key, "r").await? else {
                 return Ok(Elevation::Unknown);
             };
-            let mut record: RefreshRecord = serde_json::from_slice(&raw)
-                .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))?;
+            let mut record = decode_record(&raw)?;
             if record.expires_at <= now {
                 return Ok(Elevation::Unknown);
             }
-            record.session = session;
-            let json = serde_json::to_vec(&record)
-                .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))?;
+            record.session = session_json(&session)?;
+            let json = encode_record(&record)?;
             self.put_token(&new_token, family, record.expires_at, now)
                 .await?;
             let reply: Vec<Value> = self
@@ -1154,7 +1166,7 @@ impl Store for RedisStore {
             Ok(match reply_int(&reply)? {
                 code::FAMILY_CHANGED => {
                     self.forget_token(&reply_bytes(&reply, 2)?).await?;
-                    Elevation::Elevated(reply_record(&reply)?)
+                    Elevation::Elevated(reply_record(&reply)?.with_session(session))
                 }
                 code::FAMILY_REVOKED => Elevation::Ended,
                 code::FAMILY_SUPERSEDED => Elevation::Superseded,

@@ -26,6 +26,7 @@ use tower_stepup::store::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
     Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
 };
+use tower_stepup::Claims;
 
 /// One store operation with its arguments, as the hook sees it.
 #[derive(Clone, Debug)]
@@ -112,7 +113,7 @@ pub enum Call<'a> {
     RefreshElevate {
         family: &'a str,
         new_token: TokenHash,
-        session: String,
+        session: Claims,
         issued_at: u64,
         now: u64,
     },
@@ -453,7 +454,7 @@ impl<H: StoreHook> Store for HookedStore<H> {
         &'a self,
         family: &'a str,
         new_token: TokenHash,
-        session: String,
+        session: Claims,
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation> {
