@@ -223,7 +223,24 @@ pub type TokenHash = [u8; 32];
 /// The operations the completion endpoints need, each atomic.
 ///
 /// Times are seconds since the Unix epoch and are passed in, so tests can set them.
+///
+/// The methods serve five concerns, in this order:
+///
+/// | concern | methods |
+/// | --- | --- |
+/// | single use | [`consume`](Store::consume), [`is_consumed`](Store::is_consumed), [`release`](Store::release), [`advance_totp_step`](Store::advance_totp_step) |
+/// | attempts and lockout | [`attempts`](Store::attempts), [`reserve_attempt`](Store::reserve_attempt), [`settle_attempt`](Store::settle_attempt) |
+/// | login throttling | [`reserve_login`](Store::reserve_login), [`settle_login`](Store::settle_login) |
+/// | short-lived values | [`put`](Store::put), [`get`](Store::get), [`delete`](Store::delete) |
+/// | refresh families | [`refresh_create`](Store::refresh_create), [`refresh_rotate`](Store::refresh_rotate), [`refresh_revoke`](Store::refresh_revoke), [`revoke_family`](Store::revoke_family), [`refresh_elevate`](Store::refresh_elevate) |
+///
+/// They stay one trait: every backend serves all five from one connection and one
+/// keyspace, and the endpoints hold one `Arc<dyn Store>`. A backend implements each
+/// method once; a decorator (a test double, metrics) is best written once as a generic
+/// wrapper that delegates every method and calls a hook around it.
 pub trait Store: Send + Sync + 'static {
+    // Single use: a key is consumed once, a TOTP step accepted once.
+
     /// Marks `key` used. `true` the first time, `false` ever after (until `expires_at`,
     /// when it is forgotten: use the expiry of what it protects).
     fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool>;
@@ -239,6 +256,18 @@ pub trait Store: Send + Sync + 'static {
     /// code turned out to be a replay, so that the challenge stays usable as its
     /// `401 invalid_code` answer promises).
     fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Accepts TOTP time step `step` for `user` only if it is later than every step
+    /// accepted for them before; remembered until `expires_at`.
+    fn advance_totp_step<'a>(
+        &'a self,
+        user: &'a str,
+        step: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, bool>;
+
+    // Second-factor attempts and lockout, per user.
 
     /// The failed-attempt state of `user`.
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts>;
@@ -272,24 +301,7 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreFuture<'a, Attempts>;
 
-    /// Accepts TOTP time step `step` for `user` only if it is later than every step
-    /// accepted for them before; remembered until `expires_at`.
-    fn advance_totp_step<'a>(
-        &'a self,
-        user: &'a str,
-        step: u64,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, bool>;
-
-    /// Stores a short-lived value (e.g. a pending enrollment).
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, ()>;
+    // Login throttling, per account and per (account, client).
 
     /// Reserves one login attempt of `account` from `client`, on both counters at once
     /// (`limits`): granted only if each has room (failures plus reservations in flight
@@ -316,11 +328,24 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreFuture<'a, ()>;
 
+    // Short-lived values (pending enrollments).
+
+    /// Stores a short-lived value (e.g. a pending enrollment).
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()>;
+
     /// Reads a value stored with [`put`](Store::put).
     fn get<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, Option<Vec<u8>>>;
 
     /// Removes a value stored with [`put`](Store::put).
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
+    // Refresh-token families (sessions).
 
     /// Starts a refresh family whose current token has hash `token`.
     fn refresh_create<'a>(
