@@ -19,7 +19,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower_stepup::factor::totp::{self, TotpSecret};
-use tower_stepup::store::{MemoryStore, Store};
+use tower_stepup::store::{MemoryStore, Store, StoreError};
 use tower_stepup::{Algorithm, Grant, Issuer, ManualClock, SigningKey};
 
 #[allow(dead_code)]
@@ -1181,6 +1181,35 @@ async fn store_failure_fails_closed_with_503() {
     s.get("/api/billing", Some(&access))
         .await
         .expect(403, "mfa_required");
+}
+
+/// A store whose refresh families hold claims it cannot read back (e.g. written by a
+/// version that this one cannot read).
+struct UnreadableSessions;
+
+impl StoreHook for UnreadableSessions {
+    fn before<'a>(
+        &'a self,
+        _: &'a dyn Store,
+        call: &'a Call<'a>,
+    ) -> HookFuture<'a, Option<CallResult>> {
+        let answer = matches!(call, Call::RefreshRotate { .. })
+            .then(|| Err(StoreError::Corrupt("refresh session decoding".into())));
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_stored_session_fails_with_500_not_503() {
+    // Retrying will not help: not `temporarily_unavailable`, and no tokens.
+    let store = HookedStore::with_hook(Arc::new(MemoryStore::new()), UnreadableSessions);
+    let s = start_with(Arc::new(store)).await;
+    let bob = s.login("bob", "bob-password").await;
+    bob.expect_ok();
+    let refresh_token = bob.body["refresh_token"].as_str().unwrap().to_owned();
+    let r = s.refresh(&refresh_token).await;
+    r.expect(500, "server_error");
+    assert!(r.body.get("access_token").is_none(), "{}", r.body);
 }
 
 // ---------------------------------------------------------------------------------------
