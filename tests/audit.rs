@@ -35,6 +35,8 @@ mod codes;
 mod demo_config;
 #[path = "support/failing_store.rs"]
 mod failing_store;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -655,7 +657,7 @@ async fn store_failure_is_an_error_event() {
     let _serial = serial().await;
     let capture = Capture::default();
     let _default = tracing::subscriber::set_default(subscriber(&capture));
-    let d = demo_on(Arc::new(failing_store::FailingStore));
+    let d = demo_on(Arc::new(failing_store::FailingStore::new()));
 
     let login = d
         .post(

@@ -25,6 +25,8 @@ mod counting_store;
 mod demo_config;
 #[path = "support/demo_server.rs"]
 mod demo_server;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 #[path = "support/latency_proxy.rs"]
 mod latency_proxy;
 #[path = "support/redis_server.rs"]

@@ -19,10 +19,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower_stepup::factor::totp::{self, TotpSecret};
-use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, LoginLimits, MemoryStore, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, StoreFuture, TokenHash,
-};
+use tower_stepup::store::{MemoryStore, Store, StoreError};
 use tower_stepup::{Algorithm, Grant, Issuer, ManualClock, SigningKey};
 
 #[allow(dead_code)]
@@ -816,134 +813,36 @@ async fn a_partial_token_is_single_use_even_within_the_expiry_leeway() {
     again.expect(404, "mfa_token_not_found");
 }
 
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
+
+use hooked_store::{Call, CallResult, HookFuture, HookedStore, StoreHook};
+
 /// The demo's [`MemoryStore`], except that `is_consumed` (the early "already used?"
 /// look of verify) waits until `n` callers are there: every concurrent verify then gets
 /// past that look, and only the atomic `consume` can stop all but one.
-struct GatedStore {
-    inner: MemoryStore,
-    gate: tokio::sync::Barrier,
-}
+struct Gate(tokio::sync::Barrier);
 
-impl Store for GatedStore {
-    fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool> {
-        self.inner.consume(key, expires_at, now)
-    }
-    fn is_consumed<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, bool> {
+impl StoreHook for Gate {
+    fn before<'a>(
+        &'a self,
+        _: &'a dyn Store,
+        call: &'a Call<'a>,
+    ) -> HookFuture<'a, Option<CallResult>> {
         Box::pin(async move {
-            // Not a clock: a bound on how long a missing caller is waited for.
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.gate.wait()).await;
-            self.inner.is_consumed(key, now).await
+            if let Call::IsConsumed { .. } = call {
+                // Not a clock: a bound on how long a missing caller is waited for.
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.0.wait()).await;
+            }
+            None
         })
     }
-    fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        self.inner.release(key)
-    }
-    fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
-        self.inner.attempts(user, now)
-    }
-    fn reserve_attempt<'a>(
-        &'a self,
-        key: &'a str,
-        policy: AttemptPolicy,
-        now: u64,
-    ) -> StoreFuture<'a, Reservation> {
-        self.inner.reserve_attempt(key, policy, now)
-    }
-    fn settle_attempt<'a>(
-        &'a self,
-        key: &'a str,
-        settlement: Settlement,
-        policy: AttemptPolicy,
-        now: u64,
-    ) -> StoreFuture<'a, Attempts> {
-        self.inner.settle_attempt(key, settlement, policy, now)
-    }
-    fn reserve_login<'a>(
-        &'a self,
-        account: &'a str,
-        client: &'a str,
-        limits: LoginLimits,
-        now: u64,
-    ) -> StoreFuture<'a, Reservation> {
-        self.inner.reserve_login(account, client, limits, now)
-    }
-    fn settle_login<'a>(
-        &'a self,
-        account: &'a str,
-        client: &'a str,
-        settlement: Settlement,
-        limits: LoginLimits,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        self.inner
-            .settle_login(account, client, settlement, limits, now)
-    }
-    fn advance_totp_step<'a>(
-        &'a self,
-        user: &'a str,
-        step: u64,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.advance_totp_step(user, step, expires_at, now)
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        self.inner.put(key, value, expires_at, now)
-    }
-    fn get<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, Option<Vec<u8>>> {
-        self.inner.get(key, now)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        self.inner.delete(key)
-    }
-    fn refresh_create<'a>(
-        &'a self,
-        token: TokenHash,
-        record: RefreshRecord,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        self.inner.refresh_create(token, record, now)
-    }
-    fn refresh_rotate<'a>(
-        &'a self,
-        token: TokenHash,
-        new_token: TokenHash,
-        now: u64,
-    ) -> StoreFuture<'a, Rotation> {
-        self.inner.refresh_rotate(token, new_token, now)
-    }
-    fn refresh_revoke<'a>(
-        &'a self,
-        token: TokenHash,
-        sub: &'a str,
-        now: u64,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.refresh_revoke(token, sub, now)
-    }
-    fn revoke_family<'a>(
-        &'a self,
-        family: &'a str,
-        now: u64,
-    ) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
-        self.inner.revoke_family(family, now)
-    }
-    fn refresh_elevate<'a>(
-        &'a self,
-        family: &'a str,
-        new_token: TokenHash,
-        session: String,
-        issued_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, Elevation> {
-        self.inner
-            .refresh_elevate(family, new_token, session, issued_at, now)
-    }
+}
+
+/// A [`MemoryStore`] whose `is_consumed` waits for `n` callers.
+fn gated_store(n: usize) -> HookedStore<Gate> {
+    let gate = Gate(tokio::sync::Barrier::new(n));
+    HookedStore::with_hook(Arc::new(MemoryStore::new()), gate)
 }
 
 /// `n` verifies of one partial token with the right code, all at once → (200s, 404s).
@@ -1008,11 +907,7 @@ async fn twenty_concurrent_verifies_give_one_success() {
     assert_no_failure_recorded(&s).await;
 
     // The same, with all 20 held together just before the decisive, atomic step.
-    let s = start_with(Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        gate: tokio::sync::Barrier::new(20),
-    }))
-    .await;
+    let s = start_with(Arc::new(gated_store(20))).await;
     assert_eq!(concurrent_verifies(&s, 20).await, (1, 19));
     assert_no_failure_recorded(&s).await;
 }
@@ -1247,7 +1142,7 @@ use failing_store::FailingStore;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn store_failure_fails_closed_with_503() {
-    let s = start_with(Arc::new(FailingStore)).await;
+    let s = start_with(Arc::new(FailingStore::new())).await;
 
     // A password is checked only under a reserved login attempt: no store, no sign-in.
     s.login("alice", "alice-password")
@@ -1286,6 +1181,35 @@ async fn store_failure_fails_closed_with_503() {
     s.get("/api/billing", Some(&access))
         .await
         .expect(403, "mfa_required");
+}
+
+/// A store whose refresh families hold claims it cannot read back (e.g. written by a
+/// version that this one cannot read).
+struct UnreadableSessions;
+
+impl StoreHook for UnreadableSessions {
+    fn before<'a>(
+        &'a self,
+        _: &'a dyn Store,
+        call: &'a Call<'a>,
+    ) -> HookFuture<'a, Option<CallResult>> {
+        let answer = matches!(call, Call::RefreshRotate { .. })
+            .then(|| Err(StoreError::Corrupt("refresh session decoding".into())));
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_stored_session_fails_with_500_not_503() {
+    // Retrying will not help: not `temporarily_unavailable`, and no tokens.
+    let store = HookedStore::with_hook(Arc::new(MemoryStore::new()), UnreadableSessions);
+    let s = start_with(Arc::new(store)).await;
+    let bob = s.login("bob", "bob-password").await;
+    bob.expect_ok();
+    let refresh_token = bob.body["refresh_token"].as_str().unwrap().to_owned();
+    let r = s.refresh(&refresh_token).await;
+    r.expect(500, "server_error");
+    assert!(r.body.get("access_token").is_none(), "{}", r.body);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -128,8 +128,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, MemoryStore, RefreshRecord,
-    Reservation, Rotation, Settlement, Store, StoreFuture, TokenHash, REFRESH_HISTORY,
+    AttemptPolicy, Attempts, Elevation, FamilyRevocation, MemoryStore, RefreshRecord, Reservation,
+    Rotation, Settlement, Store, TokenHash, REFRESH_HISTORY,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer, SealingKey,
@@ -337,10 +337,17 @@ impl Factors for TestFactors {
     }
 }
 
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
+
+use hooked_store::{Answer, Call, CallResult, HookFuture, HookedStore, StoreHook};
+
 /// The [`MemoryStore`], yielding to the scheduler before each operation (so concurrent
 /// verifies interleave between any two store calls), with optional [`Faults`].
-struct TestStore {
-    inner: MemoryStore,
+type TestStore = HookedStore<TestHook>;
+
+/// The hook of [`TestStore`].
+struct TestHook {
     faults: Faults,
     /// With `no_reuse_detection`: each rotated refresh token → its successor.
     successors: Mutex<HashMap<TokenHash, TokenHash>>,
@@ -349,18 +356,20 @@ struct TestStore {
 }
 
 impl TestStore {
-    /// Codes judged so far: [failed, succeeded].
-    fn judged(&self) -> [usize; 2] {
-        self.judged.each_ref().map(|n| n.load(SeqCst))
-    }
-
     fn new(faults: Faults) -> Self {
-        Self {
-            inner: MemoryStore::new(),
+        let hook = TestHook {
             faults,
             successors: Mutex::new(HashMap::new()),
             judged: Default::default(),
-        }
+        };
+        HookedStore::with_hook(Arc::new(MemoryStore::new()), hook)
+    }
+}
+
+impl TestHook {
+    /// Codes judged so far: [failed, succeeded].
+    fn judged(&self) -> [usize; 2] {
+        self.judged.each_ref().map(|n| n.load(SeqCst))
     }
 
     fn newest(&self, mut token: TokenHash) -> TokenHash {
@@ -370,254 +379,138 @@ impl TestStore {
         }
         token
     }
+
+    /// Counts a judged code: a settlement as failed or succeeded.
+    fn judge(&self, settlement: Settlement) {
+        let slot = match settlement {
+            Settlement::Failed => self.judged.first(),
+            Settlement::Succeeded => self.judged.get(1),
+            _ => None,
+        };
+        if let Some(n) = slot {
+            n.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// With `no_reuse_detection`: any token ever rotated stands for its family's newest.
+    async fn rotate_newest(
+        &self,
+        inner: &dyn Store,
+        token: TokenHash,
+        new_token: TokenHash,
+        now: u64,
+    ) -> CallResult {
+        let newest = self.newest(token);
+        let rotation = inner.refresh_rotate(newest, new_token, now).await?;
+        if matches!(rotation, Rotation::Rotated(_)) {
+            let mut map = self.successors.lock().unwrap();
+            map.insert(token, new_token);
+            map.insert(newest, new_token);
+        }
+        Ok(rotation.into())
+    }
+
+    /// With `revivable_sessions`: a store that forgets the revocation, so the ended
+    /// session lives again.
+    async fn revive(
+        &self,
+        inner: &dyn Store,
+        family: &str,
+        new_token: TokenHash,
+        session: &Claims,
+        now: u64,
+    ) -> CallResult {
+        let record = RefreshRecord {
+            family: family.to_owned(),
+            sub: session.sub().to_owned(),
+            session: session.clone(),
+            expires_at: now + REFRESH_LIFETIME,
+        };
+        inner.refresh_create(new_token, record.clone(), now).await?;
+        Ok(Elevation::Elevated(record).into())
+    }
 }
 
-impl Store for TestStore {
-    fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            if self.faults.reusable_challenges && key.starts_with("jti:") {
-                return Ok(true);
-            }
-            self.inner.consume(key, expires_at, now).await
-        })
-    }
-
-    fn is_consumed<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            if self.faults.reusable_challenges && key.starts_with("jti:") {
-                return Ok(false);
-            }
-            self.inner.is_consumed(key, now).await
-        })
-    }
-
-    fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.release(key).await
-        })
-    }
-
-    fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            if self.faults.no_lockout {
-                return Ok(Attempts::default());
-            }
-            self.inner.attempts(user, now).await
-        })
-    }
-
-    fn reserve_attempt<'a>(
+impl StoreHook for TestHook {
+    fn before<'a>(
         &'a self,
-        key: &'a str,
-        policy: AttemptPolicy,
-        now: u64,
-    ) -> StoreFuture<'a, Reservation> {
+        inner: &'a dyn Store,
+        call: &'a Call<'a>,
+    ) -> HookFuture<'a, Option<CallResult>> {
         Box::pin(async move {
             tokio::task::yield_now().await;
-            if self.faults.no_lockout {
-                return Ok(Reservation::Granted);
-            }
-            match self.inner.reserve_attempt(key, policy, now).await? {
-                // Only recorded failures counted, not the attempts in flight.
-                Reservation::Busy if self.faults.unreserved_attempts => Ok(Reservation::Granted),
-                other => Ok(other),
-            }
-        })
-    }
-
-    fn settle_attempt<'a>(
-        &'a self,
-        key: &'a str,
-        settlement: Settlement,
-        policy: AttemptPolicy,
-        now: u64,
-    ) -> StoreFuture<'a, Attempts> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            let slot = match settlement {
-                Settlement::Failed => self.judged.first(),
-                Settlement::Succeeded => self.judged.get(1),
-                _ => None,
+            let f = &self.faults;
+            let answer: Answer = match *call {
+                Call::Consume { key, .. } if f.reusable_challenges && key.starts_with("jti:") => {
+                    true.into()
+                }
+                Call::IsConsumed { key, .. }
+                    if f.reusable_challenges && key.starts_with("jti:") =>
+                {
+                    false.into()
+                }
+                Call::Attempts { .. } if f.no_lockout => Attempts::default().into(),
+                Call::ReserveAttempt { .. } if f.no_lockout => Reservation::Granted.into(),
+                Call::SettleAttempt { settlement, .. } => {
+                    self.judge(settlement);
+                    if !f.no_lockout {
+                        return None;
+                    }
+                    Attempts {
+                        failures: 1,
+                        locked_until: None,
+                    }
+                    .into()
+                }
+                Call::RefreshRotate {
+                    token,
+                    new_token,
+                    now,
+                } if f.no_reuse_detection => {
+                    return Some(self.rotate_newest(inner, token, new_token, now).await);
+                }
+                _ => return None,
             };
-            if let Some(n) = slot {
-                n.fetch_add(1, SeqCst);
-            }
-            if self.faults.no_lockout {
-                return Ok(Attempts {
-                    failures: 1,
-                    locked_until: None,
-                });
-            }
-            self.inner
-                .settle_attempt(key, settlement, policy, now)
-                .await
+            Some(Ok(answer))
         })
     }
-    fn reserve_login<'a>(
+
+    fn after<'a>(
         &'a self,
-        account: &'a str,
-        client: &'a str,
-        limits: LoginLimits,
-        now: u64,
-    ) -> StoreFuture<'a, Reservation> {
+        inner: &'a dyn Store,
+        call: &'a Call<'a>,
+        outcome: CallResult,
+    ) -> HookFuture<'a, CallResult> {
         Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.reserve_login(account, client, limits, now).await
-        })
-    }
-
-    fn settle_login<'a>(
-        &'a self,
-        account: &'a str,
-        client: &'a str,
-        settlement: Settlement,
-        limits: LoginLimits,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner
-                .settle_login(account, client, settlement, limits, now)
-                .await
-        })
-    }
-
-    fn advance_totp_step<'a>(
-        &'a self,
-        user: &'a str,
-        step: u64,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            let fresh = self
-                .inner
-                .advance_totp_step(user, step, expires_at, now)
-                .await?;
-            Ok(fresh || self.faults.replayable_steps)
-        })
-    }
-
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.put(key, value, expires_at, now).await
-        })
-    }
-
-    fn get<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, Option<Vec<u8>>> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.get(key, now).await
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.delete(key).await
-        })
-    }
-
-    fn refresh_create<'a>(
-        &'a self,
-        token: TokenHash,
-        record: RefreshRecord,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.refresh_create(token, record, now).await
-        })
-    }
-
-    fn refresh_rotate<'a>(
-        &'a self,
-        token: TokenHash,
-        new_token: TokenHash,
-        now: u64,
-    ) -> StoreFuture<'a, Rotation> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            if !self.faults.no_reuse_detection {
-                return self.inner.refresh_rotate(token, new_token, now).await;
-            }
-            let newest = self.newest(token);
-            let rotation = self.inner.refresh_rotate(newest, new_token, now).await?;
-            if matches!(rotation, Rotation::Rotated(_)) {
-                let mut map = self.successors.lock().unwrap();
-                map.insert(token, new_token);
-                map.insert(newest, new_token);
-            }
-            Ok(rotation)
-        })
-    }
-
-    fn refresh_revoke<'a>(
-        &'a self,
-        token: TokenHash,
-        sub: &'a str,
-        now: u64,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.inner.refresh_revoke(token, sub, now).await
-        })
-    }
-
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            let found = self.inner.revoke_family(family, now).await?;
-            if self.faults.revivable_sessions && found == FamilyRevocation::AlreadyRevoked {
-                return Ok(FamilyRevocation::Revoked);
-            }
-            Ok(found)
-        })
-    }
-    fn refresh_elevate<'a>(
-        &'a self,
-        family: &'a str,
-        new_token: TokenHash,
-        session: String,
-        issued_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, Elevation> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            let found = self
-                .inner
-                .refresh_elevate(family, new_token, session.clone(), issued_at, now)
-                .await?;
-            if self.faults.revivable_sessions && found == Elevation::Ended {
-                // A store that forgets the revocation: the ended session lives again.
-                let sub = serde_json::from_str::<serde_json::Value>(&session)
-                    .ok()
-                    .and_then(|v| v["sub"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let record = RefreshRecord {
-                    family: family.to_owned(),
-                    sub,
-                    session,
-                    expires_at: now + REFRESH_LIFETIME,
-                };
-                self.inner
-                    .refresh_create(new_token, record.clone(), now)
-                    .await?;
-                return Ok(Elevation::Elevated(record));
-            }
-            Ok(found)
+            let f = &self.faults;
+            Ok(match (call, outcome?) {
+                // Only recorded failures counted, not the attempts in flight.
+                (Call::ReserveAttempt { .. }, Answer::Reservation(Reservation::Busy))
+                    if f.unreserved_attempts =>
+                {
+                    Reservation::Granted.into()
+                }
+                (Call::AdvanceTotpStep { .. }, Answer::Bool(fresh)) => {
+                    (fresh || f.replayable_steps).into()
+                }
+                (
+                    Call::RevokeFamily { .. },
+                    Answer::Revocation(FamilyRevocation::AlreadyRevoked),
+                ) if f.revivable_sessions => FamilyRevocation::Revoked.into(),
+                (
+                    Call::RefreshElevate {
+                        family,
+                        new_token,
+                        session,
+                        now,
+                        ..
+                    },
+                    Answer::Elevation(Elevation::Ended),
+                ) if f.revivable_sessions => {
+                    return self.revive(inner, family, *new_token, session, *now).await;
+                }
+                (_, answer) => answer,
+            })
         })
     }
 }

@@ -176,13 +176,6 @@ async fn per_entry<T>(what: &str, inputs: &[T], op: impl AsyncFn(&MemoryStore, &
     per
 }
 
-/// The session claims as `session::start` stores them (JSON, shrunk to fit).
-fn session_json(claims: &Claims) -> String {
-    let mut json = serde_json::to_string(claims).unwrap();
-    json.shrink_to_fit();
-    json
-}
-
 /// One refresh family's inputs: its first token, the tokens it rotates to, its id.
 struct FamilyInput {
     tokens: Vec<[u8; 32]>,
@@ -203,7 +196,7 @@ impl FamilyInput {
         let record = RefreshRecord {
             family: self.family.clone(),
             sub: sub.to_owned(),
-            session: session_json(claims),
+            session: claims.clone(),
             expires_at: LATER,
         };
         s.refresh_create(self.tokens[0], record, now).await.unwrap();
@@ -357,7 +350,7 @@ async fn bytes_per_challenge() {
             let record = RefreshRecord {
                 family: family.clone(),
                 sub: sub.clone(),
-                session: session_json(&claims),
+                session: claims.clone(),
                 expires_at: LATER,
             };
             s.refresh_create(*hash, record, now).await.unwrap();
@@ -383,7 +376,7 @@ async fn bytes_per_challenge() {
             let record = RefreshRecord {
                 family: family.clone(),
                 sub: sub.clone(),
-                session: session_json(&claims),
+                session: claims.clone(),
                 expires_at: LATER,
             };
             s.refresh_create(*hash, record, now).await.unwrap();

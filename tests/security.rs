@@ -27,10 +27,7 @@ use tower_stepup::complete::{
     TotpFactor,
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
-use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, LoginLimits, MemoryStore, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
-};
+use tower_stepup::store::{AttemptPolicy, Attempts, MemoryStore, Store, StoreError, TokenHash};
 use tower_stepup::{
     Algorithm, Claims, Clock, Grant, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer,
     SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
@@ -73,11 +70,18 @@ const WRITES: &[&str] = &[
     "refresh_elevate",
 ];
 
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
+
+use hooked_store::{Call, CallResult, HookFuture, HookedStore, StoreHook};
+
 /// A [`MemoryStore`] that logs each call with its arguments (so a test can look for
 /// secrets in what reached the store), and can be switched to refuse every write (a
 /// Redis out of memory or a read-only replica: reads work, writes fail).
-struct Recorder {
-    inner: MemoryStore,
+type Recorder = HookedStore<Record>;
+
+/// The hook of [`Recorder`].
+struct Record {
     log: Mutex<Vec<(&'static str, String)>>,
     hashes: Mutex<Vec<TokenHash>>,
     read_only: AtomicBool,
@@ -88,15 +92,17 @@ struct Recorder {
 
 impl Recorder {
     fn new(gate: Option<usize>) -> Self {
-        Self {
-            inner: MemoryStore::new(),
+        let record = Record {
             log: Mutex::new(Vec::new()),
             hashes: Mutex::new(Vec::new()),
             read_only: AtomicBool::new(false),
             gate: gate.map(tokio::sync::Barrier::new),
-        }
+        };
+        HookedStore::with_hook(Arc::new(MemoryStore::new()), record)
     }
+}
 
+impl Record {
     fn note(&self, op: &'static str, args: String) {
         self.log.lock().unwrap().push((op, args));
     }
@@ -130,176 +136,70 @@ impl Recorder {
         self.hashes.lock().unwrap().clone()
     }
 
-    /// Runs `op` on the inner store, unless writes are switched off. (`MemoryStore`
-    /// does its work when called, so the call itself must be skipped.)
-    fn write<'a, T: Send + 'a>(
-        &'a self,
-        op: impl FnOnce() -> StoreFuture<'a, T>,
-    ) -> StoreFuture<'a, T> {
-        if self.read_only.load(Ordering::SeqCst) {
-            Box::pin(async { Err(StoreError::Unavailable("read-only".into())) })
-        } else {
-            op()
+    /// What the log keeps of a call's arguments, and the refresh-token hashes in it.
+    fn args(call: &Call<'_>) -> (String, Vec<TokenHash>) {
+        match call {
+            Call::AdvanceTotpStep { user, step, .. } => (format!("{user} {step}"), vec![]),
+            Call::Put { key, value, .. } => (
+                format!("{key} {} {}", hex(value), String::from_utf8_lossy(value)),
+                vec![],
+            ),
+            Call::RefreshCreate { token, record, .. } => {
+                (format!("{} {record:?}", hex(token)), vec![*token])
+            }
+            Call::RefreshRotate {
+                token, new_token, ..
+            } => (
+                format!("{} {}", hex(token), hex(new_token)),
+                vec![*token, *new_token],
+            ),
+            Call::RefreshRevoke { token, sub, .. } => {
+                (format!("{} {sub}", hex(token)), vec![*token])
+            }
+            Call::Consume { key, .. }
+            | Call::IsConsumed { key, .. }
+            | Call::Release { key }
+            | Call::ReserveAttempt { key, .. }
+            | Call::SettleAttempt { key, .. }
+            | Call::Get { key, .. }
+            | Call::Delete { key } => (key.to_string(), vec![]),
+            Call::Attempts { user, .. } => (user.to_string(), vec![]),
+            Call::ReserveLogin { account, .. } | Call::SettleLogin { account, .. } => {
+                (account.to_string(), vec![])
+            }
+            Call::RevokeFamily { family, .. } | Call::RefreshElevate { family, .. } => {
+                (family.to_string(), vec![])
+            }
         }
+    }
+}
+
+impl StoreHook for Record {
+    /// Logs the call; refuses a write when writes are switched off (the inner store is
+    /// then not called at all); holds `is_consumed` at the gate.
+    fn before<'a>(
+        &'a self,
+        _: &'a dyn Store,
+        call: &'a Call<'a>,
+    ) -> HookFuture<'a, Option<CallResult>> {
+        let (args, hashes) = Self::args(call);
+        self.note(call.name(), args);
+        self.hashes.lock().unwrap().extend(hashes);
+        Box::pin(async move {
+            if self.read_only.load(Ordering::SeqCst) && WRITES.contains(&call.name()) {
+                return Some(Err(StoreError::Unavailable("read-only".into())));
+            }
+            if let (Call::IsConsumed { .. }, Some(gate)) = (call, &self.gate) {
+                // Not a clock: a bound on how long a missing caller is waited for.
+                let _ = tokio::time::timeout(Duration::from_secs(10), gate.wait()).await;
+            }
+            None
+        })
     }
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Store for Recorder {
-    fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool> {
-        self.note("consume", key.to_owned());
-        self.write(|| self.inner.consume(key, expires_at, now))
-    }
-    fn is_consumed<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, bool> {
-        self.note("is_consumed", key.to_owned());
-        Box::pin(async move {
-            if let Some(gate) = &self.gate {
-                // Not a clock: a bound on how long a missing caller is waited for.
-                let _ = tokio::time::timeout(Duration::from_secs(10), gate.wait()).await;
-            }
-            self.inner.is_consumed(key, now).await
-        })
-    }
-    fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        self.note("release", key.to_owned());
-        self.write(|| self.inner.release(key))
-    }
-    fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
-        self.note("attempts", user.to_owned());
-        self.inner.attempts(user, now)
-    }
-    fn reserve_attempt<'a>(
-        &'a self,
-        key: &'a str,
-        policy: AttemptPolicy,
-        now: u64,
-    ) -> StoreFuture<'a, Reservation> {
-        self.note("reserve_attempt", key.to_owned());
-        self.write(|| self.inner.reserve_attempt(key, policy, now))
-    }
-    fn settle_attempt<'a>(
-        &'a self,
-        key: &'a str,
-        settlement: Settlement,
-        policy: AttemptPolicy,
-        now: u64,
-    ) -> StoreFuture<'a, Attempts> {
-        self.note("settle_attempt", key.to_owned());
-        self.write(|| self.inner.settle_attempt(key, settlement, policy, now))
-    }
-    fn reserve_login<'a>(
-        &'a self,
-        account: &'a str,
-        client: &'a str,
-        limits: LoginLimits,
-        now: u64,
-    ) -> StoreFuture<'a, Reservation> {
-        self.note("reserve_login", account.to_owned());
-        self.write(|| self.inner.reserve_login(account, client, limits, now))
-    }
-    fn settle_login<'a>(
-        &'a self,
-        account: &'a str,
-        client: &'a str,
-        settlement: Settlement,
-        limits: LoginLimits,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        self.note("settle_login", account.to_owned());
-        self.write(|| {
-            self.inner
-                .settle_login(account, client, settlement, limits, now)
-        })
-    }
-    fn advance_totp_step<'a>(
-        &'a self,
-        user: &'a str,
-        step: u64,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, bool> {
-        self.note("advance_totp_step", format!("{user} {step}"));
-        self.write(|| self.inner.advance_totp_step(user, step, expires_at, now))
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        self.note(
-            "put",
-            format!("{key} {} {}", hex(&value), String::from_utf8_lossy(&value)),
-        );
-        self.write(|| self.inner.put(key, value, expires_at, now))
-    }
-    fn get<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, Option<Vec<u8>>> {
-        self.note("get", key.to_owned());
-        self.inner.get(key, now)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        self.note("delete", key.to_owned());
-        self.write(|| self.inner.delete(key))
-    }
-    fn refresh_create<'a>(
-        &'a self,
-        token: TokenHash,
-        record: RefreshRecord,
-        now: u64,
-    ) -> StoreFuture<'a, ()> {
-        self.note("refresh_create", format!("{} {record:?}", hex(&token)));
-        self.hashes.lock().unwrap().push(token);
-        self.write(|| self.inner.refresh_create(token, record, now))
-    }
-    fn refresh_rotate<'a>(
-        &'a self,
-        token: TokenHash,
-        new_token: TokenHash,
-        now: u64,
-    ) -> StoreFuture<'a, Rotation> {
-        self.note(
-            "refresh_rotate",
-            format!("{} {}", hex(&token), hex(&new_token)),
-        );
-        self.hashes.lock().unwrap().extend([token, new_token]);
-        self.write(|| self.inner.refresh_rotate(token, new_token, now))
-    }
-    fn refresh_revoke<'a>(
-        &'a self,
-        token: TokenHash,
-        sub: &'a str,
-        now: u64,
-    ) -> StoreFuture<'a, bool> {
-        self.note("refresh_revoke", format!("{} {sub}", hex(&token)));
-        self.hashes.lock().unwrap().push(token);
-        self.write(|| self.inner.refresh_revoke(token, sub, now))
-    }
-    fn revoke_family<'a>(
-        &'a self,
-        family: &'a str,
-        now: u64,
-    ) -> StoreFuture<'a, tower_stepup::store::FamilyRevocation> {
-        self.note("revoke_family", family.to_owned());
-        self.write(|| self.inner.revoke_family(family, now))
-    }
-    fn refresh_elevate<'a>(
-        &'a self,
-        family: &'a str,
-        new_token: TokenHash,
-        session: String,
-        issued_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, Elevation> {
-        self.note("refresh_elevate", family.to_owned());
-        self.write(|| {
-            self.inner
-                .refresh_elevate(family, new_token, session, issued_at, now)
-        })
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ fn record(family: &str, expires_at: u64) -> RefreshRecord {
     RefreshRecord {
         family: family.to_owned(),
         sub: "user".to_owned(),
-        session: "{}".to_owned(),
+        session: serde_json::from_value(serde_json::json!({"sub": "user", "exp": expires_at}))
+            .unwrap(),
         expires_at,
     }
 }

@@ -67,7 +67,10 @@ fn record(family: &str, sub: &str, expires_at: u64) -> RefreshRecord {
     RefreshRecord {
         family: family.to_owned(),
         sub: sub.to_owned(),
-        session: format!(r#"{{"sub":"{sub}","sid":"{family}"}}"#),
+        session: serde_json::from_value(
+            serde_json::json!({"sub": sub, "sid": family, "exp": expires_at}),
+        )
+        .unwrap(),
         expires_at,
     }
 }

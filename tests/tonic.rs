@@ -201,7 +201,7 @@ impl Grpc {
         let record = RefreshRecord {
             family: claims["sid"].as_str().unwrap().to_owned(),
             sub: "alice".to_owned(),
-            session: claims.to_string(),
+            session: serde_json::from_value(claims).unwrap(),
             expires_at: self.now() + 3600,
         };
         let mut hash = [7; 32];
@@ -1004,11 +1004,13 @@ async fn oversized_verify_request_is_invalid_argument() {
 
 #[path = "support/failing_store.rs"]
 mod failing_store;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 use failing_store::FailingStore;
 
 #[tokio::test]
 async fn store_down_is_unavailable_and_the_layer_needs_no_store() {
-    let s = start_with(Mount::WholeServer, Arc::new(FailingStore)).await;
+    let s = start_with(Mount::WholeServer, Arc::new(FailingStore::new())).await;
     let partial = s.partial(&Grant::new("alice").amr(["pwd"]));
     for code in [s.code(0), s.wrong_code()] {
         let r = refused(s.verify(with_code(&partial, code), None).await);

@@ -214,7 +214,10 @@ impl Failure {
 impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store failed; refusing the request");
-        Failure::new(ErrorKind::TemporarilyUnavailable)
+        match e {
+            crate::store::StoreError::Corrupt(_) => Failure::new(ErrorKind::ServerError),
+            _ => Failure::new(ErrorKind::TemporarilyUnavailable),
+        }
     }
 }
 

@@ -89,7 +89,7 @@ pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Sess
     let record = RefreshRecord {
         family,
         sub: access.claims.sub().to_owned(),
-        session: session_json(&access)?,
+        session: access.claims.clone(),
         expires_at: now.saturating_add(inner.refresh_lifetime),
     };
     inner
@@ -119,10 +119,9 @@ pub(crate) async fn elevate(
     let now = inner.guard.clock().now();
     let access = issue(completion, &grant.sid(sid))?;
     let refresh = new_refresh_token()?;
-    let session = session_json(&access)?;
     match inner
         .store
-        .refresh_elevate(sid, hash(&refresh), session, issued_at, now)
+        .refresh_elevate(sid, hash(&refresh), access.claims.clone(), issued_at, now)
         .await?
     {
         Elevation::Elevated(record) => Ok(Session {
@@ -150,15 +149,6 @@ fn sid(access: &IssuedToken) -> Result<String, Failure> {
         .sid()
         .map(str::to_owned)
         .ok_or(Failure::new(ErrorKind::ServerError))
-}
-
-/// The claims a refresh family keeps, from which refreshed access tokens are made.
-fn session_json(access: &IssuedToken) -> Result<String, Failure> {
-    let mut session =
-        serde_json::to_string(&access.claims).map_err(|_| Failure::new(ErrorKind::ServerError))?;
-    // Kept for the family's whole life: no spare capacity from the serializer's growth.
-    session.shrink_to_fit();
-    Ok(session)
 }
 
 #[derive(Deserialize)]
@@ -219,10 +209,8 @@ where
         .await?
     {
         Rotation::Rotated(record) => {
-            let claims: Claims = serde_json::from_str(&record.session)
-                .map_err(|_| Failure::new(ErrorKind::ServerError))?;
             audit.sub(&record.sub);
-            let access = issue(completion, &Grant::from_claims(&claims))?;
+            let access = issue(completion, &Grant::from_claims(&record.session))?;
             Ok(Session {
                 access,
                 refresh: next,

@@ -5,11 +5,13 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use super::attempt_state::{stricter, AttemptEntry};
+use super::record::{session_json, StoredRecord};
 use super::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
     Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET,
     MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
 };
+use crate::token::Claims;
 
 /// Default bound on the entries of a [`MemoryStore`].
 ///
@@ -109,7 +111,7 @@ struct RefreshToken {
 
 #[derive(Debug)]
 struct Family {
-    record: RefreshRecord,
+    record: StoredRecord,
     current: TokenHash,
     /// The tokens rotated away, oldest first, at most [`REFRESH_HISTORY`]: presenting
     /// one is a detected reuse. Older ones are forgotten (then merely invalid).
@@ -253,7 +255,7 @@ impl State {
 
     /// Starts a family; the user's oldest family ends when they would have more than
     /// [`MAX_SESSIONS_PER_USER`].
-    fn add_family(&mut self, token: TokenHash, record: RefreshRecord) -> Result<(), StoreError> {
+    fn add_family(&mut self, token: TokenHash, record: StoredRecord) -> Result<(), StoreError> {
         let new_user = !self.user_families.contains_key(&record.sub);
         self.room(2 + usize::from(new_user))?;
         let ids = self.user_families.entry(record.sub.clone()).or_default();
@@ -496,7 +498,8 @@ impl Store for MemoryStore {
         record: RefreshRecord,
         now: u64,
     ) -> StoreFuture<'a, ()> {
-        ready(self.write(now, |s| s.add_family(token, record)))
+        let stored = StoredRecord::new(record);
+        ready(stored.and_then(|record| self.write(now, |s| s.add_family(token, record))))
     }
 
     fn refresh_rotate<'a>(
@@ -527,7 +530,7 @@ impl Store for MemoryStore {
                     sub: family.record.sub.clone(),
                 });
             }
-            let record = family.record.clone();
+            let record = family.record.record()?;
             s.advance(&family_id, new_token, now)?;
             Ok(Rotation::Rotated(record))
         }))
@@ -570,25 +573,28 @@ impl Store for MemoryStore {
         &'a self,
         family: &'a str,
         new_token: TokenHash,
-        session: String,
+        session: Claims,
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation> {
-        ready(self.write(now, |s| {
-            let Some(f) = s.live_family(family, now) else {
-                return Ok(Elevation::Unknown);
-            };
-            if f.revoked {
-                return Ok(Elevation::Ended);
-            }
-            if f.elevated_at >= issued_at {
-                return Ok(Elevation::Superseded);
-            }
-            f.elevated_at = now;
-            f.record.session = session;
-            let record = f.record.clone();
-            s.advance(family, new_token, now)?;
-            Ok(Elevation::Elevated(record))
+        let json = session_json(&session);
+        ready(json.and_then(|json| {
+            self.write(now, |s| {
+                let Some(f) = s.live_family(family, now) else {
+                    return Ok(Elevation::Unknown);
+                };
+                if f.revoked {
+                    return Ok(Elevation::Ended);
+                }
+                if f.elevated_at >= issued_at {
+                    return Ok(Elevation::Superseded);
+                }
+                f.elevated_at = now;
+                f.record.session = json;
+                let record = f.record.with_session(session);
+                s.advance(family, new_token, now)?;
+                Ok(Elevation::Elevated(record))
+            })
         }))
     }
 }

@@ -17,20 +17,22 @@
 //! attempt record, one TOTP step and one pending enrollment; at most
 //! [`MAX_SESSIONS_PER_USER`] sessions, each remembering at most [`REFRESH_HISTORY`]
 //! rotated tokens. Every method is atomic on its own.
-//! Any error fails closed: the endpoints answer `503 temporarily_unavailable`.
+//! Any error fails closed: the endpoints answer `503 temporarily_unavailable` (`500
+//! server_error` for a stored value that cannot be read back, [`StoreError::Corrupt`]).
 //!
 //! [`MemoryStore`] is the in-process default; several replicas need a shared store:
 //! `RedisStore` (feature `redis`).
 
 mod attempt_state;
 mod memory;
+mod record;
 #[cfg(feature = "redis")]
 mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::{Deserialize, Serialize};
+use crate::token::Claims;
 
 pub use self::memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 #[cfg(feature = "redis")]
@@ -54,6 +56,11 @@ pub enum StoreError {
     /// The store is at its size bound and nothing has expired yet.
     #[error("store full")]
     Full,
+    /// A stored value cannot be read back (e.g. a session's claims written by a version
+    /// that this one cannot read). The request fails with 500, not 503: retrying will
+    /// not help.
+    #[error("stored value unreadable: {0}")]
+    Corrupt(String),
 }
 
 /// How failed second-factor attempts are counted, per user.
@@ -141,14 +148,17 @@ pub struct LoginLimits {
 pub const LOGIN_RECORDS_PER_BUCKET: usize = 256;
 
 /// One refresh-token family: the session it continues.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// How a store keeps it is the store's business: both stores keep the claims as compact
+/// JSON (and Redis the same record format as before the claims were typed).
+#[derive(Clone, Debug, PartialEq)]
 pub struct RefreshRecord {
     /// The family id (the session id, `sid`).
     pub family: String,
     /// The user.
     pub sub: String,
-    /// The session's claims as JSON, from which refreshed access tokens are made.
-    pub session: String,
+    /// The session's claims, from which refreshed access tokens are made.
+    pub session: Claims,
     /// The absolute end of the family: no refresh after this, however recent.
     pub expires_at: u64,
 }
@@ -167,7 +177,7 @@ pub enum FamilyRevocation {
 }
 
 /// What [`Store::refresh_elevate`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Elevation {
     /// The family was live: its new record (the new session, the same absolute end).
@@ -191,7 +201,7 @@ pub const REFRESH_HISTORY: usize = 16;
 pub const MAX_SESSIONS_PER_USER: usize = 32;
 
 /// The outcome of presenting a refresh token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Rotation {
     /// It was the family's current token: it is now spent and `new_hash` is current.
@@ -213,7 +223,24 @@ pub type TokenHash = [u8; 32];
 /// The operations the completion endpoints need, each atomic.
 ///
 /// Times are seconds since the Unix epoch and are passed in, so tests can set them.
+///
+/// The methods serve five concerns, in this order:
+///
+/// | concern | methods |
+/// | --- | --- |
+/// | single use | [`consume`](Store::consume), [`is_consumed`](Store::is_consumed), [`release`](Store::release), [`advance_totp_step`](Store::advance_totp_step) |
+/// | attempts and lockout | [`attempts`](Store::attempts), [`reserve_attempt`](Store::reserve_attempt), [`settle_attempt`](Store::settle_attempt) |
+/// | login throttling | [`reserve_login`](Store::reserve_login), [`settle_login`](Store::settle_login) |
+/// | short-lived values | [`put`](Store::put), [`get`](Store::get), [`delete`](Store::delete) |
+/// | refresh families | [`refresh_create`](Store::refresh_create), [`refresh_rotate`](Store::refresh_rotate), [`refresh_revoke`](Store::refresh_revoke), [`revoke_family`](Store::revoke_family), [`refresh_elevate`](Store::refresh_elevate) |
+///
+/// They stay one trait: every backend serves all five from one connection and one
+/// keyspace, and the endpoints hold one `Arc<dyn Store>`. A backend implements each
+/// method once; a decorator (a test double, metrics) is best written once as a generic
+/// wrapper that delegates every method and calls a hook around it.
 pub trait Store: Send + Sync + 'static {
+    // Single use: a key is consumed once, a TOTP step accepted once.
+
     /// Marks `key` used. `true` the first time, `false` ever after (until `expires_at`,
     /// when it is forgotten: use the expiry of what it protects).
     fn consume<'a>(&'a self, key: &'a str, expires_at: u64, now: u64) -> StoreFuture<'a, bool>;
@@ -229,6 +256,18 @@ pub trait Store: Send + Sync + 'static {
     /// code turned out to be a replay, so that the challenge stays usable as its
     /// `401 invalid_code` answer promises).
     fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Accepts TOTP time step `step` for `user` only if it is later than every step
+    /// accepted for them before; remembered until `expires_at`.
+    fn advance_totp_step<'a>(
+        &'a self,
+        user: &'a str,
+        step: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, bool>;
+
+    // Second-factor attempts and lockout, per user.
 
     /// The failed-attempt state of `user`.
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts>;
@@ -262,24 +301,7 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreFuture<'a, Attempts>;
 
-    /// Accepts TOTP time step `step` for `user` only if it is later than every step
-    /// accepted for them before; remembered until `expires_at`.
-    fn advance_totp_step<'a>(
-        &'a self,
-        user: &'a str,
-        step: u64,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, bool>;
-
-    /// Stores a short-lived value (e.g. a pending enrollment).
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, ()>;
+    // Login throttling, per account and per (account, client).
 
     /// Reserves one login attempt of `account` from `client`, on both counters at once
     /// (`limits`): granted only if each has room (failures plus reservations in flight
@@ -306,11 +328,24 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreFuture<'a, ()>;
 
+    // Short-lived values (pending enrollments).
+
+    /// Stores a short-lived value (e.g. a pending enrollment).
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()>;
+
     /// Reads a value stored with [`put`](Store::put).
     fn get<'a>(&'a self, key: &'a str, now: u64) -> StoreFuture<'a, Option<Vec<u8>>>;
 
     /// Removes a value stored with [`put`](Store::put).
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
+    // Refresh-token families (sessions).
 
     /// Starts a refresh family whose current token has hash `token`.
     fn refresh_create<'a>(
@@ -350,7 +385,7 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         family: &'a str,
         new_token: TokenHash,
-        session: String,
+        session: Claims,
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation>;

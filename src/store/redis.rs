@@ -9,6 +9,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use crate::factor::recovery::hex;
+use crate::token::Claims;
+
+use super::record::{session_json, StoredRecord};
 
 use super::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
@@ -253,11 +256,11 @@ impl RedisStore {
     }
 }
 
-/// The first element of a script's reply, a number (0 when absent).
+/// The first element of a script's reply, a code (`FAMILY_UNKNOWN` when absent).
 fn reply_int(reply: &[Value]) -> Result<i64, StoreError> {
     match reply.first() {
         Some(v) => redis::from_redis_value(v.clone()).map_err(|e| redis_error(&e.into())),
-        None => Ok(0),
+        None => Ok(code::FAMILY_UNKNOWN),
     }
 }
 
@@ -272,10 +275,21 @@ fn reply_bytes(reply: &[Value], i: usize) -> Result<Vec<u8>, StoreError> {
         .map(Option::unwrap_or_default)
 }
 
-/// The refresh record in the second element of a script's reply.
-fn reply_record(reply: &[Value]) -> Result<RefreshRecord, StoreError> {
-    serde_json::from_slice(&reply_bytes(reply, 1)?)
+/// A refresh record as stored (JSON).
+fn decode_record(raw: &[u8]) -> Result<StoredRecord, StoreError> {
+    serde_json::from_slice(raw)
         .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))
+}
+
+/// A refresh record to store (JSON).
+fn encode_record(record: &StoredRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record)
+        .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))
+}
+
+/// The refresh record in the second element of a script's reply, as stored.
+fn reply_record(reply: &[Value]) -> Result<StoredRecord, StoreError> {
+    decode_record(&reply_bytes(reply, 1)?)
 }
 
 impl RedisStoreBuilder {
@@ -356,16 +370,82 @@ fn num(n: u64) -> Vec<u8> {
     n.to_string().into_bytes()
 }
 
+/// The numbers the scripts answer with, and the settlements they are given: named once
+/// here, and declared to every script under the same names by [`lua_codes`], so neither
+/// side compares a bare number.
+mod code {
+    /// `CONSUME`, `ADVANCE_TOTP`: the key was newly consumed, the step is later.
+    pub(super) const ACCEPTED: i64 = 1;
+    /// `CONSUME`, `ADVANCE_TOTP`: already consumed, not a later step.
+    pub(super) const REFUSED: i64 = 0;
+    /// `FAMILY_CREATE`, `SETTLE_LOGIN`: done (they cannot refuse).
+    pub(super) const DONE: i64 = 1;
+    /// The reservation scripts: one attempt is reserved.
+    pub(super) const GRANTED: i64 = 0;
+    /// The reservation scripts: reservations in flight fill the remaining attempts.
+    pub(super) const BUSY: i64 = 1;
+    /// The reservation scripts: locked out (the second element says until when).
+    pub(super) const LOCKED: i64 = 2;
+    /// Settlement argument: the reservation is given back unjudged.
+    pub(super) const RELEASED: i64 = 0;
+    /// Settlement argument: the proof was wrong.
+    pub(super) const FAILED: i64 = 1;
+    /// Settlement argument: the proof was right.
+    pub(super) const SUCCEEDED: i64 = 2;
+    /// The family scripts: no such family, past its end, or (revoke) another user's.
+    pub(super) const FAMILY_UNKNOWN: i64 = 0;
+    /// The family scripts: rotated, elevated, revoked by this call.
+    pub(super) const FAMILY_CHANGED: i64 = 1;
+    /// `FAMILY_ROTATE`: a rotated token came back, the family is revoked now.
+    /// `FAMILY_ELEVATE`, `FAMILY_REVOKE`: the family had been revoked already.
+    pub(super) const FAMILY_REVOKED: i64 = 2;
+    /// `FAMILY_ELEVATE`: the session was stepped up since the challenge was issued.
+    pub(super) const FAMILY_SUPERSEDED: i64 = 3;
+
+    /// Every code by its Lua name.
+    pub(super) const ALL: [(&str, i64); 13] = [
+        ("ACCEPTED", ACCEPTED),
+        ("REFUSED", REFUSED),
+        ("DONE", DONE),
+        ("GRANTED", GRANTED),
+        ("BUSY", BUSY),
+        ("LOCKED", LOCKED),
+        ("RELEASED", RELEASED),
+        ("FAILED", FAILED),
+        ("SUCCEEDED", SUCCEEDED),
+        ("FAMILY_UNKNOWN", FAMILY_UNKNOWN),
+        ("FAMILY_CHANGED", FAMILY_CHANGED),
+        ("FAMILY_REVOKED", FAMILY_REVOKED),
+        ("FAMILY_SUPERSEDED", FAMILY_SUPERSEDED),
+    ];
+}
+
+/// The Lua declarations of [`code`] (`local GRANTED = 0` …), the start of every script.
+fn lua_codes() -> String {
+    code::ALL
+        .iter()
+        .map(|(name, value)| format!("local {name} = {value}\n"))
+        .collect()
+}
+
+/// A script: the code declarations, then `parts` in order.
+fn script_text(parts: &[&str]) -> String {
+    let mut text = lua_codes();
+    text.extend(parts.iter().copied());
+    text
+}
+
 // The scripts. Each touches KEYS[1] only. Numbers come in as decimal strings and are
 // compared with tonumber (exact below 2^53: every value here is a Unix time, a count or
 // a step, capped by `horizon`).
 
-/// ARGV: now, value (expiry + nothing), ttl ms. 1 if newly consumed.
+/// ARGV: now, value (expiry + nothing), ttl ms. ACCEPTED if newly consumed, else
+/// REFUSED.
 const CONSUME: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v and tonumber(string.sub(v, 1, 20)) > tonumber(ARGV[1]) then return 0 end
+if v and tonumber(string.sub(v, 1, 20)) > tonumber(ARGV[1]) then return REFUSED end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
+return ACCEPTED
 ";
 
 /// The attempt rules, as `attempt_state.rs` has them for the memory store: a state `a` of
@@ -382,20 +462,20 @@ local function att(f, l, e, p, q)
 end
 local function att_empty(a) return a.f == 0 and a.l == 0 and a.p == 0 end
 local function att_keep(a) return math.max(a.e, a.q) end
--- 0 granted, 1 busy, 2 locked
 local function att_check(a, max)
-  if a.l > 0 then return 2 end
-  if a.f + a.p >= tonumber(max) then return 1 end
-  return 0
+  if a.l > 0 then return LOCKED end
+  if a.f + a.p >= tonumber(max) then return BUSY end
+  return GRANTED
 end
 local function att_hold(a, pending_until) a.p = a.p + 1; a.q = tonumber(pending_until) end
--- settlement: 0 released, 1 failed, 2 succeeded
+-- settlement: RELEASED, FAILED or SUCCEEDED
 local function att_settle(a, settlement, max, lock_until, window_until)
+  settlement = tonumber(settlement)
   if a.p > 0 then a.p = a.p - 1 end
-  if settlement == '1' and a.l == 0 then
+  if settlement == FAILED and a.l == 0 then
     a.f = a.f + 1
     if a.f >= tonumber(max) then a.l = tonumber(lock_until); a.e = a.l else a.e = tonumber(window_until) end
-  elseif settlement == '2' and a.l == 0 then
+  elseif settlement == SUCCEEDED and a.l == 0 then
     a.f = 0; a.e = 0
   end
 end
@@ -413,17 +493,18 @@ local function attempts_save()
 end
 ";
 
-/// ARGV: now, max_attempts, pending_until. Returns {RESERVE_*, locked_until}.
+/// ARGV: now, max_attempts, pending_until. Returns {GRANTED | BUSY, 0} or
+/// {LOCKED, locked_until}.
 const RESERVE_ATTEMPT: &str = r"
 local answer = att_check(a, ARGV[2])
-if answer == 2 then return {2, a.l} end
-if answer == 1 then return {1, 0} end
+if answer == LOCKED then return {LOCKED, a.l} end
+if answer == BUSY then return {BUSY, 0} end
 att_hold(a, ARGV[3])
 attempts_save()
-return {0, 0}
+return {GRANTED, 0}
 ";
 
-/// ARGV: now, settlement (SETTLE_*), max_attempts, lock_until, window_until.
+/// ARGV: now, settlement (RELEASED, FAILED, SUCCEEDED), max_attempts, lock_until, window_until.
 /// Returns {failures, locked_until (0 = none)}.
 const SETTLE_ATTEMPT: &str = r"
 att_settle(a, ARGV[2], ARGV[3], ARGV[4], ARGV[5])
@@ -483,36 +564,33 @@ end
 ";
 
 /// ARGV: now, account field, client field, account max, client max, pending_until,
-/// bucket bound. Returns {RESERVE_*, locked_until}.
+/// bucket bound. Returns {GRANTED | BUSY, 0} or {LOCKED, locked_until}.
 const RESERVE_LOGIN: &str = r"
 local ra, rc = att_check(A, ARGV[4]), att_check(C, ARGV[5])
-if ra == 2 or rc == 2 then
-  return {2, math.max(A.l, C.l)}
+if ra == LOCKED or rc == LOCKED then
+  return {LOCKED, math.max(A.l, C.l)}
 end
-if ra == 1 or rc == 1 then return {1, 0} end
+if ra == BUSY or rc == BUSY then return {BUSY, 0} end
 att_hold(A, ARGV[6]); att_hold(C, ARGV[6])
-if not login_save(tonumber(ARGV[7])) then return {1, 0} end
-return {0, 0}
+if not login_save(tonumber(ARGV[7])) then return {BUSY, 0} end
+return {GRANTED, 0}
 ";
 
 /// ARGV: now, account field, client field, settlement, bucket bound, then max,
-/// lock_until, window_until of the account and of the client.
+/// lock_until, window_until of the account and of the client. Returns DONE.
 const SETTLE_LOGIN: &str = r"
 att_settle(A, ARGV[4], ARGV[6], ARGV[7], ARGV[8])
 att_settle(C, ARGV[4], ARGV[9], ARGV[10], ARGV[11])
 login_save(tonumber(ARGV[5]))
-return 1
+return DONE
 ";
 
-/// [`RESERVE_ATTEMPT`]'s first reply: granted, busy, locked.
-const RESERVE_GRANTED: i64 = 0;
-const RESERVE_BUSY: i64 = 1;
-
-/// A reservation script's reply.
+/// A reservation script's reply. Anything but GRANTED and BUSY is a lockout (fails
+/// closed).
 fn reservation(outcome: i64, until: u64) -> Reservation {
     match outcome {
-        RESERVE_GRANTED => Reservation::Granted,
-        RESERVE_BUSY => Reservation::Busy,
+        code::GRANTED => Reservation::Granted,
+        code::BUSY => Reservation::Busy,
         _ => Reservation::Locked { until },
     }
 }
@@ -528,32 +606,34 @@ fn policy_args(policy: AttemptPolicy, now: u64) -> [Vec<u8>; 3] {
     ]
 }
 
-/// [`SETTLE_ATTEMPT`]'s settlement argument.
-fn settlement_arg(settlement: Settlement) -> &'static [u8] {
-    match settlement {
-        Settlement::Released => b"0",
-        Settlement::Failed => b"1",
-        Settlement::Succeeded => b"2",
-    }
+/// [`SETTLE_ATTEMPT`]'s and [`SETTLE_LOGIN`]'s settlement argument.
+fn settlement_arg(settlement: Settlement) -> Vec<u8> {
+    let code = match settlement {
+        Settlement::Released => code::RELEASED,
+        Settlement::Failed => code::FAILED,
+        Settlement::Succeeded => code::SUCCEEDED,
+    };
+    code.to_string().into_bytes()
 }
 
-/// ARGV: now, step, expires_at, ttl ms. 1 if the step is later than the last one.
+/// ARGV: now, step, expires_at, ttl ms. ACCEPTED if the step is later than the last
+/// one, else REFUSED.
 const ADVANCE_TOTP: &str = r"
 local h = redis.call('HMGET', KEYS[1], 's', 'e')
 if h[1] and tonumber(h[2]) > tonumber(ARGV[1]) and tonumber(h[1]) >= tonumber(ARGV[2]) then
-  return 0
+  return REFUSED
 end
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'e', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
+return ACCEPTED
 ";
 
-/// ARGV: record JSON, sub, current token hex, expires_at, ttl ms.
+/// ARGV: record JSON, sub, current token hex, expires_at, ttl ms. Returns DONE.
 const FAMILY_CREATE: &str = r"
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'r', ARGV[1], 's', ARGV[2], 'c', ARGV[3], 'x', 0, 'e', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+return DONE
 ";
 
 /// Shared by the two scripts below: makes ARGV[3] the current token of the family in
@@ -573,26 +653,30 @@ end
 ";
 
 /// ARGV: now, presented token hex, new token hex, history bound.
-/// Returns {ROTATED, record, forgotten}, {REUSED, record} (now revoked), {INVALID}.
+/// Returns {FAMILY_CHANGED, record, forgotten} (rotated), {FAMILY_REVOKED, record} (a
+/// rotated token came back: revoked now), or {FAMILY_UNKNOWN} (unknown, ended, revoked).
 const FAMILY_ROTATE: &str = r"
 local h = redis.call('HMGET', KEYS[1], 'r', 'c', 'x', 'e')
-if not h[1] or tonumber(h[4]) <= tonumber(ARGV[1]) or h[3] == '1' then return {0} end
+if not h[1] or tonumber(h[4]) <= tonumber(ARGV[1]) or h[3] == '1' then
+  return {FAMILY_UNKNOWN}
+end
 if h[2] ~= ARGV[2] then
   redis.call('HSET', KEYS[1], 'x', 1)
-  return {2, h[1]}
+  return {FAMILY_REVOKED, h[1]}
 end
-return {1, h[1], family_advance(h[2])}
+return {FAMILY_CHANGED, h[1], family_advance(h[2])}
 ";
 
 /// ARGV: now, record JSON (the new session), new token hex, history bound, issued_at.
-/// Returns {CHANGED, record, forgotten}, {ENDED}, {SUPERSEDED}, {UNKNOWN}.
+/// Returns {FAMILY_CHANGED, record, forgotten} (elevated), {FAMILY_REVOKED} (ended),
+/// {FAMILY_SUPERSEDED}, or {FAMILY_UNKNOWN}.
 const FAMILY_ELEVATE: &str = r"
 local h = redis.call('HMGET', KEYS[1], 'c', 'x', 'e', 'u')
-if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return {0} end
-if h[2] == '1' then return {2} end
-if tonumber(h[4] or '0') >= tonumber(ARGV[5]) then return {3} end
+if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return {FAMILY_UNKNOWN} end
+if h[2] == '1' then return {FAMILY_REVOKED} end
+if tonumber(h[4] or '0') >= tonumber(ARGV[5]) then return {FAMILY_SUPERSEDED} end
 redis.call('HSET', KEYS[1], 'r', ARGV[2], 'u', ARGV[1])
-return {1, ARGV[2], family_advance(h[1])}
+return {FAMILY_CHANGED, ARGV[2], family_advance(h[1])}
 ";
 
 /// On a user's set of families (KEYS[1], scored by their end). ARGV: now, family,
@@ -622,21 +706,15 @@ end
 return evicted
 ";
 
-/// The first reply of [`FAMILY_ROTATE`] and [`FAMILY_ELEVATE`].
-const FAMILY_CHANGED: i64 = 1;
-/// [`FAMILY_ROTATE`]: a rotated token came back. [`FAMILY_ELEVATE`]: the family ended.
-const FAMILY_REUSED_OR_ENDED: i64 = 2;
-/// [`FAMILY_ELEVATE`]: the session was stepped up since the challenge was issued.
-const FAMILY_SUPERSEDED: i64 = 3;
-
-/// ARGV: now, sub ('' = anyone). 1 if this call revoked the family.
+/// ARGV: now, sub ('' = anyone). FAMILY_CHANGED if this call revoked the family,
+/// FAMILY_REVOKED if it had been revoked already, else FAMILY_UNKNOWN.
 const FAMILY_REVOKE: &str = r"
 local h = redis.call('HMGET', KEYS[1], 's', 'x', 'e')
-if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return 0 end
-if ARGV[2] ~= '' and h[1] ~= ARGV[2] then return 0 end
-if h[2] == '1' then return 2 end
+if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return FAMILY_UNKNOWN end
+if ARGV[2] ~= '' and h[1] ~= ARGV[2] then return FAMILY_UNKNOWN end
+if h[2] == '1' then return FAMILY_REVOKED end
 redis.call('HSET', KEYS[1], 'x', 1)
-return 1
+return FAMILY_CHANGED
 ";
 
 struct Scripts {
@@ -656,17 +734,17 @@ struct Scripts {
 fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
-        consume: Script::new(CONSUME),
-        reserve_attempt: Script::new(&format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{RESERVE_ATTEMPT}")),
-        settle_attempt: Script::new(&format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{SETTLE_ATTEMPT}")),
-        reserve_login: Script::new(&format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{RESERVE_LOGIN}")),
-        settle_login: Script::new(&format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{SETTLE_LOGIN}")),
-        advance_totp: Script::new(ADVANCE_TOTP),
-        family_create: Script::new(FAMILY_CREATE),
-        family_rotate: Script::new(&format!("{FAMILY_ADVANCE}{FAMILY_ROTATE}")),
-        family_elevate: Script::new(&format!("{FAMILY_ADVANCE}{FAMILY_ELEVATE}")),
-        user_families: Script::new(USER_FAMILIES),
-        family_revoke: Script::new(FAMILY_REVOKE),
+        consume: Script::new(&script_text(&[CONSUME])),
+        reserve_attempt: Script::new(&script_text(&[ATTEMPTS_LIB, ATTEMPTS_KEY, RESERVE_ATTEMPT])),
+        settle_attempt: Script::new(&script_text(&[ATTEMPTS_LIB, ATTEMPTS_KEY, SETTLE_ATTEMPT])),
+        reserve_login: Script::new(&script_text(&[ATTEMPTS_LIB, LOGIN_BUCKET, RESERVE_LOGIN])),
+        settle_login: Script::new(&script_text(&[ATTEMPTS_LIB, LOGIN_BUCKET, SETTLE_LOGIN])),
+        advance_totp: Script::new(&script_text(&[ADVANCE_TOTP])),
+        family_create: Script::new(&script_text(&[FAMILY_CREATE])),
+        family_rotate: Script::new(&script_text(&[FAMILY_ADVANCE, FAMILY_ROTATE])),
+        family_elevate: Script::new(&script_text(&[FAMILY_ADVANCE, FAMILY_ELEVATE])),
+        user_families: Script::new(&script_text(&[USER_FAMILIES])),
+        family_revoke: Script::new(&script_text(&[FAMILY_REVOKE])),
     })
 }
 
@@ -681,7 +759,7 @@ impl Store for RedisStore {
                     &[&num(now), &with_expiry(exp, b""), &num(ttl)],
                 )
                 .await?;
-            Ok(n == 1)
+            Ok(n == code::ACCEPTED)
         })
     }
 
@@ -762,7 +840,7 @@ impl Store for RedisStore {
                     &self.key("att", key),
                     &[
                         &num(now),
-                        settlement_arg(settlement),
+                        &settlement_arg(settlement),
                         &max,
                         &lock_until,
                         &window_until,
@@ -824,7 +902,7 @@ impl Store for RedisStore {
                     &num(now),
                     account.as_bytes(),
                     field.as_bytes(),
-                    settlement_arg(settlement),
+                    &settlement_arg(settlement),
                     &num(LOGIN_RECORDS_PER_BUCKET as u64),
                     &a_max,
                     &a_lock,
@@ -855,7 +933,7 @@ impl Store for RedisStore {
                     &[&num(now), &num(step), &num(exp), &num(ttl)],
                 )
                 .await?;
-            Ok(n == 1)
+            Ok(n == code::ACCEPTED)
         })
     }
 
@@ -903,8 +981,8 @@ impl Store for RedisStore {
         now: u64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let json = serde_json::to_vec(&record)
-                .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))?;
+            let record = StoredRecord::new(record)?;
+            let json = encode_record(&record)?;
             let (exp, ttl) = horizon(record.expires_at, now);
             self.script::<i64>(
                 &scripts().family_create,
@@ -987,11 +1065,11 @@ impl Store for RedisStore {
                 )
                 .await?;
             Ok(match reply_int(&reply)? {
-                FAMILY_CHANGED => {
+                code::FAMILY_CHANGED => {
                     self.forget_token(&reply_bytes(&reply, 2)?).await?;
-                    Rotation::Rotated(reply_record(&reply)?)
+                    Rotation::Rotated(reply_record(&reply)?.record()?)
                 }
-                FAMILY_REUSED_OR_ENDED => {
+                code::FAMILY_REVOKED => {
                     let r = reply_record(&reply)?;
                     Rotation::Reused {
                         family: r.family,
@@ -1030,7 +1108,7 @@ impl Store for RedisStore {
                     &[&num(now), sub.as_bytes()],
                 )
                 .await?;
-            Ok(n == 1)
+            Ok(n == code::FAMILY_CHANGED)
         })
     }
 
@@ -1044,8 +1122,8 @@ impl Store for RedisStore {
                 )
                 .await?;
             Ok(match n {
-                1 => FamilyRevocation::Revoked,
-                2 => FamilyRevocation::AlreadyRevoked,
+                code::FAMILY_CHANGED => FamilyRevocation::Revoked,
+                code::FAMILY_REVOKED => FamilyRevocation::AlreadyRevoked,
                 _ => FamilyRevocation::Unknown,
             })
         })
@@ -1055,7 +1133,7 @@ impl Store for RedisStore {
         &'a self,
         family: &'a str,
         new_token: TokenHash,
-        session: String,
+        session: Claims,
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation> {
@@ -1064,14 +1142,12 @@ impl Store for RedisStore {
             let Some(raw) = self.hget(&family_key, "r").await? else {
                 return Ok(Elevation::Unknown);
             };
-            let mut record: RefreshRecord = serde_json::from_slice(&raw)
-                .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))?;
+            let mut record = decode_record(&raw)?;
             if record.expires_at <= now {
                 return Ok(Elevation::Unknown);
             }
-            record.session = session;
-            let json = serde_json::to_vec(&record)
-                .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))?;
+            record.session = session_json(&session)?;
+            let json = encode_record(&record)?;
             self.put_token(&new_token, family, record.expires_at, now)
                 .await?;
             let reply: Vec<Value> = self
@@ -1088,12 +1164,12 @@ impl Store for RedisStore {
                 )
                 .await?;
             Ok(match reply_int(&reply)? {
-                FAMILY_CHANGED => {
+                code::FAMILY_CHANGED => {
                     self.forget_token(&reply_bytes(&reply, 2)?).await?;
-                    Elevation::Elevated(reply_record(&reply)?)
+                    Elevation::Elevated(reply_record(&reply)?.with_session(session))
                 }
-                FAMILY_REUSED_OR_ENDED => Elevation::Ended,
-                FAMILY_SUPERSEDED => Elevation::Superseded,
+                code::FAMILY_REVOKED => Elevation::Ended,
+                code::FAMILY_SUPERSEDED => Elevation::Superseded,
                 _ => Elevation::Unknown,
             })
         })
@@ -1126,25 +1202,79 @@ mod tests {
         );
     }
 
+    /// Every script's text, as [`scripts`] loads it.
+    fn all_scripts() -> Vec<String> {
+        [
+            &[CONSUME][..],
+            &[ATTEMPTS_LIB, ATTEMPTS_KEY, RESERVE_ATTEMPT],
+            &[ATTEMPTS_LIB, ATTEMPTS_KEY, SETTLE_ATTEMPT],
+            &[ATTEMPTS_LIB, LOGIN_BUCKET, RESERVE_LOGIN],
+            &[ATTEMPTS_LIB, LOGIN_BUCKET, SETTLE_LOGIN],
+            &[ADVANCE_TOTP],
+            &[FAMILY_CREATE],
+            &[FAMILY_ADVANCE, FAMILY_ROTATE],
+            &[FAMILY_ADVANCE, FAMILY_ELEVATE],
+            &[USER_FAMILIES],
+            &[FAMILY_REVOKE],
+        ]
+        .iter()
+        .map(|parts| script_text(parts))
+        .collect()
+    }
+
     #[test]
     fn every_script_touches_one_key() {
         // Redis Cluster runs a script only if its keys share one slot: every script
         // here uses KEYS[1] and nothing else.
-        for script in [
-            CONSUME.to_owned(),
-            format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{RESERVE_ATTEMPT}"),
-            format!("{ATTEMPTS_LIB}{ATTEMPTS_KEY}{SETTLE_ATTEMPT}"),
-            format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{RESERVE_LOGIN}"),
-            format!("{ATTEMPTS_LIB}{LOGIN_BUCKET}{SETTLE_LOGIN}"),
-            ADVANCE_TOTP.to_owned(),
-            FAMILY_CREATE.to_owned(),
-            format!("{FAMILY_ADVANCE}{FAMILY_ROTATE}"),
-            format!("{FAMILY_ADVANCE}{FAMILY_ELEVATE}"),
-            USER_FAMILIES.to_owned(),
-            FAMILY_REVOKE.to_owned(),
-        ] {
+        for script in all_scripts() {
             assert!(script.contains("KEYS[1]"));
             assert!(!script.contains("KEYS[2]"), "{script}");
         }
+    }
+
+    #[test]
+    fn scripts_answer_with_named_codes() {
+        // Every script starts with the declarations of the codes, and returns none of
+        // them as a bare number.
+        let declared = lua_codes();
+        assert!(declared.contains("local LOCKED = 2\n"), "{declared}");
+        assert!(
+            declared.contains("local FAMILY_SUPERSEDED = 3\n"),
+            "{declared}"
+        );
+        let bare = ["return 0", "return 1", "return 2", "return 3"];
+        for script in all_scripts() {
+            assert!(script.starts_with(&declared));
+            for line in script.lines() {
+                let line = line.replace('{', "");
+                assert!(!bare.iter().any(|b| line.contains(b)), "{line}");
+                assert!(!line.contains("settlement == '"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn codes_are_distinct_within_each_reply() {
+        use code::*;
+        for group in [
+            &[ACCEPTED, REFUSED][..],
+            &[GRANTED, BUSY, LOCKED],
+            &[RELEASED, FAILED, SUCCEEDED],
+            &[
+                FAMILY_UNKNOWN,
+                FAMILY_CHANGED,
+                FAMILY_REVOKED,
+                FAMILY_SUPERSEDED,
+            ],
+        ] {
+            let mut sorted = group.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), group.len(), "{group:?}");
+        }
+        let mut names: Vec<_> = ALL.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
     }
 }

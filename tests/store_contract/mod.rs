@@ -31,12 +31,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tower_stepup::store::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
     Rotation, Settlement, Store, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER,
     REFRESH_HISTORY, RESERVATION_SECS,
 };
+use tower_stepup::Claims;
 
 /// The base time of every check (seconds since the Unix epoch).
 pub const T0: u64 = 1_700_000_000;
@@ -106,14 +108,20 @@ impl Ns {
         RefreshRecord {
             family: self.key(family),
             sub: self.key(sub),
-            session: format!(
-                r#"{{"sub":"{}","sid":"{}"}}"#,
-                self.key(sub),
-                self.key(family)
-            ),
+            session: claims(json!({
+                "sub": self.key(sub),
+                "sid": self.key(family),
+                "exp": expires_at,
+                "amr": ["pwd"],
+            })),
             expires_at,
         }
     }
+}
+
+/// Session claims from JSON (`sub` and `exp` are required).
+pub fn claims(json: Value) -> Claims {
+    serde_json::from_value(json).unwrap()
 }
 
 fn clean() -> Attempts {
@@ -1129,7 +1137,13 @@ pub async fn refresh_elevate_continues_the_family<S: Store>(store: &S) {
         .await
         .unwrap();
     let elevated = RefreshRecord {
-        session: r#"{"elevated":true}"#.to_owned(),
+        session: claims(json!({
+            "sub": record.sub,
+            "exp": T0 + 910,
+            "amr": ["pwd", "otp"],
+            "auth_time": T0 + 10,
+            "elevated": true,
+        })),
         ..record.clone()
     };
     assert_eq!(
@@ -1172,7 +1186,8 @@ pub async fn refresh_elevate_refuses_ended_unknown_and_stale<S: Store>(store: &S
         .await
         .unwrap();
     let fam = record.family.as_str();
-    let elevate = |n, issued, now| store.refresh_elevate(fam, t(n), "{}".to_owned(), issued, now);
+    let session = claims(json!({"sub": record.sub, "exp": end}));
+    let elevate = |n, issued, now| store.refresh_elevate(fam, t(n), session.clone(), issued, now);
     assert!(matches!(
         elevate(2, T0 + 5, T0 + 10).await,
         Ok(Elevation::Elevated(_))
@@ -1189,7 +1204,7 @@ pub async fn refresh_elevate_refuses_ended_unknown_and_stale<S: Store>(store: &S
     assert_eq!(elevate(4, T0 + 20, end).await, Ok(Elevation::Unknown));
     assert_eq!(
         store
-            .refresh_elevate(&ns.key("nobody"), t(5), "{}".to_owned(), T0, T0 + 1)
+            .refresh_elevate(&ns.key("nobody"), t(5), session.clone(), T0, T0 + 1)
             .await,
         Ok(Elevation::Unknown)
     );

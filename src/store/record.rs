@@ -1,0 +1,106 @@
+//! A [`RefreshRecord`] as the stores keep it: the session's claims as compact JSON. Small
+//! in memory (a family is kept for its whole life), and the format of the records that
+//! `RedisStore` has always written, so records written before the claims were typed
+//! still read.
+
+use serde::{Deserialize, Serialize};
+
+use super::{RefreshRecord, StoreError};
+use crate::token::Claims;
+
+/// A refresh record with its session serialized.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StoredRecord {
+    pub(crate) family: String,
+    pub(crate) sub: String,
+    /// The session's claims as JSON.
+    pub(crate) session: String,
+    pub(crate) expires_at: u64,
+}
+
+impl StoredRecord {
+    /// `record`, its claims serialized.
+    pub(crate) fn new(record: RefreshRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            session: session_json(&record.session)?,
+            family: record.family,
+            sub: record.sub,
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// The record, its claims read back.
+    pub(crate) fn record(&self) -> Result<RefreshRecord, StoreError> {
+        let session = serde_json::from_str(&self.session)
+            .map_err(|_| StoreError::Corrupt("refresh session decoding".to_owned()))?;
+        Ok(self.with_session(session))
+    }
+
+    /// The record with `session` as its claims (already known: nothing to read back).
+    pub(crate) fn with_session(&self, session: Claims) -> RefreshRecord {
+        RefreshRecord {
+            family: self.family.clone(),
+            sub: self.sub.clone(),
+            session,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// The claims as the stores keep them: JSON, shrunk to fit (kept for the family's whole
+/// life, so no spare capacity from the serializer's growth).
+pub(crate) fn session_json(claims: &Claims) -> Result<String, StoreError> {
+    let mut json = serde_json::to_string(claims)
+        .map_err(|_| StoreError::Unavailable("refresh session encoding".to_owned()))?;
+    json.shrink_to_fit();
+    Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Claims {
+        let json = r#"{"sub":"alice","exp":2000,"sid":"fam-1","amr":["pwd","otp"]}"#;
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn record() -> RefreshRecord {
+        RefreshRecord {
+            family: "fam-1".to_owned(),
+            sub: "alice".to_owned(),
+            session: claims(),
+            expires_at: 3000,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let stored = StoredRecord::new(record()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored.session.len(), stored.session.capacity());
+        assert_eq!(stored.record(), Ok(record()));
+    }
+
+    #[test]
+    fn keeps_the_format_redis_has_always_written() {
+        // A record as RedisStore wrote it when the session was a JSON string field.
+        let old = r#"{"family":"fam-1","sub":"alice","session":"{\"sub\":\"alice\",\"exp\":2000,\"sid\":\"fam-1\",\"amr\":[\"pwd\",\"otp\"]}","expires_at":3000}"#;
+        let stored: StoredRecord = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored.record(), Ok(record()));
+        let again = StoredRecord::new(record()).unwrap_or_else(|e| panic!("{e}"));
+        let written = serde_json::to_string(&again).unwrap_or_else(|e| panic!("{e}"));
+        assert!(written.starts_with(r#"{"family":"fam-1","sub":"alice","session":"{"#));
+        assert!(written.ends_with(r#"}","expires_at":3000}"#), "{written}");
+    }
+
+    #[test]
+    fn unreadable_claims_are_corrupt_not_unavailable() {
+        let stored = StoredRecord {
+            family: "fam-1".to_owned(),
+            sub: "alice".to_owned(),
+            session: r#"{"no_sub":1}"#.to_owned(),
+            expires_at: 3000,
+        };
+        assert!(matches!(stored.record(), Err(StoreError::Corrupt(_))));
+    }
+}
