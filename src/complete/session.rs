@@ -4,14 +4,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http::header::SET_COOKIE;
-use http::{Request, Response};
-use http_body::Body;
+use http::request::Parts;
+use http::Response;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::error::{ErrorKind, Failure};
-use super::request::read_json;
 use super::response::{json_ok, no_content};
 use super::Completion;
 use crate::audit::{Outcome, Record};
@@ -161,8 +160,9 @@ fn session_json(access: &IssuedToken) -> Result<String, Failure> {
     Ok(session)
 }
 
+/// The body of a refresh or a logout.
 #[derive(Deserialize)]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     /// Absent (or empty) in cookie mode: the refresh cookie carries it.
     #[serde(default)]
     refresh_token: Option<String>,
@@ -196,18 +196,16 @@ fn checked(token: &str) -> Result<&str, Failure> {
 }
 
 /// `POST …/refresh`: rotation on every use; the new access token keeps the session's
-/// `sid`, `auth_time`, `amr` and `acr` (RFC 9470 §6.1).
-pub(crate) async fn refresh<B>(
+/// `sid`, `auth_time`, `amr` and `acr` (RFC 9470 §6.1). The body as the endpoint read
+/// it.
+pub(crate) async fn refresh(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<RefreshBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let (parts, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let body = body?;
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);
     let presented = checked(&token)?;
@@ -239,24 +237,22 @@ where
     }
 }
 
-/// `POST …/logout`: revokes the refresh family of the caller's refresh token.
-pub(crate) async fn logout<B>(
+/// `POST …/logout`: revokes the refresh family of the caller's refresh token. The
+/// caller is answered before the body (as the endpoint read it).
+pub(crate) async fn logout(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<RefreshBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let claims = req
-        .extensions()
+    let claims = parts
+        .extensions
         .get::<Claims>()
         .cloned()
         .ok_or(Failure::new(ErrorKind::Unauthorized))?;
     audit.sub(claims.sub());
-    let (parts, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let body = body?;
     let now = inner.guard.clock().now();
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);

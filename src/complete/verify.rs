@@ -9,20 +9,21 @@
 
 use bytes::Bytes;
 use http::header::SET_COOKIE;
-use http::{Request, Response};
-use http_body::Body;
+use http::request::Parts;
+use http::Response;
 use serde::Deserialize;
 
 use super::error::{ErrorKind, Failure};
-use super::request::{bearer, cookie, read_json};
+use super::request::{bearer, cookie};
 use super::{attempt, session, Completion, TotpFactor};
 use crate::audit::Record;
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp};
 use crate::token::{Grant, TokenError, TokenKind};
 
+/// The body of a verify.
 #[derive(Deserialize)]
-struct VerifyBody {
+pub(crate) struct VerifyBody {
     #[serde(default)]
     mfa_token: Option<String>,
     #[serde(default)]
@@ -56,17 +57,15 @@ impl Challenge {
     }
 }
 
-pub(crate) async fn handle<B>(
+/// `POST …/mfa/verify`, its body as the endpoint read it.
+pub(crate) async fn handle(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<VerifyBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let (parts, body): (_, VerifyBody) = read_json(req, inner.body_limit).await?;
+    let body = body?;
     let partial_cookie = completion.cookies().map(|c| c.partial_name());
     let (proof, token, access) = presented(&parts.headers, &body, partial_cookie)?;
     audit.token(token);
