@@ -1,8 +1,9 @@
 //! Reading requests: the JSON body within a size limit, read and checked once by the
-//! endpoint before it dispatches; and credentials.
+//! endpoint before it dispatches. (Credentials are found by the one parser of the layer,
+//! [`crate::layer::credential`].)
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::HeaderMap;
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -70,39 +71,6 @@ pub(crate) fn json<T: DeserializeOwned>(read: Result<Bytes, Failure>) -> Result<
             _ => "the body is not valid JSON",
         })
     })
-}
-
-/// The bearer token of `Authorization`, if it is one.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// The value of cookie `name`, if sent exactly once.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for header in headers.get_all(COOKIE) {
-        let Ok(header) = header.to_str() else {
-            continue;
-        };
-        for pair in header.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == name {
-                    if found.is_some() {
-                        return None;
-                    }
-                    found = Some(v.trim_matches('"'));
-                }
-            }
-        }
-    }
-    found.filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]

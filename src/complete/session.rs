@@ -14,6 +14,7 @@ use super::error::{ErrorKind, Failure};
 use super::response::{json_ok, no_content};
 use super::Completion;
 use crate::audit::{Outcome, Record};
+use crate::layer::credential::{self, Credential};
 use crate::random;
 use crate::store::{Elevation, RefreshRecord, Rotation, TokenHash};
 use crate::token::{Claims, Grant, IssuedToken};
@@ -168,17 +169,20 @@ pub(crate) struct RefreshBody {
     refresh_token: Option<String>,
 }
 
-/// The refresh token of a request: the body's, else the refresh cookie's.
+/// The refresh token of a request: the body's, else the refresh cookie's. A malformed
+/// refresh cookie (two of them, empty, not a token) is no token: `400 invalid_grant` at
+/// refresh, nothing revoked at logout.
 fn presented(
     completion: &Completion,
     headers: &http::HeaderMap,
     body: RefreshBody,
 ) -> Option<String> {
     body.refresh_token.filter(|t| !t.is_empty()).or_else(|| {
-        completion
-            .cookies()
-            .and_then(|c| super::request::cookie(headers, c.refresh_name()))
-            .map(str::to_owned)
+        let name = completion.cookies()?.refresh_name();
+        match credential::cookie(headers, name) {
+            Credential::Bearer(token) => Some(token.to_owned()),
+            Credential::None | Credential::Malformed(_) => None,
+        }
     })
 }
 

@@ -14,11 +14,11 @@ use http::Response;
 use serde::Deserialize;
 
 use super::error::{ErrorKind, Failure};
-use super::request::{bearer, cookie};
 use super::{attempt, session, Completion, TotpFactor};
 use crate::audit::Record;
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp};
+use crate::layer::credential::{self, Credential, Flaw};
 use crate::token::{Grant, TokenError, TokenKind};
 
 /// The body of a verify.
@@ -89,6 +89,12 @@ pub(crate) async fn handle(
 
 /// The proof, the challenge token (the body's `mfa_token`, else the bearer token, else
 /// the partial cookie) and the access token sent beside a body's `mfa_token`, if any.
+///
+/// The bearer token and the cookie are found by the layer's parser, with its rules. A
+/// malformed one is not skipped for the next place: a token that is not one (too long,
+/// not a `b64token`) is `mfa_token_invalid`, an ambiguous, unreadable or empty one
+/// `invalid_request`, as when no token is sent. (A malformed `Authorization` beside a
+/// body's `mfa_token` is no access token, as one that does not verify.)
 fn presented<'r>(
     headers: &'r http::HeaderMap,
     body: &'r VerifyBody,
@@ -103,19 +109,27 @@ fn presented<'r>(
             ))
         }
     };
-    let presented_bearer = bearer(headers);
-    let token = body
-        .mfa_token
-        .as_deref()
-        .or(presented_bearer)
-        .or_else(|| partial_cookie.and_then(|name| cookie(headers, name)))
-        .ok_or(Failure::invalid_request("mfa_token is required"))?;
-    let access = body
-        .mfa_token
-        .is_some()
-        .then_some(presented_bearer)
-        .flatten();
-    Ok((proof, token, access))
+    let bearer = credential::authorization(headers);
+    if let Some(token) = body.mfa_token.as_deref() {
+        let access = match bearer {
+            Credential::Bearer(access) => Some(access),
+            Credential::None | Credential::Malformed(_) => None,
+        };
+        return Ok((proof, token, access));
+    }
+    let from_cookie =
+        || partial_cookie.map_or(Credential::None, |name| credential::cookie(headers, name));
+    let token = match bearer {
+        Credential::None => from_cookie(),
+        presented => presented,
+    };
+    match token {
+        Credential::Bearer(token) => Ok((proof, token, None)),
+        Credential::Malformed(Flaw::Invalid) => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
+        Credential::None | Credential::Malformed(_) => {
+            Err(Failure::invalid_request("mfa_token is required"))
+        }
+    }
 }
 
 /// Reserves an attempt of the challenge's user; a double submission whose twin has
@@ -458,6 +472,56 @@ mod tests {
         assert!(matches!(
             r,
             Ok((Proof::Totp(_), "from-body", Some("from-bearer")))
+        ));
+    }
+
+    #[test]
+    fn a_malformed_bearer_or_cookie_is_refused_not_skipped() {
+        let b = body(r#"{"code":"123456"}"#);
+        let kind = |pairs: &[(&'static str, &str)]| {
+            presented(&headers(pairs), &b, Some("p"))
+                .err()
+                .map(|f| f.kind)
+        };
+        let cookie = ("cookie", "p=from-cookie");
+        // Ambiguous or empty: as if no token were sent, and the cookie is not read.
+        for auth in [
+            [("authorization", "Bearer a"), ("authorization", "Bearer a")].as_slice(),
+            &[("authorization", "Bearer")],
+        ] {
+            let with_cookie = [auth, &[cookie]].concat();
+            assert_eq!(
+                kind(&with_cookie),
+                Some(ErrorKind::InvalidRequest),
+                "{auth:?}"
+            );
+        }
+        assert_eq!(
+            kind(&[("cookie", "p=a; p=b")]),
+            Some(ErrorKind::InvalidRequest)
+        );
+        assert_eq!(kind(&[("cookie", "p=")]), Some(ErrorKind::InvalidRequest));
+        // Not a token: an invalid mfa_token.
+        assert_eq!(
+            kind(&[("authorization", "Bearer a b"), cookie]),
+            Some(ErrorKind::MfaTokenInvalid)
+        );
+        assert_eq!(
+            kind(&[("cookie", "p=a b")]),
+            Some(ErrorKind::MfaTokenInvalid)
+        );
+        // Another scheme carries no bearer token: the cookie is read.
+        let h = headers(&[("authorization", "Basic YTpi"), cookie]);
+        assert!(matches!(
+            presented(&h, &b, Some("p")),
+            Ok((_, "from-cookie", None))
+        ));
+        // Beside a body's mfa_token, a malformed header is no access token.
+        let b = body(r#"{"mfa_token":"from-body","code":"123456"}"#);
+        let two = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert!(matches!(
+            presented(&two, &b, Some("p")),
+            Ok((_, "from-body", None))
         ));
     }
 }

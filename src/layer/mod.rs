@@ -69,7 +69,7 @@
 //! ```
 
 mod body;
-mod credential;
+pub(crate) mod credential;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
@@ -232,8 +232,8 @@ impl Guard {
                 denied("missing_credential", None, None);
                 return Err(DenialKind::MissingCredential);
             }
-            Credential::Malformed if public => return Ok(None),
-            Credential::Malformed => {
+            Credential::Malformed(_) if public => return Ok(None),
+            Credential::Malformed(_) => {
                 denied("malformed_credential", None, None);
                 return Err(DenialKind::InvalidToken);
             }
