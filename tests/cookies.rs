@@ -12,6 +12,7 @@ use tower_stepup::complete::{
     Account, Accounts, BackendFuture, Completion, CookieConfig, MemoryFactors, TotpFactor,
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
+use tower_stepup::layer::CookieNames;
 use tower_stepup::store::MemoryStore;
 use tower_stepup::token::MAX_TOKEN_LEN;
 use tower_stepup::{
@@ -374,7 +375,7 @@ where
 #[tokio::test]
 async fn layer_and_verify_endpoint_agree_on_hostile_credentials() {
     let s = setup(CookieConfig::new());
-    let (session_name, partial_name) = ("__Host-stepup-session", "__Secure-stepup-partial");
+    let names = CookieNames::SECURE;
     let alice = r#"{"username":"alice","password":"pw"}"#;
     let res = s
         .completion
@@ -421,8 +422,8 @@ async fn layer_and_verify_endpoint_agree_on_hostile_credentials() {
         .unwrap();
     let partial = cookie_value(&set_cookies(&res)[0]).to_owned();
     let (session_cookie, partial_cookie) = (
-        format!("{}={access}", session_name),
-        format!("{}={partial}", partial_name),
+        format!("{}={access}", names.session),
+        format!("{}={partial}", names.partial),
     );
     let verify_errors = ["mfa_token_invalid", "invalid_request"];
 
@@ -451,9 +452,9 @@ async fn layer_and_verify_endpoint_agree_on_hostile_credentials() {
             "verify, {what}: {error}"
         );
     }
-    for ((what, for_layer), (_, for_verify)) in hostile_cookies(session_name, &access)
+    for ((what, for_layer), (_, for_verify)) in hostile_cookies(names.session, &access)
         .into_iter()
-        .zip(hostile_cookies(partial_name, &partial))
+        .zip(hostile_cookies(names.partial, &partial))
     {
         let res = app
             .clone()

@@ -44,6 +44,59 @@ pub(crate) enum Flaw {
     Invalid,
 }
 
+/// The names of the cookies that carry tokens in cookie mode, spelled here only.
+///
+/// The completion endpoints set them ([`CookieConfig`](crate::complete::CookieConfig));
+/// a guard reads the session cookie when told to with
+/// [`GuardBuilder::cookie`](crate::GuardBuilder::cookie)`(CookieNames::SECURE.session)`
+/// — also in a service that only guards routes, beside the one serving the endpoints.
+///
+/// ```
+/// use tower_stepup::layer::CookieNames;
+///
+/// let guard = tower_stepup::Guard::builder().cookie(CookieNames::SECURE.session);
+/// # let _ = guard;
+/// assert_eq!(CookieNames::SECURE.session, "__Host-stepup-session");
+/// assert_eq!(CookieNames::INSECURE_HTTP.partial, "stepup-partial");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CookieNames {
+    /// The access token's cookie (`Path=/`), the one the layer reads.
+    pub session: &'static str,
+    /// The partial token's cookie, from login to the verify endpoint only.
+    pub partial: &'static str,
+    /// The refresh token's cookie, to the refresh and logout endpoints.
+    pub refresh: &'static str,
+}
+
+/// The secure names are the plain ones with the prefix browsers enforce: `__Host-` for a
+/// cookie of `Path=/`, `__Secure-` for one scoped to a path.
+macro_rules! cookie_names {
+    (session: $session:literal, partial: $partial:literal, refresh: $refresh:literal) => {
+        impl CookieNames {
+            /// The names over https (the default): `__Host-stepup-session`,
+            /// `__Secure-stepup-partial`, `__Secure-stepup-refresh`.
+            pub const SECURE: CookieNames = CookieNames {
+                session: concat!("__Host-", $session),
+                partial: concat!("__Secure-", $partial),
+                refresh: concat!("__Secure-", $refresh),
+            };
+
+            /// The names for plain-http local testing only, without the prefixes
+            /// (browsers refuse prefixed cookies without `Secure`): `stepup-session`,
+            /// `stepup-partial`, `stepup-refresh`.
+            pub const INSECURE_HTTP: CookieNames = CookieNames {
+                session: $session,
+                partial: $partial,
+                refresh: $refresh,
+            };
+        }
+    };
+}
+
+cookie_names!(session: "stepup-session", partial: "stepup-partial", refresh: "stepup-refresh");
+
 /// The layer's credential: `Authorization` first (RFC 6750 §2.1); only when no
 /// `Authorization` header is sent at all, and a cookie is configured, the named cookie.
 pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie_name: Option<&str>) -> Credential<'a> {
@@ -332,6 +385,21 @@ mod tests {
             let h = cookies(values);
             assert_eq!(cookie(&h, "sess"), expected, "{values:?}");
             assert_eq!(extract(&h, Some("sess")), expected, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn cookie_names_are_the_plain_names_with_the_prefixes() {
+        let (secure, plain) = (CookieNames::SECURE, CookieNames::INSECURE_HTTP);
+        assert_eq!(secure.session, "__Host-stepup-session");
+        assert_eq!(secure.partial, "__Secure-stepup-partial");
+        assert_eq!(secure.refresh, "__Secure-stepup-refresh");
+        for (s, p) in [
+            (secure.session, plain.session),
+            (secure.partial, plain.partial),
+            (secure.refresh, plain.refresh),
+        ] {
+            assert!(s.ends_with(p) && s.starts_with("__"), "{s} {p}");
         }
     }
 }

@@ -91,6 +91,7 @@ use crate::random;
 use crate::token::{Claims, TokenError, TokenKind, Verifier};
 
 pub use self::body::ResponseBody;
+pub use self::credential::CookieNames;
 pub use self::future::ResponseFuture;
 pub use self::layer::StepUpLayer;
 pub use self::service::StepUpService;
