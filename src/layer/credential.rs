@@ -46,8 +46,7 @@ pub(crate) enum Flaw {
 
 /// The names of the cookies that carry tokens in cookie mode, spelled here only.
 ///
-/// The completion endpoints set them ([`CookieConfig`](crate::complete::CookieConfig));
-/// a guard reads the session cookie when told to with
+/// The completion endpoints set them (`complete::CookieConfig`); a guard reads the session cookie when told to with
 /// [`GuardBuilder::cookie`](crate::GuardBuilder::cookie)`(CookieNames::SECURE.session)`
 /// — also in a service that only guards routes, beside the one serving the endpoints.
 ///
@@ -100,12 +99,9 @@ cookie_names!(session: "stepup-session", partial: "stepup-partial", refresh: "st
 /// The layer's credential: `Authorization` first (RFC 6750 §2.1); only when no
 /// `Authorization` header is sent at all, and a cookie is configured, the named cookie.
 pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie_name: Option<&str>) -> Credential<'a> {
-    if headers.contains_key(AUTHORIZATION) {
-        return authorization(headers);
-    }
-    match cookie_name {
-        Some(name) => cookie(headers, name),
-        None => Credential::None,
+    match sent_authorization(headers) {
+        Some(found) => found,
+        None => cookie_name.map_or(Credential::None, |name| cookie(headers, name)),
     }
 }
 
@@ -129,13 +125,21 @@ pub(crate) fn bearer_candidate(headers: &HeaderMap) -> Option<&str> {
 
 /// The bearer credential of the `Authorization` header.
 pub(crate) fn authorization(headers: &HeaderMap) -> Credential<'_> {
+    sent_authorization(headers).unwrap_or(Credential::None)
+}
+
+/// [`authorization`], or `None` when no `Authorization` header is sent at all.
+fn sent_authorization(headers: &HeaderMap) -> Option<Credential<'_>> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = auth.next() else {
-        return Credential::None;
-    };
+    let value = auth.next()?;
     if auth.next().is_some() {
-        return Credential::Malformed(Flaw::Ambiguous);
+        return Some(Credential::Malformed(Flaw::Ambiguous));
     }
+    Some(bearer_of(value))
+}
+
+/// The bearer credential of one `Authorization` value.
+fn bearer_of(value: &http::HeaderValue) -> Credential<'_> {
     let Ok(value) = value.to_str() else {
         return Credential::Malformed(Flaw::Unreadable);
     };
