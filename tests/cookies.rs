@@ -494,3 +494,92 @@ async fn layer_and_verify_endpoint_agree_on_hostile_credentials() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// The order in which an endpoint answers, now that the body is read and checked once
+/// before dispatch: `405` before anything about the body; enroll's content type before
+/// its caller; logout's and confirm's caller (`401`) before their body; a body's content
+/// type before its declared length.
+#[tokio::test]
+async fn the_body_is_judged_after_the_method_and_the_caller() {
+    let s = setup(CookieConfig::new());
+    let c = &s.completion;
+    let raw = |method: Method, content_type: Option<&str>, length: Option<&str>, body: &str| {
+        let mut req = Request::builder().method(method).uri("/auth/x");
+        if let Some(v) = content_type {
+            req = req.header("content-type", v);
+        }
+        if let Some(v) = length {
+            req = req.header("content-length", v);
+        }
+        req.body(Full::<Bytes>::from(body.to_owned())).unwrap()
+    };
+    let huge = Some("1000000000");
+    let cases = [
+        // A GET with a bad body and no caller: 405.
+        (
+            c.logout(),
+            raw(Method::GET, None, huge, "{"),
+            405,
+            "invalid_request",
+        ),
+        (
+            c.login(),
+            raw(Method::PUT, Some("text/plain"), huge, "{"),
+            405,
+            "invalid_request",
+        ),
+        // No caller: 401 before the content type, the length or the JSON.
+        (
+            c.logout(),
+            raw(Method::POST, None, huge, "{"),
+            401,
+            "unauthorized",
+        ),
+        (
+            c.enroll_confirm(),
+            raw(Method::POST, Some("text/plain"), None, "{"),
+            401,
+            "unauthorized",
+        ),
+        // Enroll reads no body but checks the content type first.
+        (
+            c.enroll(),
+            raw(Method::POST, None, None, ""),
+            400,
+            "invalid_request",
+        ),
+        (
+            c.enroll(),
+            raw(Method::POST, Some("application/json"), None, ""),
+            401,
+            "unauthorized",
+        ),
+        // The content type before the declared length, the length before the JSON.
+        (
+            c.login(),
+            raw(Method::POST, None, huge, "{"),
+            400,
+            "invalid_request",
+        ),
+        (
+            c.refresh(),
+            raw(Method::POST, Some("application/json"), huge, "{"),
+            413,
+            "invalid_request",
+        ),
+        (
+            c.verify(),
+            raw(Method::POST, Some("application/json"), None, "{"),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (i, (endpoint, req, status, error)) in cases.into_iter().enumerate() {
+        let (got, got_error) = error_of(endpoint.oneshot(req).await.unwrap()).await;
+        assert_eq!(
+            (got.as_u16(), got_error.as_str()),
+            (status, error),
+            "case {i}"
+        );
+    }
+}
