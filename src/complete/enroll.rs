@@ -74,16 +74,16 @@ async fn authorize(
 }
 
 /// `POST …/mfa/enroll` → `{"secret","otpauth_uri","qr_svg"}`. Nothing changes until
-/// the confirmation. No body is read: `json` is the endpoint's content-type check,
+/// the confirmation. No body is read: `content_type` is the endpoint's check of it,
 /// answered first.
 pub(crate) async fn start(
     completion: &Completion,
     parts: Parts,
-    json: Result<(), Failure>,
+    content_type: Result<(), Failure>,
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    json?;
+    content_type?;
     let now = inner.guard.clock().now();
     let claims = match authorize(completion, Caller::of(&parts), now, audit).await? {
         Ok(claims) => claims,
