@@ -3,15 +3,18 @@
 
 use std::sync::Arc;
 
-use http::header::{COOKIE, SET_COOKIE};
-use http::{Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_stepup::complete::{
     Account, Accounts, BackendFuture, Completion, CookieConfig, MemoryFactors, TotpFactor,
 };
 use tower_stepup::factor::{recovery, totp, TotpSecret};
+use tower_stepup::layer::CookieNames;
 use tower_stepup::store::MemoryStore;
+use tower_stepup::token::MAX_TOKEN_LEN;
 use tower_stepup::{
     Algorithm, Claims, Guard, Issuer, ManualClock, Policy, Sealer, SealingKey, SealingKeys,
     SigningKey, Verifier, VerifyingKey,
@@ -290,4 +293,293 @@ async fn endpoints_answer_405_to_other_methods() {
     let res = s.completion.login().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "POST");
+}
+
+/// Hostile spellings of a credential: `Authorization` values (each vector one request's
+/// headers) carrying `token`, and `Cookie` values for a cookie named `name`.
+fn hostile_authorization(token: &str) -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let bearer = format!("Bearer {token}").into_bytes();
+    let mut not_utf8 = b"Bearer \xff".to_vec();
+    not_utf8.extend_from_slice(token.as_bytes());
+    vec![
+        ("two headers", vec![bearer.clone(), bearer]),
+        ("not UTF-8", vec![not_utf8]),
+        ("no token", vec![b"Bearer".to_vec()]),
+        ("only spaces", vec![b"Bearer   ".to_vec()]),
+        (
+            "trailing space",
+            vec![format!("Bearer {token} ").into_bytes()],
+        ),
+        (
+            "a space inside",
+            vec![format!("Bearer {token} x").into_bytes()],
+        ),
+        (
+            "a quote inside",
+            vec![format!("Bearer {token}\"").into_bytes()],
+        ),
+        (
+            "over the length cap",
+            vec![format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1)).into_bytes()],
+        ),
+    ]
+}
+
+fn hostile_cookies(name: &str, token: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("two cookies", format!("{name}={token}; {name}={token}")),
+        ("empty", format!("{name}=")),
+        ("a space inside", format!("{name}={token} x")),
+        (
+            "over the length cap",
+            format!("{name}={}", "a".repeat(MAX_TOKEN_LEN + 1)),
+        ),
+    ]
+}
+
+fn with_credentials(
+    mut req: Request<Full<Bytes>>,
+    auth: &[Vec<u8>],
+    cookie: &str,
+) -> Request<Full<Bytes>> {
+    for value in auth {
+        req.headers_mut()
+            .append(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+    }
+    if !cookie.is_empty() {
+        req.headers_mut()
+            .append(COOKIE, HeaderValue::from_str(cookie).unwrap());
+    }
+    req
+}
+
+async fn error_of<B>(res: Response<B>) -> (StatusCode, String)
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The layer and the verify endpoint find credentials with one parser: on the same
+/// hostile `Authorization` headers and cookies both refuse (the layer `401
+/// invalid_token`, verify `400` with one of its documented errors), neither skips a
+/// malformed header for the valid cookie sent beside it, and a refused verify costs
+/// nothing; both accept the same lenient spelling (`bearer`, two spaces).
+#[tokio::test]
+async fn layer_and_verify_endpoint_agree_on_hostile_credentials() {
+    let s = setup(CookieConfig::new());
+    let names = CookieNames::SECURE;
+    let alice = r#"{"username":"alice","password":"pw"}"#;
+    let res = s
+        .completion
+        .login()
+        .oneshot(post("/auth/login", alice))
+        .await
+        .unwrap();
+    let partial = cookie_value(&set_cookies(&res)[0]).to_owned();
+    let code = |at: u64| totp::code_at(&s.secret, totp::step_at(at));
+    let verify_body = |at: u64| format!(r#"{{"code":"{}"}}"#, code(at));
+    let app = s
+        .guard
+        .require(Policy::authenticated())
+        .unwrap()
+        .layer(service_fn(|_req: Request<Full<Bytes>>| async move {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+    let get = || {
+        Request::get("/api/me")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    // An access token of alice's, from a first verify.
+    let res = s
+        .completion
+        .verify()
+        .oneshot(with_credentials(
+            post("/auth/mfa/verify", &verify_body(T0)),
+            &[format!("Bearer {partial}").into_bytes()],
+            "",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    s.clock.advance(30);
+    let res = s
+        .completion
+        .login()
+        .oneshot(post("/auth/login", alice))
+        .await
+        .unwrap();
+    let partial = cookie_value(&set_cookies(&res)[0]).to_owned();
+    let (session_cookie, partial_cookie) = (
+        format!("{}={access}", names.session),
+        format!("{}={partial}", names.partial),
+    );
+    let verify_errors = ["mfa_token_invalid", "invalid_request"];
+
+    for ((what, for_layer), (_, for_verify)) in hostile_authorization(&access)
+        .into_iter()
+        .zip(hostile_authorization(&partial))
+    {
+        let res = app
+            .clone()
+            .oneshot(with_credentials(get(), &for_layer, &session_cookie));
+        let (status, error) = error_of(res.await.unwrap()).await;
+        assert_eq!(
+            (status, error.as_str()),
+            (StatusCode::UNAUTHORIZED, "invalid_token"),
+            "layer, {what}"
+        );
+        let req = post("/auth/mfa/verify", &verify_body(T0 + 30));
+        let res =
+            s.completion
+                .verify()
+                .oneshot(with_credentials(req, &for_verify, &partial_cookie));
+        let (status, error) = error_of(res.await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "verify, {what}: {error}");
+        assert!(
+            verify_errors.contains(&error.as_str()),
+            "verify, {what}: {error}"
+        );
+    }
+    for ((what, for_layer), (_, for_verify)) in hostile_cookies(names.session, &access)
+        .into_iter()
+        .zip(hostile_cookies(names.partial, &partial))
+    {
+        let res = app
+            .clone()
+            .oneshot(with_credentials(get(), &[], &for_layer));
+        let (status, error) = error_of(res.await.unwrap()).await;
+        assert_eq!(
+            (status, error.as_str()),
+            (StatusCode::UNAUTHORIZED, "invalid_token"),
+            "layer, {what}"
+        );
+        let req = post("/auth/mfa/verify", &verify_body(T0 + 30));
+        let res = s
+            .completion
+            .verify()
+            .oneshot(with_credentials(req, &[], &for_verify));
+        let (status, error) = error_of(res.await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "verify, {what}: {error}");
+        assert!(
+            verify_errors.contains(&error.as_str()),
+            "verify, {what}: {error}"
+        );
+    }
+
+    // The same lenient spelling passes both; the refusals above spent nothing.
+    let lenient = |token: &str| vec![format!("bearer  {token}").into_bytes()];
+    let res = app
+        .oneshot(with_credentials(get(), &lenient(&access), ""))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let req = post("/auth/mfa/verify", &verify_body(T0 + 30));
+    let res = s
+        .completion
+        .verify()
+        .oneshot(with_credentials(req, &lenient(&partial), ""))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// The order in which an endpoint answers, now that the body is read and checked once
+/// before dispatch: `405` before anything about the body; enroll's content type before
+/// its caller; logout's and confirm's caller (`401`) before their body; a body's content
+/// type before its declared length.
+#[tokio::test]
+async fn the_body_is_judged_after_the_method_and_the_caller() {
+    let s = setup(CookieConfig::new());
+    let c = &s.completion;
+    let raw = |method: Method, content_type: Option<&str>, length: Option<&str>, body: &str| {
+        let mut req = Request::builder().method(method).uri("/auth/x");
+        if let Some(v) = content_type {
+            req = req.header("content-type", v);
+        }
+        if let Some(v) = length {
+            req = req.header("content-length", v);
+        }
+        req.body(Full::<Bytes>::from(body.to_owned())).unwrap()
+    };
+    let huge = Some("1000000000");
+    let cases = [
+        // A GET with a bad body and no caller: 405.
+        (
+            c.logout(),
+            raw(Method::GET, None, huge, "{"),
+            405,
+            "invalid_request",
+        ),
+        (
+            c.login(),
+            raw(Method::PUT, Some("text/plain"), huge, "{"),
+            405,
+            "invalid_request",
+        ),
+        // No caller: 401 before the content type, the length or the JSON.
+        (
+            c.logout(),
+            raw(Method::POST, None, huge, "{"),
+            401,
+            "unauthorized",
+        ),
+        (
+            c.enroll_confirm(),
+            raw(Method::POST, Some("text/plain"), None, "{"),
+            401,
+            "unauthorized",
+        ),
+        // Enroll reads no body but checks the content type first.
+        (
+            c.enroll(),
+            raw(Method::POST, None, None, ""),
+            400,
+            "invalid_request",
+        ),
+        (
+            c.enroll(),
+            raw(Method::POST, Some("application/json"), None, ""),
+            401,
+            "unauthorized",
+        ),
+        // The content type before the declared length, the length before the JSON.
+        (
+            c.login(),
+            raw(Method::POST, None, huge, "{"),
+            400,
+            "invalid_request",
+        ),
+        (
+            c.refresh(),
+            raw(Method::POST, Some("application/json"), huge, "{"),
+            413,
+            "invalid_request",
+        ),
+        (
+            c.verify(),
+            raw(Method::POST, Some("application/json"), None, "{"),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (i, (endpoint, req, status, error)) in cases.into_iter().enumerate() {
+        let (got, got_error) = error_of(endpoint.oneshot(req).await.unwrap()).await;
+        assert_eq!(
+            (got.as_u16(), got_error.as_str()),
+            (status, error),
+            "case {i}"
+        );
+    }
 }

@@ -2,7 +2,11 @@
 
 use http::HeaderValue;
 
-/// How the completion endpoints set cookies for browsers.
+use crate::layer::CookieNames;
+
+/// How the completion endpoints set cookies for browsers. Their names are those of
+/// [`CookieNames`] ([`CookieNames::SECURE`], or [`CookieNames::INSECURE_HTTP`] for
+/// plain-http testing):
 ///
 /// - the **session cookie** carries the access token: `__Host-stepup-session`,
 ///   `Path=/`; read it in the layer with
@@ -27,10 +31,8 @@ use http::HeaderValue;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct CookieConfig {
-    session: String,
-    partial: String,
+    names: CookieNames,
     partial_path: String,
-    refresh: String,
     refresh_path: String,
     secure: bool,
 }
@@ -42,13 +44,12 @@ impl Default for CookieConfig {
 }
 
 impl CookieConfig {
-    /// `__Host-stepup-session` and `__Secure-stepup-partial` (path `/auth/mfa/verify`).
+    /// The [`CookieNames::SECURE`] names; the partial cookie scoped to `/auth/mfa/verify`,
+    /// the refresh cookie to `/auth`.
     pub fn new() -> Self {
         Self {
-            session: "__Host-stepup-session".to_owned(),
-            partial: "__Secure-stepup-partial".to_owned(),
+            names: CookieNames::SECURE,
             partial_path: "/auth/mfa/verify".to_owned(),
-            refresh: "__Secure-stepup-refresh".to_owned(),
             refresh_path: "/auth".to_owned(),
             secure: true,
         }
@@ -74,49 +75,52 @@ impl CookieConfig {
     /// Cookies without `Secure` travel in clear text over http.
     pub fn allow_insecure_http_for_testing(mut self) -> Self {
         self.secure = false;
-        self.session = "stepup-session".to_owned();
-        self.partial = "stepup-partial".to_owned();
-        self.refresh = "stepup-refresh".to_owned();
+        self.names = CookieNames::INSECURE_HTTP;
         self
+    }
+
+    /// The names of the cookies.
+    pub fn names(&self) -> CookieNames {
+        self.names
     }
 
     /// The session cookie's name.
     pub fn session_name(&self) -> &str {
-        &self.session
+        self.names.session
     }
 
     /// The partial cookie's name.
     pub fn partial_name(&self) -> &str {
-        &self.partial
+        self.names.partial
     }
 
     /// The refresh cookie's name.
     pub fn refresh_name(&self) -> &str {
-        &self.refresh
+        self.names.refresh
     }
 
     pub(crate) fn set_refresh(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
-        self.build(&self.refresh, &self.refresh_path, token, max_age)
+        self.build(self.names.refresh, &self.refresh_path, token, max_age)
     }
 
     pub(crate) fn clear_refresh(&self) -> Option<HeaderValue> {
-        self.build(&self.refresh, &self.refresh_path, "", 0)
+        self.build(self.names.refresh, &self.refresh_path, "", 0)
     }
 
     pub(crate) fn set_session(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
-        self.build(&self.session, "/", token, max_age)
+        self.build(self.names.session, "/", token, max_age)
     }
 
     pub(crate) fn clear_session(&self) -> Option<HeaderValue> {
-        self.build(&self.session, "/", "", 0)
+        self.build(self.names.session, "/", "", 0)
     }
 
     pub(crate) fn set_partial(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
-        self.build(&self.partial, &self.partial_path, token, max_age)
+        self.build(self.names.partial, &self.partial_path, token, max_age)
     }
 
     pub(crate) fn clear_partial(&self) -> Option<HeaderValue> {
-        self.build(&self.partial, &self.partial_path, "", 0)
+        self.build(self.names.partial, &self.partial_path, "", 0)
     }
 
     fn build(&self, name: &str, path: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
@@ -165,5 +169,11 @@ mod tests {
             v,
             "stepup-session=t; Path=/; Max-Age=1; HttpOnly; SameSite=Strict"
         );
+        assert_eq!(c.names(), CookieNames::INSECURE_HTTP);
+        assert_eq!(
+            (c.session_name(), c.partial_name(), c.refresh_name()),
+            ("stepup-session", "stepup-partial", "stepup-refresh")
+        );
+        assert_eq!(CookieConfig::new().names(), CookieNames::SECURE);
     }
 }

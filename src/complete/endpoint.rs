@@ -13,6 +13,7 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use super::error::{ErrorKind, Failure};
+use super::request::{json, read_body, require_json};
 use super::Completion;
 use crate::audit::{Event, Outcome, Record};
 
@@ -84,19 +85,7 @@ where
         let kind = self.kind;
         Box::pin(async move {
             let mut audit = Record::new(kind.event());
-            let a = &mut audit;
-            let result = if req.method() != Method::POST {
-                Err(Failure::new(ErrorKind::MethodNotAllowed))
-            } else {
-                match kind {
-                    Kind::Login => super::login::handle(&completion, req, a).await,
-                    Kind::Verify => super::verify::handle(&completion, req, a).await,
-                    Kind::Enroll => super::enroll::start(&completion, req, a).await,
-                    Kind::EnrollConfirm => super::enroll::confirm(&completion, req, a).await,
-                    Kind::Refresh => super::session::refresh(&completion, req, a).await,
-                    Kind::Logout => super::session::logout(&completion, req, a).await,
-                }
-            };
+            let result = dispatch(&completion, kind, req, &mut audit).await;
             // One audit event per request, whatever the outcome.
             match &result {
                 Ok(_) => audit.emit(Outcome::Ok, None),
@@ -105,5 +94,41 @@ where
             let response = result.unwrap_or_else(Failure::into_response);
             Ok(response.map(Full::new))
         })
+    }
+}
+
+/// `405` for anything but `POST`, before the body is looked at; then the body is read
+/// and checked once, here (content type, declared length, limit, JSON), and the handler
+/// gets it parsed. A body that fails a check is handed on as its [`Failure`]: each
+/// handler answers it at its turn, so that an endpoint that needs a caller says `401`
+/// (and enroll-confirm its step-up) before anything about the body.
+async fn dispatch<B>(
+    completion: &Completion,
+    kind: Kind,
+    req: Request<B>,
+    a: &mut Record,
+) -> Result<Response<Bytes>, Failure>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if req.method() != Method::POST {
+        return Err(Failure::new(ErrorKind::MethodNotAllowed));
+    }
+    let (parts, body) = req.into_parts();
+    let read = match kind {
+        // No body is read, but the content type is required all the same (CSRF, see
+        // `require_json`).
+        Kind::Enroll => require_json(&parts.headers).map(|()| Bytes::new()),
+        _ => read_body(&parts.headers, body, completion.inner().body_limit).await,
+    };
+    let c = completion;
+    match kind {
+        Kind::Login => super::login::handle(c, parts, json(read), a).await,
+        Kind::Verify => super::verify::handle(c, parts, json(read), a).await,
+        Kind::Enroll => super::enroll::start(c, parts, read.map(drop), a).await,
+        Kind::EnrollConfirm => super::enroll::confirm(c, parts, json(read), a).await,
+        Kind::Refresh => super::session::refresh(c, parts, json(read), a).await,
+        Kind::Logout => super::session::logout(c, parts, json(read), a).await,
     }
 }

@@ -1,13 +1,12 @@
 //! Enrollment of a TOTP factor: start, then confirm with a first code.
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
+use http::request::Parts;
+use http::Response;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ErrorKind, Failure};
-use super::request::{read_json, require_json};
 use super::response::json_ok;
 use super::{attempt, Completion, TotpFactor, ENROLLMENT_TTL};
 use crate::audit::{Event, Outcome, Record};
@@ -26,11 +25,11 @@ struct Caller {
 }
 
 impl Caller {
-    fn of<B>(req: &Request<B>) -> Self {
+    fn of(parts: &Parts) -> Self {
         Self {
-            claims: req.extensions().get::<Claims>().cloned(),
-            method: req.method().clone(),
-            path: req.uri().path().to_owned(),
+            claims: parts.extensions.get::<Claims>().cloned(),
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
         }
     }
 }
@@ -75,18 +74,18 @@ async fn authorize(
 }
 
 /// `POST …/mfa/enroll` → `{"secret","otpauth_uri","qr_svg"}`. Nothing changes until
-/// the confirmation.
-pub(crate) async fn start<B>(
+/// the confirmation. No body is read: `content_type` is the endpoint's check of it,
+/// answered first.
+pub(crate) async fn start(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    content_type: Result<(), Failure>,
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    // No body is read, but the content type is required all the same (CSRF, see
-    // `require_json`).
-    require_json(req.headers())?;
+    content_type?;
     let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(&req), now, audit).await? {
+    let claims = match authorize(completion, Caller::of(&parts), now, audit).await? {
         Ok(claims) => claims,
         Err(step_up) => return Ok(step_up),
     };
@@ -108,8 +107,9 @@ pub(crate) async fn start<B>(
     })))
 }
 
+/// The body of an enrollment confirmation.
 #[derive(Deserialize)]
-struct ConfirmBody {
+pub(crate) struct ConfirmBody {
     code: String,
 }
 
@@ -117,24 +117,22 @@ struct ConfirmBody {
 ///
 /// Exactly one confirmation succeeds per pending enrollment, however many arrive at once:
 /// the others get `409 enrollment_already_confirmed`. The code is judged under a reserved
-/// attempt (the user's attempt limit, shared with verify).
-pub(crate) async fn confirm<B>(
+/// attempt (the user's attempt limit, shared with verify). The caller and the step-up
+/// are answered before the body (as the endpoint read it).
+pub(crate) async fn confirm(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<ConfirmBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(&req), now, audit).await? {
+    let claims = match authorize(completion, Caller::of(&parts), now, audit).await? {
         Ok(claims) => claims,
         Err(step_up) => return Ok(step_up),
     };
     let sub = claims.sub();
-    let (_, body): (_, ConfirmBody) = read_json(req, inner.body_limit).await?;
+    let body = body?;
     let secret = match pending(completion, sub, now).await {
         Ok(secret) => secret,
         // A lockout is said first, as verify does, but nothing is written for a

@@ -2,13 +2,12 @@
 
 use bytes::Bytes;
 use http::header::SET_COOKIE;
-use http::{Request, Response};
-use http_body::Body;
+use http::request::Parts;
+use http::Response;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ErrorKind, Failure};
-use super::request::read_json;
 use super::response::json_ok;
 use super::username::canonical_username;
 use super::{attempt, session, Account, Completion};
@@ -17,8 +16,9 @@ use crate::challenge::MfaRequirements;
 use crate::store::{Reservation, Settlement};
 use crate::token::Grant;
 
+/// The body of a login.
 #[derive(Deserialize)]
-struct LoginBody {
+pub(crate) struct LoginBody {
     username: String,
     password: String,
 }
@@ -31,7 +31,7 @@ const MAX_FIELD_LEN: usize = 1024;
 /// unknown usernames are counted and answered exactly like wrong passwords.
 async fn authenticate(
     completion: &Completion,
-    parts: &http::request::Parts,
+    parts: &Parts,
     body: &LoginBody,
     audit: &mut Record,
 ) -> Result<Option<Account>, Failure> {
@@ -71,19 +71,16 @@ async fn authenticate(
     Ok(checked?)
 }
 
-/// `POST …/login`. With a factor enrolled the answer is a partial token only: password
-/// OK is not logged in.
-pub(crate) async fn handle<B>(
+/// `POST …/login`, its body as the endpoint read it. With a factor enrolled the answer
+/// is a partial token only: password OK is not logged in.
+pub(crate) async fn handle(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<LoginBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let (parts, body): (_, LoginBody) = read_json(req, inner.body_limit).await?;
+    let body = body?;
     let account = authenticate(completion, &parts, &body, audit).await?;
     // The username of a failed login is not audited: people type passwords there.
     let Some(account) = account else {

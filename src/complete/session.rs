@@ -4,17 +4,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http::header::SET_COOKIE;
-use http::{Request, Response};
-use http_body::Body;
+use http::request::Parts;
+use http::Response;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::error::{ErrorKind, Failure};
-use super::request::read_json;
 use super::response::{json_ok, no_content};
 use super::Completion;
 use crate::audit::{Outcome, Record};
+use crate::layer::credential::{self, Credential};
 use crate::random;
 use crate::store::{Elevation, RefreshRecord, Rotation, TokenHash};
 use crate::token::{Claims, Grant, IssuedToken};
@@ -151,24 +151,28 @@ fn sid(access: &IssuedToken) -> Result<String, Failure> {
         .ok_or(Failure::new(ErrorKind::ServerError))
 }
 
+/// The body of a refresh or a logout.
 #[derive(Deserialize)]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     /// Absent (or empty) in cookie mode: the refresh cookie carries it.
     #[serde(default)]
     refresh_token: Option<String>,
 }
 
-/// The refresh token of a request: the body's, else the refresh cookie's.
+/// The refresh token of a request: the body's, else the refresh cookie's. A malformed
+/// refresh cookie (two of them, empty, not a token) is no token: `400 invalid_grant` at
+/// refresh, nothing revoked at logout.
 fn presented(
     completion: &Completion,
     headers: &http::HeaderMap,
     body: RefreshBody,
 ) -> Option<String> {
     body.refresh_token.filter(|t| !t.is_empty()).or_else(|| {
-        completion
-            .cookies()
-            .and_then(|c| super::request::cookie(headers, c.refresh_name()))
-            .map(str::to_owned)
+        let name = completion.cookies()?.refresh_name();
+        match credential::cookie(headers, name) {
+            Credential::Bearer(token) => Some(token.to_owned()),
+            Credential::None | Credential::Malformed(_) => None,
+        }
     })
 }
 
@@ -186,18 +190,16 @@ fn checked(token: &str) -> Result<&str, Failure> {
 }
 
 /// `POST …/refresh`: rotation on every use; the new access token keeps the session's
-/// `sid`, `auth_time`, `amr` and `acr` (RFC 9470 §6.1).
-pub(crate) async fn refresh<B>(
+/// `sid`, `auth_time`, `amr` and `acr` (RFC 9470 §6.1). The body as the endpoint read
+/// it.
+pub(crate) async fn refresh(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<RefreshBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let (parts, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let body = body?;
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);
     let presented = checked(&token)?;
@@ -227,24 +229,22 @@ where
     }
 }
 
-/// `POST …/logout`: revokes the refresh family of the caller's refresh token.
-pub(crate) async fn logout<B>(
+/// `POST …/logout`: revokes the refresh family of the caller's refresh token. The
+/// caller is answered before the body (as the endpoint read it).
+pub(crate) async fn logout(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<RefreshBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let claims = req
-        .extensions()
+    let claims = parts
+        .extensions
         .get::<Claims>()
         .cloned()
         .ok_or(Failure::new(ErrorKind::Unauthorized))?;
     audit.sub(claims.sub());
-    let (parts, body): (_, RefreshBody) = read_json(req, inner.body_limit).await?;
+    let body = body?;
     let now = inner.guard.clock().now();
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);

@@ -9,20 +9,21 @@
 
 use bytes::Bytes;
 use http::header::SET_COOKIE;
-use http::{Request, Response};
-use http_body::Body;
+use http::request::Parts;
+use http::Response;
 use serde::Deserialize;
 
 use super::error::{ErrorKind, Failure};
-use super::request::{bearer, cookie, read_json};
 use super::{attempt, session, Completion, TotpFactor};
 use crate::audit::Record;
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp};
+use crate::layer::credential::{self, Credential, Flaw};
 use crate::token::{Grant, TokenError, TokenKind};
 
+/// The body of a verify.
 #[derive(Deserialize)]
-struct VerifyBody {
+pub(crate) struct VerifyBody {
     #[serde(default)]
     mfa_token: Option<String>,
     #[serde(default)]
@@ -56,19 +57,15 @@ impl Challenge {
     }
 }
 
-/// `POST …/mfa/verify`: reads the JSON body and the headers, then [`verify`]; the
-/// answer is the session's tokens (and cookies, in cookie mode).
-pub(crate) async fn handle<B>(
+/// `POST …/mfa/verify`, its body as the endpoint read it; then [`verify`]. The answer
+/// is the session's tokens (and cookies, in cookie mode).
+pub(crate) async fn handle(
     completion: &Completion,
-    req: Request<B>,
+    parts: Parts,
+    body: Result<VerifyBody, Failure>,
     audit: &mut Record,
-) -> Result<Response<Bytes>, Failure>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let inner = completion.inner();
-    let (parts, body): (_, VerifyBody) = read_json(req, inner.body_limit).await?;
+) -> Result<Response<Bytes>, Failure> {
+    let body = body?;
     let partial_cookie = completion.cookies().map(|c| c.partial_name());
     let presented = Presented::from_body(&parts.headers, &body, partial_cookie);
     let session = verify(completion, presented, audit).await?;
@@ -88,10 +85,10 @@ pub(crate) struct Presented<'a> {
     code: Option<&'a str>,
     /// A recovery code.
     recovery_code: Option<&'a str>,
-    /// The `Authorization: Bearer` token.
-    bearer: Option<&'a str>,
-    /// The partial cookie's value (cookie mode).
-    partial_cookie: Option<&'a str>,
+    /// The `Authorization: Bearer` credential, by the layer's parser.
+    bearer: Credential<'a>,
+    /// The partial cookie (cookie mode), by the layer's parser.
+    partial_cookie: Credential<'a>,
 }
 
 impl<'a> Presented<'a> {
@@ -106,8 +103,9 @@ impl<'a> Presented<'a> {
             mfa_token: body.mfa_token.as_deref(),
             code: body.code.as_deref(),
             recovery_code: body.recovery_code.as_deref(),
-            bearer: bearer(headers),
-            partial_cookie: partial_cookie.and_then(|name| cookie(headers, name)),
+            bearer: credential::authorization(headers),
+            partial_cookie: partial_cookie
+                .map_or(Credential::None, |name| credential::cookie(headers, name)),
         }
     }
 
@@ -125,13 +123,19 @@ impl<'a> Presented<'a> {
             mfa_token: Some(mfa_token).filter(|t| !t.is_empty()),
             code,
             recovery_code,
-            bearer: bearer(headers),
-            partial_cookie: None,
+            bearer: credential::authorization(headers),
+            partial_cookie: Credential::None,
         }
     }
 
     /// The proof, the challenge token (the body's `mfa_token`, else the bearer token, else
     /// the partial cookie) and the access token sent beside a body's `mfa_token`, if any.
+    ///
+    /// The bearer token and the cookie are found by the layer's parser, with its rules. A
+    /// malformed one is not skipped for the next place: a token that is not one (too
+    /// long, not a `b64token`) is `mfa_token_invalid`, an ambiguous, unreadable or empty
+    /// one `invalid_request`, as when no token is sent. (A malformed `Authorization`
+    /// beside a body's `mfa_token` is no access token, as one that does not verify.)
     fn resolve(&self) -> Result<(Proof, &'a str, Option<&'a str>), Failure> {
         let proof = match (self.code, self.recovery_code) {
             (Some(code), None) => Proof::Totp(code.to_owned()),
@@ -142,13 +146,24 @@ impl<'a> Presented<'a> {
                 ))
             }
         };
-        let token = self
-            .mfa_token
-            .or(self.bearer)
-            .or(self.partial_cookie)
-            .ok_or(Failure::invalid_request("mfa_token is required"))?;
-        let access = self.mfa_token.and(self.bearer);
-        Ok((proof, token, access))
+        if let Some(token) = self.mfa_token {
+            let access = match self.bearer {
+                Credential::Bearer(access) => Some(access),
+                Credential::None | Credential::Malformed(_) => None,
+            };
+            return Ok((proof, token, access));
+        }
+        let token = match self.bearer {
+            Credential::None => self.partial_cookie,
+            presented => presented,
+        };
+        match token {
+            Credential::Bearer(token) => Ok((proof, token, None)),
+            Credential::Malformed(Flaw::Invalid) => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
+            Credential::None | Credential::Malformed(_) => {
+                Err(Failure::invalid_request("mfa_token is required"))
+            }
+        }
     }
 }
 
@@ -577,5 +592,55 @@ mod tests {
         );
         let p = Presented::from_message(&h, "mfa", Some("1"), Some("2"));
         assert_eq!(p.resolve().err().unwrap().kind, ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn a_malformed_bearer_or_cookie_is_refused_not_skipped() {
+        let b = body(r#"{"code":"123456"}"#);
+        let kind = |pairs: &[(&'static str, &str)]| {
+            presented(&headers(pairs), &b, Some("p"))
+                .err()
+                .map(|f| f.kind)
+        };
+        let cookie = ("cookie", "p=from-cookie");
+        // Ambiguous or empty: as if no token were sent, and the cookie is not read.
+        for auth in [
+            [("authorization", "Bearer a"), ("authorization", "Bearer a")].as_slice(),
+            &[("authorization", "Bearer")],
+        ] {
+            let with_cookie = [auth, &[cookie]].concat();
+            assert_eq!(
+                kind(&with_cookie),
+                Some(ErrorKind::InvalidRequest),
+                "{auth:?}"
+            );
+        }
+        assert_eq!(
+            kind(&[("cookie", "p=a; p=b")]),
+            Some(ErrorKind::InvalidRequest)
+        );
+        assert_eq!(kind(&[("cookie", "p=")]), Some(ErrorKind::InvalidRequest));
+        // Not a token: an invalid mfa_token.
+        assert_eq!(
+            kind(&[("authorization", "Bearer a b"), cookie]),
+            Some(ErrorKind::MfaTokenInvalid)
+        );
+        assert_eq!(
+            kind(&[("cookie", "p=a b")]),
+            Some(ErrorKind::MfaTokenInvalid)
+        );
+        // Another scheme carries no bearer token: the cookie is read.
+        let h = headers(&[("authorization", "Basic YTpi"), cookie]);
+        assert!(matches!(
+            presented(&h, &b, Some("p")),
+            Ok((_, "from-cookie", None))
+        ));
+        // Beside a body's mfa_token, a malformed header is no access token.
+        let b = body(r#"{"mfa_token":"from-body","code":"123456"}"#);
+        let two = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert!(matches!(
+            presented(&two, &b, Some("p")),
+            Ok((_, "from-body", None))
+        ));
     }
 }

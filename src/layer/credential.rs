@@ -1,4 +1,19 @@
-//! Finding the bearer credential of a request.
+//! Finding a bearer credential in a request: the one parser of `Authorization` and of
+//! cookies, for the layer and the completion endpoints alike.
+//!
+//! One set of rules (RFC 6750 §2.1, RFC 6265 §4.2):
+//! - `Authorization: Bearer <token>`: the scheme in any case, one or more spaces, then
+//!   the token and nothing after it;
+//! - a cookie `name=value` (the value may be in double quotes), the name compared
+//!   exactly;
+//! - a token is an RFC 6750 `b64token` of at most [`MAX_TOKEN_LEN`] bytes;
+//! - two `Authorization` headers, or two cookies of the name, are ambiguous: malformed,
+//!   never "the first one" (one of them may have been planted: cookie tossing);
+//! - an `Authorization` header of another scheme carries no bearer credential, and a
+//!   `Cookie` header that is not UTF-8 none of ours.
+//!
+//! Each caller decides what a [`Credential::Malformed`] means for it: the layer refuses
+//! it as an invalid token, the verify endpoint as a malformed request or mfa_token.
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
@@ -6,22 +21,93 @@ use http::HeaderMap;
 use crate::token::MAX_TOKEN_LEN;
 
 /// What the request carries.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Credential<'a> {
     /// No bearer credential (no `Authorization`, another scheme, no cookie).
     None,
     /// A syntactically valid bearer token.
     Bearer(&'a str),
-    /// Something that tried to be one and is not: empty, non-UTF-8, oversized, not
-    /// `b64token`, or ambiguous (two headers, two cookies of our name).
-    Malformed,
+    /// Something that tried to be one and is not.
+    Malformed(Flaw),
 }
 
-/// `Authorization: Bearer <token>` first (RFC 6750 §2.1); then, if configured and no
-/// `Authorization` header is present, the named cookie.
+/// Why a credential is malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flaw {
+    /// Two `Authorization` headers, or two cookies of our name.
+    Ambiguous,
+    /// An `Authorization` header that is not UTF-8.
+    Unreadable,
+    /// The scheme without a token, or a cookie without a value.
+    Empty,
+    /// A token longer than [`MAX_TOKEN_LEN`], or not a `b64token`.
+    Invalid,
+}
+
+/// The names of the cookies that carry tokens in cookie mode, spelled here only.
+///
+/// The completion endpoints set them (`complete::CookieConfig`); a guard reads the session cookie when told to with
+/// [`GuardBuilder::cookie`](crate::GuardBuilder::cookie)`(CookieNames::SECURE.session)`
+/// — also in a service that only guards routes, beside the one serving the endpoints.
+///
+/// ```
+/// use tower_stepup::layer::CookieNames;
+///
+/// let guard = tower_stepup::Guard::builder().cookie(CookieNames::SECURE.session);
+/// # let _ = guard;
+/// assert_eq!(CookieNames::SECURE.session, "__Host-stepup-session");
+/// assert_eq!(CookieNames::INSECURE_HTTP.partial, "stepup-partial");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CookieNames {
+    /// The access token's cookie (`Path=/`), the one the layer reads.
+    pub session: &'static str,
+    /// The partial token's cookie, from login to the verify endpoint only.
+    pub partial: &'static str,
+    /// The refresh token's cookie, to the refresh and logout endpoints.
+    pub refresh: &'static str,
+}
+
+/// The secure names are the plain ones with the prefix browsers enforce: `__Host-` for a
+/// cookie of `Path=/`, `__Secure-` for one scoped to a path.
+macro_rules! cookie_names {
+    (session: $session:literal, partial: $partial:literal, refresh: $refresh:literal) => {
+        impl CookieNames {
+            /// The names over https (the default): `__Host-stepup-session`,
+            /// `__Secure-stepup-partial`, `__Secure-stepup-refresh`.
+            pub const SECURE: CookieNames = CookieNames {
+                session: concat!("__Host-", $session),
+                partial: concat!("__Secure-", $partial),
+                refresh: concat!("__Secure-", $refresh),
+            };
+
+            /// The names for plain-http local testing only, without the prefixes
+            /// (browsers refuse prefixed cookies without `Secure`): `stepup-session`,
+            /// `stepup-partial`, `stepup-refresh`.
+            pub const INSECURE_HTTP: CookieNames = CookieNames {
+                session: $session,
+                partial: $partial,
+                refresh: $refresh,
+            };
+        }
+    };
+}
+
+cookie_names!(session: "stepup-session", partial: "stepup-partial", refresh: "stepup-refresh");
+
+/// The layer's credential: `Authorization` first (RFC 6750 §2.1); only when no
+/// `Authorization` header is sent at all, and a cookie is configured, the named cookie.
+pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie_name: Option<&str>) -> Credential<'a> {
+    match sent_authorization(headers) {
+        Some(found) => found,
+        None => cookie_name.map_or(Credential::None, |name| cookie(headers, name)),
+    }
+}
+
 /// The token of the one `Authorization: Bearer` header, without the syntax checks of
-/// [`extract`]: only for a cache lookup (a cached token was verified, so it is well
-/// formed). `None` whenever [`extract`] could answer anything but this same token.
+/// [`authorization`]: only for a cache lookup (a cached token was verified, so it is
+/// well formed). `None` whenever [`extract`] could answer anything but this same token.
 pub(crate) fn bearer_candidate(headers: &HeaderMap) -> Option<&str> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
     let value = auth.next()?;
@@ -37,38 +123,48 @@ pub(crate) fn bearer_candidate(headers: &HeaderMap) -> Option<&str> {
     std::str::from_utf8(bytes.get(7..)?).ok()
 }
 
-pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Credential<'a> {
+/// The bearer credential of the `Authorization` header.
+pub(crate) fn authorization(headers: &HeaderMap) -> Credential<'_> {
+    sent_authorization(headers).unwrap_or(Credential::None)
+}
+
+/// [`authorization`], or `None` when no `Authorization` header is sent at all.
+fn sent_authorization(headers: &HeaderMap) -> Option<Credential<'_>> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
-    if let Some(value) = auth.next() {
-        if auth.next().is_some() {
-            return Credential::Malformed;
-        }
-        let Ok(value) = value.to_str() else {
-            return Credential::Malformed;
-        };
-        if value.trim().is_empty() || value.len() > MAX_TOKEN_LEN + "Bearer ".len() {
-            return Credential::Malformed;
-        }
-        let Some((scheme, rest)) = value.split_once(' ') else {
-            return if value.eq_ignore_ascii_case("bearer") {
-                Credential::Malformed
-            } else {
-                Credential::None
-            };
-        };
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Credential::None;
-        }
-        let token = rest.trim_start_matches(' ');
-        return if is_b64token(token) {
-            Credential::Bearer(token)
-        } else {
-            Credential::Malformed
-        };
+    let value = auth.next()?;
+    if auth.next().is_some() {
+        return Some(Credential::Malformed(Flaw::Ambiguous));
     }
-    let Some(name) = cookie else {
-        return Credential::None;
+    Some(bearer_of(value))
+}
+
+/// The bearer credential of one `Authorization` value.
+fn bearer_of(value: &http::HeaderValue) -> Credential<'_> {
+    let Ok(value) = value.to_str() else {
+        return Credential::Malformed(Flaw::Unreadable);
     };
+    if value.trim().is_empty() {
+        return Credential::Malformed(Flaw::Empty);
+    }
+    // Before any scan: a header this long holds no token we accept.
+    if value.len() > MAX_TOKEN_LEN + "Bearer ".len() {
+        return Credential::Malformed(Flaw::Invalid);
+    }
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return if value.eq_ignore_ascii_case("bearer") {
+            Credential::Malformed(Flaw::Empty)
+        } else {
+            Credential::None
+        };
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Credential::None;
+    }
+    token(rest.trim_start_matches(' '))
+}
+
+/// The bearer credential of cookie `name`.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Credential<'a> {
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         // A cookie header we cannot read holds no credential of ours.
@@ -84,15 +180,22 @@ pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Crede
             }
             if found.is_some() {
                 // Two cookies of our name: someone may have planted one (cookie tossing).
-                return Credential::Malformed;
+                return Credential::Malformed(Flaw::Ambiguous);
             }
             found = Some(v.trim_matches('"'));
         }
     }
-    match found {
-        None => Credential::None,
-        Some(v) if v.len() <= MAX_TOKEN_LEN && is_b64token(v) => Credential::Bearer(v),
-        Some(_) => Credential::Malformed,
+    found.map_or(Credential::None, token)
+}
+
+/// A token candidate, checked: non-empty, at most [`MAX_TOKEN_LEN`], a `b64token`.
+fn token(candidate: &str) -> Credential<'_> {
+    if candidate.is_empty() {
+        Credential::Malformed(Flaw::Empty)
+    } else if candidate.len() <= MAX_TOKEN_LEN && is_b64token(candidate) {
+        Credential::Bearer(candidate)
+    } else {
+        Credential::Malformed(Flaw::Invalid)
     }
 }
 
@@ -119,29 +222,41 @@ fn is_b64token(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use http::header::HeaderName;
+    use http::HeaderValue;
+
     use super::*;
+
+    fn with(name: HeaderName, values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(name.clone(), HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    fn auth(values: &[&[u8]]) -> HeaderMap {
+        with(AUTHORIZATION, values)
+    }
+
+    fn cookies(values: &[&[u8]]) -> HeaderMap {
+        with(COOKIE, values)
+    }
 
     #[test]
     fn bearer_candidate_only_for_one_plain_bearer_header() {
-        let headers = |values: &[&str]| {
-            let mut h = HeaderMap::new();
-            for v in values {
-                h.append(AUTHORIZATION, v.parse().unwrap());
-            }
-            h
-        };
         assert_eq!(
-            bearer_candidate(&headers(&["Bearer abc.def"])),
+            bearer_candidate(&auth(&[b"Bearer abc.def"])),
             Some("abc.def")
         );
-        assert_eq!(bearer_candidate(&headers(&["bEaReR abc"])), Some("abc"));
-        assert_eq!(bearer_candidate(&headers(&["Bearer a", "Bearer a"])), None);
-        assert_eq!(bearer_candidate(&headers(&["Basic abc"])), None);
-        assert_eq!(bearer_candidate(&headers(&["Bearer"])), None);
+        assert_eq!(bearer_candidate(&auth(&[b"bEaReR abc"])), Some("abc"));
+        assert_eq!(bearer_candidate(&auth(&[b"Bearer a", b"Bearer a"])), None);
+        assert_eq!(bearer_candidate(&auth(&[b"Basic abc"])), None);
+        assert_eq!(bearer_candidate(&auth(&[b"Bearer"])), None);
         assert_eq!(bearer_candidate(&HeaderMap::new()), None);
         // Whatever it returns, a cache lookup only hits a token verified before, which
         // `extract` accepts as the same token.
-        let h = headers(&["Bearer abc.def"]);
+        let h = auth(&[b"Bearer abc.def"]);
         assert_eq!(extract(&h, None), Credential::Bearer("abc.def"));
     }
 
@@ -161,77 +276,134 @@ mod tests {
         assert!(!is_b64token("a=b"));
         assert!(!is_b64token(""));
     }
-    use http::HeaderValue;
-
-    fn with(name: http::header::HeaderName, values: &[&[u8]]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(name.clone(), HeaderValue::from_bytes(v).unwrap());
-        }
-        h
-    }
 
     #[test]
     fn bearer_header_is_found_case_insensitively() {
-        assert_eq!(
-            extract(&with(AUTHORIZATION, &[b"Bearer abc.def"]), None),
-            Credential::Bearer("abc.def")
-        );
-        assert_eq!(
-            extract(&with(AUTHORIZATION, &[b"bearer  abc"]), None),
-            Credential::Bearer("abc")
-        );
-    }
-
-    #[test]
-    fn broken_authorization_headers_are_malformed() {
-        for bad in [
-            &b""[..],
-            b" ",
-            b"Bearer",
-            b"Bearer ",
-            b"Bearer a b",
-            b"Bearer \xff\xfe",
-            b"Bearer a\"b",
-        ] {
+        for ok in [&b"Bearer abc.def"[..], b"bearer abc.def", b"BEARER abc.def"] {
             assert_eq!(
-                extract(&with(AUTHORIZATION, &[bad]), None),
-                Credential::Malformed,
-                "{bad:?}"
+                authorization(&auth(&[ok])),
+                Credential::Bearer("abc.def"),
+                "{ok:?}"
             );
         }
-        let huge = format!("Bearer {}", "a".repeat(64 * 1024));
+        // More than one space before the token is tolerated.
         assert_eq!(
-            extract(&with(AUTHORIZATION, &[huge.as_bytes()]), None),
-            Credential::Malformed
+            authorization(&auth(&[b"bearer  abc"])),
+            Credential::Bearer("abc")
         );
         assert_eq!(
-            extract(&with(AUTHORIZATION, &[b"Bearer a", b"Bearer b"]), None),
-            Credential::Malformed
+            extract(&auth(&[b"Bearer  x"]), None),
+            Credential::Bearer("x")
         );
     }
 
     #[test]
-    fn other_schemes_carry_no_bearer_credential() {
+    fn broken_authorization_headers_are_malformed_and_say_why() {
+        use Flaw::{Ambiguous, Empty, Invalid, Unreadable};
+        let huge = format!("Bearer {}", "a".repeat(64 * 1024));
+        let just_over = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        let cases: [(&[&[u8]], Flaw); 14] = [
+            (&[b""], Empty),
+            (&[b" "], Empty),
+            (&[b"Bearer"], Empty),
+            (&[b"bearer"], Empty),
+            (&[b"Bearer "], Empty),
+            (&[b"Bearer   "], Empty),
+            (&[b"Bearer a b"], Invalid),
+            (&[b"Bearer abc "], Invalid),
+            (&[b"Bearer abc\t"], Invalid),
+            (&[b"Bearer a\"b"], Invalid),
+            (&[huge.as_bytes()], Invalid),
+            (&[just_over.as_bytes()], Invalid),
+            (&[b"Bearer \xff\xfe"], Unreadable),
+            (&[b"Bearer a", b"Bearer a"], Ambiguous),
+        ];
+        for (values, flaw) in cases {
+            let h = auth(values);
+            assert_eq!(authorization(&h), Credential::Malformed(flaw), "{values:?}");
+            assert_eq!(extract(&h, Some("sess")), Credential::Malformed(flaw));
+        }
+        let longest = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        assert!(matches!(
+            authorization(&auth(&[longest.as_bytes()])),
+            Credential::Bearer(t) if t.len() == MAX_TOKEN_LEN
+        ));
+        // Two headers are ambiguous even when one of them is another scheme.
         assert_eq!(
-            extract(&with(AUTHORIZATION, &[b"Basic YTpi"]), None),
-            Credential::None
+            authorization(&auth(&[b"Basic YTpi", b"Bearer abc"])),
+            Credential::Malformed(Ambiguous)
         );
+    }
+
+    #[test]
+    fn other_schemes_carry_no_bearer_credential_and_hide_the_cookie() {
+        let mut h = auth(&[b"Basic YTpi"]);
+        assert_eq!(authorization(&h), Credential::None);
+        assert_eq!(authorization(&auth(&[b"Bearer\tabc"])), Credential::None);
+        assert_eq!(authorization(&auth(&[b"Bearerabc"])), Credential::None);
         assert_eq!(extract(&HeaderMap::new(), None), Credential::None);
+        // The layer reads the cookie only when no `Authorization` header is sent at all.
+        h.append(COOKIE, HeaderValue::from_static("sess=tok"));
+        assert_eq!(extract(&h, Some("sess")), Credential::None);
+        assert_eq!(cookie(&h, "sess"), Credential::Bearer("tok"));
     }
 
     #[test]
     fn cookie_is_read_only_when_configured_and_only_once() {
-        let h = with(COOKIE, &[b"theme=dark; sess=tok.en.x"]);
+        let h = cookies(&[b"theme=dark; sess=tok.en.x"]);
         assert_eq!(extract(&h, None), Credential::None);
         assert_eq!(extract(&h, Some("sess")), Credential::Bearer("tok.en.x"));
-        let twice = with(COOKIE, &[b"sess=a", b"sess=b"]);
-        assert_eq!(extract(&twice, Some("sess")), Credential::Malformed);
-        let mut both = with(COOKIE, &[b"sess=fromcookie"]);
+        assert_eq!(cookie(&h, "sess"), Credential::Bearer("tok.en.x"));
+        assert_eq!(cookie(&h, "SESS"), Credential::None);
+        assert_eq!(cookie(&h, "other"), Credential::None);
+        let mut both = cookies(&[b"sess=fromcookie"]);
         both.insert(AUTHORIZATION, HeaderValue::from_static("Bearer fromheader"));
         assert_eq!(
             extract(&both, Some("sess")),
             Credential::Bearer("fromheader")
         );
+    }
+
+    #[test]
+    fn hostile_cookies_are_malformed_or_absent() {
+        use Flaw::{Ambiguous, Empty, Invalid};
+        let huge = format!("sess={}", "a".repeat(MAX_TOKEN_LEN + 1));
+        let cases: [(&[&[u8]], Credential<'_>); 10] = [
+            (&[b"sess=a", b"sess=b"], Credential::Malformed(Ambiguous)),
+            (&[b"sess=a; sess=a"], Credential::Malformed(Ambiguous)),
+            (
+                &[b"sess=a; theme=x; sess=b"],
+                Credential::Malformed(Ambiguous),
+            ),
+            (&[b"sess="], Credential::Malformed(Empty)),
+            (&[b"sess=\"\""], Credential::Malformed(Empty)),
+            (&[b"sess=a b"], Credential::Malformed(Invalid)),
+            (&[huge.as_bytes()], Credential::Malformed(Invalid)),
+            // A cookie header that is not UTF-8 holds no credential of ours ...
+            (&[b"sess=\xff\xfe"], Credential::None),
+            // ... but does not hide the one in a readable header.
+            (&[b"x=\xff", b"sess=ok"], Credential::Bearer("ok")),
+            (&[b"sess=\"quoted\""], Credential::Bearer("quoted")),
+        ];
+        for (values, expected) in cases {
+            let h = cookies(values);
+            assert_eq!(cookie(&h, "sess"), expected, "{values:?}");
+            assert_eq!(extract(&h, Some("sess")), expected, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn cookie_names_are_the_plain_names_with_the_prefixes() {
+        let (secure, plain) = (CookieNames::SECURE, CookieNames::INSECURE_HTTP);
+        assert_eq!(secure.session, "__Host-stepup-session");
+        assert_eq!(secure.partial, "__Secure-stepup-partial");
+        assert_eq!(secure.refresh, "__Secure-stepup-refresh");
+        for (s, p) in [
+            (secure.session, plain.session),
+            (secure.partial, plain.partial),
+            (secure.refresh, plain.refresh),
+        ] {
+            assert!(s.ends_with(p) && s.starts_with("__"), "{s} {p}");
+        }
     }
 }

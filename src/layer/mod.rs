@@ -74,7 +74,7 @@
 //! ```
 
 mod body;
-mod credential;
+pub(crate) mod credential;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
@@ -102,6 +102,7 @@ use crate::random;
 use crate::token::{Claims, TokenError, TokenKind, Verifier};
 
 pub use self::body::ResponseBody;
+pub use self::credential::CookieNames;
 pub use self::future::ResponseFuture;
 pub use self::layer::StepUpLayer;
 pub use self::rejection::Rejection;
@@ -253,8 +254,8 @@ impl Guard {
                 denied("missing_credential", None, None);
                 return Err(DenialKind::MissingCredential);
             }
-            Credential::Malformed if public => return Ok(None),
-            Credential::Malformed => {
+            Credential::Malformed(_) if public => return Ok(None),
+            Credential::Malformed(_) => {
                 denied("malformed_credential", None, None);
                 return Err(DenialKind::InvalidToken);
             }
