@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -33,6 +33,10 @@ mod app;
 mod codes;
 #[path = "support/demo_config.rs"]
 mod demo_config;
+#[path = "support/reply.rs"]
+mod reply;
+
+use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -83,67 +87,6 @@ impl Drop for Server {
     }
 }
 
-/// What came back.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    raw: Vec<u8>,
-    body: Value,
-}
-
-impl Reply {
-    fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or("<no error field>")
-    }
-
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no string `{field}` in {}", self.body))
-            .to_owned()
-    }
-
-    fn header(&self, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    #[track_caller]
-    fn expect(&self, status: u16, error: &str) -> &Self {
-        assert_eq!(
-            (self.status.as_u16(), self.error()),
-            (status, error),
-            "body: {}",
-            self.body
-        );
-        assert_eq!(
-            self.header(CONTENT_TYPE),
-            Some("application/json"),
-            "errors are JSON"
-        );
-        self
-    }
-
-    #[track_caller]
-    fn expect_ok(&self) -> &Self {
-        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
-        self
-    }
-}
-
-async fn reply(response: reqwest::Response) -> Reply {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let raw = response.bytes().await.unwrap().to_vec();
-    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        raw,
-        body,
-    }
-}
-
 async fn start() -> Server {
     start_with(Arc::new(MemoryStore::new())).await
 }
@@ -183,7 +126,7 @@ impl Server {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        reply(req.send().await.unwrap()).await
+        Reply::from_reqwest(req.send().await.unwrap()).await
     }
 
     async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
@@ -192,7 +135,7 @@ impl Server {
             .post(self.url(path))
             .header(CONTENT_TYPE, content_type)
             .body(body);
-        reply(req.send().await.unwrap()).await
+        Reply::from_reqwest(req.send().await.unwrap()).await
     }
 
     /// POSTs a body over the limit. The endpoint answers 413 from the declared
@@ -209,7 +152,7 @@ impl Server {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
             match req.send().await {
-                Ok(response) => return reply(response).await,
+                Ok(response) => return Reply::from_reqwest(response).await,
                 Err(e) => transport_errors.push(e.to_string()),
             }
         }
@@ -240,7 +183,7 @@ impl Server {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        reply(req.send().await.unwrap()).await
+        Reply::from_reqwest(req.send().await.unwrap()).await
     }
 
     async fn login(&self, user: &str, password: &str) -> Reply {
@@ -971,7 +914,7 @@ async fn concurrent_verifies(s: &Server, n: usize) -> (usize, usize) {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                reply(req.send().await.unwrap()).await
+                Reply::from_reqwest(req.send().await.unwrap()).await
             })
         })
         .collect();
@@ -1461,11 +1404,11 @@ async fn logs_hold_no_token_code_or_secret() {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        async move { reply(req.send().await.unwrap()).await }
+        async move { Reply::from_reqwest(req.send().await.unwrap()).await }
     };
     let get = |path: &str, bearer: String| {
         let req = client.get(format!("{base}{path}")).bearer_auth(bearer);
-        async move { reply(req.send().await.unwrap()).await }
+        async move { Reply::from_reqwest(req.send().await.unwrap()).await }
     };
     let distinct_wrong = |secret: &TotpSecret, candidates: &[&str]| {
         let now = system_now();
