@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -37,8 +36,11 @@ mod codes;
 mod demo_config;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/reply.rs"]
+mod reply;
 
 use redis_server::RedisServer;
+use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -83,45 +85,9 @@ fn demo_on(store: Arc<dyn Store>) -> Demo {
     }
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `{field}` in {}", self.body))
-            .to_owned()
-    }
-
-    #[track_caller]
-    fn expect_ok(&self, what: &str) -> &Self {
-        assert_eq!(self.status, StatusCode::OK, "{what}: {}", self.body);
-        self
-    }
-
-    #[track_caller]
-    fn expect(&self, status: StatusCode, error: &str, what: &str) -> &Self {
-        assert_eq!(
-            (self.status, self.body["error"].as_str()),
-            (status, Some(error)),
-            "{what}: {}",
-            self.body
-        );
-        self
-    }
-}
-
 impl Demo {
     async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body }
+        Reply::read(self.router.clone().oneshot(req).await.unwrap()).await
     }
 
     async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Reply {
@@ -162,7 +128,7 @@ impl Demo {
     /// bob has no second factor: his password alone gives a session → (access, refresh).
     async fn bob_session(&self) -> (String, String) {
         let r = self.login("bob", "bob-password").await;
-        r.expect_ok("bob's login");
+        r.expect_ok_for("bob's login");
         assert!(
             r.body.get("partial_token").is_none(),
             "bob has no second factor: {}",
@@ -174,7 +140,7 @@ impl Demo {
     /// alice signs in with her password and TOTP code, and uses her session.
     async fn alice_signs_in(&self) {
         let r = self.login("alice", "alice-password").await;
-        r.expect_ok("alice's login");
+        r.expect_ok_for("alice's login");
         assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
         let partial = r.str("partial_token");
         let now = tower_stepup::Clock::now(&self.clock);
@@ -186,17 +152,17 @@ impl Demo {
                 None,
             )
             .await;
-        v.expect_ok("alice's verify");
+        v.expect_ok_for("alice's verify");
         let access = v.str("access_token");
         let refresh = v.str("refresh_token");
         let me = self.get("/api/me", &access).await;
-        me.expect_ok("alice's /api/me");
+        me.expect_ok_for("alice's /api/me");
         assert_eq!(me.body["sub"], "alice");
         self.get("/api/billing", &access)
             .await
-            .expect_ok("alice's /api/billing right after her second factor");
+            .expect_ok_for("alice's /api/billing right after her second factor");
         let r = self.refresh(&refresh).await;
-        r.expect_ok("alice's refresh");
+        r.expect_ok_for("alice's refresh");
         assert_ne!(r.str("refresh_token"), refresh);
     }
 
@@ -205,13 +171,13 @@ impl Demo {
     /// answer (not 503); a wrong password of alice's is judged as wrong.
     async fn others_are_served(&self) {
         self.alice_signs_in().await;
-        self.login("carol", "carol-password").await.expect(
-            StatusCode::UNAUTHORIZED,
+        self.login("carol", "carol-password").await.expect_for(
+            StatusCode::UNAUTHORIZED.as_u16(),
             "invalid_credentials",
             "carol's login",
         );
-        self.login("alice", "not-alice-password").await.expect(
-            StatusCode::UNAUTHORIZED,
+        self.login("alice", "not-alice-password").await.expect_for(
+            StatusCode::UNAUTHORIZED.as_u16(),
             "invalid_credentials",
             "alice with a wrong password",
         );
@@ -330,34 +296,36 @@ async fn memory_store_100k_refreshes_by_one_user_fail_no_one_else() {
     // Others are served; so is bob.
     demo.others_are_served().await;
     let (_, second) = demo.bob_session().await;
-    demo.refresh(&second).await.expect_ok("bob's new session");
+    demo.refresh(&second)
+        .await
+        .expect_ok_for("bob's new session");
 
     // His long-refreshed session still works and still detects reuse: a token rotated
     // more than REFRESH_HISTORY rotations ago is forgotten (merely invalid: the family
     // lives on), a recent one is a replay that ends the family.
     let current = tokens.last().unwrap();
     let forgotten = &tokens[tokens.len() - 1 - (REFRESH_HISTORY + 1)];
-    demo.refresh(forgotten).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(forgotten).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "a token rotated REFRESH_HISTORY + 1 rotations ago",
     );
-    demo.refresh(&tokens[0]).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(&tokens[0]).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "bob's first token",
     );
     let r = demo.refresh(current).await;
-    r.expect_ok("the current token, after old ones were presented");
+    r.expect_ok_for("the current token, after old ones were presented");
     let current = r.str("refresh_token");
     let replayed = &tokens[tokens.len() - REFRESH_HISTORY];
-    demo.refresh(replayed).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(replayed).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "a token rotated REFRESH_HISTORY rotations ago (a replay)",
     );
-    demo.refresh(&current).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(&current).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "the current token of a family ended by a replay",
     );
@@ -405,14 +373,14 @@ async fn memory_store_1000_logins_keep_the_newest_sessions() {
 
     let started = Instant::now();
     for (i, token) in older.iter().enumerate() {
-        demo.refresh(token).await.expect(
-            StatusCode::BAD_REQUEST,
+        demo.refresh(token).await.expect_for(
+            StatusCode::BAD_REQUEST.as_u16(),
             "invalid_grant",
             &format!("the refresh token of ended session {i}"),
         );
     }
     for (i, token) in newest.iter().enumerate() {
-        demo.refresh(token).await.expect_ok(&format!(
+        demo.refresh(token).await.expect_ok_for(&format!(
             "the refresh token of live session {i} of the newest"
         ));
     }
@@ -640,17 +608,17 @@ async fn redis_store_keys_per_user_stay_bounded() {
     for (i, token) in sessions.iter().enumerate() {
         let r = demo.refresh(token).await;
         if i < ended {
-            r.expect(
-                StatusCode::BAD_REQUEST,
+            r.expect_for(
+                StatusCode::BAD_REQUEST.as_u16(),
                 "invalid_grant",
                 &format!("ended session {i}"),
             );
         } else {
-            r.expect_ok(&format!("live session {i}"));
+            r.expect_ok_for(&format!("live session {i}"));
         }
     }
-    demo.refresh(tokens.last().unwrap()).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(tokens.last().unwrap()).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "the long-refreshed session, ended to make room",
     );

@@ -114,6 +114,30 @@ impl Reply {
         self
     }
 
+    /// `200 OK`, naming `what` was asked if not.
+    #[track_caller]
+    pub fn expect_ok_for(&self, what: &str) -> &Self {
+        assert_eq!(self.status, StatusCode::OK, "{what}: {}", self.body);
+        self
+    }
+
+    /// A refusal as [`Reply::expect`], naming `what` was asked if not.
+    #[track_caller]
+    pub fn expect_for(&self, status: u16, error: &str, what: &str) -> &Self {
+        assert_eq!(
+            (self.status.as_u16(), self.error()),
+            (status, error),
+            "{what}: {}",
+            self.body
+        );
+        assert_eq!(
+            self.header(CONTENT_TYPE),
+            Some("application/json"),
+            "{what}: errors are JSON"
+        );
+        self
+    }
+
     /// A refusal as [`Reply::expect`], and not to be cached (`Cache-Control: no-store`).
     #[track_caller]
     pub fn expect_uncached(&self, status: u16, error: &str) -> &Self {
