@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -35,6 +34,10 @@ mod codes;
 mod demo_config;
 #[path = "support/failing_store.rs"]
 mod failing_store;
+#[path = "support/reply.rs"]
+mod reply;
+
+use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -147,27 +150,9 @@ fn demo() -> Demo {
     demo_on(Arc::new(MemoryStore::new()))
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `{field}` in {}", self.body))
-            .to_owned()
-    }
-}
-
 impl Demo {
     async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body }
+        Reply::read(self.router.clone().oneshot(req).await.unwrap()).await
     }
 
     async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Reply {
