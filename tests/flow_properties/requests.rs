@@ -2,16 +2,17 @@
 
 use crate::*;
 
-/// An answer, reduced to what the model predicts.
+/// An answer (the shared [`Reply`] of `tests/support/reply.rs`), reduced to what the model
+/// predicts.
 #[derive(Debug)]
-pub(crate) struct Reply {
+pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) error: String,
     pub(crate) retry_after: Option<u64>,
     pub(crate) body: Value,
 }
 
-impl Reply {
+impl Answer {
     pub(crate) fn short(&self) -> String {
         let mut s = format!("{} {}", self.status, self.error);
         if let Some(n) = self.body.get("attempts_remaining") {
@@ -40,21 +41,18 @@ impl Reply {
     }
 }
 
-pub(crate) async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status().as_u16();
-    let retry_after = res
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply {
-        status,
-        error: body["error"].as_str().unwrap_or_default().to_owned(),
-        retry_after,
-        body,
+pub(crate) async fn send(app: &Router, req: Request<Body>) -> Answer {
+    Answer::from(Reply::read(app.clone().oneshot(req).await.unwrap()).await)
+}
+
+impl From<Reply> for Answer {
+    fn from(r: Reply) -> Self {
+        Answer {
+            status: r.status.as_u16(),
+            error: r.body["error"].as_str().unwrap_or_default().to_owned(),
+            retry_after: r.header(RETRY_AFTER).and_then(|v| v.parse().ok()),
+            body: r.body,
+        }
     }
 }
 

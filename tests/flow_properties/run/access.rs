@@ -54,7 +54,7 @@ impl Run {
     /// Records the mfa_token of a `403 mfa_required` to access token `i`.
     pub(crate) fn record_mfa_token(
         &mut self,
-        r: &Reply,
+        r: &Answer,
         i: usize,
         now: u64,
     ) -> Result<(), Violation> {

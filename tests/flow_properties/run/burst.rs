@@ -97,7 +97,7 @@ impl Run {
             if uniform { &codes[0..1] } else { &codes[..] },
             replies
                 .iter()
-                .map(Reply::short)
+                .map(Answer::short)
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -189,7 +189,7 @@ impl Run {
     pub(crate) fn check_reservations(
         &self,
         user: User,
-        replies: &[Reply],
+        replies: &[Answer],
         (failed, succeeded): (usize, usize),
         duplicates_of_a_right_code: bool,
         now: u64,
@@ -237,7 +237,7 @@ impl Run {
         &self,
         challenges: &[Ch],
         codes: &[Code],
-    ) -> Result<Vec<Reply>, Violation> {
+    ) -> Result<Vec<Answer>, Violation> {
         let n = codes.len();
         let barrier = Arc::new(tokio::sync::Barrier::new(n));
         let tasks: Vec<_> = (0..n)
@@ -281,7 +281,7 @@ impl Run {
             codes.len(),
             replies
                 .iter()
-                .map(Reply::short)
+                .map(Answer::short)
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -324,7 +324,7 @@ impl Run {
         &mut self,
         user: User,
         challenges: &[Ch],
-        replies: &[Reply],
+        replies: &[Answer],
         now: u64,
     ) -> Result<(), Violation> {
         let failed = replies.iter().any(|r| r.status == 401);

@@ -90,7 +90,7 @@ impl Run {
     /// Checks and records the access + refresh token of a 200.
     pub(crate) fn session_from(
         &mut self,
-        r: &Reply,
+        r: &Answer,
         user: User,
         source: Source,
         now: u64,

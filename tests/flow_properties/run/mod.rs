@@ -35,7 +35,7 @@ impl Run {
     }
 
     /// Compares an answer with the prediction.
-    pub(crate) fn compare(&self, what: &str, want: Want, got: &Reply) -> Result<(), Violation> {
+    pub(crate) fn compare(&self, what: &str, want: Want, got: &Answer) -> Result<(), Violation> {
         let same_status =
             got.status == want.status && (want.status < 400 || got.error == want.error);
         let property = if want.rule != MODEL {

@@ -119,7 +119,7 @@ impl Run {
             "burst of {n} refreshes of family {f} -> [{}]",
             replies
                 .iter()
-                .map(Reply::short)
+                .map(Answer::short)
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
