@@ -22,10 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_stepup::audit::{self, Event, Outcome};
-use tower_stepup::complete::{
-    Account, Accounts, BackendFuture, Completion, CookieConfig, Factors, Hooks, MemoryFactors,
-    TotpFactor,
-};
+use tower_stepup::complete::{Completion, CookieConfig, Factors, Hooks, MemoryFactors, TotpFactor};
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{
     AttemptPolicy, Attempts, Elevation, LoginLimits, MemoryStore, RefreshRecord, Reservation,
@@ -36,11 +33,14 @@ use tower_stepup::{
     SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
 };
 
+#[path = "support/accounts.rs"]
+mod accounts;
 #[path = "support/codes.rs"]
 mod codes;
 #[path = "support/reply.rs"]
 mod reply;
 
+use accounts::PlainAccounts;
 use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
@@ -310,21 +310,6 @@ impl Store for Recorder {
 // The app
 // ---------------------------------------------------------------------------------------
 
-/// alice and carol have TOTP, bob has none. Plain passwords: the timing of login is the
-/// demo suite's business (`tests/demo.rs`, argon2 with a dummy hash).
-struct PlainAccounts;
-
-impl Accounts for PlainAccounts {
-    fn authenticate<'a>(&'a self, u: &'a str, p: &'a str) -> BackendFuture<'a, Option<Account>> {
-        let ok = matches!(
-            (u, p),
-            ("alice", "alice-pw") | ("bob", "bob-pw") | ("carol", "carol-pw")
-        );
-        let account = ok.then(|| Account::new(u).with_scope("me"));
-        Box::pin(async move { Ok(account) })
-    }
-}
-
 #[derive(Default)]
 struct Options {
     cookies: bool,
@@ -413,7 +398,15 @@ impl App {
             .guard(guard.clone())
             .issuer(issuer.clone())
             .shared_store(store.clone())
-            .accounts(PlainAccounts)
+            // alice and carol have TOTP, bob has none.
+            .accounts(
+                PlainAccounts::new(&[
+                    ("alice", "alice-pw"),
+                    ("bob", "bob-pw"),
+                    ("carol", "carol-pw"),
+                ])
+                .with_scope("me"),
+            )
             .factors(factors.clone())
             .attempts(AttemptPolicy {
                 max_attempts: opts.max_attempts.unwrap_or(5),

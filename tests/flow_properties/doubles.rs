@@ -23,22 +23,6 @@ pub(crate) struct Faults {
     pub(crate) revivable_sessions: bool,
 }
 
-pub(crate) struct Users;
-
-impl Accounts for Users {
-    fn authenticate<'a>(
-        &'a self,
-        username: &'a str,
-        password: &'a str,
-    ) -> BackendFuture<'a, Option<Account>> {
-        let account = User::ALL
-            .iter()
-            .find(|u| u.name() == username && u.password() == password)
-            .map(|u| Account::new(u.name()).with_scope(SCOPE));
-        Box::pin(async move { Ok(account) })
-    }
-}
-
 /// [`MemoryFactors`], yielding to the scheduler before each call (a database is a round
 /// trip away), except with [`Faults::lost_factor`]: carol has no factor.
 pub(crate) struct TestFactors {

@@ -122,8 +122,8 @@ use proptest::test_runner::{
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_stepup::complete::{
-    Account, Accounts, BackendFuture, Completion, Factors, MemoryFactors, TotpFactor,
-    DEFAULT_MFA_ACR, DEFAULT_PASSWORD_ACR,
+    BackendFuture, Completion, Factors, MemoryFactors, TotpFactor, DEFAULT_MFA_ACR,
+    DEFAULT_PASSWORD_ACR,
 };
 use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
 use tower_stepup::store::{
@@ -145,6 +145,8 @@ macro_rules! ensure {
     };
 }
 
+#[path = "../support/accounts.rs"]
+mod accounts;
 mod doubles;
 mod findings;
 mod model;
@@ -159,6 +161,7 @@ mod strategies;
 mod verdict;
 mod world;
 
+use accounts::PlainAccounts;
 use doubles::*;
 use model::*;
 use ops::*;

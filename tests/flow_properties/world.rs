@@ -72,7 +72,9 @@ pub(crate) fn world_with(
         .guard(guard.clone())
         .issuer(issuer)
         .shared_store(store.clone() as Arc<dyn Store>)
-        .accounts(Users)
+        .accounts(
+            PlainAccounts::new(&User::ALL.map(|u| (u.name(), u.password()))).with_scope(SCOPE),
+        )
         .factors(Arc::new(TestFactors {
             inner: factors.clone(),
             lose_carol: faults.lost_factor,
