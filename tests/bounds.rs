@@ -16,12 +16,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use serde_json::{json, Value};
+use http::StatusCode;
+use serde_json::json;
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
-use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::{
     MemoryStore, RedisStore, Store, DEFAULT_MAX_ENTRIES, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
 };
@@ -32,6 +29,8 @@ use tower_stepup::ManualClock;
 mod app;
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
 #[path = "support/redis_server.rs"]
@@ -39,6 +38,7 @@ mod redis_server;
 #[path = "support/reply.rs"]
 mod reply;
 
+use demo_app::Demo;
 use redis_server::RedisServer;
 use reply::Reply;
 
@@ -68,45 +68,11 @@ const FRESH_SESSIONS_BOUND: usize = MAX_SESSIONS_PER_USER * 2 + 1 + 3;
 // The demo, in-process
 // ---------------------------------------------------------------------------------------
 
-struct Demo {
-    router: axum::Router,
-    clock: ManualClock,
-    alice: TotpSecret,
-}
-
 fn demo_on(store: Arc<dyn Store>) -> Demo {
-    let clock = ManualClock::new(T0);
-    let config = demo_config::demo_config(5);
-    let built = app::build(&config, clock.clone(), store).unwrap();
-    Demo {
-        router: built.router,
-        clock,
-        alice: config.alice_totp_secret,
-    }
+    Demo::build(&demo_config::demo_config(5), ManualClock::new(T0), store)
 }
 
 impl Demo {
-    async fn send(&self, req: Request<Body>) -> Reply {
-        Reply::read(self.router.clone().oneshot(req).await.unwrap()).await
-    }
-
-    async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Reply {
-        let mut req = Request::post(path).header("content-type", "application/json");
-        if let Some(token) = bearer {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(req.body(Body::from(body.to_string())).unwrap())
-            .await
-    }
-
-    async fn get(&self, path: &str, bearer: &str) -> Reply {
-        let req = Request::get(path)
-            .header("authorization", format!("Bearer {bearer}"))
-            .body(Body::empty())
-            .unwrap();
-        self.send(req).await
-    }
-
     async fn login(&self, user: &str, password: &str) -> Reply {
         self.post(
             "/auth/login",
@@ -155,10 +121,10 @@ impl Demo {
         v.expect_ok_for("alice's verify");
         let access = v.str("access_token");
         let refresh = v.str("refresh_token");
-        let me = self.get("/api/me", &access).await;
+        let me = self.get("/api/me", Some(&access)).await;
         me.expect_ok_for("alice's /api/me");
         assert_eq!(me.body["sub"], "alice");
-        self.get("/api/billing", &access)
+        self.get("/api/billing", Some(&access))
             .await
             .expect_ok_for("alice's /api/billing right after her second factor");
         let r = self.refresh(&refresh).await;
@@ -219,16 +185,9 @@ impl Demo {
     async fn bob_logins(&self, n: usize, workers: usize) -> Vec<String> {
         let mut set = tokio::task::JoinSet::new();
         for w in 0..workers {
-            let router = self.router.clone();
-            let clock = self.clock.clone();
-            let alice = self.alice.clone();
+            let demo = self.clone();
             let count = n / workers + usize::from(w < n % workers);
             set.spawn(async move {
-                let demo = Demo {
-                    router,
-                    clock,
-                    alice,
-                };
                 let mut tokens = Vec::with_capacity(count);
                 for _ in 0..count {
                     tokens.push(demo.bob_session().await.1);

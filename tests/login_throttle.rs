@@ -10,6 +10,8 @@
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
 mod app;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
 #[path = "support/reply.rs"]
@@ -22,19 +24,14 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, StatusCode};
 use serde_json::json;
-use tower::ServiceExt;
 use tower_stepup::complete::TrustedProxies;
 use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::ManualClock;
 
+use demo_app::Demo;
 use reply::Reply;
 
 const T0: u64 = 1_800_000_000;
-
-struct Demo {
-    router: axum::Router,
-    clock: ManualClock,
-}
 
 /// Signed in: tokens, or (alice) a partial token.
 trait SignedIn {
@@ -54,12 +51,7 @@ impl SignedIn for Reply {
 }
 
 fn demo_with(config: app::DemoConfig, store: Arc<dyn Store>) -> Demo {
-    let clock = ManualClock::new(T0);
-    let built = app::build(&config, clock.clone(), store).unwrap();
-    Demo {
-        router: built.router,
-        clock,
-    }
+    Demo::build(&config, ManualClock::new(T0), store)
 }
 
 fn demo() -> Demo {
@@ -80,7 +72,7 @@ impl Demo {
             .unwrap();
         let peer: SocketAddr = peer.parse().unwrap();
         req.extensions_mut().insert(ConnectInfo(peer));
-        Reply::read(self.router.clone().oneshot(req).await.unwrap()).await
+        self.send(req).await
     }
 
     async fn login(&self, peer: &str, user: &str, password: &str) -> Reply {
