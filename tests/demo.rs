@@ -31,11 +31,14 @@ mod app;
 
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
 #[path = "support/reply.rs"]
 mod reply;
 
+use demo_app::{serve, Demo, Served};
 use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
@@ -74,17 +77,9 @@ struct Server {
     alice: TotpSecret,
     /// The app's factors (for a demo process: a copy that is not the process's).
     factors: Arc<tower_stepup::complete::MemoryFactors>,
-    /// The in-process server, or the demo process.
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The in-process server (stops when dropped), or the demo process.
+    _served: Option<Served>,
     process: Option<tokio::process::Child>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
 }
 
 async fn start() -> Server {
@@ -92,22 +87,16 @@ async fn start() -> Server {
 }
 
 async fn start_with(store: Arc<dyn Store>) -> Server {
-    let clock = ManualClock::new(T0);
-    let demo = app::build(&config(), clock.clone(), store).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let router = demo.router;
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
+    let demo = Demo::build(&config(), ManualClock::new(T0), store);
+    let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
-        base: format!("http://127.0.0.1:{port}"),
-        clock,
+        base: format!("http://127.0.0.1:{}", served.addr.port()),
+        clock: demo.clock,
         client: client(),
         issuer: demo.issuer,
         alice: alice_secret(),
         factors: demo.factors,
-        task: Some(task),
+        _served: Some(served),
         process: None,
     }
 }
@@ -1656,12 +1645,11 @@ mod on_redis {
                 .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
                 .to_owned();
             // Only for its issuer (same keys as the process): never served.
-            let demo = app::build(
+            let demo = Demo::build(
                 &config(),
                 ManualClock::new(system_now()),
                 Arc::new(MemoryStore::new()),
-            )
-            .unwrap();
+            );
             Server {
                 base,
                 clock: ManualClock::new(system_now()),
@@ -1669,7 +1657,7 @@ mod on_redis {
                 issuer: demo.issuer,
                 alice: alice_secret(),
                 factors: demo.factors,
-                task: None,
+                _served: None,
                 process: Some(child),
             }
         }
