@@ -189,18 +189,25 @@ const PARTIAL_TTL: u64 = 120;
 /// Step-up mfa_token lifetime (no leeway: the sealer checks `now < exp`).
 const MFA_TOKEN_TTL: u64 = 120;
 const ACCESS_TTL: u64 = 240;
-/// The verifier's default `exp` leeway.
-const LEEWAY: u64 = 5;
+/// The verifier's default `exp` leeway (the crate's constant).
+const LEEWAY: u64 = tower_stepup::token::DEFAULT_LEEWAY.as_secs();
 /// `max_age` of `/api/billing` and of re-enrollment.
 const MAX_AGE: u64 = 150;
-const MAX_ATTEMPTS: u32 = 3;
-const LOCKOUT: u64 = 200;
+/// The app's attempt policy, and what the model reads of it.
+const ATTEMPTS: AttemptPolicy = AttemptPolicy {
+    max_attempts: 3,
+    lockout_secs: 200,
+    window_secs: 150,
+};
+const MAX_ATTEMPTS: u32 = ATTEMPTS.max_attempts;
+const LOCKOUT: u64 = ATTEMPTS.lockout_secs;
 /// How long a failure is remembered without a new one.
-const WINDOW: u64 = 150;
+const WINDOW: u64 = ATTEMPTS.window_secs;
 const REFRESH_LIFETIME: u64 = 1000;
-/// `complete::ENROLLMENT_TTL`.
-const ENROLL_TTL: u64 = 600;
-const STEP: u64 = 30;
+/// How long a pending enrollment lives (the crate's constant).
+const ENROLL_TTL: u64 = tower_stepup::complete::ENROLLMENT_TTL.as_secs();
+/// The TOTP time step (the crate's constant).
+const STEP: u64 = totp::STEP_SECS;
 
 /// carol's recovery codes (80-bit codes are random in real life; fixed here so that runs
 /// are reproducible).

@@ -12,8 +12,13 @@ pub(crate) struct AttemptState {
 }
 
 impl AttemptState {
+    /// Locked out at `now`: the crate's rule ([`Attempts::is_locked`]).
     pub(crate) fn locked(&self, now: u64) -> bool {
-        self.locked_until.is_some_and(|until| until > now)
+        Attempts {
+            failures: self.failures,
+            locked_until: self.locked_until,
+        }
+        .is_locked(now)
     }
 
     /// Failures that count at `now`.

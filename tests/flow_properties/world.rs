@@ -80,11 +80,7 @@ pub(crate) fn world_with(
             lose_carol: faults.lost_factor,
             save_gate,
         }))
-        .attempts(AttemptPolicy {
-            max_attempts: MAX_ATTEMPTS,
-            lockout_secs: LOCKOUT,
-            window_secs: WINDOW,
-        })
+        .attempts(ATTEMPTS)
         .refresh_lifetime(Duration::from_secs(REFRESH_LIFETIME))
         .enroll_step_up(
             StepUp::new()
