@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Client, StatusCode};
@@ -43,7 +43,7 @@ use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
-use demo_config::{ALICE_SECRET, SEALING_KEY, SIGNING_KEY};
+use demo_config::ALICE_SECRET;
 const MFA_ACR: &str = "urn:tower-stepup:acr:mfa";
 
 // ---------------------------------------------------------------------------------------
@@ -1337,10 +1337,7 @@ fn system_now() -> u64 {
 async fn logs_hold_no_token_code_or_secret() {
     let bin = build_demo_binary();
     let mut child = tokio::process::Command::new(&bin)
-        .env("STEPUP_BIND", "127.0.0.1:0")
-        .env("STEPUP_ALICE_TOTP_SECRET", ALICE_SECRET)
-        .env("STEPUP_SIGNING_KEY", STANDARD.encode(SIGNING_KEY))
-        .env("STEPUP_SEALING_KEY", STANDARD.encode(SEALING_KEY))
+        .envs(demo_config::demo_env())
         .env("RUST_LOG", "debug")
         .env_remove("REDIS_URL")
         .stdin(Stdio::null())
@@ -1616,10 +1613,7 @@ mod on_redis {
         async fn process(redis_url: &str, max_attempts: u32) -> Server {
             let bin = build_demo_binary();
             let mut child = tokio::process::Command::new(&bin)
-                .env("STEPUP_BIND", "127.0.0.1:0")
-                .env("STEPUP_ALICE_TOTP_SECRET", ALICE_SECRET)
-                .env("STEPUP_SIGNING_KEY", STANDARD.encode(SIGNING_KEY))
-                .env("STEPUP_SEALING_KEY", STANDARD.encode(SEALING_KEY))
+                .envs(demo_config::demo_env())
                 .env("STEPUP_MAX_ATTEMPTS", max_attempts.to_string())
                 .env("REDIS_URL", redis_url)
                 .env("RUST_LOG", "warn")
