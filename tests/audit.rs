@@ -10,12 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use http::StatusCode;
+use serde_json::json;
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
 use tower_stepup::audit::{self, Event, Outcome};
 use tower_stepup::complete::TotpFactor;
 use tower_stepup::factor::recovery;
@@ -31,12 +28,16 @@ use tracing_subscriber::Layer;
 mod app;
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
 #[path = "support/failing_store.rs"]
 mod failing_store;
 #[path = "support/hooked_store.rs"]
 mod hooked_store;
+#[path = "support/reply.rs"]
+mod reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -119,28 +120,27 @@ impl Capture {
 // The demo, in-process
 // ---------------------------------------------------------------------------------------
 
+/// The shared demo (`support/demo_app.rs`), alice with recovery codes too.
 struct Demo {
-    router: axum::Router,
-    issuer: tower_stepup::Issuer,
-    clock: ManualClock,
-    alice: TotpSecret,
+    app: demo_app::Demo,
     recovery_codes: Vec<String>,
 }
 
+impl std::ops::Deref for Demo {
+    type Target = demo_app::Demo;
+
+    fn deref(&self) -> &demo_app::Demo {
+        &self.app
+    }
+}
+
 fn demo_on(store: Arc<dyn Store>) -> Demo {
-    let clock = ManualClock::new(T0);
-    let config = demo_config::demo_config(3);
-    let built = app::build(&config, clock.clone(), store).unwrap();
+    let app = demo_app::Demo::build(&demo_config::demo_config(3), ManualClock::new(T0), store);
     let (codes, hashes) = recovery::generate().unwrap();
-    built.factors.insert(
-        "alice",
-        TotpFactor::new(config.alice_totp_secret.clone(), hashes),
-    );
+    app.factors
+        .insert("alice", TotpFactor::new(app.alice.clone(), hashes));
     Demo {
-        router: built.router,
-        issuer: built.issuer,
-        clock,
-        alice: config.alice_totp_secret,
+        app,
         recovery_codes: codes,
     }
 }
@@ -149,50 +149,7 @@ fn demo() -> Demo {
     demo_on(Arc::new(MemoryStore::new()))
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `{field}` in {}", self.body))
-            .to_owned()
-    }
-}
-
 impl Demo {
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body }
-    }
-
-    async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Reply {
-        let mut req = Request::post(path).header("content-type", "application/json");
-        if let Some(token) = bearer {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(req.body(Body::from(body.to_string())).unwrap())
-            .await
-    }
-
-    async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
-        let mut req = Request::get(path);
-        if let Some(token) = bearer {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(req.body(Body::empty()).unwrap()).await
-    }
-
-    fn now(&self) -> u64 {
-        tower_stepup::Clock::now(&self.clock)
-    }
-
     fn code(&self) -> String {
         codes::code_now(&self.alice, self.now())
     }

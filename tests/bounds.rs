@@ -16,13 +16,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use http::StatusCode;
+use serde_json::json;
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
-use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::{
     MemoryStore, RedisStore, Store, DEFAULT_MAX_ENTRIES, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
 };
@@ -33,12 +29,18 @@ use tower_stepup::ManualClock;
 mod app;
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/reply.rs"]
+mod reply;
 
+use demo_app::Demo;
 use redis_server::RedisServer;
+use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -66,81 +68,11 @@ const FRESH_SESSIONS_BOUND: usize = MAX_SESSIONS_PER_USER * 2 + 1 + 3;
 // The demo, in-process
 // ---------------------------------------------------------------------------------------
 
-struct Demo {
-    router: axum::Router,
-    clock: ManualClock,
-    alice: TotpSecret,
-}
-
 fn demo_on(store: Arc<dyn Store>) -> Demo {
-    let clock = ManualClock::new(T0);
-    let config = demo_config::demo_config(5);
-    let built = app::build(&config, clock.clone(), store).unwrap();
-    Demo {
-        router: built.router,
-        clock,
-        alice: config.alice_totp_secret,
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no `{field}` in {}", self.body))
-            .to_owned()
-    }
-
-    #[track_caller]
-    fn expect_ok(&self, what: &str) -> &Self {
-        assert_eq!(self.status, StatusCode::OK, "{what}: {}", self.body);
-        self
-    }
-
-    #[track_caller]
-    fn expect(&self, status: StatusCode, error: &str, what: &str) -> &Self {
-        assert_eq!(
-            (self.status, self.body["error"].as_str()),
-            (status, Some(error)),
-            "{what}: {}",
-            self.body
-        );
-        self
-    }
+    Demo::build(&demo_config::demo_config(5), ManualClock::new(T0), store)
 }
 
 impl Demo {
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body }
-    }
-
-    async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Reply {
-        let mut req = Request::post(path).header("content-type", "application/json");
-        if let Some(token) = bearer {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        self.send(req.body(Body::from(body.to_string())).unwrap())
-            .await
-    }
-
-    async fn get(&self, path: &str, bearer: &str) -> Reply {
-        let req = Request::get(path)
-            .header("authorization", format!("Bearer {bearer}"))
-            .body(Body::empty())
-            .unwrap();
-        self.send(req).await
-    }
-
     async fn login(&self, user: &str, password: &str) -> Reply {
         self.post(
             "/auth/login",
@@ -162,7 +94,7 @@ impl Demo {
     /// bob has no second factor: his password alone gives a session → (access, refresh).
     async fn bob_session(&self) -> (String, String) {
         let r = self.login("bob", "bob-password").await;
-        r.expect_ok("bob's login");
+        r.expect_ok_for("bob's login");
         assert!(
             r.body.get("partial_token").is_none(),
             "bob has no second factor: {}",
@@ -174,7 +106,7 @@ impl Demo {
     /// alice signs in with her password and TOTP code, and uses her session.
     async fn alice_signs_in(&self) {
         let r = self.login("alice", "alice-password").await;
-        r.expect_ok("alice's login");
+        r.expect_ok_for("alice's login");
         assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
         let partial = r.str("partial_token");
         let now = tower_stepup::Clock::now(&self.clock);
@@ -186,17 +118,17 @@ impl Demo {
                 None,
             )
             .await;
-        v.expect_ok("alice's verify");
+        v.expect_ok_for("alice's verify");
         let access = v.str("access_token");
         let refresh = v.str("refresh_token");
-        let me = self.get("/api/me", &access).await;
-        me.expect_ok("alice's /api/me");
+        let me = self.get("/api/me", Some(&access)).await;
+        me.expect_ok_for("alice's /api/me");
         assert_eq!(me.body["sub"], "alice");
-        self.get("/api/billing", &access)
+        self.get("/api/billing", Some(&access))
             .await
-            .expect_ok("alice's /api/billing right after her second factor");
+            .expect_ok_for("alice's /api/billing right after her second factor");
         let r = self.refresh(&refresh).await;
-        r.expect_ok("alice's refresh");
+        r.expect_ok_for("alice's refresh");
         assert_ne!(r.str("refresh_token"), refresh);
     }
 
@@ -205,13 +137,13 @@ impl Demo {
     /// answer (not 503); a wrong password of alice's is judged as wrong.
     async fn others_are_served(&self) {
         self.alice_signs_in().await;
-        self.login("carol", "carol-password").await.expect(
-            StatusCode::UNAUTHORIZED,
+        self.login("carol", "carol-password").await.expect_for(
+            StatusCode::UNAUTHORIZED.as_u16(),
             "invalid_credentials",
             "carol's login",
         );
-        self.login("alice", "not-alice-password").await.expect(
-            StatusCode::UNAUTHORIZED,
+        self.login("alice", "not-alice-password").await.expect_for(
+            StatusCode::UNAUTHORIZED.as_u16(),
             "invalid_credentials",
             "alice with a wrong password",
         );
@@ -253,16 +185,9 @@ impl Demo {
     async fn bob_logins(&self, n: usize, workers: usize) -> Vec<String> {
         let mut set = tokio::task::JoinSet::new();
         for w in 0..workers {
-            let router = self.router.clone();
-            let clock = self.clock.clone();
-            let alice = self.alice.clone();
+            let demo = self.clone();
             let count = n / workers + usize::from(w < n % workers);
             set.spawn(async move {
-                let demo = Demo {
-                    router,
-                    clock,
-                    alice,
-                };
                 let mut tokens = Vec::with_capacity(count);
                 for _ in 0..count {
                     tokens.push(demo.bob_session().await.1);
@@ -330,34 +255,36 @@ async fn memory_store_100k_refreshes_by_one_user_fail_no_one_else() {
     // Others are served; so is bob.
     demo.others_are_served().await;
     let (_, second) = demo.bob_session().await;
-    demo.refresh(&second).await.expect_ok("bob's new session");
+    demo.refresh(&second)
+        .await
+        .expect_ok_for("bob's new session");
 
     // His long-refreshed session still works and still detects reuse: a token rotated
     // more than REFRESH_HISTORY rotations ago is forgotten (merely invalid: the family
     // lives on), a recent one is a replay that ends the family.
     let current = tokens.last().unwrap();
     let forgotten = &tokens[tokens.len() - 1 - (REFRESH_HISTORY + 1)];
-    demo.refresh(forgotten).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(forgotten).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "a token rotated REFRESH_HISTORY + 1 rotations ago",
     );
-    demo.refresh(&tokens[0]).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(&tokens[0]).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "bob's first token",
     );
     let r = demo.refresh(current).await;
-    r.expect_ok("the current token, after old ones were presented");
+    r.expect_ok_for("the current token, after old ones were presented");
     let current = r.str("refresh_token");
     let replayed = &tokens[tokens.len() - REFRESH_HISTORY];
-    demo.refresh(replayed).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(replayed).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "a token rotated REFRESH_HISTORY rotations ago (a replay)",
     );
-    demo.refresh(&current).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(&current).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "the current token of a family ended by a replay",
     );
@@ -405,14 +332,14 @@ async fn memory_store_1000_logins_keep_the_newest_sessions() {
 
     let started = Instant::now();
     for (i, token) in older.iter().enumerate() {
-        demo.refresh(token).await.expect(
-            StatusCode::BAD_REQUEST,
+        demo.refresh(token).await.expect_for(
+            StatusCode::BAD_REQUEST.as_u16(),
             "invalid_grant",
             &format!("the refresh token of ended session {i}"),
         );
     }
     for (i, token) in newest.iter().enumerate() {
-        demo.refresh(token).await.expect_ok(&format!(
+        demo.refresh(token).await.expect_ok_for(&format!(
             "the refresh token of live session {i} of the newest"
         ));
     }
@@ -640,17 +567,17 @@ async fn redis_store_keys_per_user_stay_bounded() {
     for (i, token) in sessions.iter().enumerate() {
         let r = demo.refresh(token).await;
         if i < ended {
-            r.expect(
-                StatusCode::BAD_REQUEST,
+            r.expect_for(
+                StatusCode::BAD_REQUEST.as_u16(),
                 "invalid_grant",
                 &format!("ended session {i}"),
             );
         } else {
-            r.expect_ok(&format!("live session {i}"));
+            r.expect_ok_for(&format!("live session {i}"));
         }
     }
-    demo.refresh(tokens.last().unwrap()).await.expect(
-        StatusCode::BAD_REQUEST,
+    demo.refresh(tokens.last().unwrap()).await.expect_for(
+        StatusCode::BAD_REQUEST.as_u16(),
         "invalid_grant",
         "the long-refreshed session, ended to make room",
     );

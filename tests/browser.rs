@@ -25,8 +25,14 @@ use tower_stepup::{Clock, ManualClock};
 mod app;
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
+#[path = "support/reply.rs"]
+mod reply;
+
+use demo_app::{serve, Served};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -34,13 +40,7 @@ struct Demo {
     base: String,
     clock: ManualClock,
     alice: TotpSecret,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _served: Served,
 }
 
 async fn demo() -> Demo {
@@ -52,19 +52,19 @@ async fn demo() -> Demo {
         .as_secs();
     // 5 s into a TOTP step, so that codes are where the test expects them.
     let clock = ManualClock::new(now - now % 30 + 5);
-    let config = demo_config::demo_config(5);
-    let built = app::build(&config, clock.clone(), Arc::new(MemoryStore::new())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let built = demo_app::Demo::build(
+        &demo_config::demo_config(5),
+        clock,
+        Arc::new(MemoryStore::new()),
+    );
+    let served = serve(built.router.clone(), "127.0.0.1:0").await;
     // `localhost`: browsers accept `Secure` cookies over plain http there.
-    let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, built.router).await.unwrap();
-    });
+    let base = format!("http://localhost:{}", served.addr.port());
     Demo {
         base,
-        clock,
-        alice: config.alice_totp_secret,
-        task,
+        clock: built.clock,
+        alice: built.alice,
+        _served: served,
     }
 }
 

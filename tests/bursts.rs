@@ -21,6 +21,8 @@ mod burst;
 mod codes;
 #[path = "support/counting_store.rs"]
 mod counting_store;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
 #[path = "support/demo_server.rs"]
@@ -31,6 +33,8 @@ mod hooked_store;
 mod latency_proxy;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/reply.rs"]
+mod reply;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -24,8 +24,14 @@ use tower_stepup::{Clock, ManualClock};
 mod app;
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
+#[path = "support/reply.rs"]
+mod reply;
+
+use demo_app::{serve, Served};
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -37,13 +43,7 @@ struct Demo {
     /// Requests that reached the server through `http`.
     sent: Arc<AtomicUsize>,
     http: Counting,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _served: Served,
 }
 
 /// hyper-util's client, counting what it sends.
@@ -69,14 +69,13 @@ impl Service<Request<Full<Bytes>>> for Counting {
 }
 
 async fn demo() -> Demo {
-    let clock = ManualClock::new(T0);
-    let config = demo_config::demo_config(5);
-    let built = app::build(&config, clock.clone(), Arc::new(MemoryStore::new())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, built.router).await.unwrap();
-    });
+    let built = demo_app::Demo::build(
+        &demo_config::demo_config(5),
+        ManualClock::new(T0),
+        Arc::new(MemoryStore::new()),
+    );
+    let served = serve(built.router.clone(), "127.0.0.1:0").await;
+    let base = format!("http://{}", served.addr);
     let sent = Arc::new(AtomicUsize::new(0));
     let http = Counting {
         inner: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -85,11 +84,11 @@ async fn demo() -> Demo {
     };
     Demo {
         base,
-        clock,
-        alice: config.alice_totp_secret,
+        clock: built.clock,
+        alice: built.alice,
         sent,
         http,
-        task,
+        _served: served,
     }
 }
 

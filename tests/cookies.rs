@@ -8,9 +8,7 @@ use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Layer, ServiceExt};
-use tower_stepup::complete::{
-    Account, Accounts, BackendFuture, Completion, CookieConfig, MemoryFactors, TotpFactor,
-};
+use tower_stepup::complete::{Completion, CookieConfig, MemoryFactors, TotpFactor};
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::layer::CookieNames;
 use tower_stepup::store::MemoryStore;
@@ -20,16 +18,12 @@ use tower_stepup::{
     SigningKey, Verifier, VerifyingKey,
 };
 
+#[path = "support/accounts.rs"]
+mod accounts;
+
+use accounts::PlainAccounts;
+
 const T0: u64 = 1_800_000_010;
-
-struct PlainAccounts;
-
-impl Accounts for PlainAccounts {
-    fn authenticate<'a>(&'a self, u: &'a str, p: &'a str) -> BackendFuture<'a, Option<Account>> {
-        let ok = u == "alice" && p == "pw";
-        Box::pin(async move { Ok(ok.then(|| Account::new("alice"))) })
-    }
-}
 
 struct Setup {
     clock: ManualClock,
@@ -73,7 +67,7 @@ fn setup(cookies: CookieConfig) -> Setup {
         .guard(guard.clone())
         .issuer(issuer)
         .store(MemoryStore::new())
-        .accounts(PlainAccounts)
+        .accounts(PlainAccounts::new(&[("alice", "pw")]))
         .factors(factors)
         .cookies(cookies)
         .build()

@@ -12,9 +12,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -28,12 +28,19 @@ mod app;
 
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
+#[path = "support/reply.rs"]
+mod reply;
+
+use demo_app::{serve, Demo, Served};
+use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
-use demo_config::{ALICE_SECRET, SEALING_KEY, SIGNING_KEY};
+use demo_config::ALICE_SECRET;
 const MFA_ACR: &str = "urn:tower-stepup:acr:mfa";
 
 // ---------------------------------------------------------------------------------------
@@ -67,78 +74,9 @@ struct Server {
     alice: TotpSecret,
     /// The app's factors (for a demo process: a copy that is not the process's).
     factors: Arc<tower_stepup::complete::MemoryFactors>,
-    /// The in-process server, or the demo process.
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The in-process server (stops when dropped), or the demo process.
+    _served: Option<Served>,
     process: Option<tokio::process::Child>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
-/// What came back.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    raw: Vec<u8>,
-    body: Value,
-}
-
-impl Reply {
-    fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or("<no error field>")
-    }
-
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no string `{field}` in {}", self.body))
-            .to_owned()
-    }
-
-    fn header(&self, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    #[track_caller]
-    fn expect(&self, status: u16, error: &str) -> &Self {
-        assert_eq!(
-            (self.status.as_u16(), self.error()),
-            (status, error),
-            "body: {}",
-            self.body
-        );
-        assert_eq!(
-            self.header(CONTENT_TYPE),
-            Some("application/json"),
-            "errors are JSON"
-        );
-        self
-    }
-
-    #[track_caller]
-    fn expect_ok(&self) -> &Self {
-        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
-        self
-    }
-}
-
-async fn reply(response: reqwest::Response) -> Reply {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let raw = response.bytes().await.unwrap().to_vec();
-    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        raw,
-        body,
-    }
 }
 
 async fn start() -> Server {
@@ -146,22 +84,16 @@ async fn start() -> Server {
 }
 
 async fn start_with(store: Arc<dyn Store>) -> Server {
-    let clock = ManualClock::new(T0);
-    let demo = app::build(&config(), clock.clone(), store).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let router = demo.router;
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
+    let demo = Demo::build(&config(), ManualClock::new(T0), store);
+    let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
-        base: format!("http://127.0.0.1:{port}"),
-        clock,
+        base: format!("http://127.0.0.1:{}", served.addr.port()),
+        clock: demo.clock,
         client: client(),
         issuer: demo.issuer,
         alice: alice_secret(),
         factors: demo.factors,
-        task: Some(task),
+        _served: Some(served),
         process: None,
     }
 }
@@ -180,7 +112,7 @@ impl Server {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        reply(req.send().await.unwrap()).await
+        Reply::from_reqwest(req.send().await.unwrap()).await
     }
 
     async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
@@ -189,7 +121,7 @@ impl Server {
             .post(self.url(path))
             .header(CONTENT_TYPE, content_type)
             .body(body);
-        reply(req.send().await.unwrap()).await
+        Reply::from_reqwest(req.send().await.unwrap()).await
     }
 
     /// POSTs a body over the limit. The endpoint answers 413 from the declared
@@ -206,7 +138,7 @@ impl Server {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
             match req.send().await {
-                Ok(response) => return reply(response).await,
+                Ok(response) => return Reply::from_reqwest(response).await,
                 Err(e) => transport_errors.push(e.to_string()),
             }
         }
@@ -237,7 +169,7 @@ impl Server {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        reply(req.send().await.unwrap()).await
+        Reply::from_reqwest(req.send().await.unwrap()).await
     }
 
     async fn login(&self, user: &str, password: &str) -> Reply {
@@ -870,7 +802,7 @@ async fn concurrent_verifies(s: &Server, n: usize) -> (usize, usize) {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                reply(req.send().await.unwrap()).await
+                Reply::from_reqwest(req.send().await.unwrap()).await
             })
         })
         .collect();
@@ -1329,10 +1261,7 @@ fn system_now() -> u64 {
 async fn logs_hold_no_token_code_or_secret() {
     let bin = build_demo_binary();
     let mut child = tokio::process::Command::new(&bin)
-        .env("STEPUP_BIND", "127.0.0.1:0")
-        .env("STEPUP_ALICE_TOTP_SECRET", ALICE_SECRET)
-        .env("STEPUP_SIGNING_KEY", STANDARD.encode(SIGNING_KEY))
-        .env("STEPUP_SEALING_KEY", STANDARD.encode(SEALING_KEY))
+        .envs(demo_config::demo_env())
         .env("RUST_LOG", "debug")
         .env_remove("REDIS_URL")
         .stdin(Stdio::null())
@@ -1385,11 +1314,11 @@ async fn logs_hold_no_token_code_or_secret() {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        async move { reply(req.send().await.unwrap()).await }
+        async move { Reply::from_reqwest(req.send().await.unwrap()).await }
     };
     let get = |path: &str, bearer: String| {
         let req = client.get(format!("{base}{path}")).bearer_auth(bearer);
-        async move { reply(req.send().await.unwrap()).await }
+        async move { Reply::from_reqwest(req.send().await.unwrap()).await }
     };
     let distinct_wrong = |secret: &TotpSecret, candidates: &[&str]| {
         let now = system_now();
@@ -1608,10 +1537,7 @@ mod on_redis {
         async fn process(redis_url: &str, max_attempts: u32) -> Server {
             let bin = build_demo_binary();
             let mut child = tokio::process::Command::new(&bin)
-                .env("STEPUP_BIND", "127.0.0.1:0")
-                .env("STEPUP_ALICE_TOTP_SECRET", ALICE_SECRET)
-                .env("STEPUP_SIGNING_KEY", STANDARD.encode(SIGNING_KEY))
-                .env("STEPUP_SEALING_KEY", STANDARD.encode(SEALING_KEY))
+                .envs(demo_config::demo_env())
                 .env("STEPUP_MAX_ATTEMPTS", max_attempts.to_string())
                 .env("REDIS_URL", redis_url)
                 .env("RUST_LOG", "warn")
@@ -1637,12 +1563,11 @@ mod on_redis {
                 .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
                 .to_owned();
             // Only for its issuer (same keys as the process): never served.
-            let demo = app::build(
+            let demo = Demo::build(
                 &config(),
                 ManualClock::new(system_now()),
                 Arc::new(MemoryStore::new()),
-            )
-            .unwrap();
+            );
             Server {
                 base,
                 clock: ManualClock::new(system_now()),
@@ -1650,7 +1575,7 @@ mod on_redis {
                 issuer: demo.issuer,
                 alice: alice_secret(),
                 factors: demo.factors,
-                task: None,
+                _served: None,
                 process: Some(child),
             }
         }

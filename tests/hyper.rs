@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use reqwest::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -20,6 +20,10 @@ use tower_stepup::{Clock, ManualClock};
 #[allow(dead_code)]
 #[path = "../examples/hyper_app/app.rs"]
 mod app;
+#[path = "support/reply.rs"]
+mod reply;
+
+use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -72,50 +76,6 @@ async fn start() -> Server {
     }
 }
 
-/// What came back.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no string `{field}` in {}", self.body))
-            .to_owned()
-    }
-
-    fn header(&self, name: impl reqwest::header::AsHeaderName) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("<missing>")
-    }
-
-    #[track_caller]
-    fn expect_ok(&self) -> &Self {
-        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
-        self
-    }
-
-    /// A refusal: status, `error`, a JSON body that is not cached.
-    #[track_caller]
-    fn expect(&self, status: u16, error: &str) -> &Self {
-        assert_eq!(
-            (self.status.as_u16(), self.body["error"].as_str()),
-            (status, Some(error)),
-            "body: {}",
-            self.body
-        );
-        assert_eq!(self.header(CONTENT_TYPE), "application/json");
-        assert_eq!(self.header(CACHE_CONTROL), "no-store");
-        self
-    }
-}
-
 impl Server {
     fn now(&self) -> u64 {
         self.clock.now()
@@ -133,16 +93,13 @@ impl Server {
         };
         let response = req.send().await.unwrap();
         assert_eq!(response.version(), reqwest::Version::HTTP_11);
-        let status = response.status();
-        let headers = response.headers().clone();
-        let raw = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&raw)
-            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&raw)));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let reply = Reply::from_reqwest(response).await;
+        assert!(
+            serde_json::from_slice::<Value>(&reply.raw).is_ok(),
+            "not JSON: {}",
+            String::from_utf8_lossy(&reply.raw)
+        );
+        reply
     }
 
     async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
@@ -187,8 +144,12 @@ async fn public_route_needs_no_token_and_unlisted_routes_need_one() {
 
     // A route the table does not list needs an access token (the table's default), so
     // an anonymous client cannot tell a missing route from a protected one…
-    s.get("/nope", None).await.expect(401, "unauthorized");
-    s.get("/auth/login", None).await.expect(401, "unauthorized");
+    s.get("/nope", None)
+        .await
+        .expect_uncached(401, "unauthorized");
+    s.get("/auth/login", None)
+        .await
+        .expect_uncached(401, "unauthorized");
     // …and with a token it reaches the router, which has nothing there.
     let bob = s.login("bob", "bob-password").await.str("access_token");
     let missing = s.get("/nope", Some(&bob)).await;
@@ -200,26 +161,26 @@ async fn public_route_needs_no_token_and_unlisted_routes_need_one() {
 async fn protected_route_refuses_missing_and_bad_tokens() {
     let s = start().await;
     let none = s.get("/api/me", None).await;
-    none.expect(401, "unauthorized");
+    none.expect_uncached(401, "unauthorized");
     assert_eq!(
-        none.header(WWW_AUTHENTICATE),
+        none.www_authenticate(),
         format!(r#"Bearer realm="{REALM}""#)
     );
 
     let forged = s.get("/api/me", Some("not.a.token")).await;
-    forged.expect(401, "invalid_token");
+    forged.expect_uncached(401, "invalid_token");
     assert!(
         forged
-            .header(WWW_AUTHENTICATE)
+            .www_authenticate()
             .starts_with(r#"Bearer error="invalid_token""#),
         "{}",
-        forged.header(WWW_AUTHENTICATE)
+        forged.www_authenticate()
     );
 
     let wrong = s.login("alice", "not-her-password").await;
-    wrong.expect(401, "invalid_credentials");
+    wrong.expect_uncached(401, "invalid_credentials");
     let unknown = s.login("mallory", "alice-password").await;
-    unknown.expect(401, "invalid_credentials");
+    unknown.expect_uncached(401, "invalid_credentials");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -251,13 +212,13 @@ async fn alice_logs_in_verifies_and_steps_up() {
 
     // The partial token opens only the verify endpoint.
     let early = s.get("/api/me", Some(&partial)).await;
-    early.expect(401, "mfa_incomplete");
+    early.expect_uncached(401, "mfa_incomplete");
     assert!(
         early
-            .header(WWW_AUTHENTICATE)
+            .www_authenticate()
             .starts_with(r#"Bearer error="invalid_token""#),
         "{}",
-        early.header(WWW_AUTHENTICATE)
+        early.www_authenticate()
     );
 
     // Second factor: a session with `mfa` in `amr`.
@@ -288,8 +249,8 @@ async fn alice_logs_in_verifies_and_steps_up() {
     s.get("/api/billing", Some(&access)).await.expect_ok();
     s.clock.advance(101);
     let denied = s.get("/api/billing", Some(&access)).await;
-    denied.expect(403, "mfa_required");
-    let www = denied.header(WWW_AUTHENTICATE);
+    denied.expect_uncached(403, "mfa_required");
+    let www = denied.www_authenticate();
     assert!(
         www.starts_with(r#"Bearer error="insufficient_user_authentication""#),
         "{www}"
@@ -318,13 +279,13 @@ async fn alice_logs_in_verifies_and_steps_up() {
     // The old token is as stale as before.
     s.get("/api/billing", Some(&access))
         .await
-        .expect(403, "mfa_required");
+        .expect_uncached(403, "mfa_required");
 
     // The mfa_token is single use, even with a fresh, valid code.
     s.clock.advance(30);
     s.verify(&mfa_token, &s.code())
         .await
-        .expect(404, "mfa_token_not_found");
+        .expect_uncached(404, "mfa_token_not_found");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,13 +305,13 @@ async fn bob_without_a_factor_gets_tokens_and_a_step_up_on_billing() {
     assert_eq!(me.body["sub"], "bob");
 
     let denied = s.get("/api/billing", Some(&bob)).await;
-    denied.expect(403, "mfa_required");
+    denied.expect_uncached(403, "mfa_required");
     assert!(
         denied
-            .header(WWW_AUTHENTICATE)
+            .www_authenticate()
             .starts_with(r#"Bearer error="insufficient_user_authentication""#),
         "{}",
-        denied.header(WWW_AUTHENTICATE)
+        denied.www_authenticate()
     );
     assert!(!denied.str("mfa_token").is_empty());
     // bob has no factor to be challenged with: the answer says to enroll one.

@@ -17,6 +17,11 @@ use tower_stepup::{
     VerifyingKey,
 };
 
+#[path = "support/reply.rs"]
+mod reply;
+
+use reply::Reply;
+
 const T0: u64 = 1_700_000_000;
 const SECRET: [u8; 32] = [42; 32];
 const ISS: &str = "https://auth.test";
@@ -136,7 +141,8 @@ async fn app(req: Request<String>) -> Result<Response<String>, Infallible> {
     Ok(Response::new(who))
 }
 
-struct Reply {
+/// What the layer answered (read as the shared [`Reply`]), with the denial it carries.
+struct Answer {
     status: StatusCode,
     www_authenticate: Option<String>,
     denial: Option<DenialKind>,
@@ -145,34 +151,24 @@ struct Reply {
     cache_control: Option<String>,
 }
 
-async fn send_via(layer: &StepUpLayer, req: Request<String>) -> Reply {
+async fn send_via(layer: &StepUpLayer, req: Request<String>) -> Answer {
     let res = layer.layer(service_fn(app)).oneshot(req).await.unwrap();
-    let status = res.status();
-    let header = |name: &str| {
-        res.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
-    let www_authenticate = header("www-authenticate");
-    let cache_control = header("cache-control");
     let denial = res.extensions().get::<Denial>().map(Denial::kind);
+    let r = Reply::read(res).await;
     if denial.is_some() {
-        assert_eq!(header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
     }
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        www_authenticate,
+    Answer {
+        status: r.status,
+        www_authenticate: r.header("www-authenticate").map(str::to_owned),
+        cache_control: r.header("cache-control").map(str::to_owned),
         denial,
-        json,
-        text,
-        cache_control,
+        text: String::from_utf8(r.raw).unwrap(),
+        json: r.body,
     }
 }
 
-async fn send(fx: &Fixture, req: Request<String>) -> Reply {
+async fn send(fx: &Fixture, req: Request<String>) -> Answer {
     send_via(&fx.guard.route_table(table()).unwrap(), req).await
 }
 
@@ -189,7 +185,7 @@ fn request(method: Method, path: &str, token: Option<&str>) -> Request<String> {
 }
 
 /// One request per row of the denial table that must produce exactly that row.
-async fn trigger(fx: &Fixture, kind: DenialKind) -> Reply {
+async fn trigger(fx: &Fixture, kind: DenialKind) -> Answer {
     match kind {
         DenialKind::MissingCredential => send(fx, get("/api/me", None)).await,
         DenialKind::InvalidToken => send(fx, get("/api/me", Some("not.a.token"))).await,

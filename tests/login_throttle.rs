@@ -10,8 +10,12 @@
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
 mod app;
+#[path = "support/demo_app.rs"]
+mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
+#[path = "support/reply.rs"]
+mod reply;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,36 +23,22 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
-use tower::ServiceExt;
+use serde_json::json;
 use tower_stepup::complete::TrustedProxies;
 use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::ManualClock;
 
+use demo_app::Demo;
+use reply::Reply;
+
 const T0: u64 = 1_800_000_000;
 
-struct Demo {
-    router: axum::Router,
-    clock: ManualClock,
+/// Signed in: tokens, or (alice) a partial token.
+trait SignedIn {
+    fn signed_in(&self);
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    retry_after: Option<u64>,
-    raw: Vec<u8>,
-    body: Value,
-}
-
-impl Reply {
-    #[track_caller]
-    fn expect(&self, status: u16, error: &str) {
-        assert_eq!(self.status.as_u16(), status, "{}", self.body);
-        assert_eq!(self.body["error"], error, "{}", self.body);
-    }
-
-    /// Signed in: tokens, or (alice) a partial token.
+impl SignedIn for Reply {
     #[track_caller]
     fn signed_in(&self) {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
@@ -61,12 +51,7 @@ impl Reply {
 }
 
 fn demo_with(config: app::DemoConfig, store: Arc<dyn Store>) -> Demo {
-    let clock = ManualClock::new(T0);
-    let built = app::build(&config, clock.clone(), store).unwrap();
-    Demo {
-        router: built.router,
-        clock,
-    }
+    Demo::build(&config, ManualClock::new(T0), store)
 }
 
 fn demo() -> Demo {
@@ -87,20 +72,7 @@ impl Demo {
             .unwrap();
         let peer: SocketAddr = peer.parse().unwrap();
         req.extensions_mut().insert(ConnectInfo(peer));
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let retry_after = res
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().parse().unwrap());
-        let raw = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Reply {
-            status,
-            retry_after,
-            raw,
-            body,
-        }
+        self.send(req).await
     }
 
     async fn login(&self, peer: &str, user: &str, password: &str) -> Reply {
@@ -126,7 +98,7 @@ async fn ten_failures_lock_the_account_out_for_that_client_even_for_the_right_pa
     d.fail(A, "bob", 10).await;
     let r = d.login(A, "bob", "bob-password").await;
     r.expect(429, "too_many_attempts");
-    assert_eq!(r.retry_after, Some(15 * 60));
+    assert_eq!(r.retry_after(), Some(15 * 60));
     assert_eq!(r.body["retry_after"], 15 * 60);
     // Another client is not locked out by this one.
     d.login(B, "bob", "bob-password").await.signed_in();
@@ -162,7 +134,7 @@ async fn the_account_wide_limit_bounds_guessing_from_many_clients() {
     // ...lock bob out everywhere, for an hour, right password or not.
     let r = d.login("192.0.2.4:1", "bob", "bob-password").await;
     r.expect(429, "too_many_attempts");
-    assert_eq!(r.retry_after, Some(3600));
+    assert_eq!(r.retry_after(), Some(3600));
     d.login("192.0.2.4:1", "alice", "alice-password")
         .await
         .signed_in();
@@ -181,8 +153,8 @@ async fn unknown_names_are_counted_and_refused_like_known_ones() {
     let unknown = d.login(A, "nobody", "x").await;
     known.expect(429, "too_many_attempts");
     assert_eq!(
-        (known.status, known.retry_after, &known.raw),
-        (unknown.status, unknown.retry_after, &unknown.raw),
+        (known.status, known.retry_after(), &known.raw),
+        (unknown.status, unknown.retry_after(), &unknown.raw),
         "byte-identical refusals"
     );
 }
@@ -276,7 +248,7 @@ async fn concurrent_guesses_check_at_most_the_limit_of_passwords() {
         let r = task.await.unwrap();
         match r.status.as_u16() {
             401 => checked += 1,
-            429 => assert!(r.retry_after.is_some(), "{r:?}"),
+            429 => assert!(r.retry_after().is_some(), "{r:?}"),
             _ => panic!("{r:?}"),
         }
     }

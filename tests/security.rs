@@ -15,17 +15,14 @@ use axum::routing::{get, post_service};
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http::header::{CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::header::{CONTENT_TYPE, COOKIE, RETRY_AFTER};
+use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_stepup::audit::{self, Event, Outcome};
-use tower_stepup::complete::{
-    Account, Accounts, BackendFuture, Completion, CookieConfig, Factors, Hooks, MemoryFactors,
-    TotpFactor,
-};
+use tower_stepup::complete::{Completion, CookieConfig, Factors, Hooks, MemoryFactors, TotpFactor};
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Attempts, MemoryStore, Store, StoreError, TokenHash};
 use tower_stepup::{
@@ -33,8 +30,15 @@ use tower_stepup::{
     SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
 };
 
+#[path = "support/accounts.rs"]
+mod accounts;
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/reply.rs"]
+mod reply;
+
+use accounts::PlainAccounts;
+use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -206,21 +210,6 @@ fn hex(bytes: &[u8]) -> String {
 // The app
 // ---------------------------------------------------------------------------------------
 
-/// alice and carol have TOTP, bob has none. Plain passwords: the timing of login is the
-/// demo suite's business (`tests/demo.rs`, argon2 with a dummy hash).
-struct PlainAccounts;
-
-impl Accounts for PlainAccounts {
-    fn authenticate<'a>(&'a self, u: &'a str, p: &'a str) -> BackendFuture<'a, Option<Account>> {
-        let ok = matches!(
-            (u, p),
-            ("alice", "alice-pw") | ("bob", "bob-pw") | ("carol", "carol-pw")
-        );
-        let account = ok.then(|| Account::new(u).with_scope("me"));
-        Box::pin(async move { Ok(account) })
-    }
-}
-
 #[derive(Default)]
 struct Options {
     cookies: bool,
@@ -309,7 +298,15 @@ impl App {
             .guard(guard.clone())
             .issuer(issuer.clone())
             .shared_store(store.clone())
-            .accounts(PlainAccounts)
+            // alice and carol have TOTP, bob has none.
+            .accounts(
+                PlainAccounts::new(&[
+                    ("alice", "alice-pw"),
+                    ("bob", "bob-pw"),
+                    ("carol", "carol-pw"),
+                ])
+                .with_scope("me"),
+            )
             .factors(factors.clone())
             .attempts(AttemptPolicy {
                 max_attempts: opts.max_attempts.unwrap_or(5),
@@ -365,17 +362,7 @@ impl App {
     }
 
     async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let raw = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            raw,
-            body,
-        }
+        Reply::read(self.router.clone().oneshot(req).await.unwrap()).await
     }
 
     async fn post_json(&self, path: &str, body: &Value, bearer: Option<&str>) -> Reply {
@@ -406,7 +393,7 @@ impl App {
 
     async fn partial(&self, user: &str) -> String {
         let r = self.login(user).await;
-        r.ok();
+        r.expect_ok();
         assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
         r.str("partial_token")
     }
@@ -443,7 +430,7 @@ impl App {
             self.clock.advance(30);
             r = self.verify(&partial, &self.code(secret)).await;
         }
-        r.ok();
+        r.expect_ok();
         Session::from(&r)
     }
 
@@ -489,68 +476,6 @@ fn request(
         b = b.header(COOKIE, cookie);
     }
     b.body(body.into()).unwrap()
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    raw: Vec<u8>,
-    body: Value,
-}
-
-impl Reply {
-    fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or("<no error field>")
-    }
-
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no string `{field}` in {}", self.body))
-            .to_owned()
-    }
-
-    #[track_caller]
-    fn expect(&self, status: u16, error: &str) -> &Self {
-        assert_eq!(
-            (self.status.as_u16(), self.error()),
-            (status, error),
-            "body: {}",
-            self.body
-        );
-        assert_eq!(
-            self.headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap()),
-            Some("application/json"),
-            "errors are JSON"
-        );
-        self
-    }
-
-    #[track_caller]
-    fn ok(&self) -> &Self {
-        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
-        self
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// The value of the cookie `name` this answer sets.
-    fn cookie(&self, name: &str) -> String {
-        let prefix = format!("{name}=");
-        let set = self
-            .set_cookies()
-            .into_iter()
-            .find(|c| c.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no {name} cookie in {:?}", self.set_cookies()));
-        set[prefix.len()..].split(';').next().unwrap().to_owned()
-    }
 }
 
 /// The payload of a JWS, unverified.
@@ -638,14 +563,14 @@ async fn token_kinds_never_pass_for_one_another_at_the_endpoints() {
         "nothing reached the store"
     );
     // The code and the partial token are intact.
-    app.verify(&partial, &code).await.ok();
+    app.verify(&partial, &code).await.expect_ok();
     app.post_json(
         "/auth/refresh",
         &json!({"refresh_token": session.refresh}),
         None,
     )
     .await
-    .ok();
+    .expect_ok();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -713,7 +638,7 @@ async fn mfa_token_is_bound_to_its_user_and_session() {
             Some(&a1.access),
         )
         .await;
-    r.ok();
+    r.expect_ok();
     let claims = payload(&r.str("access_token"));
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["sid"], a1.sid.as_str());
@@ -786,7 +711,7 @@ async fn challenge_tokens_under_another_key_are_invalid_and_cost_nothing() {
         "nothing reached the store"
     );
     let partial = app.partial("alice").await;
-    app.verify(&partial, &code).await.ok();
+    app.verify(&partial, &code).await.expect_ok();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -812,7 +737,7 @@ async fn totp_window_is_one_step_each_side_and_no_step_is_accepted_twice() {
             .expect(401, "invalid_code");
     }
     // An authenticator one step ahead is accepted.
-    app.verify(&partial, &at(step + 1)).await.ok();
+    app.verify(&partial, &at(step + 1)).await.expect_ok();
 
     // Not again, and not the (earlier) current step either.
     let partial = app.partial("alice").await;
@@ -827,7 +752,7 @@ async fn totp_window_is_one_step_each_side_and_no_step_is_accepted_twice() {
     app.verify(&partial, &at(step + 1))
         .await
         .expect(401, "invalid_code");
-    app.verify(&partial, &at(step + 2)).await.ok();
+    app.verify(&partial, &at(step + 2)).await.expect_ok();
 }
 
 /// The code that confirms an enrollment is spent: it does not also log in.
@@ -835,12 +760,12 @@ async fn totp_window_is_one_step_each_side_and_no_step_is_accepted_twice() {
 async fn the_code_that_confirms_an_enrollment_never_logs_in() {
     let app = App::new(Options::default());
     let bob = app.login("bob").await;
-    bob.ok();
+    bob.expect_ok();
     let access = bob.str("access_token");
     let e = app
         .post_json("/auth/mfa/enroll", &json!({}), Some(&access))
         .await;
-    e.ok();
+    e.expect_ok();
     let secret = TotpSecret::from_base32(&e.str("secret")).unwrap();
     let code = app.code(&secret);
     app.post_json(
@@ -849,14 +774,14 @@ async fn the_code_that_confirms_an_enrollment_never_logs_in() {
         Some(&access),
     )
     .await
-    .ok();
+    .expect_ok();
 
     let partial = app.partial("bob").await;
     app.verify(&partial, &code)
         .await
         .expect(401, "invalid_code");
     app.clock.advance(30);
-    app.verify(&partial, &app.code(&secret)).await.ok();
+    app.verify(&partial, &app.code(&secret)).await.expect_ok();
 }
 
 /// One code sent at the same moment on several challenges of one user (a phishing proxy
@@ -974,7 +899,9 @@ async fn one_lockout_per_user_across_factors_and_challenge_kinds() {
     // After the lockout the recovery code works, once.
     app.clock.advance(901);
     let partial = app.partial("alice").await;
-    app.recover(&partial, &app.alice_recovery[0]).await.ok();
+    app.recover(&partial, &app.alice_recovery[0])
+        .await
+        .expect_ok();
     let factor = app.factors.totp("alice").await.unwrap().unwrap();
     assert_eq!(factor.recovery_codes.len(), 9);
 }
@@ -1051,7 +978,7 @@ async fn the_store_sees_hashes_never_tokens_codes_or_secrets() {
     let partial = app.partial("alice").await;
     let code = app.code(&app.alice);
     let r = app.verify(&partial, &code).await;
-    r.ok();
+    r.expect_ok();
     let first = Session::from(&r);
     tokens.extend([partial, first.access.clone(), first.refresh.clone()]);
     codes.push(code);
@@ -1063,14 +990,14 @@ async fn the_store_sees_hashes_never_tokens_codes_or_secrets() {
             None,
         )
         .await;
-    r.ok();
+    r.expect_ok();
     let second = Session::from(&r);
     tokens.extend([second.access.clone(), second.refresh.clone()]);
 
     let partial = app.partial("alice").await;
     let used = app.alice_recovery[2].clone();
     let r = app.recover(&partial, &used).await;
-    r.ok();
+    r.expect_ok();
     let third = Session::from(&r);
     tokens.extend([partial, third.access.clone(), third.refresh.clone()]);
 
@@ -1136,7 +1063,7 @@ async fn verify_mints_new_tokens_and_step_up_continues_the_session() {
         "no session before MFA"
     );
     let r = app.verify(&partial, &app.code(&app.alice)).await;
-    r.ok();
+    r.expect_ok();
     assert_eq!(
         r.headers["cache-control"], "no-store",
         "tokens are never cached"
@@ -1160,7 +1087,7 @@ async fn verify_mints_new_tokens_and_step_up_continues_the_session() {
             Some(&s1.access),
         )
         .await;
-    r.ok();
+    r.expect_ok();
     let s3 = Session::from(&r);
     assert_eq!(s3.sid, s1.sid, "a step-up continues its session");
     assert_ne!(s3.access, s1.access);
@@ -1168,11 +1095,11 @@ async fn verify_mints_new_tokens_and_step_up_continues_the_session() {
     let claims = payload(&s3.access);
     assert_eq!(claims["auth_time"], app.now());
     assert_ne!(claims["jti"], payload(&s1.access)["jti"]);
-    app.get("/api/billing", &s3.access).await.ok();
+    app.get("/api/billing", &s3.access).await.expect_ok();
 
     // s1's access token lives on until its exp, but never reaches the step-up route.
     let me = app.get("/api/me", &s1.access).await;
-    me.ok();
+    me.expect_ok();
     assert_eq!(me.body["sid"], s1.sid.as_str());
     app.get("/api/billing", &s1.access)
         .await
@@ -1189,7 +1116,7 @@ async fn verify_mints_new_tokens_and_step_up_continues_the_session() {
     let r = app
         .post_json("/auth/refresh", &json!({"refresh_token": s2.refresh}), None)
         .await;
-    r.ok();
+    r.expect_ok();
     assert_eq!(r.headers["cache-control"], "no-store");
 
     let exp = payload(&s1.access)["exp"].as_u64().unwrap();
@@ -1226,7 +1153,7 @@ async fn cross_site_posts_with_the_cookies_are_refused_and_change_nothing() {
         ..Options::default()
     });
     let login = app.login("alice").await;
-    login.ok();
+    login.expect_ok();
     let partial_cookie = format!("{PARTIAL_COOKIE}={}", login.cookie(PARTIAL_COOKIE));
     let code = app.code(&app.alice);
     app.store.clear();
@@ -1273,7 +1200,7 @@ async fn cross_site_posts_with_the_cookies_are_refused_and_change_nothing() {
             Some(&partial_cookie),
         ))
         .await;
-    r.ok();
+    r.expect_ok();
     let session_cookie = format!("{SESSION_COOKIE}={}", r.cookie(SESSION_COOKIE));
     let refresh = r.str("refresh_token");
     let cookies = format!("{session_cookie}; {partial_cookie}");
@@ -1310,7 +1237,7 @@ async fn cross_site_posts_with_the_cookies_are_refused_and_change_nothing() {
             Some(&cookies),
         ))
         .await;
-    r.ok();
+    r.expect_ok();
     let refresh = r.str("refresh_token");
     let r = app
         .send(request(
@@ -1346,7 +1273,7 @@ async fn cross_site_posts_to_enrollment_are_refused_and_change_nothing() {
         ..Options::default()
     });
     let bob = app.login("bob").await;
-    bob.ok();
+    bob.expect_ok();
     let cookie = format!("{SESSION_COOKIE}={}", bob.cookie(SESSION_COOKIE));
     app.store.clear();
     for path in ["/auth/mfa/enroll", "/auth/mfa/enroll/confirm"] {
@@ -1418,7 +1345,9 @@ async fn a_store_that_cannot_write_gives_no_code_oracle_and_no_session() {
     // Writable again: nothing was counted, and the partial token completes.
     app.store.read_only.store(false, Ordering::SeqCst);
     assert_eq!(app.attempts("alice").await, Attempts::default());
-    app.verify(&partial, &app.code(&app.alice)).await.ok();
+    app.verify(&partial, &app.code(&app.alice))
+        .await
+        .expect_ok();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1433,7 +1362,7 @@ async fn a_store_that_cannot_write_gives_no_code_oracle_and_no_session() {
 async fn garbage_on_every_endpoint_is_a_documented_4xx() {
     let app = App::new(Options::default());
     let bob = app.login("bob").await;
-    bob.ok();
+    bob.expect_ok();
     let access = bob.str("access_token");
 
     app.store.clear();
@@ -1606,7 +1535,7 @@ async fn an_mfa_token_cannot_revive_a_session_that_ended() {
                 let r = app
                     .post_json("/auth/refresh", &json!({"refresh_token": s.refresh}), None)
                     .await;
-                r.ok();
+                r.expect_ok();
                 app.post_json("/auth/refresh", &json!({"refresh_token": s.refresh}), None)
                     .await
                     .expect(400, "invalid_grant");
@@ -1636,7 +1565,7 @@ async fn an_mfa_token_cannot_revive_a_session_that_ended() {
         Some(&s.access),
     )
     .await
-    .ok();
+    .expect_ok();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1652,7 +1581,7 @@ async fn bob_access(app: &App) -> String {
             None,
         )
         .await;
-    r.ok();
+    r.expect_ok();
     r.str("access_token")
 }
 
@@ -1681,7 +1610,7 @@ async fn a_first_enrollment_needs_a_recent_sign_in() {
     let fresh = bob_access(&app).await;
     app.post_json("/auth/mfa/enroll", &json!({}), Some(&fresh))
         .await
-        .ok();
+        .expect_ok();
 }
 
 /// A confirmed enrollment is an audit event `factor_enrolled` and reaches the
@@ -1697,7 +1626,7 @@ async fn a_new_factor_is_audited_and_the_application_hears_of_it() {
     let r = app
         .post_json("/auth/mfa/enroll", &json!({}), Some(&access))
         .await;
-    r.ok();
+    r.expect_ok();
     let secret = TotpSecret::from_base32(&r.str("secret")).unwrap();
     let wrong = codes::wrong_code(&secret, app.now());
     app.post_json(
@@ -1715,7 +1644,7 @@ async fn a_new_factor_is_audited_and_the_application_hears_of_it() {
         Some(&access),
     )
     .await
-    .ok();
+    .expect_ok();
     assert_eq!(*enrolled.lock().unwrap(), ["bob"]);
     assert!(audit::counters().get(Event::FactorEnrolled, Outcome::Ok) > before);
 }
@@ -1732,7 +1661,7 @@ async fn a_step_up_never_extends_the_session() {
     let r = app
         .post_json("/auth/refresh", &json!({"refresh_token": s1.refresh}), None)
         .await;
-    r.ok();
+    r.expect_ok();
     let access = r.str("access_token");
     let denied = app.get("/api/billing", &access).await;
     denied.expect(403, "mfa_required");
@@ -1743,7 +1672,7 @@ async fn a_step_up_never_extends_the_session() {
             Some(&access),
         )
         .await;
-    r.ok();
+    r.expect_ok();
     let stepped = Session::from(&r);
     assert_eq!(stepped.sid, s1.sid);
     // Its refresh token lives to the session's end, not 24 h from the step-up.
@@ -1755,7 +1684,7 @@ async fn a_step_up_never_extends_the_session() {
             None,
         )
         .await;
-    r.ok();
+    r.expect_ok();
     app.clock.set(end);
     app.post_json(
         "/auth/refresh",

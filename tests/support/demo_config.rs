@@ -1,7 +1,10 @@
 //! The demo app's configuration as the tests build it (`examples/axum_app/app.rs`,
-//! included by each test crate as `mod app`): fixed keys and secret, loopback.
+//! included by each test crate as `mod app`), and as the tests start its binary: fixed
+//! keys and secret, loopback.
 #![allow(dead_code)]
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use tower_stepup::factor::totp::TotpSecret;
 
 /// alice's TOTP secret in the tests.
@@ -10,6 +13,17 @@ pub const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 pub const SIGNING_KEY: [u8; 32] = [0x51; 32];
 /// The demo's sealing key in the tests.
 pub const SEALING_KEY: [u8; 32] = [0x5e; 32];
+
+/// The same fixed keys and secret for the demo binary, as its environment (bound to a
+/// free loopback port).
+pub fn demo_env() -> [(&'static str, String); 4] {
+    [
+        ("STEPUP_BIND", "127.0.0.1:0".to_owned()),
+        ("STEPUP_ALICE_TOTP_SECRET", ALICE_SECRET.to_owned()),
+        ("STEPUP_SIGNING_KEY", STANDARD.encode(SIGNING_KEY)),
+        ("STEPUP_SEALING_KEY", STANDARD.encode(SEALING_KEY)),
+    ]
+}
 
 /// The demo with fixed keys and alice's fixed secret: `max_age` and mfa_tokens 300 s,
 /// access tokens 900 s, `max_attempts` wrong codes before a lockout.

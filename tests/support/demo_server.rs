@@ -1,8 +1,8 @@
-//! The demo app (`examples/axum_app/app.rs`, included by the test crate as `mod app`,
-//! with `support/demo_config.rs` as `mod demo_config` and `support/burst.rs` as
-//! `mod burst`) served on `127.0.0.1:0` with a given store, on a [`ManualClock`]; it
-//! stops when dropped. Requests go out raw, one connection each, so that a single
-//! request and a synchronized burst take the same path.
+//! The demo app as `support/demo_app.rs` wires it (included by the test crate as
+//! `mod demo_app`, with what it needs, and `support/burst.rs` as `mod burst`) served on
+//! `127.0.0.1:0` with a given store, on a [`ManualClock`]; it stops when dropped.
+//! Requests go out raw, one connection each, so that a single request and a synchronized
+//! burst take the same path.
 //!
 //! ```ignore
 //! let server = DemoServer::start(store, 5, T0).await;
@@ -15,12 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tower_stepup::complete::MemoryFactors;
 use tower_stepup::store::Store;
 use tower_stepup::ManualClock;
 
 use crate::burst::{self, RawResponse};
+use crate::demo_app::{serve, Demo, Served};
 
 /// The demo on its own port and clock.
 pub struct DemoServer {
@@ -30,33 +30,20 @@ pub struct DemoServer {
     pub clock: ManualClock,
     /// Its users' factors.
     pub factors: Arc<MemoryFactors>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for DemoServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _served: Served,
 }
 
 impl DemoServer {
     /// Serves the demo with `store`, `max_attempts` and a clock at `now`.
     pub async fn start(store: Arc<dyn Store>, max_attempts: u32, now: u64) -> Self {
-        let clock = ManualClock::new(now);
         let config = crate::demo_config::demo_config(max_attempts);
-        let demo = crate::app::build(&config, clock.clone(), store).expect("build the demo");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the demo");
-        let addr = listener.local_addr().expect("the demo's address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, demo.router).await.expect("serve");
-        });
+        let demo = Demo::build(&config, ManualClock::new(now), store);
+        let served = serve(demo.router.clone(), "127.0.0.1:0").await;
         Self {
-            addr,
-            clock,
+            addr: served.addr,
+            clock: demo.clock,
             factors: demo.factors,
-            task,
+            _served: served,
         }
     }
 

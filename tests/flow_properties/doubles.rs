@@ -1,0 +1,95 @@
+//! Test doubles: the user directory and the factor directory (with faults that the
+//! `the_properties_catch_*` tests switch on). The store is in `store.rs`.
+
+use crate::*;
+
+/// Deliberate bugs, to show that the properties can fail.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Faults {
+    /// `advance_totp_step` accepts every step: TOTP codes can be replayed.
+    pub(crate) replayable_steps: bool,
+    /// Challenge ids (`jti:` keys) are never remembered as used.
+    pub(crate) reusable_challenges: bool,
+    /// Failures are never counted, so nobody is ever locked out.
+    pub(crate) no_lockout: bool,
+    /// Attempts in flight are not counted: concurrent codes are judged before the limit
+    /// is known (the race of issue 14, finding 1).
+    pub(crate) unreserved_attempts: bool,
+    /// A rotated refresh token stands for its family's current one: no reuse detection.
+    pub(crate) no_reuse_detection: bool,
+    /// The factor directory has lost carol's factor (while the model knows she has one).
+    pub(crate) lost_factor: bool,
+    /// `revoke_family` reports every family live: a step-up revives an ended session.
+    pub(crate) revivable_sessions: bool,
+}
+
+/// [`MemoryFactors`], yielding to the scheduler before each call (a database is a round
+/// trip away), except with [`Faults::lost_factor`]: carol has no factor.
+pub(crate) struct TestFactors {
+    pub(crate) inner: Arc<MemoryFactors>,
+    pub(crate) lose_carol: bool,
+    /// Only for the lost-update tests.
+    pub(crate) save_gate: Option<SaveGate>,
+}
+
+/// Makes concurrent saves of factors meet (each waits, at most 5 s, until all parties
+/// are there), and optionally puts the save of one secret last: a chosen interleaving
+/// of a real race, made certain.
+#[derive(Clone)]
+pub(crate) struct SaveGate {
+    pub(crate) meet: Arc<tokio::sync::Barrier>,
+    pub(crate) last: Option<Vec<u8>>,
+    pub(crate) others_saved: Arc<tokio::sync::Notify>,
+}
+
+impl SaveGate {
+    pub(crate) fn new(parties: usize, last: Option<&TotpSecret>) -> Self {
+        SaveGate {
+            meet: Arc::new(tokio::sync::Barrier::new(parties)),
+            last: last.map(|s| s.as_bytes().to_vec()),
+            others_saved: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+}
+
+impl Factors for TestFactors {
+    fn totp<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Option<TotpFactor>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if self.lose_carol && user == "carol" {
+                return Ok(None);
+            }
+            self.inner.totp(user).await
+        })
+    }
+
+    fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            let Some(gate) = &self.save_gate else {
+                return self.inner.save_totp(user, factor).await;
+            };
+            // Not a clock: a bound on how long a missing party is waited for.
+            let bound = Duration::from_secs(5);
+            let _ = tokio::time::timeout(bound, gate.meet.wait()).await;
+            if gate.last.as_deref() == Some(factor.secret.as_bytes()) {
+                let _ = tokio::time::timeout(bound, gate.others_saved.notified()).await;
+                return self.inner.save_totp(user, factor).await;
+            }
+            let saved = self.inner.save_totp(user, factor).await;
+            gate.others_saved.notify_one();
+            saved
+        })
+    }
+
+    fn remove_recovery_code<'a>(
+        &'a self,
+        user: &'a str,
+        code: tower_stepup::factor::RecoveryCodeHash,
+    ) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.inner.remove_recovery_code(user, code).await
+        })
+    }
+}

@@ -1,0 +1,372 @@
+//! The model of the server's rules: per-user attempts and factors, the tokens and
+//! refresh families it issued, and what it predicts ([`Want`]).
+
+use crate::*;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AttemptState {
+    pub(crate) failures: u32,
+    /// Failures are forgotten at this time (no lockout).
+    pub(crate) window_until: u64,
+    pub(crate) locked_until: Option<u64>,
+}
+
+impl AttemptState {
+    /// Locked out at `now`: the crate's rule ([`Attempts::is_locked`]).
+    pub(crate) fn locked(&self, now: u64) -> bool {
+        Attempts {
+            failures: self.failures,
+            locked_until: self.locked_until,
+        }
+        .is_locked(now)
+    }
+
+    /// Failures that count at `now`.
+    pub(crate) fn current(&self, now: u64) -> u32 {
+        match self.locked_until {
+            Some(until) if until > now => self.failures,
+            Some(_) => 0,
+            None if self.window_until > now => self.failures,
+            None => 0,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Factor {
+    pub(crate) secret: TotpSecret,
+    /// Tells secrets apart in the ledger.
+    pub(crate) id: u32,
+    /// Every recovery code issued with this factor (used ones too).
+    pub(crate) recovery: Vec<String>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Pending {
+    pub(crate) secret: TotpSecret,
+    pub(crate) id: u32,
+    pub(crate) expires_at: u64,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct UserState {
+    pub(crate) factor: Option<Factor>,
+    /// The last TOTP step accepted for the user (verify or confirm).
+    pub(crate) last_step: Option<u64>,
+    pub(crate) attempts: AttemptState,
+    pub(crate) pending: Option<Pending>,
+    /// Until when the confirmed enrollment answers `409 enrollment_already_confirmed`
+    /// (its tombstone), unless a new one starts.
+    pub(crate) confirmed_until: Option<u64>,
+    /// Every recovery code ever issued to the user, for replays of replaced ones.
+    pub(crate) known_recovery: Vec<String>,
+}
+
+pub(crate) struct PartialTok {
+    pub(crate) token: String,
+    pub(crate) user: User,
+    pub(crate) exp: u64,
+    pub(crate) jti: String,
+    pub(crate) used: bool,
+}
+
+pub(crate) struct MfaTok {
+    pub(crate) token: String,
+    pub(crate) user: User,
+    pub(crate) sid: String,
+    pub(crate) amr: Vec<String>,
+    pub(crate) exp: u64,
+    /// When it was issued (a challenge issued no later than its session's last step-up
+    /// is stale).
+    pub(crate) iat: u64,
+    pub(crate) jti: String,
+    pub(crate) used: bool,
+}
+
+pub(crate) struct AccessTok {
+    pub(crate) token: String,
+    pub(crate) user: User,
+    pub(crate) sid: String,
+    pub(crate) amr: Vec<String>,
+    pub(crate) auth_time: u64,
+    pub(crate) exp: u64,
+}
+
+pub(crate) struct Family {
+    pub(crate) sid: String,
+    pub(crate) user: User,
+    /// Every refresh token of the family; the last is current.
+    pub(crate) tokens: Vec<String>,
+    pub(crate) revoked: bool,
+    pub(crate) expires_at: u64,
+    pub(crate) amr: Vec<String>,
+    pub(crate) acr: String,
+    pub(crate) auth_time: u64,
+    /// When a step-up last elevated the session (0: never).
+    pub(crate) elevated_at: u64,
+}
+
+impl Family {
+    /// Whether the store still links `token` to this family: the current token and the
+    /// last [`REFRESH_HISTORY`] rotated ones.
+    pub(crate) fn remembers(&self, token: &str) -> bool {
+        self.tokens
+            .iter()
+            .rev()
+            .take(REFRESH_HISTORY + 1)
+            .any(|t| t == token)
+    }
+}
+
+/// What the server consumed, for the properties (independent of the model's
+/// predictions): codes accepted by verify or confirm, or spent by a step-up of a session
+/// that had ended.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    /// (user, secret id, step) of every consumed TOTP code.
+    pub(crate) steps: HashSet<(User, u32, u64)>,
+    /// Every consumed recovery code.
+    pub(crate) recovery: HashSet<(User, String)>,
+    /// `jti` of every challenge that opened a session.
+    pub(crate) completed: HashSet<String>,
+    /// Session ids opened by a successful verify, and whose.
+    pub(crate) mfa_sessions: HashMap<String, User>,
+    /// Every consumed code, in order, for replays.
+    pub(crate) codes: Vec<Code>,
+}
+
+#[derive(Default)]
+pub(crate) struct Model {
+    pub(crate) users: [UserState; 3],
+    pub(crate) partials: Vec<PartialTok>,
+    pub(crate) mfa_tokens: Vec<MfaTok>,
+    pub(crate) access: Vec<AccessTok>,
+    pub(crate) families: Vec<Family>,
+    /// Every refresh token issued: (token, family index).
+    pub(crate) refresh_tokens: Vec<(String, usize)>,
+    pub(crate) ledger: Ledger,
+    pub(crate) next_secret_id: u32,
+}
+
+/// A challenge token as the model knows it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ch {
+    Partial(usize),
+    Mfa(usize),
+    /// Garbage, forged, or an access token: never a challenge.
+    Bogus,
+}
+
+/// What a code matches for a user, by the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Match {
+    Step { secret: u32, step: u64 },
+    Recovery(String),
+    Nothing,
+}
+
+/// The step of `code` among the previous, current and next step (the later one if two
+/// match), written apart from `factor::totp::verify`.
+pub(crate) fn totp_match(secret: &TotpSecret, code: &str, now: u64) -> Option<u64> {
+    let current = now / STEP;
+    [current - 1, current, current + 1]
+        .into_iter()
+        .rfind(|s| totp::code_at(secret, *s) == code)
+}
+
+pub(crate) fn code_at_delta(secret: &TotpSecret, now: u64, delta: i64) -> String {
+    let step = (now / STEP).checked_add_signed(delta).unwrap();
+    totp::code_at(secret, step)
+}
+
+impl Model {
+    pub(crate) fn new() -> Self {
+        let mut m = Model::default();
+        m.users[User::Alice.index()].factor = Some(Factor {
+            secret: alice_secret(),
+            id: 1,
+            recovery: Vec::new(),
+        });
+        let carol_codes: Vec<String> = CAROL_CODES.iter().map(|c| (*c).to_owned()).collect();
+        m.users[User::Carol.index()].factor = Some(Factor {
+            secret: carol_secret(),
+            id: 2,
+            recovery: carol_codes.clone(),
+        });
+        m.users[User::Carol.index()].known_recovery = carol_codes;
+        m.next_secret_id = 3;
+        m
+    }
+
+    pub(crate) fn user(&self, u: User) -> &UserState {
+        &self.users[u.index()]
+    }
+
+    pub(crate) fn user_mut(&mut self, u: User) -> &mut UserState {
+        &mut self.users[u.index()]
+    }
+
+    pub(crate) fn eval(&self, user: User, code: &Code, now: u64) -> Match {
+        let Some(factor) = &self.user(user).factor else {
+            return Match::Nothing;
+        };
+        match code {
+            Code::Totp(c) => {
+                totp_match(&factor.secret, c, now).map_or(Match::Nothing, |step| Match::Step {
+                    secret: factor.id,
+                    step,
+                })
+            }
+            Code::Recovery(c) if factor.recovery.contains(c) => Match::Recovery(c.clone()),
+            Code::Recovery(_) => Match::Nothing,
+        }
+    }
+
+    /// Whether the server accepts `code` for `user` now (its rule: a later step than any
+    /// accepted, an unused recovery code of the current factor).
+    pub(crate) fn fresh(&self, user: User, code: &Code, now: u64) -> bool {
+        match self.eval(user, code, now) {
+            Match::Step { step, .. } => self.user(user).last_step.is_none_or(|last| step > last),
+            Match::Recovery(c) => !self.ledger.recovery.contains(&(user, c)),
+            Match::Nothing => false,
+        }
+    }
+
+    /// A six-digit code that matches no secret of anyone within two steps of `now`.
+    pub(crate) fn wrong_code(&self, now: u64) -> String {
+        let step = now / STEP;
+        let mut taken = HashSet::new();
+        for u in &self.users {
+            let secrets = u
+                .factor
+                .iter()
+                .map(|f| &f.secret)
+                .chain(u.pending.iter().map(|p| &p.secret));
+            for secret in secrets {
+                for s in step - 2..=step + 2 {
+                    taken.insert(totp::code_at(secret, s));
+                }
+            }
+        }
+        [
+            "918273", "827364", "736451", "645192", "554033", "463921", "372810",
+        ]
+        .into_iter()
+        .find(|c| !taken.contains(*c))
+        .unwrap()
+        .to_owned()
+    }
+
+    pub(crate) fn ch_user(&self, ch: Ch) -> Option<User> {
+        match ch {
+            Ch::Partial(i) => Some(self.partials[i].user),
+            Ch::Mfa(i) => Some(self.mfa_tokens[i].user),
+            Ch::Bogus => None,
+        }
+    }
+
+    pub(crate) fn ch_used(&self, ch: Ch) -> bool {
+        match ch {
+            Ch::Partial(i) => self.partials[i].used,
+            Ch::Mfa(i) => self.mfa_tokens[i].used,
+            Ch::Bogus => false,
+        }
+    }
+
+    pub(crate) fn set_used(&mut self, ch: Ch, used: bool) {
+        match ch {
+            Ch::Partial(i) => self.partials[i].used = used,
+            Ch::Mfa(i) => self.mfa_tokens[i].used = used,
+            Ch::Bogus => {}
+        }
+    }
+
+    pub(crate) fn ch_jti(&self, ch: Ch) -> Option<String> {
+        match ch {
+            Ch::Partial(i) => Some(self.partials[i].jti.clone()),
+            Ch::Mfa(i) => Some(self.mfa_tokens[i].jti.clone()),
+            Ch::Bogus => None,
+        }
+    }
+
+    pub(crate) fn family_of_sid(&self, sid: &str) -> Option<usize> {
+        self.families.iter().position(|f| f.sid == sid)
+    }
+
+    /// A wrong or replayed code of `user`: one more failure, maybe a lockout that kills
+    /// the challenge.
+    pub(crate) fn fail(&mut self, user: User, ch: Option<Ch>, now: u64) -> Want {
+        let attempts = &mut self.user_mut(user).attempts;
+        let failures = attempts.current(now) + 1;
+        if failures >= MAX_ATTEMPTS {
+            *attempts = AttemptState {
+                failures,
+                window_until: 0,
+                locked_until: Some(now + LOCKOUT),
+            };
+            if let Some(ch) = ch {
+                self.set_used(ch, true);
+            }
+            Want {
+                retry_after: Some(LOCKOUT),
+                ..Want::err(429, "too_many_attempts", LOCKOUT_HOLDS)
+            }
+        } else {
+            *attempts = AttemptState {
+                failures,
+                window_until: now + WINDOW,
+                locked_until: None,
+            };
+            Want {
+                attempts_remaining: Some(MAX_ATTEMPTS - failures),
+                ..Want::err(401, "invalid_code", LOCKOUT_HOLDS)
+            }
+        }
+    }
+
+    pub(crate) fn locked_want(&self, user: User, now: u64) -> Option<Want> {
+        let attempts = self.user(user).attempts;
+        attempts.locked(now).then(|| Want {
+            retry_after: attempts.locked_until.map(|until| until - now),
+            ..Want::err(429, "too_many_attempts", LOCKOUT_HOLDS)
+        })
+    }
+}
+
+/// A predicted answer. `rule` names the property a mismatch violates.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Want {
+    pub(crate) status: u16,
+    pub(crate) error: &'static str,
+    pub(crate) rule: &'static str,
+    pub(crate) attempts_remaining: Option<u32>,
+    pub(crate) retry_after: Option<u64>,
+}
+
+impl Want {
+    pub(crate) fn status(status: u16) -> Self {
+        Want {
+            status,
+            error: "",
+            rule: MODEL,
+            attempts_remaining: None,
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn err(status: u16, error: &'static str, rule: &'static str) -> Self {
+        Want {
+            error,
+            rule,
+            ..Want::status(status)
+        }
+    }
+}
+
+/// A credential as the model knows it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Credential {
+    Access(usize),
+    Partial(usize),
+    Mfa,
+}

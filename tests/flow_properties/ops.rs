@@ -1,0 +1,163 @@
+//! The operations a case is made of ([`Op`]) and what they pick.
+
+use crate::*;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Who {
+    User(User),
+    Unknown,
+}
+
+/// The token presented to verify.
+#[derive(Clone, Debug)]
+pub(crate) enum Challenge {
+    /// Log in (right password) and use the new partial token.
+    Fresh(User),
+    /// The latest partial token issued.
+    Latest,
+    /// Any partial token issued so far (used, expired, anyone's).
+    Partial(Index),
+    /// Any step-up mfa_token issued so far.
+    MfaToken(Index),
+    /// An access token, where a challenge token is expected.
+    AccessToken(Index),
+    /// A partial token for this user signed with an unknown key.
+    Forged(User),
+    Garbage,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Proof {
+    /// The TOTP code of step `now/30 + delta` of `user` (the challenge's user if `None`).
+    Totp { user: Option<User>, delta: i64 },
+    /// A six-digit code that is nobody's within two steps.
+    Wrong,
+    /// A code accepted before (by verify or confirm), sent again.
+    Replay(Index),
+    /// A recovery code ever issued to `user` (the challenge's user if `None`).
+    Recovery { user: Option<User>, pick: Index },
+}
+
+/// What a burst of concurrent verifies presents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BurstTarget {
+    /// One fresh partial token, shared by all.
+    SharedPartial,
+    /// A fresh partial token each.
+    OwnPartials,
+    /// An mfa_token each, all of one session (older than `max_age`).
+    StepUps,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum BurstCode {
+    /// The current step's code.
+    Right,
+    /// Request `i` sends the code of step `now/30 - 1 + i % 3`: three different right
+    /// codes.
+    Window,
+    /// Request `i` sends the user's `i`th recovery code.
+    Recoveries,
+    /// A code accepted before.
+    Replay(Index),
+    /// A recovery code of the user.
+    Recovery(Index),
+    /// Request `i` sends the right code, a wrong one or the last accepted one, by `i % 3`.
+    Mixed,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum AccessPick {
+    /// The latest access token issued to the user (or to anyone, if none).
+    Latest(User),
+    /// Any access token issued so far.
+    Any(Index),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Cred {
+    None,
+    Access(AccessPick),
+    Partial(Index),
+    MfaToken(Index),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum RefreshPick {
+    /// The current token of one of the families.
+    Current(Index),
+    /// Any refresh token issued so far.
+    Any(Index),
+    /// Well formed, never issued.
+    Unknown,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Route {
+    Me,
+    Billing,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum ConfirmCode {
+    /// The pending enrollment's code of step `now/30 + delta`.
+    Pending(i64),
+    /// The code of the user's current factor.
+    Current,
+    Wrong,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Op {
+    Login {
+        who: Who,
+        right_password: bool,
+    },
+    Verify {
+        challenge: Challenge,
+        proof: Proof,
+        /// The token as `Authorization: Bearer` instead of in the body.
+        as_bearer: bool,
+        /// An access token sent as Bearer beside the token in the body.
+        beside: Option<AccessPick>,
+    },
+    Burst {
+        user: User,
+        n: usize,
+        target: BurstTarget,
+        code: BurstCode,
+    },
+    Advance(u64),
+    Refresh(RefreshPick),
+    /// `n` concurrent refreshes with one family's current token.
+    RefreshBurst {
+        family: Index,
+        n: usize,
+    },
+    Logout {
+        cred: Cred,
+        refresh: RefreshPick,
+    },
+    Get {
+        route: Route,
+        cred: Cred,
+    },
+    /// `GET /api/billing` with the user's latest access token, and on `403
+    /// mfa_required` a verify of its mfa_token at once (optionally with the access token
+    /// as Bearer beside it).
+    StepUp {
+        user: User,
+        proof: Proof,
+        beside: bool,
+    },
+    Enroll(Cred),
+    Confirm {
+        cred: Cred,
+        code: ConfirmCode,
+    },
+    /// Enroll with the user's latest access token, then confirm at once.
+    EnrollAndConfirm {
+        user: User,
+        code: ConfirmCode,
+    },
+}

@@ -1,0 +1,97 @@
+//! Requests to the app, and its answers reduced to what the model predicts.
+
+use crate::*;
+
+/// An answer (the shared [`Reply`] of `tests/support/reply.rs`), reduced to what the model
+/// predicts.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) error: String,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) body: Value,
+}
+
+impl Answer {
+    pub(crate) fn short(&self) -> String {
+        let mut s = format!("{} {}", self.status, self.error);
+        if let Some(n) = self.body.get("attempts_remaining") {
+            s.push_str(&format!(" (attempts_remaining {n})"));
+        }
+        if let Some(n) = self.retry_after {
+            s.push_str(&format!(" (Retry-After {n})"));
+        }
+        if self.body.get("access_token").is_some() {
+            s.push_str(" access_token");
+        }
+        if self.body.get("partial_token").is_some() {
+            s.push_str(" partial_token");
+        }
+        if self.body.get("mfa_token").is_some() {
+            s.push_str(" mfa_token");
+        }
+        s
+    }
+
+    pub(crate) fn str(&self, field: &str) -> Result<String, Violation> {
+        self.body[field]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| violation(MODEL, format!("no string `{field}` in {}", self.body)))
+    }
+}
+
+pub(crate) async fn send(app: &Router, req: Request<Body>) -> Answer {
+    Answer::from(Reply::read(app.clone().oneshot(req).await.unwrap()).await)
+}
+
+impl From<Reply> for Answer {
+    fn from(r: Reply) -> Self {
+        Answer {
+            status: r.status.as_u16(),
+            error: r.body["error"].as_str().unwrap_or_default().to_owned(),
+            retry_after: r.header(RETRY_AFTER).and_then(|v| v.parse().ok()),
+            body: r.body,
+        }
+    }
+}
+
+pub(crate) fn post(path: &str, body: &Value, bearer: Option<&str>) -> Request<Body> {
+    let mut req = Request::post(path).header(CONTENT_TYPE, "application/json");
+    if let Some(token) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+pub(crate) fn get_req(path: &str, bearer: Option<&str>) -> Request<Body> {
+    let mut req = Request::get(path);
+    if let Some(token) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+/// What is sent as the second factor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Code {
+    Totp(String),
+    Recovery(String),
+}
+
+pub(crate) fn verify_req(
+    token: &str,
+    code: &Code,
+    token_as_bearer: bool,
+    beside: Option<&str>,
+) -> Request<Body> {
+    let mut body = match code {
+        Code::Totp(c) => json!({ "code": c }),
+        Code::Recovery(c) => json!({ "recovery_code": c }),
+    };
+    if token_as_bearer {
+        return post("/auth/mfa/verify", &body, Some(token));
+    }
+    body["mfa_token"] = json!(token);
+    post("/auth/mfa/verify", &body, beside)
+}

@@ -1,0 +1,178 @@
+//! The store under test: the [`MemoryStore`] through [`TestStore`], a [`HookedStore`] with
+//! [`Faults`].
+
+use crate::hooked_store::{Answer, Call, CallResult, HookFuture, HookedStore, StoreHook};
+use crate::*;
+
+/// The [`MemoryStore`], yielding to the scheduler before each operation (so concurrent
+/// verifies interleave between any two store calls), with optional [`Faults`].
+pub(crate) type TestStore = HookedStore<TestHook>;
+
+/// The hook of [`TestStore`].
+pub(crate) struct TestHook {
+    faults: Faults,
+    /// With `no_reuse_detection`: each rotated refresh token → its successor.
+    successors: Mutex<HashMap<TokenHash, TokenHash>>,
+    /// Codes judged so far: attempts settled as failed, and as succeeded.
+    judged: [AtomicUsize; 2],
+}
+
+impl TestStore {
+    pub(crate) fn new(faults: Faults) -> Self {
+        let hook = TestHook {
+            faults,
+            successors: Mutex::new(HashMap::new()),
+            judged: Default::default(),
+        };
+        HookedStore::with_hook(Arc::new(MemoryStore::new()), hook)
+    }
+}
+
+impl TestHook {
+    /// Codes judged so far: [failed, succeeded].
+    pub(crate) fn judged(&self) -> [usize; 2] {
+        self.judged.each_ref().map(|n| n.load(SeqCst))
+    }
+
+    fn newest(&self, mut token: TokenHash) -> TokenHash {
+        let map = self.successors.lock().unwrap();
+        while let Some(next) = map.get(&token) {
+            token = *next;
+        }
+        token
+    }
+
+    /// Counts a judged code: a settlement as failed or succeeded.
+    fn judge(&self, settlement: Settlement) {
+        let slot = match settlement {
+            Settlement::Failed => self.judged.first(),
+            Settlement::Succeeded => self.judged.get(1),
+            _ => None,
+        };
+        if let Some(n) = slot {
+            n.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// With `no_reuse_detection`: any token ever rotated stands for its family's newest.
+    async fn rotate_newest(
+        &self,
+        inner: &dyn Store,
+        token: TokenHash,
+        new_token: TokenHash,
+        now: u64,
+    ) -> CallResult {
+        let newest = self.newest(token);
+        let rotation = inner.refresh_rotate(newest, new_token, now).await?;
+        if matches!(rotation, Rotation::Rotated(_)) {
+            let mut map = self.successors.lock().unwrap();
+            map.insert(token, new_token);
+            map.insert(newest, new_token);
+        }
+        Ok(rotation.into())
+    }
+
+    /// With `revivable_sessions`: a store that forgets the revocation, so the ended
+    /// session lives again.
+    async fn revive(
+        &self,
+        inner: &dyn Store,
+        family: &str,
+        new_token: TokenHash,
+        session: &Claims,
+        now: u64,
+    ) -> CallResult {
+        let record = RefreshRecord {
+            family: family.to_owned(),
+            sub: session.sub().to_owned(),
+            session: session.clone(),
+            expires_at: now + REFRESH_LIFETIME,
+        };
+        inner.refresh_create(new_token, record.clone(), now).await?;
+        Ok(Elevation::Elevated(record).into())
+    }
+}
+
+impl StoreHook for TestHook {
+    fn before<'a>(
+        &'a self,
+        inner: &'a dyn Store,
+        call: &'a Call<'a>,
+    ) -> HookFuture<'a, Option<CallResult>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            let f = &self.faults;
+            let answer: Answer = match *call {
+                Call::Consume { key, .. } if f.reusable_challenges && key.starts_with("jti:") => {
+                    true.into()
+                }
+                Call::IsConsumed { key, .. }
+                    if f.reusable_challenges && key.starts_with("jti:") =>
+                {
+                    false.into()
+                }
+                Call::Attempts { .. } if f.no_lockout => Attempts::default().into(),
+                Call::ReserveAttempt { .. } if f.no_lockout => Reservation::Granted.into(),
+                Call::SettleAttempt { settlement, .. } => {
+                    self.judge(settlement);
+                    if !f.no_lockout {
+                        return None;
+                    }
+                    Attempts {
+                        failures: 1,
+                        locked_until: None,
+                    }
+                    .into()
+                }
+                Call::RefreshRotate {
+                    token,
+                    new_token,
+                    now,
+                } if f.no_reuse_detection => {
+                    return Some(self.rotate_newest(inner, token, new_token, now).await);
+                }
+                _ => return None,
+            };
+            Some(Ok(answer))
+        })
+    }
+
+    fn after<'a>(
+        &'a self,
+        inner: &'a dyn Store,
+        call: &'a Call<'a>,
+        outcome: CallResult,
+    ) -> HookFuture<'a, CallResult> {
+        Box::pin(async move {
+            let f = &self.faults;
+            Ok(match (call, outcome?) {
+                // Only recorded failures counted, not the attempts in flight.
+                (Call::ReserveAttempt { .. }, Answer::Reservation(Reservation::Busy))
+                    if f.unreserved_attempts =>
+                {
+                    Reservation::Granted.into()
+                }
+                (Call::AdvanceTotpStep { .. }, Answer::Bool(fresh)) => {
+                    (fresh || f.replayable_steps).into()
+                }
+                (
+                    Call::RevokeFamily { .. },
+                    Answer::Revocation(FamilyRevocation::AlreadyRevoked),
+                ) if f.revivable_sessions => FamilyRevocation::Revoked.into(),
+                (
+                    Call::RefreshElevate {
+                        family,
+                        new_token,
+                        session,
+                        now,
+                        ..
+                    },
+                    Answer::Elevation(Elevation::Ended),
+                ) if f.revivable_sessions => {
+                    return self.revive(inner, family, *new_token, session, *now).await;
+                }
+                (_, answer) => answer,
+            })
+        })
+    }
+}

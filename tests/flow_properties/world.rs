@@ -1,0 +1,135 @@
+//! The app under test: the guard's route table in front of the completion endpoints and
+//! two protected routes, on a [`TestStore`] and a [`TestFactors`] directory.
+
+use crate::*;
+
+pub(crate) struct World {
+    pub(crate) clock: ManualClock,
+    pub(crate) start: u64,
+    pub(crate) app: Router,
+    pub(crate) guard: Guard,
+    pub(crate) store: Arc<TestStore>,
+    /// The factor directory behind the app's [`TestFactors`].
+    pub(crate) factors: Arc<MemoryFactors>,
+    /// Signs partial tokens for any user with a key the server does not know.
+    pub(crate) forger: Issuer,
+}
+
+/// The factor directory at the start: alice and carol enrolled, bob not.
+pub(crate) fn directory() -> Arc<MemoryFactors> {
+    let factors = Arc::new(MemoryFactors::new());
+    factors.insert("alice", TotpFactor::new(alice_secret(), Vec::new()));
+    let carol_hashes: Vec<RecoveryCodeHash> =
+        CAROL_CODES.iter().map(|c| recovery::hash(c)).collect();
+    factors.insert("carol", TotpFactor::new(carol_secret(), carol_hashes));
+    factors
+}
+
+pub(crate) fn world(faults: Faults, start: u64) -> World {
+    world_with(faults, start, directory(), None)
+}
+
+/// The app on `factors`, its saves of factors through `save_gate` if any.
+pub(crate) fn world_with(
+    faults: Faults,
+    start: u64,
+    factors: Arc<MemoryFactors>,
+    save_gate: Option<SaveGate>,
+) -> World {
+    let clock = ManualClock::new(start);
+    let key = [0x42u8; 32];
+    let verifier = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .algorithms([Algorithm::HS256])
+        .key(VerifyingKey::hmac("k1", Algorithm::HS256, &key).unwrap())
+        .build()
+        .unwrap();
+    let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s1", [0x24; 32]).unwrap())).unwrap();
+    let guard = Guard::builder()
+        .verifier(verifier)
+        .sealer(sealer)
+        .clock(clock.clone())
+        .mfa_token_ttl(Duration::from_secs(MFA_TOKEN_TTL))
+        .build()
+        .unwrap();
+    let issuer_with = |key: &[u8; 32]| {
+        Issuer::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .signing_key(SigningKey::hmac("k1", Algorithm::HS256, key).unwrap())
+            .access_ttl(Duration::from_secs(ACCESS_TTL))
+            .partial_ttl(Duration::from_secs(PARTIAL_TTL))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let issuer = issuer_with(&key);
+    let forger = issuer_with(&[0x66; 32]);
+
+    let store = Arc::new(TestStore::new(faults));
+    let completion = Completion::builder()
+        .guard(guard.clone())
+        .issuer(issuer)
+        .shared_store(store.clone() as Arc<dyn Store>)
+        .accounts(
+            PlainAccounts::new(&User::ALL.map(|u| (u.name(), u.password()))).with_scope(SCOPE),
+        )
+        .factors(Arc::new(TestFactors {
+            inner: factors.clone(),
+            lose_carol: faults.lost_factor,
+            save_gate,
+        }))
+        .attempts(ATTEMPTS)
+        .refresh_lifetime(Duration::from_secs(REFRESH_LIFETIME))
+        .enroll_step_up(
+            StepUp::new()
+                .amr(["mfa"])
+                .max_age(Duration::from_secs(MAX_AGE)),
+        )
+        .build()
+        .unwrap();
+
+    let step_up = StepUp::new()
+        .amr(["mfa"])
+        .max_age(Duration::from_secs(MAX_AGE));
+    let table = RouteTable::new()
+        .route(Method::GET, "/api/me", Policy::authenticated())
+        .route(Method::GET, "/api/billing", Policy::step_up(step_up))
+        .route(Method::POST, "/auth/login", Policy::public())
+        .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
+        .route(Method::POST, "/auth/mfa/enroll", Policy::authenticated())
+        .route(
+            Method::POST,
+            "/auth/mfa/enroll/confirm",
+            Policy::authenticated(),
+        )
+        .route(Method::POST, "/auth/refresh", Policy::public())
+        .route(Method::POST, "/auth/logout", Policy::authenticated());
+    let app = Router::new()
+        .route("/api/me", get(whoami))
+        .route("/api/billing", get(whoami))
+        .route("/auth/login", post_service(completion.login()))
+        .route("/auth/mfa/verify", post_service(completion.verify()))
+        .route("/auth/mfa/enroll", post_service(completion.enroll()))
+        .route(
+            "/auth/mfa/enroll/confirm",
+            post_service(completion.enroll_confirm()),
+        )
+        .route("/auth/refresh", post_service(completion.refresh()))
+        .route("/auth/logout", post_service(completion.logout()))
+        .layer(guard.route_table(table).unwrap());
+    World {
+        clock,
+        start,
+        app,
+        guard,
+        store,
+        factors,
+        forger,
+    }
+}
+
+pub(crate) async fn whoami(Extension(claims): Extension<Claims>) -> Json<Value> {
+    Json(json!({"sub": claims.sub(), "sid": claims.sid()}))
+}

@@ -1,0 +1,114 @@
+//! The demo app as the tests wire it: `examples/axum_app/app.rs` (included by the test
+//! crate as `mod app`) with the tests' configuration (`support/demo_config.rs` as
+//! `mod demo_config`) on a [`ManualClock`], called in process
+//! (`tower::ServiceExt::oneshot`, answers read as `support/reply.rs`'s `Reply`, included
+//! as `mod reply`) or served on a loopback port.
+//!
+//! ```ignore
+//! let demo = Demo::build(&demo_config::demo_config(5), ManualClock::new(T0), store);
+//! demo.post("/auth/login", json!({…}), None).await.expect_ok();
+//! let served = serve(demo.router.clone(), "127.0.0.1:0").await;
+//! ```
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::Request;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+use tower_stepup::complete::MemoryFactors;
+use tower_stepup::factor::totp::TotpSecret;
+use tower_stepup::store::Store;
+use tower_stepup::{Issuer, ManualClock};
+
+use crate::reply::Reply;
+
+/// The demo, built on its own clock.
+#[derive(Clone)]
+pub struct Demo {
+    /// The app.
+    pub router: axum::Router,
+    /// Its clock.
+    pub clock: ManualClock,
+    /// Its token issuer.
+    pub issuer: Issuer,
+    /// Its users' factors.
+    pub factors: Arc<MemoryFactors>,
+    /// alice's TOTP secret.
+    pub alice: TotpSecret,
+}
+
+impl Demo {
+    /// The demo with `config`, `clock` and `store`.
+    pub fn build(
+        config: &crate::app::DemoConfig,
+        clock: ManualClock,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let built = crate::app::build(config, clock.clone(), store).expect("build the demo");
+        Demo {
+            router: built.router,
+            clock,
+            issuer: built.issuer,
+            factors: built.factors,
+            alice: config.alice_totp_secret.clone(),
+        }
+    }
+
+    /// The server's time.
+    pub fn now(&self) -> u64 {
+        tower_stepup::Clock::now(&self.clock)
+    }
+
+    /// One request, in process.
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        Reply::read(self.router.clone().oneshot(req).await.expect("infallible")).await
+    }
+
+    /// A JSON `POST`, with `Authorization: Bearer` when given.
+    pub async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Reply {
+        let mut req = Request::post(path).header("content-type", "application/json");
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(req.body(Body::from(body.to_string())).expect("a request"))
+            .await
+    }
+
+    /// A `GET`, with `Authorization: Bearer` when given.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        let mut req = Request::get(path);
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(req.body(Body::empty()).expect("a request")).await
+    }
+}
+
+/// A router served on a port of its own; it stops when dropped.
+pub struct Served {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `router` on `bind` (such as `127.0.0.1:0`).
+pub async fn serve(router: axum::Router, bind: &str) -> Served {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .expect("bind the demo");
+    let addr = listener.local_addr().expect("the demo's address");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    Served { addr, task }
+}
