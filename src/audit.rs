@@ -9,7 +9,7 @@
 //!
 //! | field        | always | what                                                        |
 //! |--------------|--------|-------------------------------------------------------------|
-//! | `event`      | yes    | [`Event::as_str`]: `login`, `verify`, `step_up`, …          |
+//! | `event`      | yes    | [`Action::as_str`]: `login`, `verify`, `step_up`, …         |
 //! | `outcome`    | yes    | [`Outcome::as_str`]: `ok`, `failed`, `lockout`, …           |
 //! | `reason`     | no     | why it failed (`wrong_code`, `code_replayed`, an `error` code); the factor on a verify that passed |
 //! | `sub`        | no     | the user id, once a token or password has established it    |
@@ -24,15 +24,15 @@
 //! `RUST_LOG=tower_stepup::audit=info`.
 //!
 //! # Counters
-//! [`counters`] reads a process-wide count per [`Event`] and [`Outcome`], e.g. for a
+//! [`counters`] reads a process-wide count per [`Action`] and [`Outcome`], e.g. for a
 //! metrics gauge or a health page. With the `metrics` feature, each event also increments
 //! the counter [`METRIC`] of the [`metrics`](https://docs.rs/metrics) facade, labelled
 //! `event` and `outcome`.
 //!
 //! ```
-//! use tower_stepup::audit::{self, Event, Outcome};
+//! use tower_stepup::audit::{self, Action, Outcome};
 //!
-//! let lockouts = audit::counters().get(Event::Verify, Outcome::Lockout);
+//! let lockouts = audit::counters().get(Action::Verify, Outcome::Lockout);
 //! # let _ = lockouts;
 //! ```
 
@@ -47,10 +47,12 @@ pub const TARGET: &str = "tower_stepup::audit";
 /// The name of the `metrics` counter (feature `metrics`).
 pub const METRIC: &str = "tower_stepup_audit_events_total";
 
-/// What was decided about.
+/// What was decided about: the `event` field of an audit event and the `event` label
+/// of its counter. (Named `Action`, not `Event`, so it is not confused with
+/// `flow::Event`, the input of the client's state machine.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Action {
     /// `POST …/login`: the first factor.
     Login,
     /// `POST …/mfa/verify`: the second factor, after login or a step-up challenge.
@@ -95,16 +97,16 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Event; 9] = [
-    Event::Login,
-    Event::Verify,
-    Event::StepUp,
-    Event::Access,
-    Event::Enroll,
-    Event::EnrollConfirm,
-    Event::Refresh,
-    Event::Logout,
-    Event::FactorEnrolled,
+const EVENTS: [Action; 9] = [
+    Action::Login,
+    Action::Verify,
+    Action::StepUp,
+    Action::Access,
+    Action::Enroll,
+    Action::EnrollConfirm,
+    Action::Refresh,
+    Action::Logout,
+    Action::FactorEnrolled,
 ];
 
 const OUTCOMES: [Outcome; 8] = [
@@ -118,7 +120,7 @@ const OUTCOMES: [Outcome; 8] = [
     Outcome::Error,
 ];
 
-impl Event {
+impl Action {
     /// Every event.
     pub fn all() -> impl Iterator<Item = Self> {
         EVENTS.into_iter()
@@ -169,7 +171,7 @@ impl Outcome {
     }
 }
 
-impl fmt::Display for Event {
+impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -192,7 +194,7 @@ pub struct Counters {
 
 impl Counters {
     /// How many `event`s ended in `outcome` since the process started.
-    pub fn get(&self, event: Event, outcome: Outcome) -> u64 {
+    pub fn get(&self, event: Action, outcome: Outcome) -> u64 {
         self.counts
             .get(event.index())
             .and_then(|row| row.get(outcome.index()))
@@ -201,8 +203,8 @@ impl Counters {
     }
 
     /// Every non-zero count.
-    pub fn iter(&self) -> impl Iterator<Item = (Event, Outcome, u64)> + '_ {
-        Event::all().flat_map(move |e| {
+    pub fn iter(&self) -> impl Iterator<Item = (Action, Outcome, u64)> + '_ {
+        Action::all().flat_map(move |e| {
             Outcome::all().filter_map(move |o| {
                 let n = self.get(e, o);
                 (n > 0).then_some((e, o, n))
@@ -211,7 +213,7 @@ impl Counters {
     }
 }
 
-/// Reads the process-wide audit counters: one per [`Event`] × [`Outcome`], counted
+/// Reads the process-wide audit counters: one per [`Action`] × [`Outcome`], counted
 /// whether or not a `tracing` subscriber listens.
 pub fn counters() -> Counters {
     let mut counts = [[0; OUTCOMES.len()]; EVENTS.len()];
@@ -257,7 +259,7 @@ impl TokenRef<'_> {
 #[cfg(feature = "server")]
 #[derive(Debug)]
 pub(crate) struct Record {
-    event: Event,
+    event: Action,
     outcome: Option<Outcome>,
     reason: Option<&'static str>,
     sub: Option<String>,
@@ -266,7 +268,7 @@ pub(crate) struct Record {
 
 #[cfg(feature = "server")]
 impl Record {
-    pub(crate) fn new(event: Event) -> Self {
+    pub(crate) fn new(event: Action) -> Self {
         Self {
             event,
             outcome: None,
@@ -314,7 +316,7 @@ impl Record {
 /// Counts one decision and writes its event (a raw token is hashed only if a subscriber
 /// wants the event).
 pub(crate) fn emit(
-    event: Event,
+    event: Action,
     outcome: Outcome,
     reason: Option<&'static str>,
     sub: Option<&str>,
@@ -347,7 +349,7 @@ pub(crate) fn emit(
     match (event, outcome) {
         (_, Outcome::Error) => event_at!(tracing::Level::ERROR),
         (_, Outcome::Lockout | Outcome::ReuseDetected) => event_at!(tracing::Level::WARN),
-        (Event::Access, _) => event_at!(tracing::Level::DEBUG),
+        (Action::Access, _) => event_at!(tracing::Level::DEBUG),
         _ => event_at!(tracing::Level::INFO),
     }
 }
@@ -364,7 +366,7 @@ mod tests {
 
     #[test]
     fn indexes_are_dense_and_distinct() {
-        for (i, e) in Event::all().enumerate() {
+        for (i, e) in Action::all().enumerate() {
             assert_eq!(e.index(), i);
         }
         for (i, o) in Outcome::all().enumerate() {

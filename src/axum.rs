@@ -30,7 +30,7 @@
 //! The refusal ([`MissingClaims`]) is the
 //! [`MissingCredential`](crate::DenialKind::MissingCredential) denial rendered the way the
 //! guard whose layer let the request through renders it: its realm, its
-//! [`rejection`](crate::GuardBuilder::rejection) hook. Without such a layer in front
+//! [`rejection`](crate::layer::GuardBuilder::rejection) hook. Without such a layer in front
 //! (no `StepUpLayer` at all) it uses the default realm `"api"`.
 
 use std::convert::Infallible;

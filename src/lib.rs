@@ -83,7 +83,7 @@
 //! | expired token (the body also says `"token_expired": true`: refresh it) | 401 | `invalid_token` | `Bearer error="invalid_token", error_description="the access token has expired"` |
 //! | partial token outside the verify endpoint | 401 | `mfa_incomplete` | `Bearer error="invalid_token", error_description="…"` |
 //! | missing scope | 403 | `insufficient_scope` | `Bearer error="insufficient_scope", scope="…"` |
-//! | route needs step-up (the body also carries `mfa_token`, `mfa_requirements` and `expires_in`, the mfa_token's lifetime in seconds, [`GuardBuilder::mfa_token_ttl`]) | 403 (or 401, [`GuardBuilder::strict_rfc9470_status`]) | `mfa_required` | `Bearer error="insufficient_user_authentication", error_description="…", acr_values="…", max_age=…` |
+//! | route needs step-up (the body also carries `mfa_token`, `mfa_requirements` and `expires_in`, the mfa_token's lifetime in seconds, [`GuardBuilder::mfa_token_ttl`](layer::GuardBuilder::mfa_token_ttl)) | 403 (or 401, [`GuardBuilder::strict_rfc9470_status`](layer::GuardBuilder::strict_rfc9470_status)) | `mfa_required` | `Bearer error="insufficient_user_authentication", error_description="…", acr_values="…", max_age=…` |
 //! | step-up route whose path is too long to bind into an mfa_token (over ~2.5 KiB) | 414 | `invalid_request` | none |
 //! | the layer cannot decide (no randomness to seal an mfa_token) | 500 | `server_error` | none |
 //!
@@ -91,7 +91,7 @@
 //! `error` and `error_description`; only an expired access token's has `token_expired`
 //! (the `error` stays `invalid_token`), only a step-up's has `expires_in`. To answer
 //! differently (problem+json, a redirect to a login page), give the guard a
-//! [`rejection`](GuardBuilder::rejection) hook: it receives the [`Denial`].
+//! [`rejection`](layer::GuardBuilder::rejection) hook: it receives the [`Denial`].
 //!
 //! A gRPC request (a `POST` with `content-type: application/grpc…`) gets the same
 //! decision as a gRPC Trailers-Only response: HTTP 200, `Cache-Control: no-store`,
@@ -195,13 +195,16 @@ pub mod axum;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
+// What the README's two scenarios name: guarding routes (the core) and completing MFA
+// (`Completion`, feature `server`). Everything else is in its module.
 pub use self::challenge::{Denial, DenialKind, MfaRequirements, Sealer, SealingKey, SealingKeys};
 pub use self::clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "server")]
+pub use self::complete::Completion;
 pub use self::error::ConfigError;
-pub use self::layer::{Guard, GuardBuilder, ResponseBody, StepUpLayer, StepUpService};
+pub use self::layer::{Guard, StepUpLayer, StepUpService};
 pub use self::policy::{Policy, RouteTable, StepUp};
-pub use self::random::RandomError;
 pub use self::token::{
-    Algorithm, Claims, Grant, IssuedToken, Issuer, KeySet, SigningKey, TokenError, TokenKind,
-    Verifier, VerifyingKey,
+    Algorithm, Claims, Grant, Issuer, KeySet, SigningKey, TokenError, TokenKind, Verifier,
+    VerifyingKey,
 };

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tower_stepup::audit::{self, Event, Outcome};
+use tower_stepup::audit::{self, Action, Outcome};
 use tower_stepup::complete::TotpFactor;
 use tower_stepup::factor::recovery;
 use tower_stepup::factor::totp::TotpSecret;
@@ -173,7 +173,7 @@ fn short_hash(token: &str) -> String {
 #[track_caller]
 fn assert_event(
     e: &Captured,
-    event: Event,
+    event: Action,
     outcome: Outcome,
     reason: Option<&str>,
     sub: Option<&str>,
@@ -215,7 +215,7 @@ async fn every_decision_emits_one_audit_event() {
     let e = d_one(&capture);
     assert_event(
         &e,
-        Event::Login,
+        Action::Login,
         Outcome::Failed,
         Some("invalid_credentials"),
         None,
@@ -235,7 +235,7 @@ async fn every_decision_emits_one_audit_event() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::Login,
+        Action::Login,
         Outcome::Ok,
         Some("no_second_factor"),
         Some("bob"),
@@ -256,7 +256,7 @@ async fn every_decision_emits_one_audit_event() {
     assert_eq!(login.status, StatusCode::OK);
     let partial = login.str("partial_token");
     let e = capture.one();
-    assert_event(&e, Event::Login, Outcome::MfaRequired, None, Some("alice"));
+    assert_event(&e, Action::Login, Outcome::MfaRequired, None, Some("alice"));
     let partial_hash = short_hash(&partial);
     assert_eq!(e.field("token_hash"), Some(partial_hash.as_str()));
 
@@ -266,7 +266,7 @@ async fn every_decision_emits_one_audit_event() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::Access,
+        Action::Access,
         Outcome::Denied,
         Some("partial_token"),
         Some("alice"),
@@ -281,7 +281,7 @@ async fn every_decision_emits_one_audit_event() {
     );
     assert_event(
         &capture.one(),
-        Event::Access,
+        Action::Access,
         Outcome::Denied,
         Some("missing_credential"),
         None,
@@ -296,7 +296,7 @@ async fn every_decision_emits_one_audit_event() {
     );
     assert_event(
         &capture.one(),
-        Event::Access,
+        Action::Access,
         Outcome::Denied,
         Some("bad_signature"),
         None,
@@ -315,7 +315,7 @@ async fn every_decision_emits_one_audit_event() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::Verify,
+        Action::Verify,
         Outcome::Failed,
         Some("wrong_code"),
         Some("alice"),
@@ -330,7 +330,7 @@ async fn every_decision_emits_one_audit_event() {
         .await;
     assert_eq!(session.status, StatusCode::OK, "{}", session.body);
     let e = capture.one();
-    assert_event(&e, Event::Verify, Outcome::Ok, Some("otp"), Some("alice"));
+    assert_event(&e, Action::Verify, Outcome::Ok, Some("otp"), Some("alice"));
     assert_eq!(e.field("token_hash"), Some(partial_hash.as_str()));
     let access = session.str("access_token");
     let refresh = session.str("refresh_token");
@@ -346,7 +346,7 @@ async fn every_decision_emits_one_audit_event() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_event(
         &capture.one(),
-        Event::Verify,
+        Action::Verify,
         Outcome::Failed,
         Some("token_used"),
         Some("alice"),
@@ -364,7 +364,7 @@ async fn every_decision_emits_one_audit_event() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::StepUp,
+        Action::StepUp,
         Outcome::Issued,
         Some("max_age"),
         Some("alice"),
@@ -380,7 +380,7 @@ async fn every_decision_emits_one_audit_event() {
         .await;
     assert_eq!(stepped.status, StatusCode::OK, "{}", stepped.body);
     let e = capture.one();
-    assert_event(&e, Event::Verify, Outcome::Ok, Some("otp"), Some("alice"));
+    assert_event(&e, Action::Verify, Outcome::Ok, Some("otp"), Some("alice"));
     assert_eq!(e.field("token_hash"), Some(short_hash(&mfa_token).as_str()));
 
     // Refresh, then reuse of the rotated token: ok, then reuse detected at warn.
@@ -394,7 +394,7 @@ async fn every_decision_emits_one_audit_event() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let e = capture.one();
-    assert_event(&e, Event::Refresh, Outcome::Ok, None, Some("alice"));
+    assert_event(&e, Action::Refresh, Outcome::Ok, None, Some("alice"));
     assert_eq!(
         e.field("token_hash"),
         Some(short_hash(&stepped_refresh).as_str())
@@ -410,7 +410,7 @@ async fn every_decision_emits_one_audit_event() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::Refresh,
+        Action::Refresh,
         Outcome::ReuseDetected,
         Some("refresh_token_reused"),
         Some("alice"),
@@ -423,7 +423,7 @@ async fn every_decision_emits_one_audit_event() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_event(
         &capture.one(),
-        Event::Refresh,
+        Action::Refresh,
         Outcome::Failed,
         Some("invalid_grant"),
         None,
@@ -448,7 +448,7 @@ async fn every_decision_emits_one_audit_event() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_event(
         &capture.one(),
-        Event::Logout,
+        Action::Logout,
         Outcome::Ok,
         None,
         Some("bob"),
@@ -473,7 +473,7 @@ async fn every_decision_emits_one_audit_event() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_event(
         &capture.one(),
-        Event::Verify,
+        Action::Verify,
         Outcome::Ok,
         Some("recovery_code"),
         Some("alice"),
@@ -486,7 +486,7 @@ async fn every_decision_emits_one_audit_event() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_event(
         &capture.one(),
-        Event::Verify,
+        Action::Verify,
         Outcome::Failed,
         Some("invalid_request"),
         None,
@@ -542,7 +542,7 @@ async fn lockout_and_replay_events() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_event(
         &capture.one(),
-        Event::Verify,
+        Action::Verify,
         Outcome::Failed,
         Some("code_replayed"),
         Some("alice"),
@@ -559,7 +559,7 @@ async fn lockout_and_replay_events() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_event(
         &capture.one(),
-        Event::Verify,
+        Action::Verify,
         Outcome::Failed,
         Some("wrong_code"),
         Some("alice"),
@@ -575,7 +575,7 @@ async fn lockout_and_replay_events() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::Verify,
+        Action::Verify,
         Outcome::Lockout,
         Some("wrong_code"),
         Some("alice"),
@@ -602,7 +602,7 @@ async fn lockout_and_replay_events() {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_event(
         &capture.one(),
-        Event::Verify,
+        Action::Verify,
         Outcome::Failed,
         Some("locked_out"),
         Some("alice"),
@@ -627,7 +627,7 @@ async fn store_failure_is_an_error_event() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::Login,
+        Action::Login,
         Outcome::Error,
         Some("temporarily_unavailable"),
         None,
@@ -648,7 +648,7 @@ async fn store_failure_is_an_error_event() {
     let e = capture.one();
     assert_event(
         &e,
-        Event::Verify,
+        Action::Verify,
         Outcome::Error,
         Some("temporarily_unavailable"),
         Some("alice"),
@@ -694,15 +694,15 @@ async fn audit_counters_count_outcomes() {
 
     let after = audit::counters();
     let delta = |e, o| after.get(e, o) - before.get(e, o);
-    assert_eq!(delta(Event::Login, Outcome::MfaRequired), 1);
-    assert_eq!(delta(Event::Login, Outcome::Failed), 2);
-    assert_eq!(delta(Event::Verify, Outcome::Failed), 2);
-    assert_eq!(delta(Event::Verify, Outcome::Lockout), 1);
-    assert_eq!(delta(Event::Verify, Outcome::Ok), 0);
-    assert_eq!(delta(Event::Access, Outcome::Denied), 1);
+    assert_eq!(delta(Action::Login, Outcome::MfaRequired), 1);
+    assert_eq!(delta(Action::Login, Outcome::Failed), 2);
+    assert_eq!(delta(Action::Verify, Outcome::Failed), 2);
+    assert_eq!(delta(Action::Verify, Outcome::Lockout), 1);
+    assert_eq!(delta(Action::Verify, Outcome::Ok), 0);
+    assert_eq!(delta(Action::Access, Outcome::Denied), 1);
     assert!(after
         .iter()
-        .any(|(e, o, n)| e == Event::Verify && o == Outcome::Lockout && n >= 1));
+        .any(|(e, o, n)| e == Action::Verify && o == Outcome::Lockout && n >= 1));
 }
 
 /// Everything the crate emits while the whole flow runs — every event, every field, at

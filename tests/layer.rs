@@ -38,7 +38,7 @@ fn fixture() -> Fixture {
 }
 
 fn fixture_with(
-    f: impl FnOnce(tower_stepup::GuardBuilder) -> tower_stepup::GuardBuilder,
+    f: impl FnOnce(tower_stepup::layer::GuardBuilder) -> tower_stepup::layer::GuardBuilder,
 ) -> Fixture {
     let clock = ManualClock::new(T0);
     let verifier = Verifier::builder()

@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::{service_fn, Layer, ServiceExt};
-use tower_stepup::audit::{self, Event, Outcome};
+use tower_stepup::audit::{self, Action, Outcome};
 use tower_stepup::complete::{Completion, CookieConfig, Factors, Hooks, MemoryFactors, TotpFactor};
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Attempts, MemoryStore, Store, StoreError, TokenHash};
@@ -1637,7 +1637,7 @@ async fn a_new_factor_is_audited_and_the_application_hears_of_it() {
     .await
     .expect(401, "invalid_code");
     assert!(enrolled.lock().unwrap().is_empty());
-    let before = audit::counters().get(Event::FactorEnrolled, Outcome::Ok);
+    let before = audit::counters().get(Action::FactorEnrolled, Outcome::Ok);
     app.post_json(
         "/auth/mfa/enroll/confirm",
         &json!({"code": app.code(&secret)}),
@@ -1646,7 +1646,7 @@ async fn a_new_factor_is_audited_and_the_application_hears_of_it() {
     .await
     .expect_ok();
     assert_eq!(*enrolled.lock().unwrap(), ["bob"]);
-    assert!(audit::counters().get(Event::FactorEnrolled, Outcome::Ok) > before);
+    assert!(audit::counters().get(Action::FactorEnrolled, Outcome::Ok) > before);
 }
 
 /// A step-up never extends a session's life (DESIGN §8.2): the session keeps its `sid`

@@ -9,10 +9,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
-use tower_stepup::token::{DEFAULT_PARTIAL_AUDIENCE, MAX_TOKEN_LEN};
+use tower_stepup::token::{IssuedToken, DEFAULT_PARTIAL_AUDIENCE, MAX_TOKEN_LEN};
 use tower_stepup::{
-    Algorithm, ConfigError, Grant, IssuedToken, Issuer, KeySet, ManualClock, SigningKey,
-    TokenError, TokenKind, Verifier, VerifyingKey,
+    Algorithm, ConfigError, Grant, Issuer, KeySet, ManualClock, SigningKey, TokenError, TokenKind,
+    Verifier, VerifyingKey,
 };
 
 const ISS: &str = "https://auth.example";

@@ -52,7 +52,7 @@ pub struct DenialRow {
     /// The reason.
     pub kind: DenialKind,
     /// The status (step-up may be switched to 401, see
-    /// [`GuardBuilder::strict_rfc9470_status`](crate::GuardBuilder::strict_rfc9470_status)).
+    /// [`GuardBuilder::strict_rfc9470_status`](crate::layer::GuardBuilder::strict_rfc9470_status)).
     pub status: StatusCode,
     /// The body's `error` code.
     pub error: ErrorCode,
@@ -313,7 +313,7 @@ impl Denial {
     }
 
     /// Seconds the mfa_token of a step-up denial lives (the body's `expires_in`: the
-    /// guard's [`mfa_token_ttl`](crate::GuardBuilder::mfa_token_ttl)).
+    /// guard's [`mfa_token_ttl`](crate::layer::GuardBuilder::mfa_token_ttl)).
     pub fn expires_in(&self) -> Option<u64> {
         self.expires_in
     }
@@ -343,17 +343,17 @@ pub(crate) struct StepUpChallenge {
 pub struct MfaRequirements {
     /// Factors the user has: prove one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub challenge: Vec<Factor>,
+    pub challenge: Vec<FactorType>,
     /// Factors the user must enroll first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub enroll: Vec<Factor>,
+    pub enroll: Vec<FactorType>,
 }
 
 impl MfaRequirements {
     /// Prove one of these factors.
     pub fn challenge<I: IntoIterator<Item = S>, S: Into<String>>(types: I) -> Self {
         Self {
-            challenge: types.into_iter().map(Factor::new).collect(),
+            challenge: types.into_iter().map(FactorType::new).collect(),
             enroll: Vec::new(),
         }
     }
@@ -362,20 +362,20 @@ impl MfaRequirements {
     pub fn enroll<I: IntoIterator<Item = S>, S: Into<String>>(types: I) -> Self {
         Self {
             challenge: Vec::new(),
-            enroll: types.into_iter().map(Factor::new).collect(),
+            enroll: types.into_iter().map(FactorType::new).collect(),
         }
     }
 }
 
 /// A factor type, e.g. `otp`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Factor {
+pub struct FactorType {
     /// The type, as in Auth0's `mfa_requirements`: `otp`, `recovery-code`, …
     #[serde(rename = "type")]
     pub kind: String,
 }
 
-impl Factor {
+impl FactorType {
     /// A factor of type `kind`.
     pub fn new(kind: impl Into<String>) -> Self {
         Self { kind: kind.into() }

@@ -15,7 +15,7 @@
 //!
 //! The `mfa_token` is an encrypted, authenticated JWE ([`Sealer`]) that only the verify
 //! endpoint can open; `expires_in` is its lifetime in seconds
-//! ([`GuardBuilder::mfa_token_ttl`](crate::GuardBuilder::mfa_token_ttl)). Every other
+//! ([`GuardBuilder::mfa_token_ttl`](crate::layer::GuardBuilder::mfa_token_ttl)). Every other
 //! refusal follows [`DENIAL_TABLE`]; an expired access token's body also says
 //! `"token_expired": true` (its `error` stays `invalid_token`).
 //!
@@ -79,7 +79,7 @@ mod mfa_token;
 
 pub(crate) use self::denial::{grpc_response, http_response, wants_grpc_denial, StepUpChallenge};
 pub use self::denial::{
-    Denial, DenialKind, DenialRow, Factor, MfaRequirements, DENIAL_TABLE, GRPC_DETAILS_HEADER,
+    Denial, DenialKind, DenialRow, FactorType, MfaRequirements, DENIAL_TABLE, GRPC_DETAILS_HEADER,
     GRPC_MFA_TOKEN_HEADER,
 };
 pub use self::mfa_token::{

@@ -10,7 +10,7 @@ use crate::layer::CookieNames;
 ///
 /// - the **session cookie** carries the access token: `__Host-stepup-session`,
 ///   `Path=/`; read it in the layer with
-///   [`GuardBuilder::cookie`](crate::GuardBuilder::cookie)(`cookies.session_name()`);
+///   [`GuardBuilder::cookie`](crate::layer::GuardBuilder::cookie)(`cookies.session_name()`);
 /// - the **partial cookie** carries the partial token from login to the verify endpoint
 ///   only: `__Secure-stepup-partial`, `Path=` the verify path. (`__Host-` cookies must
 ///   have `Path=/`, so a cookie scoped to one path takes the `__Secure-` prefix.)

@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::error::{ErrorKind, Failure};
 use super::request::{json, read_body, require_json};
 use super::Completion;
-use crate::audit::{Event, Outcome, Record};
+use crate::audit::{Action, Outcome, Record};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -40,14 +40,14 @@ pub type EndpointFuture =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 impl Kind {
-    fn event(self) -> Event {
+    fn event(self) -> Action {
         match self {
-            Kind::Login => Event::Login,
-            Kind::Verify => Event::Verify,
-            Kind::Enroll => Event::Enroll,
-            Kind::EnrollConfirm => Event::EnrollConfirm,
-            Kind::Refresh => Event::Refresh,
-            Kind::Logout => Event::Logout,
+            Kind::Login => Action::Login,
+            Kind::Verify => Action::Verify,
+            Kind::Enroll => Action::Enroll,
+            Kind::EnrollConfirm => Action::EnrollConfirm,
+            Kind::Refresh => Action::Refresh,
+            Kind::Logout => Action::Logout,
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::error::{ErrorKind, Failure};
 use super::response::json_ok;
 use super::{attempt, Completion, TotpFactor, ENROLLMENT_TTL};
-use crate::audit::{Event, Outcome, Record};
+use crate::audit::{Action, Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};
 use crate::token::Claims;
 
@@ -217,7 +217,7 @@ async fn activate(
         .await?;
     // A tombstone: later confirmations of this enrollment answer 409, not 400.
     inner.store.put(&key, Vec::new(), expires_at, now).await?;
-    let mut enrolled = Record::new(Event::FactorEnrolled);
+    let mut enrolled = Record::new(Action::FactorEnrolled);
     enrolled.sub(sub);
     enrolled.emit(Outcome::Ok, Some("totp"));
     inner.hooks.factor_enrolled(sub);

@@ -178,7 +178,7 @@ impl MemoryFactors {
     }
 
     /// Whether `user` has a factor (synchronous, e.g. for
-    /// [`GuardBuilder::mfa_requirements`](crate::GuardBuilder::mfa_requirements)).
+    /// [`GuardBuilder::mfa_requirements`](crate::layer::GuardBuilder::mfa_requirements)).
     pub fn contains(&self, user: &str) -> bool {
         self.factors
             .read()

@@ -200,7 +200,7 @@ pub(crate) async fn verify_message(
     presented: Presented<'_>,
     size: usize,
 ) -> Result<session::Session, Failure> {
-    let mut audit = Record::new(crate::audit::Event::Verify);
+    let mut audit = Record::new(crate::audit::Action::Verify);
     let result = if size > completion.inner().body_limit {
         Err(Failure::new(ErrorKind::PayloadTooLarge))
     } else {

@@ -27,6 +27,7 @@ pub mod totp;
 
 pub use self::recovery::RecoveryCodeHash;
 pub use self::totp::TotpSecret;
+pub use crate::random::RandomError;
 
 /// RFC 4648 §6 base32 (alphabet `A-Z2-7`), shared by TOTP secrets and recovery codes.
 mod base32 {

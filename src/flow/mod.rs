@@ -115,7 +115,7 @@ impl Session {
 /// A route asked for a stronger or fresher authentication: what `StepUpRequired` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct StepUp {
+pub struct PendingStepUp {
     /// The session, still good for every other route.
     pub session: Session,
     /// The mfa_token of the challenge.
@@ -233,7 +233,7 @@ pub enum State {
     /// Signed in.
     SignedIn(Session),
     /// A route asked for step-up; the session stays good elsewhere.
-    StepUpRequired(StepUp),
+    StepUpRequired(PendingStepUp),
     /// The access token expired; a silent refresh may bring the session back.
     SessionExpired(Session),
     /// The flow failed; [`FlowError::recovery`] says what the user can do.
@@ -476,7 +476,7 @@ impl State {
                     expires_in,
                     now,
                 },
-            ) => S::StepUpRequired(StepUp {
+            ) => S::StepUpRequired(PendingStepUp {
                 session,
                 mfa_token,
                 expires_at: now.saturating_add(expires_in),
@@ -491,7 +491,7 @@ impl State {
             }
             (S::StepUpRequired(_), Event::CodeVerified(session)) => S::SignedIn(session),
             (S::StepUpRequired(step_up), Event::CodeRejected { attempts_remaining }) => {
-                S::StepUpRequired(StepUp {
+                S::StepUpRequired(PendingStepUp {
                     attempts_remaining,
                     ..step_up
                 })
@@ -501,7 +501,7 @@ impl State {
                 Event::TooManyAttempts { .. } | Event::RequestFailed(_) | Event::StepUpAbandoned,
             ) => S::SignedIn(step_up.session),
             (
-                S::SignedIn(session) | S::StepUpRequired(StepUp { session, .. }),
+                S::SignedIn(session) | S::StepUpRequired(PendingStepUp { session, .. }),
                 Event::TokenExpired,
             ) => S::SessionExpired(session),
             (S::SessionExpired(_), Event::Refreshed(session)) => S::SignedIn(session),

@@ -23,8 +23,8 @@ fn pending() -> PendingMfa {
     }
 }
 
-fn step_up() -> StepUp {
-    StepUp {
+fn step_up() -> PendingStepUp {
+    PendingStepUp {
         session: session("old"),
         mfa_token: "mfa".into(),
         expires_at: NOW + 300,

@@ -47,7 +47,7 @@ pub(crate) enum Flaw {
 /// The names of the cookies that carry tokens in cookie mode, spelled here only.
 ///
 /// The completion endpoints set them (`complete::CookieConfig`); a guard reads the session cookie when told to with
-/// [`GuardBuilder::cookie`](crate::GuardBuilder::cookie)`(CookieNames::SECURE.session)`
+/// [`GuardBuilder::cookie`](crate::layer::GuardBuilder::cookie)`(CookieNames::SECURE.session)`
 /// — also in a service that only guards routes, beside the one serving the endpoints.
 ///
 /// ```

@@ -90,7 +90,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use self::credential::Credential;
-use crate::audit::{self, Event, Outcome, TokenRef};
+use crate::audit::{self, Action, Outcome, TokenRef};
 use crate::challenge::{
     self, Denial, DenialKind, MfaRequirements, MfaTokenClaims, Sealer, SealingKey, SealingKeys,
     StepUpChallenge,
@@ -387,7 +387,7 @@ impl Guard {
             Err(e) => {
                 tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
                 audit::emit(
-                    Event::StepUp,
+                    Action::StepUp,
                     Outcome::Error,
                     Some("seal_failed"),
                     Some(claims.sub()),
@@ -397,7 +397,7 @@ impl Guard {
             }
         };
         audit::emit(
-            Event::StepUp,
+            Action::StepUp,
             Outcome::Issued,
             Some(unmet.reason()),
             Some(claims.sub()),
@@ -607,7 +607,7 @@ impl GuardBuilder {
 /// The audit event of a refusal by the layer.
 fn denied(reason: &'static str, sub: Option<&str>, token: Option<&str>) {
     audit::emit(
-        Event::Access,
+        Action::Access,
         Outcome::Denied,
         Some(reason),
         sub,

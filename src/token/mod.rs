@@ -60,6 +60,9 @@ pub use self::verify::{
     CacheStats, TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_CACHE_CAPACITY,
     DEFAULT_CACHE_MAX_AGE, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_LEN,
 };
+/// The system's random number generator failed (issuing a token, sealing a challenge,
+/// making a TOTP secret or recovery codes).
+pub use crate::random::RandomError;
 pub use jsonwebtoken::Algorithm;
 
 /// `typ` of access tokens (RFC 9068).

@@ -15,7 +15,7 @@
 //!   the layer's service keeps the wrapped service's [`NamedService`] name.
 //! - **Completing the challenge over gRPC.** [`MfaVerifyServer`] serves
 //!   `tower_stepup.v1.MfaVerify/Verify` (`proto/tower_stepup/v1/mfa.proto`), the verify
-//!   endpoint of a [`Completion`], and [`MfaVerifyClient`] calls it. A gRPC client then
+//!   endpoint of a [`Completion`](crate::complete::Completion), and [`MfaVerifyClient`] calls it. A gRPC client then
 //!   stays on its one channel, with its one set of credentials and deadlines, and needs
 //!   no HTTP client or JSON beside it; the answers and their order of checks are those
 //!   of the HTTP endpoint (the service calls the same verify logic, with the message and

@@ -391,7 +391,7 @@ fn send<S>(_guard: &Guard, svc: &mut S, req: Request<String>) -> Answer
 where
     S: Service<
         Request<String>,
-        Response = http::Response<tower_stepup::ResponseBody<String>>,
+        Response = http::Response<tower_stepup::layer::ResponseBody<String>>,
         Error = std::convert::Infallible,
     >,
 {
