@@ -69,11 +69,11 @@ impl Service<Request<Full<Bytes>>> for Counting {
 }
 
 async fn demo() -> Demo {
-    let built = demo_app::Demo::build(
-        &demo_config::demo_config(5),
-        ManualClock::new(T0),
-        Arc::new(MemoryStore::new()),
-    );
+    demo_with(demo_config::demo_config(5)).await
+}
+
+async fn demo_with(config: app::DemoConfig) -> Demo {
+    let built = demo_app::Demo::build(&config, ManualClock::new(T0), Arc::new(MemoryStore::new()));
     let served = serve(built.router.clone(), "127.0.0.1:0").await;
     let base = format!("http://{}", served.addr);
     let sent = Arc::new(AtomicUsize::new(0));
@@ -614,4 +614,64 @@ async fn a_refused_refresh_signs_out() {
         auth.state().await,
         State::SignedOut(Some(SignedOutReason::RefreshFailed))
     );
+}
+
+/// The step-up challenge lives the `expires_in` the server sends (60 s here, not the
+/// client's old assumption of 300 s): a code that comes later is not sent, and the 403
+/// goes back to the caller; one that comes in time completes the challenge.
+#[tokio::test]
+async fn the_servers_step_up_lifetime_is_honoured() {
+    for (delay, want) in [(59, StatusCode::OK), (61, StatusCode::FORBIDDEN)] {
+        let mut config = demo_config::demo_config(5);
+        config.mfa_token_ttl_secs = 60;
+        let d = demo_with(config).await;
+        let auth = signed_in_alice(&d).await;
+        d.clock.advance(301);
+        let (clock, alice) = (d.clock.clone(), d.alice.clone());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let codes = move |_: Challenge| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            clock.advance(delay);
+            std::future::ready(Some(Proof::Totp(codes::code_now(&alice, clock.now()))))
+        };
+        let mut api = tower::ServiceBuilder::new()
+            .layer(auth.layer(codes))
+            .service(d.http.clone());
+        let before = d.sent();
+        let (status, body) = d.get(&mut api, "/api/billing").await.unwrap();
+        assert_eq!(status, want, "{delay} s: {body}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let sent = if want == StatusCode::OK { 3 } else { 1 };
+        assert_eq!(d.sent() - before, sent, "{delay} s");
+        assert!(matches!(auth.state().await, State::SignedIn(_)));
+    }
+}
+
+/// The client's clock lags the server's: the server refuses the access token as expired
+/// (`401 invalid_token`, `"token_expired": true`) while the client thinks it good. The
+/// layer refreshes once and retries.
+#[tokio::test]
+async fn an_access_token_the_server_finds_expired_is_refreshed_and_retried() {
+    let d = demo().await;
+    let lagging = ManualClock::new(T0);
+    let auth = AuthClient::builder(&d.base)
+        .clock(lagging.clone())
+        .build(d.http.clone())
+        .unwrap();
+    auth.login("alice", "alice-password").await.unwrap();
+    let state = auth.submit(Proof::Totp(d.code())).await.unwrap();
+    let first = session_access(&state);
+    // Past exp (900 s) and the verifier's leeway (5 s) on the server's clock only.
+    d.clock.advance(910);
+    let mut api = tower::ServiceBuilder::new()
+        .layer(auth.layer(|_: Challenge| async { None }))
+        .service(d.http.clone());
+    let before = d.sent();
+    let (status, me) = d.get(&mut api, "/api/me").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(d.sent() - before, 3, "request, refresh, retry");
+    let state = auth.state().await;
+    assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+    assert_ne!(session_access(&state), first);
 }
