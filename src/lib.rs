@@ -11,8 +11,8 @@
 //! use http::{Method, Request, StatusCode};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use tower_stepup::{
-//!     Algorithm, Grant, Guard, Issuer, KeySet, Policy, RouteTable, Sealer, SealingKey,
-//!     SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
+//!     Algorithm, Grant, Guard, Issuer, Policy, RouteTable, SealingKey, SigningKey, StepUp,
+//!     Verifier, VerifyingKey,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -24,8 +24,10 @@
 //!     .algorithms([Algorithm::HS256])
 //!     .key(VerifyingKey::hmac("k1", Algorithm::HS256, &secret)?)
 //!     .build()?;
-//! let sealer = Sealer::new(SealingKeys::new(SealingKey::generate("s1")?))?;
-//! let guard = Guard::builder().verifier(verifier).sealer(sealer).build()?;
+//! let guard = Guard::builder()
+//!     .verifier(verifier)
+//!     .sealing_key(SealingKey::generate("s1")?)
+//!     .build()?;
 //!
 //! let routes = RouteTable::new()
 //!     .route(Method::GET, "/healthz", Policy::public())
