@@ -41,7 +41,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::challenge::{self, Denial};
-use crate::layer::{Renderer, DEFAULT_REALM};
+use crate::layer::{PendingRejection, DEFAULT_REALM};
 use crate::token::Claims;
 use crate::DenialKind;
 
@@ -58,12 +58,14 @@ pub struct MissingClaims {
 
 impl MissingClaims {
     /// The rejection of the request `parts`.
+    /// Rendered by default here, with the request's head: a layer that let the request
+    /// through renders it again its way on the way out.
     fn of(parts: &Parts) -> Self {
         let denial = Denial::new(DenialKind::MissingCredential);
-        let response = match parts.extensions.get::<Renderer>() {
-            Some(Renderer(guard)) => guard.render(denial, parts),
-            None => challenge::http_response(denial, DEFAULT_REALM),
-        };
+        let mut response = challenge::http_response(denial, DEFAULT_REALM);
+        response
+            .extensions_mut()
+            .insert(PendingRejection::of(parts));
         Self { response }
     }
 

@@ -123,7 +123,8 @@ pub(crate) fn bearer_candidate(headers: &HeaderMap) -> Option<&str> {
     std::str::from_utf8(bytes.get(7..)?).ok()
 }
 
-/// The bearer credential of the `Authorization` header.
+/// The bearer credential of the `Authorization` header (for the completion endpoints).
+#[cfg(any(feature = "server", test))]
 pub(crate) fn authorization(headers: &HeaderMap) -> Credential<'_> {
     sent_authorization(headers).unwrap_or(Credential::None)
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::ResponseBody;
+use super::{Guard, ResponseBody};
 
 pin_project! {
     /// Response future of [`StepUpService`](super::StepUpService).
@@ -23,6 +23,9 @@ pin_project! {
         Passed {
             #[pin]
             fut: F,
+            // The guard that let an anonymous request through, to render a rejection of
+            // the axum extractor its way (`None` otherwise, and without axum).
+            guard: Option<Guard>,
         },
         Rejected {
             response: Option<Response<Bytes>>,
@@ -31,9 +34,9 @@ pin_project! {
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn passed(fut: F) -> Self {
+    pub(crate) fn passed(fut: F, guard: Option<Guard>) -> Self {
         Self {
-            kind: Kind::Passed { fut },
+            kind: Kind::Passed { fut, guard },
             _body: std::marker::PhantomData,
         }
     }
@@ -56,8 +59,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Passed { fut } => {
+            KindProj::Passed { fut, guard } => {
                 let response = ready!(fut.poll(cx))?;
+                #[cfg(feature = "axum")]
+                let response = match guard.take() {
+                    Some(guard) => match super::rejection::render_pending(&guard, response) {
+                        Ok(rendered) => return Poll::Ready(Ok(rendered.map(ResponseBody::full))),
+                        Err(response) => response,
+                    },
+                    None => response,
+                };
+                #[cfg(not(feature = "axum"))]
+                let _ = guard;
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
             KindProj::Rejected { response } => {

@@ -105,9 +105,9 @@ pub use self::body::ResponseBody;
 pub use self::credential::CookieNames;
 pub use self::future::ResponseFuture;
 pub use self::layer::StepUpLayer;
-pub use self::rejection::Rejection;
 #[cfg(feature = "axum")]
-pub(crate) use self::rejection::Renderer;
+pub(crate) use self::rejection::PendingRejection;
+pub use self::rejection::Rejection;
 pub use self::service::StepUpService;
 
 /// The default `realm` of `WWW-Authenticate` challenges.

@@ -69,9 +69,41 @@ pub(super) fn finish(mut response: Response<Bytes>, denial: Denial) -> Response<
     response
 }
 
-/// Put by the layer in the extensions of a request it lets through without claims, so
-/// that a handler that needs them after all refuses the way the guard renders denials
-/// (its realm, its [`Rejection`] hook).
+/// Put by the axum extractor in the extensions of its rejection (the default rendering):
+/// the head of the request it refused. The layer whose pass let that request through
+/// renders the denial again on the way out, its way (realm, [`Rejection`] hook). So
+/// nothing is added to the requests the layer passes; only a rejection carries this.
 #[cfg(feature = "axum")]
 #[derive(Clone)]
-pub(crate) struct Renderer(pub(crate) super::Guard);
+pub(crate) struct PendingRejection(std::sync::Arc<Parts>);
+
+#[cfg(feature = "axum")]
+impl PendingRejection {
+    /// A copy of the request head `parts` (its method, URI, version and headers; not its
+    /// extensions), for the hook.
+    pub(crate) fn of(parts: &Parts) -> Self {
+        let (mut head, ()) = http::Request::new(()).into_parts();
+        head.method = parts.method.clone();
+        head.uri = parts.uri.clone();
+        head.version = parts.version;
+        head.headers = parts.headers.clone();
+        Self(std::sync::Arc::new(head))
+    }
+}
+
+/// The response the inner service gave to a request this guard let through without
+/// claims: an axum `Claims` rejection in it is rendered again by `guard`.
+#[cfg(feature = "axum")]
+pub(super) fn render_pending<B>(
+    guard: &super::Guard,
+    mut response: Response<B>,
+) -> Result<Response<Bytes>, Response<B>> {
+    let Some(PendingRejection(parts)) = response.extensions_mut().remove::<PendingRejection>()
+    else {
+        return Err(response);
+    };
+    match response.extensions_mut().remove::<Denial>() {
+        Some(denial) => Ok(guard.render(denial, &parts)),
+        None => Err(response),
+    }
+}

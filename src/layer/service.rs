@@ -70,16 +70,16 @@ where
                 match claims {
                     Some(claims) => {
                         ext.insert(claims);
+                        ResponseFuture::passed(self.inner.call(req), None)
                     }
                     None => {
                         ext.remove::<Claims>();
-                        // For a handler that needs claims after all (the axum extractor):
-                        // it refuses the way this guard renders denials.
-                        #[cfg(feature = "axum")]
-                        ext.insert(super::Renderer(self.guard.clone()));
+                        // A handler that needs claims after all (the axum extractor)
+                        // refuses; its refusal is rendered this guard's way on the way out.
+                        let guard = cfg!(feature = "axum").then(|| self.guard.clone());
+                        ResponseFuture::passed(self.inner.call(req), guard)
                     }
                 }
-                ResponseFuture::passed(self.inner.call(req))
             }
             Decision::Deny(denial) => {
                 // Decided; rendered once, here at the edge. The request goes no further.
