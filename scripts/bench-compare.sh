@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every criterion bench of REV against the working tree, in one run on one machine:
 #   scripts/bench-compare.sh REV [criterion args…]
-# REV's benches run first and are saved as criterion baseline "before"; then this tree's
-# benches run against it and criterion prints each change with its confidence interval
-# ("No change in performance detected" / "Change within noise threshold" / a change).
+# For each bench: REV runs and is saved as criterion baseline "before"; this tree runs
+# against it ("after"); then REV runs against it again ("again"). Criterion prints each
+# change with its confidence interval. "again" is REV against itself: how far the machine
+# drifts between two runs of the same code. A change of "after" is real only where it
+# stands clear of the drift "again" shows.
 # Needs redis-server for the verify bench. Extra args go to criterion, e.g.
 # `--measurement-time 3 --warm-up-time 1` for a quicker, noisier run.
 set -euo pipefail
@@ -19,6 +21,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
 for bench in layer cache_choice verify; do
     echo "== $bench: $rev (saved as baseline 'before')"
     (cd "$before" && cargo bench -q --all-features --bench "$bench" -- --save-baseline before "$@")
-    echo "== $bench: working tree against 'before'"
+    echo "== $bench: after (the working tree against 'before')"
     cargo bench -q --all-features --bench "$bench" -- --baseline before "$@"
+    echo "== $bench: again ($rev against 'before': the drift)"
+    (cd "$before" && cargo bench -q --all-features --bench "$bench" -- --baseline before "$@")
 done
