@@ -7,7 +7,8 @@
 # drifts between two runs of the same code. A change of "after" is real only where it
 # stands clear of the drift "again" shows.
 # Needs redis-server for the verify bench. Extra args go to criterion, e.g.
-# `--measurement-time 3 --warm-up-time 1` for a quicker, noisier run.
+# `--measurement-time 3 --warm-up-time 1` for a quicker, noisier run; BENCHES="layer"
+# runs only those benches.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 here=$PWD
@@ -18,7 +19,7 @@ git worktree add -q --detach "$before" "$rev"
 trap 'git -C "$here" worktree remove --force "$before"' EXIT
 # One target directory, so both runs share criterion's baseline store.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
-for bench in layer cache_choice verify; do
+for bench in ${BENCHES:-layer cache_choice verify}; do
     echo "== $bench: $rev (saved as baseline 'before')"
     (cd "$before" && cargo bench -q --all-features --bench "$bench" -- --save-baseline before "$@")
     echo "== $bench: after (the working tree against 'before')"

@@ -194,6 +194,13 @@ impl Guard {
         &*self.inner.clock
     }
 
+    /// Whether this guard renders a denial other than the default would (another realm,
+    /// a rejection hook): only then must it render an axum `Claims` refusal again.
+    #[cfg(feature = "axum")]
+    pub(crate) fn renders_its_own_way(&self) -> bool {
+        self.inner.realm != DEFAULT_REALM || self.inner.rejection.is_some()
+    }
+
     /// The clock, shared: the completion endpoints and their issuer read this one.
     #[cfg(feature = "server")]
     pub(crate) fn shared_clock(&self) -> SharedClock {

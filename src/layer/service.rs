@@ -75,8 +75,12 @@ where
                     None => {
                         ext.remove::<Claims>();
                         // A handler that needs claims after all (the axum extractor)
-                        // refuses; its refusal is rendered this guard's way on the way out.
-                        let guard = cfg!(feature = "axum").then(|| self.guard.clone());
+                        // refuses; its refusal is rendered this guard's way on the way out
+                        // (by default, as the extractor did already).
+                        #[cfg(feature = "axum")]
+                        let guard = self.guard.renders_its_own_way().then(|| self.guard.clone());
+                        #[cfg(not(feature = "axum"))]
+                        let guard = None;
                         ResponseFuture::passed(self.inner.call(req), guard)
                     }
                 }
