@@ -47,6 +47,7 @@
 
 mod claims;
 mod issue;
+mod jwks;
 mod keys;
 mod verify;
 
@@ -55,6 +56,7 @@ pub use self::issue::{
     Grant, IssueError, IssuedToken, Issuer, IssuerBuilder, DEFAULT_ACCESS_TTL, DEFAULT_PARTIAL_TTL,
     MAX_PARTIAL_TTL,
 };
+pub use self::jwks::{JwkSkip, SkippedJwk};
 pub use self::keys::{KeySet, SigningKey, VerifyingKey};
 pub use self::verify::{
     CacheStats, TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_CACHE_CAPACITY,
@@ -63,6 +65,10 @@ pub use self::verify::{
 /// The system's random number generator failed (issuing a token, sealing a challenge,
 /// making a TOTP secret or recovery codes).
 pub use crate::random::RandomError;
+/// A JSON Web Key and Key Set (RFC 7517), jsonwebtoken's types: read an identity
+/// provider's published keys with [`KeySet::from_jwks`] without adding jsonwebtoken (and
+/// matching its version) yourself.
+pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 pub use jsonwebtoken::Algorithm;
 
 /// `typ` of access tokens (RFC 9068).
