@@ -247,6 +247,14 @@ impl Issuer {
         })
     }
 
+    /// The public keys that verify this issuer's tokens, as a JWKS document to publish
+    /// (e.g. at `/.well-known/jwks.json`): empty for an HMAC signing key.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        jsonwebtoken::jwk::JwkSet {
+            keys: self.inner.key.public_jwk().into_iter().collect(),
+        }
+    }
+
     /// The clock this issuer reads.
     pub fn clock(&self) -> &dyn Clock {
         &*self.inner.clock

@@ -364,6 +364,67 @@ mod tests {
     }
 
     #[test]
+    fn an_issuer_publishes_what_a_verifier_loads() {
+        let now = 1_800_000_000u64;
+        for (key, alg) in [
+            (
+                crate::SigningKey::ed_pem("k", ED).unwrap(),
+                Algorithm::EdDSA,
+            ),
+            (
+                crate::SigningKey::ec_pem("k", Algorithm::ES256, EC).unwrap(),
+                Algorithm::ES256,
+            ),
+            (
+                crate::SigningKey::rsa_pem("k", Algorithm::RS256, RSA).unwrap(),
+                Algorithm::RS256,
+            ),
+        ] {
+            // The RFC 7638 thumbprint as kid, as replicas would derive it.
+            let kid = key.thumbprint().unwrap();
+            assert_eq!(kid.len(), 43, "{alg:?}: SHA-256, base64url without padding");
+            let key = match alg {
+                Algorithm::EdDSA => crate::SigningKey::ed_pem(kid.clone(), ED),
+                Algorithm::ES256 => crate::SigningKey::ec_pem(kid.clone(), alg, EC),
+                _ => crate::SigningKey::rsa_pem(kid.clone(), alg, RSA),
+            }
+            .unwrap();
+            let issuer = crate::Issuer::builder()
+                .issuer("https://auth.test")
+                .audience("https://api.test")
+                .signing_key(key)
+                .clock(crate::ManualClock::new(now))
+                .build()
+                .unwrap();
+            let published = issuer.jwks();
+            let text = serde_json::to_string(&published).unwrap();
+            assert!(
+                !text.contains("\"d\""),
+                "{alg:?}: no private part in {text}"
+            );
+            let (keys, skipped) = KeySet::from_jwks(&published, &[alg]);
+            assert_eq!(skipped, vec![]);
+            assert_eq!(kids(&keys), vec![(kid.as_str(), alg)]);
+            let verifier = crate::Verifier::builder()
+                .issuer("https://auth.test")
+                .audience("https://api.test")
+                .algorithms([alg])
+                .keys(keys)
+                .build()
+                .unwrap();
+            let token = issuer
+                .issue_access(&crate::Grant::new("alice"))
+                .unwrap()
+                .token;
+            assert_eq!(verifier.verify(&token, now).unwrap().claims.sub(), "alice");
+        }
+        // An HMAC issuer publishes nothing: its secret has no public half.
+        let hmac = crate::SigningKey::hmac("h", Algorithm::HS256, &[7; 32]).unwrap();
+        assert_eq!(hmac.public_jwk(), None);
+        assert_eq!(hmac.thumbprint(), None);
+    }
+
+    #[test]
     fn a_token_signed_by_the_providers_key_verifies_with_the_published_one() {
         let (keys, _) = load(vec![ec("idp-1", json!({}))], ALL);
         let verifier = crate::Verifier::builder()

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
 use crate::error::ConfigError;
@@ -271,6 +272,24 @@ impl SigningKey {
 
     pub(crate) fn encoding_key(&self) -> &EncodingKey {
         &self.key
+    }
+
+    /// The public half as a JSON Web Key (with `kid`, `alg` and `use: sig`), to publish
+    /// in a JWKS; `None` for an HMAC secret, which has no public half.
+    pub fn public_jwk(&self) -> Option<Jwk> {
+        if self.key.family() == AlgorithmFamily::Hmac {
+            return None;
+        }
+        let mut jwk = Jwk::from_encoding_key(&self.key, self.alg).ok()?;
+        jwk.common.key_id = Some(self.kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Some(jwk)
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint of the public key (base64url): a `kid` every
+    /// replica derives alike from the same key. `None` for an HMAC secret.
+    pub fn thumbprint(&self) -> Option<String> {
+        self.public_jwk()?.thumbprint(ThumbprintHash::SHA256).ok()
     }
 }
 
