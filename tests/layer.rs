@@ -13,8 +13,8 @@ use tower::{service_fn, Layer, ServiceExt};
 use tower_stepup::challenge::{OpenError, DENIAL_TABLE};
 use tower_stepup::{
     Algorithm, Claims, Denial, DenialKind, Grant, Guard, Issuer, ManualClock, MfaRequirements,
-    Policy, RouteTable, Sealer, SealingKey, SealingKeys, SigningKey, StepUp, StepUpLayer, Verifier,
-    VerifyingKey,
+    Policy, RouteTable, Sealer, SealingKey, SealingKeys, SigningKey, StepUp, StepUpLayer,
+    TokenError, TokenKind, Verifier, VerifyingKey,
 };
 
 #[path = "support/reply.rs"]
@@ -1363,4 +1363,66 @@ async fn only_an_expired_access_token_says_token_expired() {
         Some(r#"Bearer error="invalid_token", error_description="the access token has expired""#)
     );
     assert_eq!(r.denial, Some(DenialKind::ExpiredToken));
+}
+
+/// A token of the fixture's key with these header and claim changes.
+fn forged(fx: &Fixture, kid: &str, typ: &str, iss: &str, exp: u64) -> String {
+    let _ = fx;
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.kid = Some(kid.into());
+    header.typ = Some(typ.into());
+    let claims = serde_json::json!({"iss": iss, "aud": AUD, "sub": "alice", "iat": T0,
+        "exp": exp, "jti": "j1", "amr": ["pwd"], "auth_time": T0});
+    let key = jsonwebtoken::EncodingKey::from_secret(&SECRET);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_token_says_why_to_the_operator_not_the_client() {
+    let fx = fixture();
+    let cases = [
+        (forged(&fx, "k1", "at+jwt", ISS, T0 + 60), None),
+        (
+            forged(&fx, "k9", "at+jwt", ISS, T0 + 60),
+            Some(TokenError::UnknownKey),
+        ),
+        (
+            forged(&fx, "k1", "JWT", ISS, T0 + 60),
+            Some(TokenError::WrongType),
+        ),
+        (
+            forged(&fx, "k1", "at+jwt", "https://other.test", T0 + 60),
+            Some(TokenError::WrongIssuer),
+        ),
+        (
+            forged(&fx, "k1", "at+jwt", ISS, T0 - 60),
+            Some(TokenError::Expired {
+                kind: TokenKind::Access,
+            }),
+        ),
+        ("a b".to_owned(), Some(TokenError::Malformed)),
+    ];
+    for (token, want) in cases {
+        let res = fx
+            .guard
+            .route_table(table())
+            .unwrap()
+            .layer(service_fn(app))
+            .oneshot(get("/api/me", Some(&token)))
+            .await
+            .unwrap();
+        let denial = res.extensions().get::<Denial>().cloned();
+        assert_eq!(denial.as_ref().and_then(Denial::token_error), want.as_ref());
+        if let Some(want) = want {
+            // The client learns no more than the RFC 6750 row says (expiry is that row's
+            // whole point: `token_expired`).
+            let body = Reply::read(res).await;
+            assert_eq!(body.error(), "invalid_token", "{want:?}");
+            let text = String::from_utf8(body.raw).unwrap();
+            let expired = matches!(want, TokenError::Expired { .. });
+            assert!(expired || !text.contains(want.reason()), "{want:?}: {text}");
+        } else {
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
 }

@@ -19,6 +19,7 @@ use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::token::TokenError;
 use crate::wire::{self, ErrorCode};
 
 /// Why the layer refused a request. Put in the extensions of every denial response, so
@@ -207,6 +208,7 @@ pub struct Denial {
     mfa_token: Option<String>,
     mfa_requirements: Option<MfaRequirements>,
     expires_in: Option<u64>,
+    token_error: Option<TokenError>,
 }
 
 impl fmt::Debug for Denial {
@@ -221,6 +223,7 @@ impl fmt::Debug for Denial {
             .field("mfa_token", &self.mfa_token.as_ref().map(|_| "<redacted>"))
             .field("mfa_requirements", &self.mfa_requirements)
             .field("expires_in", &self.expires_in)
+            .field("token_error", &self.token_error)
             .finish()
     }
 }
@@ -239,7 +242,26 @@ impl Denial {
             mfa_token: None,
             mfa_requirements: None,
             expires_in: None,
+            token_error: None,
         }
+    }
+
+    /// A refused credential: `kind`, with why the verifier refused the token, if one
+    /// was presented and verified.
+    pub(crate) fn refused(kind: DenialKind, token_error: Option<TokenError>) -> Self {
+        Self {
+            token_error,
+            ..Self::new(kind)
+        }
+    }
+
+    /// Why the verifier refused the token, for the operator (an unknown `kid`, a wrong
+    /// `typ`, issuer or audience, an expired token, …): set on `invalid_token` denials
+    /// of a token that was presented. Never sent to the client beyond the RFC 6750
+    /// description; the audit event's `reason` says the same
+    /// ([`TokenError::reason`]).
+    pub fn token_error(&self) -> Option<&TokenError> {
+        self.token_error.as_ref()
     }
 
     /// `insufficient_scope`, naming the scopes the route requires.

@@ -151,6 +151,10 @@ impl PolicySource {
     }
 }
 
+/// Why a credential was refused: the denial's kind, and the verifier's reason when a
+/// token was presented.
+type Refusal = (DenialKind, Option<TokenError>);
+
 /// The outcome for one request.
 pub(crate) enum Decision {
     /// Call the inner service, with these claims in the extensions (none: anonymous).
@@ -237,7 +241,7 @@ impl Guard {
             None => match self.verify_credential(headers, public, now) {
                 Ok(Some(verified)) => verified,
                 Ok(None) => return Decision::Pass(None),
-                Err(kind) => return Decision::Deny(Denial::new(kind)),
+                Err((kind, error)) => return Decision::Deny(Denial::refused(kind, error)),
             },
         };
         self.authorize(policy, claims, method, path, now)
@@ -252,39 +256,41 @@ impl Guard {
         headers: &HeaderMap,
         public: bool,
         now: Option<u64>,
-    ) -> Result<Option<(Claims, u64)>, DenialKind> {
+    ) -> Result<Option<(Claims, u64)>, Refusal> {
         let inner = &*self.inner;
         let token = match credential::extract(headers, inner.cookie.as_deref()) {
             Credential::Bearer(token) => token,
             Credential::None if public => return Ok(None),
             Credential::None => {
                 denied("missing_credential", None, None);
-                return Err(DenialKind::MissingCredential);
+                return Err((DenialKind::MissingCredential, None));
             }
             Credential::Malformed(_) if public => return Ok(None),
             Credential::Malformed(_) => {
                 denied("malformed_credential", None, None);
-                return Err(DenialKind::InvalidToken);
+                return Err((DenialKind::InvalidToken, Some(TokenError::Malformed)));
             }
         };
         let now = now.unwrap_or_else(|| inner.clock.now());
         match inner.verifier.verify(token, now) {
             Ok(v) if v.kind == TokenKind::Partial => {
                 denied("partial_token", Some(v.claims.sub()), Some(token));
-                Err(DenialKind::MfaIncomplete)
+                Err((DenialKind::MfaIncomplete, None))
             }
             Ok(v) => Ok(Some((v.claims, now))),
             Err(_) if public => Ok(None),
             // An expired partial token leads back to sign-in, not to a refresh.
-            Err(TokenError::Expired {
-                kind: TokenKind::Access,
-            }) => {
+            Err(
+                e @ TokenError::Expired {
+                    kind: TokenKind::Access,
+                },
+            ) => {
                 denied("expired_token", None, Some(token));
-                Err(DenialKind::ExpiredToken)
+                Err((DenialKind::ExpiredToken, Some(e)))
             }
             Err(e) => {
                 denied(e.reason(), None, Some(token));
-                Err(DenialKind::InvalidToken)
+                Err((DenialKind::InvalidToken, Some(e)))
             }
         }
     }
