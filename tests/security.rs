@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::{get, post_service};
+use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -34,6 +34,8 @@ use tower_stepup::{
 mod accounts;
 #[path = "support/codes.rs"]
 mod codes;
+#[path = "support/completion_app.rs"]
+mod completion_app;
 #[path = "support/reply.rs"]
 mod reply;
 
@@ -319,32 +321,16 @@ impl App {
             completion = completion.hooks(NoteEnrolled(enrolled.clone()));
         }
         let completion = completion.build().unwrap();
-        let table = RouteTable::new()
-            .route(Method::GET, "/api/me", Policy::authenticated())
-            .route(Method::GET, "/api/billing", Policy::step_up(step_up()))
-            .route(Method::POST, "/auth/login", Policy::public())
-            .route(Method::POST, VERIFY, Policy::mfa_verify())
-            .route(Method::POST, "/auth/mfa/enroll", Policy::authenticated())
-            .route(
-                Method::POST,
-                "/auth/mfa/enroll/confirm",
-                Policy::authenticated(),
-            )
-            .route(Method::POST, "/auth/refresh", Policy::public())
-            .route(Method::POST, "/auth/logout", Policy::authenticated());
-        let router = Router::new()
+        let table = completion_app::policies(
+            RouteTable::new()
+                .route(Method::GET, "/api/me", Policy::authenticated())
+                .route(Method::GET, "/api/billing", Policy::step_up(step_up())),
+        );
+        let api = Router::new()
             .route("/api/me", get(me))
-            .route("/api/billing", get(billing))
-            .route("/auth/login", post_service(completion.login()))
-            .route(VERIFY, post_service(completion.verify()))
-            .route("/auth/mfa/enroll", post_service(completion.enroll()))
-            .route(
-                "/auth/mfa/enroll/confirm",
-                post_service(completion.enroll_confirm()),
-            )
-            .route("/auth/refresh", post_service(completion.refresh()))
-            .route("/auth/logout", post_service(completion.logout()))
-            .layer(guard.route_table(table).unwrap());
+            .route("/api/billing", get(billing));
+        let router =
+            completion_app::routes(api, &completion).layer(guard.route_table(table).unwrap());
         Self {
             clock,
             router,

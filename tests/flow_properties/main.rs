@@ -109,7 +109,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::{get, post_service};
+use axum::routing::get;
 use axum::{Extension, Json, Router};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request};
@@ -147,6 +147,8 @@ macro_rules! ensure {
 
 #[path = "../support/accounts.rs"]
 mod accounts;
+#[path = "../support/completion_app.rs"]
+mod completion_app;
 mod doubles;
 mod findings;
 #[path = "../support/hooked_store.rs"]

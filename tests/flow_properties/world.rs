@@ -93,32 +93,15 @@ pub(crate) fn world_with(
     let step_up = StepUp::new()
         .amr(["mfa"])
         .max_age(Duration::from_secs(MAX_AGE));
-    let table = RouteTable::new()
-        .route(Method::GET, "/api/me", Policy::authenticated())
-        .route(Method::GET, "/api/billing", Policy::step_up(step_up))
-        .route(Method::POST, "/auth/login", Policy::public())
-        .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
-        .route(Method::POST, "/auth/mfa/enroll", Policy::authenticated())
-        .route(
-            Method::POST,
-            "/auth/mfa/enroll/confirm",
-            Policy::authenticated(),
-        )
-        .route(Method::POST, "/auth/refresh", Policy::public())
-        .route(Method::POST, "/auth/logout", Policy::authenticated());
-    let app = Router::new()
+    let table = completion_app::policies(
+        RouteTable::new()
+            .route(Method::GET, "/api/me", Policy::authenticated())
+            .route(Method::GET, "/api/billing", Policy::step_up(step_up)),
+    );
+    let api = Router::new()
         .route("/api/me", get(whoami))
-        .route("/api/billing", get(whoami))
-        .route("/auth/login", post_service(completion.login()))
-        .route("/auth/mfa/verify", post_service(completion.verify()))
-        .route("/auth/mfa/enroll", post_service(completion.enroll()))
-        .route(
-            "/auth/mfa/enroll/confirm",
-            post_service(completion.enroll_confirm()),
-        )
-        .route("/auth/refresh", post_service(completion.refresh()))
-        .route("/auth/logout", post_service(completion.logout()))
-        .layer(guard.route_table(table).unwrap());
+        .route("/api/billing", get(whoami));
+    let app = completion_app::routes(api, &completion).layer(guard.route_table(table).unwrap());
     World {
         clock,
         start,
