@@ -105,7 +105,10 @@ fn verifying_key(kid: &str, jwk: &Jwk, allowed: &[Algorithm]) -> Result<Verifyin
         return Err(JwkSkip::KeyDoesNotFitAlgorithm);
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|_| JwkSkip::Malformed)?;
-    VerifyingKey::from_decoding_key(kid, alg, key).map_err(|_| JwkSkip::KeyDoesNotFitAlgorithm)
+    let material = serde_json::to_vec(&jwk.algorithm).map_err(|_| JwkSkip::Malformed)?;
+    VerifyingKey::from_decoding_key(kid, alg, key)
+        .map(|k| k.with_fingerprint(&material))
+        .map_err(|_| JwkSkip::KeyDoesNotFitAlgorithm)
 }
 
 /// `use` and `key_ops`, when given, must allow verifying signatures; no symmetric keys.

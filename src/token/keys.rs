@@ -63,6 +63,15 @@ pub struct VerifyingKey {
     kid: String,
     alg: Algorithm,
     key: DecodingKey,
+    /// A digest of the key material, to tell whether a replaced set still holds this
+    /// very key (`None`: unknown, taken as changed).
+    fingerprint: Option<[u8; 32]>,
+}
+
+/// SHA-256 of the bytes a key was made from.
+fn fingerprint(material: &[u8]) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    Some(sha2::Sha256::digest(material).into())
 }
 
 impl VerifyingKey {
@@ -79,6 +88,7 @@ impl VerifyingKey {
             key: DecodingKey::from_secret(secret),
             kid,
             alg,
+            fingerprint: fingerprint(secret),
         })
     }
 
@@ -90,21 +100,21 @@ impl VerifyingKey {
     ) -> Result<Self, ConfigError> {
         let kid = kid.into();
         let key = parsed_pem(&kid, DecodingKey::from_rsa_pem(pem))?;
-        Self::from_decoding_key(kid, alg, key)
+        Self::from_decoding_key(kid, alg, key).map(|k| k.with_fingerprint(pem))
     }
 
     /// An EC public key in PEM (`ES256` with P-256, `ES384` with P-384).
     pub fn ec_pem(kid: impl Into<String>, alg: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
         let kid = kid.into();
         let key = parsed_pem(&kid, DecodingKey::from_ec_pem(pem))?;
-        Self::from_decoding_key(kid, alg, key)
+        Self::from_decoding_key(kid, alg, key).map(|k| k.with_fingerprint(pem))
     }
 
     /// An Ed25519 public key in PEM (`EdDSA`).
     pub fn ed_pem(kid: impl Into<String>, pem: &[u8]) -> Result<Self, ConfigError> {
         let kid = kid.into();
         let key = parsed_pem(&kid, DecodingKey::from_ed_pem(pem))?;
-        Self::from_decoding_key(kid, Algorithm::EdDSA, key)
+        Self::from_decoding_key(kid, Algorithm::EdDSA, key).map(|k| k.with_fingerprint(pem))
     }
 
     /// Any `jsonwebtoken` key (from a JWK, DER, components). Its family must fit `alg`.
@@ -119,7 +129,26 @@ impl VerifyingKey {
             let len = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
             check_hmac(&kid, alg, len)?;
         }
-        Ok(Self { kid, alg, key })
+        Ok(Self {
+            kid,
+            alg,
+            key,
+            fingerprint: None,
+        })
+    }
+
+    /// The same key, known to be made from `material` (a PEM, a JWK's parameters).
+    pub(crate) fn with_fingerprint(mut self, material: &[u8]) -> Self {
+        self.fingerprint = fingerprint(material);
+        self
+    }
+
+    /// Whether `other` is this very key: the same `kid`, algorithm and key material.
+    fn same_as(&self, other: &VerifyingKey) -> bool {
+        self.kid == other.kid
+            && self.alg == other.alg
+            && self.fingerprint.is_some()
+            && self.fingerprint == other.fingerprint
     }
 
     /// The key id.
@@ -171,6 +200,11 @@ impl KeySet {
     /// The keys, in the order they were added.
     pub fn keys(&self) -> &[VerifyingKey] {
         &self.keys
+    }
+
+    /// Whether the set holds this very key (same `kid`, algorithm and material).
+    pub(crate) fn contains(&self, key: &VerifyingKey) -> bool {
+        self.keys.iter().any(|k| k.same_as(key))
     }
 
     /// The key for a token's `kid`. A token without `kid` is accepted only while the set

@@ -49,6 +49,7 @@ mod claims;
 mod issue;
 mod jwks;
 mod keys;
+mod source;
 mod verify;
 
 pub use self::claims::Claims;
@@ -58,6 +59,7 @@ pub use self::issue::{
 };
 pub use self::jwks::{JwkSkip, SkippedJwk};
 pub use self::keys::{KeySet, SigningKey, VerifyingKey};
+pub use self::source::{KeySource, KeyWait, SharedKeys};
 pub use self::verify::{
     CacheStats, TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_CACHE_CAPACITY,
     DEFAULT_CACHE_MAX_AGE, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_LEN,

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 
 use super::claims::Claims;
 use super::keys::KeySet;
+use super::source::{KeySource, SharedKeys};
 use super::{TokenKind, DEFAULT_PARTIAL_AUDIENCE};
 use crate::error::ConfigError;
 
@@ -112,11 +113,9 @@ pub struct Verifier {
 }
 
 struct Inner {
-    /// The keys, and a generation that changes with every rotation: a verification made
-    /// with one generation is never reused under another.
-    keys: RwLock<(Arc<KeySet>, u64)>,
-    /// The generation of `keys`, readable without the lock (a cache hit needs only it).
-    generation: AtomicU64,
+    /// The keys, read lock-free on every verification; their epoch changes when a key
+    /// leaves the set, and a verification made in one epoch is never reused in another.
+    keys: Arc<dyn KeySource>,
     cache: Option<TokenCache>,
     algorithms: Vec<Algorithm>,
     /// One pair of rules per allowed algorithm, each allowing only that algorithm:
@@ -240,8 +239,9 @@ impl Verifier {
             }
             cache.misses.fetch_add(1, Ordering::Relaxed);
         }
-        let (keys, generation) = self.keys_and_generation();
-        let verified = self.verify_in_full(token, &keys, now)?;
+        let snapshot = self.inner.keys.shared_keys().snapshot();
+        let generation = snapshot.epoch;
+        let verified = self.verify_in_full(token, &snapshot.keys, now)?;
         if let (Some(cache), TokenKind::Access) = (&self.inner.cache, verified.kind) {
             cache.map.insert(
                 CacheKey(token.into()),
@@ -265,7 +265,7 @@ impl Verifier {
         now: u64,
     ) -> Option<Result<VerifiedToken, TokenError>> {
         let cached = cache.map.get(&Lookup(token))?;
-        let generation = self.inner.generation.load(Ordering::Acquire);
+        let generation = self.inner.keys.shared_keys().epoch();
         let fresh = cached.generation == generation
             && now >= cached.verified_at
             && now < cached.verified_at.saturating_add(cache.max_age);
@@ -394,16 +394,7 @@ impl Verifier {
     /// request on.
     pub fn rotate_keys(&self, keys: KeySet) -> Result<(), ConfigError> {
         keys.validate(&self.inner.algorithms)?;
-        {
-            let mut slot = self
-                .inner
-                .keys
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let generation = slot.1.wrapping_add(1);
-            *slot = (Arc::new(keys), generation);
-            self.inner.generation.store(generation, Ordering::Release);
-        }
+        self.inner.keys.shared_keys().replace_forgetting(keys);
         // Entries of the old generation would never be used again; free them now. (One
         // inserted by a verification still running with the old keys is refused on
         // lookup by its generation.)
@@ -436,17 +427,8 @@ impl Verifier {
         self.inner.leeway
     }
 
-    fn keys(&self) -> Arc<KeySet> {
-        self.keys_and_generation().0
-    }
-
-    fn keys_and_generation(&self) -> (Arc<KeySet>, u64) {
-        let slot = self
-            .inner
-            .keys
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (slot.0.clone(), slot.1)
+    fn keys(&self) -> KeySet {
+        self.inner.keys.shared_keys().keys()
     }
 }
 
@@ -500,10 +482,11 @@ fn map_error(kind: &ErrorKind) -> TokenError {
 }
 
 /// Configuration of a [`Verifier`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use]
 pub struct VerifierBuilder {
     keys: KeySet,
+    source: Option<Arc<dyn KeySource>>,
     algorithms: Vec<Algorithm>,
     issuer: Option<String>,
     audiences: Vec<String>,
@@ -511,6 +494,18 @@ pub struct VerifierBuilder {
     leeway: Option<Duration>,
     cache_capacity: Option<usize>,
     cache_max_age: Option<Duration>,
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("keys", &self.keys)
+            .field("key_source", &self.source.is_some())
+            .field("algorithms", &self.algorithms)
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifierBuilder {
@@ -523,6 +518,14 @@ impl VerifierBuilder {
     /// Adds one verifying key.
     pub fn key(mut self, key: super::VerifyingKey) -> Self {
         self.keys = self.keys.with(key);
+        self
+    }
+
+    /// Keys that change while the verifier runs, e.g. a rotating
+    /// [`Issuer`](crate::Issuer)'s (`Issuer::verifying_keys`). Replaces
+    /// [`keys`](Self::keys) and [`key`](Self::key).
+    pub fn key_source(mut self, source: impl KeySource) -> Self {
+        self.source = Some(Arc::new(source));
         self
     }
 
@@ -608,7 +611,11 @@ impl VerifierBuilder {
         if leeway > MAX_LEEWAY {
             return Err(ConfigError::invalid("leeway", "at most 60 s"));
         }
-        self.keys.validate(&self.algorithms)?;
+        let keys: Arc<dyn KeySource> = match self.source {
+            Some(source) => source,
+            None => Arc::new(SharedKeys::new(self.keys)),
+        };
+        keys.shared_keys().keys().validate(&self.algorithms)?;
         let cache_max_age = self
             .cache_max_age
             .unwrap_or(DEFAULT_CACHE_MAX_AGE)
@@ -648,8 +655,7 @@ impl VerifierBuilder {
                         partial: validation(alg, std::slice::from_ref(&partial_audience)),
                     })
                     .collect(),
-                keys: RwLock::new((Arc::new(self.keys), 0)),
-                generation: AtomicU64::new(0),
+                keys,
                 cache,
                 partial_audience,
                 algorithms: self.algorithms,
