@@ -182,6 +182,13 @@ pub(crate) struct ClaimsParts {
 }
 
 impl Claims {
+    /// The same claims with `scope` replaced (a trusted issuer's scopes read from
+    /// another claim, e.g. `scp`).
+    pub(crate) fn with_scope(mut self, scope: Option<String>) -> Self {
+        Arc::make_mut(&mut self.data).scope = scope;
+        self
+    }
+
     pub(crate) fn from_parts(parts: ClaimsParts) -> Self {
         let data = repr::Claims {
             sub: parts.sub,

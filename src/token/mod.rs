@@ -45,13 +45,18 @@
 //! # }
 //! ```
 
+mod cache;
 mod claims;
+mod header;
 mod issue;
 mod jwks;
 mod keys;
+mod profile;
+mod rules;
 mod source;
 mod verify;
 
+pub use self::cache::CacheStats;
 pub use self::claims::Claims;
 pub use self::issue::{
     Grant, IssueError, IssuedToken, Issuer, IssuerBuilder, DEFAULT_ACCESS_TTL, DEFAULT_PARTIAL_TTL,
@@ -59,9 +64,10 @@ pub use self::issue::{
 };
 pub use self::jwks::{JwkSkip, SkippedJwk};
 pub use self::keys::{KeySet, SigningKey, VerifyingKey};
+pub use self::profile::{ScopeClaim, TrustedIssuer};
 pub use self::source::{KeySource, KeyWait, SharedKeys};
 pub use self::verify::{
-    CacheStats, TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_CACHE_CAPACITY,
+    TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_CACHE_CAPACITY,
     DEFAULT_CACHE_MAX_AGE, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_LEN,
 };
 /// The system's random number generator failed (issuing a token, sealing a challenge,

@@ -163,6 +163,9 @@ mod tests {
         let clone = shared.clone();
         shared.replace(KeySet::new().with(key("a", 1)));
         assert_eq!(clone.keys().keys()[0].kid(), "a");
-        assert!(clone.unknown_kid(Some("x")).is_none(), "a fixed source never fetches");
+        assert!(
+            clone.unknown_kid(Some("x")).is_none(),
+            "a fixed source never fetches"
+        );
     }
 }

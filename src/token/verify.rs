@@ -1,17 +1,18 @@
 //! Token verification: signature, algorithm, `kid`, `typ`, `iss`, `aud`, `exp`, `nbf`.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 
+use super::cache::{CacheStats, CachedToken, TokenCache};
 use super::claims::Claims;
+use super::header::{peek_issuer, JoseHeader};
 use super::keys::KeySet;
-use super::source::{KeySource, SharedKeys};
+use super::profile::TrustedIssuer;
+use super::rules::IssuerRules;
+use super::source::{KeySource, KeyWait, SharedKeys};
 use super::{TokenKind, DEFAULT_PARTIAL_AUDIENCE};
 use crate::error::ConfigError;
 
@@ -101,121 +102,26 @@ pub struct VerifiedToken {
     pub claims: Claims,
 }
 
-/// Verifies access tokens and partial tokens.
+/// Verifies access tokens and partial tokens: the crate's own issuer's, and the access
+/// tokens of the identity providers it trusts ([`TrustedIssuer`]).
 ///
 /// Each token kind has its own `typ` and its own audience, and a token is checked against
 /// the rules of the kind it claims, so one kind is never taken for another (RFC 8725
-/// §3.11–3.12). Cheap to clone: clones share the keys, so
-/// [`rotate_keys`](Verifier::rotate_keys) reaches every clone.
+/// §3.11–3.12). A token is checked with its own issuer's keys and profile only (chosen
+/// by its `iss`); only the local issuer's tokens can be partial tokens. Cheap to clone:
+/// clones share the keys, so [`rotate_keys`](Verifier::rotate_keys) reaches every clone.
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// The keys, read lock-free on every verification; their epoch changes when a key
-    /// leaves the set, and a verification made in one epoch is never reused in another.
-    keys: Arc<dyn KeySource>,
+    /// Every issuer whose tokens are accepted, the local one (if any) first. Their keys
+    /// are read lock-free on every verification; a verification made in one epoch of an
+    /// issuer's keys is never reused in another.
+    issuers: Vec<IssuerRules>,
     cache: Option<TokenCache>,
-    algorithms: Vec<Algorithm>,
-    /// One pair of rules per allowed algorithm, each allowing only that algorithm:
-    /// jsonwebtoken refuses a validation whose allow-list mixes algorithm families.
-    rules: Vec<Rules>,
-    partial_audience: String,
     leeway: u64,
-}
-
-struct Rules {
-    alg: Algorithm,
-    access: Validation,
-    partial: Validation,
-}
-
-/// Verified access tokens, so that each distinct token's signature is checked once.
-///
-/// Keyed by the whole token: the map hashes it (with a per-process random seed) to find
-/// the entry and compares the whole string on a hit. Only successful verifications of
-/// access tokens go in; every hit repeats the time checks (`nbf`, `exp` with leeway)
-/// against `now`, and an entry is dropped once the token has expired, once it is older
-/// than `max_age`, or when the keys rotate. Bounded: `capacity` entries, the least
-/// useful evicted first (quick_cache's S3-FIFO).
-struct TokenCache {
-    map: quick_cache::sync::Cache<CacheKey, Arc<CachedToken>>,
-    max_age: u64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-}
-
-/// A cached token. Compared in constant time: a lookup compares the presented token with
-/// the entries its (randomly seeded) hash leads to, and how long that takes must not say
-/// how much of a stored token the presented one got right.
-struct CacheKey(Box<str>);
-
-/// A token looked up in the cache, without copying it.
-struct Lookup<'a>(&'a str);
-
-impl std::hash::Hash for CacheKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl std::hash::Hash for Lookup<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl PartialEq for CacheKey {
-    fn eq(&self, other: &Self) -> bool {
-        ct_str_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for CacheKey {}
-
-impl quick_cache::Equivalent<CacheKey> for Lookup<'_> {
-    fn equivalent(&self, key: &CacheKey) -> bool {
-        ct_str_eq(self.0, &key.0)
-    }
-}
-
-/// Equality of two strings in time that depends on their lengths only: the bytes are
-/// folded word by word with no early exit, and the result is tested with `subtle`.
-fn ct_str_eq(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
-    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (wa.remainder(), wb.remainder());
-    let mut diff = wa
-        .zip(wb)
-        .fold(0u64, |acc, (x, y)| acc | (word(x) ^ word(y)));
-    for (x, y) in ra.iter().zip(rb) {
-        diff |= u64::from(x ^ y);
-    }
-    diff.ct_eq(&0).into()
-}
-
-struct CachedToken {
-    claims: Claims,
-    verified_at: u64,
-    generation: u64,
-}
-
-/// How the verified-token cache has done, e.g. for a metrics gauge.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheStats {
-    /// Verifications answered from the cache.
-    pub hits: u64,
-    /// Lookups that found nothing usable (the token was then verified in full).
-    pub misses: u64,
-    /// Tokens held now.
-    pub entries: usize,
 }
 
 impl Verifier {
@@ -237,46 +143,37 @@ impl Verifier {
             if let Some(answer) = self.lookup(cache, token, now) {
                 return answer;
             }
-            cache.misses.fetch_add(1, Ordering::Relaxed);
+            cache.miss();
         }
-        let snapshot = self.inner.keys.shared_keys().snapshot();
-        let generation = snapshot.epoch;
-        let verified = self.verify_in_full(token, &snapshot.keys, now)?;
+        let (verified, issuer, epoch) = self.verify_in_full(token, now)?;
         if let (Some(cache), TokenKind::Access) = (&self.inner.cache, verified.kind) {
-            cache.map.insert(
-                CacheKey(token.into()),
-                Arc::new(CachedToken {
-                    claims: verified.claims.clone(),
-                    verified_at: now,
-                    generation,
-                }),
-            );
+            let entry = CachedToken {
+                claims: verified.claims.clone(),
+                verified_at: now,
+                issuer,
+                epoch,
+            };
+            cache.insert(token, entry);
         }
         Ok(verified)
     }
 
     /// The cached answer for `token` at `now`, if the cache holds a usable one: the
-    /// verification is recent enough and of the current keys, and `token` passes the
-    /// time checks now (`Err` if it no longer does: the entry is dropped).
+    /// verification is recent enough and of its issuer's current keys, and `token` passes
+    /// the time checks now (`Err` if it no longer does: the entry is dropped).
     fn lookup(
         &self,
         cache: &TokenCache,
         token: &str,
         now: u64,
     ) -> Option<Result<VerifiedToken, TokenError>> {
-        let cached = cache.map.get(&Lookup(token))?;
-        let generation = self.inner.keys.shared_keys().epoch();
-        let fresh = cached.generation == generation
-            && now >= cached.verified_at
-            && now < cached.verified_at.saturating_add(cache.max_age);
-        if !fresh {
-            cache.map.remove(&Lookup(token));
-            return None;
-        }
+        let issuers = &self.inner.issuers;
+        let epoch_of = |i: usize| issuers.get(i).map(|r| r.keys.shared_keys().epoch());
+        let cached = cache.get(token, now, epoch_of)?;
         Some(
             match self.check_times(&cached.claims, TokenKind::Access, now) {
                 Ok(()) => {
-                    cache.hits.fetch_add(1, Ordering::Relaxed);
+                    cache.hit();
                     Ok(VerifiedToken {
                         kind: TokenKind::Access,
                         claims: cached.claims.clone(),
@@ -284,7 +181,7 @@ impl Verifier {
                 }
                 Err(e) => {
                     // Expired (or the clock went back before nbf): gone for good.
-                    cache.map.remove(&Lookup(token));
+                    cache.remove(token);
                     Err(e)
                 }
             },
@@ -303,12 +200,13 @@ impl Verifier {
         self.lookup(cache, token, now)?.ok()
     }
 
+    /// The full check: the issuer's rules, with its keys now, then the times. Also
+    /// returns which issuer verified it, and the epoch of its keys.
     fn verify_in_full(
         &self,
         token: &str,
-        keys: &KeySet,
         now: u64,
-    ) -> Result<VerifiedToken, TokenError> {
+    ) -> Result<(VerifiedToken, usize, u64), TokenError> {
         let mut buf = [0u8; 256];
         let mut heap = Vec::new();
         let header = JoseHeader::parse(token, &mut buf, &mut heap)?;
@@ -316,59 +214,40 @@ impl Verifier {
         if header.crit.is_some() {
             return Err(TokenError::Malformed);
         }
-        let kind = header
-            .typ
-            .as_deref()
-            .and_then(TokenKind::from_typ)
-            .ok_or(TokenError::WrongType)?;
-        if !self.inner.algorithms.contains(&header.alg) {
-            return Err(TokenError::AlgorithmNotAllowed);
+        let index = self.issuer_of(token)?;
+        let rules = &self.inner.issuers[index];
+        let snapshot = rules.keys.shared_keys().snapshot();
+        let verified = rules.check(token, &header, &snapshot.keys)?;
+        self.check_times(&verified.claims, verified.kind, now)?;
+        Ok((verified, index, snapshot.epoch))
+    }
+
+    /// Whose rules check `token`: the only issuer there is, or the one its `iss` names
+    /// (which the check then confirms).
+    fn issuer_of(&self, token: &str) -> Result<usize, TokenError> {
+        let issuers = &self.inner.issuers;
+        if issuers.len() == 1 {
+            return Ok(0);
         }
-        let key = keys
-            .select(header.kid.as_deref())
-            .ok_or(TokenError::UnknownKey)?;
-        if key.algorithm() != header.alg {
-            return Err(TokenError::AlgorithmNotAllowed);
-        }
-        let rules = self
-            .inner
-            .rules
+        let iss = peek_issuer(token)?.ok_or(TokenError::WrongIssuer)?;
+        issuers
             .iter()
-            .find(|r| r.alg == header.alg)
-            .ok_or(TokenError::AlgorithmNotAllowed)?;
-        let validation = match kind {
-            TokenKind::Access => &rules.access,
-            TokenKind::Partial => &rules.partial,
-        };
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation).map_err(|e| {
-                match e.kind() {
-                    // jsonwebtoken names the first missing claim in a `HashSet`'s randomly
-                    // seeded order: with both missing, decide here, `iss` first, so that one
-                    // token always gets one answer.
-                    ErrorKind::MissingRequiredClaim(c) if c == "iss" || c == "aud" => {
-                        if payload_has(token, "iss") {
-                            TokenError::WrongAudience
-                        } else {
-                            TokenError::WrongIssuer
-                        }
-                    }
-                    other => map_error(other),
-                }
-            })?;
-        let claims = data.claims;
-        // The audiences of the two kinds are mutually exclusive (RFC 8725 §3.12): an access
-        // token never names the partial audience, a partial token names nothing else.
-        let partial_aud = &self.inner.partial_audience;
-        let exclusive = match kind {
-            TokenKind::Access => !claims.aud().contains(partial_aud),
-            TokenKind::Partial => claims.aud().iter().all(|a| a == partial_aud),
-        };
-        if !exclusive {
-            return Err(TokenError::WrongAudience);
-        }
-        self.check_times(&claims, kind, now)?;
-        Ok(VerifiedToken { kind, claims })
+            .position(|r| r.issuer == iss)
+            .ok_or(TokenError::WrongIssuer)
+    }
+
+    /// When `token` was refused for an unknown `kid`: a wait for its issuer's key source
+    /// to fetch new keys (started or joined now), after which verifying again may
+    /// succeed; `None` when the source will not fetch (fixed keys, or throttled).
+    ///
+    /// The layer waits once and verifies again; use this in your own integrations to
+    /// accept a key on its first use after an identity provider rotated.
+    pub fn unknown_key_wait(&self, token: &str) -> Option<KeyWait> {
+        let mut buf = [0u8; 256];
+        let mut heap = Vec::new();
+        let header = JoseHeader::parse(token, &mut buf, &mut heap).ok()?;
+        let rules = &self.inner.issuers[self.issuer_of(token).ok()?];
+        rules.keys.unknown_kid(header.kid.as_deref())
     }
 
     /// `nbf` and `exp` against `now`, with the leeway.
@@ -387,17 +266,36 @@ impl Verifier {
         Ok(())
     }
 
-    /// Replaces the verifying keys of this verifier and all its clones, and forgets every
-    /// cached verification.
+    /// The local issuer's rules, if this verifier has a local issuer.
+    fn local(&self) -> Option<&IssuerRules> {
+        self.inner.issuers.first().filter(|r| r.is_local())
+    }
+
+    /// The crate's own issuer (`iss` of the tokens it issues), if this verifier accepts
+    /// its tokens; `None` for a verifier of identity providers' tokens only.
+    pub fn local_issuer(&self) -> Option<&str> {
+        self.local().map(|r| r.issuer.as_str())
+    }
+
+    /// Whether `claims` are of a token of the crate's own issuer: identity is (`iss`,
+    /// `sub`), and only the local issuer's users are known to the completion endpoints.
+    pub fn is_local(&self, claims: &Claims) -> bool {
+        self.local_issuer()
+            .is_some_and(|iss| claims.iss() == Some(iss))
+    }
+
+    /// Replaces the verifying keys of the local issuer, for this verifier and all its
+    /// clones, and forgets every cached verification.
     ///
     /// Tokens signed by a key that is no longer in the set are rejected from the next
     /// request on.
     pub fn rotate_keys(&self, keys: KeySet) -> Result<(), ConfigError> {
-        keys.validate(&self.inner.algorithms)?;
-        self.inner.keys.shared_keys().replace_forgetting(keys);
-        // Entries of the old generation would never be used again; free them now. (One
+        let local = self.local().ok_or(ConfigError::Missing("issuer"))?;
+        keys.validate(&local.algorithms)?;
+        local.keys.shared_keys().replace_forgetting(keys);
+        // Entries of the old epoch would never be used again; free them now. (One
         // inserted by a verification still running with the old keys is refused on
-        // lookup by its generation.)
+        // lookup by its epoch.)
         self.clear_cache();
         Ok(())
     }
@@ -405,7 +303,7 @@ impl Verifier {
     /// Forgets every cached verification.
     pub fn clear_cache(&self) {
         if let Some(cache) = &self.inner.cache {
-            cache.map.clear();
+            cache.clear();
         }
     }
 
@@ -414,11 +312,7 @@ impl Verifier {
         self.inner
             .cache
             .as_ref()
-            .map(|c| CacheStats {
-                hits: c.hits.load(Ordering::Relaxed),
-                misses: c.misses.load(Ordering::Relaxed),
-                entries: c.map.len(),
-            })
+            .map(TokenCache::stats)
             .unwrap_or_default()
     }
 
@@ -426,61 +320,23 @@ impl Verifier {
     pub fn leeway(&self) -> u64 {
         self.inner.leeway
     }
-
-    fn keys(&self) -> KeySet {
-        self.inner.keys.shared_keys().keys()
-    }
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let issuers: Vec<_> = self
+            .inner
+            .issuers
+            .iter()
+            .map(|r| (&r.issuer, &r.algorithms, r.keys.shared_keys()))
+            .collect();
         f.debug_struct("Verifier")
-            .field("keys", &self.keys())
-            .field("algorithms", &self.inner.algorithms)
+            .field("issuers", &issuers)
             .field("leeway", &self.inner.leeway)
             .field("cache", &self.cache_stats())
             .finish_non_exhaustive()
     }
 }
-
-/// Whether the (already authenticated) payload of `token` has the claim `name`.
-fn payload_has(token: &str, name: &str) -> bool {
-    use base64::Engine;
-    token
-        .split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .ok()
-        })
-        .and_then(|json| {
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
-        })
-        .is_some_and(|claims| claims.contains_key(name))
-}
-
-fn map_error(kind: &ErrorKind) -> TokenError {
-    match kind {
-        ErrorKind::InvalidSignature => TokenError::BadSignature,
-        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-        ErrorKind::InvalidAudience => TokenError::WrongAudience,
-        ErrorKind::MissingRequiredClaim(c) if c == "iss" => TokenError::WrongIssuer,
-        ErrorKind::MissingRequiredClaim(c) if c == "aud" => TokenError::WrongAudience,
-        ErrorKind::MissingRequiredClaim(_)
-        | ErrorKind::InvalidClaimFormat(_)
-        | ErrorKind::Json(_) => TokenError::InvalidClaims,
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::MissingAlgorithm
-        | ErrorKind::UnsupportedAlgorithm => TokenError::AlgorithmNotAllowed,
-        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
-            TokenError::Malformed
-        }
-        // Key or provider trouble while checking: the token is not accepted.
-        _ => TokenError::BadSignature,
-    }
-}
-
 /// Configuration of a [`Verifier`].
 #[derive(Default)]
 #[must_use]
@@ -494,6 +350,7 @@ pub struct VerifierBuilder {
     leeway: Option<Duration>,
     cache_capacity: Option<usize>,
     cache_max_age: Option<Duration>,
+    trusted: Vec<TrustedIssuer>,
 }
 
 impl fmt::Debug for VerifierBuilder {
@@ -504,6 +361,7 @@ impl fmt::Debug for VerifierBuilder {
             .field("algorithms", &self.algorithms)
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
+            .field("trusted", &self.trusted)
             .finish_non_exhaustive()
     }
 }
@@ -529,19 +387,30 @@ impl VerifierBuilder {
         self
     }
 
-    /// The algorithm allow-list. Required: there is no default, and `none` does not exist.
+    /// Also accept the access tokens of an identity provider, with its keys and its
+    /// token profile. Call again for several; each `iss` at most once, and never the
+    /// local issuer's.
+    pub fn trust(mut self, issuer: TrustedIssuer) -> Self {
+        self.trusted.push(issuer);
+        self
+    }
+
+    /// The algorithm allow-list of the local issuer. Required with
+    /// [`issuer`](Self::issuer): there is no default, and `none` does not exist.
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
     }
 
-    /// The expected `iss`. Required.
+    /// The `iss` of the crate's own tokens (the local issuer). Required, unless the
+    /// verifier only accepts [trusted issuers](Self::trust)' tokens.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
     }
 
-    /// An accepted `aud` of access tokens. Required; call again for several.
+    /// An accepted `aud` of the local issuer's access tokens. Required with
+    /// [`issuer`](Self::issuer); call again for several.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
         self
@@ -589,8 +458,48 @@ impl VerifierBuilder {
     }
 
     /// Checks the configuration and builds the verifier.
-    pub fn build(self) -> Result<Verifier, ConfigError> {
+    pub fn build(mut self) -> Result<Verifier, ConfigError> {
         super::ensure_crypto_provider();
+        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
+        if leeway > MAX_LEEWAY {
+            return Err(ConfigError::invalid("leeway", "at most 60 s"));
+        }
+        let cache_max_age = self
+            .cache_max_age
+            .unwrap_or(DEFAULT_CACHE_MAX_AGE)
+            .as_secs();
+        if cache_max_age == 0 {
+            return Err(ConfigError::invalid("cache_max_age", "at least 1 s"));
+        }
+        let cache = match self.cache_capacity.unwrap_or(DEFAULT_CACHE_CAPACITY) {
+            0 => None,
+            capacity => Some(TokenCache::new(capacity, cache_max_age)),
+        };
+        let trusted = std::mem::take(&mut self.trusted);
+        let mut issuers = Vec::with_capacity(trusted.len() + 1);
+        let mut partial_audience = None;
+        if self.issuer.is_some() || trusted.is_empty() {
+            let (local, partial) = self.local()?;
+            issuers.push(local);
+            partial_audience = Some(partial);
+        }
+        for profile in trusted {
+            check_trusted(&profile, &issuers, partial_audience.as_deref())?;
+            issuers.push(IssuerRules::trusted(profile));
+        }
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                issuers,
+                cache,
+                leeway: leeway.as_secs(),
+            }),
+        })
+    }
+}
+
+impl VerifierBuilder {
+    /// The local issuer's rules and its partial audience, checked.
+    fn local(self) -> Result<(IssuerRules, String), ConfigError> {
         if self.algorithms.is_empty() {
             return Err(ConfigError::Missing("algorithm allow-list"));
         }
@@ -607,232 +516,59 @@ impl VerifierBuilder {
                 "must differ from every access-token audience",
             ));
         }
-        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
-        if leeway > MAX_LEEWAY {
-            return Err(ConfigError::invalid("leeway", "at most 60 s"));
-        }
         let keys: Arc<dyn KeySource> = match self.source {
             Some(source) => source,
             None => Arc::new(SharedKeys::new(self.keys)),
         };
         keys.shared_keys().keys().validate(&self.algorithms)?;
-        let cache_max_age = self
-            .cache_max_age
-            .unwrap_or(DEFAULT_CACHE_MAX_AGE)
-            .as_secs();
-        if cache_max_age == 0 {
-            return Err(ConfigError::invalid("cache_max_age", "at least 1 s"));
-        }
-        let cache = match self.cache_capacity.unwrap_or(DEFAULT_CACHE_CAPACITY) {
-            0 => None,
-            capacity => Some(TokenCache {
-                map: quick_cache::sync::Cache::new(capacity),
-                max_age: cache_max_age,
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
-            }),
-        };
-
-        let validation = |alg: Algorithm, audiences: &[String]| {
-            let mut v = Validation::new(alg);
-            // exp and nbf are checked against the injected clock, after the signature.
-            v.validate_exp = false;
-            v.validate_nbf = false;
-            v.leeway = 0;
-            v.required_spec_claims = HashSet::from(["iss".to_owned(), "aud".to_owned()]);
-            v.set_issuer(&[issuer.as_str()]);
-            v.set_audience(audiences);
-            v
-        };
-        Ok(Verifier {
-            inner: Arc::new(Inner {
-                rules: self
-                    .algorithms
-                    .iter()
-                    .map(|&alg| Rules {
-                        alg,
-                        access: validation(alg, &self.audiences),
-                        partial: validation(alg, std::slice::from_ref(&partial_audience)),
-                    })
-                    .collect(),
-                keys,
-                cache,
-                partial_audience,
-                algorithms: self.algorithms,
-                leeway: leeway.as_secs(),
-            }),
-        })
+        let rules = IssuerRules::local(
+            issuer,
+            &self.audiences,
+            partial_audience.clone(),
+            self.algorithms,
+            keys,
+        );
+        Ok((rules, partial_audience))
     }
 }
 
-/// The JOSE header fields the verifier looks at before the signature check: `alg`,
-/// `typ`, `kid` and whether `crit` is present.
-///
-/// `jsonwebtoken::decode_header` would do, but it parses jsonwebtoken's whole `Header`
-/// (14 fields and a flattened map, which makes serde buffer everything), and `decode`
-/// parses it again: for HS256 that was most of the verifier's overhead over a bare
-/// `decode` (callgrind: 6.2k of 7.1k instructions). The same bytes are read by the same
-/// rules (base64url without padding, strict JSON, duplicate fields refused), and
-/// `decode` still checks the header it parses against the chosen key and algorithm.
-#[derive(serde::Deserialize)]
-struct JoseHeader<'a> {
-    alg: Algorithm,
-    #[serde(borrow, default)]
-    typ: Option<JsonStr<'a>>,
-    #[serde(borrow, default)]
-    kid: Option<JsonStr<'a>>,
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
-}
-
-impl<'a> JoseHeader<'a> {
-    /// Parses the header of a compact JWS of exactly three segments. The decoded JSON
-    /// goes to `buf` (or `heap` when longer), which the result may borrow from.
-    fn parse(
-        token: &str,
-        buf: &'a mut [u8; 256],
-        heap: &'a mut Vec<u8>,
-    ) -> Result<Self, TokenError> {
-        use base64::Engine as _;
-        let first = token.find('.').ok_or(TokenError::Malformed)?;
-        let last = token.rfind('.').ok_or(TokenError::Malformed)?;
-        let middle = token.get(first + 1..last).ok_or(TokenError::Malformed)?;
-        if first == last || middle.contains('.') {
-            return Err(TokenError::Malformed);
-        }
-        let encoded = token.as_bytes().get(..first).ok_or(TokenError::Malformed)?;
-        let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let json: &'a [u8] = if base64::decoded_len_estimate(encoded.len()) <= buf.len() {
-            let n = engine
-                .decode_slice(encoded, &mut buf[..])
-                .map_err(|_| TokenError::Malformed)?;
-            buf.get(..n).ok_or(TokenError::Malformed)?
-        } else {
-            *heap = engine.decode(encoded).map_err(|_| TokenError::Malformed)?;
-            &heap[..]
-        };
-        serde_json::from_slice(json).map_err(|_| TokenError::Malformed)
+/// A trusted issuer's profile is complete, and can never be taken for the local issuer
+/// or another trusted one.
+fn check_trusted(
+    profile: &TrustedIssuer,
+    earlier: &[IssuerRules],
+    partial_audience: Option<&str>,
+) -> Result<(), ConfigError> {
+    let name = profile.issuer.as_str();
+    if name.is_empty() {
+        return Err(ConfigError::invalid("trusted issuer", "an empty iss"));
     }
-}
-
-/// A JSON string, borrowed from the input when it has no escapes.
-struct JsonStr<'a>(std::borrow::Cow<'a, str>);
-
-impl std::ops::Deref for JsonStr<'_> {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
+    if earlier.iter().any(|r| r.issuer == name) {
+        return Err(ConfigError::invalid(
+            "trusted issuer",
+            format!("{name} is the local issuer or trusted twice"),
+        ));
     }
-}
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for JsonStr<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = JsonStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(JsonStr(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(JsonStr(std::borrow::Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(Visitor)
+    if profile.algorithms.is_empty() {
+        return Err(ConfigError::Missing(
+            "trusted issuer's algorithm allow-list",
+        ));
     }
-}
-
-#[cfg(test)]
-mod header_tests {
-    use base64::Engine as _;
-
-    use super::*;
-
-    fn token_with_header(json: &str) -> String {
-        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-        format!("{h}.e30.c2ln")
+    if profile.audiences.is_empty() {
+        return Err(ConfigError::Missing("trusted issuer's audience"));
     }
-
-    fn parse(token: &str) -> Result<(Algorithm, Option<String>, Option<String>, bool), TokenError> {
-        let mut buf = [0u8; 256];
-        let mut heap = Vec::new();
-        let h = JoseHeader::parse(token, &mut buf, &mut heap)?;
-        Ok((
-            h.alg,
-            h.typ.as_deref().map(str::to_owned),
-            h.kid.as_deref().map(str::to_owned),
-            h.crit.is_some(),
-        ))
+    let partial = partial_audience.unwrap_or(DEFAULT_PARTIAL_AUDIENCE);
+    if profile.audiences.iter().any(|a| a == partial) {
+        return Err(ConfigError::invalid(
+            "trusted issuer",
+            "an audience equal to the partial tokens' audience",
+        ));
     }
-
-    #[test]
-    fn reads_alg_typ_kid_crit_like_decode_header() {
-        let cases = [
-            r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#,
-            r#"{"alg":"ES256","typ":"application\/at+jwt","kid":"k\u0031"}"#,
-            r#"{"alg":"RS256"}"#,
-            r#"{"alg":"EdDSA","typ":null,"crit":["exp"],"x":{"y":[1,2]}}"#,
-        ];
-        for json in cases {
-            let token = token_with_header(json);
-            let theirs = jsonwebtoken::decode_header(&token).unwrap();
-            let ours = parse(&token).unwrap();
-            assert_eq!(ours.0, theirs.alg, "{json}");
-            assert_eq!(ours.1, theirs.typ, "{json}");
-            assert_eq!(ours.2, theirs.kid, "{json}");
-            assert_eq!(ours.3, theirs.crit.is_some(), "{json}");
-        }
+    // Keys from a source may still be on their way (an identity provider down at
+    // start-up); fixed ones that are there must fit the allow-list.
+    let keys = profile.keys.shared_keys().keys();
+    if !keys.keys().is_empty() {
+        keys.validate(&profile.algorithms)?;
     }
-
-    #[test]
-    fn long_headers_take_the_heap_path() {
-        let kid = "k".repeat(400);
-        let token = token_with_header(&format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#));
-        assert_eq!(parse(&token).unwrap().2.as_deref(), Some(kid.as_str()));
-    }
-
-    #[test]
-    fn refuses_what_decode_header_refuses() {
-        let bad = [
-            token_with_header(r#"{"typ":"at+jwt"}"#),
-            token_with_header(r#"{"alg":"none"}"#),
-            token_with_header(r#"{"alg":"HS256","typ":"a","typ":"b"}"#),
-            token_with_header(r#"{"alg":"HS256","kid":7}"#),
-            token_with_header("not json"),
-            "eyJhbGciOiJIUzI1NiJ9=.e30.c2ln".to_owned(),
-            "e30.e30".to_owned(),
-            "e30.e30.e30.e30".to_owned(),
-            "nodots".to_owned(),
-        ];
-        for token in &bad {
-            assert!(parse(token).is_err(), "{token}");
-            assert!(
-                jsonwebtoken::decode_header(token).is_err() || token.matches('.').count() != 2,
-                "jsonwebtoken accepts {token}"
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ct_str_eq;
-
-    #[test]
-    fn constant_time_equality_agrees_with_eq() {
-        let base = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz";
-        assert!(ct_str_eq(base, base));
-        assert!(ct_str_eq("", ""));
-        for i in 0..base.len() {
-            let mut changed = base.as_bytes().to_vec();
-            changed[i] ^= 1;
-            let changed = String::from_utf8(changed).unwrap();
-            assert!(!ct_str_eq(base, &changed), "byte {i}");
-        }
-        assert!(!ct_str_eq(base, &base[..base.len() - 1]));
-        assert!(!ct_str_eq("abc", "abcd"));
-    }
+    Ok(())
 }
