@@ -88,6 +88,23 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for JsonStr<'a> {
     }
 }
 
+/// The `iss` a token names, read from its payload before any check: only to choose
+/// whose keys and rules verify it. The signature check and `iss` validation that follow
+/// decide; a wrong or forged `iss` only picks rules the token then fails.
+pub(crate) fn peek_issuer(token: &str) -> Result<Option<String>, TokenError> {
+    #[derive(serde::Deserialize)]
+    struct Payload<'a> {
+        #[serde(borrow, default)]
+        iss: Option<JsonStr<'a>>,
+    }
+    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let parsed: Payload<'_> = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+    Ok(parsed.iss.map(|iss| iss.0.into_owned()))
+}
+
 #[cfg(test)]
 mod header_tests {
     use base64::Engine as _;
@@ -160,21 +177,4 @@ mod header_tests {
             );
         }
     }
-}
-
-/// The `iss` a token names, read from its payload before any check: only to choose
-/// whose keys and rules verify it. The signature check and `iss` validation that follow
-/// decide; a wrong or forged `iss` only picks rules the token then fails.
-pub(crate) fn peek_issuer(token: &str) -> Result<Option<String>, TokenError> {
-    #[derive(serde::Deserialize)]
-    struct Payload<'a> {
-        #[serde(borrow, default)]
-        iss: Option<JsonStr<'a>>,
-    }
-    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Malformed)?;
-    let parsed: Payload<'_> = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
-    Ok(parsed.iss.map(|iss| iss.0.into_owned()))
 }

@@ -214,8 +214,7 @@ impl Verifier {
         if header.crit.is_some() {
             return Err(TokenError::Malformed);
         }
-        let index = self.issuer_of(token)?;
-        let rules = &self.inner.issuers[index];
+        let (index, rules) = self.issuer_of(token)?;
         let snapshot = rules.keys.shared_keys().snapshot();
         let verified = rules.check(token, &header, &snapshot.keys)?;
         self.check_times(&verified.claims, verified.kind, now)?;
@@ -224,15 +223,16 @@ impl Verifier {
 
     /// Whose rules check `token`: the only issuer there is, or the one its `iss` names
     /// (which the check then confirms).
-    fn issuer_of(&self, token: &str) -> Result<usize, TokenError> {
+    fn issuer_of(&self, token: &str) -> Result<(usize, &IssuerRules), TokenError> {
         let issuers = &self.inner.issuers;
-        if issuers.len() == 1 {
-            return Ok(0);
+        if let [only] = issuers.as_slice() {
+            return Ok((0, only));
         }
         let iss = peek_issuer(token)?.ok_or(TokenError::WrongIssuer)?;
         issuers
             .iter()
-            .position(|r| r.issuer == iss)
+            .enumerate()
+            .find(|(_, r)| r.issuer == iss)
             .ok_or(TokenError::WrongIssuer)
     }
 
@@ -246,7 +246,7 @@ impl Verifier {
         let mut buf = [0u8; 256];
         let mut heap = Vec::new();
         let header = JoseHeader::parse(token, &mut buf, &mut heap).ok()?;
-        let rules = &self.inner.issuers[self.issuer_of(token).ok()?];
+        let (_, rules) = self.issuer_of(token).ok()?;
         rules.keys.unknown_kid(header.kid.as_deref())
     }
 
