@@ -330,7 +330,7 @@ async fn step_up_route_challenges_a_password_only_token() {
     let mfa_token = r.json["mfa_token"].as_str().unwrap();
     // The mfa_token is opaque, and binds who, which session, what and where.
     assert!(!mfa_token.contains("alice"));
-    let claims = fx.guard.sealer().open(mfa_token, T0).unwrap();
+    let claims = fx.guard.sealer().unwrap().open(mfa_token, T0).unwrap();
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.sid.as_deref(), Some("sess-1"));
     assert_eq!(claims.requirement, billing_requirement());
@@ -345,6 +345,7 @@ async fn step_up_route_challenges_a_password_only_token() {
     let jti2 = fx
         .guard
         .sealer()
+        .unwrap()
         .open(again.json["mfa_token"].as_str().unwrap(), T0)
         .unwrap()
         .jti;
@@ -554,7 +555,7 @@ async fn mfa_token_from_the_layer_tampered_expired_retired_and_rotated() {
     let fx = fixture();
     let r = send(&fx, get("/api/billing", Some(&fx.pwd_token()))).await;
     let token = r.json["mfa_token"].as_str().unwrap().to_owned();
-    let sealer = fx.guard.sealer();
+    let sealer = fx.guard.sealer().unwrap();
 
     // Tampered: flip one bit of the ciphertext.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
@@ -1102,7 +1103,7 @@ async fn rejection_hook_renders_problem_json_and_the_inner_service_is_not_called
             let token = body["mfa_token"].as_str().unwrap();
             assert_eq!(Some(token), denial.mfa_token());
             assert_eq!(body["expires_in"], 300);
-            assert_eq!(fx.guard.sealer().open(token, T0).unwrap().sub, "alice");
+            assert_eq!(fx.guard.sealer().unwrap().open(token, T0).unwrap().sub, "alice");
         }
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -1317,6 +1318,7 @@ async fn step_up_denial_says_the_configured_mfa_token_lifetime() {
             let claims = fx
                 .guard
                 .sealer()
+                .unwrap()
                 .open(body["mfa_token"].as_str().unwrap(), T0)
                 .unwrap();
             assert_eq!(claims.exp - claims.iat, ttl);

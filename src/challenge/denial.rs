@@ -275,17 +275,32 @@ impl Denial {
     /// `mfa_required` with its challenge: what is unmet (`description`), the status
     /// (403, or 401 in strict RFC 9470 mode), the `acr_values` and `max_age` asked for,
     /// the sealed mfa_token, the factors to use, and the seconds the mfa_token lives.
+    ///
+    /// Without [`StepUpChallenge::completion`] the denial is *delegated*: the token's
+    /// identity provider performs the second factor, so there is no mfa_token; the body
+    /// then names `acr_values` and `max_age` beside the `WWW-Authenticate` challenge.
     pub(crate) fn step_up(challenge: StepUpChallenge) -> Self {
+        let (mfa_token, mfa_requirements, expires_in) = match challenge.completion {
+            Some(c) => (Some(c.mfa_token), Some(c.mfa_requirements), Some(c.expires_in)),
+            None => (None, None, None),
+        };
         Self {
             description: challenge.description,
             status: challenge.status,
             acr_values: challenge.acr_values,
             max_age: challenge.max_age,
-            mfa_token: Some(challenge.mfa_token),
-            mfa_requirements: Some(challenge.mfa_requirements),
-            expires_in: Some(challenge.expires_in),
+            mfa_token,
+            mfa_requirements,
+            expires_in,
             ..Self::new(DenialKind::MfaRequired)
         }
+    }
+
+    /// Whether this is a delegated step-up: `mfa_required` without an mfa_token, for a
+    /// token of an identity provider that performs the second factor itself. The client
+    /// goes back to it with the `acr_values` and `max_age` of the challenge (RFC 9470 §4).
+    pub fn is_delegated(&self) -> bool {
+        self.kind == DenialKind::MfaRequired && self.mfa_token.is_none()
     }
 
     /// The reason.
@@ -353,6 +368,12 @@ pub(crate) struct StepUpChallenge {
     pub(crate) status: StatusCode,
     pub(crate) acr_values: Option<String>,
     pub(crate) max_age: Option<u64>,
+    /// How to complete it here; `None`: delegated to the token's identity provider.
+    pub(crate) completion: Option<LocalCompletion>,
+}
+
+/// A step-up completed at this server's verify endpoint.
+pub(crate) struct LocalCompletion {
     pub(crate) mfa_token: String,
     pub(crate) mfa_requirements: MfaRequirements,
     pub(crate) expires_in: u64,
@@ -405,7 +426,8 @@ impl FactorType {
 }
 
 /// The JSON body of `denial`: `error` and `error_description`; a step-up denial adds
-/// `expires_in`, `mfa_token` and `mfa_requirements`, an expired token `token_expired`.
+/// `expires_in`, `mfa_token` and `mfa_requirements` (a delegated one `acr_values` and
+/// `max_age` instead), an expired token `token_expired`.
 pub(crate) fn json_body(denial: &Denial) -> Bytes {
     let mut body =
         json!({ "error": denial.error().as_str(), "error_description": denial.description });
@@ -418,6 +440,14 @@ pub(crate) fn json_body(denial: &Denial) -> Bytes {
         );
         if let Some(expires_in) = denial.expires_in {
             obj.insert(wire::EXPIRES_IN.into(), expires_in.into());
+        }
+    }
+    if let (true, Some(obj)) = (denial.is_delegated(), body.as_object_mut()) {
+        if let Some(acr_values) = &denial.acr_values {
+            obj.insert("acr_values".into(), acr_values.as_str().into());
+        }
+        if let Some(max_age) = denial.max_age {
+            obj.insert("max_age".into(), max_age.into());
         }
     }
     if let (true, Some(obj)) = (denial.token_expired(), body.as_object_mut()) {
@@ -587,10 +617,43 @@ mod tests {
             status: StatusCode::FORBIDDEN,
             acr_values: None,
             max_age: Some(300),
-            mfa_token: token.to_owned(),
-            mfa_requirements: MfaRequirements::challenge(["otp"]),
-            expires_in: 120,
+            completion: Some(LocalCompletion {
+                mfa_token: token.to_owned(),
+                mfa_requirements: MfaRequirements::challenge(["otp"]),
+                expires_in: 120,
+            }),
         })
+    }
+
+    #[test]
+    fn a_delegated_step_up_names_what_to_ask_the_provider_for_and_has_no_mfa_token() {
+        let denial = Denial::step_up(StepUpChallenge {
+            description: "a second factor is required for this resource",
+            status: StatusCode::FORBIDDEN,
+            acr_values: Some("urn:idp:mfa".to_owned()),
+            max_age: Some(300),
+            completion: None,
+        });
+        assert!(denial.is_delegated());
+        assert!(!step_up("t").is_delegated());
+        let body: serde_json::Value = serde_json::from_slice(&json_body(&denial)).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "error": "mfa_required",
+                "error_description": "a second factor is required for this resource",
+                "acr_values": "urn:idp:mfa",
+                "max_age": 300,
+            })
+        );
+        let challenge = www_authenticate(&denial, "api").unwrap();
+        assert_eq!(
+            challenge,
+            "Bearer error=\"insufficient_user_authentication\", error_description=\"a second factor is required for this resource\", acr_values=\"urn:idp:mfa\", max_age=300"
+        );
+        let grpc = grpc_response(denial, "api");
+        assert!(grpc.headers().get(GRPC_MFA_TOKEN_HEADER).is_none());
+        assert_eq!(grpc.headers()["grpc-status"], "7");
     }
 
     #[test]

@@ -67,9 +67,10 @@
 //!
 //! // Only the sealer opens it; it names who must step up, for what, where.
 //! let now = guard.clock().now();
-//! let claims = guard.sealer().open(mfa_token, now)?;
+//! let sealer = guard.sealer().ok_or("a guard of the local issuer has a sealer")?;
+//! let claims = sealer.open(mfa_token, now)?;
 //! assert_eq!((claims.sub.as_str(), claims.path.as_str()), ("alice", "/billing"));
-//! assert_eq!(guard.sealer().open(mfa_token, now + 300), Err(OpenError::Expired));
+//! assert_eq!(sealer.open(mfa_token, now + 300), Err(OpenError::Expired));
 //! # Ok(())
 //! # }
 //! ```
@@ -77,7 +78,9 @@
 mod denial;
 mod mfa_token;
 
-pub(crate) use self::denial::{grpc_response, http_response, wants_grpc_denial, StepUpChallenge};
+pub(crate) use self::denial::{
+    grpc_response, http_response, wants_grpc_denial, LocalCompletion, StepUpChallenge,
+};
 pub use self::denial::{
     Denial, DenialKind, DenialRow, FactorType, MfaRequirements, DENIAL_TABLE, GRPC_DETAILS_HEADER,
     GRPC_MFA_TOKEN_HEADER,

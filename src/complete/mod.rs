@@ -347,6 +347,7 @@ impl fmt::Debug for Completion {
 /// partial token of a probe grant and verifies them with the guard's verifier, at the
 /// guard's time. Otherwise every sign-in would mint tokens the application's own layer
 /// rejects (a wrong issuer name, audience, key or algorithm), found only in production.
+/// The guard's verifier thus has a local issuer, and the guard a sealer.
 fn probe(guard: &Guard, issuer: &Issuer) -> Result<(), ConfigError> {
     let mismatch = |what: &'static str, why: String| {
         ConfigError::invalid(
@@ -368,7 +369,10 @@ fn probe(guard: &Guard, issuer: &Issuer) -> Result<(), ConfigError> {
         }
         .map_err(|e| mismatch(what, e.to_string()))?;
         match guard.verifier().verify(&issued.token, now) {
-            Ok(v) if v.kind == kind => {}
+            Ok(v) if v.kind == kind && guard.verifier().is_local(&v.claims) => {}
+            Ok(v) if v.kind == kind => {
+                return Err(mismatch(what, "taken for a trusted issuer's".to_owned()))
+            }
             Ok(v) => return Err(mismatch(what, format!("taken for {:?}", v.kind))),
             Err(e) => return Err(mismatch(what, e.to_string())),
         }

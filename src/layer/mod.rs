@@ -93,7 +93,7 @@ use self::credential::Credential;
 use crate::audit::{self, Action, Outcome, TokenRef};
 use crate::challenge::{
     self, Denial, DenialKind, MfaRequirements, MfaTokenClaims, Sealer, SealingKey, SealingKeys,
-    StepUpChallenge,
+    LocalCompletion, StepUpChallenge,
 };
 use crate::clock::{self, Clock, SharedClock};
 use crate::error::{is_header_param_safe, ConfigError};
@@ -126,7 +126,8 @@ pub struct Guard {
 
 struct GuardInner {
     verifier: Verifier,
-    sealer: Sealer,
+    /// `None` only when the verifier has no local issuer: every step-up is delegated.
+    sealer: Option<Sealer>,
     clock: SharedClock,
     realm: String,
     cookie: Option<String>,
@@ -188,9 +189,11 @@ impl Guard {
         &self.inner.verifier
     }
 
-    /// The mfa_token sealer (e.g. to rotate its keys, or for the verify endpoint).
-    pub fn sealer(&self) -> &Sealer {
-        &self.inner.sealer
+    /// The mfa_token sealer (e.g. to rotate its keys, or for the verify endpoint);
+    /// `None` for a guard of identity providers' tokens only, whose step-ups are all
+    /// delegated.
+    pub fn sealer(&self) -> Option<&Sealer> {
+        self.inner.sealer.as_ref()
     }
 
     /// The clock.
@@ -362,9 +365,56 @@ impl Guard {
         self.render_http(denial)
     }
 
+    /// A fresh mfa_token binding `claims`' user and session to `requirement` on `method
+    /// path`; or the denial when it cannot be sealed (`PathTooLong`, `ServerError`).
+    fn seal(
+        &self,
+        sealer: &Sealer,
+        requirement: &StepUp,
+        claims: &Claims,
+        method: &Method,
+        path: &str,
+        now: u64,
+    ) -> Result<String, Box<Denial>> {
+        let sealed = random::id()
+            .map_err(challenge::SealError::from)
+            .and_then(|jti| {
+                sealer.seal(&MfaTokenClaims {
+                    sub: claims.sub().to_owned(),
+                    sid: claims.sid().map(str::to_owned),
+                    requirement: requirement.clone(),
+                    method: method.as_str().to_owned(),
+                    path: path.to_owned(),
+                    jti,
+                    iat: now,
+                    exp: now.saturating_add(self.inner.mfa_token_ttl),
+                    scope: claims.scope().map(str::to_owned),
+                    amr: claims.amr().to_vec(),
+                })
+            });
+        sealed.map_err(|e| match e {
+            challenge::SealError::TooLarge => {
+                denied("path_too_long", Some(claims.sub()), None);
+                Box::new(Denial::new(DenialKind::PathTooLong))
+            }
+            e => {
+                tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
+                audit::emit(
+                    Action::StepUp,
+                    Outcome::Error,
+                    Some("seal_failed"),
+                    Some(claims.sub()),
+                    None,
+                );
+                Box::new(Denial::new(DenialKind::ServerError))
+            }
+        })
+    }
+
     /// The step-up denial for `claims`, which failed `requirement` on `method path`:
     /// `mfa_required` with a freshly sealed mfa_token (or, when it cannot be sealed,
-    /// `PathTooLong` or `ServerError`).
+    /// `PathTooLong` or `ServerError`); for a trusted issuer's token, the delegated
+    /// form, without mfa_token (its identity provider performs the second factor).
     fn step_up_denial(
         &self,
         requirement: &StepUp,
@@ -375,39 +425,34 @@ impl Guard {
         now: u64,
     ) -> Denial {
         let inner = &*self.inner;
-        let sealed = random::id()
-            .map_err(challenge::SealError::from)
-            .and_then(|jti| {
-                inner.sealer.seal(&MfaTokenClaims {
-                    sub: claims.sub().to_owned(),
-                    sid: claims.sid().map(str::to_owned),
-                    requirement: requirement.clone(),
-                    method: method.as_str().to_owned(),
-                    path: path.to_owned(),
-                    jti,
-                    iat: now,
-                    exp: now.saturating_add(inner.mfa_token_ttl),
-                    scope: claims.scope().map(str::to_owned),
-                    amr: claims.amr().to_vec(),
-                })
-            });
-        let mfa_token = match sealed {
-            Ok(token) => token,
-            Err(challenge::SealError::TooLarge) => {
-                denied("path_too_long", Some(claims.sub()), None);
-                return Denial::new(DenialKind::PathTooLong);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not seal an mfa_token; refusing the request");
+        let acr_values = requirement.required_acr_values();
+        let mut challenge = StepUpChallenge {
+            description: match unmet {
+                Unmet::Amr => "a second factor is required for this resource",
+                Unmet::Acr => "a stronger authentication context is required for this resource",
+                Unmet::MaxAge => "a more recent authentication is required for this resource",
+            },
+            status: inner.step_up_status,
+            acr_values: (!acr_values.is_empty()).then(|| acr_values.join(" ")),
+            max_age: requirement.required_max_age(),
+            completion: None,
+        };
+        let sealer = match &inner.sealer {
+            Some(sealer) if inner.verifier.is_local(claims) => sealer,
+            _ => {
                 audit::emit(
                     Action::StepUp,
-                    Outcome::Error,
-                    Some("seal_failed"),
+                    Outcome::Denied,
+                    Some("delegated"),
                     Some(claims.sub()),
                     None,
                 );
-                return Denial::new(DenialKind::ServerError);
+                return Denial::step_up(challenge);
             }
+        };
+        let mfa_token = match self.seal(sealer, requirement, claims, method, path, now) {
+            Ok(token) => token,
+            Err(denial) => return *denial,
         };
         audit::emit(
             Action::StepUp,
@@ -416,22 +461,12 @@ impl Guard {
             Some(claims.sub()),
             Some(TokenRef::Raw(&mfa_token)),
         );
-        let requirements = (inner.requirements)(claims);
-        let description = match unmet {
-            Unmet::Amr => "a second factor is required for this resource",
-            Unmet::Acr => "a stronger authentication context is required for this resource",
-            Unmet::MaxAge => "a more recent authentication is required for this resource",
-        };
-        let acr_values = requirement.required_acr_values();
-        Denial::step_up(StepUpChallenge {
-            description,
-            status: inner.step_up_status,
-            acr_values: (!acr_values.is_empty()).then(|| acr_values.join(" ")),
-            max_age: requirement.required_max_age(),
+        challenge.completion = Some(LocalCompletion {
             mfa_token,
-            mfa_requirements: requirements,
+            mfa_requirements: (inner.requirements)(claims),
             expires_in: inner.mfa_token_ttl,
-        })
+        });
+        Denial::step_up(challenge)
     }
 }
 
@@ -471,7 +506,10 @@ impl GuardBuilder {
         self
     }
 
-    /// The mfa_token sealer. Required, or [`sealing_key`](Self::sealing_key).
+    /// The mfa_token sealer. Required, or [`sealing_key`](Self::sealing_key), when the
+    /// verifier has a local issuer (whose step-ups complete here); optional when it only
+    /// accepts [trusted issuers](crate::TrustedIssuer)' tokens, whose step-ups are
+    /// delegated to their identity provider.
     /// Use this form to rotate keys at run time ([`Sealer::rotate_keys`]) or to accept
     /// older keys ([`SealingKeys::accept`](crate::SealingKeys::accept)).
     pub fn sealer(mut self, sealer: Sealer) -> Self {
@@ -577,7 +615,10 @@ impl GuardBuilder {
     /// Checks the configuration and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let verifier = self.verifier.ok_or(ConfigError::Missing("verifier"))?;
-        let sealer = self.sealer.ok_or(ConfigError::Missing("sealer"))??;
+        let sealer = self.sealer.transpose()?;
+        if sealer.is_none() && verifier.local_issuer().is_some() {
+            return Err(ConfigError::Missing("sealer"));
+        }
         let realm = self.realm.unwrap_or_else(|| DEFAULT_REALM.to_owned());
         if !is_header_param_safe(&realm) {
             return Err(ConfigError::invalid(

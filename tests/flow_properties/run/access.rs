@@ -63,6 +63,7 @@ impl Run {
             .w
             .guard
             .sealer()
+            .unwrap()
             .open(&token, now)
             .map_err(|e| violation(MODEL, format!("the mfa_token does not open: {e}")))?;
         let a = &self.m.access[i];
