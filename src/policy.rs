@@ -86,6 +86,9 @@ use crate::token::Claims;
 pub struct Policy {
     kind: PolicyKind,
     scopes: Vec<String>,
+    /// The issuers whose tokens this route accepts; empty: every issuer the verifier
+    /// accepts.
+    issuers: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +144,7 @@ impl Policy {
         Self {
             kind,
             scopes: Vec::new(),
+            issuers: Vec::new(),
         }
     }
 
@@ -150,6 +154,28 @@ impl Policy {
 
     pub(crate) fn required_scopes(&self) -> &[String] {
         &self.scopes
+    }
+
+    /// Accepts only tokens whose `iss` is one of `issuers` (the verifier's local issuer,
+    /// or [trusted issuers](crate::TrustedIssuer)); another issuer's valid token is
+    /// answered `401 invalid_token` (on a public route: treated as no token). Identity is
+    /// (`iss`, `sub`): restrict a route whose handler looks users up by `sub` to the
+    /// issuer that knows them. Default: every issuer the verifier accepts.
+    pub fn issuers<I, S>(mut self, issuers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.issuers.extend(issuers.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether the route refuses the issuer of `claims`.
+    pub(crate) fn refuses_issuer(&self, claims: &Claims) -> bool {
+        !self.issuers.is_empty()
+            && !claims
+                .iss()
+                .is_some_and(|iss| self.issuers.iter().any(|i| i == iss))
     }
 
     /// Whether the claims lack any required scope.
@@ -164,10 +190,17 @@ impl Policy {
                 format!("{bad:?} is not a scope token (RFC 6749 §3.3)"),
             ));
         }
+        if self.issuers.iter().any(String::is_empty) {
+            return Err(ConfigError::invalid("issuers", "an empty issuer"));
+        }
         match &self.kind {
             PolicyKind::MfaVerify if !self.scopes.is_empty() => Err(ConfigError::invalid(
                 "scope",
                 "the verify endpoint takes no scopes",
+            )),
+            PolicyKind::MfaVerify if !self.issuers.is_empty() => Err(ConfigError::invalid(
+                "issuers",
+                "the verify endpoint accepts the local issuer only, always",
             )),
             PolicyKind::StepUp(step_up) => step_up.validate(),
             _ => Ok(()),

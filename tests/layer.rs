@@ -1103,7 +1103,10 @@ async fn rejection_hook_renders_problem_json_and_the_inner_service_is_not_called
             let token = body["mfa_token"].as_str().unwrap();
             assert_eq!(Some(token), denial.mfa_token());
             assert_eq!(body["expires_in"], 300);
-            assert_eq!(fx.guard.sealer().unwrap().open(token, T0).unwrap().sub, "alice");
+            assert_eq!(
+                fx.guard.sealer().unwrap().open(token, T0).unwrap().sub,
+                "alice"
+            );
         }
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);

@@ -281,7 +281,11 @@ impl Denial {
     /// then names `acr_values` and `max_age` beside the `WWW-Authenticate` challenge.
     pub(crate) fn step_up(challenge: StepUpChallenge) -> Self {
         let (mfa_token, mfa_requirements, expires_in) = match challenge.completion {
-            Some(c) => (Some(c.mfa_token), Some(c.mfa_requirements), Some(c.expires_in)),
+            Some(c) => (
+                Some(c.mfa_token),
+                Some(c.mfa_requirements),
+                Some(c.expires_in),
+            ),
             None => (None, None, None),
         };
         Self {

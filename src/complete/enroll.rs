@@ -25,9 +25,9 @@ struct Caller {
 }
 
 impl Caller {
-    fn of(parts: &Parts) -> Self {
+    fn of(completion: &Completion, parts: &Parts) -> Self {
         Self {
-            claims: parts.extensions.get::<Claims>().cloned(),
+            claims: completion.local_caller(&parts.extensions),
             method: parts.method.clone(),
             path: parts.uri.path().to_owned(),
         }
@@ -85,7 +85,7 @@ pub(crate) async fn start(
     let inner = completion.inner();
     content_type?;
     let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(&parts), now, audit).await? {
+    let claims = match authorize(completion, Caller::of(completion, &parts), now, audit).await? {
         Ok(claims) => claims,
         Err(step_up) => return Ok(step_up),
     };
@@ -127,7 +127,7 @@ pub(crate) async fn confirm(
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(&parts), now, audit).await? {
+    let claims = match authorize(completion, Caller::of(completion, &parts), now, audit).await? {
         Ok(claims) => claims,
         Err(step_up) => return Ok(step_up),
     };

@@ -329,6 +329,16 @@ impl Completion {
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
+
+    /// The caller's claims, as the layer verified them, if they are of a token of the
+    /// local issuer: identity is (`iss`, `sub`), and an identity provider's user whose
+    /// `sub` is `alice` is not the local alice, so the endpoints serve local users only.
+    pub(crate) fn local_caller(&self, extensions: &http::Extensions) -> Option<crate::Claims> {
+        extensions
+            .get::<crate::Claims>()
+            .filter(|claims| self.inner.guard.verifier().is_local(claims))
+            .cloned()
+    }
 }
 
 impl fmt::Debug for Completion {

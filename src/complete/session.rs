@@ -17,7 +17,7 @@ use crate::audit::{Outcome, Record};
 use crate::layer::credential::{self, Credential};
 use crate::random;
 use crate::store::{Elevation, RefreshRecord, Rotation, TokenHash};
-use crate::token::{Claims, Grant, IssuedToken};
+use crate::token::{Grant, IssuedToken};
 
 /// Longest refresh token looked at.
 const MAX_REFRESH_TOKEN_LEN: usize = 256;
@@ -238,10 +238,8 @@ pub(crate) async fn logout(
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let claims = parts
-        .extensions
-        .get::<Claims>()
-        .cloned()
+    let claims = completion
+        .local_caller(&parts.extensions)
         .ok_or(Failure::new(ErrorKind::Unauthorized))?;
     audit.sub(claims.sub());
     let body = body?;

@@ -463,6 +463,7 @@ fn open(
         if let Some(access) = access {
             if let Ok(v) = guard.verifier().verify(access, now) {
                 let same_session = v.kind == TokenKind::Access
+                    && guard.verifier().is_local(&v.claims)
                     && v.claims.sub() == claims.sub
                     && v.claims.sid() == claims.sid.as_deref();
                 if !same_session {

@@ -7,19 +7,23 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::{Guard, ResponseBody};
+use crate::token::KeyWait;
+
+/// What a waiting request does once its issuer's keys have been fetched: decide again.
+type Retry<F, B> = Box<dyn FnOnce() -> ResponseFuture<F, B> + Send>;
 
 pin_project! {
     /// Response future of [`StepUpService`](super::StepUpService).
     pub struct ResponseFuture<F, B> {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<F, B>,
         _body: std::marker::PhantomData<fn() -> B>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F> {
+    enum Kind<F, B> {
         Passed {
             #[pin]
             fut: F,
@@ -30,6 +34,11 @@ pin_project! {
         Rejected {
             response: Option<Response<Bytes>>,
         },
+        // A token named a key its issuer's source is fetching: wait, then decide again.
+        Waiting {
+            wait: KeyWait,
+            retry: Option<Retry<F, B>>,
+        },
     }
 }
 
@@ -37,6 +46,16 @@ impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn passed(fut: F, guard: Option<Guard>) -> Self {
         Self {
             kind: Kind::Passed { fut, guard },
+            _body: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn waiting(wait: KeyWait, retry: Retry<F, B>) -> Self {
+        Self {
+            kind: Kind::Waiting {
+                wait,
+                retry: Some(retry),
+            },
             _body: std::marker::PhantomData,
         }
     }
@@ -57,7 +76,14 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let KindProj::Waiting { wait, retry } = self.as_mut().project().kind.project() {
+            ready!(wait.as_mut().poll(cx));
+            match retry.take() {
+                Some(retry) => self.set(retry()),
+                None => return Poll::Ready(Ok(server_error().map(ResponseBody::full))),
+            }
+        }
         match self.project().kind.project() {
             KindProj::Passed { fut, guard } => {
                 let response = ready!(fut.poll(cx))?;
@@ -75,15 +101,20 @@ where
             }
             KindProj::Rejected { response } => {
                 // Polled again after completion: an empty 500 rather than a panic.
-                let response = response.take().unwrap_or_else(|| {
-                    let mut r = Response::new(Bytes::new());
-                    *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                    r
-                });
+                let response = response.take().unwrap_or_else(server_error);
                 Poll::Ready(Ok(response.map(ResponseBody::full)))
             }
+            // Left above, or replaced by what the retry decided.
+            KindProj::Waiting { .. } => Poll::Ready(Ok(server_error().map(ResponseBody::full))),
         }
     }
+}
+
+/// An empty 500: what a future polled again after completion answers, rather than panic.
+fn server_error() -> Response<Bytes> {
+    let mut r = Response::new(Bytes::new());
+    *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    r
 }
 
 impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {

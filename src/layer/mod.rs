@@ -92,14 +92,14 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use self::credential::Credential;
 use crate::audit::{self, Action, Outcome, TokenRef};
 use crate::challenge::{
-    self, Denial, DenialKind, MfaRequirements, MfaTokenClaims, Sealer, SealingKey, SealingKeys,
-    LocalCompletion, StepUpChallenge,
+    self, Denial, DenialKind, LocalCompletion, MfaRequirements, MfaTokenClaims, Sealer, SealingKey,
+    SealingKeys, StepUpChallenge,
 };
 use crate::clock::{self, Clock, SharedClock};
 use crate::error::{is_header_param_safe, ConfigError};
 use crate::policy::{Policy, PolicyKind, RouteTable, StepUp, Unmet};
 use crate::random;
-use crate::token::{Claims, TokenError, TokenKind, Verifier};
+use crate::token::{Claims, KeyWait, TokenError, TokenKind, Verifier};
 
 pub use self::body::ResponseBody;
 pub use self::credential::CookieNames;
@@ -250,6 +250,18 @@ impl Guard {
         self.authorize(policy, claims, method, path, now)
     }
 
+    /// For a token refused because its issuer's keys lack its `kid`: the wait for the
+    /// issuer's source to fetch them (see [`Verifier::unknown_key_wait`]), if it will.
+    pub(crate) fn key_wait(&self, denial: &Denial, headers: &HeaderMap) -> Option<KeyWait> {
+        if denial.token_error() != Some(&TokenError::UnknownKey) {
+            return None;
+        }
+        match credential::extract(headers, self.inner.cookie.as_deref()) {
+            Credential::Bearer(token) => self.inner.verifier.unknown_key_wait(token),
+            _ => None,
+        }
+    }
+
     /// Extracts and verifies the credential the full way: `Ok(None)` lets a public
     /// route through without claims.
     ///
@@ -308,6 +320,14 @@ impl Guard {
         now: u64,
     ) -> Decision {
         let inner = &*self.inner;
+        if policy.refuses_issuer(&claims) {
+            if matches!(policy.kind(), PolicyKind::Public) {
+                return Decision::Pass(None);
+            }
+            denied("issuer_not_accepted", Some(claims.sub()), None);
+            let error = Some(TokenError::WrongIssuer);
+            return Decision::Deny(Denial::refused(DenialKind::InvalidToken, error));
+        }
         if policy.missing_scope(&claims) {
             denied("insufficient_scope", Some(claims.sub()), None);
             let scope = policy.required_scopes().join(" ");

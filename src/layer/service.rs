@@ -45,9 +45,14 @@ impl<S> StepUpService<S> {
     }
 }
 
+/// The service needs `S: Clone` (as tower-http's async authorization does) for one rare
+/// path: a token that names a key its issuer's source does not have yet waits for the
+/// source to fetch it, and the request then goes to the inner service taken out of this
+/// one (a clone, not yet ready, stays behind).
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for StepUpService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -57,38 +62,76 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        self.handle(req, true)
+    }
+}
+
+impl<S> StepUpService<S> {
+    /// Decides `req` and calls the inner service or renders the denial. With `may_wait`,
+    /// a token refused for an unknown `kid` whose issuer's source starts (or joins) a
+    /// fetch waits for it, then is decided once more, without waiting again.
+    fn handle<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        may_wait: bool,
+    ) -> ResponseFuture<S::Future, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        ReqBody: Send + 'static,
+    {
         let policy = self.source.policy_for(req.method(), req.uri().path());
-        match self
+        let denial = match self
             .guard
             .decide(policy, req.method(), req.uri().path(), req.headers())
         {
-            Decision::Pass(claims) => {
-                // Claims in the extensions always come from this decision, never from
-                // whoever handled the request before.
-                let ext = req.extensions_mut();
-                match claims {
-                    Some(claims) => {
-                        ext.insert(claims);
-                        ResponseFuture::passed(self.inner.call(req), None)
-                    }
-                    None => {
-                        ext.remove::<Claims>();
-                        // A handler that needs claims after all (the axum extractor)
-                        // refuses; its refusal is rendered this guard's way on the way out
-                        // (by default, as the extractor did already).
-                        #[cfg(feature = "axum")]
-                        let guard = self.guard.renders_its_own_way().then(|| self.guard.clone());
-                        #[cfg(not(feature = "axum"))]
-                        let guard = None;
-                        ResponseFuture::passed(self.inner.call(req), guard)
-                    }
-                }
+            Decision::Pass(claims) => return self.pass(req, claims),
+            Decision::Deny(denial) => denial,
+        };
+        if let Some(wait) = may_wait
+            .then(|| self.guard.key_wait(&denial, req.headers()))
+            .flatten()
+        {
+            let clone = self.inner.clone();
+            let mut ready = StepUpService {
+                inner: std::mem::replace(&mut self.inner, clone),
+                guard: self.guard.clone(),
+                source: Arc::clone(&self.source),
+            };
+            return ResponseFuture::waiting(wait, Box::new(move || ready.handle(req, false)));
+        }
+        // Decided; rendered once, here at the edge. The request goes no further.
+        let (parts, _body) = req.into_parts();
+        ResponseFuture::rejected(self.guard.render(denial, &parts))
+    }
+
+    /// Calls the inner service with `claims` (or none) in the extensions.
+    fn pass<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        claims: Option<Claims>,
+    ) -> ResponseFuture<S::Future, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        // Claims in the extensions always come from this decision, never from whoever
+        // handled the request before.
+        let ext = req.extensions_mut();
+        match claims {
+            Some(claims) => {
+                ext.insert(claims);
+                ResponseFuture::passed(self.inner.call(req), None)
             }
-            Decision::Deny(denial) => {
-                // Decided; rendered once, here at the edge. The request goes no further.
-                let (parts, _body) = req.into_parts();
-                ResponseFuture::rejected(self.guard.render(denial, &parts))
+            None => {
+                ext.remove::<Claims>();
+                // A handler that needs claims after all (the axum extractor) refuses; its
+                // refusal is rendered this guard's way on the way out (by default, as the
+                // extractor did already).
+                #[cfg(feature = "axum")]
+                let guard = self.guard.renders_its_own_way().then(|| self.guard.clone());
+                #[cfg(not(feature = "axum"))]
+                let guard = None;
+                ResponseFuture::passed(self.inner.call(req), guard)
             }
         }
     }

@@ -227,7 +227,10 @@ impl World {
         let mut challenges = vec![tokens.partial.clone(), super::mfa_token::genuine(false)];
         challenges.push(super::mfa_token::genuine(true));
         Self {
-            sealer: guard.sealer().expect("a local issuer's guard has a sealer").clone(),
+            sealer: guard
+                .sealer()
+                .expect("a local issuer's guard has a sealer")
+                .clone(),
             verifier: guard.verifier().clone(),
             guard,
             clock,
