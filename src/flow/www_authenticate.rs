@@ -144,7 +144,7 @@ impl<'a> Cursor<'a> {
         if self.skip_while(is_tchar) == 0 {
             return None;
         }
-        std::str::from_utf8(&self.s[start..self.pos]).ok()
+        std::str::from_utf8(self.s.get(start..self.pos)?).ok()
     }
 
     /// What follows a scheme before the first comma: a token68 (kept as no params) or
