@@ -11,10 +11,10 @@
 //!
 //! A *delegated* step-up — `mfa_required` with no `mfa_token`, the answer for a token of
 //! an identity provider that performs MFA itself — cannot be completed here: the layer
-//! returns [`ClientError::StepUpDelegated`] with the
-//! [`DelegatedStepUp`](crate::flow::DelegatedStepUp)'s `acr_values` and `max_age`,
-//! without asking for a code, calling the verify endpoint or retrying. Send the user
-//! back to the IdP with them (RFC 9470 §4) and call again with the token it issues.
+//! returns [`ClientError::StepUpDelegated`] with the [`DelegatedStepUp`]'s `acr_values`
+//! and `max_age`, without asking for a code, calling the verify endpoint or retrying.
+//! Send the user back to the IdP with them (RFC 9470 §4) and call again with the token
+//! it issues.
 //!
 //! The client reads the server's answers by the codes and members of
 //! [`wire`](crate::wire) ([`ErrorCode`], `token_expired`, `expires_in`), never by their
