@@ -13,7 +13,9 @@ Generated from `tower_stepup::flow::TRANSITIONS` by `tower_stepup::flow::mermaid
 The states of a sign-in with a second factor, plus the step-up detour and the error
 state `Failed`, whose recovery is either *start again* (the partial token expired before
 a code was sent: `partial_token_expired`; or the server refused the challenge) or *try
-again later* (the service was unavailable).
+again later* (the service was unavailable). A *delegated* step-up (a token from an
+identity provider that performs MFA itself: no `mfa_token`) keeps the user `SignedIn`;
+the way on is the identity provider, with the challenge's `acr_values` and `max_age`.
 
 ```mermaid
 ";

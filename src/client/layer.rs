@@ -18,6 +18,7 @@ use tower_service::Service;
 use super::{
     bearer_value, field, read, AuthClient, BoxError, Challenge, ClientError, CodeProvider,
 };
+use crate::flow::DelegatedStepUp;
 use crate::layer::DEFAULT_MFA_TOKEN_TTL;
 use crate::wire::{ErrorCode, EXPIRES_IN, TOKEN_EXPIRED};
 
@@ -77,6 +78,12 @@ impl<S, P, T> Layer<T> for AuthLayer<S, P> {
 ///   server that does not send it, [`DEFAULT_MFA_TOKEN_TTL`](crate::layer::DEFAULT_MFA_TOKEN_TTL)
 ///   (300 s, the server's default). A code is not sent for a challenge past its
 ///   lifetime.
+/// - delegated step-up: a `401` or `403` that [`DelegatedStepUp::from_response`] reads
+///   as one (`mfa_required` with no `mfa_token`, or a bare RFC 9470
+///   `insufficient_user_authentication` challenge). The call fails with
+///   [`ClientError::StepUpDelegated`]: no code is asked for, nothing goes to the verify
+///   endpoint, the request is not retried. The `acr_values` and `max_age` are read from
+///   the `WWW-Authenticate` challenge, then from the body.
 ///
 /// # Security
 /// All of that only for requests to the [`AuthClient`]'s origin (its base URL's scheme,
@@ -166,13 +173,13 @@ where
                 .call(again(&token)?)
                 .await
                 .map_err(|e| ClientError::Transport(e.into()))?;
-            if !is_json_refusal(&res) {
+            if !is_json_refusal(&res) && !is_step_up_challenge(&res) {
                 return Ok(res.map(Either::Left));
             }
             let (res_parts, res_body) = res.into_parts();
             let res_bytes = read(res_body).await?;
             let detail: Value = serde_json::from_slice(&res_bytes).unwrap_or(Value::Null);
-            let retried = match react(res_parts.status, &detail) {
+            let retried = match react(res_parts.status, &res_parts.headers, &detail) {
                 Reaction::Refresh => {
                     client.expired_by_server(&token).await?;
                     true
@@ -187,6 +194,9 @@ where
                     client
                         .step_up(challenge, &step_up.mfa_token, step_up.expires_in, &*codes)
                         .await?
+                }
+                Reaction::Delegated(delegated) => {
+                    return Err(client.step_up_delegated(delegated).await);
                 }
                 Reaction::PassOn => false,
             };
@@ -215,6 +225,26 @@ fn is_json_refusal<B>(res: &Response<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
 }
 
+/// Whether an answer is a `401` or `403` with a step-up challenge in
+/// `WWW-Authenticate` (a delegated step-up need not have a JSON body).
+fn is_step_up_challenge<B>(res: &Response<B>) -> bool {
+    matches!(
+        res.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) && res
+        .headers()
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .any(|v| {
+            v.as_bytes()
+                .windows(INSUFFICIENT.len())
+                .any(|w| w == INSUFFICIENT)
+        })
+}
+
+/// The RFC 9470 challenge error, as bytes to look for.
+const INSUFFICIENT: &[u8] = b"insufficient_user_authentication";
+
 /// A step-up challenge, as the denial's body gives it.
 #[derive(Debug, PartialEq)]
 struct StepUpDetail {
@@ -232,12 +262,16 @@ enum Reaction {
     Refresh,
     /// A step-up challenge: complete it, retry the request.
     StepUp(StepUpDetail),
+    /// A delegated step-up: only the identity provider can complete it; the call fails
+    /// with it, no retry.
+    Delegated(DelegatedStepUp),
     /// Anything else: the answer goes back to the caller as it is.
     PassOn,
 }
 
-/// Reads a refusal's JSON body (see [`AuthService`]).
-fn react(status: StatusCode, detail: &Value) -> Reaction {
+/// Reads a refusal's JSON body, and for a delegated step-up its challenge (see
+/// [`AuthService`]).
+fn react(status: StatusCode, headers: &http::HeaderMap, detail: &Value) -> Reaction {
     let code = field(detail, "error")
         .as_str()
         .and_then(ErrorCode::from_code);
@@ -259,10 +293,16 @@ fn react(status: StatusCode, detail: &Value) -> Reaction {
                     .map(str::to_owned),
                 requirements: field(detail, "mfa_requirements").clone(),
             }),
-            None => Reaction::PassOn,
+            None => delegated(status, headers, detail),
         },
-        _ => Reaction::PassOn,
+        _ => delegated(status, headers, detail),
     }
+}
+
+/// [`Reaction::Delegated`] if the answer is a delegated step-up, else `PassOn`.
+fn delegated(status: StatusCode, headers: &http::HeaderMap, detail: &Value) -> Reaction {
+    DelegatedStepUp::from_response(status, headers, detail)
+        .map_or(Reaction::PassOn, Reaction::Delegated)
 }
 
 #[cfg(test)]
@@ -276,6 +316,11 @@ mod tests {
     use crate::client::Proof;
     use crate::flow::State;
     use crate::ManualClock;
+
+    /// The layer's reading of a body alone (no `WWW-Authenticate`).
+    fn react(status: StatusCode, detail: &Value) -> Reaction {
+        super::react(status, &http::HeaderMap::new(), detail)
+    }
 
     const BASE: &str = "http://api.example";
     const T0: u64 = 1_700_000_000;
@@ -354,9 +399,13 @@ mod tests {
             react(StatusCode::FORBIDDEN, &bad),
             Reaction::StepUp(detail(300))
         );
+        // Without an mfa_token it is the delegated form (issue 16): nothing to redeem.
         let mut no_token = step_up(Some(42));
         no_token.as_object_mut().unwrap().remove("mfa_token");
-        assert_eq!(react(StatusCode::FORBIDDEN, &no_token), Reaction::PassOn);
+        assert!(matches!(
+            react(StatusCode::FORBIDDEN, &no_token),
+            Reaction::Delegated(_)
+        ));
         let mut unknown = step_up(Some(42));
         unknown["error"] = json!("mfa_requried");
         assert_eq!(react(StatusCode::FORBIDDEN, &unknown), Reaction::PassOn);
@@ -574,5 +623,73 @@ mod tests {
             let state = auth.state().await;
             assert_eq!(state.session().unwrap().access_token.expose(), "a1");
         }
+    }
+
+    /// The delegated denial of the contract: no mfa_token, the challenge in the header.
+    fn delegated_denial(status: StatusCode) -> Server {
+        const CHALLENGE: &str = r#"Bearer error="insufficient_user_authentication", error_description="a stronger authentication is required", acr_values="urn:idp:mfa", max_age=120"#;
+        let body = json!({
+            "error": "mfa_required",
+            "error_description": "a stronger authentication is required",
+            "acr_values": "urn:idp:mfa",
+            "max_age": 120,
+        });
+        Server::new(status, &[("www-authenticate", CHALLENGE)], body)
+    }
+
+    #[tokio::test]
+    async fn a_delegated_step_up_fails_the_call_without_verify_or_retry() {
+        for status in [StatusCode::FORBIDDEN, StatusCode::UNAUTHORIZED] {
+            let server = delegated_denial(status);
+            let clock = ManualClock::new(T0);
+            let auth = signed_in(&server, &clock).await;
+            let asked = Arc::new(Mutex::new(0));
+            let counter = asked.clone();
+            let codes = move |_: Challenge| {
+                *counter.lock().unwrap() += 1;
+                std::future::ready(Some(Proof::Totp("123456".into())))
+            };
+            let api = auth.layer(codes).layer(http(&server));
+            let req = Request::get(format!("{BASE}/api"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let Err(ClientError::StepUpDelegated(d)) = api.oneshot(req).await else {
+                panic!("{status}: not the delegated error")
+            };
+            assert_eq!(d.acr_values, ["urn:idp:mfa"]);
+            assert_eq!(d.max_age, Some(120));
+            assert_eq!(*asked.lock().unwrap(), 0, "{status}: no code asked for");
+            assert_eq!(
+                server.log(),
+                ["POST /auth/login ", "GET /api a1"],
+                "{status}: no verify, no retry"
+            );
+            let state = auth.state().await;
+            assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+            assert_eq!(state.session().unwrap().access_token.expose(), "a1");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bare_rfc_9470_challenge_without_json_is_delegated_too() {
+        let server = delegated_denial(StatusCode::UNAUTHORIZED);
+        let auth = signed_in(&server, &ManualClock::new(T0)).await;
+        // The body is not JSON: the content type is not application/json.
+        let plain = service_fn(move |req: Request<Full<Bytes>>| {
+            let mut res = server.answer(&req);
+            res.headers_mut().remove(CONTENT_TYPE);
+            *res.body_mut() = Full::new(Bytes::from_static(b"step up at your IdP"));
+            async move { Ok::<_, std::convert::Infallible>(res) }
+        });
+        let api = auth
+            .layer(|_: Challenge| std::future::ready(None))
+            .layer(plain);
+        let req = Request::get(format!("{BASE}/api"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let Err(ClientError::StepUpDelegated(d)) = api.oneshot(req).await else {
+            panic!("not the delegated error")
+        };
+        assert_eq!((d.acr_values.len(), d.max_age), (1, Some(120)));
     }
 }

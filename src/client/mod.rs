@@ -9,6 +9,13 @@
 //! needed), and on `403 mfa_required` it asks your [`CodeProvider`] for a code,
 //! completes the challenge and retries the original request once.
 //!
+//! A *delegated* step-up — `mfa_required` with no `mfa_token`, the answer for a token of
+//! an identity provider that performs MFA itself — cannot be completed here: the layer
+//! returns [`ClientError::StepUpDelegated`] with the [`DelegatedStepUp`]'s `acr_values`
+//! and `max_age`, without asking for a code, calling the verify endpoint or retrying.
+//! Send the user back to the IdP with them (RFC 9470 §4) and call again with the token
+//! it issues.
+//!
 //! The client reads the server's answers by the codes and members of
 //! [`wire`](crate::wire) ([`ErrorCode`], `token_expired`, `expires_in`), never by their
 //! English descriptions.
@@ -59,7 +66,9 @@ use tower_service::Service;
 
 pub use self::layer::{AuthLayer, AuthService, ResponseFuture};
 use crate::clock::{Clock, SystemClock};
-use crate::flow::{ErrorReason, Event, IllegalTransition, Secret, Session, State, StateName};
+use crate::flow::{
+    DelegatedStepUp, ErrorReason, Event, IllegalTransition, Secret, Session, State, StateName,
+};
 use crate::wire::ErrorCode;
 
 /// A boxed error from the HTTP service.
@@ -87,6 +96,16 @@ pub enum ClientError {
         /// The body's `error` code, if any.
         error: String,
     },
+    /// A route asked for a step-up only the identity provider can give (a *delegated*
+    /// step-up: no `mfa_token` to redeem here). Nothing was retried and nothing was sent
+    /// to the verify endpoint; the session is unchanged. Send the user to the IdP with
+    /// the `acr_values` and `max_age` it holds, then call again with the new token.
+    #[error(
+        "step-up delegated to the identity provider (acr_values {:?}, max_age {:?})",
+        .0.acr_values,
+        .0.max_age
+    )]
+    StepUpDelegated(DelegatedStepUp),
     /// An API call needs a session and there is none.
     #[error("not signed in ({0:?})")]
     NotSignedIn(StateName),
@@ -639,6 +658,17 @@ where
         // the code came, or at the server) or was refused leaves it as it was: a retry
         // would only be challenged again.
         Ok(verified)
+    }
+
+    /// A route answered a delegated step-up: recorded in the flow (the session stays
+    /// `SignedIn`), and handed back as [`ClientError::StepUpDelegated`]. No code is asked
+    /// for and nothing is sent.
+    pub(crate) async fn step_up_delegated(&self, delegated: DelegatedStepUp) -> ClientError {
+        let mut state = self.inner.state.lock().await;
+        // Refused only if the session ended meanwhile (a logout): the state stays as it
+        // is, and the answer is still the caller's to act on.
+        let _ = state.transition(Event::StepUpDelegated(delegated.clone()));
+        ClientError::StepUpDelegated(delegated)
     }
 
     /// The access token was refused as expired although the client thought it good

@@ -13,6 +13,13 @@
 //! does not allow is refused with [`IllegalTransition`] (`transition` then leaves the
 //! state as it was).
 //!
+//! A step-up the server cannot complete itself — the token came from an identity
+//! provider (IdP) that performs MFA, so the denial carries no `mfa_token` — is a
+//! [`DelegatedStepUp`]: read it from the answer with [`DelegatedStepUp::from_response`],
+//! record it with [`Event::StepUpDelegated`] (the user stays `SignedIn`; nothing is sent
+//! to the verify endpoint), and send the user back to the IdP with its `acr_values` and
+//! `max_age` (RFC 9470 §4).
+//!
 //! [`TRANSITIONS`] is the same machine as data; [`mermaid`] renders it as a Mermaid
 //! `stateDiagram-v2` (shown in `docs/flow.md`, and tested to stay equal).
 //!
@@ -35,8 +42,12 @@
 
 use std::fmt;
 
+mod step_up;
 #[cfg(test)]
 mod tests;
+mod www_authenticate;
+
+pub use self::step_up::{DelegatedStepUp, MAX_ACR_VALUES, MAX_ACR_VALUE_LEN};
 
 /// A bearer credential held by the client: never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -296,6 +307,12 @@ pub enum Event {
         /// When the answer arrived.
         now: u64,
     },
+    /// A route answered a *delegated* step-up (`mfa_required` with no `mfa_token`):
+    /// only the identity provider can give the authentication it asks for. The session
+    /// stays as it is (`SignedIn`); the application sends the user to the IdP with the
+    /// challenge's `acr_values` and `max_age`, and calls the route again with the token
+    /// it brings back. No code is asked for, nothing goes to the verify endpoint.
+    StepUpDelegated(DelegatedStepUp),
     /// The step-up challenge is given up (expired, locked out, or abandoned).
     StepUpAbandoned,
     /// The access token expired (the clock passed it, or a route said `invalid_token`
@@ -347,6 +364,7 @@ pub enum EventName {
     TooManyAttempts,
     RequestFailed,
     StepUpChallenged,
+    StepUpDelegated,
     StepUpAbandoned,
     TokenExpired,
     Refreshed,
@@ -482,6 +500,8 @@ impl State {
                 expires_at: now.saturating_add(expires_in),
                 attempts_remaining: None,
             }),
+            // Nothing here completes it: the session stays, the IdP is the way on.
+            (S::SignedIn(session), Event::StepUpDelegated(_)) => S::SignedIn(session),
             (S::StepUpRequired(step_up), Event::SubmitCode { now }) => {
                 if now >= step_up.expires_at {
                     S::SignedIn(step_up.session)
@@ -540,6 +560,7 @@ impl Event {
             Event::TooManyAttempts { .. } => EventName::TooManyAttempts,
             Event::RequestFailed(_) => EventName::RequestFailed,
             Event::StepUpChallenged { .. } => EventName::StepUpChallenged,
+            Event::StepUpDelegated(_) => EventName::StepUpDelegated,
             Event::StepUpAbandoned => EventName::StepUpAbandoned,
             Event::TokenExpired => EventName::TokenExpired,
             Event::Refreshed(_) => EventName::Refreshed,
@@ -602,6 +623,7 @@ transitions! {
     MfaRequired --RequestFailed--> Failed : "Challenge refused";
     MfaRequired --Restart--> SignedOut : "Start again";
     SignedIn --StepUpChallenged--> StepUpRequired : "Route needs step-up";
+    SignedIn --StepUpDelegated--> SignedIn : "Step-up delegated to the IdP";
     StepUpRequired --SubmitCode--> StepUpRequired : "Submit code";
     StepUpRequired --SubmitCodeExpired--> SignedIn : "Challenge expired";
     StepUpRequired --CodeVerified--> SignedIn : "Code verified (elevated)";

@@ -32,6 +32,15 @@ fn step_up() -> PendingStepUp {
     }
 }
 
+/// A delegated step-up, as a route of an IdP-issued token answers it.
+fn delegated() -> DelegatedStepUp {
+    DelegatedStepUp {
+        acr_values: vec!["urn:idp:mfa".into()],
+        max_age: Some(300),
+        description: None,
+    }
+}
+
 /// One state of each name.
 fn states() -> Vec<State> {
     vec![
@@ -73,6 +82,7 @@ fn events() -> Vec<Event> {
             expires_in: 300,
             now: NOW,
         },
+        Event::StepUpDelegated(delegated()),
         Event::StepUpAbandoned,
         Event::TokenExpired,
         Event::Refreshed(session("new")),
@@ -247,4 +257,24 @@ fn a_refused_move_leaves_the_state_as_it_was() {
     assert_eq!(state, State::MfaRequired(pending()));
     state.transition(Event::CodeVerified(session("x"))).unwrap();
     assert_eq!(state, State::SignedIn(session("x")));
+}
+
+#[test]
+fn a_delegated_step_up_keeps_the_session_and_holds_no_mfa_token() {
+    let state = State::SignedIn(session("a"));
+    let next = state
+        .clone()
+        .apply(Event::StepUpDelegated(delegated()))
+        .unwrap();
+    assert_eq!(next, state, "the same session, nothing pending");
+    // Not in the middle of a local step-up, nor without a session.
+    for from in [
+        State::StepUpRequired(step_up()),
+        State::SignedOut(None),
+        State::SessionExpired(session("a")),
+    ] {
+        let name = from.name();
+        let e = from.apply(Event::StepUpDelegated(delegated())).unwrap_err();
+        assert_eq!(e.event, EventName::StepUpDelegated, "{name:?}");
+    }
 }
