@@ -207,6 +207,6 @@ pub use self::error::ConfigError;
 pub use self::layer::{Guard, StepUpLayer, StepUpService};
 pub use self::policy::{Policy, RouteTable, StepUp};
 pub use self::token::{
-    Algorithm, Claims, Grant, Issuer, KeySet, SigningKey, TokenError, TokenKind, Verifier,
-    VerifyingKey,
+    Algorithm, Claims, Grant, Issuer, KeySet, SigningKey, TokenError, TokenKind, TrustedIssuer,
+    Verifier, VerifyingKey,
 };

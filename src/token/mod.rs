@@ -52,6 +52,7 @@ mod issue;
 mod jwks;
 mod keys;
 mod profile;
+mod providers;
 mod rules;
 mod source;
 mod verify;

@@ -57,7 +57,9 @@ pub struct TrustedIssuer {
     pub(crate) typ_missing: bool,
     pub(crate) scopes: ScopeClaim,
     pub(crate) required: Vec<(String, String)>,
+    pub(crate) refused: Vec<String>,
     pub(crate) keys: Arc<dyn KeySource>,
+    pub(crate) jwks_uri: Option<String>,
 }
 
 impl TrustedIssuer {
@@ -75,7 +77,9 @@ impl TrustedIssuer {
             typ_missing: false,
             scopes: ScopeClaim::Scope,
             required: Vec::new(),
+            refused: Vec::new(),
             keys: Arc::new(SharedKeys::empty()),
+            jwks_uri: None,
         }
     }
 
@@ -142,6 +146,33 @@ impl TrustedIssuer {
         self
     }
 
+    /// Refuse tokens that carry the claim `name` at all: what marks an ID token where
+    /// nothing else does (`nonce`, `at_hash`). Call again for several.
+    pub fn refuse_claim(mut self, name: impl Into<String>) -> Self {
+        self.refused.push(name.into());
+        self
+    }
+
+    /// Where the provider publishes its keys, when known (the ready-made profiles know
+    /// it): give it to a key source (`jwks::JwksSource`, feature `jwks`).
+    pub fn jwks_uri(&self) -> Option<&str> {
+        self.jwks_uri.as_deref()
+    }
+
+    /// The OpenID Connect discovery document of this issuer:
+    /// `{iss}/.well-known/openid-configuration` (OpenID Connect Discovery §4).
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        )
+    }
+
+    pub(crate) fn with_jwks_uri(mut self, uri: String) -> Self {
+        self.jwks_uri = Some(uri);
+        self
+    }
+
     /// Fixed keys.
     pub fn keys(self, keys: KeySet) -> Self {
         self.key_source(SharedKeys::new(keys))
@@ -176,6 +207,8 @@ impl fmt::Debug for TrustedIssuer {
             .field("typ_missing", &self.typ_missing)
             .field("scopes", &self.scopes)
             .field("required", &self.required)
+            .field("refused", &self.refused)
+            .field("jwks_uri", &self.jwks_uri)
             .field("keys", self.keys.shared_keys())
             .finish()
     }

@@ -205,7 +205,11 @@ fn trusted_checks(profile: &TrustedIssuer, claims: Claims) -> Result<Claims, Tok
         .required
         .iter()
         .all(|(name, value)| claims.get(name).and_then(Value::as_str) == Some(value.as_str()));
-    if !marked {
+    let unmarked = profile
+        .refused
+        .iter()
+        .all(|name| claims.get(name).is_none());
+    if !marked || !unmarked {
         return Err(TokenError::WrongType);
     }
     Ok(match profile.scopes {
