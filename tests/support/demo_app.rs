@@ -11,13 +11,11 @@
 //! ```
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
 use http::Request;
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use tower_stepup::complete::MemoryFactors;
 use tower_stepup::factor::totp::TotpSecret;
@@ -25,6 +23,11 @@ use tower_stepup::store::Store;
 use tower_stepup::{Issuer, ManualClock};
 
 use crate::reply::Reply;
+
+#[path = "served.rs"]
+mod served;
+#[allow(unused_imports)]
+pub use served::{serve, Served};
 
 /// The demo, built on its own clock.
 #[derive(Clone)]
@@ -86,29 +89,4 @@ impl Demo {
         }
         self.send(req.body(Body::empty()).expect("a request")).await
     }
-}
-
-/// A router served on a port of its own; it stops when dropped.
-pub struct Served {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Serves `router` on `bind` (such as `127.0.0.1:0`).
-pub async fn serve(router: axum::Router, bind: &str) -> Served {
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .expect("bind the demo");
-    let addr = listener.local_addr().expect("the demo's address");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
-    });
-    Served { addr, task }
 }
