@@ -36,6 +36,8 @@ mod accounts;
 mod codes;
 #[path = "support/completion_app.rs"]
 mod completion_app;
+#[path = "support/idp.rs"]
+mod idp;
 #[path = "support/reply.rs"]
 mod reply;
 
@@ -247,6 +249,8 @@ fn verifier() -> Verifier {
         .audience(AUD)
         .algorithms([Algorithm::HS256])
         .key(VerifyingKey::hmac("k1", Algorithm::HS256, &SIGNING_KEY).unwrap())
+        // An identity provider's users too, to show they are not the local ones.
+        .trust(idp::profile("auth0"))
         .build()
         .unwrap()
 }
@@ -1679,4 +1683,59 @@ async fn a_step_up_never_extends_the_session() {
     )
     .await
     .expect(400, "invalid_grant");
+}
+
+/// An Auth0 access token for `sub`, issued at `now`.
+fn provider_token(sub: &str, now: u64) -> String {
+    idp::token(
+        "auth0",
+        "access_token",
+        &idp::profile("auth0"),
+        now,
+        |_, c| c["sub"] = json!(sub),
+    )
+}
+
+#[tokio::test]
+async fn a_providers_alice_is_not_the_local_alice_at_the_completion_endpoints() {
+    let app = App::new(Options::default());
+    let theirs = provider_token("alice", app.now());
+    // The API takes the provider's token (the route accepts every trusted issuer)...
+    let me = app.get("/api/me", &theirs).await;
+    assert_eq!(me.expect_ok().body["sub"], "alice");
+    // ...but the completion endpoints serve local users only.
+    let before = app.store.entries().len();
+    for path in ["/auth/mfa/enroll", "/auth/logout"] {
+        let r = app.post_json(path, &json!({}), Some(&theirs)).await;
+        r.expect(401, "unauthorized");
+    }
+    assert_eq!(
+        app.store.entries().len(),
+        before,
+        "nothing stored or revoked"
+    );
+    // A step-up for the provider's token is delegated: no mfa_token for the local alice.
+    let r = app.get("/api/billing", &theirs).await;
+    r.expect(403, "mfa_required");
+    assert!(r.body.get("mfa_token").is_none(), "{}", r.body);
+    // The local alice's mfa_token cannot be redeemed beside the provider's alice's token.
+    let local = app.session("alice").await;
+    app.clock.advance(301); // past the step-up's max_age: billing asks again
+    let challenge = app.get("/api/billing", &local.access).await;
+    let mfa_token = challenge.str("mfa_token");
+    let code = app.code(&app.alice);
+    // Even with the local session's id in it (the provider's claims are its own).
+    let same_sid = idp::token(
+        "auth0",
+        "access_token",
+        &idp::profile("auth0"),
+        app.now(),
+        |_, c| {
+            c["sub"] = json!("alice");
+            c["sid"] = json!(local.sid);
+        },
+    );
+    let body = json!({"mfa_token": mfa_token, "code": code});
+    let r = app.post_json(VERIFY, &body, Some(&same_sid)).await;
+    r.expect(400, "mfa_token_invalid");
 }
