@@ -138,7 +138,11 @@
 //! - `redis` (implies `server`): `store::RedisStore`, a store shared by several replicas.
 //! - `client`: `client::AuthClient`, which drives the `flow` against a server, and
 //!   `client::AuthLayer`, which completes step-up challenges for your API calls.
-//! - `metrics`: the [`audit`] outcome counters also go to the `metrics` facade.
+//! - `jwks`: `jwks::JwksSource`, an identity provider's keys from its JWKS URL or OpenID
+//!   Connect discovery, refreshed in the background (tokio, hyper, rustls; rustls's
+//!   crypto provider follows the signature backend).
+//! - `metrics`: the [`audit`] outcome counters (and with `jwks` the failed fetches) also
+//!   go to the `metrics` facade.
 //!
 //! # Security
 //! - Access tokens must have `typ: at+jwt`, partial tokens their own `typ` and audience;
@@ -194,6 +198,8 @@ pub mod flow;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "jwks")]
+pub mod jwks;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
