@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use jsonwebtoken::Algorithm;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::discovery::document_url;
@@ -168,6 +169,11 @@ impl JwksSourceBuilder {
     /// the source is empty until it succeeds (see
     /// [`JwksSource::wait_loaded`]).
     pub fn build(self) -> Result<JwksSource, ConfigError> {
+        self.start().map(|(source, _task)| source)
+    }
+
+    /// Builds the source and starts its task.
+    pub(crate) fn start(self) -> Result<(JwksSource, JoinHandle<()>), ConfigError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::Missing("a tokio runtime (build the JwksSource inside one)")
         })?;
@@ -189,8 +195,8 @@ impl JwksSourceBuilder {
             stats: Mutex::default(),
             discovered: Mutex::new(None),
         });
-        runtime.spawn(refresh::run(Arc::downgrade(&state), wake));
-        Ok(JwksSource { state })
+        let task = runtime.spawn(refresh::run(Arc::downgrade(&state), wake));
+        Ok((JwksSource { state }, task))
     }
 
     /// The settings, checked.

@@ -66,6 +66,8 @@ mod refresh;
 mod seam;
 mod source;
 mod state;
+#[cfg(test)]
+mod tests;
 mod url;
 
 pub use self::builder::{
