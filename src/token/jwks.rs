@@ -74,6 +74,9 @@ impl KeySet {
     /// refuses to build, and [`Verifier::rotate_keys`](crate::Verifier::rotate_keys)
     /// refuses it, so the last good keys stay.
     pub fn from_jwks(set: &JwkSet, allowed: &[Algorithm]) -> (KeySet, Vec<SkippedJwk>) {
+        // Reading key material goes through jsonwebtoken's process-wide provider, which
+        // with both backends compiled in must be chosen before its first use.
+        super::ensure_crypto_provider();
         let mut keys = KeySet::new();
         let mut skipped = Vec::new();
         for jwk in &set.keys {

@@ -314,6 +314,8 @@ impl SigningKey {
         if self.key.family() == AlgorithmFamily::Hmac {
             return None;
         }
+        // jsonwebtoken derives the public half through its process-wide provider.
+        super::ensure_crypto_provider();
         let mut jwk = Jwk::from_encoding_key(&self.key, self.alg).ok()?;
         jwk.common.key_id = Some(self.kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
