@@ -11,7 +11,7 @@ use tokio::sync::Barrier;
 use tower_stepup::jwks::{HttpsFetcher, JwksError, JwksSource, JwksSourceBuilder, RootCertStore};
 use tower_stepup::token::KeySource;
 use tower_stepup::{Algorithm, Clock, ConfigError, Grant, Issuer, SigningKey, SystemClock};
-use tower_stepup::{TokenError, Verifier};
+use tower_stepup::{TokenError, TrustedIssuer, Verifier};
 
 #[path = "support/jwks_server.rs"]
 mod jwks_server;
@@ -81,14 +81,14 @@ async fn until(what: &str, secs: u64, condition: impl Fn() -> bool) {
     }
 }
 
+/// A verifier that trusts the identity provider `ISS` with the source's keys (it
+/// builds while the source is still empty).
 fn verifier(source: &JwksSource) -> Verifier {
-    Verifier::builder()
-        .issuer(ISS)
+    let idp = TrustedIssuer::new(ISS)
         .audience(AUD)
         .algorithms(ALGS)
-        .key_source(source.clone())
-        .build()
-        .unwrap()
+        .key_source(source.clone());
+    Verifier::builder().trust(idp).build().unwrap()
 }
 
 /// An access token for alice signed by `key`.
@@ -222,17 +222,22 @@ async fn an_idp_down_at_start_is_not_fatal_its_keys_arrive_when_it_comes_up() {
     until("two failed fetches", 5, || source.stats().failures >= 2).await;
     assert!(kids(&source).is_empty());
     assert_eq!(source.stats().last_error, Some(JwksError::Network));
-    assert!(
-        source.unknown_kid(Some("k1")).is_some(),
-        "a token's kid asks for a fetch"
+    let verifier = verifier(&source);
+    let token = token(ed("k1"));
+    assert_eq!(
+        verify(&verifier, &token),
+        Err(TokenError::UnknownKey),
+        "refused until the keys arrive"
     );
+    let wait = verifier.unknown_key_wait(&token).expect("a fetch starts");
+    wait.await;
+    assert_eq!(verify(&verifier, &token), Err(TokenError::UnknownKey));
 
     let server = JwksServer::start_at(addr).await;
     server.answer("/jwks", Answer::json(set(vec![jwk(&ed("k1"))])));
     source.wait_loaded(Duration::from_secs(5)).await.unwrap();
     assert_eq!(kids(&source), ["k1"]);
-    let verifier = verifier(&source);
-    assert_eq!(verify(&verifier, &token(ed("k1"))).unwrap(), "alice");
+    assert_eq!(verify(&verifier, &token).unwrap(), "alice");
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use tower_stepup::jwks::JwksSource;
-//! use tower_stepup::{Algorithm, Verifier};
+//! use tower_stepup::{Algorithm, TrustedIssuer, Verifier};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,16 +41,18 @@
 //! let keys = JwksSource::discover("https://idp.example/")
 //!     .algorithms(algorithms)
 //!     .build()?;
-//! // Optional: serve only once the keys are there.
-//! keys.wait_loaded(Duration::from_secs(10)).await?;
-//! let verifier = Verifier::builder()
-//!     .issuer("https://idp.example/")
+//! let idp = TrustedIssuer::new("https://idp.example/")
 //!     .audience("https://api.example")
 //!     .algorithms(algorithms)
-//!     .key_source(keys.clone())
-//!     .build()?;
+//!     .key_source(keys.clone());
+//! let verifier = Verifier::builder().trust(idp).build()?;
 //! # let _ = verifier;
-//! println!("{} keys, {} failed fetches", keys.stats().keys_loaded, keys.stats().failures);
+//! // Optional: serve once the keys are there (until then the IdP's tokens get 401).
+//! if let Err(error) = keys.wait_loaded(Duration::from_secs(10)).await {
+//!     eprintln!("no keys from the identity provider yet: {error}");
+//! }
+//! let stats = keys.stats();
+//! println!("{} keys, {} failed fetches", stats.keys_loaded, stats.failures);
 //! # Ok(())
 //! # }
 //! ```
