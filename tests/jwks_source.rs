@@ -487,3 +487,75 @@ async fn https_with_a_test_ca_and_refused_without_it() {
     assert!(kids(&untrusted).is_empty());
     assert_eq!(server.hits("/jwks"), 1, "no request got past the handshake");
 }
+
+/// An API on loopback guarded by a verifier of the provider's keys from `source`.
+async fn api(source: &JwksSource) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tower_stepup::{Guard, Policy, RouteTable};
+    let guard = Guard::builder().verifier(verifier(source)).build().unwrap();
+    let table = RouteTable::new().route(http::Method::GET, "/api", Policy::authenticated());
+    let app = axum::Router::new()
+        .route("/api", axum::routing::get(|| async { "ok" }))
+        .layer(guard.route_table(table).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (
+        addr,
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }),
+    )
+}
+
+async fn status_of(client: &reqwest::Client, addr: std::net::SocketAddr, token: &str) -> u16 {
+    let res = client
+        .get(format!("http://{addr}/api"))
+        .bearer_auth(token)
+        .send()
+        .await;
+    res.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_the_layer_a_new_key_passes_on_first_use_and_a_flood_costs_one_fetch() {
+    let server = serving(&[&ed("k1")]).await;
+    let source = loaded(builder(&server)).await;
+    let (addr, _task) = api(&source).await;
+    let client = reqwest::Client::new();
+    assert_eq!(status_of(&client, addr, &token(ed("k1"))).await, 200);
+
+    // The provider rotates: its next token names k2, which the API has never seen.
+    server.answer(
+        "/jwks",
+        Answer::json(set(vec![jwk(&ed("k1")), jwk(&ec("k2"))])),
+    );
+    let before = server.hits("/jwks");
+    assert_eq!(
+        status_of(&client, addr, &token(ec("k2"))).await,
+        200,
+        "first use"
+    );
+    assert_eq!(server.hits("/jwks"), before + 1);
+
+    // 100 concurrent requests naming kids nobody has: throttled, at most one fetch more
+    // (the last was just now), every one refused.
+    let forged: Vec<String> = (0..100)
+        .map(|i| token(ec2(&format!("forged-{i}"))))
+        .collect();
+    let before = server.hits("/jwks");
+    let barrier = Arc::new(Barrier::new(forged.len()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in forged {
+        let (client, barrier) = (client.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            status_of(&client, addr, &t).await
+        });
+    }
+    let answers = tasks.join_all().await;
+    assert!(answers.iter().all(|&s| s == 401), "{answers:?}");
+    assert!(
+        server.hits("/jwks") <= before + 1,
+        "{} fetches",
+        server.hits("/jwks") - before
+    );
+    // The known keys still pass.
+    assert_eq!(status_of(&client, addr, &token(ed("k1"))).await, 200);
+}
