@@ -742,6 +742,7 @@ mod tests {
         assert_eq!(issuer.signing_kid(), "k40");
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn a_completion_copy_on_another_clock_shares_the_keys() {
         let clock = ManualClock::new(T);
