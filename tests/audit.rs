@@ -835,7 +835,9 @@ async fn audit_events_hold_no_secret() {
             .map(|c| c.as_str().unwrap().to_owned()),
     );
     // Keys, in the forms a careless log line would use.
-    for key in [demo_config::SIGNING_KEY, demo_config::SEALING_KEY] {
+    // The Ed25519 seed derived from the signing secret is the private key.
+    let seed = app::signing_seed(&demo_config::SIGNING_KEY);
+    for key in [demo_config::SIGNING_KEY, demo_config::SEALING_KEY, seed] {
         secrets.push(hex(&key));
         secrets.push(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,

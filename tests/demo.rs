@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower_stepup::factor::totp::{self, TotpSecret};
 use tower_stepup::store::{MemoryStore, Store, StoreError};
-use tower_stepup::{Algorithm, Grant, Issuer, ManualClock, SigningKey};
+use tower_stepup::{Algorithm, Grant, Issuer, KeySet, ManualClock, SigningKey, Verifier};
 
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
@@ -279,7 +279,7 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     v.expect_ok();
     assert_eq!(v.body["token_type"], "Bearer");
     assert_eq!(v.body["expires_in"], 900);
-    assert_eq!(v.body["scope"], "me billing:read");
+    assert_eq!(v.body["scope"], "me billing:read orders:read");
     let access = v.str("access_token");
     let old_refresh = v.str("refresh_token");
     assert!(!old_refresh.is_empty());
@@ -1145,6 +1145,152 @@ async fn an_unreadable_stored_session_fails_with_500_not_503() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 10b. Published keys (JWKS) and a scoped route
+// ---------------------------------------------------------------------------------------
+
+/// The demo's JWKS fetched over the socket, checked for its headers.
+async fn fetch_jwks(s: &Server) -> tower_stepup::token::JwkSet {
+    let r = s.get(app::JWKS_PATH, None).await;
+    r.expect_ok();
+    assert_eq!(r.header(CONTENT_TYPE), Some("application/json"));
+    assert_eq!(
+        r.header(reqwest::header::CACHE_CONTROL),
+        Some("public, max-age=300")
+    );
+    let text = String::from_utf8(r.raw.clone()).unwrap();
+    assert!(!text.contains("\"d\""), "no private part: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn published_kids(set: &tower_stepup::token::JwkSet) -> Vec<String> {
+    let kids = set.keys.iter().map(|k| k.common.key_id.clone().unwrap());
+    kids.collect()
+}
+
+async fn bob_access(s: &Server) -> String {
+    let r = s.login("bob", "bob-password").await;
+    r.expect_ok();
+    r.str("access_token")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verifier_built_only_from_the_published_jwks_accepts_the_demos_tokens() {
+    let s = start().await;
+    let set = fetch_jwks(&s).await;
+    let (keys, skipped) = KeySet::from_jwks(&set, &[Algorithm::EdDSA]);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(keys.keys().len(), 1);
+    // The kid is the key's RFC 7638 thumbprint, derived from STEPUP_SIGNING_KEY.
+    let expected = app::signing_key(&demo_config::SIGNING_KEY).unwrap();
+    assert_eq!(published_kids(&set), [expected.kid().to_owned()]);
+    assert_eq!(Some(expected.kid().to_owned()), expected.thumbprint());
+    let verifier = Verifier::builder()
+        .issuer(app::ISSUER)
+        .audience(app::AUDIENCE)
+        .algorithms([Algorithm::EdDSA])
+        .keys(keys)
+        .build()
+        .unwrap();
+    let bob = bob_access(&s).await;
+    let header = jsonwebtoken_header(&bob);
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], expected.kid());
+    let verified = verifier.verify(&bob, s.now()).unwrap();
+    assert_eq!(verified.claims.sub(), "bob");
+    assert!(verified.claims.has_scope("orders:read"));
+    // alice's session after her second factor, too.
+    let (alice, _) = s.alice_session().await;
+    assert_eq!(
+        verifier.verify(&alice, s.now()).unwrap().claims.sub(),
+        "alice"
+    );
+    // Only GET is public there (other methods get the table's default, authenticated),
+    // and only GET reads it: with a token, the service itself answers 405.
+    let delete = |bearer: Option<&str>| {
+        let req = s.client.delete(s.url(app::JWKS_PATH));
+        match bearer {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+        .send()
+    };
+    assert_eq!(
+        delete(None).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = delete(Some(&bob)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+}
+
+/// The JOSE header of a JWS, unverified.
+fn jsonwebtoken_header(jwt: &str) -> Value {
+    let part = jwt.split('.').next().expect("a JWT has a header");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_instances_sharing_the_signing_secret_publish_one_key_and_accept_each_others_tokens() {
+    let a = start().await;
+    let b = start().await;
+    let (set_a, set_b) = (fetch_jwks(&a).await, fetch_jwks(&b).await);
+    assert_eq!(set_a, set_b);
+    assert_eq!(published_kids(&set_a).len(), 1);
+    // A token from one instance opens the other.
+    let bob = bob_access(&a).await;
+    b.get("/api/me", Some(&bob)).await.expect_ok();
+    // Another secret: another key and kid, and the token is refused.
+    let mut other = config();
+    other.signing_key = [0x52; 32];
+    let c = Demo::build(&other, ManualClock::new(T0), Arc::new(MemoryStore::new()));
+    let c = serve(c.router.clone(), "127.0.0.1:0").await;
+    let url = format!("http://{}{}", c.addr, app::JWKS_PATH);
+    let set_c: tower_stepup::token::JwkSet = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(published_kids(&set_c).len(), 1);
+    assert_ne!(published_kids(&set_c), published_kids(&set_a));
+    let r = client()
+        .get(format!("http://{}/api/me", c.addr))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_needs_a_token_with_the_orders_read_scope() {
+    let s = start().await;
+    let r = s.get("/api/orders", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.www_authenticate().starts_with("Bearer"), "{r:?}");
+    let bob = bob_access(&s).await;
+    let r = s.get("/api/orders", Some(&bob)).await;
+    r.expect_ok();
+    assert_eq!(r.body["sub"], "bob");
+    assert_eq!(r.body["orders"][0]["id"], "ORD-2001");
+    // A genuine token of the demo's issuer without the scope.
+    let narrow = s
+        .issuer
+        .issue_access(&Grant::new("bob").amr(["pwd"]).scope("me billing:read"))
+        .unwrap()
+        .token;
+    let r = s.get("/api/orders", Some(&narrow)).await;
+    r.expect(403, "insufficient_scope");
+    assert_eq!(
+        r.www_authenticate(),
+        r#"Bearer error="insufficient_scope", scope="orders:read""#
+    );
+    s.get("/api/me", Some(&narrow)).await.expect_ok();
+}
+
+// ---------------------------------------------------------------------------------------
 // 11. The real binary's output
 // ---------------------------------------------------------------------------------------
 
@@ -1174,6 +1320,7 @@ fn build_demo_binary_now() -> PathBuf {
     for (on, name) in [
         (cfg!(feature = "aws-lc-rs"), "aws-lc-rs"),
         (cfg!(feature = "rust-crypto"), "rust-crypto"),
+        (cfg!(feature = "server"), "server"),
         (cfg!(feature = "axum"), "axum"),
         (cfg!(feature = "tonic"), "tonic"),
         (cfg!(feature = "redis"), "redis"),

@@ -23,8 +23,8 @@ use tower_stepup::complete::{
 use tower_stepup::factor::{recovery, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Store};
 use tower_stepup::{
-    Algorithm, Claims, Clock, Guard, Issuer, MfaRequirements, Policy, RouteTable, Sealer,
-    SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
+    Algorithm, Claims, Clock, ConfigError, Guard, Issuer, MfaRequirements, Policy, RouteTable,
+    Sealer, SealingKey, SealingKeys, SigningKey, StepUp, Verifier,
 };
 
 #[path = "web.rs"]
@@ -32,6 +32,28 @@ pub mod web;
 
 pub const ISSUER: &str = "https://demo.tower-stepup.local";
 pub const AUDIENCE: &str = "https://demo.tower-stepup.local/api";
+/// Where the demo publishes its public keys.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// The domain-separation label of the signing key's derivation (see [`signing_seed`]).
+pub const SIGNING_KEY_LABEL: &[u8] = b"tower-stepup demo Ed25519 signing key v1\0";
+
+/// The Ed25519 seed derived from `STEPUP_SIGNING_KEY`'s 32 bytes:
+/// `SHA-256(SIGNING_KEY_LABEL || secret)`. The label keeps the signing key apart from
+/// any other use of the same secret; every instance given the same secret derives the
+/// same key.
+pub fn signing_seed(secret: &[u8; 32]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(SIGNING_KEY_LABEL);
+    hash.update(secret);
+    hash.finalize().into()
+}
+
+/// The demo's signing key: Ed25519 from [`signing_seed`], its `kid` the key's RFC 7638
+/// thumbprint, so replicas that share `STEPUP_SIGNING_KEY` publish and name one key.
+pub fn signing_key(secret: &[u8; 32]) -> Result<SigningKey, ConfigError> {
+    SigningKey::ed25519_from_seed("demo", &signing_seed(secret))?.with_thumbprint_kid()
+}
 
 /// Everything the environment configures (see `main.rs` for the variables).
 pub struct DemoConfig {
@@ -141,8 +163,8 @@ impl DemoAccounts {
     fn new() -> Result<Self, Box<dyn Error>> {
         let mut users = HashMap::new();
         for (name, password, scope) in [
-            ("alice", "alice-password", "me billing:read"),
-            ("bob", "bob-password", "me billing:read"),
+            ("alice", "alice-password", "me billing:read orders:read"),
+            ("bob", "bob-password", "me billing:read orders:read"),
         ] {
             users.insert(
                 name.to_owned(),
@@ -200,15 +222,21 @@ pub fn build<C: Clock + Clone>(
     clock: C,
     store: Arc<dyn Store>,
 ) -> Result<Demo, Box<dyn Error>> {
+    let issuer = Issuer::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .signing_key(signing_key(&config.signing_key)?)
+        .access_ttl(Duration::from_secs(config.access_ttl_secs))
+        .partial_ttl(Duration::from_secs(config.mfa_token_ttl_secs))
+        .clock(clock.clone())
+        .build()?;
+    // The verifier reads the issuer's keys as they are: a rotation (`issuer.rotate`)
+    // reaches it with no further call.
     let verifier = Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
-        .algorithms([Algorithm::HS256])
-        .key(VerifyingKey::hmac(
-            "demo-1",
-            Algorithm::HS256,
-            &config.signing_key,
-        )?)
+        .algorithms([Algorithm::EdDSA])
+        .key_source(issuer.verifying_keys())
         .build()?;
     let sealer = Sealer::new(SealingKeys::new(SealingKey::new(
         "demo-1",
@@ -228,7 +256,7 @@ pub fn build<C: Clock + Clone>(
         .cookie(cookies.session_name())
         .verifier(verifier)
         .sealer(sealer)
-        .clock(clock.clone())
+        .clock(clock)
         .realm("tower-stepup demo")
         .mfa_token_ttl(Duration::from_secs(config.mfa_token_ttl_secs))
         .mfa_requirements(move |claims| {
@@ -238,18 +266,6 @@ pub fn build<C: Clock + Clone>(
                 MfaRequirements::enroll(["otp"])
             }
         })
-        .build()?;
-    let issuer = Issuer::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .signing_key(SigningKey::hmac(
-            "demo-1",
-            Algorithm::HS256,
-            &config.signing_key,
-        )?)
-        .access_ttl(Duration::from_secs(config.access_ttl_secs))
-        .partial_ttl(Duration::from_secs(config.mfa_token_ttl_secs))
-        .clock(clock)
         .build()?;
     let max_age = Duration::from_secs(config.max_age_secs);
     let completion = Completion::builder()
@@ -275,7 +291,13 @@ pub fn build<C: Clock + Clone>(
 
     let policies = RouteTable::new()
         .route(Method::GET, "/healthz", Policy::public())
+        .route(Method::GET, JWKS_PATH, Policy::public())
         .route(Method::GET, "/api/me", Policy::authenticated())
+        .route(
+            Method::GET,
+            "/api/orders",
+            Policy::authenticated().scopes(["orders:read"]),
+        )
         .route(
             Method::GET,
             "/api/billing",
@@ -297,7 +319,9 @@ pub fn build<C: Clock + Clone>(
 
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route_service(JWKS_PATH, issuer.jwks_service())
         .route("/api/me", get(me))
+        .route("/api/orders", get(orders))
         .route("/api/billing", get(billing))
         .route("/auth/login", post_service(completion.login()))
         .route("/auth/mfa/verify", post_service(completion.verify()))
@@ -358,6 +382,16 @@ async fn me(Extension(claims): Extension<Claims>) -> Response {
         auth_time: claims.auth_time(),
     })
     .into_response()
+}
+
+async fn orders(Extension(claims): Extension<Claims>) -> Json<Value> {
+    Json(json!({
+        "sub": claims.sub(),
+        "orders": [
+            {"id": "ORD-2001", "item": "keyboard", "status": "shipped"},
+            {"id": "ORD-2002", "item": "security key", "status": "processing"},
+        ],
+    }))
 }
 
 async fn billing(Extension(claims): Extension<Claims>) -> Json<Value> {

@@ -9,7 +9,9 @@
 //! | route | policy |
 //! | --- | --- |
 //! | `GET /healthz` | public |
+//! | `GET /.well-known/jwks.json` | public: the public keys that verify the demo's tokens |
 //! | `GET /api/me` | authenticated |
+//! | `GET /api/orders` | authenticated, scope `orders:read` (alice and bob have it) |
 //! | `GET /api/billing` | step-up: `amr` contains `mfa`, `auth_time` within `STEPUP_MAX_AGE_SECS` |
 //! | `POST /auth/login` | public |
 //! | `POST /auth/mfa/verify` | the verify endpoint |
@@ -26,6 +28,12 @@
 //! `STEPUP_LOGIN_ACCOUNT_MAX_FAILURES` (100 per account in an hour),
 //! `STEPUP_TRUSTED_PROXIES` (addresses or CIDRs whose `X-Forwarded-For` names the client;
 //! none).
+//!
+//! Tokens are signed with Ed25519 (`EdDSA`). `STEPUP_SIGNING_KEY` (base64 of 32 random
+//! bytes) is not the key itself: the key's seed is
+//! `SHA-256("tower-stepup demo Ed25519 signing key v1\0" || secret)`, and its `kid` is the
+//! key's RFC 7638 thumbprint, so instances given the same secret sign with, and publish,
+//! the same key under the same `kid`.
 //! Logs go to stderr (`RUST_LOG`, default `info,tower_stepup=debug`); they never hold a
 //! token, a code or a secret.
 
@@ -139,6 +147,11 @@ fn print_instructions(base: &str, config: &app::DemoConfig) {
     println!("  # 4. Authenticated and step-up routes: 200 and 200 (fresh MFA)");
     println!("  curl -s {base}/api/me -H \"authorization: Bearer $ACCESS\"");
     println!("  curl -s {base}/api/billing -H \"authorization: Bearer $ACCESS\"");
+    println!(
+        "  curl -s {base}/api/orders -H \"authorization: Bearer $ACCESS\"   # scope orders:read"
+    );
+    println!("  # The public keys that verify these tokens (Ed25519, kid = RFC 7638 thumbprint)");
+    println!("  curl -s {base}/.well-known/jwks.json");
     println!("  # 5. bob has only a password: /api/billing answers 403 mfa_required + mfa_token");
     println!(
         "  BOB=$(curl -s {base}/auth/login {json} -d '{{\"username\":\"bob\",\"password\":\"bob-password\"}}' | {})",

@@ -4,6 +4,7 @@ use std::fmt;
 
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
+use zeroize::Zeroizing;
 
 use crate::error::ConfigError;
 
@@ -289,6 +290,74 @@ impl SigningKey {
         Self::checked(kid, Algorithm::EdDSA, key)
     }
 
+    /// An Ed25519 private key from its 32-byte seed (the private key of RFC 8032 §5.1.5):
+    /// the same seed gives the same key, so replicas that share a secret derive one key
+    /// (and, with [`with_thumbprint_kid`](Self::with_thumbprint_kid), one `kid`).
+    ///
+    /// # Security
+    /// The seed is the private key: derive it from a secret with a hash and a
+    /// domain-separation label of your own (never reuse raw key bytes across purposes).
+    ///
+    /// ```
+    /// use tower_stepup::SigningKey;
+    ///
+    /// # fn main() -> Result<(), tower_stepup::ConfigError> {
+    /// let key = SigningKey::ed25519_from_seed("k1", &[7; 32])?.with_thumbprint_kid()?;
+    /// assert_eq!(key.kid().len(), 43); // base64url of a SHA-256
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn ed25519_from_seed(kid: impl Into<String>, seed: &[u8; 32]) -> Result<Self, ConfigError> {
+        let kid = kid.into();
+        let der = ed25519_pkcs8_v1(seed);
+        let key = Self::checked(kid, Algorithm::EdDSA, EncodingKey::from_ed_der(&der))?;
+        // `from_ed_der` takes the bytes as they are; deriving the public half proves the
+        // backend reads them.
+        key.derived_jwk()?;
+        Ok(key)
+    }
+
+    /// The same key, its `kid` replaced by its RFC 7638 thumbprint
+    /// ([`thumbprint`](Self::thumbprint)), which every holder of the key computes alike.
+    /// An error for an HMAC secret, which has no public half to take a thumbprint of.
+    pub fn with_thumbprint_kid(mut self) -> Result<Self, ConfigError> {
+        let jwk = self.derived_jwk()?;
+        self.kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| key_err(&self.kid, format!("no thumbprint: {e}")))?;
+        Ok(self)
+    }
+
+    /// The key that verifies this key's signatures: the public half (from its JWK), or
+    /// for an HMAC secret the secret itself. Same `kid` and algorithm.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, ConfigError> {
+        if self.key.family() == AlgorithmFamily::Hmac {
+            return VerifyingKey::hmac(self.kid.clone(), self.alg, self.key.as_bytes());
+        }
+        let jwk = self.derived_jwk()?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| key_err(&self.kid, e.to_string()))?;
+        // The same fingerprint a verifier gives the key when it reads the published JWKS.
+        let material =
+            serde_json::to_vec(&jwk.algorithm).map_err(|e| key_err(&self.kid, e.to_string()))?;
+        Ok(
+            VerifyingKey::from_decoding_key(self.kid.clone(), self.alg, key)?
+                .with_fingerprint(&material),
+        )
+    }
+
+    /// The public JWK, or why there is none.
+    fn derived_jwk(&self) -> Result<Jwk, ConfigError> {
+        if self.key.family() == AlgorithmFamily::Hmac {
+            return Err(key_err(&self.kid, "an HMAC secret has no public half"));
+        }
+        super::ensure_crypto_provider();
+        let mut jwk = Jwk::from_encoding_key(&self.key, self.alg)
+            .map_err(|e| key_err(&self.kid, format!("no public key: {e}")))?;
+        jwk.common.key_id = Some(self.kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Ok(jwk)
+    }
+
     fn checked(kid: String, alg: Algorithm, key: EncodingKey) -> Result<Self, ConfigError> {
         check_family(&kid, alg, key.family())?;
         Ok(Self { kid, alg, key })
@@ -311,15 +380,7 @@ impl SigningKey {
     /// The public half as a JSON Web Key (with `kid`, `alg` and `use: sig`), to publish
     /// in a JWKS; `None` for an HMAC secret, which has no public half.
     pub fn public_jwk(&self) -> Option<Jwk> {
-        if self.key.family() == AlgorithmFamily::Hmac {
-            return None;
-        }
-        // jsonwebtoken derives the public half through its process-wide provider.
-        super::ensure_crypto_provider();
-        let mut jwk = Jwk::from_encoding_key(&self.key, self.alg).ok()?;
-        jwk.common.key_id = Some(self.kid.clone());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        Some(jwk)
+        self.derived_jwk().ok()
     }
 
     /// The RFC 7638 SHA-256 thumbprint of the public key (base64url): a `kid` every
@@ -327,6 +388,21 @@ impl SigningKey {
     pub fn thumbprint(&self) -> Option<String> {
         self.public_jwk()?.thumbprint(ThumbprintHash::SHA256).ok()
     }
+}
+
+/// The PKCS#8 v1 DER of an Ed25519 private key (RFC 8410 §7, RFC 5958):
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }`.
+fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, // SEQUENCE, 46 bytes
+        0x02, 0x01, 0x00, // INTEGER 0: version v1
+        0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, // AlgorithmIdentifier: id-Ed25519
+        0x04, 0x22, 0x04, 0x20, // privateKey: OCTET STRING { CurvePrivateKey OCTET STRING }
+    ];
+    let mut der = Zeroizing::new(Vec::with_capacity(PREFIX.len() + seed.len()));
+    der.extend_from_slice(&PREFIX);
+    der.extend_from_slice(seed);
+    der
 }
 
 impl fmt::Debug for SigningKey {

@@ -53,6 +53,8 @@ mod jwks;
 mod keys;
 mod profile;
 mod providers;
+mod publish;
+mod rotation;
 mod rules;
 mod source;
 mod verify;
@@ -61,11 +63,13 @@ pub use self::cache::CacheStats;
 pub use self::claims::Claims;
 pub use self::issue::{
     Grant, IssueError, IssuedToken, Issuer, IssuerBuilder, DEFAULT_ACCESS_TTL, DEFAULT_PARTIAL_TTL,
-    MAX_PARTIAL_TTL,
+    DEFAULT_RETIRE_MARGIN, MAX_PARTIAL_TTL,
 };
 pub use self::jwks::{JwkSkip, SkippedJwk};
 pub use self::keys::{KeySet, SigningKey, VerifyingKey};
 pub use self::profile::{ScopeClaim, TrustedIssuer};
+pub use self::publish::{JwksService, DEFAULT_JWKS_MAX_AGE};
+pub use self::rotation::IssuerKeys;
 pub use self::source::{KeySource, KeyWait, SharedKeys};
 pub use self::verify::{
     TokenError, VerifiedToken, Verifier, VerifierBuilder, DEFAULT_CACHE_CAPACITY,
