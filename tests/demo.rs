@@ -1925,3 +1925,68 @@ mod on_redis {
         r.expect_ok();
     }
 }
+
+#[cfg(feature = "jwks")]
+/// An identity provider on loopback: the crate's issuer with an ES256 key, `iss`
+/// `https://idp.demo.test`, its key set at `/jwks`.
+async fn identity_provider() -> (Issuer, Served) {
+    let key = SigningKey::ec_pem(
+        "idp-1",
+        Algorithm::ES256,
+        include_bytes!("keys/ec_private.pem"),
+    )
+    .unwrap();
+    let idp = Issuer::builder()
+        .issuer("https://idp.demo.test")
+        .audience(app::AUDIENCE)
+        .signing_key(key)
+        .clock(ManualClock::new(T0))
+        .build()
+        .unwrap();
+    let router = axum::Router::new().route_service("/jwks", idp.jwks_service());
+    (idp, serve(router, "127.0.0.1:0").await)
+}
+
+#[cfg(feature = "jwks")]
+#[tokio::test]
+async fn an_identity_providers_tokens_reach_the_api_but_not_the_demos_own_endpoints() {
+    let (idp, jwks) = identity_provider().await;
+    let mut config = config();
+    config.idp = Some(app::IdpConfig {
+        issuer: "https://idp.demo.test".to_owned(),
+        keys: app::IdpKeys::Jwks(format!("http://{}/jwks", jwks.addr)),
+    });
+    let demo = Demo::build(&config, ManualClock::new(T0), Arc::new(MemoryStore::new()));
+    let grant = Grant::new("alice")
+        .scope("orders:read")
+        .amr(["pwd"])
+        .auth_time(T0);
+    let theirs = idp.issue_access(&grant).unwrap().token;
+    // The first request names a key the demo has not fetched yet: it waits for it.
+    let r = demo.get("/api/orders", Some(&theirs)).await;
+    assert_eq!(r.expect_ok().body["sub"], "alice", "{}", r.body);
+    // A step-up for the provider's token is delegated: no mfa_token.
+    let r = demo.get("/api/billing", Some(&theirs)).await;
+    r.expect(403, "mfa_required");
+    assert!(r.body.get("mfa_token").is_none(), "{}", r.body);
+    // Their alice is not the demo's alice.
+    let r = demo
+        .post("/auth/mfa/enroll", json!({}), Some(&theirs))
+        .await;
+    r.expect(401, "invalid_token");
+    // `typ: JWT`, as many providers send: accepted for this provider (DESIGN §8.1).
+    let claims = payload(&theirs);
+    let header: jsonwebtoken::Header =
+        serde_json::from_value(json!({"alg": "ES256", "typ": "JWT", "kid": "idp-1"})).unwrap();
+    let key =
+        jsonwebtoken::EncodingKey::from_ec_pem(include_bytes!("keys/ec_private.pem")).unwrap();
+    let jwt_typed = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    demo.get("/api/orders", Some(&jwt_typed)).await.expect_ok();
+    // Another audience: refused.
+    let mut other = claims.clone();
+    other["aud"] = json!("https://elsewhere.example/api");
+    let other = jsonwebtoken::encode(&header, &other, &key).unwrap();
+    demo.get("/api/orders", Some(&other))
+        .await
+        .expect(401, "invalid_token");
+}

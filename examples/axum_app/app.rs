@@ -24,7 +24,7 @@ use tower_stepup::factor::{recovery, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Store};
 use tower_stepup::{
     Algorithm, Claims, Clock, ConfigError, Guard, Issuer, MfaRequirements, Policy, RouteTable,
-    Sealer, SealingKey, SealingKeys, SigningKey, StepUp, Verifier,
+    Sealer, SealingKey, SealingKeys, SigningKey, StepUp, TrustedIssuer, Verifier,
 };
 
 #[path = "web.rs"]
@@ -71,6 +71,65 @@ pub struct DemoConfig {
     pub login_max_failures: u32,
     pub login_account_max_failures: u32,
     pub trusted_proxies: TrustedProxies,
+    /// `STEPUP_IDP_*`: an identity provider whose access tokens `/api/*` also accepts.
+    pub idp: Option<IdpConfig>,
+}
+
+/// An identity provider the demo trusts (DESIGN §8.1): its `iss` and where its keys are.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+pub struct IdpConfig {
+    /// `STEPUP_IDP_ISSUER`.
+    pub issuer: String,
+    /// `STEPUP_IDP_JWKS_URL`, or `STEPUP_IDP_DISCOVERY_URL` (its `jwks_uri`).
+    pub keys: IdpKeys,
+}
+
+/// Where an identity provider's keys are.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+pub enum IdpKeys {
+    /// A JWKS URL.
+    Jwks(String),
+    /// The issuer's OpenID Connect discovery document (`{issuer}/.well-known/
+    /// openid-configuration`: its `issuer` checked, then its `jwks_uri`).
+    Discovery,
+}
+
+/// The discovery document of `issuer` (OpenID Connect Discovery §4).
+fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+impl IdpConfig {
+    /// `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`;
+    /// `None` without an issuer.
+    fn from_env() -> Result<Option<Self>, Box<dyn Error>> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let Some(issuer) = var("STEPUP_IDP_ISSUER") else {
+            return Ok(None);
+        };
+        let keys = match (var("STEPUP_IDP_JWKS_URL"), var("STEPUP_IDP_DISCOVERY_URL")) {
+            (Some(url), None) => IdpKeys::Jwks(url),
+            (None, Some(url)) if url == discovery_url(&issuer) => IdpKeys::Discovery,
+            (None, Some(_)) => {
+                return Err(format!(
+                    "STEPUP_IDP_DISCOVERY_URL must be the issuer's {}",
+                    discovery_url(&issuer)
+                )
+                .into())
+            }
+            _ => {
+                return Err("STEPUP_IDP_ISSUER needs one of STEPUP_IDP_JWKS_URL and \
+                    STEPUP_IDP_DISCOVERY_URL"
+                    .into())
+            }
+        };
+        Ok(Some(Self { issuer, keys }))
+    }
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Box<dyn Error>> {
@@ -138,6 +197,7 @@ impl DemoConfig {
             trusted_proxies: TrustedProxies::parse(
                 &std::env::var("STEPUP_TRUSTED_PROXIES").unwrap_or_default(),
             )?,
+            idp: IdpConfig::from_env()?,
         })
     }
 }
@@ -216,6 +276,36 @@ pub struct Demo {
     pub issuer: Issuer,
 }
 
+/// The identity provider of `STEPUP_IDP_*` (DESIGN §8.1): access tokens for the demo's
+/// audience, `typ` `at+jwt`, `JWT` or none, RS256, ES256 or EdDSA, keys fetched in the
+/// background (5 s timeout). Its step-ups are delegated to it; `/auth/*` serves the
+/// demo's own users only.
+#[cfg(feature = "jwks")]
+fn trusted_idp(idp: &IdpConfig) -> Result<TrustedIssuer, Box<dyn Error>> {
+    use tower_stepup::jwks::JwksSource;
+    let algorithms = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+    let source = match &idp.keys {
+        IdpKeys::Jwks(url) => JwksSource::builder(url.clone()),
+        IdpKeys::Discovery => JwksSource::discover(idp.issuer.clone()),
+    };
+    let source = source
+        .algorithms(algorithms)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    Ok(TrustedIssuer::new(idp.issuer.clone())
+        .audience(AUDIENCE)
+        .algorithms(algorithms)
+        .allow_typ_jwt()
+        .allow_missing_typ()
+        .key_source(source))
+}
+
+/// Without feature `jwks` there is no key fetcher: say how to get one.
+#[cfg(not(feature = "jwks"))]
+fn trusted_idp(_: &IdpConfig) -> Result<TrustedIssuer, Box<dyn Error>> {
+    Err("STEPUP_IDP_ISSUER needs the key fetcher: run with --features jwks".into())
+}
+
 /// Builds the demo app on `clock`, keeping its shared state in `store`.
 pub fn build<C: Clock + Clone>(
     config: &DemoConfig,
@@ -232,12 +322,15 @@ pub fn build<C: Clock + Clone>(
         .build()?;
     // The verifier reads the issuer's keys as they are: a rotation (`issuer.rotate`)
     // reaches it with no further call.
-    let verifier = Verifier::builder()
+    let mut verifier = Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .algorithms([Algorithm::EdDSA])
-        .key_source(issuer.verifying_keys())
-        .build()?;
+        .key_source(issuer.verifying_keys());
+    if let Some(idp) = &config.idp {
+        verifier = verifier.trust(trusted_idp(idp)?);
+    }
+    let verifier = verifier.build()?;
     let sealer = Sealer::new(SealingKeys::new(SealingKey::new(
         "demo-1",
         config.sealing_key,
@@ -289,6 +382,8 @@ pub fn build<C: Clock + Clone>(
         )
         .build()?;
 
+    // The demo's own users: an identity provider's `alice` is not the demo's alice.
+    let own_users = Policy::authenticated().issuers([ISSUER]);
     let policies = RouteTable::new()
         .route(Method::GET, "/healthz", Policy::public())
         .route(Method::GET, JWKS_PATH, Policy::public())
@@ -305,14 +400,10 @@ pub fn build<C: Clock + Clone>(
         )
         .route(Method::POST, "/auth/login", Policy::public())
         .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
-        .route(Method::POST, "/auth/mfa/enroll", Policy::authenticated())
-        .route(
-            Method::POST,
-            "/auth/mfa/enroll/confirm",
-            Policy::authenticated(),
-        )
+        .route(Method::POST, "/auth/mfa/enroll", own_users.clone())
+        .route(Method::POST, "/auth/mfa/enroll/confirm", own_users.clone())
         .route(Method::POST, "/auth/refresh", Policy::public())
-        .route(Method::POST, "/auth/logout", Policy::authenticated());
+        .route(Method::POST, "/auth/logout", own_users);
     let policies = web::PAGES.iter().fold(policies, |table, page| {
         table.route(Method::GET, page, Policy::public())
     });

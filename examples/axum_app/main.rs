@@ -27,7 +27,11 @@
 //! `STEPUP_LOGIN_MAX_FAILURES` (10 per account and client in 15 minutes),
 //! `STEPUP_LOGIN_ACCOUNT_MAX_FAILURES` (100 per account in an hour),
 //! `STEPUP_TRUSTED_PROXIES` (addresses or CIDRs whose `X-Forwarded-For` names the client;
-//! none).
+//! none), `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`
+//! (with `--features jwks`: `/api/*` also accepts that identity provider's access tokens
+//! for the audience `https://demo.tower-stepup.local/api`, `typ` `at+jwt`, `JWT` or none,
+//! RS256, ES256 or EdDSA; its step-ups are delegated to it, and `/auth/*` serves the
+//! demo's own users only).
 //!
 //! Tokens are signed with Ed25519 (`EdDSA`). `STEPUP_SIGNING_KEY` (base64 of 32 random
 //! bytes) is not the key itself: the key's seed is

@@ -43,5 +43,6 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         login_max_failures: 10,
         login_account_max_failures: 100,
         trusted_proxies: tower_stepup::complete::TrustedProxies::none(),
+        idp: None,
     }
 }
