@@ -15,8 +15,10 @@
 //!   with no refresh (`no_swap`, the baseline) vs while a background thread calls
 //!   [`SharedKeys::replace`] every millisecond with
 //!   - `swap_same`: a fresh copy of the same set (the key epoch stays);
-//!   - `swap_added`: the same set plus one more key each time (the epoch stays; after
-//!     [`ADDED_CAP`] keys, fresh copies of that full set);
+//!   - `swap_added`: the same set plus one more key each time (the epoch stays). Real
+//!     sets are small: after [`EXTRA_KEYS`] swaps the full set is re-installed as it
+//!     is, so in a criterion sample (2 to 120 ms) only the first 16 swaps add; the
+//!     paired comparison below resets the set often enough that nearly all of its do;
 //!   - `swap_removed`: the token's key plus one other key, a different one each time: a
 //!     key leaves the set on every swap, so the epoch moves and every cached
 //!     verification is dropped (the next request verifies the signature again).
@@ -27,17 +29,26 @@
 //! swaps made, their rate and the cache misses during the timed loops (none allowed
 //! for `swap_same` and `swap_added`: a swap that keeps every key never drops the cache).
 //!
+//! **Paired ratios.** On a busy machine the load changes from one 3-second case to the
+//! next more than the 5 % these comparisons look for. So after each group, each
+//! comparison is also run *paired*: [`ROUNDS`] rounds of one ~2 ms chunk of the baseline
+//! and one of the variant, back to back (which goes first alternates), and the median
+//! and quartiles of the per-round ratios go to stderr (`paired ...: x1.012 (quartiles
+//! ...)`). For the swap cases one refresh thread runs throughout and swaps during the
+//! variant's chunks only. Only for cases criterion measured (not under `--test`, nor
+//! for cases a filter left out).
+//!
 //! Run: `cargo bench --bench jwks`; CI's `cargo bench --bench jwks -- --test` runs every
 //! case once.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use tower_stepup::token::{JwkSet, SharedKeys, TrustedIssuer};
 use tower_stepup::{Algorithm, Grant, Issuer, KeySet, SigningKey, Verifier, VerifyingKey};
 
@@ -49,8 +60,16 @@ const AUD: &str = "https://api.bench";
 const LOCAL_ISS: &str = "https://auth.bench";
 /// How often the refresh thread swaps the set.
 const PERIOD: Duration = Duration::from_millis(1);
-/// The most keys `swap_added` adds before it re-installs the full set.
-const ADDED_CAP: usize = 64;
+/// The keys the swaps add: `swap_added` adds one per swap, up to all of them, then
+/// re-installs the full set.
+const EXTRA_KEYS: usize = 16;
+/// A paired `swap_added` resets the set every this many rounds (about 2 swaps a round),
+/// so that its swaps keep adding.
+const RESET_EVERY: usize = 5;
+/// The length of one chunk of a paired comparison.
+const CHUNK: Duration = Duration::from_millis(2);
+/// The rounds of a paired comparison (one chunk of each side per round).
+const ROUNDS: usize = 200;
 
 fn keys(alg: Algorithm) -> (VerifyingKey, SigningKey) {
     match alg {
@@ -98,6 +117,8 @@ struct Setup {
     shared: SharedKeys,
     /// The token's key alone, as the JWKS gave it.
     base: KeySet,
+    /// [`EXTRA_KEYS`] more keys (the same public key under other `kid`s) for the swaps.
+    extras: Arc<[VerifyingKey]>,
     /// `(local, jwks, both)` with the cache off, then with the default cache.
     uncached: [Verifier; 3],
     cached: [Verifier; 3],
@@ -143,6 +164,8 @@ fn verifiers(
 fn setup(alg: Algorithm) -> Setup {
     let (local, signing) = keys(alg);
     let base = from_jwks(&signing, alg, &["k".to_owned()]);
+    let kids: Vec<String> = (0..EXTRA_KEYS).map(|i| format!("extra-{i}")).collect();
+    let extras = from_jwks(&signing, alg, &kids).keys().into();
     let shared = SharedKeys::new(base.clone());
     let issuer = Issuer::builder()
         .issuer(ISS)
@@ -164,6 +187,7 @@ fn setup(alg: Algorithm) -> Setup {
         cached: verifiers(&local, &shared, alg, None),
         shared,
         base,
+        extras,
     }
 }
 
@@ -201,20 +225,122 @@ fn check(s: &Setup) {
 fn provider_keys(c: &mut Criterion, alg: Algorithm) {
     let s = setup(alg);
     check(&s);
+    // How many times criterion ran each case: once under `--test`, never when filtered out.
+    let calls: [[Cell<u32>; 3]; 2] = Default::default();
     let mut g = c.benchmark_group(format!("jwks_{alg:?}"));
-    for (mode, set) in [("uncached", &s.uncached), ("cached", &s.cached)] {
-        for (name, verifier) in ["local", "jwks", "both"].iter().zip(set) {
+    for ((mode, set), calls) in [("uncached", &s.uncached), ("cached", &s.cached)]
+        .into_iter()
+        .zip(&calls)
+    {
+        for ((name, verifier), calls) in ["local", "jwks", "both"].iter().zip(set).zip(calls) {
             g.bench_function(format!("{name}_{mode}"), |b| {
-                b.iter(|| verifier.verify(black_box(&s.token), s.at).unwrap())
+                b.iter_custom(|iters| {
+                    calls.set(calls.get() + 1);
+                    run(verifier, &s, iters)
+                })
             });
         }
     }
     g.finish();
+    for (mode, [local, jwks, both], [l, j, b]) in [
+        ("uncached", &s.uncached, &calls[0]),
+        ("cached", &s.cached, &calls[1]),
+    ] {
+        for (name, verifier, calls) in [("jwks", jwks, j), ("both", both, b)] {
+            if !measured(&[l, calls]) {
+                continue;
+            }
+            let ratio = paired(
+                &mut |n| run(local, &s, n),
+                &mut |n| run(verifier, &s, n),
+                &mut |_| {},
+            );
+            ratio.report(&format!("jwks_{alg:?}/{name}_{mode} vs local_{mode}"));
+        }
+    }
 }
 
 fn provider_keys_all(c: &mut Criterion) {
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
         provider_keys(c, alg);
+    }
+}
+
+/// Times `n` verifications of the token by `verifier`.
+fn run(verifier: &Verifier, s: &Setup, n: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        black_box(verifier.verify(black_box(&s.token), s.at).unwrap());
+    }
+    start.elapsed()
+}
+
+/// Whether criterion measured every one of these cases (ran it more than once): the
+/// paired comparison of cases filtered out, or run once under `--test`, is skipped.
+fn measured(calls: &[&Cell<u32>]) -> bool {
+    calls.iter().all(|c| c.get() > 1)
+}
+
+/// The per-round ratios of a paired comparison.
+struct Ratios(Vec<f64>);
+
+impl Ratios {
+    /// The `q` quantile (0..=1) of the ratios.
+    fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+        sorted[i]
+    }
+
+    fn report(&self, label: &str) {
+        eprintln!(
+            "paired {label}: x{:.3} (quartiles {:.3}-{:.3}; {} rounds of ~{} ms each side)",
+            self.quantile(0.5),
+            self.quantile(0.25),
+            self.quantile(0.75),
+            self.0.len(),
+            CHUNK.as_millis()
+        );
+    }
+}
+
+/// A comparison in the same moments, against the machine's changing load: [`ROUNDS`]
+/// rounds of one [`CHUNK`] of `a` and one of `b` (which goes first alternates), each
+/// given the calls it should make and answering the time they took; `between(round)`
+/// runs untimed before each round. The ratios `b`/`a` of each round.
+fn paired(
+    a: &mut dyn FnMut(u64) -> Duration,
+    b: &mut dyn FnMut(u64) -> Duration,
+    between: &mut dyn FnMut(usize),
+) -> Ratios {
+    let n = calls_per_chunk(a);
+    let ratios = (0..ROUNDS)
+        .map(|round| {
+            between(round);
+            let (ta, tb) = if round % 2 == 0 {
+                let ta = a(n);
+                (ta, b(n))
+            } else {
+                let tb = b(n);
+                (a(n), tb)
+            };
+            tb.as_secs_f64() / ta.as_secs_f64().max(f64::MIN_POSITIVE)
+        })
+        .collect();
+    Ratios(ratios)
+}
+
+/// How many calls of `f` take about a [`CHUNK`].
+fn calls_per_chunk(f: &mut dyn FnMut(u64) -> Duration) -> u64 {
+    let mut n = 1u64;
+    loop {
+        let took = f(n);
+        if took >= CHUNK / 4 {
+            let per_chunk = n as f64 * CHUNK.as_secs_f64() / took.as_secs_f64();
+            return (per_chunk as u64).max(1);
+        }
+        n *= 2;
     }
 }
 
@@ -232,31 +358,48 @@ fn swap_set(base: &KeySet, extras: &[VerifyingKey], swap: Swap, n: usize) -> Key
         Swap::Same => base.clone(),
         Swap::Added => extras
             .iter()
-            .take(n.min(ADDED_CAP))
+            .take(n)
             .fold(base.clone(), |set, k| set.with(k.clone())),
         Swap::Removed => base.clone().with(extras[n % extras.len()].clone()),
     }
 }
 
-/// A background refresh: `SharedKeys::replace` at once and then every [`PERIOD`] (on a
-/// schedule, so a late wake-up is caught up) until stopped.
+/// A background refresh: while active, `SharedKeys::replace` at once and then every
+/// [`PERIOD`] (on a schedule, so a late wake-up is caught up), until stopped.
 struct Swapper {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<(u64, Duration)>,
+    active: Arc<AtomicBool>,
+    handle: JoinHandle<SwapStats>,
+}
+
+/// What a [`Swapper`] did.
+#[derive(Default)]
+struct SwapStats {
+    swaps: u64,
+    /// How long it ran.
+    alive: Duration,
+    /// How long it spent building sets and replacing them (its own CPU time, roughly).
+    busy: Duration,
 }
 
 impl Swapper {
-    fn start(shared: SharedKeys, base: KeySet, extras: Arc<[VerifyingKey]>, swap: Swap) -> Self {
+    fn start(s: &Setup, swap: Swap) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
+        let active = Arc::new(AtomicBool::new(true));
+        let (stopped, swapping) = (Arc::clone(&stop), Arc::clone(&active));
+        let (shared, base, extras) = (s.shared.clone(), s.base.clone(), Arc::clone(&s.extras));
         let handle = thread::spawn(move || {
             let start = Instant::now();
-            let mut n = 0u32;
-            // The first swap at once, then one per period until stopped.
+            let (mut tick, mut swaps, mut busy) = (0u32, 0u32, Duration::ZERO);
             loop {
-                n += 1;
-                shared.replace(swap_set(&base, &extras, swap, n as usize));
-                let due = start + PERIOD * n;
+                if swapping.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    swaps += 1;
+                    shared.replace(swap_set(&base, &extras, swap, swaps as usize));
+                    busy += t.elapsed();
+                }
+                tick += 1;
+                let due = start + PERIOD * tick;
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     thread::sleep(wait);
                 }
@@ -264,13 +407,26 @@ impl Swapper {
                     break;
                 }
             }
-            (u64::from(n), start.elapsed())
+            SwapStats {
+                swaps: u64::from(swaps),
+                alive: start.elapsed(),
+                busy,
+            }
         });
-        Self { stop, handle }
+        Self {
+            stop,
+            active,
+            handle,
+        }
     }
 
-    /// Stops it: the swaps made and for how long it ran.
-    fn stop(self) -> (u64, Duration) {
+    /// Swaps from the next tick on (`true`), or not (`false`).
+    fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    /// Stops it: what it did.
+    fn stop(self) -> SwapStats {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap()
     }
@@ -279,8 +435,7 @@ impl Swapper {
 /// What the samples of one case did besides verifying.
 #[derive(Default)]
 struct Tally {
-    swaps: u64,
-    swapping: Duration,
+    swapper: SwapStats,
     misses: u64,
     verifies: u64,
 }
@@ -289,100 +444,148 @@ struct Tally {
 struct SwapCase<'a> {
     s: &'a Setup,
     verifier: &'a Verifier,
-    extras: Arc<[VerifyingKey]>,
     swap: Option<Swap>,
     tally: RefCell<Tally>,
+    /// How many samples criterion took.
+    calls: Cell<u32>,
 }
 
 impl SwapCase<'_> {
-    /// One sample: reset the set and re-cache the token (untimed), start the refresh,
-    /// verify `iters` times (timed), stop it.
+    /// Untimed: the set back to the token's key alone, the token verified (cached) again.
+    fn reset(&self) {
+        self.s.shared.replace(self.s.base.clone());
+        self.verifier.verify(&self.s.token, self.s.at).unwrap();
+    }
+
+    /// One sample: reset, start the refresh, verify `iters` times (timed), stop it.
     fn sample(&self, iters: u64) -> Duration {
-        let s = self.s;
-        s.shared.replace(s.base.clone());
-        self.verifier.verify(&s.token, s.at).unwrap();
+        self.calls.set(self.calls.get() + 1);
+        self.reset();
         let misses = self.verifier.cache_stats().misses;
-        let swapper = self.swap.map(|swap| {
-            Swapper::start(
-                s.shared.clone(),
-                s.base.clone(),
-                Arc::clone(&self.extras),
-                swap,
-            )
-        });
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(self.verifier.verify(black_box(&s.token), s.at).unwrap());
-        }
-        let elapsed = start.elapsed();
-        let mut tally = self.tally.borrow_mut();
+        let swapper = self.swap.map(|swap| Swapper::start(self.s, swap));
+        let elapsed = run(self.verifier, self.s, iters);
         if let Some(swapper) = swapper {
-            let (swaps, swapping) = swapper.stop();
-            tally.swaps += swaps;
-            tally.swapping += swapping;
+            self.count_swaps(swapper.stop());
         }
-        let missed = self.verifier.cache_stats().misses - misses;
-        if self.swap != Some(Swap::Removed) {
-            assert_eq!(
-                missed, 0,
-                "{:?}: a swap keeping every key dropped the cache",
-                self.swap
-            );
-        }
-        tally.misses += missed;
-        tally.verifies += iters;
+        self.count_misses(self.verifier.cache_stats().misses - misses, iters);
         elapsed
     }
 
-    fn report(&self, group: &str, name: &str) {
-        let t = self.tally.borrow();
-        let per_ms = t.swaps as f64 / (t.swapping.as_secs_f64() * 1e3).max(f64::MIN_POSITIVE);
+    fn count_swaps(&self, stats: SwapStats) {
+        let t = &mut self.tally.borrow_mut().swapper;
+        t.swaps += stats.swaps;
+        t.alive += stats.alive;
+        t.busy += stats.busy;
+    }
+
+    /// A swap that keeps every key must never drop a cached verification.
+    fn count_misses(&self, missed: u64, verifies: u64) {
+        if self.swap != Some(Swap::Removed) {
+            assert_eq!(missed, 0, "{:?} dropped a cached verification", self.swap);
+        }
+        let mut tally = self.tally.borrow_mut();
+        tally.misses += missed;
+        tally.verifies += verifies;
+    }
+
+    /// The swaps and misses so far, on stderr, and forgets them. `over`: the time the
+    /// swaps' rate is reckoned over (default: the refresh thread's life).
+    fn report(&self, label: &str, over: Option<Duration>) {
+        let t = self.tally.take();
+        let w = &t.swapper;
+        let over = over.unwrap_or(w.alive).as_secs_f64();
+        let per_swap = w.busy.as_secs_f64() * 1e6 / (w.swaps.max(1) as f64);
         eprintln!(
-            "{group}/{name}: {} swaps in {:.2} s ({per_ms:.2} per ms); {} cache misses in {} verifications",
-            t.swaps,
-            t.swapping.as_secs_f64(),
+            "{label}: {} swaps in {over:.2} s ({:.2} per ms, {per_swap:.1} us each on the refresh thread); {} cache misses in {} verifications",
+            w.swaps,
+            w.swaps as f64 / (over * 1e3).max(f64::MIN_POSITIVE),
             t.misses,
             t.verifies
         );
     }
+
+    /// The paired comparison with `no_swap`: one refresh thread throughout, swapping
+    /// during this case's chunks only; the set reset every [`RESET_EVERY`] rounds (so
+    /// that `swap_added` keeps adding).
+    fn paired(&self, swap: Swap, label: &str) {
+        self.reset();
+        let swapper = Swapper::start(self.s, swap);
+        swapper.set_active(false);
+        // Misses in the timed chunks only (a reset's own is not the swaps').
+        let missed = Cell::new(0);
+        let timed = |n| {
+            let misses = self.verifier.cache_stats().misses;
+            let took = run(self.verifier, self.s, n);
+            missed.set(missed.get() + self.verifier.cache_stats().misses - misses);
+            took
+        };
+        let (mut verifies, mut swapping) = (0, Duration::ZERO);
+        let ratios = paired(
+            &mut |n| timed(n),
+            &mut |n| {
+                swapper.set_active(true);
+                let took = timed(n);
+                swapper.set_active(false);
+                (verifies, swapping) = (verifies + n, swapping + took);
+                took
+            },
+            &mut |round| {
+                if round % RESET_EVERY == 0 {
+                    self.reset();
+                }
+            },
+        );
+        self.count_swaps(swapper.stop());
+        self.count_misses(missed.get(), verifies);
+        ratios.report(label);
+        self.report(&format!("paired {label}"), Some(swapping));
+    }
 }
 
-fn swap_group(
-    g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    group: &str,
-    s: &Setup,
-    verifier: &Verifier,
-    extras: &Arc<[VerifyingKey]>,
-) {
+fn swap_group(c: &mut Criterion, mode: &str, s: &Setup, verifier: &Verifier) {
+    let group = format!("refresh_swap_{mode}");
     let cases = [
         ("no_swap", None),
         ("swap_same", Some(Swap::Same)),
         ("swap_added", Some(Swap::Added)),
         ("swap_removed", Some(Swap::Removed)),
-    ];
-    for (name, swap) in cases {
+    ]
+    .map(|(name, swap)| {
         let case = SwapCase {
             s,
             verifier,
-            extras: Arc::clone(extras),
             swap,
             tally: RefCell::default(),
+            calls: Cell::default(),
         };
-        g.bench_function(name, |b| b.iter_custom(|iters| case.sample(iters)));
-        case.report(group, name);
+        (name, case)
+    });
+    let mut g = c.benchmark_group(&group);
+    for (name, case) in &cases {
+        g.bench_function(*name, |b| b.iter_custom(|iters| case.sample(iters)));
+        if case.calls.get() > 0 {
+            case.report(&format!("{group}/{name}"), None);
+        }
+    }
+    g.finish();
+    let baseline = &cases[0].1.calls;
+    for (name, case) in &cases {
+        if let (Some(swap), true) = (case.swap, measured(&[baseline, &case.calls])) {
+            case.paired(swap, &format!("{group}/{name} vs no_swap"));
+        }
     }
 }
 
 /// Outside timing, the premise of each swap case: after two swaps a cached verification
 /// survives `Same` and `Added` and is dropped by `Removed` (its token still verifies).
-fn check_swaps(s: &Setup, extras: &[VerifyingKey]) {
+fn check_swaps(s: &Setup) {
     let cached = &s.cached[1];
     for swap in [Swap::Same, Swap::Added, Swap::Removed] {
         s.shared.replace(s.base.clone());
         cached.verify(&s.token, s.at).unwrap();
         let before = cached.cache_stats();
         for n in 1..=2 {
-            s.shared.replace(swap_set(&s.base, extras, swap, n));
+            s.shared.replace(swap_set(&s.base, &s.extras, swap, n));
         }
         cached.verify(&s.token, s.at).unwrap();
         let after = cached.cache_stats();
@@ -394,19 +597,11 @@ fn check_swaps(s: &Setup, extras: &[VerifyingKey]) {
 }
 
 fn refresh_swap(c: &mut Criterion) {
-    let alg = Algorithm::ES256;
-    let s = setup(alg);
+    let s = setup(Algorithm::ES256);
     check(&s);
-    let (_, signing) = keys(alg);
-    let kids: Vec<String> = (0..ADDED_CAP).map(|i| format!("extra-{i}")).collect();
-    let extras: Arc<[VerifyingKey]> = from_jwks(&signing, alg, &kids).keys().into();
-    check_swaps(&s, &extras);
-    for (mode, verifier) in [("uncached", &s.uncached[1]), ("cached", &s.cached[1])] {
-        let group = format!("refresh_swap_{mode}");
-        let mut g = c.benchmark_group(&group);
-        swap_group(&mut g, &group, &s, verifier, &extras);
-        g.finish();
-    }
+    check_swaps(&s);
+    swap_group(c, "uncached", &s, &s.uncached[1]);
+    swap_group(c, "cached", &s, &s.cached[1]);
 }
 
 fn config() -> Criterion {
