@@ -34,7 +34,8 @@
 //! comparison is also run *paired*: [`ROUNDS`] rounds of one ~2 ms chunk of the baseline
 //! and one of the variant, back to back (which goes first alternates), and the median
 //! and quartiles of the per-round ratios go to stderr (`paired ...: x1.012 (quartiles
-//! ...)`). For the swap cases one refresh thread runs throughout and swaps during the
+//! ...)`), with the ratio of the two sides' 10th-percentile chunk times (`p10 chunks`:
+//! robust to preemptions, but for `swap_removed` it favours chunks with fewer swaps). For the swap cases one refresh thread runs throughout and swaps during the
 //! variant's chunks only. Only for cases criterion measured (not under `--test`, nor
 //! for cases a filter left out).
 //!
@@ -281,24 +282,43 @@ fn measured(calls: &[&Cell<u32>]) -> bool {
     calls.iter().all(|c| c.get() > 1)
 }
 
-/// The per-round ratios of a paired comparison.
-struct Ratios(Vec<f64>);
+/// The chunk times of a paired comparison, round by round: `(a, b)` in seconds.
+struct Rounds(Vec<(f64, f64)>);
 
-impl Ratios {
-    /// The `q` quantile (0..=1) of the ratios.
-    fn quantile(&self, q: f64) -> f64 {
-        let mut sorted = self.0.clone();
-        sorted.sort_by(f64::total_cmp);
-        let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-        sorted[i]
+/// The `q` quantile (0..=1) of `values`.
+fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let i = ((values.len() - 1) as f64 * q).round() as usize;
+    values[i]
+}
+
+impl Rounds {
+    /// The `q` quantile of the per-round ratios `b`/`a`.
+    fn ratio(&self, q: f64) -> f64 {
+        quantile(
+            self.0
+                .iter()
+                .map(|(a, b)| b / a.max(f64::MIN_POSITIVE))
+                .collect(),
+            q,
+        )
+    }
+
+    /// The ratio of the 10th-percentile chunk times, `b` over `a`: each side's
+    /// undisturbed chunks, so a preemption that hit one side of a round does not count.
+    fn fast_ratio(&self) -> f64 {
+        let a = quantile(self.0.iter().map(|r| r.0).collect(), 0.1);
+        let b = quantile(self.0.iter().map(|r| r.1).collect(), 0.1);
+        b / a.max(f64::MIN_POSITIVE)
     }
 
     fn report(&self, label: &str) {
         eprintln!(
-            "paired {label}: x{:.3} (quartiles {:.3}-{:.3}; {} rounds of ~{} ms each side)",
-            self.quantile(0.5),
-            self.quantile(0.25),
-            self.quantile(0.75),
+            "paired {label}: x{:.3} (quartiles {:.3}-{:.3}; p10 chunks x{:.3}; {} rounds of ~{} ms each side)",
+            self.ratio(0.5),
+            self.ratio(0.25),
+            self.ratio(0.75),
+            self.fast_ratio(),
             self.0.len(),
             CHUNK.as_millis()
         );
@@ -308,14 +328,14 @@ impl Ratios {
 /// A comparison in the same moments, against the machine's changing load: [`ROUNDS`]
 /// rounds of one [`CHUNK`] of `a` and one of `b` (which goes first alternates), each
 /// given the calls it should make and answering the time they took; `between(round)`
-/// runs untimed before each round. The ratios `b`/`a` of each round.
+/// runs untimed before each round.
 fn paired(
     a: &mut dyn FnMut(u64) -> Duration,
     b: &mut dyn FnMut(u64) -> Duration,
     between: &mut dyn FnMut(usize),
-) -> Ratios {
+) -> Rounds {
     let n = calls_per_chunk(a);
-    let ratios = (0..ROUNDS)
+    let rounds = (0..ROUNDS)
         .map(|round| {
             between(round);
             let (ta, tb) = if round % 2 == 0 {
@@ -325,23 +345,22 @@ fn paired(
                 let tb = b(n);
                 (a(n), tb)
             };
-            tb.as_secs_f64() / ta.as_secs_f64().max(f64::MIN_POSITIVE)
+            (ta.as_secs_f64(), tb.as_secs_f64())
         })
         .collect();
-    Ratios(ratios)
+    Rounds(rounds)
 }
 
-/// How many calls of `f` take about a [`CHUNK`].
+/// How many calls of `f` take about a [`CHUNK`]: the fastest of five timings, so that
+/// a preemption while calibrating does not shorten every chunk.
 fn calls_per_chunk(f: &mut dyn FnMut(u64) -> Duration) -> u64 {
     let mut n = 1u64;
-    loop {
-        let took = f(n);
-        if took >= CHUNK / 4 {
-            let per_chunk = n as f64 * CHUNK.as_secs_f64() / took.as_secs_f64();
-            return (per_chunk as u64).max(1);
-        }
+    while f(n) < CHUNK / 4 {
         n *= 2;
     }
+    let took = (0..5).map(|_| f(n)).min().unwrap_or(CHUNK);
+    let per_chunk = n as f64 * CHUNK.as_secs_f64() / took.as_secs_f64().max(1e-9);
+    (per_chunk as u64).max(1)
 }
 
 /// What the refresh thread swaps in.
