@@ -35,9 +35,10 @@
 //! and one of the variant, back to back (which goes first alternates), and the median
 //! and quartiles of the per-round ratios go to stderr (`paired ...: x1.012 (quartiles
 //! ...)`), with the ratio of the two sides' 10th-percentile chunk times (`p10 chunks`:
-//! robust to preemptions, but for `swap_removed` it favours chunks with fewer swaps). For the swap cases one refresh thread runs throughout and swaps during the
-//! variant's chunks only. Only for cases criterion measured (not under `--test`, nor
-//! for cases a filter left out).
+//! robust to preemptions, but for `swap_removed` it favours chunks with fewer swaps).
+//! For the swap cases one refresh thread runs throughout and swaps during the variant's
+//! chunks only. Only for cases criterion measured (not under `--test`, nor for cases a
+//! filter left out).
 //!
 //! Run: `cargo bench --bench jwks`; CI's `cargo bench --bench jwks -- --test` runs every
 //! case once.
