@@ -113,7 +113,8 @@ impl Policy {
     }
 
     /// A valid access token that also meets `requirement`; otherwise `403 mfa_required`
-    /// with an mfa_token.
+    /// with an mfa_token (for a [trusted issuer](crate::TrustedIssuer)'s token, the
+    /// delegated form: the RFC 9470 challenge, no mfa_token).
     pub fn step_up(requirement: StepUp) -> Self {
         Self::of(PolicyKind::StepUp(requirement))
     }

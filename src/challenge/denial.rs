@@ -8,7 +8,7 @@
 //!
 //! | denial | added fields |
 //! | --- | --- |
-//! | [`MfaRequired`](DenialKind::MfaRequired) | `mfa_token`, `mfa_requirements`, and `expires_in`: seconds the mfa_token lives (the guard's `mfa_token_ttl`) |
+//! | [`MfaRequired`](DenialKind::MfaRequired) | `mfa_token`, `mfa_requirements`, and `expires_in`: seconds the mfa_token lives (the guard's `mfa_token_ttl`); for a trusted issuer's token ([delegated](Denial::is_delegated)) instead `acr_values` and `max_age`, and no mfa_token |
 //! | [`ExpiredToken`](DenialKind::ExpiredToken) | `"token_expired": true`: the token was genuine but is past its `exp`, so refreshing it helps (`error` stays `invalid_token`, the challenge is as for any invalid token) |
 
 use std::fmt;

@@ -12,6 +12,12 @@
 //! The third kind, the step-up `mfa_token`, is not a JWS at all but an encrypted JWE
 //! (see [`challenge`](crate::challenge)); a verifier never accepts it.
 //!
+//! A verifier may also accept the access tokens of identity providers
+//! ([`TrustedIssuer`], with ready-made profiles for Auth0, Keycloak, Okta, Entra ID and
+//! Cognito): each with its own keys (fixed, or a [`KeySource`] such as the `jwks`
+//! feature's fetcher) and its own token profile, chosen by the token's `iss`. Their
+//! tokens are never partial tokens.
+//!
 //! ```
 //! use tower_stepup::{Algorithm, Clock, Grant, Issuer, ManualClock, SigningKey, TokenError, TokenKind,
 //!     Verifier, VerifyingKey};
