@@ -6,7 +6,7 @@ use std::fmt;
 use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 
-use super::verify::TokenError;
+use super::verdict::TokenError;
 
 /// The JOSE header fields the verifier looks at before the signature check: `alg`,
 /// `typ`, `kid` and whether `crit` is present.

@@ -63,6 +63,7 @@ mod publish;
 mod rotation;
 mod rules;
 mod source;
+mod verdict;
 mod verify;
 
 pub use self::cache::CacheStats;

@@ -13,7 +13,7 @@ use super::header::JoseHeader;
 use super::keys::KeySet;
 use super::profile::{ScopeClaim, TrustedIssuer};
 use super::source::KeySource;
-use super::verify::{TokenError, VerifiedToken};
+use super::verdict::{TokenError, VerifiedToken};
 use super::TokenKind;
 
 /// Whose tokens these are, and what that means for them.
