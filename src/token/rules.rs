@@ -12,7 +12,7 @@ use super::claims::Claims;
 use super::header::JoseHeader;
 use super::keys::KeySet;
 use super::profile::{ScopeClaim, TrustedIssuer};
-use super::source::KeySource;
+use super::source::{KeySource, SharedKeys};
 use super::verdict::{TokenError, VerifiedToken};
 use super::TokenKind;
 
@@ -38,6 +38,9 @@ struct Validations {
 pub(crate) struct IssuerRules {
     pub(crate) issuer: String,
     pub(crate) keys: Arc<dyn KeySource>,
+    /// The source's keys, held to read their epoch on a cache hit without asking the
+    /// source (whose `shared_keys` may do work, such as pruning an issuer's retired keys).
+    pub(crate) shared: SharedKeys,
     pub(crate) algorithms: Vec<Algorithm>,
     validations: Vec<Validations>,
     profile: Profile,
@@ -86,6 +89,7 @@ impl IssuerRules {
             .collect();
         Self {
             issuer,
+            shared: keys.shared_keys().clone(),
             keys,
             algorithms,
             validations,
@@ -111,6 +115,7 @@ impl IssuerRules {
             .collect();
         Self {
             issuer: profile.issuer.clone(),
+            shared: profile.keys.shared_keys().clone(),
             keys: Arc::clone(&profile.keys),
             algorithms: profile.algorithms.clone(),
             validations,

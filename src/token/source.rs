@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -27,7 +28,13 @@ pub type KeyWait = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// the old set or the new one, never a mix.
 #[derive(Clone)]
 pub struct SharedKeys {
-    current: Arc<ArcSwap<Snapshot>>,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    current: ArcSwap<Snapshot>,
+    /// The epoch of `current`, readable with one atomic load (a cache hit needs only it).
+    epoch: AtomicU64,
 }
 
 /// One set of keys, and the epoch it belongs to.
@@ -42,7 +49,10 @@ impl SharedKeys {
     /// Keys that start as `keys`.
     pub fn new(keys: KeySet) -> Self {
         Self {
-            current: Arc::new(ArcSwap::from_pointee(Snapshot { keys, epoch: 0 })),
+            inner: Arc::new(Shared {
+                current: ArcSwap::from_pointee(Snapshot { keys, epoch: 0 }),
+                epoch: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -54,45 +64,56 @@ impl SharedKeys {
 
     /// The keys now.
     pub fn keys(&self) -> KeySet {
-        self.current.load().keys.clone()
+        self.inner.current.load().keys.clone()
     }
 
     /// Replaces the keys. Tokens signed by a key that is no longer in `keys` are refused
     /// from the next verification on; keys only added keep every earlier verification
     /// valid (the verifier's cache is not emptied).
     pub fn replace(&self, keys: KeySet) {
-        self.current.rcu(|old| {
+        self.inner.current.rcu(|old| {
             let removed = old.keys.keys().iter().any(|k| !keys.contains(k));
             Snapshot {
                 keys: keys.clone(),
                 epoch: old.epoch.wrapping_add(u64::from(removed)),
             }
         });
+        self.publish_epoch();
     }
 
     /// Replaces the keys and forgets every verification made with the old ones, even if
     /// all of them stay.
     pub(crate) fn replace_forgetting(&self, keys: KeySet) {
-        self.current.rcu(|old| Snapshot {
+        self.inner.current.rcu(|old| Snapshot {
             keys: keys.clone(),
             epoch: old.epoch.wrapping_add(1),
         });
+        self.publish_epoch();
+    }
+
+    /// Makes the epoch of the snapshot now in place readable by [`epoch`](Self::epoch).
+    /// Epochs only grow, so of two racing replacements the later epoch stays.
+    fn publish_epoch(&self) {
+        let epoch = self.inner.current.load().epoch;
+        self.inner.epoch.fetch_max(epoch, Ordering::AcqRel);
     }
 
     /// The current snapshot: one atomic load.
     pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.current.load()
+        self.inner.current.load()
     }
 
-    /// The current epoch.
+    /// The current epoch: one atomic load. A verification made in an earlier epoch is
+    /// not reused; one made with a snapshot whose epoch is not yet published here is
+    /// merely not reused until it is.
     pub(crate) fn epoch(&self) -> u64 {
-        self.current.load().epoch
+        self.inner.epoch.load(Ordering::Acquire)
     }
 }
 
 impl std::fmt::Debug for SharedKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let snapshot = self.current.load();
+        let snapshot = self.inner.current.load();
         f.debug_struct("SharedKeys")
             .field("keys", &snapshot.keys)
             .field("epoch", &snapshot.epoch)

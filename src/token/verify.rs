@@ -99,7 +99,7 @@ impl Verifier {
         now: u64,
     ) -> Option<Result<VerifiedToken, TokenError>> {
         let issuers = &self.inner.issuers;
-        let epoch_of = |i: usize| issuers.get(i).map(|r| r.keys.shared_keys().epoch());
+        let epoch_of = |i: usize| issuers.get(i).map(|r| r.shared.epoch());
         let cached = cache.get(token, now, epoch_of)?;
         Some(
             match self.check_times(&cached.claims, TokenKind::Access, now) {
