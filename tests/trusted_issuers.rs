@@ -195,15 +195,6 @@ fn forgeries_are_refused_under_every_profile() {
 
 #[test]
 fn jku_x5u_and_jwk_headers_are_ignored() {
-    let name = "auth0";
-    let p = profile(name);
-    // The provider's genuine token with the headers added verifies with its own key.
-    let with_headers = token(name, "access_token", &p, NOW, |h, _| {
-        h["jku"] = json!("https://evil.example/jwks.json");
-        h["x5u"] = json!("https://evil.example/cert.pem");
-    });
-    assert!(verify(name, &with_headers).is_ok());
-    // A token signed by the attacker's key, naming that key in `jwk` and `jku`: refused.
     let attacker_jwk: serde_json::Value = serde_json::to_value(
         SigningKey::ec_pem("attacker", Algorithm::ES256, idp::EC_PRIVATE)
             .unwrap()
@@ -211,13 +202,36 @@ fn jku_x5u_and_jwk_headers_are_ignored() {
             .unwrap(),
     )
     .unwrap();
-    let forged = token(name, "access_token", &p, NOW, |h, _| {
-        h["alg"] = json!("ES256");
-        h["kid"] = json!("attacker");
-        h["jwk"] = attacker_jwk.clone();
-        h["jku"] = json!("https://evil.example/jwks.json");
-    });
-    assert!(verify(name, &forged).is_err());
+    for name in PROVIDERS {
+        // ES256 allowed too, so that only the key set can refuse the attacker's key.
+        let p = profile(name).algorithms([Algorithm::RS256, Algorithm::ES256]);
+        let verifier = verifier_with(p.clone());
+        // The provider's genuine token with the headers added verifies with its own key.
+        let with_headers = token(name, "access_token", &p, NOW, |h, _| {
+            h["jku"] = json!("https://evil.example/jwks.json");
+            h["x5u"] = json!("https://evil.example/cert.pem");
+        });
+        assert!(verifier.verify(&with_headers, NOW).is_ok(), "{name}");
+        // Signed by the attacker's key, which it names in `jwk` and `jku`.
+        for kid in ["attacker", idp::KID] {
+            let forged = token(name, "access_token", &p, NOW, |h, _| {
+                h["alg"] = json!("ES256");
+                h["kid"] = json!(kid);
+                h["jwk"] = attacker_jwk.clone();
+                h["jku"] = json!("https://evil.example/jwks.json");
+                h["x5u"] = json!("https://evil.example/cert.pem");
+            });
+            let want = match kid {
+                "attacker" => TokenError::UnknownKey,
+                _ => TokenError::AlgorithmNotAllowed, // the real key is pinned to RS256
+            };
+            assert_eq!(
+                verifier.verify(&forged, NOW).map(|_| ()),
+                Err(want),
+                "{name} {kid}"
+            );
+        }
+    }
 }
 
 /// `token` re-headed `alg: none` with no signature.
