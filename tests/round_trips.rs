@@ -1,0 +1,134 @@
+//! How many network round trips to Redis each completion step costs (issue 17, item 6):
+//! the demo on a `RedisStore` behind a proxy that counts round trips
+//! (`support/round_trip_proxy.rs`), each step measured alone after a warm-up (scripts
+//! loaded, connection open).
+//!
+//! The counts are pinned: a change that adds a round trip fails here, and the work that
+//! removes them (the issue's goal: verify ≤ 2, refresh ≤ 2) lowers the pins.
+
+#[allow(dead_code)]
+#[path = "../examples/axum_app/app.rs"]
+mod app;
+#[path = "support/burst.rs"]
+mod burst;
+#[path = "support/codes.rs"]
+mod codes;
+#[path = "support/demo_app.rs"]
+mod demo_app;
+#[path = "support/demo_config.rs"]
+mod demo_config;
+#[path = "support/demo_server.rs"]
+mod demo_server;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[path = "support/reply.rs"]
+mod reply;
+#[path = "support/round_trip_proxy.rs"]
+mod round_trip_proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use demo_server::DemoServer;
+use redis_server::RedisServer;
+use round_trip_proxy::RoundTripProxy;
+use serde_json::{json, Value};
+use tower_stepup::factor::totp::TotpSecret;
+use tower_stepup::store::RedisStore;
+
+const T0: u64 = 1_800_000_010;
+
+/// Round trips of each step today (before issue 17's item 6).
+const LOGIN: usize = 2;
+const VERIFY: usize = 8;
+const REFRESH: usize = 4;
+
+struct Rig {
+    server: DemoServer,
+    proxy: RoundTripProxy,
+}
+
+async fn rig() -> Rig {
+    let redis = SocketAddr::from(([127, 0, 0, 1], RedisServer::shared().port()));
+    let proxy = RoundTripProxy::start(redis).await;
+    let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
+    let store = RedisStore::builder()
+        .prefix(format!("round-trips-{}-{nanos}", std::process::id()))
+        .connect(&proxy.redis_url())
+        .await
+        .expect("connect through the proxy");
+    let server = DemoServer::start(Arc::new(store), 5, T0).await;
+    Rig { server, proxy }
+}
+
+fn field(r: &burst::RawResponse, name: &str) -> String {
+    let body: Value = r.json();
+    body[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {} {}", r.status, r.text()))
+        .to_owned()
+}
+
+/// One sign-in of alice with her code at the server's time, each step's round trips:
+/// `(login, verify, refresh)`.
+async fn sign_in_and_refresh(rig: &Rig) -> (usize, usize, usize) {
+    let s = &rig.server;
+    let secret = TotpSecret::from_base32(demo_config::ALICE_SECRET).unwrap();
+    rig.proxy.reset();
+    let login = s
+        .post(
+            "/auth/login",
+            &json!({"username": "alice", "password": "alice-password"}),
+            None,
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let login_trips = rig.proxy.round_trips();
+    let code = codes::code_now(&secret, s.now());
+    let body = json!({"mfa_token": field(&login, "partial_token"), "code": code});
+    rig.proxy.reset();
+    let verified = s.post("/auth/mfa/verify", &body, None).await;
+    assert_eq!(verified.status, 200, "{}", verified.text());
+    let verify_trips = rig.proxy.round_trips();
+    let body = json!({"refresh_token": field(&verified, "refresh_token")});
+    rig.proxy.reset();
+    let refreshed = s.post("/auth/refresh", &body, None).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text());
+    (login_trips, verify_trips, rig.proxy.round_trips())
+}
+
+#[tokio::test]
+async fn each_completion_step_costs_its_pinned_number_of_redis_round_trips() {
+    let rig = rig().await;
+    sign_in_and_refresh(&rig).await; // warm-up: scripts loaded, connection open
+    rig.server.clock.advance(30); // the next TOTP step: a code is never accepted twice
+    let (login, verify, refresh) = sign_in_and_refresh(&rig).await;
+    eprintln!("round trips: login {login}, verify {verify}, refresh {refresh}");
+    assert_eq!((login, verify, refresh), (LOGIN, VERIFY, REFRESH));
+}
+
+#[tokio::test]
+async fn the_proxy_counts_a_pipeline_once_and_each_answered_request_again() {
+    let redis = SocketAddr::from(([127, 0, 0, 1], RedisServer::shared().port()));
+    let proxy = RoundTripProxy::start(redis).await;
+    let client = redis::Client::open(proxy.redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    proxy.reset();
+    for _ in 0..2 {
+        let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    }
+    assert_eq!(
+        proxy.round_trips(),
+        2,
+        "two requests, one after the other's answer"
+    );
+    proxy.reset();
+    let _: (String, String, String) = redis::pipe()
+        .cmd("PING")
+        .cmd("PING")
+        .cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(proxy.round_trips(), 1, "three commands in one pipeline");
+}
