@@ -19,6 +19,8 @@ mod demo_app;
 mod demo_config;
 #[path = "support/demo_server.rs"]
 mod demo_server;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 #[path = "support/reply.rs"]
@@ -27,14 +29,16 @@ mod reply;
 mod round_trip_proxy;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use demo_server::DemoServer;
+use hooked_store::{Call, CallResult, HookFuture, HookedStore, StoreHook};
 use redis_server::RedisServer;
-use round_trip_proxy::RoundTripProxy;
+use round_trip_proxy::{Meter, RoundTripProxy};
 use serde_json::{json, Value};
 use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::RedisStore;
+use tower_stepup::store::Store;
 
 const T0: u64 = 1_800_000_010;
 
@@ -46,6 +50,44 @@ const REFRESH: usize = 4;
 struct Rig {
     server: DemoServer,
     proxy: RoundTripProxy,
+    ledger: Arc<HookedStore<Ledger>>,
+}
+
+/// Notes each store call with the round trips it took.
+struct Ledger {
+    meter: Meter,
+    calls: Mutex<Vec<(&'static str, usize)>>,
+    started: Mutex<Vec<usize>>,
+}
+
+impl StoreHook for Ledger {
+    fn before<'a>(
+        &'a self,
+        _: &'a dyn Store,
+        _: &'a Call<'a>,
+    ) -> HookFuture<'a, Option<CallResult>> {
+        self.started.lock().unwrap().push(self.meter.round_trips());
+        Box::pin(async { None })
+    }
+
+    fn after<'a>(
+        &'a self,
+        _: &'a dyn Store,
+        call: &'a Call<'a>,
+        outcome: CallResult,
+    ) -> HookFuture<'a, CallResult> {
+        let started = self.started.lock().unwrap().pop().unwrap_or_default();
+        let trips = self.meter.round_trips() - started;
+        self.calls.lock().unwrap().push((call.name(), trips));
+        Box::pin(async move { outcome })
+    }
+}
+
+impl Rig {
+    /// The store calls since the last call of this, with their round trips.
+    fn calls(&self) -> Vec<(&'static str, usize)> {
+        std::mem::take(&mut *self.ledger.calls.lock().unwrap())
+    }
 }
 
 async fn rig() -> Rig {
@@ -57,8 +99,18 @@ async fn rig() -> Rig {
         .connect(&proxy.redis_url())
         .await
         .expect("connect through the proxy");
-    let server = DemoServer::start(Arc::new(store), 5, T0).await;
-    Rig { server, proxy }
+    let ledger = Ledger {
+        meter: proxy.meter(),
+        calls: Mutex::default(),
+        started: Mutex::default(),
+    };
+    let ledger = Arc::new(HookedStore::with_hook(Arc::new(store), ledger));
+    let server = DemoServer::start(ledger.clone(), 5, T0).await;
+    Rig {
+        server,
+        proxy,
+        ledger,
+    }
 }
 
 fn field(r: &burst::RawResponse, name: &str) -> String {
@@ -70,10 +122,12 @@ fn field(r: &burst::RawResponse, name: &str) -> String {
 }
 
 /// One sign-in of alice with her code at the server's time, each step's round trips:
-/// `(login, verify, refresh)`.
-async fn sign_in_and_refresh(rig: &Rig) -> (usize, usize, usize) {
+/// `(login, verify, refresh)`, and each step's store calls with theirs.
+async fn sign_in_and_refresh(rig: &Rig) -> ((usize, usize, usize), Vec<Step>) {
     let s = &rig.server;
     let secret = TotpSecret::from_base32(demo_config::ALICE_SECRET).unwrap();
+    let mut steps = Vec::new();
+    rig.calls();
     rig.proxy.reset();
     let login = s
         .post(
@@ -84,27 +138,42 @@ async fn sign_in_and_refresh(rig: &Rig) -> (usize, usize, usize) {
         .await;
     assert_eq!(login.status, 200, "{}", login.text());
     let login_trips = rig.proxy.round_trips();
+    steps.push(("login", login_trips, rig.calls()));
     let code = codes::code_now(&secret, s.now());
     let body = json!({"mfa_token": field(&login, "partial_token"), "code": code});
     rig.proxy.reset();
     let verified = s.post("/auth/mfa/verify", &body, None).await;
     assert_eq!(verified.status, 200, "{}", verified.text());
     let verify_trips = rig.proxy.round_trips();
+    steps.push(("verify", verify_trips, rig.calls()));
     let body = json!({"refresh_token": field(&verified, "refresh_token")});
     rig.proxy.reset();
     let refreshed = s.post("/auth/refresh", &body, None).await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.text());
-    (login_trips, verify_trips, rig.proxy.round_trips())
+    let refresh_trips = rig.proxy.round_trips();
+    steps.push(("refresh", refresh_trips, rig.calls()));
+    ((login_trips, verify_trips, refresh_trips), steps)
 }
+
+/// A step's name, its round trips, and its store calls with theirs.
+type Step = (&'static str, usize, Vec<(&'static str, usize)>);
 
 #[tokio::test]
 async fn each_completion_step_costs_its_pinned_number_of_redis_round_trips() {
     let rig = rig().await;
     sign_in_and_refresh(&rig).await; // warm-up: scripts loaded, connection open
     rig.server.clock.advance(30); // the next TOTP step: a code is never accepted twice
-    let (login, verify, refresh) = sign_in_and_refresh(&rig).await;
-    eprintln!("round trips: login {login}, verify {verify}, refresh {refresh}");
-    assert_eq!((login, verify, refresh), (LOGIN, VERIFY, REFRESH));
+    let ((login, verify, refresh), steps) = sign_in_and_refresh(&rig).await;
+    for (step, trips, calls) in &steps {
+        eprintln!("{step}: {trips} round trips: {calls:?}");
+        // Every round trip belongs to a store call: nothing else talks to Redis.
+        assert_eq!(calls.iter().map(|c| c.1).sum::<usize>(), *trips, "{step}");
+    }
+    assert_eq!(
+        (login, verify, refresh),
+        (LOGIN, VERIFY, REFRESH),
+        "{steps:?}"
+    );
 }
 
 #[tokio::test]

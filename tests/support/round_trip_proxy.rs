@@ -66,6 +66,22 @@ impl RoundTripProxy {
     pub fn reset(&self) {
         self.counts.round_trips.store(0, Ordering::SeqCst);
     }
+
+    /// A reader of the count that can go where the proxy cannot (into a store hook).
+    pub fn meter(&self) -> Meter {
+        Meter(self.counts.clone())
+    }
+}
+
+/// Reads a proxy's round-trip count.
+#[derive(Clone)]
+pub struct Meter(Arc<Counts>);
+
+impl Meter {
+    /// Round trips since the proxy's start or last reset.
+    pub fn round_trips(&self) -> usize {
+        self.0.round_trips.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for RoundTripProxy {
