@@ -71,7 +71,7 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// # TLS and credentials
 /// With feature `redis-tls`, `rediss://host:port` connects over TLS (rustls through the
 /// redis crate), verifying the server's certificate against the system's roots, or only
-/// against [`RedisStoreBuilder::root_certificates`] when given; there is no way to skip
+/// against `RedisStoreBuilder::root_certificates` when given; there is no way to skip
 /// verification. An ACL user and password go in the URL (`rediss://user:password@host`);
 /// neither the URL nor the password appears in any error or `Debug` output.
 ///
