@@ -179,6 +179,8 @@ mod error;
 pub mod layer;
 pub mod policy;
 mod random;
+#[cfg(any(feature = "jwks", feature = "redis-tls"))]
+mod tls;
 pub mod token;
 pub mod wire;
 

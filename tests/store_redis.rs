@@ -690,6 +690,18 @@ async fn store_errors_never_leak_keys() {
             }
         }
     }
+    // TLS with an ACL user and password, to a server that speaks no TLS: the handshake
+    // fails (with feature `redis-tls`), or `rediss://` is refused as not built in.
+    let user = format!("acl-{}", names.user);
+    secrets.push(user.clone());
+    let tls = format!("rediss://{user}:{password}@127.0.0.1:{}", server.port());
+    let e = RedisStore::builder()
+        .timeout(SHORT)
+        .connect(&tls)
+        .await
+        .expect_err("no TLS on a plain port");
+    texts.push(e.to_string());
+    texts.push(format!("{e:?}"));
     // Neither does an invalid URL quote itself.
     let bad = format!("redis://:{password}@127.0.0.1:notaport");
     let e = RedisStore::connect(&bad).await.expect_err("an invalid URL");

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,11 +12,11 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::error::{BoxError, JwksError};
 use crate::error::ConfigError;
+use crate::tls::provider;
 
 /// Default bound on one fetch: connecting, the TLS handshake and the whole response.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,19 +128,6 @@ fn webpki_roots() -> RootCertStore {
     RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
-}
-
-/// rustls's crypto provider for the crate's signature backend: aws-lc-rs when feature
-/// `aws-lc-rs` is on (alone or with `rust-crypto`), ring with `rust-crypto` alone.
-fn provider() -> Arc<CryptoProvider> {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange;
-    // it is the one pure-Rust-leaning choice rustls ships besides aws-lc-rs (C).
-    #[cfg(not(feature = "aws-lc-rs"))]
-    #[allow(deprecated)]
-    let provider = rustls::crypto::ring::default_provider();
-    Arc::new(provider)
 }
 
 /// A client TLS configuration with an explicit provider (never the process default).
@@ -274,29 +260,13 @@ mod tests {
     #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
     #[test]
     fn with_both_backends_a_fetcher_builds_without_a_process_default() {
-        assert!(CryptoProvider::get_default().is_none());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
         HttpsFetcher::new().unwrap();
         assert!(
-            CryptoProvider::get_default().is_none(),
+            rustls::crypto::CryptoProvider::get_default().is_none(),
             "no default installed"
         );
         let suites = &tls_config(webpki_roots()).unwrap();
         assert!(!suites.crypto_provider().cipher_suites.is_empty());
-    }
-
-    #[test]
-    fn the_provider_follows_the_signature_backend() {
-        let provider = provider();
-        let name = format!("{:?}", provider.cipher_suites[0].suite());
-        assert!(name.starts_with("TLS"), "{name}");
-        // aws-lc-rs and ring differ in their key-exchange groups: aws-lc-rs offers the
-        // post-quantum X25519MLKEM768 hybrid, ring does not.
-        let groups: Vec<String> = provider
-            .kx_groups
-            .iter()
-            .map(|g| format!("{:?}", g.name()))
-            .collect();
-        let pq = groups.iter().any(|g| g.contains("MLKEM"));
-        assert_eq!(pq, cfg!(feature = "aws-lc-rs"), "{groups:?}");
     }
 }

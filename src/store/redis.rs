@@ -13,6 +13,9 @@ use crate::token::Claims;
 
 use super::record::{session_json, StoredRecord};
 
+#[cfg(feature = "redis-tls")]
+mod tls;
+
 use super::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
     Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET,
@@ -65,6 +68,19 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// Prefixes are not escaped: use prefixes that are not prefixes of one another plus
 /// `:` (`app` and `app:used` could collide; `app-a` and `app-b` cannot).
 ///
+/// # TLS and credentials
+/// With feature `redis-tls`, `rediss://host:port` connects over TLS (rustls through the
+/// redis crate), verifying the server's certificate against the system's roots, or only
+/// against `RedisStoreBuilder::root_certificates` when given; there is no way to skip
+/// verification. An ACL user and password go in the URL (`rediss://user:password@host`);
+/// neither the URL nor the password appears in any error or `Debug` output.
+///
+/// rustls's crypto provider follows the signature backend (aws-lc-rs, or ring with
+/// `rust-crypto` alone). The redis crate reads it from rustls's process default and
+/// offers no way to pass it, so connecting to a `rediss://` URL installs the crate's
+/// provider as the process default when none is installed; one the application
+/// installed before is kept and used.
+///
 /// # Security
 /// Single use lives in Redis: a Redis that loses its data (a restart without
 /// persistence, a failover to a replica that lagged) forgets which challenges were
@@ -90,15 +106,29 @@ impl fmt::Debug for RedisStore {
 }
 
 /// Configures a [`RedisStore`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
+    #[cfg(feature = "redis-tls")]
+    roots: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("RedisStoreBuilder");
+        out.field("prefix", &self.prefix)
+            .field("timeout", &self.timeout);
+        #[cfg(feature = "redis-tls")]
+        out.field("root_certificates", &self.roots.is_some());
+        out.finish()
+    }
 }
 
 impl RedisStore {
-    /// Connects with the default prefix and timeout. `url` is a Redis URL
-    /// (`redis://host:port/db`, `redis://:password@host`, `rediss://…` is not built in).
+    /// Connects with the default prefix and timeout. `url` is a Redis URL:
+    /// `redis://host:port/db`, `redis://:password@host` or, with an ACL user,
+    /// `redis://user:password@host`; `rediss://…` (TLS) with feature `redis-tls`.
     ///
     /// Fails if Redis cannot be reached now.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -110,6 +140,8 @@ impl RedisStore {
         RedisStoreBuilder {
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             timeout: DEFAULT_REDIS_TIMEOUT,
+            #[cfg(feature = "redis-tls")]
+            roots: None,
         }
     }
 
@@ -309,9 +341,22 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects. Fails if the URL is invalid or Redis cannot be reached within the
-    /// timeout.
+    /// Trust only these roots for `rediss://` (PEM, one or more certificates: a
+    /// company or test CA) instead of the system's. The URL must then be `rediss://`.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots = Some(pem.into());
+        self
+    }
+
+    /// Connects. Fails if the URL is invalid, Redis cannot be reached within the
+    /// timeout, or refuses the TLS handshake or the credentials. The errors name the
+    /// kind of failure only, never the URL or its password.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        #[cfg(feature = "redis-tls")]
+        let client = tls::client(url, self.roots.as_deref())?;
+        #[cfg(not(feature = "redis-tls"))]
         let client = redis::Client::open(url).map_err(|e| redis_error(&e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))

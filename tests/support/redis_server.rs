@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 /// One `redis-server` process (restartable on the same port).
 pub struct RedisServer {
     port: u16,
+    /// How it listens: `--port P`, or TLS only (`--port 0 --tls-port P …`), and more.
+    args: Vec<String>,
+    /// TLS only: there is no plain port to PING.
+    tls: bool,
     running: Mutex<Option<Running>>,
 }
 
@@ -27,7 +31,7 @@ struct Running {
 }
 
 const WRAPPER: &str = r#"
-"$0" --port "$1" --bind 127.0.0.1 --save '' --appendonly no --protected-mode no \
+"$0" "$@" --bind 127.0.0.1 --save '' --appendonly no --protected-mode no \
      --loglevel warning --logfile '' >&2 &
 pid=$!
 echo "$pid"
@@ -75,8 +79,44 @@ fn pong(port: u16) -> bool {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Self {
+        let port = free_port();
+        Self::launch(port, vec!["--port".to_owned(), port.to_string()], false)
+    }
+
+    /// Starts a server that speaks TLS only, with the certificate and key in `dir`
+    /// (`cert.pem`, `key.pem`, its CA in `ca.pem`: see `support/test_ca.rs`), clients
+    /// not asked for certificates, and `extra` arguments (e.g. ACL users:
+    /// `["--user", "alice", "on", ">pw", "~*", "&*", "+@all"]`). Ready once its TLS port
+    /// accepts connections. [`command`](Self::command) does not speak TLS.
+    pub fn start_tls(dir: &std::path::Path, extra: &[&str]) -> Self {
+        let port = free_port();
+        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let mut args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &file("cert.pem"),
+            "--tls-key-file",
+            &file("key.pem"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::launch(port, args, true)
+    }
+
+    fn launch(port: u16, args: Vec<String>, tls: bool) -> Self {
         let server = Self {
-            port: free_port(),
+            port,
+            args,
+            tls,
             running: Mutex::new(None),
         };
         server.restart();
@@ -124,7 +164,7 @@ impl RedisServer {
             .arg("-c")
             .arg(WRAPPER)
             .arg(binary())
-            .arg(self.port.to_string())
+            .args(&self.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -142,13 +182,21 @@ impl RedisServer {
             pid,
         });
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !pong(self.port) {
+        while !self.ready() {
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer on port {}",
                 self.port
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Answers PING, or (TLS only) accepts connections.
+    fn ready(&self) -> bool {
+        match self.tls {
+            false => pong(self.port),
+            true => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
         }
     }
 
