@@ -15,6 +15,8 @@ use tower_stepup::{TokenError, TrustedIssuer, Verifier};
 
 #[path = "support/jwks_server.rs"]
 mod jwks_server;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use jwks_server::{free_addr, test_tls, Answer, JwksServer};
 

@@ -247,27 +247,14 @@ impl Body for Endless {
 /// A test CA (rcgen) and a server configuration whose certificate it signed, for
 /// `127.0.0.1` and `localhost`: the CA's certificate is what a client must trust.
 pub fn test_tls() -> (ServerConfig, CertificateDer<'static>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "tower-stepup test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let key = PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let (ca, leaf, key) = crate::test_ca::ca_and_leaf();
     let config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
+        .with_single_cert(vec![leaf.into()], PrivateKeyDer::Pkcs8(key.into()))
         .unwrap();
-    (config, ca_cert.der().clone())
+    (config, ca.into())
 }
 
 /// The server's crypto provider, by the crate's signature backend.

@@ -8,6 +8,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
+/// A fresh CA and a leaf certificate it signed for `127.0.0.1` and `localhost`, as DER:
+/// `(ca, leaf, the leaf's PKCS#8 key)`. The one place the tests make certificates.
+pub fn ca_and_leaf() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "tower-stepup test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    (
+        ca_cert.der().to_vec(),
+        leaf.der().to_vec(),
+        leaf_key.serialize_der(),
+    )
+}
+
 /// A CA, a leaf for `127.0.0.1` and `localhost` signed by it, and the leaf's key.
 pub struct TestCa {
     /// The CA's certificate: what a client must trust.
@@ -19,18 +41,7 @@ impl TestCa {
     /// Makes the CA and the leaf and writes `ca.pem`, `cert.pem` and `key.pem` to a
     /// fresh temporary directory.
     pub fn new() -> Self {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "tower-stepup test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
+        let (ca_der, leaf_der, key_der) = ca_and_leaf();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "tower-stepup-ca-{}-{}",
@@ -38,10 +49,10 @@ impl TestCa {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let ca_pem = pem("CERTIFICATE", ca_cert.der());
+        let ca_pem = pem("CERTIFICATE", &ca_der);
         std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
-        std::fs::write(dir.join("cert.pem"), pem("CERTIFICATE", leaf.der())).unwrap();
-        let key = pem("PRIVATE KEY", &leaf_key.serialize_der());
+        std::fs::write(dir.join("cert.pem"), pem("CERTIFICATE", &leaf_der)).unwrap();
+        let key = pem("PRIVATE KEY", &key_der);
         std::fs::write(dir.join("key.pem"), key).unwrap();
         Self { ca_pem, dir }
     }
