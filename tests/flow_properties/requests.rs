@@ -45,6 +45,35 @@ pub(crate) async fn send(app: &Router, req: Request<Body>) -> Answer {
     Answer::from(Reply::read(app.clone().oneshot(req).await.unwrap()).await)
 }
 
+/// Sends `reqs` at once: each from its own task, all released together by a barrier
+/// (a synchronized burst); the answers in the order of `reqs`. `what` names them in a
+/// violation when a task fails.
+pub(crate) async fn send_together(
+    app: &Router,
+    reqs: Vec<Request<Body>>,
+    what: &str,
+) -> Result<Vec<Answer>, Violation> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(reqs.len()));
+    let tasks: Vec<_> = reqs
+        .into_iter()
+        .map(|req| {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                send(&app, req).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(
+            task.await
+                .map_err(|e| violation(MODEL, format!("a {what} task failed: {e}")))?,
+        );
+    }
+    Ok(replies)
+}
+
 impl From<Reply> for Answer {
     fn from(r: Reply) -> Self {
         Answer {

@@ -238,32 +238,19 @@ impl Run {
         challenges: &[Ch],
         codes: &[Code],
     ) -> Result<Vec<Answer>, Violation> {
-        let n = codes.len();
-        let barrier = Arc::new(tokio::sync::Barrier::new(n));
-        let tasks: Vec<_> = (0..n)
-            .map(|i| {
-                let app = self.w.app.clone();
+        let reqs = codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
                 let token = match challenges[i % challenges.len()] {
                     Ch::Partial(c) => self.m.partials[c].token.clone(),
                     Ch::Mfa(c) => self.m.mfa_tokens[c].token.clone(),
                     Ch::Bogus => String::new(),
                 };
-                let req = verify_req(&token, &codes[i], false, None);
-                let barrier = barrier.clone();
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    send(&app, req).await
-                })
+                verify_req(&token, code, false, None)
             })
             .collect();
-        let mut replies = Vec::new();
-        for task in tasks {
-            replies.push(
-                task.await
-                    .map_err(|e| violation(MODEL, format!("a verify task failed: {e}")))?,
-            );
-        }
-        Ok(replies)
+        send_together(&self.w.app, reqs, "verify").await
     }
 
     /// Step-ups of a user without a factor, all at once: each is refused.

@@ -96,25 +96,10 @@ impl Run {
         let f = family.index(self.m.families.len());
         let token = self.m.families[f].tokens.last().unwrap().clone();
         let now = self.now();
-        let barrier = Arc::new(tokio::sync::Barrier::new(n));
-        let tasks: Vec<_> = (0..n)
-            .map(|_| {
-                let app = self.w.app.clone();
-                let req = post("/auth/refresh", &json!({ "refresh_token": token }), None);
-                let barrier = barrier.clone();
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    send(&app, req).await
-                })
-            })
+        let reqs = (0..n)
+            .map(|_| post("/auth/refresh", &json!({ "refresh_token": token }), None))
             .collect();
-        let mut replies = Vec::new();
-        for task in tasks {
-            replies.push(
-                task.await
-                    .map_err(|e| violation(MODEL, format!("a refresh task failed: {e}")))?,
-            );
-        }
+        let replies = send_together(&self.w.app, reqs, "refresh").await?;
         self.note(format!(
             "burst of {n} refreshes of family {f} -> [{}]",
             replies
