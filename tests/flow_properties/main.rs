@@ -365,27 +365,65 @@ fn refresh_reuse_revokes_the_family() {
 // The properties can fail: the same search against deliberately broken apps
 // ---------------------------------------------------------------------------------------
 
-/// One test per deliberate fault: the app broken that way, searched with the balanced
-/// mix, must violate the property named.
-macro_rules! the_properties_catch {
-    ($($test:ident: $fault:ident breaks $property:ident;)*) => {$(
-        #[test]
-        fn $test() {
-            let faults = Faults {
-                $fault: true,
-                ..Faults::default()
-            };
-            expect_caught(faults, BALANCED, $property);
-        }
-    )*};
+#[test]
+fn the_properties_catch_replayable_totp_steps() {
+    let faults = Faults {
+        replayable_steps: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, NO_CODE_TWICE);
 }
 
-the_properties_catch! {
-    the_properties_catch_replayable_totp_steps: replayable_steps breaks NO_CODE_TWICE;
-    the_properties_catch_reusable_challenges: reusable_challenges breaks ONCE;
-    the_properties_catch_unreserved_attempts: unreserved_attempts breaks RESERVATIONS;
-    the_properties_catch_a_missing_lockout: no_lockout breaks LOCKOUT_HOLDS;
-    the_properties_catch_refresh_reuse_without_revocation: no_reuse_detection breaks REFRESH_REUSE;
-    the_properties_catch_a_step_up_that_revives_an_ended_session: revivable_sessions breaks REFRESH_REUSE;
-    the_properties_catch_a_login_that_skips_the_second_factor: lost_factor breaks NO_ACCESS;
+#[test]
+fn the_properties_catch_reusable_challenges() {
+    let faults = Faults {
+        reusable_challenges: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, ONCE);
+}
+
+#[test]
+fn the_properties_catch_unreserved_attempts() {
+    let faults = Faults {
+        unreserved_attempts: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, RESERVATIONS);
+}
+
+#[test]
+fn the_properties_catch_a_missing_lockout() {
+    let faults = Faults {
+        no_lockout: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, LOCKOUT_HOLDS);
+}
+
+#[test]
+fn the_properties_catch_refresh_reuse_without_revocation() {
+    let faults = Faults {
+        no_reuse_detection: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, REFRESH_REUSE);
+}
+
+#[test]
+fn the_properties_catch_a_step_up_that_revives_an_ended_session() {
+    let faults = Faults {
+        revivable_sessions: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, REFRESH_REUSE);
+}
+
+#[test]
+fn the_properties_catch_a_login_that_skips_the_second_factor() {
+    let faults = Faults {
+        lost_factor: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, NO_ACCESS);
 }
