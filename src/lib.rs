@@ -109,6 +109,7 @@
 //! - [`policy`]: [`Policy`], [`StepUp`], [`RouteTable`].
 //! - [`layer`]: [`Guard`], [`StepUpLayer`], [`StepUpService`].
 //! - [`challenge`]: the sealed `mfa_token` and the denial responses.
+//! - [`revocation`]: the ended sessions whose access tokens the layer refuses.
 //! - [`audit`]: one structured `tracing` event per security decision, and counters.
 //! - [`wire`]: the `error` codes on the wire, one enum for the server and the client.
 //!
@@ -179,6 +180,7 @@ mod error;
 pub mod layer;
 pub mod policy;
 mod random;
+pub mod revocation;
 #[cfg(any(feature = "jwks", feature = "redis-tls"))]
 mod tls;
 pub mod token;

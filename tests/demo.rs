@@ -1665,6 +1665,70 @@ async fn logs_hold_no_token_code_or_secret() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 11b. An ended session ends its access tokens (issue 17 item 1, DESIGN §8.3)
+// ---------------------------------------------------------------------------------------
+
+/// The refusal of an access token whose session has ended.
+fn expect_session_ended(r: &Reply) {
+    r.expect(401, "invalid_token");
+    assert_eq!(
+        r.body["error_description"], "the session has ended; sign in again",
+        "{}",
+        r.body
+    );
+    let www = r.header(WWW_AUTHENTICATE).unwrap_or_default();
+    assert!(www.starts_with(r#"Bearer error="invalid_token""#), "{www}");
+}
+
+/// Logout ends the caller's session at once: its access token is refused on the next
+/// request, while another session of the same user goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_ends_the_sessions_access_token_at_once() {
+    let s = start().await;
+    let (access, refresh) = s.alice_session().await;
+    s.clock.advance(30);
+    let (other, _) = s.alice_session().await;
+    s.get("/api/me", Some(&access)).await.expect_ok();
+    let out = s
+        .post(
+            "/auth/logout",
+            &json!({"refresh_token": refresh}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+    expect_session_ended(&s.get("/api/me", Some(&access)).await);
+    expect_session_ended(&s.get("/api/billing", Some(&access)).await);
+    s.refresh(&refresh).await.expect(400, "invalid_grant");
+    s.get("/api/me", Some(&other)).await.expect_ok();
+    // Logging out again with the ended token is refused by the layer.
+    let again = s
+        .post(
+            "/auth/logout",
+            &json!({"refresh_token": refresh}),
+            Some(&access),
+        )
+        .await;
+    expect_session_ended(&again);
+}
+
+/// A replayed refresh token revokes its family, and with it every access token of the
+/// session: the thief's fresh one and the victim's.
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_token_reuse_ends_the_sessions_access_tokens() {
+    let s = start().await;
+    let (victim, stolen) = s.alice_session().await;
+    let r = s.refresh(&stolen).await;
+    r.expect_ok();
+    let thief = r.str("access_token");
+    s.get("/api/me", Some(&thief)).await.expect_ok();
+    // The victim's client refreshes with the token the thief already used.
+    s.refresh(&stolen).await.expect(400, "invalid_grant");
+    expect_session_ended(&s.get("/api/me", Some(&thief)).await);
+    expect_session_ended(&s.get("/api/me", Some(&victim)).await);
+}
+
+// ---------------------------------------------------------------------------------------
 // 12. Redis: two instances behave as one; faults fail closed and heal
 // ---------------------------------------------------------------------------------------
 
@@ -1673,7 +1737,12 @@ async fn logs_hold_no_token_code_or_secret() {
 mod redis_server;
 
 #[cfg(feature = "redis")]
+#[path = "support/latency_proxy.rs"]
+mod latency_proxy;
+
+#[cfg(feature = "redis")]
 mod on_redis {
+    use super::latency_proxy::LatencyProxy;
     use super::redis_server::RedisServer;
     use super::*;
     use tower_stepup::store::RedisStore;
@@ -1682,9 +1751,15 @@ mod on_redis {
         /// Starts the real demo binary with `REDIS_URL` and the shared keys, and talks to
         /// it. Its output is drained (and dropped) so it never blocks on a full pipe.
         async fn process(redis_url: &str, max_attempts: u32) -> Server {
+            Self::process_with(redis_url, max_attempts, &[]).await
+        }
+
+        /// [`process`](Self::process) with more environment.
+        async fn process_with(redis_url: &str, max_attempts: u32, env: &[(&str, &str)]) -> Server {
             let bin = build_demo_binary();
             let mut child = tokio::process::Command::new(&bin)
                 .envs(demo_config::demo_env())
+                .envs(env.iter().copied())
                 .env("STEPUP_MAX_ATTEMPTS", max_attempts.to_string())
                 .env("REDIS_URL", redis_url)
                 .env("RUST_LOG", "warn")
@@ -1797,6 +1872,86 @@ mod on_redis {
         let next = a.code_at_step(step + 1);
         a.verify(&p4, &next).await.expect(429, "too_many_attempts");
         b.verify(&p4, &next).await.expect(429, "too_many_attempts");
+    }
+
+    /// alice signs in on `server` with the code of `step` → (access, refresh).
+    async fn session_at(server: &Server, step: u64) -> (String, String) {
+        let partial = server.alice_partial().await;
+        let r = server.verify(&partial, &server.code_at_step(step)).await;
+        r.expect_ok();
+        (r.str("access_token"), r.str("refresh_token"))
+    }
+
+    async fn logout(server: &Server, access: &str, refresh: &str) {
+        let body = json!({"refresh_token": refresh});
+        let out = server.post("/auth/logout", &body, Some(access)).await;
+        assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+    }
+
+    /// Asks `server` for `/api/me` with `access` until the answer has `status`, for at
+    /// most `limit`; the last answer and how long it took.
+    async fn until_status(
+        server: &Server,
+        access: &str,
+        status: u16,
+        limit: Duration,
+    ) -> (Reply, Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let r = server.get("/api/me", Some(access)).await;
+            if r.status.as_u16() == status || started.elapsed() > limit {
+                return (r, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Two demo processes on one Redis (B through a proxy that can be cut): a logout on
+    /// A ends the access token on A at once and on B within 1 s. Then B is cut off from
+    /// Redis, a session ends on A, and B, unable to read the revocation feed, answers 503
+    /// once its staleness bound (2 s here) has passed; restored, it refuses the token.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_session_ended_on_one_instance_ends_on_the_other() {
+        let redis = RedisServer::start();
+        let target: std::net::SocketAddr = ([127, 0, 0, 1], redis.port()).into();
+        let proxy = LatencyProxy::start(target, Duration::ZERO, Duration::ZERO).await;
+        let proxy_addr = proxy.addr();
+        let env = [("STEPUP_REVOCATION_STALENESS_SECS", "2")];
+        let (direct, proxied) = (redis.url(), proxy.redis_url());
+        let (a, b) = tokio::join!(
+            Server::process_with(&direct, 5, &env),
+            Server::process_with(&proxied, 5, &env),
+        );
+        let step = fresh_step(20).await;
+
+        let (access, refresh) = session_at(&a, step - 1).await;
+        b.get("/api/me", Some(&access)).await.expect_ok();
+        logout(&a, &access, &refresh).await;
+        expect_session_ended(&a.get("/api/me", Some(&access)).await);
+        let (r, took) = until_status(&b, &access, 401, Duration::from_secs(3)).await;
+        expect_session_ended(&r);
+        assert!(took < Duration::from_secs(1), "B refused it after {took:?}");
+
+        // B cut off from Redis; a session ends on A meanwhile.
+        let (access, refresh) = session_at(&a, step).await;
+        b.get("/api/me", Some(&access)).await.expect_ok();
+        drop(proxy);
+        logout(&a, &access, &refresh).await;
+        let (r, took) = until_status(&b, &access, 503, Duration::from_secs(6)).await;
+        r.expect(503, "temporarily_unavailable");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(
+            took <= Duration::from_secs(4),
+            "B answered 503 after {took:?}"
+        );
+        // Public routes still answer.
+        b.get("/healthz", None).await.expect_ok();
+
+        // Restored: B catches up and refuses the ended session.
+        let _proxy = LatencyProxy::start_at(proxy_addr, target).await;
+        let (r, took) = until_status(&b, &access, 401, Duration::from_secs(5)).await;
+        expect_session_ended(&r);
+        assert!(took < Duration::from_secs(3), "B caught up after {took:?}");
     }
 
     /// Polls all `futures` together (all requests in flight at once) → their replies.

@@ -76,6 +76,7 @@ const WRITES: &[&str] = &[
     "refresh_revoke",
     "revoke_family",
     "refresh_elevate",
+    "revoke_sessions",
 ];
 
 #[path = "support/hooked_store.rs"]
@@ -178,6 +179,8 @@ impl Record {
             Call::RevokeFamily { family, .. } | Call::RefreshElevate { family, .. } => {
                 (family.to_string(), vec![])
             }
+            Call::RevokeSessions { revoked, .. } => (format!("{revoked:?}"), vec![]),
+            Call::RevocationsSince { cursor, .. } => (cursor.to_string(), vec![]),
         }
     }
 }

@@ -21,6 +21,7 @@ use tower_stepup::complete::{
     MemoryFactors, PeerAddr, TotpFactor, TrustedProxies,
 };
 use tower_stepup::factor::{recovery, TotpSecret};
+use tower_stepup::revocation::Revocations;
 use tower_stepup::store::{AttemptPolicy, Store};
 use tower_stepup::{
     Algorithm, Claims, Clock, ConfigError, Guard, Issuer, MfaRequirements, Policy, RouteTable,
@@ -73,6 +74,10 @@ pub struct DemoConfig {
     pub trusted_proxies: TrustedProxies,
     /// `STEPUP_IDP_*`: an identity provider whose access tokens `/api/*` also accepts.
     pub idp: Option<IdpConfig>,
+    /// With a shared store (`REDIS_URL`): the replica follows the store's revocation
+    /// feed and answers 503 on authenticated routes after this many seconds without it
+    /// (`STEPUP_REVOCATION_STALENESS_SECS`, default 60). `None`: one process.
+    pub revocation_staleness_secs: Option<u64>,
 }
 
 /// An identity provider the demo trusts (DESIGN §8.1): its `iss` and where its keys are.
@@ -198,6 +203,12 @@ impl DemoConfig {
                 &std::env::var("STEPUP_TRUSTED_PROXIES").unwrap_or_default(),
             )?,
             idp: IdpConfig::from_env()?,
+            revocation_staleness_secs: match std::env::var("REDIS_URL") {
+                Ok(url) if !url.is_empty() => {
+                    Some(env_num("STEPUP_REVOCATION_STALENESS_SECS", 60)?)
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -352,6 +363,10 @@ pub fn build<C: Clock + Clone>(
         .clock(clock)
         .realm("tower-stepup demo")
         .mfa_token_ttl(Duration::from_secs(config.mfa_token_ttl_secs))
+        .revocations(match config.revocation_staleness_secs {
+            Some(secs) => Revocations::fed(Duration::from_secs(secs)),
+            None => Revocations::new(),
+        })
         .mfa_requirements(move |claims| {
             if enrolled.contains(claims.sub()) {
                 MfaRequirements::challenge(["otp"])

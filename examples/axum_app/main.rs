@@ -24,6 +24,8 @@
 //! factor). Environment (all optional): `STEPUP_BIND`, `STEPUP_ALICE_TOTP_SECRET`,
 //! `STEPUP_MAX_AGE_SECS`, `STEPUP_MFA_TOKEN_TTL_SECS`, `STEPUP_ACCESS_TTL_SECS`,
 //! `STEPUP_MAX_ATTEMPTS`, `STEPUP_SIGNING_KEY`, `STEPUP_SEALING_KEY`, `REDIS_URL`,
+//! `STEPUP_REVOCATION_STALENESS_SECS` (with `REDIS_URL`: 503 on authenticated routes
+//! after this long without the revocation feed; 60),
 //! `STEPUP_LOGIN_MAX_FAILURES` (10 per account and client in 15 minutes),
 //! `STEPUP_LOGIN_ACCOUNT_MAX_FAILURES` (100 per account in an hour),
 //! `STEPUP_TRUSTED_PROXIES` (addresses or CIDRs whose `X-Forwarded-For` names the client;
@@ -69,8 +71,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
              set both (base64 of 32 random bytes) to run several instances"
         );
     }
-    let store = store(&config).await?;
+    let (store, feed) = store(&config).await?;
     let demo = app::build(&config, SystemClock, store)?;
+    #[cfg(feature = "redis")]
+    if let Some(redis) = feed {
+        // Sessions ended on another instance are refused here within about a second.
+        redis.follow_revocations(&demo.guard);
+    }
+    #[cfg(not(feature = "redis"))]
+    let _: Option<()> = feed;
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     let base = format!("http://{}", listener.local_addr()?);
     print_instructions(&base, &config);
@@ -85,11 +94,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// Redis, if the demo runs on it: the store whose revocation feed the guard follows.
+#[cfg(feature = "redis")]
+type Feed = tower_stepup::store::RedisStore;
+#[cfg(not(feature = "redis"))]
+type Feed = ();
+
 /// The in-memory store, or Redis when `REDIS_URL` is set (several instances then share
-/// single use, lockout, code replay and refresh families).
-async fn store(config: &app::DemoConfig) -> Result<Arc<dyn Store>, Box<dyn Error>> {
+/// single use, lockout, code replay, refresh families and ended sessions).
+async fn store(config: &app::DemoConfig) -> Result<(Arc<dyn Store>, Option<Feed>), Box<dyn Error>> {
     let Some(url) = &config.redis_url else {
-        return Ok(Arc::new(MemoryStore::new()));
+        return Ok((Arc::new(MemoryStore::new()), None));
     };
     #[cfg(feature = "redis")]
     {
@@ -97,7 +112,7 @@ async fn store(config: &app::DemoConfig) -> Result<Arc<dyn Store>, Box<dyn Error
             .await
             .map_err(|e| format!("REDIS_URL is set, but Redis cannot be reached: {e}"))?;
         tracing::info!(prefix = store.prefix(), "store: redis");
-        Ok(Arc::new(store))
+        Ok((Arc::new(store.clone()), Some(store)))
     }
     #[cfg(not(feature = "redis"))]
     {

@@ -44,6 +44,13 @@ pub enum DenialKind {
     PathTooLong,
     /// The server could not decide (e.g. sealing failed). Fails closed.
     ServerError,
+    /// A genuine access token of a session that has ended (logout, refresh-token reuse,
+    /// a revoked session, a change of factors): sign in again. See
+    /// [`revocation`](crate::revocation).
+    SessionEnded,
+    /// The replica cannot tell whether the token's session has ended: it has not read
+    /// the revocation feed for longer than its staleness bound. Fails closed; retry.
+    Unavailable,
 }
 
 /// One row of the denial table: the wire facts of one [`DenialKind`].
@@ -75,6 +82,7 @@ mod grpc_code {
     pub(super) const INVALID_ARGUMENT: u8 = 3;
     pub(super) const PERMISSION_DENIED: u8 = 7;
     pub(super) const INTERNAL: u8 = 13;
+    pub(super) const UNAVAILABLE: u8 = 14;
     pub(super) const UNAUTHENTICATED: u8 = 16;
 }
 
@@ -88,6 +96,8 @@ pub const DENIAL_TABLE: &[DenialRow] = &[
     MFA_REQUIRED,
     PATH_TOO_LONG,
     SERVER_ERROR,
+    SESSION_ENDED,
+    UNAVAILABLE,
 ];
 
 const MISSING_CREDENTIAL: DenialRow = DenialRow {
@@ -163,6 +173,25 @@ const SERVER_ERROR: DenialRow = DenialRow {
     grpc_status: grpc_code::INTERNAL,
 };
 
+const SESSION_ENDED: DenialRow = DenialRow {
+    kind: DenialKind::SessionEnded,
+    status: StatusCode::UNAUTHORIZED,
+    error: ErrorCode::InvalidToken,
+    challenge_error: Some("invalid_token"),
+    challenge: true,
+    description: "the session has ended; sign in again",
+    grpc_status: grpc_code::UNAUTHENTICATED,
+};
+const UNAVAILABLE: DenialRow = DenialRow {
+    kind: DenialKind::Unavailable,
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    error: ErrorCode::TemporarilyUnavailable,
+    challenge_error: None,
+    challenge: false,
+    description: "the session could not be checked; try again shortly",
+    grpc_status: grpc_code::UNAVAILABLE,
+};
+
 impl DenialKind {
     /// This reason's row of [`DENIAL_TABLE`].
     pub fn row(self) -> &'static DenialRow {
@@ -175,6 +204,8 @@ impl DenialKind {
             DenialKind::MfaRequired => &MFA_REQUIRED,
             DenialKind::PathTooLong => &PATH_TOO_LONG,
             DenialKind::ServerError => &SERVER_ERROR,
+            DenialKind::SessionEnded => &SESSION_ENDED,
+            DenialKind::Unavailable => &UNAVAILABLE,
         }
     }
 }
@@ -496,6 +527,9 @@ pub(crate) fn http_response(denial: Denial, realm: &str) -> Response<Bytes> {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(value) = www_authenticate(&denial, realm) {
         headers.insert(WWW_AUTHENTICATE, value);
+    }
+    if denial.kind == DenialKind::Unavailable {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response.extensions_mut().insert(denial);
     response

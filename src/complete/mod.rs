@@ -31,6 +31,7 @@ mod login;
 mod peer;
 mod request;
 mod response;
+mod revoke;
 mod session;
 mod throttle;
 mod username;

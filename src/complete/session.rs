@@ -12,11 +12,12 @@ use sha2::{Digest, Sha256};
 
 use super::error::{ErrorKind, Failure};
 use super::response::{json_ok, no_content};
+use super::revoke;
 use super::Completion;
 use crate::audit::{Outcome, Record};
 use crate::layer::credential::{self, Credential};
 use crate::random;
-use crate::store::{Elevation, RefreshRecord, Rotation, TokenHash};
+use crate::store::{Elevation, FamilyRevocation, RefreshRecord, Rotation, TokenHash};
 use crate::token::{Grant, IssuedToken};
 
 /// Longest refresh token looked at.
@@ -220,9 +221,11 @@ pub(crate) async fn refresh(
             }
             .response(completion))
         }
-        Rotation::Reused { sub, .. } => {
+        Rotation::Reused { sub, family } => {
             audit.sub(&sub);
             audit.outcome(Outcome::ReuseDetected, Some("refresh_token_reused"));
+            // The family is revoked; its access tokens end with it.
+            revoke::end_sessions(completion, &sub, &[&family]).await?;
             Err(Failure::new(ErrorKind::InvalidGrant))
         }
         _ => Err(Failure::new(ErrorKind::InvalidGrant)),
@@ -246,8 +249,15 @@ pub(crate) async fn logout(
     let now = inner.guard.clock().now();
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);
+    // The caller's own session ends, with its access tokens, refresh token or not.
+    let mut revoked = false;
+    if let Some(sid) = claims.sid() {
+        revoke::end_sessions(completion, claims.sub(), &[sid]).await?;
+        let family = inner.store.revoke_family(sid, now).await?;
+        revoked = family == FamilyRevocation::Revoked;
+    }
     // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
-    let revoked = match checked(&token) {
+    revoked |= match checked(&token) {
         Ok(token) => {
             inner
                 .store

@@ -99,6 +99,7 @@ use crate::clock::{self, Clock, SharedClock};
 use crate::error::{is_header_param_safe, ConfigError};
 use crate::policy::{Policy, PolicyKind, RouteTable, StepUp, Unmet};
 use crate::random;
+use crate::revocation::{Revocations, SessionCheck};
 use crate::token::{Claims, KeyWait, TokenError, TokenKind, Verifier};
 
 pub use self::body::ResponseBody;
@@ -135,6 +136,7 @@ struct GuardInner {
     mfa_token_ttl: u64,
     requirements: Box<RequirementsFn>,
     rejection: Option<Box<dyn Rejection>>,
+    revocations: Revocations,
 }
 
 /// Where a layer finds the policy of a request.
@@ -201,6 +203,12 @@ impl Guard {
         &*self.inner.clock
     }
 
+    /// The revoked sessions this guard refuses (the completion endpoints add to them;
+    /// several replicas feed them from the store).
+    pub fn revocations(&self) -> &Revocations {
+        &self.inner.revocations
+    }
+
     /// Whether this guard renders a denial other than the default would (another realm,
     /// a rejection hook): only then must it render an axum `Claims` refusal again.
     #[cfg(feature = "axum")]
@@ -247,7 +255,30 @@ impl Guard {
                 Err((kind, error)) => return Decision::Deny(Denial::refused(kind, error)),
             },
         };
-        self.authorize(policy, claims, method, path, now)
+        match self.session_denial(&claims, public, now) {
+            None => self.authorize(policy, claims, method, path, now),
+            Some(_) if public => Decision::Pass(None),
+            Some(denial) => Decision::Deny(denial),
+        }
+    }
+
+    /// The refusal of an access token whose session has ended, or that this replica
+    /// cannot check (its revocation feed is stale). Only the local issuer's sessions are
+    /// revocable here; an identity provider's tokens pass.
+    fn session_denial(&self, claims: &Claims, public: bool, now: u64) -> Option<Denial> {
+        let inner = &*self.inner;
+        let check = inner.revocations.check(claims, now);
+        if check == SessionCheck::Live || !inner.verifier.is_local(claims) {
+            return None;
+        }
+        let (reason, kind) = match check {
+            SessionCheck::Ended => ("session_ended", DenialKind::SessionEnded),
+            _ => ("revocations_stale", DenialKind::Unavailable),
+        };
+        if !public {
+            denied(reason, Some(claims.sub()), None);
+        }
+        Some(Denial::new(kind))
     }
 
     /// For a token refused because its issuer's keys lack its `kid`: the wait for the
@@ -517,6 +548,7 @@ pub struct GuardBuilder {
     mfa_token_ttl: Option<Duration>,
     requirements: Option<Box<RequirementsFn>>,
     rejection: Option<Box<dyn Rejection>>,
+    revocations: Option<Revocations>,
 }
 
 impl GuardBuilder {
@@ -632,6 +664,14 @@ impl GuardBuilder {
         self
     }
 
+    /// The set of revoked sessions to refuse. Default: a set of this process
+    /// ([`Revocations::new`]), which the completion endpoints write to. Several replicas
+    /// pass a set fed by the shared store ([`Revocations::fed`]).
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
     /// Checks the configuration and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let verifier = self.verifier.ok_or(ConfigError::Missing("verifier"))?;
@@ -673,6 +713,7 @@ impl GuardBuilder {
                     .requirements
                     .unwrap_or_else(|| Box::new(|_| MfaRequirements::challenge(["otp"]))),
                 rejection: self.rejection,
+                revocations: self.revocations.unwrap_or_default(),
             }),
         })
     }

@@ -6,11 +6,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::attempt_state::{stricter, AttemptEntry};
 use super::record::{session_json, StoredRecord};
+use super::revoked::RevocationLog;
 use super::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET,
-    MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    RevocationBatch, Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
+    LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
 };
+use crate::revocation::UserRevocations;
 use crate::token::Claims;
 
 /// Default bound on the entries of a [`MemoryStore`].
@@ -54,6 +56,8 @@ struct State {
     user_families: HashMap<String, VecDeque<(String, u64)>>,
     /// Login counters, in their own bounded space (not counted in `max_entries`).
     logins: HashMap<String, LoginBucket>,
+    /// Ended sessions, per user (one entry each).
+    revocations: RevocationLog,
     writes: u64,
     max_entries: usize,
     now: u64,
@@ -217,6 +221,7 @@ impl State {
             + self.refresh_tokens.len()
             + self.families.len()
             + self.user_families.len()
+            + self.revocations.len()
     }
 
     fn sweep(&mut self, now: u64) {
@@ -596,6 +601,21 @@ impl Store for MemoryStore {
                 Ok(Elevation::Elevated(record))
             })
         }))
+    }
+
+    fn revoke_sessions<'a>(
+        &'a self,
+        revoked: &'a UserRevocations,
+        now: u64,
+    ) -> StoreFuture<'a, UserRevocations> {
+        ready(self.write(now, |s| {
+            s.room(1)?;
+            Ok(s.revocations.record(revoked, now))
+        }))
+    }
+
+    fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch> {
+        ready(self.lock().map(|s| s.revocations.since(cursor, now)))
     }
 }
 

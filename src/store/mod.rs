@@ -28,10 +28,12 @@ mod memory;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
+mod revoked;
 
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::revocation::UserRevocations;
 use crate::token::Claims;
 
 pub use self::memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
@@ -217,6 +219,18 @@ pub enum Rotation {
     Invalid,
 }
 
+/// What [`Store::revocations_since`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RevocationBatch {
+    /// The users whose recorded revocations changed after the cursor asked from, each
+    /// with everything recorded for them (apply with
+    /// [`Revocations::apply`](crate::revocation::Revocations::apply)).
+    pub users: Vec<UserRevocations>,
+    /// The cursor to ask from next time.
+    pub cursor: u64,
+}
+
 /// SHA-256 of a refresh token: only hashes are stored.
 pub type TokenHash = [u8; 32];
 
@@ -233,8 +247,9 @@ pub type TokenHash = [u8; 32];
 /// | login throttling | [`reserve_login`](Store::reserve_login), [`settle_login`](Store::settle_login) |
 /// | short-lived values | [`put`](Store::put), [`get`](Store::get), [`delete`](Store::delete) |
 /// | refresh families | [`refresh_create`](Store::refresh_create), [`refresh_rotate`](Store::refresh_rotate), [`refresh_revoke`](Store::refresh_revoke), [`revoke_family`](Store::revoke_family), [`refresh_elevate`](Store::refresh_elevate) |
+/// | ended sessions' access tokens | [`revoke_sessions`](Store::revoke_sessions), [`revocations_since`](Store::revocations_since) |
 ///
-/// They stay one trait: every backend serves all five from one connection and one
+/// They stay one trait: every backend serves all six from one connection and one
 /// keyspace, and the endpoints hold one `Arc<dyn Store>`. A backend implements each
 /// method once; a decorator (a test double, metrics) is best written once as a generic
 /// wrapper that delegates every method and calls a hook around it.
@@ -389,4 +404,23 @@ pub trait Store: Send + Sync + 'static {
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation>;
+
+    // Ended sessions: what every replica's layer must refuse (see crate::revocation).
+
+    /// Records `revoked` (the ended sessions of one user, or a cutoff) for every
+    /// replica: merged into what is recorded for the user by
+    /// [`UserRevocations::merge`] (so bounded per user), kept until its entries expire,
+    /// and published to the replicas that follow the store's feed. Returns everything
+    /// now recorded for the user.
+    fn revoke_sessions<'a>(
+        &'a self,
+        revoked: &'a UserRevocations,
+        now: u64,
+    ) -> StoreFuture<'a, UserRevocations>;
+
+    /// The catch-up read of a replica: the users whose recorded revocations changed
+    /// after `cursor` (0: every user with revocations still recorded), each with all of
+    /// them, and the cursor to ask from next. A user may come back again in the next
+    /// batch (reads overlap), never be left out.
+    fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch>;
 }

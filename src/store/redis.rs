@@ -13,14 +13,17 @@ use crate::token::Claims;
 
 use super::record::{session_json, StoredRecord};
 
+mod feed;
+mod revoked;
 #[cfg(feature = "redis-tls")]
 mod tls;
 
 use super::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET,
-    MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
+    RevocationBatch, Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
+    LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
 };
+use crate::revocation::UserRevocations;
 
 /// The default bound on one store operation (including reconnecting).
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -91,6 +94,8 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// For the revocation feed's own pub/sub connection.
+    client: redis::Client,
     prefix: Arc<str>,
     timeout: Duration,
 }
@@ -364,7 +369,7 @@ impl RedisStoreBuilder {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(self.timeout / 2);
-        let connecting = ConnectionManager::new_with_config(client, config);
+        let connecting = ConnectionManager::new_with_config(client.clone(), config);
         let conn = match tokio::time::timeout(self.timeout, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(redis_error(&e)),
@@ -372,6 +377,7 @@ impl RedisStoreBuilder {
         };
         Ok(RedisStore {
             conn,
+            client,
             prefix: self.prefix.into(),
             timeout: self.timeout,
         })
@@ -1219,6 +1225,18 @@ impl Store for RedisStore {
             })
         })
     }
+
+    fn revoke_sessions<'a>(
+        &'a self,
+        revoked: &'a UserRevocations,
+        now: u64,
+    ) -> StoreFuture<'a, UserRevocations> {
+        Box::pin(self.record_revocations(revoked, now))
+    }
+
+    fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch> {
+        Box::pin(self.read_revocations(cursor, now))
+    }
 }
 
 #[cfg(test)]
@@ -1264,6 +1282,7 @@ mod tests {
         ]
         .iter()
         .map(|parts| script_text(parts))
+        .chain(revoked::texts())
         .collect()
     }
 

@@ -250,6 +250,11 @@ impl Issuer {
         self.issue(TokenKind::Access, grant, Some(sid))
     }
 
+    /// How long the access tokens of this issuer live (seconds).
+    pub fn access_lifetime(&self) -> u64 {
+        self.inner.access_ttl
+    }
+
     /// Signs a partial token for `grant`: proof that the first factor passed, accepted by
     /// the verify endpoint only.
     pub fn issue_partial(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {

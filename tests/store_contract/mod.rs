@@ -33,6 +33,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
+use tower_stepup::revocation::{UserRevocations, REVOKED_SESSIONS_PER_USER};
 use tower_stepup::store::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
     Rotation, Settlement, Store, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER,
@@ -1441,6 +1442,73 @@ pub async fn login_buckets_are_bounded_and_keep_the_accounts_under_attack<S: Sto
 }
 
 // ---------------------------------------------------------------------------------------
+// ended sessions (revocations for every replica)
+
+/// `revoke_sessions` merges into the user's record and returns all of it; other users
+/// are untouched.
+pub async fn revoke_sessions_merges_per_user<S: Store>(store: &S) {
+    let ns = ns("revoke_sessions_merges_per_user");
+    let (alice, bob) = (ns.key("alice"), ns.key("bob"));
+    let first = UserRevocations::new(&alice).session("s1", T0 + 300);
+    let got = store.revoke_sessions(&first, T0).await.unwrap();
+    assert_eq!(got, first);
+    let second = UserRevocations::new(&alice).session("s2", T0 + 310);
+    let got = store.revoke_sessions(&second, T0 + 10).await.unwrap();
+    assert_eq!(
+        got.sessions,
+        vec![("s1".to_owned(), T0 + 300), ("s2".to_owned(), T0 + 310)]
+    );
+    let cut = UserRevocations::new(&bob).before(T0 + 20, T0 + 320);
+    let got = store.revoke_sessions(&cut, T0 + 20).await.unwrap();
+    assert_eq!(got, cut, "bob's record holds bob's only");
+}
+
+/// A replica catching up from cursor 0 reads every user with live revocations; from a
+/// later cursor, at least the users changed since; expired ones never.
+pub async fn revocations_since_catches_up<S: Store>(store: &S) {
+    let ns = ns("revocations_since_catches_up");
+    let (alice, bob, carol) = (ns.key("alice"), ns.key("bob"), ns.key("carol"));
+    let mine = |batch: &tower_stepup::store::RevocationBatch, user: &str| {
+        batch.users.iter().find(|u| u.sub == user).cloned()
+    };
+    let a = UserRevocations::new(&alice).session("s1", T0 + 300);
+    store.revoke_sessions(&a, T0).await.unwrap();
+    let short = UserRevocations::new(&carol).session("s1", T0 + 5);
+    store.revoke_sessions(&short, T0).await.unwrap();
+    let first = store.revocations_since(0, T0 + 10).await.unwrap();
+    assert_eq!(mine(&first, &alice), Some(a.clone()));
+    assert_eq!(mine(&first, &carol), None, "expired: not handed out");
+
+    let b = UserRevocations::new(&bob).session("s9", T0 + 400);
+    store.revoke_sessions(&b, T0 + 11).await.unwrap();
+    let next = store
+        .revocations_since(first.cursor, T0 + 12)
+        .await
+        .unwrap();
+    assert_eq!(mine(&next, &bob), Some(b), "a change after the cursor");
+    let all = store.revocations_since(0, T0 + 12).await.unwrap();
+    assert_eq!(mine(&all, &alice), Some(a));
+}
+
+/// However many sessions one user ends, the store keeps a bounded record: past
+/// [`REVOKED_SESSIONS_PER_USER`] they collapse into one cutoff.
+pub async fn revocations_are_bounded_per_user<S: Store>(store: &S) {
+    let ns = ns("revocations_are_bounded_per_user");
+    let user = ns.key("mallory");
+    let mut last = UserRevocations::new(&user);
+    for i in 0..=REVOKED_SESSIONS_PER_USER {
+        let one = UserRevocations::new(&user).session(format!("s{i}"), T0 + 300);
+        last = store.revoke_sessions(&one, T0).await.unwrap();
+    }
+    assert!(last.sessions.is_empty(), "{last:?}");
+    assert_eq!(last.before, Some((T0, T0 + 300)));
+    let one_more = UserRevocations::new(&user).session("again", T0 + 301);
+    let after = store.revoke_sessions(&one_more, T0 + 1).await.unwrap();
+    assert_eq!(after.sessions.len(), 1);
+    assert_eq!(after.before, Some((T0, T0 + 300)));
+}
+
+// ---------------------------------------------------------------------------------------
 // the test generator
 
 /// One `#[tokio::test]` per contract check, for the store built by `$make`: a closure
@@ -1492,6 +1560,9 @@ macro_rules! contract_tests {
             login_limits_hold_per_client_and_per_account,
             login_reservations_in_flight_count,
             login_buckets_are_bounded_and_keep_the_accounts_under_attack,
+            revoke_sessions_merges_per_user,
+            revocations_since_catches_up,
+            revocations_are_bounded_per_user,
         );
         $crate::contract_tests!(@by_arc ($make) [$(#[$attr])*]
             concurrent_consume_has_one_winner,

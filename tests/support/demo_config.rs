@@ -44,5 +44,6 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         login_account_max_failures: 100,
         trusted_proxies: tower_stepup::complete::TrustedProxies::none(),
         idp: None,
+        revocation_staleness_secs: None,
     }
 }

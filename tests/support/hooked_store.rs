@@ -22,9 +22,10 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tower_stepup::revocation::UserRevocations;
 use tower_stepup::store::{
     AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
+    RevocationBatch, Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
 };
 use tower_stepup::Claims;
 
@@ -117,6 +118,13 @@ pub enum Call<'a> {
         issued_at: u64,
         now: u64,
     },
+    /// [`Store::revoke_sessions`].
+    RevokeSessions {
+        revoked: &'a UserRevocations,
+        now: u64,
+    },
+    /// [`Store::revocations_since`].
+    RevocationsSince { cursor: u64, now: u64 },
 }
 
 impl Call<'_> {
@@ -140,6 +148,8 @@ impl Call<'_> {
             Call::RefreshRevoke { .. } => "refresh_revoke",
             Call::RevokeFamily { .. } => "revoke_family",
             Call::RefreshElevate { .. } => "refresh_elevate",
+            Call::RevokeSessions { .. } => "revoke_sessions",
+            Call::RevocationsSince { .. } => "revocations_since",
         }
     }
 }
@@ -163,6 +173,10 @@ pub enum Answer {
     Revocation(FamilyRevocation),
     /// `refresh_elevate`.
     Elevation(Elevation),
+    /// `revoke_sessions`.
+    Revoked(UserRevocations),
+    /// `revocations_since`.
+    Batch(RevocationBatch),
 }
 
 /// The result of one operation.
@@ -204,6 +218,8 @@ answers! {
     Rotation(Rotation),
     Revocation(FamilyRevocation),
     Elevation(Elevation),
+    Revoked(UserRevocations),
+    Batch(RevocationBatch),
 }
 
 /// What a test store does around the inner store's operations. Both steps default to
@@ -468,5 +484,19 @@ impl<H: StoreHook> Store for HookedStore<H> {
         self.run(call, move |s| {
             s.refresh_elevate(family, new_token, session, issued_at, now)
         })
+    }
+
+    fn revoke_sessions<'a>(
+        &'a self,
+        revoked: &'a UserRevocations,
+        now: u64,
+    ) -> StoreFuture<'a, UserRevocations> {
+        let call = Call::RevokeSessions { revoked, now };
+        self.run(call, move |s| s.revoke_sessions(revoked, now))
+    }
+
+    fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch> {
+        let call = Call::RevocationsSince { cursor, now };
+        self.run(call, move |s| s.revocations_since(cursor, now))
     }
 }

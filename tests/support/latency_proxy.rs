@@ -53,6 +53,17 @@ impl LatencyProxy {
         Self { addr, accept }
     }
 
+    /// A proxy without delays at `addr` (e.g. where a dropped proxy was: the link
+    /// restored) to `target`.
+    pub async fn start_at(addr: SocketAddr, target: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("bind the latency proxy again");
+        let delays = Delays::new(Duration::ZERO, Duration::ZERO, SEED);
+        let accept = tokio::spawn(accept_loop(listener, target, delays)).abort_handle();
+        Self { addr, accept }
+    }
+
     /// The address to connect to instead of the target.
     pub fn addr(&self) -> SocketAddr {
         self.addr

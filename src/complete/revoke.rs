@@ -1,0 +1,62 @@
+//! Ending sessions: the one place where a session's end reaches its access tokens.
+//!
+//! Every way a session ends (logout, refresh-token reuse, a session revoked from the
+//! list, [`Completion::revoke_user`], a change of factors) comes through here: the store
+//! records the revocation for every replica, and this process's guard refuses the
+//! session's access tokens from the next request on.
+
+use super::error::Failure;
+use super::Completion;
+use crate::revocation::UserRevocations;
+
+/// Until when a revocation made at `now` must be remembered: until every access token
+/// the session may have been issued has expired (their lifetime plus the verifier's
+/// leeway).
+fn until(completion: &Completion, now: u64) -> u64 {
+    let inner = completion.inner();
+    let lifetime = inner.issuer.access_lifetime();
+    let leeway = inner.guard.verifier().leeway();
+    now.saturating_add(lifetime)
+        .saturating_add(leeway)
+        .saturating_add(1)
+}
+
+/// Ends sessions `sids` of `sub` for their access tokens (the refresh families are the
+/// caller's business).
+pub(crate) async fn end_sessions(
+    completion: &Completion,
+    sub: &str,
+    sids: &[&str],
+) -> Result<(), Failure> {
+    if sids.is_empty() {
+        return Ok(());
+    }
+    let now = completion.inner().guard.clock().now();
+    let until = until(completion, now);
+    let revoked = sids
+        .iter()
+        .fold(UserRevocations::new(sub), |r, sid| r.session(*sid, until));
+    record(completion, revoked, now).await
+}
+
+/// Records `revoked` in the store and in this process's set. This process refuses the
+/// tokens even when the store fails (the request then answers 503).
+async fn record(
+    completion: &Completion,
+    revoked: UserRevocations,
+    now: u64,
+) -> Result<(), Failure> {
+    let inner = completion.inner();
+    let recorded = inner.store.revoke_sessions(&revoked, now).await;
+    let local = inner.guard.revocations();
+    match recorded {
+        Ok(all) => {
+            local.apply(&[all], now);
+            Ok(())
+        }
+        Err(e) => {
+            local.apply(&[revoked], now);
+            Err(e.into())
+        }
+    }
+}
