@@ -11,6 +11,12 @@
 //! - `partial_rejected`: a valid access token passing an authenticated route (with the
 //!   default, caching verifier, and with `.cache(0)`: partial tokens are never cached) vs
 //!   a valid partial token refused there (401 `mfa_incomplete`).
+//! - `revocation_check`: the cached verification alone (`verify_cached`, today's fast
+//!   path) vs the same followed by the layer's check of ended sessions: with nothing
+//!   revoked (`then_check/empty`), with 10,000 other users' sessions revoked
+//!   (`then_check/10k_users`), and with 64 other sessions of the same user revoked
+//!   (`then_check/same_user_64`); and a full cached request with nothing revoked vs with
+//!   10,000 users revoked.
 //! - `route_matching`: the bare inner service vs the layer with a table of 10, 1,000 and
 //!   10,000 routes, for a public route near the end of the table (`matched/<n>`) and a
 //!   path no route matches (`unmatched/<n>`: default policy, no token, 401). The lookup
@@ -26,6 +32,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{Method, Request, Response, StatusCode};
 use tower::{service_fn, Layer, Service};
+use tower_stepup::revocation::{Revocations, UserRevocations};
 use tower_stepup::{
     Algorithm, Claims, Denial, DenialKind, Grant, Guard, Issuer, Policy, RouteTable, Sealer,
     SealingKey, SealingKeys, SigningKey, StepUp, Verifier, VerifyingKey,
@@ -243,6 +250,66 @@ fn access_tokens(c: &mut Criterion) {
     }
 }
 
+/// A guard whose revocation set holds `users` users with one ended session each, and
+/// `own` ended sessions of alice (none of them the token's).
+fn revoked_guard(s: &Setup, users: usize, own: usize) -> (Guard, Revocations) {
+    let set = Revocations::new();
+    let at = s.issuer.clock().now();
+    let until = at + 3600;
+    let others: Vec<_> = (0..users)
+        .map(|i| UserRevocations::new(format!("user-{i}")).session(format!("sid-{i}"), until))
+        .collect();
+    set.apply(&others, at);
+    let alice = (0..own).fold(UserRevocations::new("alice"), |u, i| {
+        u.session(format!("other-{i}"), until)
+    });
+    set.apply(&[alice], at);
+    let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s", [3; 32]).unwrap())).unwrap();
+    let guard = Guard::builder()
+        .verifier(s.verifier.clone())
+        .sealer(sealer)
+        .revocations(set.clone())
+        .build()
+        .unwrap();
+    (guard, set)
+}
+
+fn revocation_check(c: &mut Criterion) {
+    let s = setup(Algorithm::EdDSA);
+    let t = token(&s);
+    let at = s.issuer.clock().now();
+    let claims = s.verifier.verify(&t, at).unwrap().claims;
+    let sets = [
+        ("empty", revoked_guard(&s, 0, 0)),
+        ("10k_users", revoked_guard(&s, 10_000, 0)),
+        ("same_user_64", revoked_guard(&s, 0, 64)),
+    ];
+    for (_, (_, set)) in &sets {
+        assert!(!set.is_revoked(&claims, at), "the token's session is live");
+    }
+    let mut g = c.benchmark_group("revocation_check");
+    g.bench_function("verify_cached", |b| {
+        b.iter(|| s.verifier.verify(black_box(&t), at).unwrap())
+    });
+    for (name, (_, set)) in &sets {
+        g.bench_with_input(BenchmarkId::new("then_check", name), set, |b, set| {
+            b.iter(|| {
+                let v = s.verifier.verify(black_box(&t), at).unwrap();
+                assert!(!set.is_revoked(&v.claims, at));
+            })
+        });
+    }
+    for (name, (guard, _)) in [&sets[0], &sets[1]] {
+        let mut svc = guard.route_table(table()).unwrap().layer(service_fn(hello));
+        let res = now(svc.call(get("/api/me", Some(&t)))).unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        g.bench_function(BenchmarkId::new("request_cached", name), |b| {
+            b.iter(|| now(svc.call(black_box(get("/api/me", Some(&t))))).unwrap())
+        });
+    }
+    g.finish();
+}
+
 fn step_up_denial(c: &mut Criterion) {
     let s = setup(Algorithm::HS256);
     let t = token(&s);
@@ -381,6 +448,7 @@ criterion_group!(
     access_tokens,
     step_up_denial,
     partial_rejected,
+    revocation_check,
     route_matching
 );
 criterion_main!(benches);

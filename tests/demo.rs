@@ -84,7 +84,11 @@ async fn start() -> Server {
 }
 
 async fn start_with(store: Arc<dyn Store>) -> Server {
-    let demo = Demo::build(&config(), ManualClock::new(T0), store);
+    serve_demo(Demo::build(&config(), ManualClock::new(T0), store)).await
+}
+
+/// `demo` served on a loopback port.
+async fn serve_demo(demo: Demo) -> Server {
     let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
         base: format!("http://127.0.0.1:{}", served.addr.port()),
@@ -1985,14 +1989,32 @@ mod on_redis {
             .collect()
     }
 
+    /// The demo in process on `store`, its guard following the store's revocation feed
+    /// with a staleness bound of `staleness` seconds; returns once the feed was read.
+    async fn start_following(store: RedisStore, staleness: u64) -> Server {
+        let config = app::DemoConfig {
+            revocation_staleness_secs: Some(staleness),
+            ..config()
+        };
+        let demo = Demo::build(&config, ManualClock::new(T0), Arc::new(store.clone()));
+        store.follow_revocations(&demo.guard);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while demo.guard.revocations().synced_at().is_none() {
+            assert!(Instant::now() < deadline, "the feed was never read");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        serve_demo(demo).await
+    }
+
     /// Redis killed mid-run, then frozen: every endpoint that needs the store answers 503
     /// `temporarily_unavailable` within 1 s, never a pass; access tokens keep working on
-    /// protected routes; when Redis is back, the same process serves again.
+    /// protected routes until the revocation feed's staleness bound (60 s) has passed,
+    /// then 503 there too; when Redis is back, the same process serves again.
     #[tokio::test(flavor = "multi_thread")]
     async fn redis_down_or_frozen_fails_closed_and_heals() {
         let redis = RedisServer::start();
         let store = RedisStore::connect(&redis.url()).await.unwrap();
-        let s = start_with(Arc::new(store)).await;
+        let s = start_following(store, 60).await;
         let (access, refresh) = s.alice_session().await;
         s.clock.advance(30);
         let partial = s.alice_partial().await;
@@ -2039,6 +2061,13 @@ mod on_redis {
 
         redis.kill();
         check_down("killed").await;
+        // Past the staleness bound (60 s) without the revocation feed, the replica
+        // cannot tell whether a session has ended: 503 on authenticated routes.
+        s.clock.advance(61);
+        s.get("/api/me", Some(&access))
+            .await
+            .expect(503, "temporarily_unavailable");
+        s.get("/healthz", None).await.expect_ok();
 
         // Back (empty, as a restart without persistence is): the same process recovers.
         redis.restart();
@@ -2054,6 +2083,17 @@ mod on_redis {
         let fresh_access = r.str("access_token");
         let fresh_refresh = r.str("refresh_token");
         s.refresh(&fresh_refresh).await.expect_ok();
+        // The feed reconnects and catches up (within its 1 s backoff): authenticated
+        // routes serve again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            let r = s.get("/api/me", Some(&fresh_access)).await;
+            if r.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        r.expect_ok();
 
         // Frozen: connections accepted, nothing answered.
         s.clock.advance(30);

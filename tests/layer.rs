@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_stepup::challenge::{OpenError, DENIAL_TABLE};
+use tower_stepup::revocation::{Revocations, UserRevocations};
 use tower_stepup::{
     Algorithm, Claims, Denial, DenialKind, Grant, Guard, Issuer, ManualClock, MfaRequirements,
     Policy, RouteTable, Sealer, SealingKey, SealingKeys, SigningKey, StepUp, StepUpLayer,
@@ -213,6 +214,18 @@ async fn trigger(fx: &Fixture, kind: DenialKind) -> Answer {
             // Sealing never fails with a working OS RNG; the row is checked by value below.
             unreachable!("not triggerable from outside")
         }
+        DenialKind::SessionEnded => {
+            let token = fx.pwd_token();
+            let claims = fx.guard.verifier().verify(&token, T0).unwrap().claims;
+            let ended = UserRevocations::new(claims.sub()).session(claims.sid().unwrap(), T0 + 900);
+            fx.guard.revocations().apply(&[ended], T0);
+            send(fx, get("/api/me", Some(&token))).await
+        }
+        DenialKind::Unavailable => {
+            // A replica whose revocation feed was never read.
+            let stale = fixture_with(|b| b.revocations(Revocations::fed(Duration::from_secs(60))));
+            send(&stale, get("/api/me", Some(&stale.pwd_token()))).await
+        }
         _ => unreachable!("a new denial kind needs a trigger here"),
     }
 }
@@ -238,7 +251,10 @@ async fn every_row_of_the_denial_table_is_what_the_wire_gets() {
             DenialKind::MfaRequired => {
                 r#"Bearer error="insufficient_user_authentication", error_description="a second factor is required for this resource", max_age=300"#
             }
-            DenialKind::PathTooLong => "",
+            DenialKind::SessionEnded => {
+                r#"Bearer error="invalid_token", error_description="the session has ended; sign in again""#
+            }
+            DenialKind::PathTooLong | DenialKind::Unavailable => "",
             _ => unreachable!(),
         }
     };

@@ -1414,7 +1414,17 @@ async fn garbage_on_every_endpoint_is_a_documented_4xx() {
         "/auth/refresh",
         "/auth/logout",
     ] {
+        if path == "/auth/logout" {
+            // Nothing so far wrote; a logout ends its caller's session (that is what it
+            // does), so each one below gets a session of its own.
+            assert_eq!(app.store.writes(), Vec::<&str>::new());
+        }
         for (what, body) in &bodies {
+            let access = if path == "/auth/logout" {
+                fresh_session(&app, "bob").await
+            } else {
+                access.clone()
+            };
             let r = app
                 .send(request(
                     Method::POST,
@@ -1443,14 +1453,29 @@ async fn garbage_on_every_endpoint_is_a_documented_4xx() {
             path,
             Some("application/json"),
             "{}",
-            Some(&access),
+            Some(&fresh_session(&app, "bob").await),
             None,
         );
         req.headers_mut()
             .insert("content-length", "1000000000".parse().unwrap());
         app.send(req).await.expect(413, "invalid_request");
     }
-    assert_eq!(app.store.writes(), Vec::<&str>::new());
+    // The logouts ended their sessions and wrote nothing else.
+    let writes = app.store.writes();
+    assert!(
+        writes
+            .iter()
+            .all(|w| ["revoke_sessions", "revoke_family"].contains(w)),
+        "{writes:?}"
+    );
+}
+
+/// A new session of `user`, its store writes forgotten: its access token.
+async fn fresh_session(app: &App, user: &str) -> String {
+    let r = app.login(user).await;
+    r.expect_ok();
+    app.store.clear();
+    r.str("access_token")
 }
 
 /// Over-long and ambiguous credentials in headers are refused as invalid, never a 5xx:

@@ -798,6 +798,7 @@ mod tests {
                 StatusCode::UNAUTHORIZED => 16,
                 StatusCode::FORBIDDEN => 7,
                 StatusCode::URI_TOO_LONG => 3,
+                StatusCode::SERVICE_UNAVAILABLE => 14,
                 _ => 13,
             };
             assert_eq!(row.grpc_status, expected, "{:?}", row.kind);

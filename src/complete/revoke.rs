@@ -39,24 +39,15 @@ pub(crate) async fn end_sessions(
     record(completion, revoked, now).await
 }
 
-/// Records `revoked` in the store and in this process's set. This process refuses the
-/// tokens even when the store fails (the request then answers 503).
+/// Records `revoked` in the store, then in this process's set. A store error changes
+/// nothing (the request answers 503 and can be retried).
 async fn record(
     completion: &Completion,
     revoked: UserRevocations,
     now: u64,
 ) -> Result<(), Failure> {
     let inner = completion.inner();
-    let recorded = inner.store.revoke_sessions(&revoked, now).await;
-    let local = inner.guard.revocations();
-    match recorded {
-        Ok(all) => {
-            local.apply(&[all], now);
-            Ok(())
-        }
-        Err(e) => {
-            local.apply(&[revoked], now);
-            Err(e.into())
-        }
-    }
+    let all = inner.store.revoke_sessions(&revoked, now).await?;
+    inner.guard.revocations().apply(&[all], now);
+    Ok(())
 }

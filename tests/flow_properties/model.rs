@@ -146,6 +146,9 @@ pub(crate) struct Model {
     pub(crate) refresh_tokens: Vec<(String, usize)>,
     pub(crate) ledger: Ledger,
     pub(crate) next_secret_id: u32,
+    /// Sessions that have ended (logout, refresh-token reuse): their access tokens are
+    /// refused.
+    pub(crate) ended: HashSet<String>,
 }
 
 /// A challenge token as the model knows it.

@@ -42,6 +42,8 @@ pub struct Demo {
     pub factors: Arc<MemoryFactors>,
     /// alice's TOTP secret.
     pub alice: TotpSecret,
+    /// Its guard (e.g. to feed its revocations from a store).
+    pub guard: tower_stepup::Guard,
 }
 
 impl Demo {
@@ -58,6 +60,7 @@ impl Demo {
             issuer: built.issuer,
             factors: built.factors,
             alice: config.alice_totp_secret.clone(),
+            guard: built.guard,
         }
     }
 

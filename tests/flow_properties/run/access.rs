@@ -38,6 +38,8 @@ impl Run {
             Some(Credential::Access(i)) => {
                 if now >= self.m.access[i].exp + LEEWAY {
                     Err(Want::err(401, "invalid_token", MODEL))
+                } else if self.m.ended.contains(&self.m.access[i].sid) {
+                    Err(Want::err(401, "invalid_token", MODEL))
                 } else {
                     Ok(i)
                 }

@@ -69,6 +69,10 @@ impl Run {
                     // A replay of a token the family still remembers revokes it; an
                     // older one is merely invalid (the store's bound per family).
                     fam.revoked = fam.remembers(&token);
+                    if fam.revoked {
+                        // Reuse ends the session's access tokens too.
+                        self.m.ended.insert(fam.sid.clone());
+                    }
                     Want::err(400, "invalid_grant", REFRESH_REUSE)
                 } else {
                     Want {
@@ -139,8 +143,12 @@ impl Run {
             );
             let user = self.m.families[f].user;
             self.session_from(&replies[winners[0]], user, Source::Refresh(f), now)?;
-            // The others presented a rotated token: the family is revoked.
+            // The others presented a rotated token: the family is revoked, and its
+            // session ends.
             self.m.families[f].revoked = n > 1;
+            if n > 1 {
+                self.m.ended.insert(self.m.families[f].sid.clone());
+            }
         }
         Ok(())
     }
@@ -177,6 +185,14 @@ impl Run {
             Err(want) => return self.compare("logout", want, &r),
             Ok(a) => a,
         };
+        // The caller's session ends, with its access tokens and its family.
+        let sid = self.m.access[a].sid.clone();
+        for fam in &mut self.m.families {
+            if fam.sid == sid && now < fam.expires_at {
+                fam.revoked = true;
+            }
+        }
+        self.m.ended.insert(sid);
         if let Some(f) = family {
             let user = self.m.access[a].user;
             let fam = &mut self.m.families[f];
