@@ -36,9 +36,9 @@ impl Run {
             }
             Some(Credential::Mfa) => Err(Want::err(401, "invalid_token", NO_ACCESS)),
             Some(Credential::Access(i)) => {
-                if now >= self.m.access[i].exp + LEEWAY {
-                    Err(Want::err(401, "invalid_token", MODEL))
-                } else if self.m.ended.contains(&self.m.access[i].sid) {
+                // Expired, or of a session that has ended (logout, refresh reuse).
+                let a = &self.m.access[i];
+                if now >= a.exp + LEEWAY || self.m.ended.contains(&a.sid) {
                     Err(Want::err(401, "invalid_token", MODEL))
                 } else {
                     Ok(i)
