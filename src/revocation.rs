@@ -153,23 +153,75 @@ impl UserRevocations {
             .max()
             .unwrap_or(0)
     }
+}
 
-    /// Whether a token of session `sid` issued at `iat` is refused at `now`.
-    pub fn refuses(&self, sid: Option<&str>, iat: Option<u64>, now: u64) -> bool {
-        let by_session = sid.is_some_and(|sid| {
-            self.sessions
-                .iter()
-                .any(|(s, until)| s == sid && *until > now)
+/// The hasher of the set: foldhash, seeded per process (the keys are session ids and
+/// user names, which users partly choose).
+type Hasher = foldhash::fast::RandomState;
+
+/// A snapshot: the users' records (what is merged), and two indexes the layer reads.
+#[derive(Clone, Default)]
+struct Set {
+    users: HashMap<Box<str>, UserRevocations, Hasher>,
+    /// Every revoked session id → whose, until when (session ids are random, so one
+    /// user each in practice; an application's own ids may repeat across users).
+    sessions: HashMap<Box<str>, Vec<(Box<str>, u64)>, Hasher>,
+    /// Every user's cutoff.
+    cutoffs: HashMap<Box<str>, (u64, u64), Hasher>,
+}
+
+impl Set {
+    /// Merges `users` in, drops what has expired at `now`, and rebuilds the indexes.
+    fn merged(&self, users: &[UserRevocations], now: u64) -> Set {
+        let mut next = self.users.clone();
+        for user in users {
+            next.entry(user.sub.as_str().into())
+                .or_insert_with(|| UserRevocations::new(user.sub.as_str()))
+                .merge(user, now);
+        }
+        next.retain(|_, user| {
+            user.expire(now);
+            !user.is_empty()
         });
-        // A token without `iat` cannot show it was issued after the cutoff.
-        let by_cutoff = self
-            .before
-            .is_some_and(|(at, until)| until > now && iat.is_none_or(|iat| iat <= at));
+        let mut sessions: HashMap<Box<str>, Vec<(Box<str>, u64)>, Hasher> = HashMap::default();
+        for (sub, user) in &next {
+            for (sid, until) in &user.sessions {
+                let owners = sessions.entry(sid.as_str().into()).or_default();
+                owners.push((sub.clone(), *until));
+            }
+        }
+        let cutoffs = next
+            .iter()
+            .filter_map(|(sub, u)| u.before.map(|cut| (sub.clone(), cut)))
+            .collect();
+        Set {
+            users: next,
+            sessions,
+            cutoffs,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    fn refuses(&self, claims: &Claims, now: u64) -> bool {
+        let by_session = claims
+            .sid()
+            .and_then(|sid| self.sessions.get(sid))
+            .is_some_and(|owners| {
+                owners
+                    .iter()
+                    .any(|(sub, until)| &**sub == claims.sub() && *until > now)
+            });
+        let by_cutoff = !self.cutoffs.is_empty()
+            && self.cutoffs.get(claims.sub()).is_some_and(|(at, until)| {
+                // A token without `iat` cannot show it was issued after the cutoff.
+                *until > now && claims.iat().is_none_or(|iat| iat <= *at)
+            });
         by_session || by_cutoff
     }
 }
-
-type Set = HashMap<Box<str>, UserRevocations>;
 
 /// What the layer learns about a token's session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,7 +253,7 @@ struct Inner {
 impl fmt::Debug for Revocations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Revocations")
-            .field("users", &self.inner.set.load().len())
+            .field("users", &self.inner.set.load().users.len())
             .field("fed", &self.is_fed())
             .field("staleness_secs", &self.inner.staleness)
             .field("when_stale", &self.inner.when_stale)
@@ -240,7 +292,7 @@ impl Revocations {
     fn with(synced_at: u64, staleness: u64, when_stale: WhenStale) -> Self {
         Self {
             inner: Arc::new(Inner {
-                set: ArcSwap::from_pointee(Set::new()),
+                set: ArcSwap::from_pointee(Set::default()),
                 any: false.into(),
                 synced_at: AtomicU64::new(synced_at),
                 staleness,
@@ -259,23 +311,7 @@ impl Revocations {
         if users.is_empty() {
             return;
         }
-        self.inner.set.rcu(|set| {
-            let mut next: Set = (**set).clone();
-            next.retain(|_, entry| {
-                entry.expire(now);
-                !entry.is_empty()
-            });
-            for user in users {
-                let entry = next
-                    .entry(user.sub.as_str().into())
-                    .or_insert_with(|| UserRevocations::new(user.sub.as_str()));
-                entry.merge(user, now);
-                if entry.is_empty() {
-                    next.remove(user.sub.as_str());
-                }
-            }
-            next
-        });
+        self.inner.set.rcu(|set| set.merged(users, now));
         let any = !self.inner.set.load().is_empty();
         self.inner.any.store(any, Ordering::Release);
     }
@@ -309,16 +345,12 @@ impl Revocations {
         if !self.inner.any.load(Ordering::Acquire) {
             return false;
         }
-        self.inner
-            .set
-            .load()
-            .get(claims.sub())
-            .is_some_and(|entry| entry.refuses(claims.sid(), claims.iat(), now))
+        self.inner.set.load().refuses(claims, now)
     }
 
     /// How many users have revocations in the set.
     pub fn users(&self) -> usize {
-        self.inner.set.load().len()
+        self.inner.set.load().users.len()
     }
 
     /// The layer's question: may this token's session still be honoured?

@@ -67,7 +67,7 @@ fn one_user_collapses_into_a_cutoff_past_the_bound() {
     }
     set.apply(&[many], NOW);
     let inner = set.inner.set.load();
-    let entry = inner.get("mallory").expect("entry");
+    let entry = inner.users.get("mallory").expect("entry");
     assert!(entry.sessions.is_empty(), "collapsed");
     assert_eq!(entry.until(), NOW + 300);
     assert_eq!(entry.before, Some((NOW, NOW + 300)));
