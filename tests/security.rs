@@ -76,6 +76,11 @@ const WRITES: &[&str] = &[
     "refresh_revoke",
     "revoke_family",
     "refresh_elevate",
+    "end_session",
+    "device_add",
+    "device_use",
+    "device_remove",
+    "devices_clear",
 ];
 
 #[path = "support/hooked_store.rs"]
@@ -178,6 +183,13 @@ impl Record {
             Call::RevokeFamily { family, .. } | Call::RefreshElevate { family, .. } => {
                 (family.to_string(), vec![])
             }
+            Call::Sessions { user, .. }
+            | Call::Devices { user, .. }
+            | Call::DevicesClear { user, .. } => (user.to_string(), vec![]),
+            Call::EndSession { user, family, .. } => (format!("{user} {family}"), vec![]),
+            Call::DeviceAdd { user, id, .. }
+            | Call::DeviceUse { user, id, .. }
+            | Call::DeviceRemove { user, id, .. } => (format!("{user} {id}"), vec![]),
         }
     }
 }
