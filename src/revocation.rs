@@ -159,13 +159,16 @@ impl UserRevocations {
 /// user names, which users partly choose).
 type Hasher = foldhash::fast::RandomState;
 
+/// Revoked session id → its owners (user, until when).
+type SessionIndex = HashMap<Box<str>, Vec<(Box<str>, u64)>, Hasher>;
+
 /// A snapshot: the users' records (what is merged), and two indexes the layer reads.
 #[derive(Clone, Default)]
 struct Set {
     users: HashMap<Box<str>, UserRevocations, Hasher>,
     /// Every revoked session id → whose, until when (session ids are random, so one
     /// user each in practice; an application's own ids may repeat across users).
-    sessions: HashMap<Box<str>, Vec<(Box<str>, u64)>, Hasher>,
+    sessions: SessionIndex,
     /// Every user's cutoff.
     cutoffs: HashMap<Box<str>, (u64, u64), Hasher>,
 }
@@ -183,7 +186,7 @@ impl Set {
             user.expire(now);
             !user.is_empty()
         });
-        let mut sessions: HashMap<Box<str>, Vec<(Box<str>, u64)>, Hasher> = HashMap::default();
+        let mut sessions = SessionIndex::default();
         for (sub, user) in &next {
             for (sid, until) in &user.sessions {
                 let owners = sessions.entry(sid.as_str().into()).or_default();

@@ -198,6 +198,7 @@ impl FamilyInput {
             sub: sub.to_owned(),
             session: claims.clone(),
             expires_at: LATER,
+            idle_secs: None,
         };
         s.refresh_create(self.tokens[0], record, now).await.unwrap();
         for pair in self.tokens.windows(2) {
@@ -352,6 +353,7 @@ async fn bytes_per_challenge() {
                 sub: sub.clone(),
                 session: claims.clone(),
                 expires_at: LATER,
+                idle_secs: None,
             };
             s.refresh_create(*hash, record, now).await.unwrap();
         },
@@ -378,6 +380,7 @@ async fn bytes_per_challenge() {
                 sub: sub.clone(),
                 session: claims.clone(),
                 expires_at: LATER,
+                idle_secs: None,
             };
             s.refresh_create(*hash, record, now).await.unwrap();
         },

@@ -77,6 +77,11 @@ const WRITES: &[&str] = &[
     "revoke_family",
     "refresh_elevate",
     "revoke_sessions",
+    "end_session",
+    "device_add",
+    "device_use",
+    "device_remove",
+    "devices_clear",
 ];
 
 #[path = "support/hooked_store.rs"]
@@ -181,6 +186,13 @@ impl Record {
             }
             Call::RevokeSessions { revoked, .. } => (format!("{revoked:?}"), vec![]),
             Call::RevocationsSince { cursor, .. } => (cursor.to_string(), vec![]),
+            Call::Sessions { user, .. }
+            | Call::Devices { user, .. }
+            | Call::DevicesClear { user, .. } => (user.to_string(), vec![]),
+            Call::EndSession { user, family, .. } => (format!("{user} {family}"), vec![]),
+            Call::DeviceAdd { user, id, .. }
+            | Call::DeviceUse { user, id, .. }
+            | Call::DeviceRemove { user, id, .. } => (format!("{user} {id}"), vec![]),
         }
     }
 }

@@ -30,6 +30,7 @@ fn record(family: &str, expires_at: u64) -> RefreshRecord {
         session: serde_json::from_value(serde_json::json!({"sub": "user", "exp": expires_at}))
             .unwrap(),
         expires_at,
+        idle_secs: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn record(family: &str, sub: &str, expires_at: u64) -> RefreshRecord {
         )
         .unwrap(),
         expires_at,
+        idle_secs: None,
     }
 }
 
@@ -198,7 +199,20 @@ async fn every_operation(
         store.refresh_revoke(n.token, &n.user, T0 + 2)
     );
     op!("revoke_family", store.revoke_family(&n.family, T0 + 3));
-    assert_eq!(out.len(), 14);
+    op!("sessions", store.sessions(&n.user, T0 + 4));
+    op!("end_session", store.end_session(&n.user, &n.family, T0 + 5));
+    op!(
+        "device_add",
+        store.device_add(&n.user, &n.key, T0 + 600, T0)
+    );
+    op!("device_use", store.device_use(&n.user, &n.key, T0 + 1));
+    op!("devices", store.devices(&n.user, T0 + 2));
+    op!(
+        "device_remove",
+        store.device_remove(&n.user, &n.key, T0 + 3)
+    );
+    op!("devices_clear", store.devices_clear(&n.user, T0 + 4));
+    assert_eq!(out.len(), 21);
     out
 }
 
@@ -312,6 +326,16 @@ async fn every_key_is_under_the_prefix_and_expires() {
         store.refresh_rotate(t5, token(6), T0 + 50).await,
         Ok(Rotation::Invalid)
     );
+    // Two remembered devices of the user: one hash, as long as the longer-lived.
+    let month = 30 * 24 * 3600;
+    store
+        .device_add(&user, &name("dev-1"), T0 + month, T0)
+        .await
+        .unwrap();
+    store
+        .device_add(&user, &name("dev-2"), T0 + 100, T0)
+        .await
+        .unwrap();
 
     // The expected keys and their TTLs (Redis TTL = expiry - the `now` of the write).
     let p = |kind: &str, rest: &str| format!("{prefix}:{kind}:{rest}");
@@ -331,6 +355,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
         (p("fam", &fam3), 1800),
         // The user's sessions, as long as the longest of them.
         (p("uf", &user), 7200),
+        (p("dev", &user), month),
     ]
     .into_iter()
     .map(|(k, secs)| (k, secs * 1000))
@@ -345,7 +370,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
             .unwrap_or_else(|| panic!("{key} is not under {prefix}:"));
         let kind = rest.split(':').next().unwrap();
         assert!(
-            ["used", "att", "totp", "val", "rt", "fam", "uf"].contains(&kind),
+            ["used", "att", "totp", "val", "rt", "fam", "uf", "dev"].contains(&kind),
             "{key}: unknown kind {kind}"
         );
         *kinds.entry(kind).or_insert(0) += 1;
@@ -356,6 +381,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
         kinds,
         BTreeMap::from([
             ("att", 1),
+            ("dev", 1),
             ("fam", 3),
             ("rt", 4),
             ("totp", 1),
@@ -375,7 +401,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
     }
     // No key on the whole server that holds one of our names is outside the prefix.
     let anywhere = server.command(&["KEYS", &format!("*{marker}*")]);
-    assert_eq!(anywhere.len(), 8, "{anywhere:#?}");
+    assert_eq!(anywhere.len(), 9, "{anywhere:#?}");
     for key in &anywhere {
         assert!(key.starts_with(&format!("{prefix}:")), "{key}");
     }
@@ -653,12 +679,26 @@ async fn store_errors_never_leak_keys() {
     let link = format!("{:020}{family2}", T0 + 3600);
     server.command(&["SET", &format!("{p}:rt:{}", hex(&token2)), &link]);
     server.command(&["HSET", &format!("{p}:fam:{family2}"), "e", &family2]);
+    // The user's list of sessions names the family that is not a hash; their devices
+    // are not a hash either.
+    server.command(&[
+        "ZADD",
+        &format!("{p}:uf:{}", names.user),
+        "1",
+        &names.family,
+    ]);
+    server.command(&["SET", &format!("{p}:dev:{}", names.user), "garbage"]);
     let consumed = store.consume(&names.key, T0 + 300, T0).await;
     let attempts = store.attempts(&names.user, T0).await;
     let failure = store.record_failure(&names.user, POLICY, T0).await;
     let revoked = store.revoke_family(&names.family, T0).await;
     let attempts2 = store.attempts(&user2, T0).await;
     let rotated = store.refresh_rotate(token2, token(0xba), T0).await;
+    let sessions = store.sessions(&names.user, T0).await;
+    let ended = store.end_session(&names.user, &names.family, T0).await;
+    let devices = store.devices(&names.user, T0).await;
+    let used = store.device_use(&names.user, &names.key, T0).await;
+    let added = store.device_add(&names.user, &names.key, T0 + 60, T0).await;
     for e in [
         consumed.map(drop),
         attempts.map(drop),
@@ -666,6 +706,11 @@ async fn store_errors_never_leak_keys() {
         revoked.map(drop),
         attempts2.map(drop),
         rotated.map(drop),
+        sessions.map(drop),
+        ended.map(drop),
+        devices.map(drop),
+        used.map(drop),
+        added.map(drop),
     ] {
         let e = e.expect_err("a foreign value under the prefix is an error");
         assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");

@@ -203,6 +203,7 @@ impl Grpc {
             sub: "alice".to_owned(),
             session: serde_json::from_value(claims).unwrap(),
             expires_at: self.now() + 3600,
+            idle_secs: None,
         };
         let mut hash = [7; 32];
         let sid = record.family.as_bytes();

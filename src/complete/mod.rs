@@ -276,6 +276,8 @@ pub(crate) struct Inner {
     pub(crate) factors: Arc<dyn Factors>,
     pub(crate) attempts: AttemptPolicy,
     pub(crate) refresh_lifetime: u64,
+    /// Sessions end after this many seconds without a sign-in, refresh or step-up.
+    pub(crate) session_idle: Option<u64>,
     pub(crate) mfa_acr: String,
     pub(crate) password_acr: String,
     pub(crate) totp_issuer: String,
@@ -349,6 +351,7 @@ impl fmt::Debug for Completion {
             .field("issuer", &self.inner.issuer)
             .field("attempts", &self.inner.attempts)
             .field("refresh_lifetime", &self.inner.refresh_lifetime)
+            .field("session_idle", &self.inner.session_idle)
             .field("cookies", &self.inner.cookies)
             .finish_non_exhaustive()
     }
@@ -402,6 +405,7 @@ pub struct CompletionBuilder {
     factors: Option<Arc<dyn Factors>>,
     attempts: Option<AttemptPolicy>,
     refresh_lifetime: Option<Duration>,
+    session_idle: Option<Duration>,
     mfa_acr: Option<String>,
     password_acr: Option<String>,
     totp_issuer: Option<String>,
@@ -461,6 +465,16 @@ impl CompletionBuilder {
     /// however often the tokens were rotated.
     pub fn refresh_lifetime(mut self, lifetime: Duration) -> Self {
         self.refresh_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Ends a session that has not been refreshed or stepped up (nor started) for this
+    /// long (default: none, sessions live to their absolute end): its refresh token is
+    /// refused, and it is gone from the list of sessions. Requests that only present an
+    /// access token do not count (nothing is written per request): choose it longer
+    /// than the access tokens' lifetime.
+    pub fn session_idle_timeout(mut self, idle: Duration) -> Self {
+        self.session_idle = Some(idle);
         self
     }
 
@@ -530,6 +544,10 @@ impl CompletionBuilder {
         if refresh_lifetime == 0 {
             return Err(ConfigError::invalid("refresh_lifetime", "at least 1 s"));
         }
+        let session_idle = self.session_idle.map(|idle| idle.as_secs());
+        if session_idle == Some(0) {
+            return Err(ConfigError::invalid("session_idle_timeout", "at least 1 s"));
+        }
         let login_throttle = self.login_throttle.unwrap_or_default();
         if !login_throttle.is_valid() {
             return Err(ConfigError::invalid(
@@ -552,6 +570,7 @@ impl CompletionBuilder {
                 factors: self.factors.ok_or(ConfigError::Missing("factors"))?,
                 attempts,
                 refresh_lifetime,
+                session_idle,
                 mfa_acr: self.mfa_acr.unwrap_or_else(|| DEFAULT_MFA_ACR.to_owned()),
                 password_acr: self
                     .password_acr

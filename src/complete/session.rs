@@ -92,6 +92,7 @@ pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Sess
         sub: access.claims.sub().to_owned(),
         session: access.claims.clone(),
         expires_at: now.saturating_add(inner.refresh_lifetime),
+        idle_secs: inner.session_idle,
     };
     inner
         .store

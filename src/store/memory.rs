@@ -8,9 +8,10 @@ use super::attempt_state::{stricter, AttemptEntry};
 use super::record::{session_json, StoredRecord};
 use super::revoked::RevocationLog;
 use super::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    RevocationBatch, Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
-    LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
+    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
+    StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER, MAX_SESSIONS_PER_USER,
+    REFRESH_HISTORY,
 };
 use crate::revocation::UserRevocations;
 use crate::token::Claims;
@@ -54,6 +55,9 @@ struct State {
     /// The families of each user (id and absolute end), oldest first, at most
     /// [`MAX_SESSIONS_PER_USER`].
     user_families: HashMap<String, VecDeque<(String, u64)>>,
+    /// The remembered devices of each user, oldest first, at most
+    /// [`MAX_DEVICES_PER_USER`] (each counted as an entry).
+    devices: HashMap<String, Vec<DeviceInfo>>,
     /// Login counters, in their own bounded space (not counted in `max_entries`).
     logins: HashMap<String, LoginBucket>,
     /// Ended sessions, per user (one entry each).
@@ -123,6 +127,18 @@ struct Family {
     /// When the session was last stepped up (0: never).
     elevated_at: u64,
     revoked: bool,
+    /// When the family started.
+    created_at: u64,
+    /// Its last start, rotation or step-up.
+    last_seen_at: u64,
+}
+
+impl Family {
+    /// Whether it can still rotate or step up at `now`: not revoked, not idle (the
+    /// absolute end is [`State::live_family`]'s).
+    fn active(&self, now: u64) -> bool {
+        !self.revoked && !self.record.idle(self.last_seen_at, now)
+    }
 }
 
 /// Sizes only: the values may be pending TOTP secrets, the keys users and token ids.
@@ -222,6 +238,7 @@ impl State {
             + self.families.len()
             + self.user_families.len()
             + self.revocations.len()
+            + self.devices.values().map(Vec::len).sum::<usize>()
     }
 
     fn sweep(&mut self, now: u64) {
@@ -234,6 +251,10 @@ impl State {
         self.user_families.retain(|_, ids| {
             ids.retain(|(_, end)| *end > now);
             !ids.is_empty()
+        });
+        self.devices.retain(|_, devices| {
+            devices.retain(|d| d.expires_at > now);
+            !devices.is_empty()
         });
     }
 
@@ -282,6 +303,8 @@ impl State {
             history: VecDeque::new(),
             elevated_at: 0,
             revoked: false,
+            created_at: now,
+            last_seen_at: now,
         };
         self.families.insert(family.record.family.clone(), family);
         Ok(())
@@ -315,6 +338,7 @@ impl State {
             return Ok(());
         };
         let old = std::mem::replace(&mut family.current, new_token);
+        family.last_seen_at = now;
         family.history.push_back(old);
         let forgotten = if family.history.len() > REFRESH_HISTORY {
             family.history.pop_front()
@@ -525,7 +549,7 @@ impl Store for MemoryStore {
             let Some(family) = s.live_family(&family_id, now) else {
                 return Ok(Rotation::Invalid);
             };
-            if family.revoked {
+            if !family.active(now) {
                 return Ok(Rotation::Invalid);
             }
             if family.current != token {
@@ -588,6 +612,9 @@ impl Store for MemoryStore {
                 let Some(f) = s.live_family(family, now) else {
                     return Ok(Elevation::Unknown);
                 };
+                if f.record.idle(f.last_seen_at, now) {
+                    return Ok(Elevation::Unknown);
+                }
                 if f.revoked {
                     return Ok(Elevation::Ended);
                 }
@@ -616,6 +643,194 @@ impl Store for MemoryStore {
 
     fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch> {
         ready(self.lock().map(|s| s.revocations.since(cursor, now)))
+    }
+
+    fn sessions<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<SessionInfo>> {
+        self.sessions_of(user, now)
+    }
+
+    fn end_session<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
+        self.end_session_of(user, family, now)
+    }
+
+    fn device_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        self.device_add_of(user, id, expires_at, now)
+    }
+
+    fn device_use<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        self.device_use_of(user, id, now)
+    }
+
+    fn devices<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<DeviceInfo>> {
+        self.devices_of(user, now)
+    }
+
+    fn device_remove<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        self.device_remove_of(user, id, now)
+    }
+
+    fn devices_clear<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
+        self.devices_clear_of(user, now)
+    }
+}
+
+impl State {
+    /// The live sessions of `user`, oldest first.
+    fn sessions(&self, user: &str, now: u64) -> Result<Vec<SessionInfo>, StoreError> {
+        let Some(ids) = self.user_families.get(user) else {
+            return Ok(Vec::new());
+        };
+        let live = ids
+            .iter()
+            .filter_map(|(id, _)| self.families.get(id))
+            .filter(|f| f.record.sub == user && f.record.expires_at > now && f.active(now));
+        live.map(|f| {
+            Ok(SessionInfo {
+                family: f.record.family.clone(),
+                session: f.record.record()?.session,
+                created_at: f.created_at,
+                last_seen_at: f.last_seen_at,
+                expires_at: f.record.expires_at,
+            })
+        })
+        .collect()
+    }
+
+    /// Revokes `family` if it is a live session of `user`.
+    fn end_session(&mut self, user: &str, family: &str, now: u64) -> FamilyRevocation {
+        match self.live_family(family, now) {
+            Some(f) if f.record.sub != user || f.record.idle(f.last_seen_at, now) => {
+                FamilyRevocation::Unknown
+            }
+            Some(f) if f.revoked => FamilyRevocation::AlreadyRevoked,
+            Some(f) => {
+                f.revoked = true;
+                FamilyRevocation::Revoked
+            }
+            None => FamilyRevocation::Unknown,
+        }
+    }
+
+    /// Remembers a device, forgetting the user's oldest past [`MAX_DEVICES_PER_USER`].
+    fn add_device(&mut self, user: &str, device: DeviceInfo) -> Result<(), StoreError> {
+        let now = self.now;
+        let live = self.devices.get(user).map_or(0, |list| {
+            list.iter()
+                .filter(|d| d.expires_at > now && d.id != device.id)
+                .count()
+        });
+        if live < MAX_DEVICES_PER_USER {
+            self.room(1)?;
+        }
+        let list = self.devices.entry(user.to_owned()).or_default();
+        list.retain(|d| d.expires_at > now && d.id != device.id);
+        while list.len() >= MAX_DEVICES_PER_USER {
+            list.remove(0);
+        }
+        list.push(device);
+        Ok(())
+    }
+
+    /// The live device `id` of `user`.
+    fn device(&mut self, user: &str, id: &str, now: u64) -> Option<&mut DeviceInfo> {
+        self.devices
+            .get_mut(user)?
+            .iter_mut()
+            .find(|d| d.id == id && d.expires_at > now)
+    }
+}
+
+fn ready_lock<'a, T: Send + 'a>(
+    store: &MemoryStore,
+    f: impl FnOnce(&mut State) -> Result<T, StoreError>,
+) -> StoreFuture<'a, T> {
+    ready(store.lock().and_then(|mut s| f(&mut s)))
+}
+
+/// Sessions and devices (the trait's last two concerns), beside the rest of the impl.
+impl MemoryStore {
+    fn sessions_of(&self, user: &str, now: u64) -> StoreFuture<'_, Vec<SessionInfo>> {
+        ready_lock(self, |s| s.sessions(user, now))
+    }
+
+    fn end_session_of(
+        &self,
+        user: &str,
+        family: &str,
+        now: u64,
+    ) -> StoreFuture<'_, FamilyRevocation> {
+        ready(self.write(now, |s| Ok(s.end_session(user, family, now))))
+    }
+
+    fn device_add_of(
+        &self,
+        user: &str,
+        id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'_, ()> {
+        let device = DeviceInfo {
+            id: id.to_owned(),
+            created_at: now,
+            last_used_at: now,
+            expires_at,
+        };
+        ready(self.write(now, |s| s.add_device(user, device)))
+    }
+
+    fn device_use_of(&self, user: &str, id: &str, now: u64) -> StoreFuture<'_, bool> {
+        ready(self.write(now, |s| {
+            Ok(match s.device(user, id, now) {
+                Some(device) => {
+                    device.last_used_at = now;
+                    true
+                }
+                None => false,
+            })
+        }))
+    }
+
+    fn devices_of(&self, user: &str, now: u64) -> StoreFuture<'_, Vec<DeviceInfo>> {
+        ready_lock(self, |s| {
+            Ok(s.devices.get(user).map_or_else(Vec::new, |list| {
+                list.iter()
+                    .filter(|d| d.expires_at > now)
+                    .cloned()
+                    .collect()
+            }))
+        })
+    }
+
+    fn device_remove_of(&self, user: &str, id: &str, now: u64) -> StoreFuture<'_, bool> {
+        ready(self.write(now, |s| {
+            let Some(list) = s.devices.get_mut(user) else {
+                return Ok(false);
+            };
+            let live = list.iter().any(|d| d.id == id && d.expires_at > now);
+            list.retain(|d| d.id != id);
+            if list.is_empty() {
+                s.devices.remove(user);
+            }
+            Ok(live)
+        }))
+    }
+
+    fn devices_clear_of(&self, user: &str, now: u64) -> StoreFuture<'_, ()> {
+        ready(self.write(now, |s| {
+            s.devices.remove(user);
+            Ok(())
+        }))
     }
 }
 

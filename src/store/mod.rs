@@ -11,12 +11,15 @@
 //!   ([`Store::advance_totp_step`]);
 //! - pending enrollments ([`Store::put`]);
 //! - refresh-token families: rotation, reuse detection, revocation
-//!   ([`Store::refresh_rotate`]), step-up inside a session ([`Store::refresh_elevate`]).
+//!   ([`Store::refresh_rotate`]), step-up inside a session ([`Store::refresh_elevate`]),
+//!   an idle bound, and the list of a user's sessions ([`Store::sessions`],
+//!   [`Store::end_session`]);
+//! - remembered devices ([`Store::device_add`], [`Store::device_use`]).
 //!
 //! Every entry expires, and nothing one user does grows without bound: a user has one
 //! attempt record, one TOTP step and one pending enrollment; at most
 //! [`MAX_SESSIONS_PER_USER`] sessions, each remembering at most [`REFRESH_HISTORY`]
-//! rotated tokens. Every method is atomic on its own.
+//! rotated tokens; at most [`MAX_DEVICES_PER_USER`] remembered devices. Every method is atomic on its own.
 //! Any error fails closed: the endpoints answer `503 temporarily_unavailable` (`500
 //! server_error` for a stored value that cannot be read back, [`StoreError::Corrupt`]).
 //!
@@ -163,7 +166,45 @@ pub struct RefreshRecord {
     pub session: Claims,
     /// The absolute end of the family: no refresh after this, however recent.
     pub expires_at: u64,
+    /// The idle bound, in seconds: the family ends when it has not been refreshed or
+    /// stepped up (nor started) for this long. `None`: only the absolute end applies.
+    pub idle_secs: Option<u64>,
 }
+
+/// One live session of a user, as [`Store::sessions`] lists it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The family id (the session id, `sid`).
+    pub family: String,
+    /// The session's current claims (its `auth_time` and `amr` are the last sign-in's
+    /// or step-up's).
+    pub session: Claims,
+    /// When the family started (the `now` of [`Store::refresh_create`]).
+    pub created_at: u64,
+    /// The last sign-in, refresh or step-up of the family (no write per request).
+    pub last_seen_at: u64,
+    /// The absolute end of the family.
+    pub expires_at: u64,
+}
+
+/// One remembered device of a user, as [`Store::devices`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceInfo {
+    /// The device id (random, named in the device's sealed cookie).
+    pub id: String,
+    /// When it was remembered.
+    pub created_at: u64,
+    /// When it last stood in for the second factor (`created_at` if never).
+    pub last_used_at: u64,
+    /// When it is forgotten, however often it is used.
+    pub expires_at: u64,
+}
+
+/// How many remembered devices one user can have: remembering one more forgets the
+/// user's oldest.
+pub const MAX_DEVICES_PER_USER: usize = 10;
 
 /// What [`Store::revoke_family`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,7 +279,7 @@ pub type TokenHash = [u8; 32];
 ///
 /// Times are seconds since the Unix epoch and are passed in, so tests can set them.
 ///
-/// The methods serve five concerns, in this order:
+/// The methods serve six concerns, in this order:
 ///
 /// | concern | methods |
 /// | --- | --- |
@@ -246,7 +287,8 @@ pub type TokenHash = [u8; 32];
 /// | attempts and lockout | [`attempts`](Store::attempts), [`reserve_attempt`](Store::reserve_attempt), [`settle_attempt`](Store::settle_attempt) |
 /// | login throttling | [`reserve_login`](Store::reserve_login), [`settle_login`](Store::settle_login) |
 /// | short-lived values | [`put`](Store::put), [`get`](Store::get), [`delete`](Store::delete) |
-/// | refresh families | [`refresh_create`](Store::refresh_create), [`refresh_rotate`](Store::refresh_rotate), [`refresh_revoke`](Store::refresh_revoke), [`revoke_family`](Store::revoke_family), [`refresh_elevate`](Store::refresh_elevate) |
+/// | refresh families | [`refresh_create`](Store::refresh_create), [`refresh_rotate`](Store::refresh_rotate), [`refresh_revoke`](Store::refresh_revoke), [`revoke_family`](Store::revoke_family), [`refresh_elevate`](Store::refresh_elevate), [`sessions`](Store::sessions), [`end_session`](Store::end_session) |
+/// | remembered devices | [`device_add`](Store::device_add), [`device_use`](Store::device_use), [`devices`](Store::devices), [`device_remove`](Store::device_remove), [`devices_clear`](Store::devices_clear) |
 /// | ended sessions' access tokens | [`revoke_sessions`](Store::revoke_sessions), [`revocations_since`](Store::revocations_since) |
 ///
 /// They stay one trait: every backend serves all six from one connection and one
@@ -423,4 +465,46 @@ pub trait Store: Send + Sync + 'static {
     /// them, and the cursor to ask from next. A user may come back again in the next
     /// batch (reads overlap), never be left out.
     fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch>;
+    /// The live sessions of `user`, oldest first: its families that are neither revoked,
+    /// past their absolute end, nor idle past their [`idle_secs`](RefreshRecord::idle_secs).
+    /// (A family is idle from `last_seen_at + idle_secs` on: then it neither rotates nor
+    /// steps up.)
+    fn sessions<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<SessionInfo>>;
+
+    /// Revokes session `family` if it is a live session of `user` (as
+    /// [`sessions`](Store::sessions) lists it): [`Revoked`](FamilyRevocation::Revoked).
+    /// Another user's family, an unknown, ended or idle one is
+    /// [`Unknown`](FamilyRevocation::Unknown) and nothing changes; one revoked before is
+    /// [`AlreadyRevoked`](FamilyRevocation::AlreadyRevoked).
+    fn end_session<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation>;
+
+    // Remembered devices, per user.
+
+    /// Remembers device `id` of `user` until `expires_at`; a user with
+    /// [`MAX_DEVICES_PER_USER`] live devices forgets the oldest first.
+    fn device_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Whether device `id` of `user` is remembered and live; if so its `last_used_at`
+    /// becomes `now`.
+    fn device_use<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool>;
+
+    /// The live devices of `user`, oldest first.
+    fn devices<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<DeviceInfo>>;
+
+    /// Forgets device `id` of `user`. `true` if it was remembered and live.
+    fn device_remove<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool>;
+
+    /// Forgets every device of `user` (their factors changed).
+    fn devices_clear<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()>;
 }

@@ -16,6 +16,9 @@ pub(crate) struct StoredRecord {
     /// The session's claims as JSON.
     pub(crate) session: String,
     pub(crate) expires_at: u64,
+    /// The idle bound (absent in records written before it existed: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) idle_secs: Option<u64>,
 }
 
 impl StoredRecord {
@@ -26,6 +29,7 @@ impl StoredRecord {
             family: record.family,
             sub: record.sub,
             expires_at: record.expires_at,
+            idle_secs: record.idle_secs,
         })
     }
 
@@ -43,7 +47,15 @@ impl StoredRecord {
             sub: self.sub.clone(),
             session,
             expires_at: self.expires_at,
+            idle_secs: self.idle_secs,
         }
+    }
+
+    /// Whether the family is idle at `now`: not started, refreshed or stepped up since
+    /// `last_seen_at` for its whole idle bound.
+    pub(crate) fn idle(&self, last_seen_at: u64, now: u64) -> bool {
+        self.idle_secs
+            .is_some_and(|idle| last_seen_at.saturating_add(idle) <= now)
     }
 }
 
@@ -71,6 +83,7 @@ mod tests {
             sub: "alice".to_owned(),
             session: claims(),
             expires_at: 3000,
+            idle_secs: None,
         }
     }
 
@@ -94,12 +107,32 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_bound_is_written_only_when_set_and_read_back() {
+        let idle = RefreshRecord {
+            idle_secs: Some(600),
+            ..record()
+        };
+        let stored = StoredRecord::new(idle.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let written = serde_json::to_string(&stored).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            written.ends_with(r#""expires_at":3000,"idle_secs":600}"#),
+            "{written}"
+        );
+        let read: StoredRecord = serde_json::from_str(&written).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.record(), Ok(idle));
+        assert!(!stored.idle(1000, 1599));
+        assert!(stored.idle(1000, 1600));
+        assert!(!StoredRecord::new(record()).unwrap().idle(0, u64::MAX));
+    }
+
+    #[test]
     fn unreadable_claims_are_corrupt_not_unavailable() {
         let stored = StoredRecord {
             family: "fam-1".to_owned(),
             sub: "alice".to_owned(),
             session: r#"{"no_sub":1}"#.to_owned(),
             expires_at: 3000,
+            idle_secs: None,
         };
         assert!(matches!(stored.record(), Err(StoreError::Corrupt(_))));
     }

@@ -15,13 +15,15 @@ use super::record::{session_json, StoredRecord};
 
 mod feed;
 mod revoked;
+mod sessions;
 #[cfg(feature = "redis-tls")]
 mod tls;
 
 use super::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    RevocationBatch, Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
-    LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
+    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
+    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
+    StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    RESERVATION_SECS,
 };
 use crate::revocation::UserRevocations;
 
@@ -51,8 +53,9 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// | `P:totp:<user>` | the last accepted TOTP step of a user |
 /// | `P:val:<key>` | a short-lived value (a pending enrollment) |
 /// | `P:rt:<sha256 hex>` | the family of a refresh token (only its hash is stored) |
-/// | `P:fam:<family>` | a refresh family: its session, current token, the last [`REFRESH_HISTORY`] rotated ones, revocation |
+/// | `P:fam:<family>` | a refresh family: its session, current token, the last [`REFRESH_HISTORY`] rotated ones, revocation, when it started and was last seen, its idle bound |
 /// | `P:uf:<user>` | the user's live families, at most [`MAX_SESSIONS_PER_USER`] |
+/// | `P:dev:<user>` | the user's remembered devices, at most [`MAX_DEVICES_PER_USER`](super::MAX_DEVICES_PER_USER) |
 /// | `P:login:<00–ff>` | login counters of accounts (by digest) and their clients, at most [`LOGIN_RECORDS_PER_BUCKET`] a bucket |
 ///
 /// Every key carries a Redis expiry (the expiry of what it protects, at most
@@ -679,18 +682,20 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return ACCEPTED
 ";
 
-/// ARGV: record JSON, sub, current token hex, expires_at, ttl ms. Returns DONE.
+/// ARGV: record JSON, sub, current token hex, expires_at, ttl ms, now, idle bound (0:
+/// none). Returns DONE.
 const FAMILY_CREATE: &str = r"
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'r', ARGV[1], 's', ARGV[2], 'c', ARGV[3], 'x', 0, 'e', ARGV[4])
+redis.call('HSET', KEYS[1], 't', ARGV[6], 'l', ARGV[6], 'i', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return DONE
 ";
 
 /// Shared by the two scripts below: makes ARGV[3] the current token of the family in
-/// KEYS[1]; the old one joins the history `h` (64 hex digits a token, oldest first), and
-/// the oldest past ARGV[4] tokens is returned for its index key to be deleted ('' if
-/// none).
+/// KEYS[1] and ARGV[1] (now) its last seen time `l`; the old one joins the history `h`
+/// (64 hex digits a token, oldest first), and the oldest past ARGV[4] tokens is returned
+/// for its index key to be deleted ('' if none).
 const FAMILY_ADVANCE: &str = r"
 local function family_advance(old)
   local hist = (redis.call('HGET', KEYS[1], 'h') or '') .. old
@@ -698,17 +703,18 @@ local function family_advance(old)
   if #hist > 64 * tonumber(ARGV[4]) then
     forgotten = string.sub(hist, 1, 64); hist = string.sub(hist, 65)
   end
-  redis.call('HSET', KEYS[1], 'c', ARGV[3], 'h', hist)
+  redis.call('HSET', KEYS[1], 'c', ARGV[3], 'h', hist, 'l', ARGV[1])
   return forgotten
 end
 ";
 
 /// ARGV: now, presented token hex, new token hex, history bound.
 /// Returns {FAMILY_CHANGED, record, forgotten} (rotated), {FAMILY_REVOKED, record} (a
-/// rotated token came back: revoked now), or {FAMILY_UNKNOWN} (unknown, ended, revoked).
+/// rotated token came back: revoked now), or {FAMILY_UNKNOWN} (unknown, ended, revoked,
+/// idle).
 const FAMILY_ROTATE: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'r', 'c', 'x', 'e')
-if not h[1] or tonumber(h[4]) <= tonumber(ARGV[1]) or h[3] == '1' then
+local h = redis.call('HMGET', KEYS[1], 'r', 'c', 'x', 'e', 'l', 'i')
+if not h[1] or tonumber(h[4]) <= tonumber(ARGV[1]) or h[3] == '1' or family_idle(h[5], h[6]) then
   return {FAMILY_UNKNOWN}
 end
 if h[2] ~= ARGV[2] then
@@ -720,10 +726,12 @@ return {FAMILY_CHANGED, h[1], family_advance(h[2])}
 
 /// ARGV: now, record JSON (the new session), new token hex, history bound, issued_at.
 /// Returns {FAMILY_CHANGED, record, forgotten} (elevated), {FAMILY_REVOKED} (ended),
-/// {FAMILY_SUPERSEDED}, or {FAMILY_UNKNOWN}.
+/// {FAMILY_SUPERSEDED}, or {FAMILY_UNKNOWN} (also idle).
 const FAMILY_ELEVATE: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'c', 'x', 'e', 'u')
-if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return {FAMILY_UNKNOWN} end
+local h = redis.call('HMGET', KEYS[1], 'c', 'x', 'e', 'u', 'l', 'i')
+if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) or family_idle(h[5], h[6]) then
+  return {FAMILY_UNKNOWN}
+end
 if h[2] == '1' then return {FAMILY_REVOKED} end
 if tonumber(h[4] or '0') >= tonumber(ARGV[5]) then return {FAMILY_SUPERSEDED} end
 redis.call('HSET', KEYS[1], 'r', ARGV[2], 'u', ARGV[1])
@@ -792,8 +800,16 @@ fn scripts() -> &'static Scripts {
         settle_login: Script::new(&script_text(&[ATTEMPTS_LIB, LOGIN_BUCKET, SETTLE_LOGIN])),
         advance_totp: Script::new(&script_text(&[ADVANCE_TOTP])),
         family_create: Script::new(&script_text(&[FAMILY_CREATE])),
-        family_rotate: Script::new(&script_text(&[FAMILY_ADVANCE, FAMILY_ROTATE])),
-        family_elevate: Script::new(&script_text(&[FAMILY_ADVANCE, FAMILY_ELEVATE])),
+        family_rotate: Script::new(&script_text(&[
+            sessions::FAMILY_IDLE,
+            FAMILY_ADVANCE,
+            FAMILY_ROTATE,
+        ])),
+        family_elevate: Script::new(&script_text(&[
+            sessions::FAMILY_IDLE,
+            FAMILY_ADVANCE,
+            FAMILY_ELEVATE,
+        ])),
         user_families: Script::new(&script_text(&[USER_FAMILIES])),
         family_revoke: Script::new(&script_text(&[FAMILY_REVOKE])),
     })
@@ -1044,6 +1060,8 @@ impl Store for RedisStore {
                     hex(&token).as_bytes(),
                     &num(exp),
                     &num(ttl),
+                    &num(now),
+                    &num(record.idle_secs.unwrap_or(0)),
                 ],
             )
             .await?;
@@ -1237,6 +1255,45 @@ impl Store for RedisStore {
     fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch> {
         Box::pin(self.read_revocations(cursor, now))
     }
+
+    fn sessions<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<SessionInfo>> {
+        Box::pin(self.sessions_of(user, now))
+    }
+
+    fn end_session<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
+        Box::pin(self.end_session_of(user, family, now))
+    }
+
+    fn device_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.device_add_of(user, id, expires_at, now))
+    }
+
+    fn device_use<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        Box::pin(self.device_use_of(user, id, now))
+    }
+
+    fn devices<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<DeviceInfo>> {
+        Box::pin(self.devices_of(user, now))
+    }
+
+    fn device_remove<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        Box::pin(self.device_remove_of(user, id, now))
+    }
+
+    fn devices_clear<'a>(&'a self, user: &'a str, _now: u64) -> StoreFuture<'a, ()> {
+        Box::pin(self.devices_clear_of(user))
+    }
 }
 
 #[cfg(test)]
@@ -1275,13 +1332,15 @@ mod tests {
             &[ATTEMPTS_LIB, LOGIN_BUCKET, SETTLE_LOGIN],
             &[ADVANCE_TOTP],
             &[FAMILY_CREATE],
-            &[FAMILY_ADVANCE, FAMILY_ROTATE],
-            &[FAMILY_ADVANCE, FAMILY_ELEVATE],
+            &[sessions::FAMILY_IDLE, FAMILY_ADVANCE, FAMILY_ROTATE],
+            &[sessions::FAMILY_IDLE, FAMILY_ADVANCE, FAMILY_ELEVATE],
             &[USER_FAMILIES],
             &[FAMILY_REVOKE],
         ]
         .iter()
-        .map(|parts| script_text(parts))
+        .copied()
+        .chain(sessions::script_parts())
+        .map(script_text)
         .chain(revoked::texts())
         .collect()
     }

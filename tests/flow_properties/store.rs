@@ -87,6 +87,7 @@ impl TestHook {
             sub: session.sub().to_owned(),
             session: session.clone(),
             expires_at: now + REFRESH_LIFETIME,
+            idle_secs: None,
         };
         inner.refresh_create(new_token, record.clone(), now).await?;
         Ok(Elevation::Elevated(record).into())

@@ -35,9 +35,9 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tower_stepup::revocation::{UserRevocations, REVOKED_SESSIONS_PER_USER};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER,
-    REFRESH_HISTORY, RESERVATION_SECS,
+    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
+    Reservation, Rotation, SessionInfo, Settlement, Store, TokenHash, LOGIN_RECORDS_PER_BUCKET,
+    MAX_DEVICES_PER_USER, MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
 };
 use tower_stepup::Claims;
 
@@ -116,6 +116,7 @@ impl Ns {
                 "amr": ["pwd"],
             })),
             expires_at,
+            idle_secs: None,
         }
     }
 }
@@ -1509,6 +1510,317 @@ pub async fn revocations_are_bounded_per_user<S: Store>(store: &S) {
 }
 
 // ---------------------------------------------------------------------------------------
+// the sessions a user can see and end, the idle bound (DESIGN §8.3)
+
+/// `(family, created_at, last_seen_at, amr)` of each session listed, in order.
+fn listed(sessions: &[SessionInfo]) -> Vec<(String, u64, u64, Vec<String>)> {
+    sessions
+        .iter()
+        .map(|s| {
+            let amr = s.session.amr().to_vec();
+            (s.family.clone(), s.created_at, s.last_seen_at, amr)
+        })
+        .collect()
+}
+
+/// A user's live families, oldest first, each with when it started and was last seen
+/// (its start, last rotation or step-up) and its current claims; revoked, ended and
+/// other users' families are not listed.
+pub async fn sessions_list_the_live_families_of_a_user<S: Store>(store: &S) {
+    let ns = ns("sessions_list_the_live_families_of_a_user");
+    let t = |n| ns.token(n);
+    let user = ns.key("user");
+    assert_eq!(store.sessions(&user, T0).await, Ok(vec![]));
+    let a = ns.record("family-a", "user", T0 + 3600);
+    let b = ns.record("family-b", "user", T0 + 3600);
+    let c = ns.record("family-c", "user", T0 + 3600);
+    let short = ns.record("family-short", "user", T0 + 50);
+    let other = ns.record("family-o", "other", T0 + 3600);
+    store.refresh_create(t(1), a.clone(), T0).await.unwrap();
+    store.refresh_create(t(2), b.clone(), T0 + 1).await.unwrap();
+    store.refresh_create(t(3), c.clone(), T0 + 2).await.unwrap();
+    store
+        .refresh_create(t(4), short.clone(), T0 + 3)
+        .await
+        .unwrap();
+    store
+        .refresh_create(t(5), other.clone(), T0 + 4)
+        .await
+        .unwrap();
+    let pwd = vec!["pwd".to_owned()];
+    assert_eq!(
+        listed(&store.sessions(&user, T0 + 5).await.unwrap()),
+        vec![
+            (a.family.clone(), T0, T0, pwd.clone()),
+            (b.family.clone(), T0 + 1, T0 + 1, pwd.clone()),
+            (c.family.clone(), T0 + 2, T0 + 2, pwd.clone()),
+            (short.family.clone(), T0 + 3, T0 + 3, pwd.clone()),
+        ]
+    );
+    // A rotation and a step-up are seen; a revoked family and one past its end are gone.
+    store.refresh_rotate(t(1), t(11), T0 + 10).await.unwrap();
+    let stepped = claims(json!({"sub": b.sub, "exp": T0 + 900, "amr": ["pwd", "otp", "mfa"]}));
+    assert!(matches!(
+        store
+            .refresh_elevate(&b.family, t(12), stepped, T0 + 15, T0 + 20)
+            .await,
+        Ok(Elevation::Elevated(_))
+    ));
+    store.revoke_family(&c.family, T0 + 21).await.unwrap();
+    let sessions = store.sessions(&user, T0 + 50).await.unwrap();
+    let mfa = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
+    assert_eq!(
+        listed(&sessions),
+        vec![
+            (a.family.clone(), T0, T0 + 10, pwd.clone()),
+            (b.family.clone(), T0 + 1, T0 + 20, mfa),
+        ]
+    );
+    assert_eq!(
+        sessions.iter().map(|s| s.expires_at).collect::<Vec<_>>(),
+        [T0 + 3600, T0 + 3600]
+    );
+    assert_eq!(
+        listed(&store.sessions(&other.sub, T0 + 50).await.unwrap()),
+        vec![(other.family.clone(), T0 + 4, T0 + 4, pwd)]
+    );
+    assert_eq!(store.sessions(&user, T0 + 3600).await, Ok(vec![]));
+}
+
+/// `end_session` ends a live session of its own user only: another user's, an unknown
+/// or an ended one is `Unknown` and changes nothing; a second end is `AlreadyRevoked`.
+pub async fn end_session_needs_the_owner<S: Store>(store: &S) {
+    let ns = ns("end_session_needs_the_owner");
+    let t = |n| ns.token(n);
+    let record = ns.record("family", "user", T0 + 3600);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    let (fam, user) = (record.family.as_str(), record.sub.as_str());
+    for someone in [ns.key("mallory"), String::new()] {
+        assert_eq!(
+            store.end_session(&someone, fam, T0 + 1).await,
+            Ok(FamilyRevocation::Unknown),
+            "{someone:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .end_session(user, &ns.key("no-such-family"), T0 + 1)
+            .await,
+        Ok(FamilyRevocation::Unknown)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 2).await,
+        Ok(Rotation::Rotated(record.clone()))
+    );
+    assert_eq!(
+        store.end_session(user, fam, T0 + 3).await,
+        Ok(FamilyRevocation::Revoked)
+    );
+    assert_eq!(
+        store.refresh_rotate(t(2), t(3), T0 + 4).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.end_session(user, fam, T0 + 5).await,
+        Ok(FamilyRevocation::AlreadyRevoked)
+    );
+    assert_eq!(store.sessions(user, T0 + 5).await, Ok(vec![]));
+    assert_eq!(
+        store.end_session(user, fam, T0 + 3600).await,
+        Ok(FamilyRevocation::Unknown)
+    );
+}
+
+/// A family with an idle bound ends when it is neither rotated nor stepped up for that
+/// long: from `last_seen_at + idle_secs` on it does not rotate, step up, end or show.
+pub async fn idle_sessions_end<S: Store>(store: &S) {
+    let ns = ns("idle_sessions_end");
+    let t = |n| ns.token(n);
+    let idle = RefreshRecord {
+        idle_secs: Some(100),
+        ..ns.record("family", "user", T0 + 3600)
+    };
+    let steady = ns.record("steady", "user", T0 + 3600);
+    store.refresh_create(t(1), idle.clone(), T0).await.unwrap();
+    store
+        .refresh_create(t(9), steady.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_rotate(t(1), t(2), T0 + 99).await,
+        Ok(Rotation::Rotated(idle.clone()))
+    );
+    let session = claims(json!({"sub": idle.sub, "exp": T0 + 900}));
+    let fam = idle.family.as_str();
+    assert!(matches!(
+        store
+            .refresh_elevate(fam, t(3), session.clone(), T0 + 150, T0 + 198)
+            .await,
+        Ok(Elevation::Elevated(_))
+    ));
+    let user = idle.sub.as_str();
+    let families = |sessions: Vec<SessionInfo>| -> Vec<String> {
+        sessions.into_iter().map(|s| s.family).collect()
+    };
+    assert_eq!(
+        families(store.sessions(user, T0 + 297).await.unwrap()),
+        [idle.family.clone(), steady.family.clone()]
+    );
+    // Idle from 198 + 100 on.
+    assert_eq!(
+        families(store.sessions(user, T0 + 298).await.unwrap()),
+        vec![steady.family.clone()]
+    );
+    assert_eq!(
+        store.refresh_rotate(t(3), t(4), T0 + 298).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store
+            .refresh_elevate(fam, t(5), session, T0 + 299, T0 + 300)
+            .await,
+        Ok(Elevation::Unknown)
+    );
+    assert_eq!(
+        store.end_session(user, fam, T0 + 300).await,
+        Ok(FamilyRevocation::Unknown)
+    );
+    // Without a bound, only the absolute end counts.
+    assert_eq!(
+        store.refresh_rotate(t(9), t(10), T0 + 3599).await,
+        Ok(Rotation::Rotated(steady))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// remembered devices (DESIGN §8.3)
+
+/// `(id, created_at, last_used_at, expires_at)` of each device listed, in order.
+fn devices(list: &[DeviceInfo]) -> Vec<(String, u64, u64, u64)> {
+    list.iter()
+        .map(|d| (d.id.clone(), d.created_at, d.last_used_at, d.expires_at))
+        .collect()
+}
+
+/// A device is remembered until its expiry, for its own user only; using it is seen in
+/// `last_used_at`; removed, it is forgotten.
+pub async fn devices_are_remembered_used_and_forgotten<S: Store>(store: &S) {
+    let ns = ns("devices_are_remembered_used_and_forgotten");
+    let (user, other) = (ns.key("user"), ns.key("other"));
+    let (d1, d2) = (ns.key("d1"), ns.key("d2"));
+    assert_eq!(store.devices(&user, T0).await, Ok(vec![]));
+    store.device_add(&user, &d1, T0 + 1000, T0).await.unwrap();
+    store
+        .device_add(&user, &d2, T0 + 100, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(store.device_use(&user, &d1, T0 + 5).await, Ok(true));
+    assert_eq!(store.device_use(&other, &d1, T0 + 5).await, Ok(false));
+    assert_eq!(
+        store.device_use(&user, &ns.key("d3"), T0 + 5).await,
+        Ok(false)
+    );
+    assert_eq!(store.devices(&other, T0 + 5).await, Ok(vec![]));
+    assert_eq!(
+        devices(&store.devices(&user, T0 + 6).await.unwrap()),
+        vec![
+            (d1.clone(), T0, T0 + 5, T0 + 1000),
+            (d2.clone(), T0 + 1, T0 + 1, T0 + 100),
+        ]
+    );
+    // d2 expires at T0 + 100.
+    assert_eq!(store.device_use(&user, &d2, T0 + 99).await, Ok(true));
+    assert_eq!(store.device_use(&user, &d2, T0 + 100).await, Ok(false));
+    assert_eq!(
+        devices(&store.devices(&user, T0 + 100).await.unwrap()),
+        vec![(d1.clone(), T0, T0 + 5, T0 + 1000)]
+    );
+    assert_eq!(store.device_remove(&other, &d1, T0 + 101).await, Ok(false));
+    assert_eq!(store.device_use(&user, &d1, T0 + 102).await, Ok(true));
+    assert_eq!(store.device_remove(&user, &d1, T0 + 103).await, Ok(true));
+    assert_eq!(store.device_remove(&user, &d1, T0 + 104).await, Ok(false));
+    assert_eq!(store.device_use(&user, &d1, T0 + 105).await, Ok(false));
+    assert_eq!(store.devices(&user, T0 + 105).await, Ok(vec![]));
+}
+
+/// A user has at most `MAX_DEVICES_PER_USER` devices: one more forgets the oldest, also
+/// among devices remembered in the same second; another user's are untouched.
+pub async fn devices_per_user_are_bounded<S: Store>(store: &S) {
+    let ns = ns("devices_per_user_are_bounded");
+    let (user, other) = (ns.key("user"), ns.key("other"));
+    let id = |n: usize| ns.key(&format!("device-{:02}", MAX_DEVICES_PER_USER + 5 - n));
+    store
+        .device_add(&other, &id(0), T0 + 900, T0)
+        .await
+        .unwrap();
+    for n in 0..MAX_DEVICES_PER_USER + 2 {
+        // Ids that sort in the opposite order of their creation, all in one second.
+        store.device_add(&user, &id(n), T0 + 900, T0).await.unwrap();
+    }
+    let listed: Vec<String> = store
+        .devices(&user, T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let expected: Vec<String> = (2..MAX_DEVICES_PER_USER + 2).map(id).collect();
+    assert_eq!(listed, expected);
+    for n in 0..2 {
+        assert_eq!(
+            store.device_use(&user, &id(n), T0 + 1).await,
+            Ok(false),
+            "{n}"
+        );
+    }
+    assert_eq!(store.device_use(&other, &id(0), T0 + 1).await, Ok(true));
+    // Remembering a device again replaces its record, and makes it the newest.
+    store
+        .device_add(&user, &id(2), T0 + 950, T0 + 2)
+        .await
+        .unwrap();
+    let listed = store.devices(&user, T0 + 3).await.unwrap();
+    assert_eq!(listed.len(), MAX_DEVICES_PER_USER);
+    assert_eq!(
+        devices(&listed[MAX_DEVICES_PER_USER - 1..]),
+        vec![(id(2), T0 + 2, T0 + 2, T0 + 950)]
+    );
+}
+
+/// `devices_clear` forgets every device of one user, and no other's.
+pub async fn devices_clear_forgets_one_user<S: Store>(store: &S) {
+    let ns = ns("devices_clear_forgets_one_user");
+    let (user, other) = (ns.key("user"), ns.key("other"));
+    for n in 0..3 {
+        let d = ns.key(&format!("d{n}"));
+        store.device_add(&user, &d, T0 + 900, T0 + n).await.unwrap();
+    }
+    store
+        .device_add(&other, &ns.key("o"), T0 + 900, T0)
+        .await
+        .unwrap();
+    store.devices_clear(&user, T0 + 10).await.unwrap();
+    assert_eq!(store.devices(&user, T0 + 10).await, Ok(vec![]));
+    assert_eq!(
+        store.device_use(&user, &ns.key("d0"), T0 + 11).await,
+        Ok(false)
+    );
+    assert_eq!(store.devices(&other, T0 + 11).await.unwrap().len(), 1);
+    // The user can remember devices again.
+    store
+        .device_add(&user, &ns.key("d9"), T0 + 900, T0 + 12)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.device_use(&user, &ns.key("d9"), T0 + 13).await,
+        Ok(true)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // the test generator
 
 /// One `#[tokio::test]` per contract check, for the store built by `$make`: a closure
@@ -1563,6 +1875,12 @@ macro_rules! contract_tests {
             revoke_sessions_merges_per_user,
             revocations_since_catches_up,
             revocations_are_bounded_per_user,
+            sessions_list_the_live_families_of_a_user,
+            end_session_needs_the_owner,
+            idle_sessions_end,
+            devices_are_remembered_used_and_forgotten,
+            devices_per_user_are_bounded,
+            devices_clear_forgets_one_user,
         );
         $crate::contract_tests!(@by_arc ($make) [$(#[$attr])*]
             concurrent_consume_has_one_winner,

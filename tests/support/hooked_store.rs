@@ -24,8 +24,9 @@ use std::sync::Arc;
 
 use tower_stepup::revocation::UserRevocations;
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    RevocationBatch, Rotation, Settlement, Store, StoreError, StoreFuture, TokenHash,
+    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
+    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
+    StoreFuture, TokenHash,
 };
 use tower_stepup::Claims;
 
@@ -125,6 +126,37 @@ pub enum Call<'a> {
     },
     /// [`Store::revocations_since`].
     RevocationsSince { cursor: u64, now: u64 },
+    /// [`Store::sessions`].
+    Sessions { user: &'a str, now: u64 },
+    /// [`Store::end_session`].
+    EndSession {
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    },
+    /// [`Store::device_add`].
+    DeviceAdd {
+        user: &'a str,
+        id: &'a str,
+        expires_at: u64,
+        now: u64,
+    },
+    /// [`Store::device_use`].
+    DeviceUse {
+        user: &'a str,
+        id: &'a str,
+        now: u64,
+    },
+    /// [`Store::devices`].
+    Devices { user: &'a str, now: u64 },
+    /// [`Store::device_remove`].
+    DeviceRemove {
+        user: &'a str,
+        id: &'a str,
+        now: u64,
+    },
+    /// [`Store::devices_clear`].
+    DevicesClear { user: &'a str, now: u64 },
 }
 
 impl Call<'_> {
@@ -150,6 +182,13 @@ impl Call<'_> {
             Call::RefreshElevate { .. } => "refresh_elevate",
             Call::RevokeSessions { .. } => "revoke_sessions",
             Call::RevocationsSince { .. } => "revocations_since",
+            Call::Sessions { .. } => "sessions",
+            Call::EndSession { .. } => "end_session",
+            Call::DeviceAdd { .. } => "device_add",
+            Call::DeviceUse { .. } => "device_use",
+            Call::Devices { .. } => "devices",
+            Call::DeviceRemove { .. } => "device_remove",
+            Call::DevicesClear { .. } => "devices_clear",
         }
     }
 }
@@ -157,9 +196,11 @@ impl Call<'_> {
 /// What a store operation answered, whichever it was.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
-    /// `release`, `settle_login`, `put`, `delete`, `refresh_create`.
+    /// `release`, `settle_login`, `put`, `delete`, `refresh_create`, `device_add`,
+    /// `devices_clear`.
     Unit(()),
-    /// `consume`, `is_consumed`, `advance_totp_step`, `refresh_revoke`.
+    /// `consume`, `is_consumed`, `advance_totp_step`, `refresh_revoke`, `device_use`,
+    /// `device_remove`.
     Bool(bool),
     /// `attempts`, `settle_attempt`.
     Attempts(Attempts),
@@ -169,7 +210,7 @@ pub enum Answer {
     Value(Option<Vec<u8>>),
     /// `refresh_rotate`.
     Rotation(Rotation),
-    /// `revoke_family`.
+    /// `revoke_family`, `end_session`.
     Revocation(FamilyRevocation),
     /// `refresh_elevate`.
     Elevation(Elevation),
@@ -177,6 +218,10 @@ pub enum Answer {
     Revoked(UserRevocations),
     /// `revocations_since`.
     Batch(RevocationBatch),
+    /// `sessions`.
+    Sessions(Vec<SessionInfo>),
+    /// `devices`.
+    Devices(Vec<DeviceInfo>),
 }
 
 /// The result of one operation.
@@ -220,6 +265,8 @@ answers! {
     Elevation(Elevation),
     Revoked(UserRevocations),
     Batch(RevocationBatch),
+    Sessions(Vec<SessionInfo>),
+    Devices(Vec<DeviceInfo>),
 }
 
 /// What a test store does around the inner store's operations. Both steps default to
@@ -498,5 +545,54 @@ impl<H: StoreHook> Store for HookedStore<H> {
     fn revocations_since<'a>(&'a self, cursor: u64, now: u64) -> StoreFuture<'a, RevocationBatch> {
         let call = Call::RevocationsSince { cursor, now };
         self.run(call, move |s| s.revocations_since(cursor, now))
+    }
+
+    fn sessions<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<SessionInfo>> {
+        self.run(Call::Sessions { user, now }, move |s| s.sessions(user, now))
+    }
+
+    fn end_session<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
+        let call = Call::EndSession { user, family, now };
+        self.run(call, move |s| s.end_session(user, family, now))
+    }
+
+    fn device_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        let call = Call::DeviceAdd {
+            user,
+            id,
+            expires_at,
+            now,
+        };
+        self.run(call, move |s| s.device_add(user, id, expires_at, now))
+    }
+
+    fn device_use<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        let call = Call::DeviceUse { user, id, now };
+        self.run(call, move |s| s.device_use(user, id, now))
+    }
+
+    fn devices<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Vec<DeviceInfo>> {
+        self.run(Call::Devices { user, now }, move |s| s.devices(user, now))
+    }
+
+    fn device_remove<'a>(&'a self, user: &'a str, id: &'a str, now: u64) -> StoreFuture<'a, bool> {
+        let call = Call::DeviceRemove { user, id, now };
+        self.run(call, move |s| s.device_remove(user, id, now))
+    }
+
+    fn devices_clear<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, ()> {
+        let call = Call::DevicesClear { user, now };
+        self.run(call, move |s| s.devices_clear(user, now))
     }
 }
