@@ -1732,6 +1732,41 @@ async fn refresh_token_reuse_ends_the_sessions_access_tokens() {
     expect_session_ended(&s.get("/api/me", Some(&victim)).await);
 }
 
+/// `Completion::revoke_user` (an administrator's call) ends every session of a user: all
+/// her access tokens are refused and no refresh token works; another user is untouched,
+/// and signing in again works.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_user_ends_every_session_of_the_user() {
+    let demo = Demo::build(
+        &config(),
+        ManualClock::new(T0),
+        Arc::new(MemoryStore::new()),
+    );
+    let completion = demo.completion.clone();
+    let s = serve_demo(demo).await;
+    let (first, first_refresh) = s.alice_session().await;
+    s.clock.advance(30);
+    let (second, second_refresh) = s.alice_session().await;
+    let bob = s.login("bob", "bob-password").await;
+    bob.expect_ok();
+    let (bob_access, bob_refresh) = (bob.str("access_token"), bob.str("refresh_token"));
+
+    assert_eq!(completion.revoke_user("alice").await, Ok(2));
+    for access in [&first, &second] {
+        expect_session_ended(&s.get("/api/me", Some(access)).await);
+    }
+    for refresh in [&first_refresh, &second_refresh] {
+        s.refresh(refresh).await.expect(400, "invalid_grant");
+    }
+    s.get("/api/me", Some(&bob_access)).await.expect_ok();
+    s.refresh(&bob_refresh).await.expect_ok();
+    // Nothing left to end; a new sign-in is a new session that works.
+    assert_eq!(completion.revoke_user("alice").await, Ok(0));
+    s.clock.advance(30);
+    let (again, _) = s.alice_session().await;
+    s.get("/api/me", Some(&again)).await.expect_ok();
+}
+
 // ---------------------------------------------------------------------------------------
 // 12. Redis: two instances behave as one; faults fail closed and heal
 // ---------------------------------------------------------------------------------------

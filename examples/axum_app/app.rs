@@ -285,6 +285,9 @@ pub struct Demo {
     pub factors: Arc<MemoryFactors>,
     pub guard: Guard,
     pub issuer: Issuer,
+    /// The completion endpoints' configuration (e.g. for `revoke_user`).
+    #[allow(dead_code)]
+    pub completion: Completion,
 }
 
 /// The identity provider of `STEPUP_IDP_*` (DESIGN §8.1): access tokens for the demo's
@@ -449,6 +452,7 @@ pub fn build<C: Clock + Clone>(
         factors,
         guard,
         issuer,
+        completion,
     })
 }
 

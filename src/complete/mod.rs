@@ -324,6 +324,17 @@ impl Completion {
         Endpoint::new(self.clone(), endpoint::Kind::Logout)
     }
 
+    /// Ends every session of `sub` (an administrator's or the application's call: an
+    /// account taken over, a user deleted or disabled): its refresh families are revoked
+    /// and its access tokens refused, on every replica that follows the store (see
+    /// [`revocation`](crate::revocation)). Returns how many live sessions it ended.
+    ///
+    /// Every token of the user issued up to now is refused, whichever session it
+    /// belongs to; a sign-in after the call starts a new session that works.
+    pub async fn revoke_user(&self, sub: &str) -> Result<usize, crate::store::StoreError> {
+        revoke::end_user(self, sub).await
+    }
+
     /// The cookie settings, if cookies are on.
     pub fn cookies(&self) -> Option<&CookieConfig> {
         self.inner.cookies.as_ref()

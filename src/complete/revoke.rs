@@ -8,6 +8,7 @@
 use super::error::Failure;
 use super::Completion;
 use crate::revocation::UserRevocations;
+use crate::store::{FamilyRevocation, StoreError};
 
 /// Until when a revocation made at `now` must be remembered: until every access token
 /// the session may have been issued has expired (their lifetime plus the verifier's
@@ -36,7 +37,22 @@ pub(crate) async fn end_sessions(
     let revoked = sids
         .iter()
         .fold(UserRevocations::new(sub), |r, sid| r.session(*sid, until));
-    record(completion, revoked, now).await
+    Ok(record(completion, revoked, now).await?)
+}
+
+/// Ends every session of `sub`: a cutoff refuses every token issued up to now, then
+/// each live refresh family is revoked. The number of families ended.
+pub(crate) async fn end_user(completion: &Completion, sub: &str) -> Result<usize, StoreError> {
+    let inner = completion.inner();
+    let now = inner.guard.clock().now();
+    let revoked = UserRevocations::new(sub).before(now, until(completion, now));
+    record(completion, revoked, now).await?;
+    let mut ended = 0;
+    for session in inner.store.sessions(sub, now).await? {
+        let outcome = inner.store.end_session(sub, &session.family, now).await?;
+        ended += usize::from(outcome == FamilyRevocation::Revoked);
+    }
+    Ok(ended)
 }
 
 /// Records `revoked` in the store, then in this process's set. A store error changes
@@ -45,7 +61,7 @@ async fn record(
     completion: &Completion,
     revoked: UserRevocations,
     now: u64,
-) -> Result<(), Failure> {
+) -> Result<(), StoreError> {
     let inner = completion.inner();
     let all = inner.store.revoke_sessions(&revoked, now).await?;
     inner.guard.revocations().apply(&[all], now);

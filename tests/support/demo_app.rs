@@ -44,6 +44,8 @@ pub struct Demo {
     pub alice: TotpSecret,
     /// Its guard (e.g. to feed its revocations from a store).
     pub guard: tower_stepup::Guard,
+    /// Its completion endpoints' configuration (e.g. for `revoke_user`).
+    pub completion: tower_stepup::Completion,
 }
 
 impl Demo {
@@ -61,6 +63,7 @@ impl Demo {
             factors: built.factors,
             alice: config.alice_totp_secret.clone(),
             guard: built.guard,
+            completion: built.completion,
         }
     }
 
