@@ -6,8 +6,8 @@ use store_contract::Failures;
 
 use store_contract::{ns, POLICY, T0};
 use tower_stepup::store::{
-    Attempts, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store, StoreError,
-    LOGIN_RECORDS_PER_BUCKET,
+    Attempts, FamilyRef, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store,
+    StoreError, LOGIN_RECORDS_PER_BUCKET,
 };
 
 contract_tests!(|| async { MemoryStore::new() });
@@ -21,6 +21,11 @@ async fn fill(store: &MemoryStore, n: usize, expires_at: u64) -> Vec<String> {
     }
     assert_eq!(store.len(), n);
     keys
+}
+
+/// Where family `fam` of `user` (the records below) is found.
+fn fam() -> FamilyRef {
+    FamilyRef::new("user", "fam")
 }
 
 fn record(family: &str, expires_at: u64) -> RefreshRecord {
@@ -70,7 +75,7 @@ async fn full_store_refuses_new_entries() {
     assert_eq!(store.is_consumed("jti-11", T0 + 1).await, Ok(false));
     assert_eq!(store.get("enroll", T0 + 1).await, Ok(None));
     assert_eq!(
-        store.refresh_revoke([1; 32], "user", T0 + 1).await,
+        store.refresh_revoke(&fam(), [1; 32], "user", T0 + 1).await,
         Ok(false)
     );
     assert_eq!(store.len(), 10);
@@ -82,7 +87,7 @@ async fn full_store_refuses_new_entries() {
             .await,
         Ok(Attempts::default())
     );
-    store.revoke_family("fam", T0 + 1).await.unwrap();
+    store.revoke_family("user", "fam", T0 + 1).await.unwrap();
     assert_eq!(
         store.attempts("alice", T0 + 1).await.map(|a| a.failures),
         Ok(0)
@@ -119,8 +124,9 @@ async fn full_store_frees_space_once_entries_expire() {
 /// entries.
 #[tokio::test]
 async fn every_kind_of_entry_is_swept() {
-    // Eight entries, and the user's list of sessions.
-    let store = MemoryStore::with_max_entries(9);
+    // Six entries (a refresh family is one, however many tokens it remembers), and the
+    // user's list of sessions.
+    let store = MemoryStore::with_max_entries(7);
     let end = T0 + 1000;
     store.consume("jti", end, T0).await.unwrap();
     // Remembered for `window_secs` (600) or, locked, until the lockout ends (T0 + 302).
@@ -135,10 +141,10 @@ async fn every_kind_of_entry_is_swept() {
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate([1; 32], [2; 32], T0 + 1).await,
+        store.refresh_rotate(&fam(), [1; 32], [2; 32], T0 + 1).await,
         Ok(Rotation::Rotated(record("fam", end)))
     );
-    assert_eq!(store.len(), 9);
+    assert_eq!(store.len(), 7);
     // Carol's lockout ends first, at T0 + 302, then Bob's failure is forgotten at
     // T0 + 600, then the rest expire at `end`; until each, nothing more has expired.
     for (i, (full, freed)) in [(T0 + 301, T0 + 302), (T0 + 599, T0 + 600), (end - 1, end)]
@@ -152,13 +158,13 @@ async fn every_kind_of_entry_is_swept() {
         );
         assert_eq!(store.consume(&key, end + 60, freed).await, Ok(true));
     }
-    for i in 3..9 {
+    for i in 3..7 {
         assert_eq!(
             store.consume(&format!("new-{i}"), end + 60, end).await,
             Ok(true)
         );
     }
-    assert_eq!(store.len(), 9);
+    assert_eq!(store.len(), 7);
 }
 
 /// Many short-lived writes over time never fill the store: the periodic sweep keeps
@@ -204,24 +210,25 @@ async fn full_store_still_answers_replayed_consume() {
 }
 
 // Regression: at the bound, a replayed (already rotated) refresh token must still be
-// detected as reuse and revoke its family; only the `Rotated` branch adds an entry.
+// detected as reuse and revoke its family. (Rotating adds no entry: a family keeps its
+// tokens' hashes.)
 #[tokio::test]
 async fn full_store_still_detects_refresh_reuse() {
-    // Two tokens, the family, the user's list of sessions, and one more.
-    let store = MemoryStore::with_max_entries(5);
+    // The family, the user's list of sessions, and one more.
+    let store = MemoryStore::with_max_entries(3);
     let rec = record("fam", T0 + 3600);
     store
         .refresh_create([1; 32], rec.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate([1; 32], [2; 32], T0 + 1).await,
+        store.refresh_rotate(&fam(), [1; 32], [2; 32], T0 + 1).await,
         Ok(Rotation::Rotated(rec.clone()))
     );
     assert_eq!(store.consume("jti", T0 + 60, T0 + 1).await, Ok(true));
-    assert_eq!(store.len(), 5);
+    assert_eq!(store.len(), 3);
     assert_eq!(
-        store.refresh_rotate([1; 32], [3; 32], T0 + 2).await,
+        store.refresh_rotate(&fam(), [1; 32], [3; 32], T0 + 2).await,
         Ok(Rotation::Reused {
             family: rec.family.clone(),
             sub: rec.sub.clone(),
