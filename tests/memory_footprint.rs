@@ -30,7 +30,7 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_stepup::factor::totp::{TotpSecret, SECRET_LEN};
 use tower_stepup::store::{
-    AttemptPolicy, MemoryStore, RefreshRecord, Rotation, Store, MAX_SESSIONS_PER_USER,
+    AttemptPolicy, FamilyRef, MemoryStore, RefreshRecord, Rotation, Store, MAX_SESSIONS_PER_USER,
     REFRESH_HISTORY,
 };
 use tower_stepup::Claims;
@@ -201,8 +201,9 @@ impl FamilyInput {
             idle_secs: None,
         };
         s.refresh_create(self.tokens[0], record, now).await.unwrap();
+        let at = FamilyRef::new(sub, self.family.as_str());
         for pair in self.tokens.windows(2) {
-            let r = s.refresh_rotate(pair[0], pair[1], now).await.unwrap();
+            let r = s.refresh_rotate(&at, pair[0], pair[1], now).await.unwrap();
             assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
         }
     }

@@ -330,11 +330,15 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .await
         .unwrap();
     assert!(matches!(
-        store.refresh_rotate(&at(&user, &fam1), t1, t2, T0 + 10).await,
+        store
+            .refresh_rotate(&at(&user, &fam1), t1, t2, T0 + 10)
+            .await,
         Ok(Rotation::Rotated(_))
     ));
     assert!(matches!(
-        store.refresh_rotate(&at(&user, &fam1), t1, t3, T0 + 20).await,
+        store
+            .refresh_rotate(&at(&user, &fam1), t1, t3, T0 + 20)
+            .await,
         Ok(Rotation::Reused { .. })
     ));
     // Family 2: revoked by its owner. Family 3: revoked by id.
@@ -364,7 +368,9 @@ async fn every_key_is_under_the_prefix_and_expires() {
     );
     // A verify of user 2: its challenge and TOTP step, beside the user's attempts.
     let challenge = format!("jti:{}", name("challenge"));
-    let reserved = store.reserve_challenge(&user2, &challenge, POLICY, T0).await;
+    let reserved = store
+        .reserve_challenge(&user2, &challenge, POLICY, T0)
+        .await;
     assert_eq!(reserved, Ok(ChallengeReservation::Granted));
     let settlement = ChallengeSettlement {
         user: user2.clone(),
@@ -395,9 +401,8 @@ async fn every_key_is_under_the_prefix_and_expires() {
     // The expected keys and their TTLs (Redis TTL = expiry - the `now` of the write).
     // A user's attempts, TOTP step, challenges and families share the user's hash tag.
     let p = |kind: &str, rest: &str| format!("{prefix}:{kind}:{rest}");
-    let u = |kind: &str, user: &str, rest: &str| {
-        format!("{prefix}:{kind}:{{{}}}:{rest}", tag(user))
-    };
+    let u =
+        |kind: &str, user: &str, rest: &str| format!("{prefix}:{kind}:{{{}}}:{rest}", tag(user));
     let expected: BTreeMap<String, u64> = [
         (p("used", &k1), 300),
         (u("used", &user2, &challenge), 300),
@@ -498,7 +503,9 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .await
         .unwrap();
     let forever = at(&user, &name("forever"));
-    let rotated = store.refresh_rotate(&forever, token(9), token(10), now).await;
+    let rotated = store
+        .refresh_rotate(&forever, token(9), token(10), now)
+        .await;
     assert!(matches!(rotated, Ok(Rotation::Rotated(_))), "{rotated:?}");
     for key in [
         p("used", &name("forever")),
@@ -730,9 +737,24 @@ async fn store_errors_never_leak_keys() {
     let token2 = token(0xb9);
     let (t1, t2) = (tag(&names.user), tag(&user2));
     server.command(&["SET", &format!("{p}:used:{}", names.key), "garbage"]);
-    server.command(&["SET", &format!("{p}:att:{{{t1}}}:{}", names.user), "garbage"]);
-    server.command(&["SET", &format!("{p}:fam:{{{t1}}}:{}", names.family), "garbage"]);
-    server.command(&["HSET", &format!("{p}:att:{{{t2}}}:{user2}"), "f", &user2, "e", "1"]);
+    server.command(&[
+        "SET",
+        &format!("{p}:att:{{{t1}}}:{}", names.user),
+        "garbage",
+    ]);
+    server.command(&[
+        "SET",
+        &format!("{p}:fam:{{{t1}}}:{}", names.family),
+        "garbage",
+    ]);
+    server.command(&[
+        "HSET",
+        &format!("{p}:att:{{{t2}}}:{user2}"),
+        "f",
+        &user2,
+        "e",
+        "1",
+    ]);
     let fam2 = format!("{p}:fam:{{{t1}}}:{family2}");
     server.command(&["HSET", &fam2, "r", "{}", "e", &family2]);
     // The user's list of sessions names the family that is not a hash; their devices

@@ -153,7 +153,10 @@ pub(crate) fn prepare_start(
         idle_secs: inner.session_idle,
     };
     let token = hash(&refresh);
-    Ok((Tokens { access, refresh }, SessionChange::Start { token, record }))
+    Ok((
+        Tokens { access, refresh },
+        SessionChange::Start { token, record },
+    ))
 }
 
 /// The tokens of a step-up inside session `sid` for `grant` (a new `jti`, a fresh
@@ -240,7 +243,10 @@ pub(crate) async fn elevate(
 }
 
 /// Makes `change` in the store on its own: what the step-up found, if it is one.
-async fn apply(completion: &Completion, change: SessionChange) -> Result<Option<Elevation>, Failure> {
+async fn apply(
+    completion: &Completion,
+    change: SessionChange,
+) -> Result<Option<Elevation>, Failure> {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
     Ok(match change {

@@ -223,11 +223,23 @@ pub(crate) async fn verify(
             };
             audit.reason(method);
             let finish = Finish { tokens, elevation };
-            finish.session(completion, &challenge, matched, now, audit).await
+            finish
+                .session(completion, &challenge, matched, now, audit)
+                .await
         }
         ChallengeOutcome::Failed { attempts, replayed } => {
-            let why = if replayed { "code_replayed" } else { "wrong_code" };
-            Err(attempt::wrong_proof(attempts, inner.attempts, now, audit, why))
+            let why = if replayed {
+                "code_replayed"
+            } else {
+                "wrong_code"
+            };
+            Err(attempt::wrong_proof(
+                attempts,
+                inner.attempts,
+                now,
+                audit,
+                why,
+            ))
         }
         _ => {
             audit.reason("token_used");

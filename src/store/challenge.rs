@@ -212,7 +212,11 @@ mod tests {
             ("2bd806c97f0e00af", ""),
             ("", "fam-1"),
         ] {
-            assert_eq!(FamilyRef::from_parts(tag, family), None, "{tag:?} {family:?}");
+            assert_eq!(
+                FamilyRef::from_parts(tag, family),
+                None,
+                "{tag:?} {family:?}"
+            );
         }
     }
 }

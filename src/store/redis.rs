@@ -1181,7 +1181,11 @@ mod tests {
             .filter(|s| keys_read(s) > 1)
             .collect();
         let reads: Vec<usize> = many.iter().map(|s| keys_read(s)).collect();
-        assert_eq!(reads, [2, 2, 5], "family create, reserve and settle a challenge");
+        assert_eq!(
+            reads,
+            [2, 2, 5],
+            "family create, reserve and settle a challenge"
+        );
         for script in all_scripts() {
             assert!(keys_read(&script) >= 1, "{script}");
         }

@@ -760,16 +760,22 @@ pub async fn refresh_unknown_token_is_invalid<S: Store>(store: &S) {
     let ns = ns("refresh_unknown_token_is_invalid");
     let at = FamilyRef::new(&ns.key("user"), ns.key("family"));
     assert_eq!(
-        store.refresh_rotate(&at, ns.token(1), ns.token(2), T0).await,
+        store
+            .refresh_rotate(&at, ns.token(1), ns.token(2), T0)
+            .await,
         Ok(Rotation::Invalid)
     );
     // Nor did that make the new token valid.
     assert_eq!(
-        store.refresh_rotate(&at, ns.token(2), ns.token(3), T0).await,
+        store
+            .refresh_rotate(&at, ns.token(2), ns.token(3), T0)
+            .await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_revoke(&at, ns.token(1), &ns.key("user"), T0).await,
+        store
+            .refresh_revoke(&at, ns.token(1), &ns.key("user"), T0)
+            .await,
         Ok(false)
     );
 }
@@ -820,7 +826,9 @@ pub async fn refresh_revoke_needs_owner<S: Store>(store: &S) {
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_revoke(&at, t(1), &ns.key("mallory"), T0 + 1).await,
+        store
+            .refresh_revoke(&at, t(1), &ns.key("mallory"), T0 + 1)
+            .await,
         Ok(false)
     );
     assert_eq!(store.refresh_revoke(&at, t(1), "", T0 + 1).await, Ok(false));
@@ -912,7 +920,9 @@ pub async fn revoke_family_revokes<S: Store>(store: &S) {
         Ok(FamilyRevocation::AlreadyRevoked)
     );
     assert_eq!(
-        store.revoke_family(user, &ns.key("no-such-family"), T0).await,
+        store
+            .revoke_family(user, &ns.key("no-such-family"), T0)
+            .await,
         Ok(FamilyRevocation::Unknown)
     );
     // A family past its absolute lifetime is unknown, revoked or not.
@@ -924,7 +934,14 @@ pub async fn revoke_family_revokes<S: Store>(store: &S) {
     let other = ns.record("family-2", "user", T0 + 3600);
     store.refresh_create(t(5), other.clone(), T0).await.unwrap();
     assert_eq!(
-        store.refresh_revoke(&FamilyRef::new(&other.sub, other.family.as_str()), t(5), &other.sub, T0 + 1).await,
+        store
+            .refresh_revoke(
+                &FamilyRef::new(&other.sub, other.family.as_str()),
+                t(5),
+                &other.sub,
+                T0 + 1
+            )
+            .await,
         Ok(true)
     );
     assert_eq!(
@@ -976,7 +993,10 @@ pub async fn refresh_families_are_independent<S: Store>(store: &S) {
     let d = ns.record("family-d", "user", T0 + 3600);
     store.refresh_create(t(30), c.clone(), T0).await.unwrap();
     store.refresh_create(t(40), d.clone(), T0).await.unwrap();
-    store.revoke_family(&c.sub, &c.family, T0 + 1).await.unwrap();
+    store
+        .revoke_family(&c.sub, &c.family, T0 + 1)
+        .await
+        .unwrap();
     assert_eq!(
         store.refresh_rotate(&at(&d), t(40), t(41), T0 + 2).await,
         Ok(Rotation::Rotated(d.clone()))
@@ -984,7 +1004,10 @@ pub async fn refresh_families_are_independent<S: Store>(store: &S) {
     // Logging out of D leaves another live family of the user alone.
     let e = ns.record("family-e", "user", T0 + 3600);
     store.refresh_create(t(50), e.clone(), T0).await.unwrap();
-    assert_eq!(store.refresh_revoke(&at(&d), t(41), &d.sub, T0 + 3).await, Ok(true));
+    assert_eq!(
+        store.refresh_revoke(&at(&d), t(41), &d.sub, T0 + 3).await,
+        Ok(true)
+    );
     assert_eq!(
         store.refresh_rotate(&at(&e), t(50), t(51), T0 + 4).await,
         Ok(Rotation::Rotated(e))
@@ -1261,7 +1284,9 @@ pub async fn refresh_history_is_bounded<S: Store>(store: &S) {
         store.refresh_rotate(&at, t(0), t(100), T0 + 2).await,
         Ok(Rotation::Invalid)
     );
-    let r = store.refresh_rotate(&at, t(last), t(last + 1), T0 + 3).await;
+    let r = store
+        .refresh_rotate(&at, t(last), t(last + 1), T0 + 3)
+        .await;
     assert_eq!(r, Ok(Rotation::Rotated(record.clone())));
     // t(2) is the oldest one remembered now: a replay.
     assert!(matches!(
@@ -1299,7 +1324,9 @@ pub async fn sessions_per_user_are_bounded<S: Store>(store: &S) {
         assert!(matches!(r, Ok(Rotation::Rotated(_))), "family {n}: {r:?}");
     }
     assert_eq!(
-        store.refresh_rotate(&at(&other), t(1000), t(3000), now).await,
+        store
+            .refresh_rotate(&at(&other), t(1000), t(3000), now)
+            .await,
         Ok(Rotation::Rotated(other))
     );
 }
@@ -1582,7 +1609,10 @@ pub async fn sessions_list_the_live_families_of_a_user<S: Store>(store: &S) {
         ]
     );
     // A rotation and a step-up are seen; a revoked family and one past its end are gone.
-    store.refresh_rotate(&at(&a), t(1), t(11), T0 + 10).await.unwrap();
+    store
+        .refresh_rotate(&at(&a), t(1), t(11), T0 + 10)
+        .await
+        .unwrap();
     let stepped = claims(json!({"sub": b.sub, "exp": T0 + 900, "amr": ["pwd", "otp", "mfa"]}));
     assert!(matches!(
         store
@@ -1590,7 +1620,10 @@ pub async fn sessions_list_the_live_families_of_a_user<S: Store>(store: &S) {
             .await,
         Ok(Elevation::Elevated(_))
     ));
-    store.revoke_family(&c.sub, &c.family, T0 + 21).await.unwrap();
+    store
+        .revoke_family(&c.sub, &c.family, T0 + 21)
+        .await
+        .unwrap();
     let sessions = store.sessions(&user, T0 + 50).await.unwrap();
     let mfa = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
     assert_eq!(
@@ -1715,7 +1748,9 @@ pub async fn idle_sessions_end<S: Store>(store: &S) {
     );
     // Without a bound, only the absolute end counts.
     assert_eq!(
-        store.refresh_rotate(&at(&steady), t(9), t(10), T0 + 3599).await,
+        store
+            .refresh_rotate(&at(&steady), t(9), t(10), T0 + 3599)
+            .await,
         Ok(Rotation::Rotated(steady))
     );
 }
@@ -1739,7 +1774,9 @@ pub async fn a_family_is_found_with_its_users_tag_only<S: Store>(store: &S) {
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_revoke(&wrong, t(1), &record.sub, T0 + 1).await,
+        store
+            .refresh_revoke(&wrong, t(1), &record.sub, T0 + 1)
+            .await,
         Ok(false)
     );
     assert_eq!(
@@ -1913,16 +1950,29 @@ pub async fn a_challenge_is_checked_lockout_then_spent_then_busy<S: Store>(store
     let fresh = settlement(&ns, &user, "fresh", JudgedProof::Wrong, SessionChange::None);
     let reserve = |s: &ChallengeSettlement, now| {
         let (user, challenge) = (s.user.clone(), s.challenge.clone());
-        async move { store.reserve_challenge(&user, &challenge, POLICY, now).await }
+        async move {
+            store
+                .reserve_challenge(&user, &challenge, POLICY, now)
+                .await
+        }
     };
-    assert_eq!(reserve(&spent, T0 + 1).await, Ok(ChallengeReservation::Spent));
-    assert_eq!(reserve(&fresh, T0 + 1).await, Ok(ChallengeReservation::Busy));
+    assert_eq!(
+        reserve(&spent, T0 + 1).await,
+        Ok(ChallengeReservation::Spent)
+    );
+    assert_eq!(
+        reserve(&fresh, T0 + 1).await,
+        Ok(ChallengeReservation::Busy)
+    );
     for _ in 0..POLICY.max_attempts {
         let settled = store.settle_attempt(&user, Settlement::Released, POLICY, T0 + 1);
         assert_eq!(settled.await, Ok(clean()), "Spent held no attempt");
     }
     // A wrong code, the challenge spent by a twin between the two steps: given back.
-    assert_eq!(reserve(&fresh, T0 + 2).await, Ok(ChallengeReservation::Granted));
+    assert_eq!(
+        reserve(&fresh, T0 + 2).await,
+        Ok(ChallengeReservation::Granted)
+    );
     let twin = settlement(&ns, &user, "fresh", step(8), SessionChange::None);
     assert_eq!(
         verify_once(store, &twin, T0 + 2).await.1,
@@ -1935,7 +1985,13 @@ pub async fn a_challenge_is_checked_lockout_then_spent_then_busy<S: Store>(store
     assert_eq!(store.attempts(&user, T0 + 2).await, Ok(clean()));
     // Locked out: Locked before Spent.
     for n in 0..POLICY.max_attempts {
-        let wrong = settlement(&ns, &user, &format!("w{n}"), JudgedProof::Wrong, SessionChange::None);
+        let wrong = settlement(
+            &ns,
+            &user,
+            &format!("w{n}"),
+            JudgedProof::Wrong,
+            SessionChange::None,
+        );
         verify_once(store, &wrong, T0 + 3).await;
     }
     let until = T0 + 3 + POLICY.lockout_secs;
@@ -2032,22 +2088,33 @@ pub async fn a_right_code_starts_or_steps_up_the_session<S: Store>(store: &S) {
         ..record.clone()
     };
     assert_eq!(
-        verify_once(store, &up("c2", 2, 11, T0 + 5), T0 + 10).await.1,
+        verify_once(store, &up("c2", 2, 11, T0 + 5), T0 + 10)
+            .await
+            .1,
         Some(ChallengeOutcome::Succeeded(Some(Elevation::Elevated(
             elevated.clone()
         ))))
     );
     assert_eq!(
-        verify_once(store, &up("c3", 3, 12, T0 + 9), T0 + 11).await.1,
+        verify_once(store, &up("c3", 3, 12, T0 + 9), T0 + 11)
+            .await
+            .1,
         Some(ChallengeOutcome::Succeeded(Some(Elevation::Superseded)))
     );
     assert_eq!(
-        store.refresh_rotate(&at(&record), t(2), t(4), T0 + 12).await,
+        store
+            .refresh_rotate(&at(&record), t(2), t(4), T0 + 12)
+            .await,
         Ok(Rotation::Rotated(elevated))
     );
-    store.revoke_family(&user, &record.family, T0 + 13).await.unwrap();
+    store
+        .revoke_family(&user, &record.family, T0 + 13)
+        .await
+        .unwrap();
     assert_eq!(
-        verify_once(store, &up("c4", 5, 13, T0 + 20), T0 + 21).await.1,
+        verify_once(store, &up("c4", 5, 13, T0 + 20), T0 + 21)
+            .await
+            .1,
         Some(ChallengeOutcome::Succeeded(Some(Elevation::Ended)))
     );
 }
@@ -2076,9 +2143,7 @@ pub async fn concurrent_verifies_of_one_challenge_have_one_winner<S: Store>(stor
         .count();
     let spent = results
         .iter()
-        .filter(|(_, r)| {
-            r.0 == ChallengeReservation::Spent || r.1 == Some(ChallengeOutcome::Spent)
-        })
+        .filter(|(_, r)| r.0 == ChallengeReservation::Spent || r.1 == Some(ChallengeOutcome::Spent))
         .count();
     assert_eq!((won, spent), (1, RACERS - 1), "{results:?}");
     assert_eq!(store.attempts(&user, T0).await, Ok(clean()));

@@ -19,9 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tower_stepup::store::{
-    ChallengeOutcome, ChallengeReservation, Reservation, Settlement, Store,
-};
+use tower_stepup::store::{ChallengeOutcome, ChallengeReservation, Reservation, Settlement, Store};
 
 // The includer declares `#[path = "support/hooked_store.rs"] mod hooked_store;` beside
 // this module.
@@ -103,15 +101,14 @@ impl StoreHook for AttemptCounter {
                 Settlement::Released => &mut c.released,
                 other => panic!("a settlement the counts do not know: {other:?}"),
             }),
-            (Call::ReserveChallenge { user, .. }, Ok(Answer::Challenge(reservation))) => {
-                self.count(user, |c| match reservation {
+            (Call::ReserveChallenge { user, .. }, Ok(Answer::Challenge(reservation))) => self
+                .count(user, |c| match reservation {
                     ChallengeReservation::Granted => &mut c.granted,
                     ChallengeReservation::Busy => &mut c.busy,
                     ChallengeReservation::Locked { .. } => &mut c.locked,
                     ChallengeReservation::Spent => &mut c.spent,
                     other => panic!("a reservation the counts do not know: {other:?}"),
-                })
-            }
+                }),
             (Call::SettleChallenge { settlement, .. }, Ok(Answer::Settled(outcome))) => {
                 self.count(&settlement.user, |c| match outcome {
                     ChallengeOutcome::Failed { .. } => &mut c.failed,

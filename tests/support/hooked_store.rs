@@ -31,10 +31,9 @@ use std::sync::Arc;
 
 use tower_stepup::revocation::UserRevocations;
 use tower_stepup::store::{
-    stepwise, AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation,
-    ChallengeSettlement, DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits,
-    RefreshRecord, Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store,
-    StoreError, StoreFuture, TokenHash,
+    stepwise, AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
+    DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
+    RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError, StoreFuture, TokenHash,
 };
 use tower_stepup::Claims;
 
@@ -459,7 +458,9 @@ impl<H: StoreHook> Store for HookedStore<H> {
             policy,
             now,
         };
-        self.run(call, move |s| s.reserve_challenge(user, challenge, policy, now))
+        self.run(call, move |s| {
+            s.reserve_challenge(user, challenge, policy, now)
+        })
     }
 
     fn settle_challenge<'a>(
@@ -579,7 +580,9 @@ impl<H: StoreHook> Store for HookedStore<H> {
             new_token,
             now,
         };
-        self.run(call, move |s| s.refresh_rotate(family, token, new_token, now))
+        self.run(call, move |s| {
+            s.refresh_rotate(family, token, new_token, now)
+        })
     }
 
     fn refresh_revoke<'a>(
