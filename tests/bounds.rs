@@ -56,13 +56,14 @@ const REDIS_REFRESHES: usize = 2_000;
 const REDIS_LOGINS: usize = 100;
 
 /// What one session of a user without a second factor can make the `MemoryStore` keep:
-/// the family (with its current token and at most `REFRESH_HISTORY` rotated ones), the
-/// user's list of families; plus a few per-user records (attempts, TOTP step, pending
-/// enrollment) that a sign-in may add.
-const ONE_SESSION_BOUND: usize = 1 + 1 + 3;
+/// its current token and `REFRESH_HISTORY` rotated ones (kept in the family, counted
+/// as entries), the family, the user's list of families; plus a few per-user records
+/// (attempts, TOTP step, pending enrollment) that a sign-in may add.
+const ONE_SESSION_BOUND: usize = (REFRESH_HISTORY + 1) + 1 + 1 + 3;
 
-/// What any number of sessions of one user can make the `MemoryStore` keep.
-const FRESH_SESSIONS_BOUND: usize = MAX_SESSIONS_PER_USER + 1 + 3;
+/// What any number of sessions of one user can make the `MemoryStore` keep (sessions
+/// that were never refreshed: a token and a family each).
+const FRESH_SESSIONS_BOUND: usize = MAX_SESSIONS_PER_USER * 2 + 1 + 3;
 
 // ---------------------------------------------------------------------------------------
 // The demo, in-process
@@ -245,9 +246,10 @@ async fn memory_store_100k_refreshes_by_one_user_fail_no_one_else() {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / MEMORY_REFRESHES as f64,
     );
-    // The family (its tokens inside) and bob's family list.
+    // The current token, REFRESH_HISTORY rotated ones, the family, bob's family list.
     assert_eq!(
-        len, 2,
+        len,
+        REFRESH_HISTORY + 1 + 2,
         "bob's one session after {MEMORY_REFRESHES} refreshes"
     );
 
@@ -326,8 +328,8 @@ async fn memory_store_1000_logins_keep_the_newest_sessions() {
         len_older <= FRESH_SESSIONS_BOUND && len <= FRESH_SESSIONS_BOUND,
         "store len {len_older} / {len}, bound {FRESH_SESSIONS_BOUND}"
     );
-    // A family per live session, and bob's list.
-    assert_eq!(len, MAX_SESSIONS_PER_USER + 1);
+    // A token and a family per live session, and bob's list.
+    assert_eq!(len, 2 * MAX_SESSIONS_PER_USER + 1);
 
     let started = Instant::now();
     for (i, token) in older.iter().enumerate() {
@@ -351,8 +353,8 @@ async fn memory_store_1000_logins_keep_the_newest_sessions() {
         store.len()
     );
 
-    // bob: 32 families (each with its current token and the one just rotated), his list.
-    let bob = MAX_SESSIONS_PER_USER + 1;
+    // bob: 32 families, each with its current token and the one just rotated; his list.
+    let bob = MAX_SESSIONS_PER_USER * 3 + 1;
     assert_eq!(store.len(), bob);
     demo.others_are_served().await;
     let len = store.len();

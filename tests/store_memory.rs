@@ -124,9 +124,9 @@ async fn full_store_frees_space_once_entries_expire() {
 /// entries.
 #[tokio::test]
 async fn every_kind_of_entry_is_swept() {
-    // Six entries (a refresh family is one, however many tokens it remembers), and the
-    // user's list of sessions.
-    let store = MemoryStore::with_max_entries(7);
+    // Eight entries (a family and each token it remembers count), and the user's list of
+    // sessions.
+    let store = MemoryStore::with_max_entries(9);
     let end = T0 + 1000;
     store.consume("jti", end, T0).await.unwrap();
     // Remembered for `window_secs` (600) or, locked, until the lockout ends (T0 + 302).
@@ -144,7 +144,7 @@ async fn every_kind_of_entry_is_swept() {
         store.refresh_rotate(&fam(), [1; 32], [2; 32], T0 + 1).await,
         Ok(Rotation::Rotated(record("fam", end)))
     );
-    assert_eq!(store.len(), 7);
+    assert_eq!(store.len(), 9);
     // Carol's lockout ends first, at T0 + 302, then Bob's failure is forgotten at
     // T0 + 600, then the rest expire at `end`; until each, nothing more has expired.
     for (i, (full, freed)) in [(T0 + 301, T0 + 302), (T0 + 599, T0 + 600), (end - 1, end)]
@@ -158,13 +158,13 @@ async fn every_kind_of_entry_is_swept() {
         );
         assert_eq!(store.consume(&key, end + 60, freed).await, Ok(true));
     }
-    for i in 3..7 {
+    for i in 3..9 {
         assert_eq!(
             store.consume(&format!("new-{i}"), end + 60, end).await,
             Ok(true)
         );
     }
-    assert_eq!(store.len(), 7);
+    assert_eq!(store.len(), 9);
 }
 
 /// Many short-lived writes over time never fill the store: the periodic sweep keeps
@@ -210,12 +210,11 @@ async fn full_store_still_answers_replayed_consume() {
 }
 
 // Regression: at the bound, a replayed (already rotated) refresh token must still be
-// detected as reuse and revoke its family. (Rotating adds no entry: a family keeps its
-// tokens' hashes.)
+// detected as reuse and revoke its family; only the `Rotated` branch adds an entry.
 #[tokio::test]
 async fn full_store_still_detects_refresh_reuse() {
-    // The family, the user's list of sessions, and one more.
-    let store = MemoryStore::with_max_entries(3);
+    // Two tokens, the family, the user's list of sessions, and one more.
+    let store = MemoryStore::with_max_entries(5);
     let rec = record("fam", T0 + 3600);
     store
         .refresh_create([1; 32], rec.clone(), T0)
@@ -226,7 +225,7 @@ async fn full_store_still_detects_refresh_reuse() {
         Ok(Rotation::Rotated(rec.clone()))
     );
     assert_eq!(store.consume("jti", T0 + 60, T0 + 1).await, Ok(true));
-    assert_eq!(store.len(), 3);
+    assert_eq!(store.len(), 5);
     assert_eq!(
         store.refresh_rotate(&fam(), [1; 32], [3; 32], T0 + 2).await,
         Ok(Rotation::Reused {

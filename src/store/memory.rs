@@ -18,10 +18,13 @@ use crate::token::Claims;
 
 /// Default bound on the entries of a [`MemoryStore`].
 ///
-/// An entry takes about 70 bytes to 5 KiB (a used token id 70, a refresh family about
-/// 1 KiB with its session's claims and up to 5 KiB with its last 16 rotated token
-/// hashes). A signed-in user who refreshes all day keeps 2 entries (their session and
-/// their list of sessions), and one at every per-user bound about 50.
+/// An entry takes about 70–1,000 bytes (a used token id 70, a remembered refresh token
+/// about 80, a refresh family about 900 with its session's claims): a full store holds
+/// at most about 500 MB (all of it new sessions, two entries each), about 125 MB of
+/// sessions refreshed past their history. A signed-in user who refreshes all day keeps
+/// about 19 entries (their session, its current and last 16 rotated tokens, their list
+/// of sessions), and one at every per-user bound about 580: the store serves some 50,000
+/// such active users.
 pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
 
 /// Sweep expired entries at least every this many writes.
@@ -50,6 +53,9 @@ struct State {
     totp_steps: HashMap<String, (u64, u64)>,
     values: HashMap<String, (Vec<u8>, u64)>,
     families: HashMap<String, Family>,
+    /// The refresh tokens the families remember (each family's current one and its
+    /// rotated ones), each counted as an entry.
+    family_tokens: usize,
     /// The families of each user (id and absolute end), oldest first, at most
     /// [`MAX_SESSIONS_PER_USER`].
     user_families: HashMap<String, VecDeque<(String, u64)>>,
@@ -227,6 +233,7 @@ impl State {
             + self.totp_steps.len()
             + self.values.len()
             + self.families.len()
+            + self.family_tokens
             + self.user_families.len()
             + self.revocations.len()
             + self.devices.values().map(Vec::len).sum::<usize>()
@@ -238,6 +245,7 @@ impl State {
         self.totp_steps.retain(|_, (_, exp)| *exp > now);
         self.values.retain(|_, (_, exp)| *exp > now);
         self.families.retain(|_, f| f.record.expires_at > now);
+        self.family_tokens = self.families.values().map(Family::tokens).sum();
         self.user_families.retain(|_, ids| {
             ids.retain(|(_, end)| *end > now);
             !ids.is_empty()
@@ -283,9 +291,10 @@ impl State {
             None
         };
         ids.push_back((record.family.clone(), record.expires_at));
-        if let Some(old) = evicted {
-            self.families.remove(&old);
+        if let Some(old) = evicted.and_then(|id| self.families.remove(&id)) {
+            self.family_tokens -= old.tokens();
         }
+        self.family_tokens += 1;
         let family = Family {
             record,
             current: token,
@@ -296,6 +305,22 @@ impl State {
             last_seen_at: now,
         };
         self.families.insert(family.record.family.clone(), family);
+        Ok(())
+    }
+
+    /// Makes `new_token` the current token of live family `id` (see [`Family::advance`]),
+    /// counting the token it remembers more unless it forgets one.
+    fn advance(&mut self, id: &str, new_token: TokenHash, now: u64) -> Result<(), StoreError> {
+        let full = self
+            .live_family(id, now)
+            .is_some_and(|f| f.history.len() >= REFRESH_HISTORY);
+        if !full {
+            self.room(1)?;
+        }
+        if let Some(f) = self.live_family(id, now) {
+            f.advance(new_token, now);
+            self.family_tokens += usize::from(!full);
+        }
         Ok(())
     }
 
@@ -322,6 +347,11 @@ impl Family {
         if self.history.len() > REFRESH_HISTORY {
             self.history.pop_front();
         }
+    }
+
+    /// The tokens it remembers: the current one and the rotated ones.
+    fn tokens(&self) -> usize {
+        1 + self.history.len()
     }
 
     /// Whether `token` is the current token or one of the remembered rotated ones.
@@ -514,7 +544,7 @@ impl Store for MemoryStore {
             };
             if f.current == token {
                 let record = f.record.record()?;
-                f.advance(new_token, now);
+                s.advance(family.family(), new_token, now)?;
                 return Ok(Rotation::Rotated(record));
             }
             if !f.history.contains(&token) {
@@ -592,7 +622,7 @@ impl Store for MemoryStore {
                 f.elevated_at = now;
                 f.record.session = json;
                 let record = f.record.with_session(session);
-                f.advance(new_token, now);
+                s.advance(family, new_token, now)?;
                 Ok(Elevation::Elevated(record))
             })
         }))

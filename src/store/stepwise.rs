@@ -50,9 +50,10 @@ enum Spending {
     Right,
 }
 
-/// [`Store::settle_challenge`]: [`Store::is_consumed`] of the challenge; for a right
-/// proof [`Store::consume`] of it, then [`Store::advance_totp_step`] (or `consume` of
-/// the recovery code), [`Store::release`] of the challenge if that was a replay; then
+/// [`Store::settle_challenge`]: for a wrong proof [`Store::is_consumed`] of the
+/// challenge; for a right one [`Store::consume`] of it, then
+/// [`Store::advance_totp_step`] (or `consume` of the recovery code), [`Store::release`]
+/// of the challenge if that was a replay; then
 /// [`Store::settle_attempt`], a lockout's `consume` of the challenge, and the session
 /// change ([`Store::refresh_create`], [`Store::refresh_elevate`]). An error before the
 /// attempt is settled gives it back.
@@ -110,11 +111,11 @@ async fn spend<S: Store + ?Sized>(
     s: &ChallengeSettlement,
     now: u64,
 ) -> Result<Spending, StoreError> {
-    if store.is_consumed(&s.challenge, now).await? {
-        return Ok(Spending::Spent);
-    }
     if s.proof == JudgedProof::Wrong {
-        return Ok(Spending::Wrong(false));
+        return Ok(match store.is_consumed(&s.challenge, now).await? {
+            true => Spending::Spent,
+            false => Spending::Wrong(false),
+        });
     }
     if !store.consume(&s.challenge, s.expires_at, now).await? {
         return Ok(Spending::Spent);
