@@ -1,0 +1,383 @@
+//! `RedisStore` on a real Redis Cluster (feature `redis-cluster`): three masters and
+//! three replicas on loopback (`support/redis_cluster.rs`). The whole store contract
+//! (`store_contract`, as for one node), keys spread over every master, and failover: a
+//! killed master makes the operations on its slots fail closed within 1 s, never
+//! succeed wrongly, and once its replica has taken over the same `RedisStore` value
+//! serves again, the endpoints included (503 during, 200 after).
+//!
+//! Run with `--nocapture` to see the failover timings.
+
+#[allow(dead_code)]
+#[path = "../examples/axum_app/app.rs"]
+mod app;
+#[path = "support/demo_app.rs"]
+mod demo_app;
+#[path = "support/demo_config.rs"]
+mod demo_config;
+#[path = "support/redis_cluster.rs"]
+mod redis_cluster;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[path = "support/reply.rs"]
+mod reply;
+mod store_contract;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use redis_cluster::RedisCluster;
+use serde_json::json;
+use store_contract::T0;
+use tower_stepup::store::{RedisStore, Store, StoreError};
+use tower_stepup::ManualClock;
+
+contract_tests!(|| async {
+    RedisStore::connect_cluster(RedisCluster::shared().urls())
+        .await
+        .expect("connect to the test cluster")
+});
+
+/// The store's timeout in the failover tests.
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The bound on any answer while a master is down.
+const FAIL_FAST: Duration = Duration::from_secs(1);
+
+/// How long the same store may take to serve again once the replica is master.
+const RECOVERY: Duration = Duration::from_secs(5);
+
+/// A prefix no other test (or earlier run) uses.
+fn unique(what: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "cluster-{what}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn store_on(cluster: &RedisCluster, prefix: &str, urls: &[String]) -> RedisStore {
+    let _ = cluster;
+    RedisStore::builder()
+        .prefix(prefix)
+        .timeout(TIMEOUT)
+        .connect_cluster(urls)
+        .await
+        .expect("connect to the cluster")
+}
+
+/// The masters' indexes, as node 0 sees them.
+fn masters(cluster: &RedisCluster) -> Vec<usize> {
+    cluster
+        .nodes_seen_by(0)
+        .iter()
+        .filter(|n| n.master && !n.failed)
+        .map(|n| cluster.index_of(n.port))
+        .collect()
+}
+
+/// The keys under `prefix` on node `i`.
+fn keys_on(cluster: &RedisCluster, i: usize, prefix: &str) -> Vec<String> {
+    cluster.node(i).command(&["KEYS", &format!("{prefix}:*")])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_spread_over_every_master_from_one_seed_url() {
+    let cluster = RedisCluster::shared();
+    let prefix = unique("spread");
+    // One node's URL is enough: the others are found through the cluster.
+    let store = store_on(cluster, &prefix, &cluster.urls()[..1]).await;
+    for i in 0..48 {
+        let key = format!("k{i}");
+        assert_eq!(store.consume(&key, T0 + 300, T0).await, Ok(true));
+        assert_eq!(store.consume(&key, T0 + 300, T0).await, Ok(false));
+    }
+    let masters = masters(cluster);
+    assert_eq!(masters.len(), 3, "three masters");
+    let mut total = 0;
+    for &m in &masters {
+        let keys = keys_on(cluster, m, &prefix);
+        assert!(!keys.is_empty(), "master {m} holds none of the 48 keys");
+        for key in &keys {
+            // Each key lives on the master of its slot.
+            assert_eq!(cluster.master_of(key), m, "{key}");
+        }
+        total += keys.len();
+    }
+    assert_eq!(total, 48, "every key once, on its master");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connecting_needs_a_node_that_answers() {
+    let none: [&str; 0] = [];
+    let e = RedisStore::connect_cluster(none).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("at least one node"), "{e}");
+    // A node URL with a password nobody listens on: a clean error within the timeout
+    // that quotes neither the URL nor the password.
+    let port = RedisCluster::shared().node(0).port();
+    let url = format!(
+        "redis://:pw-Cl7s9@127.0.0.1:{}",
+        port.wrapping_add(1).max(1)
+    );
+    let start = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        RedisStore::builder()
+            .timeout(TIMEOUT)
+            .connect_cluster([&url]),
+    )
+    .await
+    .expect("an answer within 5 s");
+    let e = result.unwrap_err();
+    assert!(start.elapsed() < FAIL_FAST, "{:?}", start.elapsed());
+    for text in [e.to_string(), format!("{e:?}")] {
+        assert!(
+            !text.contains("pw-Cl7s9") && !text.contains("redis://"),
+            "{text}"
+        );
+    }
+}
+
+/// The result of one call made while a master was down.
+fn check_down<T: std::fmt::Debug>(
+    what: &str,
+    result: &Result<T, StoreError>,
+    took: Duration,
+    taken_over: bool,
+) {
+    assert!(
+        took < FAIL_FAST,
+        "{what} took {took:?} while a master was down"
+    );
+    if !taken_over {
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Unavailable(_) | StoreError::Timeout)
+            ),
+            "{what} while its master was down and not yet replaced: {result:?}"
+        );
+    }
+}
+
+/// How a master goes away.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// SIGKILL: its connections are refused at once.
+    Killed,
+    /// SIGSTOP: it accepts connections and never answers.
+    Frozen,
+}
+
+/// A master goes away (`outage`) under a running store: every call on its keys fails
+/// closed within [`FAIL_FAST`] and never succeeds wrongly while it is gone; once its
+/// replica has taken over, the same store value serves again, with what was written
+/// before. Returns the timings, for the report.
+async fn master_goes_away(outage: Outage) {
+    let cluster = RedisCluster::start();
+    let prefix = unique("failover");
+    let store = store_on(&cluster, &prefix, &cluster.urls()).await;
+    let (key, value) = ("jti-1", "pending");
+    assert_eq!(store.consume(key, T0 + 300, T0).await, Ok(true));
+    let master = cluster.master_of(&format!("{prefix}:used:{key}"));
+    let replica = cluster.replica_of(master);
+    // A value on the same master (another of its slots: the whole master goes).
+    let val = (0..)
+        .map(|i| format!("v{i}"))
+        .find(|v| cluster.master_of(&format!("{prefix}:val:{v}")) == master)
+        .unwrap();
+    store.put(&val, value.into(), T0 + 600, T0).await.unwrap();
+    cluster.wait_replicated(master, replica);
+    let alive: Vec<usize> = (0..6).filter(|&i| i != master).collect();
+
+    match outage {
+        Outage::Killed => cluster.node(master).kill(),
+        Outage::Frozen => cluster.node(master).freeze(true),
+    }
+    let gone = Instant::now();
+    let mut rounds = 0;
+    let mut first = None;
+    let mut slowest = Duration::ZERO;
+    loop {
+        let taken_over = cluster.is_master(replica);
+        let start = Instant::now();
+        let consumed = store.consume(key, T0 + 300, T0 + 1).await;
+        let took = start.elapsed();
+        // Consumed before: never consumable again, whatever the cluster does.
+        assert_ne!(consumed, Ok(true), "consumed twice across the failover");
+        check_down(
+            "consume",
+            &consumed,
+            took,
+            taken_over || cluster.is_master(replica),
+        );
+        let start = Instant::now();
+        let got = store.get(&val, T0 + 1).await;
+        let took_get = start.elapsed();
+        check_down(
+            "get",
+            &got,
+            took_get,
+            taken_over || cluster.is_master(replica),
+        );
+        first.get_or_insert((consumed.clone(), took));
+        slowest = slowest.max(took).max(took_get);
+        rounds += 1;
+        if taken_over {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let promoted = gone.elapsed();
+    let (first_result, first_took) = first.unwrap();
+    assert!(
+        first_result.is_err(),
+        "right after the outage: {first_result:?}"
+    );
+    cluster.wait_failover(replica, &alive);
+
+    // The same store value, no reconnecting by hand.
+    let serving = serving_again(&store, key, gone).await;
+    assert_eq!(store.consume(key, T0 + 300, T0 + 2).await, Ok(false));
+    assert_eq!(
+        store.get(&val, T0 + 2).await,
+        Ok(Some(value.as_bytes().to_vec()))
+    );
+    assert_eq!(store.consume("jti-2", T0 + 300, T0 + 2).await, Ok(true));
+    if let Outage::Frozen = outage {
+        // The old master wakes up, learns it was replaced and follows the new one: it
+        // takes no write for its old slots.
+        cluster.node(master).freeze(false);
+        cluster.wait_demoted(master);
+        assert_eq!(store.consume(key, T0 + 300, T0 + 3).await, Ok(false));
+        assert_eq!(store.consume("jti-3", T0 + 300, T0 + 3).await, Ok(true));
+    }
+    eprintln!(
+        "{outage:?} master: first call failed in {first_took:?} ({first_result:?}); slowest \
+         call while it was gone {slowest:?} over {rounds} rounds; its replica master {promoted:?} \
+         after; the same store serving its keys again {serving:?} after"
+    );
+}
+
+/// Waits (at most [`RECOVERY`]) until `store` reads `key` (consumed before the master
+/// went away) again, and finds it consumed; returns how long after `gone` that was.
+async fn serving_again(store: &RedisStore, key: &str, gone: Instant) -> Duration {
+    let start = Instant::now();
+    loop {
+        match store.is_consumed(key, T0 + 2).await {
+            Ok(consumed) => {
+                assert!(consumed, "the consumed key survived the failover");
+                return gone.elapsed();
+            }
+            Err(e) => assert!(
+                start.elapsed() < RECOVERY,
+                "not serving {RECOVERY:?} after the failover: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_master_fails_closed_and_its_replica_serves_the_same_store() {
+    master_goes_away(Outage::Killed).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_master_times_out_and_its_replica_serves_the_same_store() {
+    master_goes_away(Outage::Frozen).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The endpoints on the cluster store.
+
+/// 10 s into a 30 s TOTP step.
+const DEMO_T0: u64 = 1_800_000_010;
+
+fn hex_sha256(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn bob_login(demo: &demo_app::Demo) -> reply::Reply {
+    demo.post(
+        "/auth/login",
+        json!({"username": "bob", "password": "bob-password"}),
+        None,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_endpoints_answer_503_while_a_master_is_down_and_200_after_failover() {
+    let cluster = RedisCluster::start();
+    let prefix = unique("demo");
+    let store = store_on(&cluster, &prefix, &cluster.urls()).await;
+    let config = demo_config::demo_config(5);
+    let demo = demo_app::Demo::build(&config, ManualClock::new(DEMO_T0), Arc::new(store));
+    // bob has no second factor: a login is a session.
+    let r = bob_login(&demo).await;
+    r.expect_ok_for("bob's login on the cluster");
+    let refresh = r.str("refresh_token");
+    // bob's login counters live in one bucket key (`P:login:` and the first two hex
+    // digits of his account's digest, see RedisStore's key table): kill its master. (If
+    // this were the wrong key, the first login below would pass.)
+    let bucket = format!("{prefix}:login:{}", &hex_sha256("bob")[..2]);
+    let master = cluster.master_of(&bucket);
+    let replica = cluster.replica_of(master);
+    cluster.wait_replicated(master, replica);
+    let alive: Vec<usize> = (0..6).filter(|&i| i != master).collect();
+
+    cluster.node(master).kill();
+    let mut refused = 0;
+    let mut slowest = Duration::ZERO;
+    loop {
+        let start = Instant::now();
+        let r = bob_login(&demo).await;
+        let took = start.elapsed();
+        if cluster.is_master(replica) {
+            break;
+        }
+        // Not taken over yet (checked after the answer): only 503 is right.
+        r.expect_for(503, "temporarily_unavailable", "bob's login, master down");
+        assert!(took < FAIL_FAST, "503 after {took:?}");
+        slowest = slowest.max(took);
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused > 0, "the replica took over before any request");
+    cluster.wait_failover(replica, &alive);
+
+    let recovered = Instant::now();
+    loop {
+        let r = bob_login(&demo).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        r.expect_for(503, "temporarily_unavailable", "bob's login, failing over");
+        assert!(
+            recovered.elapsed() < RECOVERY,
+            "the endpoints did not serve again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recovery = recovered.elapsed();
+    // The session made before the kill still refreshes.
+    demo.post("/auth/refresh", json!({"refresh_token": refresh}), None)
+        .await
+        .expect_ok_for("bob's refresh after the failover");
+    eprintln!(
+        "endpoints: {refused} logins answered 503 (slowest {slowest:?}) while the master was \
+         down; 200 again {recovery:?} after the failover"
+    );
+}
