@@ -21,6 +21,9 @@ mod redis_server;
 #[path = "support/reply.rs"]
 mod reply;
 mod store_contract;
+#[cfg(feature = "redis-tls")]
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -121,11 +124,11 @@ async fn connecting_needs_a_node_that_answers() {
     assert!(e.to_string().contains("at least one node"), "{e}");
     // A node URL with a password nobody listens on: a clean error within the timeout
     // that quotes neither the URL nor the password.
-    let port = RedisCluster::shared().node(0).port();
-    let url = format!(
-        "redis://:pw-Cl7s9@127.0.0.1:{}",
-        port.wrapping_add(1).max(1)
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://:pw-Cl7s9@127.0.0.1:{port}");
     let start = Instant::now();
     let result = tokio::time::timeout(
         Duration::from_secs(5),
@@ -142,6 +145,78 @@ async fn connecting_needs_a_node_that_answers() {
             !text.contains("pw-Cl7s9") && !text.contains("redis://"),
             "{text}"
         );
+    }
+}
+
+/// `rediss://` nodes (feature `redis-tls`) with an ACL user: the store reaches every
+/// master over TLS as that user, from one seed URL (the nodes found through the cluster
+/// get the same TLS roots and credentials); the system's roots do not vouch for the test
+/// CA, and no refusal quotes the password. (The default user stays on for the nodes'
+/// replication and the tests' own plain commands.)
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_nodes_serve_the_store_as_an_acl_user() {
+    const PASSWORD: &str = "pw-Tc4luster";
+    let ca = test_ca::TestCa::new();
+    let acl = format!(">{PASSWORD}");
+    let extra = ["--user", "alice", "on", &acl, "~*", "&*", "+@all"];
+    let cluster = RedisCluster::start_tls(redis_cluster::Tls {
+        dir: ca.dir(),
+        extra: &extra,
+    });
+    let urls = cluster.tls_urls(&format!("alice:{PASSWORD}@"));
+    let prefix = unique("tls");
+    let store = RedisStore::builder()
+        .prefix(&prefix)
+        .root_certificates(ca.ca_pem.clone())
+        .connect_cluster(&urls[..1])
+        .await
+        .expect("connect over TLS as alice");
+    for i in 0..24 {
+        let key = format!("k{i}");
+        assert_eq!(store.consume(&key, T0 + 300, T0).await, Ok(true));
+        assert_eq!(store.consume(&key, T0 + 300, T0).await, Ok(false));
+    }
+    for m in masters(&cluster) {
+        assert!(!keys_on(&cluster, m, &prefix).is_empty(), "master {m}");
+        let clients = cluster.node(m).command(&["CLIENT", "LIST"]).concat();
+        assert!(clients.contains("user=alice"), "master {m}: {clients}");
+    }
+    let refusals = [
+        // The system's roots.
+        RedisStore::builder()
+            .timeout(TIMEOUT)
+            .connect_cluster(&urls)
+            .await,
+        // The right roots but a wrong password.
+        RedisStore::builder()
+            .timeout(TIMEOUT)
+            .root_certificates(ca.ca_pem.clone())
+            .connect_cluster(cluster.tls_urls("alice:wrong-pw@"))
+            .await,
+        // Roots given for plain URLs: refused, not ignored.
+        RedisStore::builder()
+            .timeout(TIMEOUT)
+            .root_certificates(ca.ca_pem.clone())
+            .connect_cluster(cluster.urls())
+            .await,
+    ];
+    // The cluster client reports any failed first connection as I/O (a refused
+    // handshake and a refused password alike).
+    let expected = ["redis: Io", "redis: Io", "root certificates"];
+    for (refused, expected) in refusals.into_iter().zip(expected) {
+        let e = refused.expect_err("refused");
+        assert!(
+            e.to_string().contains(expected),
+            "{e} (expected {expected})"
+        );
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(
+                !text.contains(PASSWORD) && !text.contains("wrong-pw"),
+                "{text}"
+            );
+            assert!(!text.contains("127.0.0.1"), "{text} quotes a URL");
+        }
     }
 }
 

@@ -35,7 +35,7 @@ pub const NODE_TIMEOUT_MS: u64 = 1000;
 
 /// `cluster-node-timeout` of the [`shared`](RedisCluster::shared) cluster, which is never
 /// meant to fail over: long enough that a busy machine does not make it.
-pub const SHARED_NODE_TIMEOUT_MS: u64 = 5000;
+pub const SHARED_NODE_TIMEOUT_MS: u64 = 2000;
 
 /// How long the cluster may take to form (or to settle again).
 const FORMING: Duration = Duration::from_secs(20);
@@ -60,7 +60,20 @@ pub struct NodeInfo {
 /// Six cluster nodes (3 masters, 3 replicas).
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// With TLS: each node's TLS port (its plain port stays open for the tests' own
+    /// commands).
+    tls_ports: Vec<u16>,
     dir: PathBuf,
+}
+
+/// How the nodes speak TLS: the PEM files in `dir` (`cert.pem`, `key.pem`, `ca.pem`: see
+/// `support/test_ca.rs`), and `extra` arguments (ACL users) for every node.
+#[derive(Clone, Copy)]
+pub struct Tls<'a> {
+    /// The directory of the PEM files.
+    pub dir: &'a std::path::Path,
+    /// More arguments for every node.
+    pub extra: &'a [&'a str],
 }
 
 impl RedisCluster {
@@ -72,19 +85,38 @@ impl RedisCluster {
 
     /// [`start`](Self::start) with another `cluster-node-timeout`.
     pub fn start_with(node_timeout_ms: u64) -> Self {
+        Self::form(node_timeout_ms, None)
+    }
+
+    /// A cluster whose nodes also listen on a TLS port, talk TLS among themselves (bus
+    /// and replication), and take `tls.extra` arguments: clients use
+    /// [`tls_urls`](Self::tls_urls).
+    pub fn start_tls(tls: Tls<'_>) -> Self {
+        Self::form(SHARED_NODE_TIMEOUT_MS, Some(tls))
+    }
+
+    fn form(node_timeout_ms: u64, tls: Option<Tls<'_>>) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "tower-stepup-cluster-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let ports = free_ports(12);
+        let ports = free_ports(18);
+        let tls_ports: Vec<u16> = match tls {
+            Some(_) => ports[12..].to_vec(),
+            None => Vec::new(),
+        };
         let nodes = std::thread::scope(|scope| {
             let starting: Vec<_> = (0..6)
                 .map(|i| {
                     let node_dir = dir.join(format!("node-{i}"));
-                    let (port, bus) = (ports[2 * i], ports[2 * i + 1]);
-                    scope.spawn(move || start_node(node_dir, port, bus, node_timeout_ms))
+                    let mut args = node_args(&node_dir, ports[2 * i + 1], node_timeout_ms);
+                    if let Some(tls) = tls {
+                        args.extend(tls_args(tls, ports[12 + i]));
+                    }
+                    let port = ports[2 * i];
+                    scope.spawn(move || start_node(&node_dir, port, &args))
                 })
                 .collect();
             starting
@@ -92,7 +124,11 @@ impl RedisCluster {
                 .map(|s| s.join().expect("a node started"))
                 .collect()
         });
-        let cluster = Self { nodes, dir };
+        let cluster = Self {
+            nodes,
+            tls_ports,
+            dir,
+        };
         cluster.create();
         cluster.wait_ok(&(0..6).collect::<Vec<_>>());
         cluster.wait_agreed();
@@ -169,6 +205,16 @@ impl RedisCluster {
     /// The URL of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The `rediss://` URL of every node (a TLS cluster), with `credentials`
+    /// (`user:password@`, or empty).
+    pub fn tls_urls(&self, credentials: &str) -> Vec<String> {
+        assert!(!self.tls_ports.is_empty(), "not a TLS cluster");
+        self.tls_ports
+            .iter()
+            .map(|p| format!("rediss://{credentials}127.0.0.1:{p}"))
+            .collect()
     }
 
     /// Node `i`.
@@ -295,28 +341,63 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// One cluster node in `dir` (created), on `port` with its cluster bus on `bus`.
-fn start_node(dir: PathBuf, port: u16, bus: u16, node_timeout_ms: u64) -> RedisServer {
-    std::fs::create_dir_all(&dir).expect("create the node's directory");
+/// A cluster node's arguments: its directory (for `nodes.conf` and its log), its
+/// cluster bus port and node timeout.
+fn node_args(dir: &std::path::Path, bus: u16, node_timeout_ms: u64) -> Vec<String> {
     let dir = dir.to_string_lossy().into_owned();
-    RedisServer::start_with(
-        port,
-        &[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            &node_timeout_ms.to_string(),
-            "--cluster-port",
-            &bus.to_string(),
-            "--dir",
-            &dir,
-            // The failover chatter (warnings) goes to the node's directory.
-            "--logfile",
-            "redis.log",
-        ],
-    )
+    let args = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        &node_timeout_ms.to_string(),
+        "--cluster-port",
+        &bus.to_string(),
+        "--dir",
+        &dir,
+        // A replica's first sync starts at once (not after the default 5 s wait for
+        // more replicas).
+        "--repl-diskless-sync-delay",
+        "0",
+        // The failover chatter (warnings) goes to the node's directory.
+        "--logfile",
+        "redis.log",
+    ];
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// The TLS arguments of a node listening for TLS on `port`.
+fn tls_args(tls: Tls<'_>, port: u16) -> Vec<String> {
+    let file = |name: &str| tls.dir.join(name).to_string_lossy().into_owned();
+    let args = [
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cluster",
+        "yes",
+        "--tls-replication",
+        "yes",
+        "--tls-cert-file",
+        &file("cert.pem"),
+        "--tls-key-file",
+        &file("key.pem"),
+        "--tls-ca-cert-file",
+        &file("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ];
+    let extra = tls.extra.iter().copied();
+    args.iter()
+        .map(|a| a.to_string())
+        .chain(extra.map(String::from))
+        .collect()
+}
+
+/// One cluster node in `dir` (created), on `port`, with `args`.
+fn start_node(dir: &std::path::Path, port: u16, args: &[String]) -> RedisServer {
+    std::fs::create_dir_all(dir).expect("create the node's directory");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    RedisServer::start_with(port, &args)
 }
 
 fn cli() -> String {
