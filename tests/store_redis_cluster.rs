@@ -65,8 +65,8 @@ fn unique(what: &str) -> String {
     )
 }
 
-async fn store_on(cluster: &RedisCluster, prefix: &str, urls: &[String]) -> RedisStore {
-    let _ = cluster;
+/// A store with `prefix` and timeout [`TIMEOUT`] on the cluster of `urls`.
+async fn store_on(prefix: &str, urls: &[String]) -> RedisStore {
     RedisStore::builder()
         .prefix(prefix)
         .timeout(TIMEOUT)
@@ -95,7 +95,7 @@ async fn keys_spread_over_every_master_from_one_seed_url() {
     let cluster = RedisCluster::shared();
     let prefix = unique("spread");
     // One node's URL is enough: the others are found through the cluster.
-    let store = store_on(cluster, &prefix, &cluster.urls()[..1]).await;
+    let store = store_on(&prefix, &cluster.urls()[..1]).await;
     for i in 0..48 {
         let key = format!("k{i}");
         assert_eq!(store.consume(&key, T0 + 300, T0).await, Ok(true));
@@ -254,11 +254,11 @@ enum Outage {
 /// A master goes away (`outage`) under a running store: every call on its keys fails
 /// closed within [`FAIL_FAST`] and never succeeds wrongly while it is gone; once its
 /// replica has taken over, the same store value serves again, with what was written
-/// before. Returns the timings, for the report.
+/// before. Prints the timings (`--nocapture`).
 async fn master_goes_away(outage: Outage) {
     let cluster = RedisCluster::start();
     let prefix = unique("failover");
-    let store = store_on(&cluster, &prefix, &cluster.urls()).await;
+    let store = store_on(&prefix, &cluster.urls()).await;
     let (key, value) = ("jti-1", "pending");
     assert_eq!(store.consume(key, T0 + 300, T0).await, Ok(true));
     let master = cluster.master_of(&format!("{prefix}:used:{key}"));
@@ -277,45 +277,8 @@ async fn master_goes_away(outage: Outage) {
         Outage::Frozen => cluster.node(master).freeze(true),
     }
     let gone = Instant::now();
-    let mut rounds = 0;
-    let mut first = None;
-    let mut slowest = Duration::ZERO;
-    loop {
-        let taken_over = cluster.is_master(replica);
-        let start = Instant::now();
-        let consumed = store.consume(key, T0 + 300, T0 + 1).await;
-        let took = start.elapsed();
-        // Consumed before: never consumable again, whatever the cluster does.
-        assert_ne!(consumed, Ok(true), "consumed twice across the failover");
-        check_down(
-            "consume",
-            &consumed,
-            took,
-            taken_over || cluster.is_master(replica),
-        );
-        let start = Instant::now();
-        let got = store.get(&val, T0 + 1).await;
-        let took_get = start.elapsed();
-        check_down(
-            "get",
-            &got,
-            took_get,
-            taken_over || cluster.is_master(replica),
-        );
-        first.get_or_insert((consumed.clone(), took));
-        slowest = slowest.max(took).max(took_get);
-        rounds += 1;
-        if taken_over {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = calls_while_gone(&cluster, &store, (key, &val), replica).await;
     let promoted = gone.elapsed();
-    let (first_result, first_took) = first.unwrap();
-    assert!(
-        first_result.is_err(),
-        "right after the outage: {first_result:?}"
-    );
     cluster.wait_failover(replica, &alive);
 
     // The same store value, no reconnecting by hand.
@@ -334,11 +297,75 @@ async fn master_goes_away(outage: Outage) {
         assert_eq!(store.consume(key, T0 + 300, T0 + 3).await, Ok(false));
         assert_eq!(store.consume("jti-3", T0 + 300, T0 + 3).await, Ok(true));
     }
+    let WhileGone {
+        first: (first_result, first_took),
+        slowest,
+        rounds,
+    } = seen;
     eprintln!(
         "{outage:?} master: first call failed in {first_took:?} ({first_result:?}); slowest \
          call while it was gone {slowest:?} over {rounds} rounds; its replica master {promoted:?} \
          after; the same store serving its keys again {serving:?} after"
     );
+}
+
+/// What the calls made while a master was gone saw.
+struct WhileGone {
+    /// The first call's result and duration.
+    first: (Result<bool, StoreError>, Duration),
+    /// The slowest call.
+    slowest: Duration,
+    /// Rounds of calls (a consume and a get each).
+    rounds: u32,
+}
+
+/// Calls `store` on `key` (consumed) and `val` (a value), both on the master that just
+/// went away, every 50 ms until `replica` has taken over: each call answers within
+/// [`FAIL_FAST`], with an error until then, and the consumed key is never consumed again.
+async fn calls_while_gone(
+    cluster: &RedisCluster,
+    store: &RedisStore,
+    (key, val): (&str, &str),
+    replica: usize,
+) -> WhileGone {
+    let mut seen = WhileGone {
+        first: (Ok(false), Duration::ZERO),
+        slowest: Duration::ZERO,
+        rounds: 0,
+    };
+    loop {
+        let taken_over = cluster.is_master(replica);
+        let start = Instant::now();
+        let consumed = store.consume(key, T0 + 300, T0 + 1).await;
+        let took = start.elapsed();
+        // Consumed before: never consumable again, whatever the cluster does.
+        assert_ne!(consumed, Ok(true), "consumed twice across the failover");
+        check_down(
+            "consume",
+            &consumed,
+            took,
+            taken_over || cluster.is_master(replica),
+        );
+        let start = Instant::now();
+        let got = store.get(val, T0 + 1).await;
+        let took_get = start.elapsed();
+        check_down(
+            "get",
+            &got,
+            took_get,
+            taken_over || cluster.is_master(replica),
+        );
+        if seen.rounds == 0 {
+            assert!(consumed.is_err(), "right after the outage: {consumed:?}");
+            seen.first = (consumed, took);
+        }
+        seen.slowest = seen.slowest.max(took).max(took_get);
+        seen.rounds += 1;
+        if taken_over {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits (at most [`RECOVERY`]) until `store` reads `key` (consumed before the master
@@ -397,7 +424,7 @@ async fn bob_login(demo: &demo_app::Demo) -> reply::Reply {
 async fn the_endpoints_answer_503_while_a_master_is_down_and_200_after_failover() {
     let cluster = RedisCluster::start();
     let prefix = unique("demo");
-    let store = store_on(&cluster, &prefix, &cluster.urls()).await;
+    let store = store_on(&prefix, &cluster.urls()).await;
     let config = demo_config::demo_config(5);
     let demo = demo_app::Demo::build(&config, ManualClock::new(DEMO_T0), Arc::new(store));
     // bob has no second factor: a login is a session.

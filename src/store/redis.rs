@@ -91,6 +91,14 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// provider as the process default when none is installed; one the application
 /// installed before is kept and used.
 ///
+/// # Redis Cluster
+/// With feature `redis-cluster`, `RedisStoreBuilder::connect_cluster` connects to a
+/// cluster through the URLs of one or more of its nodes; the store is the same. Keys
+/// are routed by slot; operations that touch several keys send one command a key. The
+/// timeout bounds every call; a master that stops answering makes its slots fail with
+/// [`StoreError::Timeout`] until its replica takes over, after which the same store
+/// serves again (a timed-out call makes it re-read the slot map in the background).
+///
 /// # Security
 /// Single use lives in Redis: a Redis that loses its data (a restart without
 /// persistence, a failover to a replica that lagged) forgets which challenges were
