@@ -1,8 +1,8 @@
 //! A real Redis Cluster for the tests: three masters and three replicas on loopback.
 //!
 //! Six `redis-server --cluster-enabled yes` processes, each through `RedisServer` (so
-//! none outlives the test process) with its own temporary directory for `nodes.conf`,
-//! started in parallel; then `redis-cli --cluster create … --cluster-replicas 1
+//! none outlives the test process) with its own directory for `nodes.conf` and its log
+//! (under cargo's `CARGO_TARGET_TMPDIR`), started in parallel; then `redis-cli --cluster create … --cluster-replicas 1
 //! --cluster-yes`, and a wait until every node's `CLUSTER INFO` says
 //! `cluster_state:ok`. The node timeout is short ([`NODE_TIMEOUT_MS`]) so a killed
 //! master's replica takes over within seconds, except in the shared cluster
@@ -97,8 +97,12 @@ impl RedisCluster {
 
     fn form(node_timeout_ms: u64, tls: Option<Tls<'_>>) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tower-stepup-cluster-{}-{}",
+        // Under the target directory: the shared cluster is never dropped, so its
+        // directory stays (until `cargo clean`), not in the system's temp directory.
+        let parent = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        remove_stale(&parent);
+        let dir = parent.join(format!(
+            "redis-cluster-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -327,6 +331,28 @@ impl Drop for RedisCluster {
             node.kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the cluster directories in `parent` left by test processes that have ended
+/// (a shared cluster's: it is never dropped). Where `/proc` is missing, keeps them.
+fn remove_stale(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("redis-cluster-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let ended = |pid: u32| {
+            std::path::Path::new("/proc/self").exists()
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        };
+        if pid.is_some_and(|pid| pid != std::process::id() && ended(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
