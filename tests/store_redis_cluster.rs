@@ -483,3 +483,83 @@ async fn the_endpoints_answer_503_while_a_master_is_down_and_200_after_failover(
          down; 200 again {recovery:?} after the failover"
     );
 }
+
+/// The demo on a cluster store with prefix `prefix` through `urls`, its guard following
+/// the store's revocation feed (staleness bound 60 s); returns once the feed was read.
+async fn following_demo(prefix: &str, urls: &[String]) -> demo_app::Demo {
+    let store = store_on(prefix, urls).await;
+    let config = app::DemoConfig {
+        revocation_staleness_secs: Some(60),
+        ..demo_config::demo_config(5)
+    };
+    let demo = demo_app::Demo::build(&config, ManualClock::new(DEMO_T0), Arc::new(store.clone()));
+    store.follow_revocations(&demo.guard);
+    let start = Instant::now();
+    while demo.guard.revocations().synced_at().is_none() {
+        assert!(start.elapsed() < RECOVERY, "the feed was never read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    demo
+}
+
+/// The revocation feed on a cluster: B subscribes to a replica (its first seed URL), A
+/// ends bob's session on the master of his revocation key; the message crosses the
+/// cluster, and B refuses bob's access token within 1 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_on_one_replica_reaches_another_through_the_cluster() {
+    let cluster = RedisCluster::shared();
+    let prefix = unique("feed");
+    let urls = cluster.urls();
+    let a = following_demo(&prefix, &urls).await;
+    let replica = (0..6).find(|&i| !cluster.is_master(i)).expect("a replica");
+    let mut seeds = vec![urls[replica].clone()];
+    seeds.extend(urls.iter().cloned());
+    let b = following_demo(&prefix, &seeds).await;
+    let channel = format!("{prefix}:revoked");
+    let numsub = cluster
+        .node(replica)
+        .command(&["PUBSUB", "NUMSUB", &channel]);
+    assert_eq!(
+        numsub,
+        [channel.clone(), "1".to_owned()],
+        "B listens on the replica"
+    );
+
+    let r = bob_login(&a).await;
+    r.expect_ok_for("bob's login on A");
+    let (access, refresh) = (r.str("access_token"), r.str("refresh_token"));
+    b.get("/api/me", Some(&access))
+        .await
+        .expect_ok_for("bob on B");
+    let r = a
+        .post(
+            "/auth/logout",
+            json!({"refresh_token": refresh}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "bob's logout on A: {}",
+        r.body
+    );
+    let ended = Instant::now();
+    loop {
+        let r = b.get("/api/me", Some(&access)).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            r.expect(401, "invalid_token");
+            break;
+        }
+        r.expect_ok_for("bob on B until the news arrives");
+        assert!(
+            ended.elapsed() < FAIL_FAST,
+            "B still accepts an ended session"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "feed: B refused the ended session {:?} after the logout",
+        ended.elapsed()
+    );
+}

@@ -12,12 +12,12 @@ use crate::token::Claims;
 
 use super::record::{session_json, StoredRecord};
 
-mod feed;
-mod revoked;
-mod sessions;
 #[cfg(feature = "redis-cluster")]
 mod cluster;
 mod connection;
+mod feed;
+mod revoked;
+mod sessions;
 #[cfg(feature = "redis-tls")]
 mod tls;
 

@@ -74,8 +74,14 @@ impl Subscribers {
     /// A pub/sub connection, to the next node each time it is called: a feed that lost
     /// its node tries another.
     pub(super) async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        self.clients[i].get_async_pubsub().await
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let client = self
+            .clients
+            .get(n % self.clients.len().max(1))
+            .ok_or_else(|| {
+                redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no node"))
+            })?;
+        client.get_async_pubsub().await
     }
 }
 
