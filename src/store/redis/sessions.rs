@@ -153,7 +153,7 @@ fn parse_device(id: String, value: &str) -> Option<(DeviceInfo, u64)> {
 
 impl RedisStore {
     /// The live sessions of `user`: the families of its set, each read from its own
-    /// hash (one pipeline; one key a command).
+    /// hash (concurrently; one key a command).
     pub(super) async fn sessions_of(
         &self,
         user: &str,
@@ -172,13 +172,18 @@ impl RedisStore {
         if families.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for family in &families {
-            pipe.cmd("HMGET")
+        // Sent together but as separate commands, not one pipeline: on a cluster the
+        // family hashes live in different slots, which a pipeline may not span. (The
+        // connection multiplexes them: still about one round trip.)
+        let reads = families.iter().map(|family| {
+            let mut conn = self.conn.clone();
+            let mut hmget = redis::cmd("HMGET");
+            hmget
                 .arg(self.key("fam", family))
                 .arg(&["r", "s", "x", "e", "t", "l"]);
-        }
-        let rows: Vec<FamilyFields> = self.run(pipe.query_async(&mut conn)).await?;
+            async move { hmget.query_async::<FamilyFields>(&mut conn).await }
+        });
+        let rows = self.run(futures_util::future::try_join_all(reads)).await?;
         let mut sessions = Vec::with_capacity(rows.len());
         for row in rows {
             if let Some(session) = live_session(user, row, now)? {
