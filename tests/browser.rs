@@ -338,6 +338,44 @@ impl Demo {
     fn wrong_code(&self) -> String {
         codes::wrong_code(&self.alice, self.clock.now())
     }
+
+    /// A POST to the demo from outside the browser (an API client): its JSON answer.
+    async fn api(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!(
+                "{}{path}",
+                self.base.replace("localhost", "127.0.0.1")
+            ))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// alice signs in from an API client (at the next TOTP step): her refresh token.
+    async fn alice_elsewhere(&self) -> String {
+        self.clock.advance(30);
+        let login = json!({"username": "alice", "password": "alice-password"});
+        let (_, partial) = self.api("/auth/login", login).await;
+        let verify = json!({"mfa_token": partial["partial_token"], "code": self.code(&self.alice)});
+        let (status, tokens) = self.api("/auth/mfa/verify", verify).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens["refresh_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Whether a refresh token still refreshes (it is rotated if so).
+    async fn refreshes(&self, refresh: &str) -> bool {
+        let (status, _) = self
+            .api("/auth/refresh", json!({ "refresh_token": refresh }))
+            .await;
+        status == 200
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -536,6 +574,105 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
         .unwrap()
         .count();
     assert_eq!(shots, 11, "one screenshot per step");
+    b.client.clone().close().await.unwrap();
+}
+
+/// The sessions page (issue 17): alice sees where she is signed in, this browser marked;
+/// ends one other session; signs out everywhere else; and, past `max_age`, confirms a
+/// code first and is brought back to end it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_page_lists_ends_and_signs_out_everywhere_else() {
+    let d = demo().await;
+    let b = Browser::start_unrecorded().await;
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    b.on("dashboard").await;
+    let elsewhere = d.alice_elsewhere().await;
+
+    b.goto(&format!("{}/sessions", d.base)).await;
+    b.on("sessions").await;
+    b.wait("#sessions-area:not(.hidden)").await;
+    let rows = b.client.find_all(Locator::Css("tr.session")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(b.text("tr.session.current .tag").await, "This browser");
+    assert!(b.text("tr.session.current").await.contains("pwd, otp, mfa"));
+
+    // End the other session: one row left, and its refresh token is dead.
+    b.click("tr.session:not(.current) button.end-session").await;
+    b.wait_text("#sessions tbody", "This browser").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while b
+        .client
+        .find_all(Locator::Css("tr.session"))
+        .await
+        .unwrap()
+        .len()
+        != 1
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the row stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !d.refreshes(&elsewhere).await,
+        "the ended session still refreshes"
+    );
+
+    // Two more elsewhere; "sign out everywhere else" ends both, and not this one.
+    let (one, two) = (d.alice_elsewhere().await, d.alice_elsewhere().await);
+    b.goto(&format!("{}/sessions", d.base)).await;
+    b.on("sessions").await;
+    b.wait("#sessions-area:not(.hidden)").await;
+    assert_eq!(
+        b.client
+            .find_all(Locator::Css("tr.session"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    b.click("#end-others").await;
+    b.wait_text("#message:not(.hidden)", "Signed out everywhere else")
+        .await;
+    assert_eq!(
+        b.client
+            .find_all(Locator::Css("tr.session"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(!d.refreshes(&one).await && !d.refreshes(&two).await);
+
+    // Past max_age: the code first, then back here to end it.
+    let late = d.alice_elsewhere().await;
+    d.clock.advance(301);
+    b.goto(&format!("{}/sessions", d.base)).await;
+    b.on("sessions").await;
+    b.click("tr.session:not(.current) button.end-session").await;
+    b.on("mfa").await;
+    b.wait_text("#mfa-title", "Confirm it's you").await;
+    assert!(d.refreshes(&late).await, "nothing ended before the code");
+    d.clock.advance(30);
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    let url = b.url_after_leaving(&format!("{}/mfa", d.base)).await;
+    assert_eq!(url, format!("{}/sessions", d.base));
+    b.on("sessions").await;
+    b.click("tr.session:not(.current) button.end-session").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while b
+        .client
+        .find_all(Locator::Css("tr.session"))
+        .await
+        .unwrap()
+        .len()
+        != 1
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the row stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     b.client.clone().close().await.unwrap();
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post_service};
+use axum::routing::{delete_service, get, get_service, post_service};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -403,7 +403,9 @@ pub fn build<C: Clock + Clone>(
         .route(Method::POST, "/auth/mfa/enroll", own_users.clone())
         .route(Method::POST, "/auth/mfa/enroll/confirm", own_users.clone())
         .route(Method::POST, "/auth/refresh", Policy::public())
-        .route(Method::POST, "/auth/logout", own_users);
+        .route(Method::POST, "/auth/logout", own_users.clone())
+        .route(Method::GET, "/auth/sessions", own_users.clone())
+        .route(Method::DELETE, "/auth/sessions/{id}", own_users);
     let policies = web::PAGES.iter().fold(policies, |table, page| {
         table.route(Method::GET, page, Policy::public())
     });
@@ -423,11 +425,16 @@ pub fn build<C: Clock + Clone>(
         )
         .route("/auth/refresh", post_service(completion.refresh()))
         .route("/auth/logout", post_service(completion.logout()))
+        .route("/auth/sessions", get_service(completion.sessions()))
+        .route(
+            "/auth/sessions/{id}",
+            delete_service(completion.end_session()),
+        )
         .merge(web::router())
         .fallback(web::not_found)
         .method_not_allowed_fallback(web::method_not_allowed)
         .layer(guard.route_table(policies)?)
-        .layer(axum::middleware::from_fn(web::same_origin_posts))
+        .layer(axum::middleware::from_fn(web::same_origin_writes))
         .layer(axum::middleware::map_request(peer_addr));
     Ok(Demo {
         router,

@@ -1,5 +1,5 @@
 //! The tower-stepup demo: password login, TOTP second factor, step-up on a
-//! sensitive route, enrollment, refresh with rotation, logout.
+//! sensitive route, enrollment, refresh with rotation, logout, the list of sessions.
 //!
 //! ```text
 //! cargo run --example axum_app
@@ -18,7 +18,8 @@
 //! | `POST /auth/mfa/enroll`, `POST /auth/mfa/enroll/confirm` | authenticated (step-up for a user who has a factor) |
 //! | `POST /auth/refresh` | public |
 //! | `POST /auth/logout` | authenticated |
-//! | `GET /login`, `/mfa`, `/dashboard`, `/billing`, `/security`, `/static/*` | public (browser pages over the routes above, in cookie mode) |
+//! | `GET /auth/sessions`, `DELETE /auth/sessions/{id}` | authenticated (ending a session: a recent authentication first) |
+//! | `GET /login`, `/mfa`, `/dashboard`, `/billing`, `/security`, `/sessions`, `/static/*` | public (browser pages over the routes above, in cookie mode) |
 //!
 //! Users: `alice` / `alice-password` (TOTP enrolled), `bob` / `bob-password` (no second
 //! factor). Environment (all optional): `STEPUP_BIND`, `STEPUP_ALICE_TOTP_SECRET`,

@@ -7,70 +7,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ErrorKind, Failure};
+use super::recent::{authorize, Caller};
 use super::response::json_ok;
 use super::{attempt, Completion, TotpFactor, ENROLLMENT_TTL};
 use crate::audit::{Action, Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};
-use crate::token::Claims;
 
 fn pending_key(sub: &str) -> String {
     format!("enroll:{sub}")
-}
-
-/// Who asks, from the request, copied out so no borrow of it lives across an await.
-struct Caller {
-    claims: Option<Claims>,
-    method: http::Method,
-    path: String,
-}
-
-impl Caller {
-    fn of(completion: &Completion, parts: &Parts) -> Self {
-        Self {
-            claims: completion.local_caller(&parts.extensions),
-            method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-        }
-    }
-}
-
-/// The verified claims, and — for a user who already has a factor — the step-up answer
-/// when the claims do not meet the enrollment requirement.
-async fn authorize(
-    completion: &Completion,
-    caller: Caller,
-    now: u64,
-    audit: &mut Record,
-) -> Result<Result<Claims, Response<Bytes>>, Failure> {
-    let inner = completion.inner();
-    let claims = caller.claims.ok_or(Failure::new(ErrorKind::Unauthorized))?;
-    audit.sub(claims.sub());
-    let requirement = &inner.enroll_step_up;
-    if inner.factors.totp(claims.sub()).await?.is_none() {
-        // A first factor: a stolen access token must not be enough to plant one
-        // (OWASP ASVS 5.0 V6.4 / V7.5: re-authenticate before changing factors).
-        let leeway = inner.guard.verifier().leeway();
-        if let Some(max_age) = requirement.required_max_age() {
-            if !requirement.recent_enough(&claims, now, leeway) {
-                audit.reason("reauthentication_required");
-                return Err(Failure::reauthentication(max_age));
-            }
-        }
-        return Ok(Ok(claims));
-    }
-    let leeway = inner.guard.verifier().leeway();
-    if let Some(unmet) = requirement.unmet(&claims, now, leeway) {
-        audit.outcome(Outcome::Failed, Some("mfa_required"));
-        return Ok(Err(inner.guard.challenge(
-            requirement,
-            unmet,
-            &claims,
-            &caller.method,
-            &caller.path,
-            now,
-        )));
-    }
-    Ok(Ok(claims))
 }
 
 /// `POST …/mfa/enroll` → `{"secret","otpauth_uri","qr_svg"}`. Nothing changes until

@@ -8,13 +8,15 @@
 //! | `POST /auth/mfa/enroll/confirm` | [`Completion::enroll_confirm`] | the first code → the factor is on, recovery codes once |
 //! | `POST /auth/refresh` | [`Completion::refresh`] | rotates the refresh token; reuse revokes the family |
 //! | `POST /auth/logout` | [`Completion::logout`] | revokes the refresh family |
+//! | `GET /auth/sessions` | [`Completion::sessions`] | the caller's live sessions |
+//! | `DELETE /auth/sessions/{id}` | [`Completion::end_session`] | ends one of them (recent authentication first) |
 //!
 //! Each is a plain [`tower_service::Service`] with `Error = Infallible` ([`Endpoint`]):
 //! mount it with axum's `route_service`, or serve it with hyper directly. Put the
 //! [`StepUpLayer`](crate::StepUpLayer) in front with [`Policy::public`](crate::Policy::public)
 //! for login and refresh, [`Policy::mfa_verify`](crate::Policy::mfa_verify) for verify,
-//! and [`Policy::authenticated`](crate::Policy::authenticated) for enroll, confirm and
-//! logout (they read the verified [`Claims`](crate::Claims)).
+//! and [`Policy::authenticated`](crate::Policy::authenticated) for enroll, confirm,
+//! logout and the sessions endpoints (they read the verified [`Claims`](crate::Claims)).
 //!
 //! The application plugs in its users ([`Accounts`]) and where second factors are kept
 //! ([`Factors`]); what must be atomic lives in a [`Store`] (see [`store`](crate::store)).
@@ -29,9 +31,11 @@ mod enroll;
 mod error;
 mod login;
 mod peer;
+mod recent;
 mod request;
 mod response;
 mod session;
+mod sessions;
 mod throttle;
 mod username;
 pub(crate) mod verify;
@@ -323,6 +327,29 @@ impl Completion {
         Endpoint::new(self.clone(), endpoint::Kind::Logout)
     }
 
+    /// `GET …/sessions` (authenticated) → `{"sessions":[{"id","created_at","last_seen_at",
+    /// "auth_time","amr","current"}]}`: the caller's live sessions, oldest first, times
+    /// in Unix seconds; `current` marks the caller's own. `last_seen_at` is the
+    /// session's last sign-in, refresh or step-up (nothing is written per request).
+    pub fn sessions(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Sessions)
+    }
+
+    /// `DELETE …/sessions/{id}` (authenticated; `Content-Type: application/json`, no
+    /// body) → `204`: ends the caller's session `id` (its refresh token is refused from
+    /// now on). Mount it on a path that ends with the id, e.g. `/auth/sessions/{id}`.
+    ///
+    /// It needs a recent authentication, the rule of [`enroll`](Self::enroll)
+    /// ([`CompletionBuilder::enroll_step_up`]): for a user with a second factor, `amr`
+    /// with `mfa` and `auth_time` within its `max_age`, else the step-up challenge (`403
+    /// mfa_required` with an mfa_token); for one without, `auth_time` within the
+    /// `max_age`, else `403 reauthentication_required`. Another user's or an unknown
+    /// id is `404 not_found` and changes nothing; a malformed id `400 invalid_request`.
+    /// Ending one's own session also clears the session cookies (cookie mode).
+    pub fn end_session(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::EndSession)
+    }
+
     /// The cookie settings, if cookies are on.
     pub fn cookies(&self) -> Option<&CookieConfig> {
         self.inner.cookies.as_ref()
@@ -495,8 +522,9 @@ impl CompletionBuilder {
         self
     }
 
-    /// What a user who already has a factor must meet to enroll another (default: `amr`
-    /// contains `mfa`, `auth_time` within 300 s).
+    /// What a user who already has a factor must meet to enroll another, or to end a
+    /// session (default: `amr` contains `mfa`, `auth_time` within 300 s); a user without
+    /// one must have signed in within its `max_age`.
     pub fn enroll_step_up(mut self, requirement: StepUp) -> Self {
         self.enroll_step_up = Some(requirement);
         self

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{ErrorKind, Failure};
 use super::response::{json_ok, no_content};
+use super::sessions::{self, Ending};
 use super::Completion;
 use crate::audit::{Outcome, Record};
 use crate::layer::credential::{self, Credential};
@@ -250,10 +251,8 @@ pub(crate) async fn logout(
     // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
     let revoked = match checked(&token) {
         Ok(token) => {
-            inner
-                .store
-                .refresh_revoke(hash(token), claims.sub(), now)
-                .await?
+            let ending = Ending::RefreshToken(&hash(token));
+            sessions::end(completion, claims.sub(), ending, now).await?
         }
         Err(_) => false,
     };
