@@ -4,7 +4,10 @@
 //!
 //! `GET /auth/sessions` lists the caller's sessions; `DELETE /auth/sessions/{id}` ends
 //! one, after a recent authentication; another user's or an unknown id is `404` and
-//! changes nothing; a malformed one `400`; in cookie mode too.
+//! changes nothing; a malformed one `400`; in cookie mode too. A remembered browser
+//! signs in with the password alone, `amr` `["pwd"]`, never passing a step-up route;
+//! for its own user only; until it is forgotten or the user's factors change, which
+//! also ends the user's other sessions. Sessions end when idle.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -36,6 +39,9 @@ const T0: u64 = 1_800_000_010;
 const SESSION_COOKIE: &str = "__Host-stepup-session";
 const REFRESH_COOKIE: &str = "__Secure-stepup-refresh";
 const PARTIAL_COOKIE: &str = "__Secure-stepup-partial";
+const DEVICE_COOKIE: &str = "__Host-stepup-device";
+/// 30 days, the demo's (and the crate's longest) remembered device.
+const MONTH: u64 = 30 * 24 * 3600;
 
 /// The demo on its own port and clock, and a client.
 struct Server {
@@ -43,6 +49,7 @@ struct Server {
     clock: ManualClock,
     client: Client,
     alice: TotpSecret,
+    completion: tower_stepup::Completion,
     _served: Served,
 }
 
@@ -66,6 +73,7 @@ async fn start_with(config: app::DemoConfig) -> Server {
             .build()
             .unwrap(),
         alice: demo.alice,
+        completion: demo.completion,
         _served: served,
     }
 }
@@ -234,7 +242,8 @@ async fn sessions_are_listed_with_their_times_methods_and_the_current_one() {
     let r = s.list(&a.access).await;
     r.expect_ok();
     assert_eq!(r.header(CACHE_CONTROL), Some("no-store"));
-    assert_eq!(keys(&r.body), BTreeSet::from(["sessions"]));
+    assert_eq!(keys(&r.body), BTreeSet::from(["devices", "sessions"]));
+    assert_eq!(r.body["devices"], json!([]));
     let mfa = strs(&["pwd", "otp", "mfa"]);
     assert_eq!(
         r.body["sessions"],
@@ -555,4 +564,330 @@ async fn the_sessions_endpoints_work_with_the_session_cookie() {
         .send(Method::POST, "/auth/refresh", Some(&json!({})), &[jar])
         .await;
     r.expect(400, "invalid_grant");
+}
+
+// ---------------------------------------------------------------------------------------
+// Remember this device
+
+impl Server {
+    /// alice signs in and asks to remember this browser: the session and the device
+    /// cookie's value.
+    async fn alice_remembered(&self) -> (Session, String) {
+        self.next_step();
+        let partial = self.login("alice").await.str("partial_token");
+        let body = json!({"mfa_token": partial, "code": self.code(), "remember_device": true});
+        let r = self.post("/auth/mfa/verify", &body, None).await;
+        let device = r.cookie(DEVICE_COOKIE);
+        (self.session_of(&r).await, device)
+    }
+
+    /// A password login carrying the device cookie `device`.
+    async fn login_on(&self, user: &str, password: &str, device: &str) -> Reply {
+        let body = json!({"username": user, "password": password});
+        let cookie = (COOKIE.as_str(), format!("{DEVICE_COOKIE}={device}"));
+        self.send(Method::POST, "/auth/login", Some(&body), &[cookie])
+            .await
+    }
+
+    /// `GET /auth/sessions` with the bearer token and the device cookie.
+    async fn list_on(&self, access: &str, device: &str) -> Reply {
+        let headers = [
+            ("authorization", format!("Bearer {access}")),
+            (COOKIE.as_str(), format!("{DEVICE_COOKIE}={device}")),
+        ];
+        self.send(Method::GET, "/auth/sessions", None, &headers)
+            .await
+    }
+
+    /// `DELETE /auth/devices/{id}` as an API client, with the device cookie when given.
+    async fn forget(&self, access: &str, id: &str, device: Option<&str>) -> Reply {
+        let mut headers = vec![
+            ("authorization", format!("Bearer {access}")),
+            ("content-type", "application/json".to_owned()),
+        ];
+        if let Some(device) = device {
+            headers.push((COOKIE.as_str(), format!("{DEVICE_COOKIE}={device}")));
+        }
+        let path = format!("/auth/devices/{id}");
+        self.send(Method::DELETE, &path, None, &headers).await
+    }
+
+    async fn get(&self, path: &str, access: &str) -> Reply {
+        let auth = [("authorization", format!("Bearer {access}"))];
+        self.send(Method::GET, path, None, &auth).await
+    }
+
+    /// Enrolls a new TOTP factor from session `s` (recent enough): its secret.
+    async fn enroll(&self, s: &Session) -> TotpSecret {
+        let r = self
+            .post("/auth/mfa/enroll", &json!({}), Some(&s.access))
+            .await;
+        r.expect_ok();
+        let secret = TotpSecret::from_base32(&r.str("secret")).unwrap();
+        self.next_step();
+        let code = totp::code_at(&secret, totp::step_at(self.now()));
+        let r = self
+            .post(
+                "/auth/mfa/enroll/confirm",
+                &json!({ "code": code }),
+                Some(&s.access),
+            )
+            .await;
+        r.expect_ok();
+        secret
+    }
+}
+
+/// The ids of the devices a sessions answer lists.
+fn device_ids(r: &Reply) -> Vec<String> {
+    r.expect_ok();
+    r.body["devices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no devices in {}", r.body))
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `remember_device` sets a sealed, HttpOnly, `__Host-` cookie for 30 days; a later
+/// password login on that browser is a session without the second factor, `amr`
+/// `["pwd"]` and the password `acr` only: a step-up route still asks for the code. The
+/// device is listed, its `last_used_at` moves with each such login.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remembered_browser_signs_in_with_the_password_alone_and_pwd_only() {
+    let s = start().await;
+    // Not asked: no device cookie.
+    s.next_step();
+    let partial = s.login("alice").await.str("partial_token");
+    let body = json!({"mfa_token": partial, "code": s.code()});
+    let r = s.post("/auth/mfa/verify", &body, None).await;
+    let names: Vec<String> = r.set_cookies();
+    assert!(
+        names.iter().all(|c| !c.starts_with(DEVICE_COOKIE)),
+        "{names:?}"
+    );
+    let a = s.session_of(&r).await;
+    let (b, device) = s.alice_remembered().await;
+    let remembered_at = s.now();
+    assert!(!device.is_empty() && !device.contains("alice"), "{device}");
+    assert_eq!(device.split('.').count(), 5, "a JWE in compact form");
+    // The cookie's attributes.
+    s.next_step();
+    let partial = s.login("alice").await.str("partial_token");
+    let body = json!({"mfa_token": partial, "code": s.code(), "remember_device": true});
+    let r = s.post("/auth/mfa/verify", &body, None).await;
+    let set = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{DEVICE_COOKIE}=")))
+        .unwrap();
+    assert!(
+        set.ends_with(&format!(
+            "; Path=/; Max-Age={MONTH}; HttpOnly; Secure; SameSite=Strict"
+        )),
+        "{set}"
+    );
+
+    // Listed, this browser's marked.
+    let r = s.list_on(&b.access, &device).await;
+    let devices = r.body["devices"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 2, "{}", r.body);
+    let id = devices[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        devices[0],
+        json!({"id": id, "created_at": remembered_at, "last_used_at": remembered_at,
+               "expires_at": remembered_at + MONTH, "current": true})
+    );
+    assert_eq!(devices[1]["current"], false);
+    assert_eq!(s.list(&a.access).await.body["devices"][0]["current"], false);
+
+    // The password alone on that browser: a session, password-only.
+    s.clock.advance(60);
+    let used_at = s.now();
+    let r = s.login_on("alice", "alice-password", &device).await;
+    r.expect_ok();
+    assert!(r.body.get("partial_token").is_none(), "{}", r.body);
+    let p = s.session_of(&r).await;
+    let me = s.get("/api/me", &p.access).await;
+    assert_eq!(me.body["amr"], json!(["pwd"]));
+    assert_eq!(me.body["acr"], "urn:tower-stepup:acr:pwd");
+    // Never a step-up route: the code first, and then it is a full session.
+    let denied = s.get("/api/billing", &p.access).await;
+    denied.expect(403, "mfa_required");
+    let stepped = s.step_up(&p, &denied).await;
+    s.get("/api/billing", &stepped.access).await.expect_ok();
+    let r = s.list_on(&stepped.access, &device).await;
+    assert_eq!(r.body["devices"][0]["last_used_at"], used_at);
+    let listed = r.body["sessions"].as_array().unwrap();
+    assert_eq!(listed.len(), 4, "{}", r.body);
+    // The wrong password with the cookie: refused as ever; without the cookie: the code.
+    s.login_on("alice", "wrong", &device)
+        .await
+        .expect(401, "invalid_credentials");
+    let r = s.login("alice").await;
+    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+}
+
+/// The cookie counts for its own user only, and only as sealed: another user (who has a
+/// factor), a changed cookie, a partial token in its place, an expired one: the second
+/// factor as ever. Nor is a device cookie ever an mfa_token.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_user_or_a_forged_or_expired_cookie_still_needs_the_second_factor() {
+    let s = start().await;
+    let bob = s.bob().await;
+    s.enroll(&bob).await;
+    let (_, device) = s.alice_remembered().await;
+    let needs_code = |r: &Reply, what: &str| {
+        r.expect_ok_for(what);
+        assert_eq!(r.body["status"], "mfa_required", "{what}: {}", r.body);
+        assert!(r.body.get("access_token").is_none(), "{what}");
+    };
+    needs_code(
+        &s.login_on("bob", "bob-password", &device).await,
+        "bob with alice's cookie",
+    );
+    let mut forged = device.clone().into_bytes();
+    let mid = forged.len() / 2;
+    forged[mid] = if forged[mid] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    needs_code(
+        &s.login_on("alice", "alice-password", &forged).await,
+        "a changed cookie",
+    );
+    let partial = s.login("alice").await.str("partial_token");
+    needs_code(
+        &s.login_on("alice", "alice-password", &partial).await,
+        "a partial token as the cookie",
+    );
+    let r = s
+        .post(
+            "/auth/mfa/verify",
+            &json!({"mfa_token": device, "code": s.code()}),
+            None,
+        )
+        .await;
+    r.expect(400, "mfa_token_invalid");
+    // alice's own, unchanged: the password alone.
+    let r = s.login_on("alice", "alice-password", &device).await;
+    assert!(r.body.get("access_token").is_some(), "{}", r.body);
+    // 30 days on, it is forgotten.
+    s.clock.advance(MONTH);
+    needs_code(
+        &s.login_on("alice", "alice-password", &device).await,
+        "an expired cookie",
+    );
+}
+
+/// `DELETE /auth/devices/{id}`: another user's or an unknown id `404` (nothing changes),
+/// a malformed one `400`; a recent authentication first; forgotten, the browser needs
+/// the code again, and its cookie is cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forgotten_device_needs_the_second_factor_again() {
+    let s = start().await;
+    let (a, device) = s.alice_remembered().await;
+    let id = device_ids(&s.list(&a.access).await).remove(0);
+    let bob = s.bob().await;
+    s.forget(&bob.access, &id, None)
+        .await
+        .expect(404, "not_found");
+    s.forget(&a.access, "AAAAAAAAAAAAAAAAAAAAAA", None)
+        .await
+        .expect(404, "not_found");
+    s.forget(&a.access, "a.b", None)
+        .await
+        .expect(400, "invalid_request");
+    let r = s.login_on("alice", "alice-password", &device).await;
+    assert!(r.body.get("access_token").is_some(), "{}", r.body);
+    // Past max_age: the step-up first.
+    s.clock.advance(301);
+    let a = s.session_of(&s.refresh(&a.refresh).await).await;
+    let denied = s.forget(&a.access, &id, Some(&device)).await;
+    denied.expect(403, "mfa_required");
+    let a = s.step_up(&a, &denied).await;
+    let r = s.forget(&a.access, &id, Some(&device)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        r.set_cookies(),
+        [format!(
+            "{DEVICE_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+        )]
+    );
+    s.forget(&a.access, &id, None)
+        .await
+        .expect(404, "not_found");
+    assert_eq!(device_ids(&s.list(&a.access).await), Vec::<String>::new());
+    let r = s.login_on("alice", "alice-password", &device).await;
+    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+}
+
+/// A change of factors (a confirmed enrollment) forgets every remembered device of the
+/// user and ends their other sessions, the password-only ones too; the session that
+/// enrolled lives on. `Completion::factors_changed` does the same for an application
+/// that changes factors itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_of_factors_forgets_devices_and_ends_the_other_sessions() {
+    let s = start().await;
+    let (other, device) = s.alice_remembered().await;
+    let by_device = s
+        .session_of(&s.login_on("alice", "alice-password", &device).await)
+        .await;
+    let bob = s.bob().await;
+    let enrolling = s.alice().await;
+    assert_eq!(ids(&s.list(&enrolling.access).await).len(), 3);
+
+    let secret = s.enroll(&enrolling).await;
+    let r = s.list(&enrolling.access).await;
+    assert_eq!(ids(&r), [(enrolling.sid.clone(), true)]);
+    assert_eq!(r.body["devices"], json!([]));
+    for (what, refresh) in [("other", &other.refresh), ("by device", &by_device.refresh)] {
+        let r = s.refresh(refresh).await;
+        assert_eq!(r.error(), "invalid_grant", "{what}: {}", r.body);
+    }
+    let enrolling = s.session_of(&s.refresh(&enrolling.refresh).await).await;
+    let bob = s.session_of(&s.refresh(&bob.refresh).await).await;
+    // The browser is no longer remembered: the new factor's code is asked for.
+    let r = s.login_on("alice", "alice-password", &device).await;
+    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+    s.next_step();
+    let code = totp::code_at(&secret, totp::step_at(s.now()));
+    let body = json!({"mfa_token": r.str("partial_token"), "code": code, "remember_device": true});
+    let v = s.post("/auth/mfa/verify", &body, None).await;
+    let again = v.cookie(DEVICE_COOKIE);
+    let fresh = s.session_of(&v).await;
+
+    // The application resets alice's factors itself: every session and device goes.
+    let ended = s.completion.factors_changed("alice", None).await.unwrap();
+    assert_eq!(ended, 2);
+    for refresh in [&fresh.refresh, &enrolling.refresh] {
+        s.refresh(refresh).await.expect(400, "invalid_grant");
+    }
+    let r = s.login_on("alice", "alice-password", &again).await;
+    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+    s.refresh(&bob.refresh).await.expect_ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle sessions
+
+/// With an idle bound (the demo's `STEPUP_SESSION_IDLE_SECS`), a session that is neither
+/// refreshed nor stepped up for that long ends: its refresh token is refused and it is
+/// gone from the list, while a session in use lives on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_session_ends_and_a_used_one_lives_on() {
+    let mut config = demo_config::demo_config(5);
+    config.session_idle_secs = 600;
+    let s = start_with(config).await;
+    let idle = s.alice().await;
+    let idle_since = s.now();
+    let busy = s.alice().await;
+    // One second before the idle one's bound, the busy one refreshes.
+    s.clock.set(idle_since + 599);
+    let busy = s.session_of(&s.refresh(&busy.refresh).await).await;
+    assert_eq!(ids(&s.list(&busy.access).await).len(), 2);
+    s.clock.set(idle_since + 600);
+    s.refresh(&idle.refresh).await.expect(400, "invalid_grant");
+    assert_eq!(ids(&s.list(&busy.access).await), [(busy.sid.clone(), true)]);
+    // The busy one: 599 s after its refresh, still alive.
+    s.clock.set(idle_since + 599 + 599);
+    s.refresh(&busy.refresh).await.expect_ok();
 }

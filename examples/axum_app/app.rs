@@ -71,6 +71,9 @@ pub struct DemoConfig {
     pub login_max_failures: u32,
     pub login_account_max_failures: u32,
     pub trusted_proxies: TrustedProxies,
+    /// `STEPUP_SESSION_IDLE_SECS`: a session ends after this long without a refresh or
+    /// step-up (default 24 h).
+    pub session_idle_secs: u64,
     /// `STEPUP_IDP_*`: an identity provider whose access tokens `/api/*` also accepts.
     pub idp: Option<IdpConfig>,
 }
@@ -197,6 +200,7 @@ impl DemoConfig {
             trusted_proxies: TrustedProxies::parse(
                 &std::env::var("STEPUP_TRUSTED_PROXIES").unwrap_or_default(),
             )?,
+            session_idle_secs: env_num("STEPUP_SESSION_IDLE_SECS", 24 * 3600)?,
             idp: IdpConfig::from_env()?,
         })
     }
@@ -271,6 +275,7 @@ impl Accounts for DemoAccounts {
 #[allow(dead_code)]
 pub struct Demo {
     pub router: Router,
+    pub completion: Completion,
     pub factors: Arc<MemoryFactors>,
     pub guard: Guard,
     pub issuer: Issuer,
@@ -373,6 +378,9 @@ pub fn build<C: Clock + Clone>(
         })
         .totp_issuer("tower-stepup demo")
         .cookies(cookies)
+        // "Remember this browser" on the code form: 30 days, password-only sessions.
+        .remember_device(tower_stepup::complete::MAX_REMEMBER_DEVICE)
+        .session_idle_timeout(Duration::from_secs(config.session_idle_secs))
         .enroll_step_up(StepUp::new().amr(["mfa"]).max_age(max_age))
         .login_throttle(
             LoginThrottle::new()
@@ -405,7 +413,8 @@ pub fn build<C: Clock + Clone>(
         .route(Method::POST, "/auth/refresh", Policy::public())
         .route(Method::POST, "/auth/logout", own_users.clone())
         .route(Method::GET, "/auth/sessions", own_users.clone())
-        .route(Method::DELETE, "/auth/sessions/{id}", own_users);
+        .route(Method::DELETE, "/auth/sessions/{id}", own_users.clone())
+        .route(Method::DELETE, "/auth/devices/{id}", own_users);
     let policies = web::PAGES.iter().fold(policies, |table, page| {
         table.route(Method::GET, page, Policy::public())
     });
@@ -430,6 +439,10 @@ pub fn build<C: Clock + Clone>(
             "/auth/sessions/{id}",
             delete_service(completion.end_session()),
         )
+        .route(
+            "/auth/devices/{id}",
+            delete_service(completion.end_device()),
+        )
         .merge(web::router())
         .fallback(web::not_found)
         .method_not_allowed_fallback(web::method_not_allowed)
@@ -438,6 +451,7 @@ pub fn build<C: Clock + Clone>(
         .layer(axum::middleware::map_request(peer_addr));
     Ok(Demo {
         router,
+        completion,
         factors,
         guard,
         issuer,

@@ -42,6 +42,7 @@ const MFA: &str = r#"<h1 id="mfa-title">Two-step verification</h1>
 <p id="mfa-help">Enter the 6-digit code from your authenticator app.</p>
 <form id="mfa-form">
 <label for="code">Code</label><input id="code" class="code" inputmode="numeric" autocomplete="one-time-code" maxlength="6" required>
+<label class="check"><input id="remember" type="checkbox"> Remember this browser for 30 days (your password alone signs you in here; pages like Billing still ask for a code)</label>
 <button id="submit" type="submit">Verify</button>
 </form>
 <div id="message" class="notice hidden" role="alert"></div>
@@ -76,6 +77,10 @@ const SESSIONS: &str = r#"<h1>Sessions</h1>
 <div id="sessions-area" class="hidden">
 <table id="sessions"><thead><tr><th>Signed in</th><th>Last active</th><th>Methods</th><th></th></tr></thead><tbody></tbody></table>
 <button id="end-others" type="button">Sign out everywhere else</button>
+<h2>Remembered browsers</h2>
+<p>Where your password alone signs you in, without a code (for 30 days).</p>
+<p id="no-devices" class="hidden">None.</p>
+<table id="devices" class="hidden"><thead><tr><th>Remembered</th><th>Last used</th><th>Until</th><th></th></tr></thead><tbody></tbody></table>
 </div>
 <div id="message" class="notice hidden" role="alert"></div>"#;
 

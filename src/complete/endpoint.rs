@@ -27,6 +27,7 @@ pub(crate) enum Kind {
     Logout,
     Sessions,
     EndSession,
+    EndDevice,
 }
 
 /// A completion endpoint as a [`Service`]: `Error = Infallible`, every outcome is a
@@ -52,6 +53,7 @@ impl Kind {
             Kind::Logout => Action::Logout,
             Kind::Sessions => Action::Sessions,
             Kind::EndSession => Action::SessionEnd,
+            Kind::EndDevice => Action::DeviceEnd,
         }
     }
 
@@ -59,7 +61,7 @@ impl Kind {
     fn method(self) -> Method {
         match self {
             Kind::Sessions => Method::GET,
-            Kind::EndSession => Method::DELETE,
+            Kind::EndSession | Kind::EndDevice => Method::DELETE,
             _ => Method::POST,
         }
     }
@@ -138,7 +140,9 @@ where
     let read = match kind {
         // No body is read, but the content type is required all the same (CSRF, see
         // `require_json`).
-        Kind::Enroll | Kind::EndSession => require_json(&parts.headers).map(|()| Bytes::new()),
+        Kind::Enroll | Kind::EndSession | Kind::EndDevice => {
+            require_json(&parts.headers).map(|()| Bytes::new())
+        }
         // A read: no body, no side effect.
         Kind::Sessions => Ok(Bytes::new()),
         _ => read_body(&parts.headers, body, completion.inner().body_limit).await,
@@ -153,5 +157,6 @@ where
         Kind::Logout => super::session::logout(c, parts, json(read), a).await,
         Kind::Sessions => super::sessions::list(c, parts, a).await,
         Kind::EndSession => super::sessions::delete(c, parts, read.map(drop), a).await,
+        Kind::EndDevice => super::device::delete(c, parts, read.map(drop), a).await,
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::error::{ErrorKind, Failure};
 use super::recent::{authorize, Caller};
 use super::response::json_ok;
-use super::{attempt, Completion, TotpFactor, ENROLLMENT_TTL};
+use super::{attempt, device, sessions, Completion, TotpFactor, ENROLLMENT_TTL};
 use crate::audit::{Action, Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};
 
@@ -104,7 +104,7 @@ pub(crate) async fn confirm(
             "wrong_code",
         ));
     };
-    match activate(completion, sub, secret, step, now).await {
+    match activate(completion, &claims, secret, step, now).await {
         Ok(codes) => {
             attempt.succeeded(now).await?;
             Ok(json_ok(&json!({ "recovery_codes": codes })))
@@ -130,15 +130,20 @@ async fn pending(completion: &Completion, sub: &str, now: u64) -> Result<TotpSec
     TotpSecret::from_bytes(pending).map_err(|_| Failure::new(ErrorKind::ServerError))
 }
 
-/// Turns the factor on, exactly once per pending enrollment: the recovery codes.
+/// Turns the factor on, exactly once per pending enrollment: the recovery codes. The
+/// factors change, so every remembered device of the user is forgotten and their
+/// sessions but the caller's end (OWASP ASVS 5.0 V7.4.3), before the factor is saved: a
+/// failure leaves the old factor with fewer devices and sessions, never the new one
+/// with the old.
 async fn activate(
     completion: &Completion,
-    sub: &str,
+    claims: &crate::Claims,
     secret: TotpSecret,
     step: u64,
     now: u64,
 ) -> Result<Vec<String>, Failure> {
     let inner = completion.inner();
+    let sub = claims.sub();
     let key = pending_key(sub);
     let expires_at = now.saturating_add(ENROLLMENT_TTL.as_secs());
     // Of N concurrent confirmations of one pending enrollment, one gets past this line.
@@ -155,6 +160,8 @@ async fn activate(
         .advance_totp_step(sub, step, forget_at, now)
         .await?;
     let (codes, hashes) = recovery::generate().map_err(|_| Failure::new(ErrorKind::ServerError))?;
+    device::forget_all(completion, sub, now).await?;
+    sessions::end_others(completion, sub, claims.sid(), now).await?;
     inner
         .factors
         .save_totp(sub, TotpFactor::new(secret, hashes))

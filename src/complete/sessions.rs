@@ -35,8 +35,8 @@ pub(crate) enum Ending<'a> {
 /// Another user's session, an unknown, ended or idle one changes nothing.
 ///
 /// Every session the completion side ends goes through here (logout, `DELETE
-/// …/sessions/{id}`, the other sessions at a change of factors): the one place to hook
-/// what else an ended session
+/// …/sessions/{id}`, the other sessions at a change of factors and
+/// [`Completion::factors_changed`]): the one place to hook what else an ended session
 /// must stop (such as the access tokens of its `sid`). (The store itself also ends
 /// families: a replayed refresh token's, and a user's oldest past
 /// [`MAX_SESSIONS_PER_USER`](crate::store::MAX_SESSIONS_PER_USER).)
@@ -55,6 +55,24 @@ pub(crate) async fn end(
     }
 }
 
+/// Ends every live session of `sub` but `keep` (the caller's own, when there is one);
+/// how many it ended.
+pub(crate) async fn end_others(
+    completion: &Completion,
+    sub: &str,
+    keep: Option<&str>,
+    now: u64,
+) -> Result<usize, StoreError> {
+    let sessions = completion.inner().store.sessions(sub, now).await?;
+    let mut ended = 0;
+    for session in sessions.iter().filter(|s| Some(s.family.as_str()) != keep) {
+        if end(completion, sub, Ending::Session(&session.family), now).await? {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
 /// One session as `GET …/sessions` shows it.
 fn session_json(session: &SessionInfo, current: Option<&str>) -> Value {
     json!({
@@ -68,8 +86,8 @@ fn session_json(session: &SessionInfo, current: Option<&str>) -> Value {
 }
 
 /// `GET …/sessions` → `{"sessions":[{"id","created_at","last_seen_at","auth_time","amr",
-/// "current"}]}`, the caller's live sessions, oldest first (Unix seconds; `current`
-/// marks the caller's own).
+/// "current"}],"devices":[…]}`, the caller's live sessions, oldest first (Unix seconds;
+/// `current` marks the caller's own), and remembered devices (`device::listed`).
 pub(crate) async fn list(
     completion: &Completion,
     parts: Parts,
@@ -84,7 +102,10 @@ pub(crate) async fn list(
     let sessions = inner.store.sessions(claims.sub(), now).await?;
     let current = claims.sid();
     let sessions: Vec<Value> = sessions.iter().map(|s| session_json(s, current)).collect();
-    Ok(json_ok(&json!({ "sessions": sessions })))
+    let devices = super::device::listed(completion, &parts.headers, claims.sub(), now).await?;
+    Ok(json_ok(
+        &json!({ "sessions": sessions, "devices": devices }),
+    ))
 }
 
 /// The id a `DELETE …/{id}` path ends with: 1 to [`MAX_ID_LEN`] characters of

@@ -40,6 +40,8 @@ pub struct Demo {
     pub issuer: Issuer,
     /// Its users' factors.
     pub factors: Arc<MemoryFactors>,
+    /// Its completion endpoints' configuration.
+    pub completion: tower_stepup::Completion,
     /// alice's TOTP secret.
     pub alice: TotpSecret,
 }
@@ -57,6 +59,7 @@ impl Demo {
             clock,
             issuer: built.issuer,
             factors: built.factors,
+            completion: built.completion,
             alice: config.alice_totp_secret.clone(),
         }
     }

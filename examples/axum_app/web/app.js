@@ -155,6 +155,7 @@ const pages = {
       busy(button, true, "Verifying…");
       const body = { code: $("code").value.trim() };
       if (stepUpToken) body.mfa_token = stepUpToken;
+      if ($("remember").checked) body.remember_device = true;
       const r = await postJson("/auth/mfa/verify", body);
       busy(button, false, "Verify");
       $("code").value = "";
@@ -284,6 +285,33 @@ pages.sessions = async function sessions() {
       }
     }
     show($("end-others"), r.data.sessions.some((s) => !s.current));
+    const devices = $("devices").querySelector("tbody");
+    devices.replaceChildren();
+    for (const d of r.data.devices || []) {
+      const row = devices.insertRow();
+      row.dataset.id = d.id;
+      row.className = d.current ? "device current" : "device";
+      row.insertCell().textContent = when(d.created_at);
+      row.insertCell().textContent = when(d.last_used_at);
+      row.insertCell().textContent = when(d.expires_at);
+      const last = row.insertCell();
+      if (d.current) {
+        const tag = last.appendChild(document.createElement("span"));
+        tag.className = "tag";
+        tag.textContent = "This browser ";
+      }
+      const b = last.appendChild(document.createElement("button"));
+      b.type = "button";
+      b.className = "forget-device";
+      b.textContent = "Forget";
+      b.addEventListener("click", async () => {
+        busy(b, true, "Forgetting…");
+        if (await endOne("/auth/devices/" + encodeURIComponent(d.id))) await load();
+      });
+    }
+    const none = (r.data.devices || []).length === 0;
+    show($("no-devices"), none);
+    show($("devices"), !none);
     show($("sessions-area"), true);
     return r.data;
   };
