@@ -181,6 +181,13 @@ impl Run {
             id: p.id,
             recovery: codes,
         });
+        // A change of factors ends the user's other sessions (DESIGN §8.3).
+        let sid = self.m.access[a].sid.clone();
+        for f in self.m.families.iter_mut() {
+            if f.user == user && f.sid != sid {
+                f.revoked = true;
+            }
+        }
         Ok(())
     }
 }
