@@ -198,6 +198,16 @@ impl Server {
 }
 
 /// The ids of a sessions answer, in order, and which is current.
+/// The refusal of an access token whose session has ended.
+fn expect_session_ended(r: &Reply) {
+    r.expect(401, "invalid_token");
+    assert_eq!(
+        r.body["error_description"], "the session has ended; sign in again",
+        "{}",
+        r.body
+    );
+}
+
 fn ids(r: &Reply) -> Vec<(String, bool)> {
     r.expect_ok();
     r.body["sessions"]
@@ -325,6 +335,9 @@ async fn an_ended_session_is_gone_and_its_refresh_token_refused() {
     assert_eq!(r.header(CACHE_CONTROL), Some("no-store"));
     assert_eq!(ids(&s.list(&a.access).await), [(a.sid.clone(), true)]);
     s.refresh(&b.refresh).await.expect(400, "invalid_grant");
+    // Its access token ends with it (DESIGN §8.3), the caller's lives on.
+    expect_session_ended(&s.get("/api/me", &b.access).await);
+    s.get("/api/me", &a.access).await.expect_ok();
     s.end(&a.access, &b.sid).await.expect(404, "not_found");
     let r = s.refresh(&a.refresh).await;
     r.expect_ok();
@@ -843,6 +856,12 @@ async fn a_change_of_factors_forgets_devices_and_ends_the_other_sessions() {
         let r = s.refresh(refresh).await;
         assert_eq!(r.error(), "invalid_grant", "{what}: {}", r.body);
     }
+    // Their access tokens end with them; the enrolling session's and bob's live on.
+    for access in [&other.access, &by_device.access] {
+        expect_session_ended(&s.get("/api/me", access).await);
+    }
+    s.get("/api/me", &enrolling.access).await.expect_ok();
+    s.get("/api/me", &bob.access).await.expect_ok();
     let enrolling = s.session_of(&s.refresh(&enrolling.refresh).await).await;
     let bob = s.session_of(&s.refresh(&bob.refresh).await).await;
     // The browser is no longer remembered: the new factor's code is asked for.
@@ -858,8 +877,12 @@ async fn a_change_of_factors_forgets_devices_and_ends_the_other_sessions() {
     // The application resets alice's factors itself: every session and device goes.
     let ended = s.completion.factors_changed("alice", None).await.unwrap();
     assert_eq!(ended, 2);
-    for refresh in [&fresh.refresh, &enrolling.refresh] {
+    for (refresh, access) in [
+        (&fresh.refresh, &fresh.access),
+        (&enrolling.refresh, &enrolling.access),
+    ] {
         s.refresh(refresh).await.expect(400, "invalid_grant");
+        expect_session_ended(&s.get("/api/me", access).await);
     }
     let r = s.login_on("alice", "alice-password", &again).await;
     assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
