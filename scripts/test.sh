@@ -2,7 +2,8 @@
 # The whole test suite, the README's test command:
 #   scripts/test.sh [cargo test arguments…]
 #
-# The integration tests start real redis-server processes and drive headless Chromium
+# The integration tests start real redis-server processes (one node, and a 3-master
+# 3-replica cluster formed with redis-cli) and drive headless Chromium
 # through chromedriver; they fail, never skip, without them. This script installs what
 # is missing from Debian's packages (as root, or with password-less sudo), or says in
 # one line what to install and stops. Then: cargo test --all-features (unit,
@@ -13,6 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# redis-cli forms the test Redis Cluster (a dependency of redis-server; named in case).
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
@@ -37,6 +40,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 redis-server --version
+redis-cli --version
 chromium --version
 chromedriver --version
 

@@ -72,6 +72,12 @@ pub enum Action {
     /// A second factor was enrolled (after `enroll_confirm` succeeded): worth telling
     /// the user about on another channel (see `complete::Hooks`).
     FactorEnrolled,
+    /// `GET …/sessions`: a user listed their sessions and devices.
+    Sessions,
+    /// `DELETE …/sessions/{id}`: a user ended one of their sessions.
+    SessionEnd,
+    /// `DELETE …/devices/{id}`: a user forgot one of their remembered devices.
+    DeviceEnd,
 }
 
 /// How it ended.
@@ -97,7 +103,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Action; 9] = [
+const EVENTS: [Action; 12] = [
     Action::Login,
     Action::Verify,
     Action::StepUp,
@@ -107,6 +113,9 @@ const EVENTS: [Action; 9] = [
     Action::Refresh,
     Action::Logout,
     Action::FactorEnrolled,
+    Action::Sessions,
+    Action::SessionEnd,
+    Action::DeviceEnd,
 ];
 
 const OUTCOMES: [Outcome; 8] = [
@@ -138,6 +147,9 @@ impl Action {
             Self::Refresh => "refresh",
             Self::Logout => "logout",
             Self::FactorEnrolled => "factor_enrolled",
+            Self::Sessions => "sessions",
+            Self::SessionEnd => "session_end",
+            Self::DeviceEnd => "device_end",
         }
     }
 

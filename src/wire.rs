@@ -84,7 +84,7 @@ error_codes! {
     /// The route needs a stronger or fresher authentication: the body carries an
     /// `mfa_token` (and [`EXPIRES_IN`]).
     MfaRequired => "mfa_required",
-    /// The request is malformed, too large, or not a `POST` at an endpoint.
+    /// The request is malformed, too large, or of a method the endpoint does not serve.
     InvalidRequest => "invalid_request",
     /// Wrong username or password, or an unknown user.
     InvalidCredentials => "invalid_credentials",
@@ -104,6 +104,8 @@ error_codes! {
     ReauthenticationRequired => "reauthentication_required",
     /// The refresh token is unknown, expired, revoked or was reused.
     InvalidGrant => "invalid_grant",
+    /// No such session or device of the caller (also another user's).
+    NotFound => "not_found",
     /// A store or backend could not be reached: try again.
     TemporarilyUnavailable => "temporarily_unavailable",
     /// The server could not complete or decide the request.
@@ -152,7 +154,7 @@ mod tests {
             assert_eq!(code.to_string(), code.as_str());
             assert!(seen.insert(code.as_str()), "{code:?} is listed twice");
         }
-        assert_eq!(seen.len(), 17);
+        assert_eq!(seen.len(), 18);
     }
 
     #[test]

@@ -249,6 +249,23 @@ impl Browser {
         }
     }
 
+    /// Waits until exactly `n` elements match `css` (the page re-renders after its
+    /// request returns).
+    async fn wait_count(&self, css: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let found = self.client.find_all(Locator::Css(css)).await.unwrap().len();
+            if found == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`{css}` matches {found}, not {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn url(&self) -> String {
         self.client.current_url().await.unwrap().to_string()
     }
@@ -337,6 +354,44 @@ impl Demo {
 
     fn wrong_code(&self) -> String {
         codes::wrong_code(&self.alice, self.clock.now())
+    }
+
+    /// A POST to the demo from outside the browser (an API client): its JSON answer.
+    async fn api(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!(
+                "{}{path}",
+                self.base.replace("localhost", "127.0.0.1")
+            ))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// alice signs in from an API client (at the next TOTP step): her refresh token.
+    async fn alice_elsewhere(&self) -> String {
+        self.clock.advance(30);
+        let login = json!({"username": "alice", "password": "alice-password"});
+        let (_, partial) = self.api("/auth/login", login).await;
+        let verify = json!({"mfa_token": partial["partial_token"], "code": self.code(&self.alice)});
+        let (status, tokens) = self.api("/auth/mfa/verify", verify).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens["refresh_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Whether a refresh token still refreshes (it is rotated if so).
+    async fn refreshes(&self, refresh: &str) -> bool {
+        let (status, _) = self
+            .api("/auth/refresh", json!({ "refresh_token": refresh }))
+            .await;
+        status == 200
     }
 }
 
@@ -536,6 +591,128 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
         .unwrap()
         .count();
     assert_eq!(shots, 11, "one screenshot per step");
+    b.client.clone().close().await.unwrap();
+}
+
+/// The sessions page (issue 17): alice sees where she is signed in, this browser marked;
+/// ends one other session; signs out everywhere else; and, past `max_age`, confirms a
+/// code first and is brought back to end it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_page_lists_ends_and_signs_out_everywhere_else() {
+    let d = demo().await;
+    let b = Browser::start_unrecorded().await;
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    b.on("dashboard").await;
+    let elsewhere = d.alice_elsewhere().await;
+
+    b.goto(&format!("{}/sessions", d.base)).await;
+    b.on("sessions").await;
+    b.wait("#sessions-area:not(.hidden)").await;
+    b.wait_count("tr.session", 2).await;
+    assert_eq!(b.text("tr.session.current .tag").await, "This browser");
+    assert!(b.text("tr.session.current").await.contains("pwd, otp, mfa"));
+
+    // End the other session: one row left, and its refresh token is dead.
+    b.click("tr.session:not(.current) button.end-session").await;
+    b.wait_text("#sessions tbody", "This browser").await;
+    b.wait_count("tr.session", 1).await;
+    assert!(
+        !d.refreshes(&elsewhere).await,
+        "the ended session still refreshes"
+    );
+
+    // Two more elsewhere; "sign out everywhere else" ends both, and not this one.
+    let (one, two) = (d.alice_elsewhere().await, d.alice_elsewhere().await);
+    b.goto(&format!("{}/sessions", d.base)).await;
+    b.on("sessions").await;
+    b.wait("#sessions-area:not(.hidden)").await;
+    b.wait_count("tr.session", 3).await;
+    b.click("#end-others").await;
+    b.wait_text("#message:not(.hidden)", "Signed out everywhere else")
+        .await;
+    b.wait_count("tr.session", 1).await;
+    assert!(!d.refreshes(&one).await && !d.refreshes(&two).await);
+
+    // Past max_age: the code first, then back here to end it.
+    let late = d.alice_elsewhere().await;
+    d.clock.advance(301);
+    b.goto(&format!("{}/sessions", d.base)).await;
+    b.on("sessions").await;
+    b.click("tr.session:not(.current) button.end-session").await;
+    b.on("mfa").await;
+    b.wait_text("#mfa-title", "Confirm it's you").await;
+    assert!(d.refreshes(&late).await, "nothing ended before the code");
+    d.clock.advance(30);
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    let url = b.url_after_leaving(&format!("{}/mfa", d.base)).await;
+    assert_eq!(url, format!("{}/sessions", d.base));
+    b.on("sessions").await;
+    b.click("tr.session:not(.current) button.end-session").await;
+    b.wait_count("tr.session", 1).await;
+    b.client.clone().close().await.unwrap();
+}
+
+/// Remember this browser (issue 17): ticked on the code form, the next password sign-in
+/// on this browser lands on the dashboard without a code, password-only (`amr` `pwd`:
+/// billing still asks for the code); the sessions page lists the browser and forgets
+/// it, its cookie goes, and the code is asked for again.
+#[tokio::test(flavor = "multi_thread")]
+async fn remember_this_browser_skips_the_code_until_forgotten() {
+    let d = demo().await;
+    let b = Browser::start_unrecorded().await;
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#remember").await;
+    b.click("#submit").await;
+    b.on("dashboard").await;
+    let device = "__Host-stepup-device".to_owned();
+    assert!(
+        b.cookies_at(&d.base, "/dashboard")
+            .await
+            .contains(&(device.clone(), true)),
+        "an HttpOnly device cookie"
+    );
+    b.click("#logout").await;
+    b.on("login").await;
+
+    // The password alone: the dashboard, password-only.
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("dashboard").await;
+    b.wait("#me:not(.hidden)").await;
+    assert_eq!(b.text("#amr").await, "pwd");
+    // Billing still asks for the code.
+    b.goto(&format!("{}/billing", d.base)).await;
+    b.on("mfa").await;
+    b.wait_text("#mfa-title", "Confirm it's you").await;
+    d.clock.advance(30);
+    b.fill("#code", &d.code(&d.alice)).await;
+    b.click("#submit").await;
+    b.on("billing").await;
+    b.wait_text("#invoices:not(.hidden)", "INV-1001").await;
+
+    // Listed, and forgotten.
+    b.goto(&format!("{}/sessions", d.base)).await;
+    b.on("sessions").await;
+    b.wait("#devices:not(.hidden)").await;
+    assert!(b.text("tr.device.current").await.contains("This browser"));
+    b.click("tr.device.current button.forget-device").await;
+    b.wait("#no-devices:not(.hidden)").await;
+    assert!(
+        !b.cookies_at(&d.base, "/dashboard")
+            .await
+            .iter()
+            .any(|(n, _)| *n == device),
+        "the device cookie is cleared"
+    );
+    b.click("#logout").await;
+    b.on("login").await;
+    b.sign_in(&d.base, "alice", "alice-password").await;
+    b.on("mfa").await;
     b.client.clone().close().await.unwrap();
 }
 

@@ -287,6 +287,25 @@ async fn endpoints_answer_405_to_other_methods() {
     let res = s.completion.login().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "POST");
+    // The sessions endpoints serve GET and DELETE, and say so.
+    let c = &s.completion;
+    for (endpoint, wrong, allow) in [
+        (c.sessions(), Method::POST, "GET"),
+        (c.sessions(), Method::DELETE, "GET"),
+        (c.end_session(), Method::GET, "DELETE"),
+        (c.end_session(), Method::POST, "DELETE"),
+    ] {
+        let req = Request::builder()
+            .method(wrong.clone())
+            .uri("/auth/sessions/abc")
+            .body(Full::<bytes::Bytes>::default())
+            .unwrap();
+        let res = endpoint.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{wrong}");
+        assert_eq!(res.headers()["allow"], allow, "{wrong}");
+        let (_, error) = error_of(res).await;
+        assert_eq!(error, "invalid_request");
+    }
 }
 
 /// Hostile spellings of a credential: `Authorization` values (each vector one request's
@@ -566,6 +585,19 @@ async fn the_body_is_judged_after_the_method_and_the_caller() {
             raw(Method::POST, Some("application/json"), None, "{"),
             400,
             "invalid_request",
+        ),
+        // Ending a session reads no body: its caller first, then the content type.
+        (
+            c.end_session(),
+            raw(Method::DELETE, None, None, ""),
+            401,
+            "unauthorized",
+        ),
+        (
+            c.sessions(),
+            raw(Method::GET, None, huge, "{"),
+            401,
+            "unauthorized",
         ),
     ];
     for (i, (endpoint, req, status, error)) in cases.into_iter().enumerate() {

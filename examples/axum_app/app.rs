@@ -9,7 +9,7 @@ use std::time::Duration;
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post_service};
+use axum::routing::{delete_service, get, get_service, post_service};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -72,6 +72,9 @@ pub struct DemoConfig {
     pub login_max_failures: u32,
     pub login_account_max_failures: u32,
     pub trusted_proxies: TrustedProxies,
+    /// `STEPUP_SESSION_IDLE_SECS`: a session ends after this long without a refresh or
+    /// step-up (default 24 h).
+    pub session_idle_secs: u64,
     /// `STEPUP_IDP_*`: an identity provider whose access tokens `/api/*` also accepts.
     pub idp: Option<IdpConfig>,
     /// With a shared store (`REDIS_URL`): the replica follows the store's revocation
@@ -202,6 +205,7 @@ impl DemoConfig {
             trusted_proxies: TrustedProxies::parse(
                 &std::env::var("STEPUP_TRUSTED_PROXIES").unwrap_or_default(),
             )?,
+            session_idle_secs: env_num("STEPUP_SESSION_IDLE_SECS", 24 * 3600)?,
             idp: IdpConfig::from_env()?,
             revocation_staleness_secs: match std::env::var("REDIS_URL") {
                 Ok(url) if !url.is_empty() => {
@@ -282,12 +286,10 @@ impl Accounts for DemoAccounts {
 #[allow(dead_code)]
 pub struct Demo {
     pub router: Router,
+    pub completion: Completion,
     pub factors: Arc<MemoryFactors>,
     pub guard: Guard,
     pub issuer: Issuer,
-    /// The completion endpoints' configuration (e.g. for `revoke_user`).
-    #[allow(dead_code)]
-    pub completion: Completion,
 }
 
 /// The identity provider of `STEPUP_IDP_*` (DESIGN §8.1): access tokens for the demo's
@@ -391,6 +393,9 @@ pub fn build<C: Clock + Clone>(
         })
         .totp_issuer("tower-stepup demo")
         .cookies(cookies)
+        // "Remember this browser" on the code form: 30 days, password-only sessions.
+        .remember_device(tower_stepup::complete::MAX_REMEMBER_DEVICE)
+        .session_idle_timeout(Duration::from_secs(config.session_idle_secs))
         .enroll_step_up(StepUp::new().amr(["mfa"]).max_age(max_age))
         .login_throttle(
             LoginThrottle::new()
@@ -421,7 +426,10 @@ pub fn build<C: Clock + Clone>(
         .route(Method::POST, "/auth/mfa/enroll", own_users.clone())
         .route(Method::POST, "/auth/mfa/enroll/confirm", own_users.clone())
         .route(Method::POST, "/auth/refresh", Policy::public())
-        .route(Method::POST, "/auth/logout", own_users);
+        .route(Method::POST, "/auth/logout", own_users.clone())
+        .route(Method::GET, "/auth/sessions", own_users.clone())
+        .route(Method::DELETE, "/auth/sessions/{id}", own_users.clone())
+        .route(Method::DELETE, "/auth/devices/{id}", own_users);
     let policies = web::PAGES.iter().fold(policies, |table, page| {
         table.route(Method::GET, page, Policy::public())
     });
@@ -441,18 +449,27 @@ pub fn build<C: Clock + Clone>(
         )
         .route("/auth/refresh", post_service(completion.refresh()))
         .route("/auth/logout", post_service(completion.logout()))
+        .route("/auth/sessions", get_service(completion.sessions()))
+        .route(
+            "/auth/sessions/{id}",
+            delete_service(completion.end_session()),
+        )
+        .route(
+            "/auth/devices/{id}",
+            delete_service(completion.end_device()),
+        )
         .merge(web::router())
         .fallback(web::not_found)
         .method_not_allowed_fallback(web::method_not_allowed)
         .layer(guard.route_table(policies)?)
-        .layer(axum::middleware::from_fn(web::same_origin_posts))
+        .layer(axum::middleware::from_fn(web::same_origin_writes))
         .layer(axum::middleware::map_request(peer_addr));
     Ok(Demo {
         router,
+        completion,
         factors,
         guard,
         issuer,
-        completion,
     })
 }
 

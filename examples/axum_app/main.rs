@@ -1,5 +1,5 @@
 //! The tower-stepup demo: password login, TOTP second factor, step-up on a
-//! sensitive route, enrollment, refresh with rotation, logout.
+//! sensitive route, enrollment, refresh with rotation, logout, the list of sessions.
 //!
 //! ```text
 //! cargo run --example axum_app
@@ -18,7 +18,8 @@
 //! | `POST /auth/mfa/enroll`, `POST /auth/mfa/enroll/confirm` | authenticated (step-up for a user who has a factor) |
 //! | `POST /auth/refresh` | public |
 //! | `POST /auth/logout` | authenticated |
-//! | `GET /login`, `/mfa`, `/dashboard`, `/billing`, `/security`, `/static/*` | public (browser pages over the routes above, in cookie mode) |
+//! | `GET /auth/sessions`, `DELETE /auth/sessions/{id}`, `DELETE /auth/devices/{id}` | authenticated (ending a session or forgetting a device: a recent authentication first) |
+//! | `GET /login`, `/mfa`, `/dashboard`, `/billing`, `/security`, `/sessions`, `/static/*` | public (browser pages over the routes above, in cookie mode) |
 //!
 //! Users: `alice` / `alice-password` (TOTP enrolled), `bob` / `bob-password` (no second
 //! factor). Environment (all optional): `STEPUP_BIND`, `STEPUP_ALICE_TOTP_SECRET`,
@@ -29,7 +30,8 @@
 //! `STEPUP_LOGIN_MAX_FAILURES` (10 per account and client in 15 minutes),
 //! `STEPUP_LOGIN_ACCOUNT_MAX_FAILURES` (100 per account in an hour),
 //! `STEPUP_TRUSTED_PROXIES` (addresses or CIDRs whose `X-Forwarded-For` names the client;
-//! none), `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`
+//! none), `STEPUP_SESSION_IDLE_SECS` (a session ends after this long without a refresh or
+//! step-up; 86400), `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`
 //! (with `--features jwks`: `/api/*` also accepts that identity provider's access tokens
 //! for the audience `https://demo.tower-stepup.local/api`, `typ` `at+jwt`, `JWT` or none,
 //! RS256, ES256 or EdDSA; its step-ups are delegated to it, and `/auth/*` serves the
@@ -184,6 +186,10 @@ fn print_instructions(base: &str, config: &app::DemoConfig) {
     println!(
         "  curl -si {base}/auth/logout {json} -H \"authorization: Bearer $ACCESS\" -d \"{{\\\"refresh_token\\\":\\\"$REFRESH\\\"}}\""
     );
+    println!(
+        "  # 7. Where you are signed in (end one: DELETE /auth/sessions/<id>, JSON content type)"
+    );
+    println!("  curl -s {base}/auth/sessions -H \"authorization: Bearer $ACCESS\"");
     println!();
     println!(
         "After {} s, /api/billing asks alice for a fresh code: verify the mfa_token it returns \

@@ -1,6 +1,6 @@
 //! The demo's browser pages: sign in, the code form, the dashboard, a step-up page
-//! (billing) and enrollment. Static HTML and one script over the JSON endpoints, in
-//! cookie mode; a same-origin check on every `POST` (CSRF).
+//! (billing), enrollment and the sessions. Static HTML and one script over the JSON
+//! endpoints, in cookie mode; a same-origin check on every `POST` and `DELETE` (CSRF).
 
 use axum::extract::Request;
 use axum::http::header::{
@@ -22,6 +22,7 @@ pub const PAGES: &[&str] = &[
     "/dashboard",
     "/billing",
     "/security",
+    "/sessions",
     "/static/app.css",
     "/static/app.js",
 ];
@@ -41,6 +42,7 @@ const MFA: &str = r#"<h1 id="mfa-title">Two-step verification</h1>
 <p id="mfa-help">Enter the 6-digit code from your authenticator app.</p>
 <form id="mfa-form">
 <label for="code">Code</label><input id="code" class="code" inputmode="numeric" autocomplete="one-time-code" maxlength="6" required>
+<label class="check"><input id="remember" type="checkbox"> Remember this browser for 30 days (your password alone signs you in here; pages like Billing still ask for a code)</label>
 <button id="submit" type="submit">Verify</button>
 </form>
 <div id="message" class="notice hidden" role="alert"></div>
@@ -69,6 +71,19 @@ const SECURITY: &str = r#"<h1>Security</h1>
 <ol id="codes" class="codes"></ol></div>
 <div id="message" class="notice hidden" role="alert"></div>"#;
 
+const SESSIONS: &str = r#"<h1>Sessions</h1>
+<p>Where you are signed in. Ending a session signs that browser or app out (it asks for a recent sign-in first).</p>
+<p id="loading">Loading…</p>
+<div id="sessions-area" class="hidden">
+<table id="sessions"><thead><tr><th>Signed in</th><th>Last active</th><th>Methods</th><th></th></tr></thead><tbody></tbody></table>
+<button id="end-others" type="button">Sign out everywhere else</button>
+<h2>Remembered browsers</h2>
+<p>Where your password alone signs you in, without a code (for 30 days).</p>
+<p id="no-devices" class="hidden">None.</p>
+<table id="devices" class="hidden"><thead><tr><th>Remembered</th><th>Last used</th><th>Until</th><th></th></tr></thead><tbody></tbody></table>
+</div>
+<div id="message" class="notice hidden" role="alert"></div>"#;
+
 /// The page routes.
 pub fn router() -> Router {
     Router::new()
@@ -86,6 +101,10 @@ pub fn router() -> Router {
         .route(
             "/security",
             get(|| async { page("security", "Security", SECURITY) }),
+        )
+        .route(
+            "/sessions",
+            get(|| async { page("sessions", "Sessions", SESSIONS) }),
         )
         .route(
             "/static/app.css",
@@ -145,11 +164,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// CSRF: a `POST` that a browser marks as coming from another site, or whose `Origin`
-/// is not this server, is refused before it reaches an endpoint. (The endpoints also
-/// accept only `application/json`, and the cookies are `SameSite=Strict`.)
-pub async fn same_origin_posts(req: Request, next: Next) -> Response {
-    if req.method() == Method::POST && !same_origin(req.headers()) {
+/// CSRF: a `POST` or `DELETE` that a browser marks as coming from another site, or
+/// whose `Origin` is not this server, is refused before it reaches an endpoint. (The
+/// endpoints also accept only `application/json`, and the cookies are
+/// `SameSite=Strict`.)
+pub async fn same_origin_writes(req: Request, next: Next) -> Response {
+    let writes = matches!(*req.method(), Method::POST | Method::DELETE);
+    if writes && !same_origin(req.headers()) {
         return (
             StatusCode::FORBIDDEN,
             Json(json!({

@@ -26,6 +26,11 @@ use crate::random::{self, RandomError};
 /// `typ` header of mfa_tokens.
 pub const MFA_TOKEN_TYP: &str = "stepup-mfa+jwt";
 
+/// `typ` header of the sealed remembered-device cookie (`complete`'s
+/// `remember_device`): sealed by the same keys, but never opened as an mfa_token, nor an
+/// mfa_token as a device cookie (the `typ` is in the authenticated header).
+pub const DEVICE_TYP: &str = "stepup-device+jwt";
+
 /// Longest mfa_token [`Sealer::open`] looks at, in bytes.
 pub const MAX_MFA_TOKEN_LEN: usize = 4 * 1024;
 
@@ -125,15 +130,19 @@ impl SealingKeys {
                 .map_err(|_| ConfigError::invalid("sealing key", "wrong length"))?;
             all.push((key.kid.clone(), cipher));
         }
-        let header = serde_json::to_vec(&JweHeader {
-            alg: "dir".to_owned(),
-            enc: "A256GCM".to_owned(),
-            kid: self.current.kid.clone(),
-            typ: MFA_TOKEN_TYP.to_owned(),
-        })
-        .map_err(|e| ConfigError::invalid("sealing key", e.to_string()))?;
+        let header = |typ: &str| {
+            serde_json::to_vec(&JweHeader {
+                alg: "dir".to_owned(),
+                enc: "A256GCM".to_owned(),
+                kid: self.current.kid.clone(),
+                typ: typ.to_owned(),
+            })
+            .map(|json| URL_SAFE_NO_PAD.encode(json))
+            .map_err(|e| ConfigError::invalid("sealing key", e.to_string()))
+        };
         Ok(Ciphers {
-            current_header: URL_SAFE_NO_PAD.encode(header),
+            current_header: header(MFA_TOKEN_TYP)?,
+            device_header: header(DEVICE_TYP)?,
             all,
         })
     }
@@ -142,8 +151,21 @@ impl SealingKeys {
 struct Ciphers {
     /// base64url of the protected header naming the current key; also the AAD.
     current_header: String,
+    /// The same for [`DEVICE_TYP`].
+    device_header: String,
     /// The current key first.
     all: Vec<(String, Aes256Gcm)>,
+}
+
+impl Ciphers {
+    /// The current header of `typ` ([`MFA_TOKEN_TYP`] or [`DEVICE_TYP`]).
+    fn header(&self, typ: &str) -> Option<&str> {
+        match typ {
+            MFA_TOKEN_TYP => Some(&self.current_header),
+            DEVICE_TYP => Some(&self.device_header),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -264,20 +286,45 @@ impl Sealer {
 
     /// Seals `claims` under the current key.
     pub fn seal(&self, claims: &MfaTokenClaims) -> Result<String, SealError> {
+        let buf = serde_json::to_vec(claims).map_err(|_| SealError::Encrypt)?;
+        self.seal_payload(MFA_TOKEN_TYP, buf)
+    }
+
+    /// Seals the JSON of `value` as a token of kind `typ` ([`DEVICE_TYP`]): the same JWE
+    /// form and keys as an mfa_token, told apart by the authenticated `typ`.
+    #[cfg(feature = "server")]
+    pub(crate) fn seal_json<T: Serialize>(
+        &self,
+        typ: &'static str,
+        value: &T,
+    ) -> Result<String, SealError> {
+        let buf = serde_json::to_vec(value).map_err(|_| SealError::Encrypt)?;
+        self.seal_payload(typ, buf)
+    }
+
+    /// Opens a token of kind `typ` sealed by [`seal_json`](Self::seal_json): its JSON
+    /// read back (no time check: the caller checks the expiry its type carries).
+    #[cfg(feature = "server")]
+    pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        typ: &'static str,
+        token: &str,
+    ) -> Result<T, OpenError> {
+        let buf = self.open_payload(typ, token)?;
+        serde_json::from_slice(&buf).map_err(|_| OpenError::Malformed)
+    }
+
+    fn seal_payload(&self, typ: &str, mut buf: Vec<u8>) -> Result<String, SealError> {
         let ciphers = self.ciphers();
+        let header = ciphers.header(typ).ok_or(SealError::Encrypt)?;
         let (_, cipher) = ciphers.all.first().ok_or(SealError::Encrypt)?;
         let mut iv = [0u8; IV_LEN];
         random::fill(&mut iv)?;
-        let mut buf = serde_json::to_vec(claims).map_err(|_| SealError::Encrypt)?;
         let tag = cipher
-            .encrypt_in_place_detached(
-                &Nonce::from(iv),
-                ciphers.current_header.as_bytes(),
-                &mut buf,
-            )
+            .encrypt_in_place_detached(&Nonce::from(iv), header.as_bytes(), &mut buf)
             .map_err(|_| SealError::Encrypt)?;
-        let mut out = String::with_capacity(ciphers.current_header.len() + buf.len() * 4 / 3 + 48);
-        out.push_str(&ciphers.current_header);
+        let mut out = String::with_capacity(header.len() + buf.len() * 4 / 3 + 48);
+        out.push_str(header);
         out.push_str("..");
         URL_SAFE_NO_PAD.encode_string(iv, &mut out);
         out.push('.');
@@ -292,6 +339,17 @@ impl Sealer {
 
     /// Opens `token` at time `now`: checks form, kind, key and integrity, then expiry.
     pub fn open(&self, token: &str, now: u64) -> Result<MfaTokenClaims, OpenError> {
+        let buf = self.open_payload(MFA_TOKEN_TYP, token)?;
+        let claims: MfaTokenClaims =
+            serde_json::from_slice(&buf).map_err(|_| OpenError::Malformed)?;
+        if now >= claims.exp {
+            return Err(OpenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// The authenticated plaintext of `token`, a JWE of kind `typ`.
+    fn open_payload(&self, typ: &str, token: &str) -> Result<Vec<u8>, OpenError> {
         if token.len() > MAX_MFA_TOKEN_LEN {
             return Err(OpenError::Malformed);
         }
@@ -313,7 +371,7 @@ impl Sealer {
             serde_json::from_slice(&header_json).map_err(|_| OpenError::Malformed)?;
         if header.alg != "dir"
             || header.enc != "A256GCM"
-            || header.typ != MFA_TOKEN_TYP
+            || header.typ != typ
             || !encrypted_key.is_empty()
         {
             return Err(OpenError::WrongKind);
@@ -337,12 +395,7 @@ impl Sealer {
                 &Tag::from(tag),
             )
             .map_err(|_| OpenError::Tampered)?;
-        let claims: MfaTokenClaims =
-            serde_json::from_slice(&buf).map_err(|_| OpenError::Malformed)?;
-        if now >= claims.exp {
-            return Err(OpenError::Expired);
-        }
-        Ok(claims)
+        Ok(buf)
     }
 }
 
@@ -398,6 +451,43 @@ mod tests {
             !String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(payload).unwrap()).contains("alice")
         );
         assert_eq!(sealer.open(&token, 1299).unwrap(), claims(1300));
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn a_device_token_and_an_mfa_token_never_open_as_each_other() {
+        #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        struct Device {
+            sub: String,
+            exp: u64,
+        }
+        let sealer = Sealer::new(SealingKeys::new(key("k1", 1))).unwrap();
+        let device = Device {
+            sub: "alice".into(),
+            exp: 5000,
+        };
+        let sealed = sealer.seal_json(DEVICE_TYP, &device).unwrap();
+        assert_eq!(sealer.open_json::<Device>(DEVICE_TYP, &sealed), Ok(device));
+        assert!(!sealed.contains("alice"));
+        assert_eq!(sealer.open(&sealed, 1000), Err(OpenError::WrongKind));
+        let mfa = sealer.seal(&claims(1300)).unwrap();
+        assert_eq!(
+            sealer.open_json::<Device>(DEVICE_TYP, &mfa),
+            Err(OpenError::WrongKind)
+        );
+        // The typ is authenticated: a device token relabelled as an mfa_token fails.
+        let parts: Vec<&str> = sealed.split('.').collect();
+        let relabelled = format!(
+            "{}.{}",
+            sealer
+                .seal(&claims(1300))
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap(),
+            parts[1..].join(".")
+        );
+        assert_eq!(sealer.open(&relabelled, 1000), Err(OpenError::Tampered));
     }
 
     #[test]

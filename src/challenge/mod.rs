@@ -86,6 +86,6 @@ pub use self::denial::{
     GRPC_MFA_TOKEN_HEADER,
 };
 pub use self::mfa_token::{
-    MfaTokenClaims, OpenError, SealError, Sealer, SealingKey, SealingKeys, MAX_MFA_TOKEN_LEN,
-    MFA_TOKEN_TYP,
+    MfaTokenClaims, OpenError, SealError, Sealer, SealingKey, SealingKeys, DEVICE_TYP,
+    MAX_MFA_TOKEN_LEN, MFA_TOKEN_TYP,
 };

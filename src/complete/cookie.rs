@@ -18,6 +18,10 @@ use crate::layer::CookieNames;
 ///   endpoints: `__Secure-stepup-refresh`, `Path=/auth` by default (both endpoints must
 ///   be under it), for as long as the session's absolute lifetime remains. Refresh and
 ///   logout read the token from the body first, then from this cookie.
+/// - the **device cookie** marks a browser whose user asked verify to remember it
+///   (`"remember_device": true`, with [`CompletionBuilder::remember_device`]): a sealed
+///   token naming the user and a device record, `__Host-stepup-device`, `Path=/`, for at
+///   most 30 days; login reads it.
 ///
 /// All are `HttpOnly; Secure; SameSite=Strict`. Verify clears the partial cookie and
 /// sets a new session and refresh cookie; refresh replaces both; logout clears both.
@@ -28,6 +32,8 @@ use crate::layer::CookieNames;
 /// The endpoints accept only `Content-Type: application/json` bodies, which a cross-site
 /// form cannot send without a CORS preflight; with `SameSite=Strict` this is the CSRF
 /// defence of the completion endpoints. Your own state-changing routes need theirs.
+///
+/// [`CompletionBuilder::remember_device`]: super::CompletionBuilder::remember_device
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct CookieConfig {
@@ -99,6 +105,24 @@ impl CookieConfig {
         self.names.refresh
     }
 
+    /// The device cookie's name: `__Host-stepup-device` (`stepup-device` with
+    /// [`allow_insecure_http_for_testing`](Self::allow_insecure_http_for_testing)).
+    pub fn device_name(&self) -> &str {
+        if self.secure {
+            "__Host-stepup-device"
+        } else {
+            "stepup-device"
+        }
+    }
+
+    pub(crate) fn set_device(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
+        self.build(self.device_name(), "/", token, max_age)
+    }
+
+    pub(crate) fn clear_device(&self) -> Option<HeaderValue> {
+        self.build(self.device_name(), "/", "", 0)
+    }
+
     pub(crate) fn set_refresh(&self, token: &str, max_age: u64) -> Option<HeaderValue> {
         self.build(self.names.refresh, &self.refresh_path, token, max_age)
     }
@@ -159,6 +183,14 @@ mod tests {
             c.clear_refresh().unwrap(),
             "__Secure-stepup-refresh=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
         );
+        assert_eq!(
+            c.set_device("d", 2_592_000).unwrap(),
+            "__Host-stepup-device=d; Path=/; Max-Age=2592000; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            c.clear_device().unwrap(),
+            "__Host-stepup-device=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+        );
     }
 
     #[test]
@@ -175,5 +207,12 @@ mod tests {
             ("stepup-session", "stepup-partial", "stepup-refresh")
         );
         assert_eq!(CookieConfig::new().names(), CookieNames::SECURE);
+        assert_eq!(c.device_name(), "stepup-device");
+        assert!(!c
+            .set_device("d", 1)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Secure"));
     }
 }

@@ -25,6 +25,9 @@ pub(crate) enum Kind {
     EnrollConfirm,
     Refresh,
     Logout,
+    Sessions,
+    EndSession,
+    EndDevice,
 }
 
 /// A completion endpoint as a [`Service`]: `Error = Infallible`, every outcome is a
@@ -48,6 +51,18 @@ impl Kind {
             Kind::EnrollConfirm => Action::EnrollConfirm,
             Kind::Refresh => Action::Refresh,
             Kind::Logout => Action::Logout,
+            Kind::Sessions => Action::Sessions,
+            Kind::EndSession => Action::SessionEnd,
+            Kind::EndDevice => Action::DeviceEnd,
+        }
+    }
+
+    /// The one method the endpoint serves.
+    fn method(self) -> Method {
+        match self {
+            Kind::Sessions => Method::GET,
+            Kind::EndSession | Kind::EndDevice => Method::DELETE,
+            _ => Method::POST,
         }
     }
 }
@@ -97,9 +112,10 @@ where
     }
 }
 
-/// `405` for anything but `POST`, before the body is looked at; then the body is read
-/// and checked once, here (content type, declared length, limit, JSON), and the handler
-/// gets it parsed. A body that fails a check is handed on as its [`Failure`]: each
+/// `405` for anything but the endpoint's method (`POST`; `GET` or `DELETE` for the
+/// sessions endpoints), before the body is looked at; then the body is read and checked
+/// once, here (content type, declared length, limit, JSON), and the handler gets it
+/// parsed. A body that fails a check is handed on as its [`Failure`]: each
 /// handler answers it at its turn, so that an endpoint that needs a caller says `401`
 /// (and enroll-confirm its step-up) before anything about the body.
 async fn dispatch<B>(
@@ -112,14 +128,23 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if req.method() != Method::POST {
-        return Err(Failure::new(ErrorKind::MethodNotAllowed));
+    let method = kind.method();
+    if req.method() != method {
+        return Err(match method {
+            Method::GET => Failure::method_not_allowed("GET"),
+            Method::DELETE => Failure::method_not_allowed("DELETE"),
+            _ => Failure::new(ErrorKind::MethodNotAllowed),
+        });
     }
     let (parts, body) = req.into_parts();
     let read = match kind {
         // No body is read, but the content type is required all the same (CSRF, see
         // `require_json`).
-        Kind::Enroll => require_json(&parts.headers).map(|()| Bytes::new()),
+        Kind::Enroll | Kind::EndSession | Kind::EndDevice => {
+            require_json(&parts.headers).map(|()| Bytes::new())
+        }
+        // A read: no body, no side effect.
+        Kind::Sessions => Ok(Bytes::new()),
         _ => read_body(&parts.headers, body, completion.inner().body_limit).await,
     };
     let c = completion;
@@ -130,5 +155,8 @@ where
         Kind::EnrollConfirm => super::enroll::confirm(c, parts, json(read), a).await,
         Kind::Refresh => super::session::refresh(c, parts, json(read), a).await,
         Kind::Logout => super::session::logout(c, parts, json(read), a).await,
+        Kind::Sessions => super::sessions::list(c, parts, a).await,
+        Kind::EndSession => super::sessions::delete(c, parts, read.map(drop), a).await,
+        Kind::EndDevice => super::device::delete(c, parts, read.map(drop), a).await,
     }
 }

@@ -7,70 +7,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ErrorKind, Failure};
+use super::recent::{authorize, Caller};
 use super::response::json_ok;
-use super::{attempt, Completion, TotpFactor, ENROLLMENT_TTL};
+use super::{attempt, device, sessions, Completion, TotpFactor, ENROLLMENT_TTL};
 use crate::audit::{Action, Outcome, Record};
 use crate::factor::{recovery, totp, TotpSecret};
-use crate::token::Claims;
 
 fn pending_key(sub: &str) -> String {
     format!("enroll:{sub}")
-}
-
-/// Who asks, from the request, copied out so no borrow of it lives across an await.
-struct Caller {
-    claims: Option<Claims>,
-    method: http::Method,
-    path: String,
-}
-
-impl Caller {
-    fn of(completion: &Completion, parts: &Parts) -> Self {
-        Self {
-            claims: completion.local_caller(&parts.extensions),
-            method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-        }
-    }
-}
-
-/// The verified claims, and — for a user who already has a factor — the step-up answer
-/// when the claims do not meet the enrollment requirement.
-async fn authorize(
-    completion: &Completion,
-    caller: Caller,
-    now: u64,
-    audit: &mut Record,
-) -> Result<Result<Claims, Response<Bytes>>, Failure> {
-    let inner = completion.inner();
-    let claims = caller.claims.ok_or(Failure::new(ErrorKind::Unauthorized))?;
-    audit.sub(claims.sub());
-    let requirement = &inner.enroll_step_up;
-    if inner.factors.totp(claims.sub()).await?.is_none() {
-        // A first factor: a stolen access token must not be enough to plant one
-        // (OWASP ASVS 5.0 V6.4 / V7.5: re-authenticate before changing factors).
-        let leeway = inner.guard.verifier().leeway();
-        if let Some(max_age) = requirement.required_max_age() {
-            if !requirement.recent_enough(&claims, now, leeway) {
-                audit.reason("reauthentication_required");
-                return Err(Failure::reauthentication(max_age));
-            }
-        }
-        return Ok(Ok(claims));
-    }
-    let leeway = inner.guard.verifier().leeway();
-    if let Some(unmet) = requirement.unmet(&claims, now, leeway) {
-        audit.outcome(Outcome::Failed, Some("mfa_required"));
-        return Ok(Err(inner.guard.challenge(
-            requirement,
-            unmet,
-            &claims,
-            &caller.method,
-            &caller.path,
-            now,
-        )));
-    }
-    Ok(Ok(claims))
 }
 
 /// `POST …/mfa/enroll` → `{"secret","otpauth_uri","qr_svg"}`. Nothing changes until
@@ -160,7 +104,7 @@ pub(crate) async fn confirm(
             "wrong_code",
         ));
     };
-    match activate(completion, sub, secret, step, now).await {
+    match activate(completion, &claims, secret, step, now).await {
         Ok(codes) => {
             attempt.succeeded(now).await?;
             Ok(json_ok(&json!({ "recovery_codes": codes })))
@@ -186,15 +130,20 @@ async fn pending(completion: &Completion, sub: &str, now: u64) -> Result<TotpSec
     TotpSecret::from_bytes(pending).map_err(|_| Failure::new(ErrorKind::ServerError))
 }
 
-/// Turns the factor on, exactly once per pending enrollment: the recovery codes.
+/// Turns the factor on, exactly once per pending enrollment: the recovery codes. The
+/// factors change, so every remembered device of the user is forgotten and their
+/// sessions but the caller's end (OWASP ASVS 5.0 V7.4.3), before the factor is saved: a
+/// failure leaves the old factor with fewer devices and sessions, never the new one
+/// with the old.
 async fn activate(
     completion: &Completion,
-    sub: &str,
+    claims: &crate::Claims,
     secret: TotpSecret,
     step: u64,
     now: u64,
 ) -> Result<Vec<String>, Failure> {
     let inner = completion.inner();
+    let sub = claims.sub();
     let key = pending_key(sub);
     let expires_at = now.saturating_add(ENROLLMENT_TTL.as_secs());
     // Of N concurrent confirmations of one pending enrollment, one gets past this line.
@@ -211,6 +160,8 @@ async fn activate(
         .advance_totp_step(sub, step, forget_at, now)
         .await?;
     let (codes, hashes) = recovery::generate().map_err(|_| Failure::new(ErrorKind::ServerError))?;
+    device::forget_all(completion, sub, now).await?;
+    sessions::end_others(completion, sub, claims.sid(), now).await?;
     inner
         .factors
         .save_totp(sub, TotpFactor::new(secret, hashes))

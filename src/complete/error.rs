@@ -19,7 +19,8 @@ pub enum ErrorKind {
     InvalidRequest,
     /// Body over the limit (64 KiB by default).
     PayloadTooLarge,
-    /// Not a `POST`.
+    /// Not the endpoint's method (`POST`; `GET` or `DELETE` for the sessions
+    /// endpoints): the `Allow` header names it.
     MethodNotAllowed,
     /// Wrong username or password, or an unknown user: the same answer for both.
     InvalidCredentials,
@@ -41,8 +42,10 @@ pub enum ErrorKind {
     ReauthenticationRequired,
     /// The refresh token is unknown, expired, revoked or was reused.
     InvalidGrant,
-    /// No valid access token (enroll, logout).
+    /// No valid access token (enroll, logout, the sessions endpoints).
     Unauthorized,
+    /// No such session or device of the caller: unknown, ended, or another user's.
+    NotFound,
     /// The store or a backend could not be reached: fail closed.
     TemporarilyUnavailable,
     /// Something that should not fail did (e.g. signing). Fail closed.
@@ -100,6 +103,7 @@ rows! {
     REAUTHENTICATION_REQUIRED: ReauthenticationRequired, FORBIDDEN, ReauthenticationRequired, "changing factors needs a recent sign-in; sign in again";
     INVALID_GRANT: InvalidGrant, BAD_REQUEST, InvalidGrant, "the refresh token is invalid, expired or revoked";
     UNAUTHORIZED: Unauthorized, UNAUTHORIZED, Unauthorized, "an access token is required";
+    NOT_FOUND: NotFound, NOT_FOUND, NotFound, "no such session or device";
     TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, TemporarilyUnavailable, "the service is temporarily unavailable; try again";
     SERVER_ERROR: ServerError, INTERNAL_SERVER_ERROR, ServerError, "the request could not be completed";
 }
@@ -113,6 +117,8 @@ pub(crate) struct Failure {
     pub(crate) retry_after: Option<u64>,
     /// A `WWW-Authenticate` challenge, for the rows that carry one.
     pub(crate) challenge: Option<HeaderValue>,
+    /// The method a `405` names in `Allow` (`POST` when none is given).
+    pub(crate) allow: Option<&'static str>,
 }
 
 impl Failure {
@@ -123,6 +129,22 @@ impl Failure {
             attempts_remaining: None,
             retry_after: None,
             challenge: None,
+            allow: None,
+        }
+    }
+
+    /// `405`: the endpoint serves `allow` only (`GET` or `DELETE`; `POST` is
+    /// `Failure::new(ErrorKind::MethodNotAllowed)`).
+    pub(crate) fn method_not_allowed(allow: &'static str) -> Self {
+        let description = match allow {
+            "GET" => "use GET",
+            "DELETE" => "use DELETE",
+            _ => "use POST",
+        };
+        Self {
+            allow: Some(allow),
+            description: Some(description),
+            ..Self::new(ErrorKind::MethodNotAllowed)
         }
     }
 
@@ -175,7 +197,8 @@ impl Failure {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
         if self.kind == ErrorKind::MethodNotAllowed {
-            headers.insert(ALLOW, HeaderValue::from_static("POST"));
+            let allow = self.allow.unwrap_or("POST");
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
         response.extensions_mut().insert(self.kind);
         response
@@ -256,6 +279,7 @@ mod tests {
         ),
         (ErrorKind::InvalidGrant, "invalid_grant"),
         (ErrorKind::Unauthorized, "unauthorized"),
+        (ErrorKind::NotFound, "not_found"),
         (ErrorKind::TemporarilyUnavailable, "temporarily_unavailable"),
         (ErrorKind::ServerError, "server_error"),
     ];

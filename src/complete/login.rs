@@ -10,7 +10,7 @@ use serde_json::json;
 use super::error::{ErrorKind, Failure};
 use super::response::json_ok;
 use super::username::canonical_username;
-use super::{attempt, session, Account, Completion};
+use super::{attempt, device, session, Account, Completion};
 use crate::audit::{Outcome, Record};
 use crate::challenge::MfaRequirements;
 use crate::store::{Reservation, Settlement};
@@ -72,7 +72,9 @@ async fn authenticate(
 }
 
 /// `POST …/login`, its body as the endpoint read it. With a factor enrolled the answer
-/// is a partial token only: password OK is not logged in.
+/// is a partial token only: password OK is not logged in. Unless the browser is a
+/// device the user asked to remember (see `device.rs`): then a session with `amr`
+/// `["pwd"]` only, never `mfa`.
 pub(crate) async fn handle(
     completion: &Completion,
     parts: Parts,
@@ -91,11 +93,20 @@ pub(crate) async fn handle(
     if let Some(scope) = &account.scope {
         grant = grant.scope(scope.clone());
     }
-    if inner.factors.totp(&account.id).await?.is_none() {
+    let now = inner.guard.clock().now();
+    let skip = if inner.factors.totp(&account.id).await?.is_none() {
+        Some("no_second_factor")
+    } else if device::recognized(completion, &parts.headers, &account.id, now).await? {
+        Some("remembered_device")
+    } else {
+        None
+    };
+    if let Some(why) = skip {
+        // Password only: the password `acr`, `amr` ["pwd"]: no step-up route opens.
         let grant = grant.acr(inner.password_acr.clone());
         let session = session::start(completion, &grant).await?;
         audit.token(&session.access.token);
-        audit.reason("no_second_factor");
+        audit.reason(why);
         return Ok(session.response(completion));
     }
     let partial = inner.issuer.issue_partial(&grant).map_err(|e| {

@@ -8,13 +8,16 @@
 //! | `POST /auth/mfa/enroll/confirm` | [`Completion::enroll_confirm`] | the first code → the factor is on, recovery codes once |
 //! | `POST /auth/refresh` | [`Completion::refresh`] | rotates the refresh token; reuse revokes the family |
 //! | `POST /auth/logout` | [`Completion::logout`] | revokes the refresh family |
+//! | `GET /auth/sessions` | [`Completion::sessions`] | the caller's live sessions |
+//! | `DELETE /auth/sessions/{id}` | [`Completion::end_session`] | ends one of them (recent authentication first) |
+//! | `DELETE /auth/devices/{id}` | [`Completion::end_device`] | forgets a remembered device (recent authentication first) |
 //!
 //! Each is a plain [`tower_service::Service`] with `Error = Infallible` ([`Endpoint`]):
 //! mount it with axum's `route_service`, or serve it with hyper directly. Put the
 //! [`StepUpLayer`](crate::StepUpLayer) in front with [`Policy::public`](crate::Policy::public)
 //! for login and refresh, [`Policy::mfa_verify`](crate::Policy::mfa_verify) for verify,
-//! and [`Policy::authenticated`](crate::Policy::authenticated) for enroll, confirm and
-//! logout (they read the verified [`Claims`](crate::Claims)).
+//! and [`Policy::authenticated`](crate::Policy::authenticated) for enroll, confirm,
+//! logout and the sessions endpoints (they read the verified [`Claims`](crate::Claims)).
 //!
 //! The application plugs in its users ([`Accounts`]) and where second factors are kept
 //! ([`Factors`]); what must be atomic lives in a [`Store`] (see [`store`](crate::store)).
@@ -24,15 +27,18 @@
 
 mod attempt;
 mod cookie;
+mod device;
 mod endpoint;
 mod enroll;
 mod error;
 mod login;
 mod peer;
+mod recent;
 mod request;
 mod response;
 mod revoke;
 mod session;
+mod sessions;
 mod throttle;
 mod username;
 pub(crate) mod verify;
@@ -261,6 +267,9 @@ pub const DEFAULT_PASSWORD_ACR: &str = "urn:tower-stepup:acr:pwd";
 pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How long a started enrollment waits for its confirmation.
 pub const ENROLLMENT_TTL: Duration = Duration::from_secs(600);
+/// The longest a browser can be remembered ([`CompletionBuilder::remember_device`]): 30
+/// days.
+pub const MAX_REMEMBER_DEVICE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The shared configuration of the completion endpoints. Cheap to clone.
 #[derive(Clone)]
@@ -278,6 +287,8 @@ pub(crate) struct Inner {
     pub(crate) refresh_lifetime: u64,
     /// Sessions end after this many seconds without a sign-in, refresh or step-up.
     pub(crate) session_idle: Option<u64>,
+    /// How long a remembered device counts, in seconds (`None`: not offered).
+    pub(crate) remember_device: Option<u64>,
     pub(crate) mfa_acr: String,
     pub(crate) password_acr: String,
     pub(crate) totp_issuer: String,
@@ -332,7 +343,58 @@ impl Completion {
     /// Every token of the user issued up to now is refused, whichever session it
     /// belongs to; a sign-in after the call starts a new session that works.
     pub async fn revoke_user(&self, sub: &str) -> Result<usize, crate::store::StoreError> {
-        revoke::end_user(self, sub).await
+        sessions::end_user(self, sub).await
+    }
+
+    /// `GET …/sessions` (authenticated) → `{"sessions":[{"id","created_at","last_seen_at",
+    /// "auth_time","amr","current"}],"devices":[{"id","created_at","last_used_at",
+    /// "expires_at","current"}]}`: the caller's live sessions and remembered devices,
+    /// oldest first, times in Unix seconds; `current` marks the caller's own session, and
+    /// the device this browser's cookie names. `last_seen_at` is the session's last
+    /// sign-in, refresh or step-up (nothing is written per request); `last_used_at` the
+    /// device's last login without the second factor (its `created_at` if none).
+    pub fn sessions(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Sessions)
+    }
+
+    /// `DELETE …/sessions/{id}` (authenticated; `Content-Type: application/json`, no
+    /// body) → `204`: ends the caller's session `id` (its refresh token is refused from
+    /// now on). Mount it on a path that ends with the id, e.g. `/auth/sessions/{id}`.
+    ///
+    /// It needs a recent authentication, the rule of [`enroll`](Self::enroll)
+    /// ([`CompletionBuilder::enroll_step_up`]): for a user with a second factor, `amr`
+    /// with `mfa` and `auth_time` within its `max_age`, else the step-up challenge (`403
+    /// mfa_required` with an mfa_token); for one without, `auth_time` within the
+    /// `max_age`, else `403 reauthentication_required`. Another user's or an unknown
+    /// id is `404 not_found` and changes nothing; a malformed id `400 invalid_request`.
+    /// Ending one's own session also clears the session cookies (cookie mode).
+    pub fn end_session(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::EndSession)
+    }
+
+    /// `DELETE …/devices/{id}` (authenticated; `Content-Type: application/json`, no body)
+    /// → `204`: forgets the caller's remembered device `id` (the next password login
+    /// there asks for the second factor again). The rules of
+    /// [`end_session`](Self::end_session): a recent authentication first, `404
+    /// not_found` for another user's or an unknown id, `400` for a malformed one.
+    /// Forgetting this browser's device also clears its cookie. Mount it on a path that
+    /// ends with the id, e.g. `/auth/devices/{id}`.
+    pub fn end_device(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::EndDevice)
+    }
+
+    /// For an application that changes a user's factors outside these endpoints (a
+    /// support desk resetting a lost authenticator): forgets all of `user`'s remembered
+    /// devices and ends their sessions but `keep` (OWASP ASVS 5.0 V7.4.3), as a
+    /// confirmed enrollment does. How many sessions it ended.
+    pub async fn factors_changed(
+        &self,
+        user: &str,
+        keep: Option<&str>,
+    ) -> Result<usize, crate::store::StoreError> {
+        let now = self.inner.guard.clock().now();
+        device::forget_all(self, user, now).await?;
+        sessions::end_others(self, user, keep, now).await
     }
 
     /// The cookie settings, if cookies are on.
@@ -363,6 +425,7 @@ impl fmt::Debug for Completion {
             .field("attempts", &self.inner.attempts)
             .field("refresh_lifetime", &self.inner.refresh_lifetime)
             .field("session_idle", &self.inner.session_idle)
+            .field("remember_device", &self.inner.remember_device)
             .field("cookies", &self.inner.cookies)
             .finish_non_exhaustive()
     }
@@ -417,6 +480,7 @@ pub struct CompletionBuilder {
     attempts: Option<AttemptPolicy>,
     refresh_lifetime: Option<Duration>,
     session_idle: Option<Duration>,
+    remember_device: Option<Duration>,
     mfa_acr: Option<String>,
     password_acr: Option<String>,
     totp_issuer: Option<String>,
@@ -489,6 +553,23 @@ impl CompletionBuilder {
         self
     }
 
+    /// Offers "remember this device" for `lifetime` (at most [`MAX_REMEMBER_DEVICE`], 30
+    /// days; default: not offered). Needs [`cookies`](Self::cookies).
+    ///
+    /// A verify whose body says `"remember_device": true` then also sets a sealed device
+    /// cookie (see [`CookieConfig`]) and remembers the device for the user (at most
+    /// [`MAX_DEVICES_PER_USER`](crate::store::MAX_DEVICES_PER_USER), expiring with the
+    /// cookie). A later password login of the same user presenting that cookie completes
+    /// without the second factor, with `amr` `["pwd"]` only and the password `acr`: never
+    /// `mfa`, so it never meets a step-up route, which asks for the second factor as
+    /// ever. Another user's cookie counts for nothing. Devices are listed by
+    /// [`Completion::sessions`], forgotten by [`Completion::end_device`], and all
+    /// forgotten when the user's factors change.
+    pub fn remember_device(mut self, lifetime: Duration) -> Self {
+        self.remember_device = Some(lifetime);
+        self
+    }
+
     /// The `acr` of sessions after a second factor (default [`DEFAULT_MFA_ACR`]).
     pub fn mfa_acr(mut self, acr: impl Into<String>) -> Self {
         self.mfa_acr = Some(acr.into());
@@ -507,8 +588,9 @@ impl CompletionBuilder {
         self
     }
 
-    /// What a user who already has a factor must meet to enroll another (default: `amr`
-    /// contains `mfa`, `auth_time` within 300 s).
+    /// What a user who already has a factor must meet to enroll another, or to end a
+    /// session (default: `amr` contains `mfa`, `auth_time` within 300 s); a user without
+    /// one must have signed in within its `max_age`.
     pub fn enroll_step_up(mut self, requirement: StepUp) -> Self {
         self.enroll_step_up = Some(requirement);
         self
@@ -559,6 +641,19 @@ impl CompletionBuilder {
         if session_idle == Some(0) {
             return Err(ConfigError::invalid("session_idle_timeout", "at least 1 s"));
         }
+        let remember_device = self.remember_device.map(|d| d.as_secs());
+        if remember_device.is_some_and(|d| d == 0 || d > MAX_REMEMBER_DEVICE.as_secs()) {
+            return Err(ConfigError::invalid(
+                "remember_device",
+                "between 1 s and 30 days",
+            ));
+        }
+        if remember_device.is_some() && self.cookies.is_none() {
+            return Err(ConfigError::invalid(
+                "remember_device",
+                "a remembered device is a cookie: set cookies too",
+            ));
+        }
         let login_throttle = self.login_throttle.unwrap_or_default();
         if !login_throttle.is_valid() {
             return Err(ConfigError::invalid(
@@ -582,6 +677,7 @@ impl CompletionBuilder {
                 attempts,
                 refresh_lifetime,
                 session_idle,
+                remember_device,
                 mfa_acr: self.mfa_acr.unwrap_or_else(|| DEFAULT_MFA_ACR.to_owned()),
                 password_acr: self
                     .password_acr

@@ -1,14 +1,14 @@
-//! Ending sessions: the one place where a session's end reaches its access tokens.
+//! Ending sessions' access tokens: the one place where a session's end reaches them.
 //!
 //! Every way a session ends (logout, refresh-token reuse, a session revoked from the
-//! list, [`Completion::revoke_user`], a change of factors) comes through here: the store
-//! records the revocation for every replica, and this process's guard refuses the
-//! session's access tokens from the next request on.
+//! list, [`Completion::revoke_user`], a change of factors) comes through here, most of
+//! them by way of [`sessions::end`](super::sessions): the store records the revocation
+//! for every replica, and this process's guard refuses the session's access tokens from
+//! the next request on.
 
-use super::error::Failure;
 use super::Completion;
 use crate::revocation::UserRevocations;
-use crate::store::{FamilyRevocation, StoreError};
+use crate::store::StoreError;
 
 /// Until when a revocation made at `now` must be remembered: until every access token
 /// the session may have been issued has expired (their lifetime plus the verifier's
@@ -28,7 +28,7 @@ pub(crate) async fn end_sessions(
     completion: &Completion,
     sub: &str,
     sids: &[&str],
-) -> Result<(), Failure> {
+) -> Result<(), StoreError> {
     if sids.is_empty() {
         return Ok(());
     }
@@ -37,22 +37,14 @@ pub(crate) async fn end_sessions(
     let revoked = sids
         .iter()
         .fold(UserRevocations::new(sub), |r, sid| r.session(*sid, until));
-    Ok(record(completion, revoked, now).await?)
+    record(completion, revoked, now).await
 }
 
-/// Ends every session of `sub`: a cutoff refuses every token issued up to now, then
-/// each live refresh family is revoked. The number of families ended.
-pub(crate) async fn end_user(completion: &Completion, sub: &str) -> Result<usize, StoreError> {
-    let inner = completion.inner();
-    let now = inner.guard.clock().now();
+/// Refuses every access token of `sub` issued up to now, whichever its session.
+pub(crate) async fn end_all(completion: &Completion, sub: &str) -> Result<(), StoreError> {
+    let now = completion.inner().guard.clock().now();
     let revoked = UserRevocations::new(sub).before(now, until(completion, now));
-    record(completion, revoked, now).await?;
-    let mut ended = 0;
-    for session in inner.store.sessions(sub, now).await? {
-        let outcome = inner.store.end_session(sub, &session.family, now).await?;
-        ended += usize::from(outcome == FamilyRevocation::Revoked);
-    }
-    Ok(ended)
+    record(completion, revoked, now).await
 }
 
 /// Records `revoked` in the store, then in this process's set. A store error changes

@@ -18,13 +18,12 @@ use sha2::{Digest, Sha256};
 use super::error::{ErrorKind, Failure};
 use super::response::{json_ok, no_content};
 use super::revoke;
+use super::sessions::{self, Ending};
 use super::Completion;
 use crate::audit::{Outcome, Record};
 use crate::layer::credential::{self, Credential};
 use crate::random;
-use crate::store::{
-    Elevation, FamilyRef, FamilyRevocation, RefreshRecord, Rotation, SessionChange, TokenHash,
-};
+use crate::store::{Elevation, FamilyRef, RefreshRecord, Rotation, SessionChange, TokenHash};
 use crate::token::{Grant, IssuedToken};
 
 /// Longest refresh token looked at.
@@ -369,17 +368,13 @@ pub(crate) async fn logout(
     // The caller's own session ends, with its access tokens, refresh token or not.
     let mut revoked = false;
     if let Some(sid) = claims.sid() {
-        revoke::end_sessions(completion, claims.sub(), &[sid]).await?;
-        let family = inner.store.revoke_family(claims.sub(), sid, now).await?;
-        revoked = family == FamilyRevocation::Revoked;
+        revoked = sessions::end(completion, claims.sub(), Ending::Session(sid), now).await?;
     }
     // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
     revoked |= match family_of(&token) {
         Some(family) => {
-            inner
-                .store
-                .refresh_revoke(&family, hash(&token), claims.sub(), now)
-                .await?
+            let ending = Ending::RefreshToken(&family, &hash(&token));
+            sessions::end(completion, claims.sub(), ending, now).await?
         }
         None => false,
     };

@@ -13,7 +13,7 @@
 //! settled and the session started or stepped up, at once. The tokens of the session
 //! are signed before the second step, for a code that matched. A recovery code is
 //! removed from the user's factor after the second step, and its session made in a
-//! third.
+//! third; remembering the browser (`remember_device`) is one more.
 //!
 //! [`Store::reserve_challenge`]: crate::store::Store::reserve_challenge
 //! [`Store::settle_challenge`]: crate::store::Store::settle_challenge
@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::error::{ErrorKind, Failure};
 use super::session::{self, Tokens};
-use super::{attempt, Completion, TotpFactor};
+use super::{attempt, device, Completion, TotpFactor};
 use crate::audit::Record;
 use crate::challenge::OpenError;
 use crate::factor::{recovery, totp, RecoveryCodeHash};
@@ -46,6 +46,9 @@ pub(crate) struct VerifyBody {
     code: Option<String>,
     #[serde(default)]
     recovery_code: Option<String>,
+    /// Remember this browser (cookie mode, with `CompletionBuilder::remember_device`).
+    #[serde(default)]
+    remember_device: bool,
 }
 
 enum Proof {
@@ -74,7 +77,8 @@ impl Challenge {
 }
 
 /// `POST …/mfa/verify`, its body as the endpoint read it; then [`verify`]. The answer
-/// is the session's tokens (and cookies, in cookie mode).
+/// is the session's tokens (and cookies, in cookie mode), and the device cookie when
+/// the body asked to remember this browser.
 pub(crate) async fn handle(
     completion: &Completion,
     parts: Parts,
@@ -88,6 +92,20 @@ pub(crate) async fn handle(
     let mut response = session.response(completion);
     if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
         response.headers_mut().append(SET_COOKIE, v);
+    }
+    if body.remember_device {
+        let sub = session.access.claims.sub();
+        let now = completion.inner().guard.clock().now();
+        // The second factor is done and its tokens are issued: a device that cannot be
+        // remembered now (a store error) is only asked for the code again next time.
+        match device::remember(completion, &parts.headers, sub, now).await {
+            Ok(cookie) => response
+                .headers_mut()
+                .extend(cookie.map(|v| (SET_COOKIE, v))),
+            Err(failure) => {
+                tracing::warn!(error = ?failure.kind, "this device could not be remembered");
+            }
+        }
     }
     Ok(response)
 }

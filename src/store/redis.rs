@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use crate::token::Claims;
@@ -13,12 +12,17 @@ use crate::token::Claims;
 use super::challenge::user_tag;
 
 mod challenge;
+#[cfg(feature = "redis-cluster")]
+mod cluster;
+mod connection;
 mod families;
 mod feed;
 mod revoked;
 mod sessions;
 #[cfg(feature = "redis-tls")]
 mod tls;
+
+use connection::{Connection, Subscribers};
 
 use super::{
     AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
@@ -95,6 +99,16 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// provider as the process default when none is installed; one the application
 /// installed before is kept and used.
 ///
+/// # Redis Cluster
+/// With feature `redis-cluster`, `RedisStoreBuilder::connect_cluster` connects to a
+/// cluster through the URLs of one or more of its nodes; the store is the same. Keys
+/// are routed by slot; a script's keys are in one slot (one user's, by their hash tag),
+/// and the revocation log, a user's revocations and the user's own keys are written
+/// one command a key. The
+/// timeout bounds every call; a master that stops answering makes its slots fail with
+/// [`StoreError::Timeout`] until its replica takes over, after which the same store
+/// serves again (a timed-out call makes it re-read the slot map in the background).
+///
 /// # Security
 /// Single use lives in Redis: a Redis that loses its data (a restart without
 /// persistence, a failover to a replica that lagged) forgets which challenges were
@@ -104,9 +118,9 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// [`MemoryStore`]: super::MemoryStore
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     /// For the revocation feed's own pub/sub connection.
-    client: redis::Client,
+    subscribers: Subscribers,
     prefix: Arc<str>,
     timeout: Duration,
 }
@@ -149,6 +163,19 @@ impl RedisStore {
     /// Fails if Redis cannot be reached now.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::builder().connect(url).await
+    }
+
+    /// Connects to a Redis Cluster (feature `redis-cluster`) with the default prefix and
+    /// timeout, through the URLs of one or more of its nodes: see
+    /// [`RedisStoreBuilder::connect_cluster`].
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub async fn connect_cluster<I>(nodes: I) -> Result<Self, StoreError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().connect_cluster(nodes).await
     }
 
     /// A builder for a store with another prefix or timeout.
@@ -290,28 +317,43 @@ impl RedisStoreBuilder {
     /// password.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
         check_prefix(&self.prefix)?;
+        let connected = connection::node(url, self.roots(), self.timeout).await?;
+        Ok(self.store(connected))
+    }
+
+    /// Connects to a Redis Cluster (feature `redis-cluster`) through `nodes`, the URLs
+    /// of one or more of its nodes (`redis://host:port`, or `rediss://` with feature
+    /// `redis-tls`; one scheme and one ACL user and password for all). The other nodes
+    /// and the slot map are found through the cluster. Fails as [`connect`](Self::connect)
+    /// does, and when no node URL is given.
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub async fn connect_cluster<I>(self, nodes: I) -> Result<RedisStore, StoreError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        check_prefix(&self.prefix)?;
+        let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        let connected = connection::cluster(&nodes, self.roots(), self.timeout).await?;
+        Ok(self.store(connected))
+    }
+
+    /// The roots for `rediss://` (always `None` without feature `redis-tls`).
+    fn roots(&self) -> Option<&[u8]> {
         #[cfg(feature = "redis-tls")]
-        let client = tls::client(url, self.roots.as_deref())?;
+        return self.roots.as_deref();
         #[cfg(not(feature = "redis-tls"))]
-        let client = redis::Client::open(url).map_err(|e| redis_error(&e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(self.timeout / 2);
-        let connecting = ConnectionManager::new_with_config(client.clone(), config);
-        let conn = match tokio::time::timeout(self.timeout, connecting).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(redis_error(&e)),
-            Err(_) => return Err(StoreError::Timeout),
-        };
-        Ok(RedisStore {
+        None
+    }
+
+    fn store(self, (conn, subscribers): (Connection, Subscribers)) -> RedisStore {
+        RedisStore {
             conn,
-            client,
+            subscribers,
             prefix: self.prefix.into(),
             timeout: self.timeout,
-        })
+        }
     }
 }
 

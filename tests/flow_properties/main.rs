@@ -54,7 +54,8 @@
 //! or replayed code counts a failure, the [`MAX_ATTEMPTS`]th within [`WINDOW`] s of the
 //! previous one locks the user for [`LOCKOUT`] s and kills the challenge; a success
 //! clears the failures; refresh rotates, and presenting a rotated token revokes the
-//! family; logout revokes the family of a refresh token of the caller; a step-up revokes
+//! family; logout revokes the family of a refresh token of the caller; a confirmed
+//! enrollment revokes the user's other families; a step-up revokes
 //! the session it replaces, and one of a revoked session spends its code and challenge
 //! but opens nothing; a family ends [`REFRESH_LIFETIME`] s after it began. Every answer
 //! is predicted exactly (status, `error`, `attempts_remaining`, `Retry-After`, the

@@ -40,12 +40,12 @@ pub struct Demo {
     pub issuer: Issuer,
     /// Its users' factors.
     pub factors: Arc<MemoryFactors>,
+    /// Its completion endpoints' configuration.
+    pub completion: tower_stepup::Completion,
     /// alice's TOTP secret.
     pub alice: TotpSecret,
     /// Its guard (e.g. to feed its revocations from a store).
     pub guard: tower_stepup::Guard,
-    /// Its completion endpoints' configuration (e.g. for `revoke_user`).
-    pub completion: tower_stepup::Completion,
 }
 
 impl Demo {
@@ -61,9 +61,9 @@ impl Demo {
             clock,
             issuer: built.issuer,
             factors: built.factors,
+            completion: built.completion,
             alice: config.alice_totp_secret.clone(),
             guard: built.guard,
-            completion: built.completion,
         }
     }
 

@@ -26,7 +26,8 @@ pub fn demo_env() -> [(&'static str, String); 4] {
 }
 
 /// The demo with fixed keys and alice's fixed secret: `max_age` and mfa_tokens 300 s,
-/// access tokens 900 s, `max_attempts` wrong codes before a lockout.
+/// access tokens 900 s, `max_attempts` wrong codes before a lockout, sessions idle after
+/// 24 h (as the demo's defaults).
 pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
     crate::app::DemoConfig {
         bind: "127.0.0.1:0".to_owned(),
@@ -43,6 +44,7 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         login_max_failures: 10,
         login_account_max_failures: 100,
         trusted_proxies: tower_stepup::complete::TrustedProxies::none(),
+        session_idle_secs: 24 * 3600,
         idp: None,
         revocation_staleness_secs: None,
     }

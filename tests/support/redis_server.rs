@@ -30,9 +30,10 @@ struct Running {
     pid: u32,
 }
 
+/// The defaults come first: a caller's arguments (`"$@"`) override them.
 const WRAPPER: &str = r#"
-"$0" "$@" --bind 127.0.0.1 --save '' --appendonly no --protected-mode no \
-     --loglevel warning --logfile '' >&2 &
+"$0" --bind 127.0.0.1 --save '' --appendonly no --protected-mode no \
+     --loglevel warning --logfile '' "$@" >&2 &
 pid=$!
 echo "$pid"
 read _ignored
@@ -110,6 +111,14 @@ impl RedisServer {
         .collect();
         args.extend(extra.iter().map(|a| a.to_string()));
         Self::launch(port, args, true)
+    }
+
+    /// Starts a plain server on `port` with `extra` arguments (e.g. a cluster node's
+    /// `--cluster-enabled yes --dir …`) and waits until it answers PING.
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
+        let mut args = vec!["--port".to_owned(), port.to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::launch(port, args, false)
     }
 
     fn launch(port: u16, args: Vec<String>, tls: bool) -> Self {

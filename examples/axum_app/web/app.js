@@ -43,6 +43,28 @@ async function getJson(path) {
   return refreshed.status === 200 ? getJsonOnce(path) : r;
 }
 
+// A DELETE (no body; the JSON content type is the endpoints' CSRF rule), with the same
+// silent refresh as getJson.
+async function deleteOnce(path) {
+  const res = await fetch(path, {
+    method: "DELETE",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json" },
+  });
+  let data = {};
+  try { data = await res.json(); } catch (_) { /* 204 */ }
+  return { status: res.status, data };
+}
+
+async function deleteJson(path) {
+  const r = await deleteOnce(path);
+  if (r.status !== 401) return r;
+  const refreshed = await postJson("/auth/refresh", {});
+  return refreshed.status === 200 ? deleteOnce(path) : r;
+}
+
+const when = (secs) => (secs ? new Date(secs * 1000).toISOString().replace(".000Z", "Z") : "");
+
 // Where to go after signing in: a path on this origin only (no open redirect), else
 // `fallback`. The raw value must be one "/" not followed by another "/" or a "\"
 // (browsers read "/\host" as "//host"), with no "\" or control character anywhere (the
@@ -133,6 +155,7 @@ const pages = {
       busy(button, true, "Verifying…");
       const body = { code: $("code").value.trim() };
       if (stepUpToken) body.mfa_token = stepUpToken;
+      if ($("remember").checked) body.remember_device = true;
       const r = await postJson("/auth/mfa/verify", body);
       busy(button, false, "Verify");
       $("code").value = "";
@@ -217,6 +240,93 @@ const pages = {
       }
     });
   },
+};
+
+// Ends one session (or device) at `path`: true when done; otherwise the step-up, a new
+// sign-in or a message takes over.
+async function endOne(path) {
+  const r = await deleteJson(path);
+  if (r.status === 204 || r.status === 404) return true;
+  if (r.status === 401) { signedOut(); return false; }
+  if (r.status === 403 && r.data.error === "mfa_required") { stepUp(r.data); return false; }
+  if (r.status === 403 && r.data.error === "reauthentication_required") { signedOut(); return false; }
+  notice("error", "Could not end it: " + (r.data.error_description || r.status));
+  return false;
+}
+
+pages.sessions = async function sessions() {
+  const load = async () => {
+    const r = await getJson("/auth/sessions");
+    if (r.status === 401) return signedOut();
+    if (r.status !== 200) return notice("error", "Sessions are unavailable right now.");
+    show($("loading"), false);
+    const body = $("sessions").querySelector("tbody");
+    body.replaceChildren();
+    for (const s of r.data.sessions) {
+      const row = body.insertRow();
+      row.dataset.id = s.id;
+      row.className = s.current ? "session current" : "session";
+      row.insertCell().textContent = when(s.auth_time);
+      row.insertCell().textContent = when(s.last_seen_at);
+      row.insertCell().textContent = s.amr.join(", ");
+      const last = row.insertCell();
+      if (s.current) {
+        last.appendChild(document.createElement("span")).textContent = "This browser";
+        last.firstChild.className = "tag";
+      } else {
+        const b = last.appendChild(document.createElement("button"));
+        b.type = "button";
+        b.className = "end-session";
+        b.textContent = "End";
+        b.addEventListener("click", async () => {
+          busy(b, true, "Ending…");
+          if (await endOne("/auth/sessions/" + encodeURIComponent(s.id))) await load();
+        });
+      }
+    }
+    show($("end-others"), r.data.sessions.some((s) => !s.current));
+    const devices = $("devices").querySelector("tbody");
+    devices.replaceChildren();
+    for (const d of r.data.devices || []) {
+      const row = devices.insertRow();
+      row.dataset.id = d.id;
+      row.className = d.current ? "device current" : "device";
+      row.insertCell().textContent = when(d.created_at);
+      row.insertCell().textContent = when(d.last_used_at);
+      row.insertCell().textContent = when(d.expires_at);
+      const last = row.insertCell();
+      if (d.current) {
+        const tag = last.appendChild(document.createElement("span"));
+        tag.className = "tag";
+        tag.textContent = "This browser ";
+      }
+      const b = last.appendChild(document.createElement("button"));
+      b.type = "button";
+      b.className = "forget-device";
+      b.textContent = "Forget";
+      b.addEventListener("click", async () => {
+        busy(b, true, "Forgetting…");
+        if (await endOne("/auth/devices/" + encodeURIComponent(d.id))) await load();
+      });
+    }
+    const none = (r.data.devices || []).length === 0;
+    show($("no-devices"), none);
+    show($("devices"), !none);
+    show($("sessions-area"), true);
+    return r.data;
+  };
+  $("end-others").addEventListener("click", async () => {
+    const button = $("end-others");
+    busy(button, true, "Signing out…");
+    const r = await getJson("/auth/sessions");
+    for (const s of (r.data.sessions || []).filter((s) => !s.current)) {
+      if (!(await endOne("/auth/sessions/" + encodeURIComponent(s.id)))) return;
+    }
+    busy(button, false, "Sign out everywhere else");
+    await load();
+    notice("ok", "Signed out everywhere else.");
+  });
+  await load();
 };
 
 document.addEventListener("DOMContentLoaded", () => {

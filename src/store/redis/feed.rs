@@ -79,7 +79,7 @@ impl Follower {
     /// second. `Ok` when the set is gone; an error when Redis is.
     async fn follow(&mut self) -> Result<(), StoreError> {
         let store = &self.store;
-        let mut pubsub = store.run(store.client.get_async_pubsub()).await?;
+        let mut pubsub = store.run(store.subscribers.pubsub()).await?;
         let channel = store.revocation_channel();
         store.run(pubsub.subscribe(channel.as_str())).await?;
         // Subscribed first: whatever is published from now on arrives; whatever was

@@ -157,7 +157,7 @@ fn parse_device(id: String, value: &str) -> Option<(DeviceInfo, u64)> {
 
 impl RedisStore {
     /// The live sessions of `user`: the families of its set, each read from its own
-    /// hash (one pipeline; one key a command).
+    /// hash (concurrently; one key a command).
     pub(super) async fn sessions_of(
         &self,
         user: &str,

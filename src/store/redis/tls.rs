@@ -35,6 +35,38 @@ pub(super) fn client(url: &str, roots: Option<&[u8]>) -> Result<redis::Client, S
     Ok(client)
 }
 
+/// The cluster client `builder` for `nodes`: trusting only `roots` (PEM) when given (then
+/// every node URL must be `rediss://`), else the system's roots for `rediss://` nodes.
+#[cfg(feature = "redis-cluster")]
+pub(super) fn cluster(
+    builder: redis::cluster::ClusterClientBuilder,
+    nodes: &[String],
+    roots: Option<&[u8]>,
+) -> Result<redis::cluster::ClusterClientBuilder, StoreError> {
+    let mut tls = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let info = redis::IntoConnectionInfo::into_connection_info(node.as_str())
+            .map_err(|e| redis_error(&e))?;
+        tls.push(matches!(info.addr(), ConnectionAddr::TcpTls { .. }));
+    }
+    if tls.contains(&true) {
+        install_provider();
+    }
+    let Some(pem) = roots else {
+        return Ok(builder);
+    };
+    check_pem(pem)?;
+    if tls.contains(&false) {
+        return Err(StoreError::Unavailable(
+            "redis: root certificates need rediss:// node URLs".to_owned(),
+        ));
+    }
+    Ok(builder.certs(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    }))
+}
+
 /// At least one certificate, and nothing but certificates.
 fn check_pem(pem: &[u8]) -> Result<(), StoreError> {
     let parsed: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();

@@ -181,6 +181,17 @@ impl Run {
             id: p.id,
             recovery: codes,
         });
+        // A change of factors ends the user's other sessions (DESIGN §8.3), with their
+        // access tokens: those that were live.
+        let sid = self.m.access[a].sid.clone();
+        for f in self.m.families.iter_mut() {
+            if f.user == user && f.sid != sid {
+                if !f.revoked && now < f.expires_at {
+                    self.m.ended.insert(f.sid.clone());
+                }
+                f.revoked = true;
+            }
+        }
         Ok(())
     }
 }
