@@ -5,12 +5,12 @@
 //!   `Completion::verify`, with a `MemoryStore`.
 //! - `redis`: the same request on the same stack with a `RedisStore` on a real
 //!   `redis-server` on loopback (started by `tests/support/redis_server.rs`; a missing
-//!   binary is a failure). A successful verify makes 8 sequential round trips: reserve
-//!   an attempt, token used? (`GET`), consume the token, advance the TOTP step, settle
-//!   the attempt, create the refresh family, link the refresh token (`SET`), add the
-//!   family to the user's sessions (6 scripts and 2 commands). Before issue 14 it made
-//!   7: the reservation took the place of reading the attempts and settling it that of
-//!   clearing the failures; the bound on a user's sessions added one.
+//!   binary is a failure). A successful verify makes 2 sequential round trips, one
+//!   script each: reserve an attempt unless the token is used; then spend the token and
+//!   the TOTP step, settle the attempt and start the refresh family (with the user's
+//!   list of sessions). Before issue 17 it made 8 (6 scripts and 2 commands: reserve,
+//!   token used?, consume, advance the step, settle, create the family, link the refresh
+//!   token, list the family), and 7 before issue 14.
 //! - `redis_round_trip`: one of those round trips alone (`Store::is_consumed`, a `GET`),
 //!   the unit the Redis figure is made of.
 //!

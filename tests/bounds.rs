@@ -4,15 +4,15 @@
 //! so 99,995 refreshes by bob filled the default 100,000-entry `MemoryStore` and then
 //! every user's login and verify answered 503. Here bob does the same against the demo
 //! app (`examples/axum_app/app.rs`) on the default `MemoryStore::new()`, and then other
-//! users sign in; bob's footprint stays within `REFRESH_HISTORY` tokens a family and
-//! `MAX_SESSIONS_PER_USER` families. The same bounds are then shown on the keys bob
-//! leaves in a real Redis.
+//! users sign in; bob's footprint stays within `REFRESH_HISTORY` tokens a family (kept in
+//! the family) and `MAX_SESSIONS_PER_USER` families. The same bounds are then shown on
+//! the keys bob leaves in a real Redis.
 //!
 //! The router is called in-process (`tower::ServiceExt::oneshot`), no sockets: 100,000
 //! refreshes take seconds even in a debug build. Run with `--nocapture` to see the
 //! timings, store sizes and key counts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +20,8 @@ use http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tower_stepup::store::{
-    MemoryStore, RedisStore, Store, DEFAULT_MAX_ENTRIES, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    FamilyRef, MemoryStore, RedisStore, Store, DEFAULT_MAX_ENTRIES, MAX_SESSIONS_PER_USER,
+    REFRESH_HISTORY,
 };
 use tower_stepup::ManualClock;
 
@@ -49,15 +50,15 @@ const T0: u64 = 1_800_000_010;
 const MEMORY_REFRESHES: usize = 100_000;
 /// Logins by bob against the default `MemoryStore`.
 const MEMORY_LOGINS: usize = 1_000;
-/// Refreshes by bob against Redis (each is five round trips to a real server).
+/// Refreshes by bob against Redis (each is one round trip to a real server).
 const REDIS_REFRESHES: usize = 2_000;
 /// Logins by bob against Redis.
 const REDIS_LOGINS: usize = 100;
 
 /// What one session of a user without a second factor can make the `MemoryStore` keep:
-/// its current token and `REFRESH_HISTORY` rotated ones, the family, the user's list of
-/// families; plus a few per-user records (attempts, TOTP step, pending enrollment) that
-/// a sign-in may add.
+/// its current token and `REFRESH_HISTORY` rotated ones (kept in the family, counted
+/// as entries), the family, the user's list of families; plus a few per-user records
+/// (attempts, TOTP step, pending enrollment) that a sign-in may add.
 const ONE_SESSION_BOUND: usize = (REFRESH_HISTORY + 1) + 1 + 1 + 3;
 
 /// What any number of sessions of one user can make the `MemoryStore` keep (sessions
@@ -210,9 +211,9 @@ impl Demo {
 
 /// The finding's attack: bob refreshes 100,000 times against the default store (the old
 /// code filled it at 99,995). Every refresh succeeds, bob's footprint stays at one
-/// session (its current token, the last `REFRESH_HISTORY` rotated ones, the family, his
-/// list of families), and then alice signs in and verifies, carol is answered and bob
-/// can sign in again: no 503.
+/// session (the family, with its current token and the last `REFRESH_HISTORY` rotated
+/// ones, and his list of families), and then alice signs in and verifies, carol is
+/// answered and bob can sign in again: no 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_100k_refreshes_by_one_user_fail_no_one_else() {
     // The finding's store: the default then (the default now is larger; what is tested
@@ -380,33 +381,41 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The `rt` key of a refresh token (its SHA-256, in hex).
-fn rt_key(prefix: &str, token: &str) -> String {
-    format!("{prefix}:rt:{}", hex(&Sha256::digest(token.as_bytes())))
+/// The hash of a refresh token as a family keeps it (SHA-256, in hex).
+fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// The tag of `user`'s keys (`{T}` in `P:fam:{T}:<family>`).
+fn tag(user: &str) -> String {
+    FamilyRef::new(user, "").user_tag().to_owned()
 }
 
 /// Every key under `prefix`, sorted into what belongs to `user`.
 #[derive(Debug, Default)]
 struct Keys {
-    /// `P:rt:*` whose family is one of `user`'s.
-    rt: usize,
-    /// `P:fam:*` of `user`.
+    /// `P:fam:{T}:*` of `user`.
     fam: usize,
-    /// `P:uf:<user>`.
+    /// `P:uf:{T}:<user>`.
     uf: usize,
     /// Any other key naming the user (attempts, TOTP step, pending enrollment).
     other: usize,
-    /// Keys that are not the user's: `rt` of unknown families, other users' keys.
+    /// Keys that are not the user's.
     foreign: Vec<String>,
-    /// The user's refresh tokens per family.
-    rt_per_family: BTreeMap<String, usize>,
+    /// The refresh-token hashes each of the user's families keeps (current and rotated).
+    tokens_per_family: BTreeMap<String, usize>,
     /// `MEMORY USAGE` of the user's keys, in bytes.
     bytes: u64,
 }
 
 impl Keys {
     fn total(&self) -> usize {
-        self.rt + self.fam + self.uf + self.other
+        self.fam + self.uf + self.other
+    }
+
+    /// The most token hashes one family keeps.
+    fn max_tokens(&self) -> usize {
+        self.tokens_per_family.values().copied().max().unwrap_or(0)
     }
 }
 
@@ -416,37 +425,39 @@ fn memory_usage(server: &RedisServer, key: &str) -> u64 {
         .unwrap_or_else(|_| panic!("MEMORY USAGE {key}"))
 }
 
+/// `(current, rotated)`: the token hashes family key `key` keeps.
+fn family_tokens(server: &RedisServer, key: &str) -> (String, Vec<String>) {
+    let fields = server.command(&["HMGET", key, "c", "h"]);
+    let history = fields.get(1).cloned().unwrap_or_default();
+    let rotated = history
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    (fields[0].clone(), rotated)
+}
+
 fn keys_of(server: &RedisServer, prefix: &str, user: &str) -> Keys {
     let all = server.command(&["KEYS", &format!("{prefix}:*")]);
     let mut keys = Keys::default();
-    let families: HashSet<String> = all
-        .iter()
-        .filter_map(|k| k.strip_prefix(&format!("{prefix}:fam:")).map(|f| (k, f)))
-        .filter(|(k, _)| server.command(&["HGET", k, "s"]) == [user])
-        .map(|(_, f)| f.to_owned())
-        .collect();
+    let tagged = format!("{{{}}}:", tag(user));
     for key in &all {
         let rest = key.strip_prefix(&format!("{prefix}:")).unwrap();
         let (kind, name) = rest.split_once(':').unwrap();
         let mine = match kind {
-            "rt" => {
-                // 20 digits of expiry, then the family.
-                let value = server.command(&["GET", key]);
-                let family = value.first().and_then(|v| v.get(20..)).unwrap_or_default();
-                let mine = families.contains(family);
+            "fam" => {
+                let mine = server.command(&["HGET", key, "s"]) == [user];
                 if mine {
-                    keys.rt += 1;
-                    *keys.rt_per_family.entry(family.to_owned()).or_default() += 1;
+                    assert!(name.starts_with(&tagged), "{key}: not in {user}'s slot");
+                    keys.fam += 1;
+                    let (_, rotated) = family_tokens(server, key);
+                    keys.tokens_per_family
+                        .insert(key.clone(), 1 + rotated.len());
                 }
                 mine
             }
-            "fam" => {
-                let mine = families.contains(name);
-                keys.fam += usize::from(mine);
-                mine
-            }
             "uf" => {
-                let mine = name == user;
+                let mine = name == format!("{tagged}{user}");
                 keys.uf += usize::from(mine);
                 mine
             }
@@ -466,7 +477,7 @@ fn keys_of(server: &RedisServer, prefix: &str, user: &str) -> Keys {
 }
 
 /// The same on Redis, over a real socket: bob's refreshes and logins leave at most
-/// `REFRESH_HISTORY + 1` token keys a family, `MAX_SESSIONS_PER_USER` families and one
+/// `REFRESH_HISTORY + 1` token hashes a family, `MAX_SESSIONS_PER_USER` families and one
 /// list of them; the keys of ended sessions are deleted; then alice signs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_keys_per_user_stay_bounded() {
@@ -478,7 +489,6 @@ async fn redis_store_keys_per_user_stay_bounded() {
         .await
         .expect("connect to the test redis-server");
     let demo = demo_on(Arc::new(store));
-    let bound_rt = MAX_SESSIONS_PER_USER * (REFRESH_HISTORY + 1);
 
     // One session, refreshed 2,000 times.
     let (_, first) = demo.bob_session().await;
@@ -487,7 +497,7 @@ async fn redis_store_keys_per_user_stay_bounded() {
         .refreshes(first, REDIS_REFRESHES, 500, |i| {
             let keys = keys_of(server, &prefix, "bob");
             assert!(
-                keys.rt <= REFRESH_HISTORY + 1 && keys.fam == 1 && keys.uf == 1,
+                keys.max_tokens() <= REFRESH_HISTORY + 1 && keys.fam == 1 && keys.uf == 1,
                 "after {i} refreshes: {keys:?}"
             );
         })
@@ -496,12 +506,12 @@ async fn redis_store_keys_per_user_stay_bounded() {
     let keys = keys_of(server, &prefix, "bob");
     eprintln!(
         "Redis: {REDIS_REFRESHES} refreshes by bob in {:.2} s ({:.0} µs each); bob's keys: \
-         rt {}, fam {}, uf {}, other {}, total {} ({} B by MEMORY USAGE, one family with \
-         its full history)",
+         fam {} ({} token hashes), uf {}, other {}, total {} ({} B by MEMORY USAGE, one \
+         family with its full history)",
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / REDIS_REFRESHES as f64,
-        keys.rt,
         keys.fam,
+        keys.max_tokens(),
         keys.uf,
         keys.other,
         keys.total(),
@@ -512,18 +522,19 @@ async fn redis_store_keys_per_user_stay_bounded() {
         "keys not bob's: {:?}",
         keys.foreign
     );
-    // The current token and exactly REFRESH_HISTORY rotated ones.
-    assert_eq!(keys.rt, REFRESH_HISTORY + 1, "{keys:?}");
     assert_eq!((keys.fam, keys.uf, keys.other), (1, 1, 0), "{keys:?}");
-    // The token keys are those of the newest tokens: the current and the last 16.
-    for (i, token) in tokens.iter().enumerate() {
-        let live = i >= tokens.len() - (REFRESH_HISTORY + 1);
-        let exists = server.command(&["EXISTS", &rt_key(&prefix, token)]) == ["1"];
-        assert_eq!(exists, live, "the key of token {i} of {}", tokens.len());
-    }
+    // The family keeps the hashes of the newest tokens: the current and the last 16.
+    let family = keys.tokens_per_family.keys().next().unwrap();
+    let (current, rotated) = family_tokens(server, family);
+    let newest: Vec<String> = tokens[tokens.len() - (REFRESH_HISTORY + 1)..]
+        .iter()
+        .map(|t| token_hash(t))
+        .collect();
+    assert_eq!(&current, newest.last().unwrap());
+    assert_eq!(rotated, newest[..REFRESH_HISTORY]);
 
     // 100 logins: at most MAX_SESSIONS_PER_USER families; the long-refreshed one, the
-    // oldest, ended with its token keys.
+    // oldest, ended.
     let started = Instant::now();
     let mut sessions = Vec::with_capacity(REDIS_LOGINS);
     for _ in 0..REDIS_LOGINS {
@@ -531,13 +542,12 @@ async fn redis_store_keys_per_user_stay_bounded() {
     }
     let elapsed = started.elapsed();
     let keys = keys_of(server, &prefix, "bob");
-    let zcard = server.command(&["ZCARD", &format!("{prefix}:uf:bob")]);
+    let zcard = server.command(&["ZCARD", &format!("{prefix}:uf:{{{}}}:bob", tag("bob"))]);
     eprintln!(
-        "Redis: then {REDIS_LOGINS} logins by bob in {:.2} s; bob's keys: rt {}, fam {}, uf \
-         {} (ZCARD {}), other {}, total {} ({} B by MEMORY USAGE); bounds: rt \
-         {bound_rt}, fam {MAX_SESSIONS_PER_USER}, uf 1",
+        "Redis: then {REDIS_LOGINS} logins by bob in {:.2} s; bob's keys: fam {}, uf {} \
+         (ZCARD {}), other {}, total {} ({} B by MEMORY USAGE); bounds: fam \
+         {MAX_SESSIONS_PER_USER}, uf 1",
         elapsed.as_secs_f64(),
-        keys.rt,
         keys.fam,
         keys.uf,
         zcard[0],
@@ -550,16 +560,13 @@ async fn redis_store_keys_per_user_stay_bounded() {
         "keys not bob's: {:?}",
         keys.foreign
     );
-    assert!(keys.rt <= bound_rt, "{keys:?}");
-    assert!(keys.fam <= MAX_SESSIONS_PER_USER, "{keys:?}");
     assert_eq!(keys.uf, 1, "{keys:?}");
     assert_eq!(zcard, [MAX_SESSIONS_PER_USER.to_string()]);
     // Exactly the newest 32 sessions, a token each; nothing left of the others.
     assert_eq!(keys.fam, MAX_SESSIONS_PER_USER, "{keys:?}");
-    assert_eq!(keys.rt, MAX_SESSIONS_PER_USER, "{keys:?}");
-    assert!(keys.rt_per_family.values().all(|n| *n == 1), "{keys:?}");
+    assert_eq!(keys.max_tokens(), 1, "{keys:?}");
     assert!(
-        keys.total() <= bound_rt + MAX_SESSIONS_PER_USER + 1 + 3,
+        keys.total() <= MAX_SESSIONS_PER_USER + 1 + 3,
         "bob's keys: {keys:?}"
     );
 
@@ -585,7 +592,7 @@ async fn redis_store_keys_per_user_stay_bounded() {
     demo.others_are_served().await;
     let keys = keys_of(server, &prefix, "bob");
     assert!(
-        keys.fam <= MAX_SESSIONS_PER_USER && keys.rt <= bound_rt,
+        keys.fam <= MAX_SESSIONS_PER_USER && keys.max_tokens() <= REFRESH_HISTORY + 1,
         "{keys:?}"
     );
 }

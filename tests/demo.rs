@@ -387,6 +387,62 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     s.refresh(&refresh).await.expect(400, "invalid_grant");
 }
 
+/// A refresh token is `<user tag>.<session id>.<secret>`: one changed, made up from a
+/// session id (which every access token shows) or of another shape is `400
+/// invalid_grant`, never a 5xx, and changes nothing: it is no replay, the session lives
+/// on. Logout with such a token ends only the caller's own session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_token_tampered_or_made_up_is_refused_and_changes_nothing() {
+    let s = start().await;
+    let (access, refresh) = s.alice_session().await;
+    let sid = payload(&access)["sid"].as_str().unwrap().to_owned();
+    let (tag, rest) = refresh.split_once('.').unwrap();
+    let (family, secret) = rest.split_once('.').unwrap();
+    assert_eq!(family, sid, "the family is the session");
+    assert_eq!((tag.len(), secret.len()), (16, 43), "{refresh}");
+    let bob_tag = tower_stepup::store::FamilyRef::new("bob", "")
+        .user_tag()
+        .to_owned();
+    let other_secret = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let flipped = if secret.starts_with('A') { "B" } else { "A" };
+    let made_up = [
+        format!("{tag}.{sid}.{other_secret}"),
+        format!("{tag}.{sid}.{flipped}{}", &secret[1..]),
+        format!("{bob_tag}.{sid}.{secret}"),
+        format!("{tag}.{}x.{secret}", &sid[..sid.len() - 1]),
+    ];
+    let malformed = [
+        String::new(),
+        "a.b.c".to_owned(),
+        secret.to_owned(),
+        format!("{sid}.{secret}"),
+        format!("{refresh}.x"),
+        format!("{}.{sid}.{secret}", tag.to_uppercase()),
+        format!("{tag}.{sid}.{secret}=="),
+        format!("{tag}.{sid}/x.{secret}"),
+        format!("{tag}.{}.{secret}", "s".repeat(300)),
+    ];
+    for token in made_up.iter().chain(&malformed) {
+        s.refresh(token).await.expect(400, "invalid_grant");
+    }
+    // Logout by a made-up or malformed token, each with the access token of another
+    // session of alice's: that session ends, the first one lives on.
+    for token in [&made_up[0], &made_up[2], &malformed[3]] {
+        s.clock.advance(30);
+        let (other_access, _) = s.alice_session().await;
+        let body = json!({ "refresh_token": token });
+        let out = s.post("/auth/logout", &body, Some(&other_access)).await;
+        assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+        let me = s.get("/api/me", Some(&other_access)).await;
+        me.expect(401, "invalid_token");
+    }
+    let r = s.refresh(&refresh).await;
+    r.expect_ok();
+    s.get("/api/me", Some(&r.str("access_token")))
+        .await
+        .expect_ok();
+}
+
 /// A refresh family ends 24 h (the default absolute lifetime) after the login, however
 /// often it was refreshed (issue 3 §6: an absolute lifetime cap).
 #[tokio::test(flavor = "multi_thread")]
@@ -1101,9 +1157,13 @@ async fn store_failure_fails_closed_with_503() {
     let bob = s.login("bob", "bob-password").await;
     bob.expect(503, "temporarily_unavailable");
     assert!(bob.body.get("access_token").is_none());
-    s.refresh("c29tZS1yZWZyZXNoLXRva2VuLXRoYXQtbG9va3MtcmVhbA")
+    // A token of the right shape needs the store; one of the wrong shape is refused
+    // before it.
+    let secret = "c29tZS1yZWZyZXNoLXRva2VuLXRoYXQtbG9va3MtcmV";
+    s.refresh(&format!("0123456789abcdef.some-session.{secret}"))
         .await
         .expect(503, "temporarily_unavailable");
+    s.refresh(secret).await.expect(400, "invalid_grant");
 
     // The layer itself needs no store.
     let access = s

@@ -4,8 +4,8 @@
 //! by the client only: issuing one leaves nothing behind on the server. A completed one
 //! leaves, in [`MemoryStore`], what the verify endpoint writes: the spent token id
 //! (`consume("jti:<22-char id>")`), the user's last TOTP step (`advance_totp_step`), and
-//! a refresh family (`refresh_create`: the family plus its current token hash); a wrong
-//! code adds a failure record (`record_failure`).
+//! a refresh family (`refresh_create`: the family, holding its current token hash); a
+//! wrong code adds a failure record (`record_failure`).
 //!
 //! What one user can make the store keep is bounded (DESIGN §8.2): a refresh family
 //! remembers at most `REFRESH_HISTORY` rotated tokens besides its current one, a user has
@@ -30,7 +30,7 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_stepup::factor::totp::{TotpSecret, SECRET_LEN};
 use tower_stepup::store::{
-    AttemptPolicy, MemoryStore, RefreshRecord, Rotation, Store, MAX_SESSIONS_PER_USER,
+    AttemptPolicy, FamilyRef, MemoryStore, RefreshRecord, Rotation, Store, MAX_SESSIONS_PER_USER,
     REFRESH_HISTORY,
 };
 use tower_stepup::Claims;
@@ -51,20 +51,20 @@ const N: usize = 100_000;
 const N_AFTER_GROWTH: usize = 57_345;
 
 /// Upper bounds on what the store keeps for one refresh family and one user, in requested
-/// heap bytes: the measured worst cases (new family 1,061 B, a family with its full
-/// history 4,787 B, a user at every bound 147,896 B; 153,543 B from the parts) with
+/// heap bytes: the measured worst cases (new family 971 B, a family with its full
+/// history 2,252 B, a user at every bound 64,318 B; 72,416 B from the parts) with
 /// about 45 % headroom.
 const MAX_BYTES_PER_NEW_FAMILY: f64 = 1_600.0;
-const MAX_BYTES_PER_FULL_FAMILY: f64 = 7_000.0;
-const MAX_BYTES_PER_USER: f64 = 220_000.0;
+const MAX_BYTES_PER_FULL_FAMILY: f64 = 3_300.0;
+const MAX_BYTES_PER_USER: f64 = 105_000.0;
 /// Families measured with their full history (each one a user of its own): just past a
-/// doubling of the token index (17 × 6,747 = 114,699 > 114,688 that 131,072 buckets
-/// hold), the worst bytes per family.
-const N_FULL_FAMILIES: usize = 6_747;
+/// doubling of the families table (3,585 > 3,584 that 4,096 buckets hold), the worst
+/// bytes per family.
+const N_FULL_FAMILIES: usize = 3_585;
 /// Users measured at their worst: `MAX_SESSIONS_PER_USER` full families each, and every
-/// per-user record; again just past a doubling of the token index (17 × 32 × 422 =
-/// 229,568 > 229,376).
-const N_WORST_USERS: usize = 422;
+/// per-user record; again just past a doubling of the families table (32 × 449 =
+/// 14,368 > 14,336).
+const N_WORST_USERS: usize = 449;
 /// Rotations of a "full" family: past its history bound, so it has forgotten some.
 const ROTATIONS: usize = REFRESH_HISTORY + 4;
 
@@ -201,8 +201,9 @@ impl FamilyInput {
             idle_secs: None,
         };
         s.refresh_create(self.tokens[0], record, now).await.unwrap();
+        let at = FamilyRef::new(sub, self.family.as_str());
         for pair in self.tokens.windows(2) {
-            let r = s.refresh_rotate(pair[0], pair[1], now).await.unwrap();
+            let r = s.refresh_rotate(&at, pair[0], pair[1], now).await.unwrap();
             assert!(matches!(r, Rotation::Rotated(_)), "{r:?}");
         }
     }
@@ -423,14 +424,14 @@ async fn bytes_per_challenge() {
     .await;
 
     // A family that has rotated past its bound: its current token and REFRESH_HISTORY
-    // rotated ones (each a token index entry and a history slot), whatever the number of
-    // refreshes. Each family is a user of its own, so this includes the user's list.
+    // rotated ones (a history slot each), whatever the number of refreshes. Each family
+    // is a user of its own, so this includes the user's list.
     let mut ids = Ids(10);
     let full: Vec<_> = (0..N_FULL_FAMILIES)
         .map(|_| (FamilyInput::new(&mut ids, ROTATIONS), ids.sub()))
         .collect();
     let per_full_family = per_entry(
-        &format!("family after {ROTATIONS} rotations, index just grown"),
+        &format!("family after {ROTATIONS} rotations, table just grown"),
         &full,
         async |s: &MemoryStore, (family, sub): &(FamilyInput, String)| {
             family.run(s, sub, &claims, now).await;

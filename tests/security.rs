@@ -178,6 +178,10 @@ impl Record {
             | Call::Get { key, .. }
             | Call::Delete { key } => (key.to_string(), vec![]),
             Call::Attempts { user, .. } => (user.to_string(), vec![]),
+            Call::ReserveChallenge {
+                user, challenge, ..
+            } => (format!("{user} {challenge}"), vec![]),
+            Call::SettleChallenge { settlement, .. } => (format!("{settlement:?}"), vec![]),
             Call::ReserveLogin { account, .. } | Call::SettleLogin { account, .. } => {
                 (account.to_string(), vec![])
             }

@@ -6,8 +6,8 @@ use store_contract::Failures;
 
 use store_contract::{ns, POLICY, T0};
 use tower_stepup::store::{
-    Attempts, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store, StoreError,
-    LOGIN_RECORDS_PER_BUCKET,
+    Attempts, FamilyRef, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store,
+    StoreError, LOGIN_RECORDS_PER_BUCKET,
 };
 
 contract_tests!(|| async { MemoryStore::new() });
@@ -21,6 +21,11 @@ async fn fill(store: &MemoryStore, n: usize, expires_at: u64) -> Vec<String> {
     }
     assert_eq!(store.len(), n);
     keys
+}
+
+/// Where family `fam` of `user` (the records below) is found.
+fn fam() -> FamilyRef {
+    FamilyRef::new("user", "fam")
 }
 
 fn record(family: &str, expires_at: u64) -> RefreshRecord {
@@ -70,7 +75,7 @@ async fn full_store_refuses_new_entries() {
     assert_eq!(store.is_consumed("jti-11", T0 + 1).await, Ok(false));
     assert_eq!(store.get("enroll", T0 + 1).await, Ok(None));
     assert_eq!(
-        store.refresh_revoke([1; 32], "user", T0 + 1).await,
+        store.refresh_revoke(&fam(), [1; 32], "user", T0 + 1).await,
         Ok(false)
     );
     assert_eq!(store.len(), 10);
@@ -82,7 +87,7 @@ async fn full_store_refuses_new_entries() {
             .await,
         Ok(Attempts::default())
     );
-    store.revoke_family("fam", T0 + 1).await.unwrap();
+    store.revoke_family("user", "fam", T0 + 1).await.unwrap();
     assert_eq!(
         store.attempts("alice", T0 + 1).await.map(|a| a.failures),
         Ok(0)
@@ -119,7 +124,8 @@ async fn full_store_frees_space_once_entries_expire() {
 /// entries.
 #[tokio::test]
 async fn every_kind_of_entry_is_swept() {
-    // Eight entries, and the user's list of sessions.
+    // Eight entries (a family and each token it remembers count), and the user's list of
+    // sessions.
     let store = MemoryStore::with_max_entries(9);
     let end = T0 + 1000;
     store.consume("jti", end, T0).await.unwrap();
@@ -135,7 +141,7 @@ async fn every_kind_of_entry_is_swept() {
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate([1; 32], [2; 32], T0 + 1).await,
+        store.refresh_rotate(&fam(), [1; 32], [2; 32], T0 + 1).await,
         Ok(Rotation::Rotated(record("fam", end)))
     );
     assert_eq!(store.len(), 9);
@@ -215,13 +221,13 @@ async fn full_store_still_detects_refresh_reuse() {
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate([1; 32], [2; 32], T0 + 1).await,
+        store.refresh_rotate(&fam(), [1; 32], [2; 32], T0 + 1).await,
         Ok(Rotation::Rotated(rec.clone()))
     );
     assert_eq!(store.consume("jti", T0 + 60, T0 + 1).await, Ok(true));
     assert_eq!(store.len(), 5);
     assert_eq!(
-        store.refresh_rotate([1; 32], [3; 32], T0 + 2).await,
+        store.refresh_rotate(&fam(), [1; 32], [3; 32], T0 + 2).await,
         Ok(Rotation::Reused {
             family: rec.family.clone(),
             sub: rec.sub.clone(),

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use redis_server::RedisServer;
 use store_contract::{POLICY, T0};
 use tower_stepup::store::{
-    AttemptPolicy, RedisStore, RefreshRecord, Rotation, Store, StoreError, TokenHash, MAX_TTL_SECS,
+    AttemptPolicy, ChallengeOutcome, ChallengeReservation, ChallengeSettlement, FamilyRef,
+    JudgedProof, RedisStore, RefreshRecord, Rotation, SessionChange, Store, StoreError, TokenHash,
+    MAX_TTL_SECS,
 };
 
 contract_tests!(|| async {
@@ -61,6 +63,16 @@ fn token(byte: u8) -> TokenHash {
 
 fn hex(t: &TokenHash) -> String {
     t.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where family `family` of `user` is found.
+fn at(user: &str, family: &str) -> FamilyRef {
+    FamilyRef::new(user, family)
+}
+
+/// The tag of `user`'s keys.
+fn tag(user: &str) -> String {
+    at(user, "").user_tag().to_owned()
 }
 
 fn record(family: &str, sub: &str, expires_at: u64) -> RefreshRecord {
@@ -190,15 +202,32 @@ async fn every_operation(
     op!("get", store.get(&n.key, T0));
     op!("delete", store.delete(&n.key));
     op!("refresh_create", store.refresh_create(n.token, rec, T0));
+    let fam = at(&n.user, &n.family);
     op!(
         "refresh_rotate",
-        store.refresh_rotate(n.token, token(0xa8), T0 + 1)
+        store.refresh_rotate(&fam, n.token, token(0xa8), T0 + 1)
     );
     op!(
         "refresh_revoke",
-        store.refresh_revoke(n.token, &n.user, T0 + 2)
+        store.refresh_revoke(&fam, n.token, &n.user, T0 + 2)
     );
-    op!("revoke_family", store.revoke_family(&n.family, T0 + 3));
+    op!(
+        "revoke_family",
+        store.revoke_family(&n.user, &n.family, T0 + 3)
+    );
+    op!(
+        "reserve_challenge",
+        store.reserve_challenge(&n.user, &n.key, POLICY, T0)
+    );
+    let settlement = ChallengeSettlement {
+        user: n.user.clone(),
+        challenge: n.key.clone(),
+        expires_at: T0 + 300,
+        proof: JudgedProof::Wrong,
+        policy: POLICY,
+        session: SessionChange::None,
+    };
+    op!("settle_challenge", store.settle_challenge(&settlement, T0));
     op!("sessions", store.sessions(&n.user, T0 + 4));
     op!("end_session", store.end_session(&n.user, &n.family, T0 + 5));
     op!(
@@ -212,7 +241,7 @@ async fn every_operation(
         store.device_remove(&n.user, &n.key, T0 + 3)
     );
     op!("devices_clear", store.devices_clear(&n.user, T0 + 4));
-    assert_eq!(out.len(), 21);
+    assert_eq!(out.len(), 23);
     out
 }
 
@@ -301,11 +330,15 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .await
         .unwrap();
     assert!(matches!(
-        store.refresh_rotate(t1, t2, T0 + 10).await,
+        store
+            .refresh_rotate(&at(&user, &fam1), t1, t2, T0 + 10)
+            .await,
         Ok(Rotation::Rotated(_))
     ));
     assert!(matches!(
-        store.refresh_rotate(t1, t3, T0 + 20).await,
+        store
+            .refresh_rotate(&at(&user, &fam1), t1, t3, T0 + 20)
+            .await,
         Ok(Rotation::Reused { .. })
     ));
     // Family 2: revoked by its owner. Family 3: revoked by id.
@@ -313,18 +346,46 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .refresh_create(t4, record(&fam2, &user, T0 + 7200), T0)
         .await
         .unwrap();
-    assert_eq!(store.refresh_revoke(t4, &user, T0 + 30).await, Ok(true));
+    assert_eq!(
+        store
+            .refresh_revoke(&at(&user, &fam2), t4, &user, T0 + 30)
+            .await,
+        Ok(true)
+    );
     store
         .refresh_create(t5, record(&fam3, &user, T0 + 1800), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.revoke_family(&fam3, T0 + 40).await,
+        store.revoke_family(&user, &fam3, T0 + 40).await,
         Ok(tower_stepup::store::FamilyRevocation::Revoked)
     );
     assert_eq!(
-        store.refresh_rotate(t5, token(6), T0 + 50).await,
+        store
+            .refresh_rotate(&at(&user, &fam3), t5, token(6), T0 + 50)
+            .await,
         Ok(Rotation::Invalid)
+    );
+    // A verify of user 2: its challenge and TOTP step, beside the user's attempts.
+    let challenge = format!("jti:{}", name("challenge"));
+    let reserved = store
+        .reserve_challenge(&user2, &challenge, POLICY, T0)
+        .await;
+    assert_eq!(reserved, Ok(ChallengeReservation::Granted));
+    let settlement = ChallengeSettlement {
+        user: user2.clone(),
+        challenge: challenge.clone(),
+        expires_at: T0 + 300,
+        proof: JudgedProof::TotpStep {
+            step: 5,
+            forget_at: T0 + 90,
+        },
+        policy: POLICY,
+        session: SessionChange::None,
+    };
+    assert_eq!(
+        store.settle_challenge(&settlement, T0).await,
+        Ok(ChallengeOutcome::Succeeded(None))
     );
     // Two remembered devices of the user: one hash, as long as the longer-lived.
     let month = 30 * 24 * 3600;
@@ -338,23 +399,23 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .unwrap();
 
     // The expected keys and their TTLs (Redis TTL = expiry - the `now` of the write).
+    // A user's attempts, TOTP step, challenges and families share the user's hash tag.
     let p = |kind: &str, rest: &str| format!("{prefix}:{kind}:{rest}");
+    let u =
+        |kind: &str, user: &str, rest: &str| format!("{prefix}:{kind}:{{{}}}:{rest}", tag(user));
     let expected: BTreeMap<String, u64> = [
         (p("used", &k1), 300),
-        (p("att", &user), POLICY.lockout_secs),
-        (p("totp", &user), 90),
+        (u("used", &user2, &challenge), 300),
+        (u("att", &user, &user), POLICY.lockout_secs),
+        (u("totp", &user, &user), 90),
+        (u("totp", &user2, &user2), 90),
         (p("val", &name("val")), 600),
-        (p("rt", &hex(&t1)), 3600),
-        (p("rt", &hex(&t2)), 3590),
-        // t3, offered with the replayed t1, was never linked: a replay adds no key.
-        (p("rt", &hex(&t4)), 7200),
-        (p("rt", &hex(&t5)), 1800),
-        // Nor does a token offered to the revoked family 3.
-        (p("fam", &fam1), 3600),
-        (p("fam", &fam2), 7200),
-        (p("fam", &fam3), 1800),
+        // A family keeps its tokens' hashes: no key a token.
+        (u("fam", &user, &fam1), 3600),
+        (u("fam", &user, &fam2), 7200),
+        (u("fam", &user, &fam3), 1800),
         // The user's sessions, as long as the longest of them.
-        (p("uf", &user), 7200),
+        (u("uf", &user, &user), 7200),
         (p("dev", &user), month),
     ]
     .into_iter()
@@ -370,7 +431,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
             .unwrap_or_else(|| panic!("{key} is not under {prefix}:"));
         let kind = rest.split(':').next().unwrap();
         assert!(
-            ["used", "att", "totp", "val", "rt", "fam", "uf", "dev"].contains(&kind),
+            ["used", "att", "totp", "val", "fam", "uf", "dev"].contains(&kind),
             "{key}: unknown kind {kind}"
         );
         *kinds.entry(kind).or_insert(0) += 1;
@@ -383,10 +444,9 @@ async fn every_key_is_under_the_prefix_and_expires() {
             ("att", 1),
             ("dev", 1),
             ("fam", 3),
-            ("rt", 4),
-            ("totp", 1),
+            ("totp", 2),
             ("uf", 1),
-            ("used", 1),
+            ("used", 2),
             ("val", 1)
         ]),
         "{keys:#?}"
@@ -401,7 +461,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
     }
     // No key on the whole server that holds one of our names is outside the prefix.
     let anywhere = server.command(&["KEYS", &format!("*{marker}*")]);
-    assert_eq!(anywhere.len(), 9, "{anywhere:#?}");
+    assert_eq!(anywhere.len(), 11, "{anywhere:#?}");
     for key in &anywhere {
         assert!(key.starts_with(&format!("{prefix}:")), "{key}");
     }
@@ -442,16 +502,17 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .refresh_create(token(9), record(&name("forever"), &user, u64::MAX), now)
         .await
         .unwrap();
-    let rotated = store.refresh_rotate(token(9), token(10), now).await;
+    let forever = at(&user, &name("forever"));
+    let rotated = store
+        .refresh_rotate(&forever, token(9), token(10), now)
+        .await;
     assert!(matches!(rotated, Ok(Rotation::Rotated(_))), "{rotated:?}");
     for key in [
         p("used", &name("forever")),
         p("val", &name("forever")),
-        p("totp", &name("forever")),
-        p("att", &name("forever")),
-        p("fam", &name("forever")),
-        p("rt", &hex(&token(9))),
-        p("rt", &hex(&token(10))),
+        u("totp", &name("forever"), &name("forever")),
+        u("att", &name("forever"), &name("forever")),
+        u("fam", &user, &name("forever")),
     ] {
         assert_pttl(server, &key, max_ms);
     }
@@ -489,12 +550,13 @@ async fn prefixes_isolate_deployments() {
     a.refresh_create(token(1), record(&key, &user, T0 + 3600), T0)
         .await
         .unwrap();
+    let fam = at(&user, &key);
     assert_eq!(
-        b.refresh_rotate(token(1), token(2), T0 + 1).await,
+        b.refresh_rotate(&fam, token(1), token(2), T0 + 1).await,
         Ok(Rotation::Invalid)
     );
     assert!(matches!(
-        a.refresh_rotate(token(1), token(2), T0 + 1).await,
+        a.refresh_rotate(&fam, token(1), token(2), T0 + 1).await,
         Ok(Rotation::Rotated(_))
     ));
 }
@@ -533,19 +595,20 @@ async fn two_connections_share_state() {
     a.refresh_create(token(1), record(&family, &user, T0 + 3600), T0)
         .await
         .unwrap();
+    let fam = at(&user, &family);
     assert!(matches!(
-        a.refresh_rotate(token(1), token(2), T0 + 10).await,
+        a.refresh_rotate(&fam, token(1), token(2), T0 + 10).await,
         Ok(Rotation::Rotated(_))
     ));
     assert_eq!(
-        b.refresh_rotate(token(1), token(3), T0 + 20).await,
+        b.refresh_rotate(&fam, token(1), token(3), T0 + 20).await,
         Ok(Rotation::Reused {
             family: family.clone(),
             sub: user.clone()
         })
     );
     assert_eq!(
-        a.refresh_rotate(token(2), token(4), T0 + 30).await,
+        a.refresh_rotate(&fam, token(2), token(4), T0 + 30).await,
         Ok(Rotation::Invalid)
     );
 }
@@ -672,18 +735,33 @@ async fn store_errors_never_leak_keys() {
     let p = store.prefix().to_owned();
     let (user2, family2) = (format!("{}-2", names.user), format!("{}-2", names.family));
     let token2 = token(0xb9);
+    let (t1, t2) = (tag(&names.user), tag(&user2));
     server.command(&["SET", &format!("{p}:used:{}", names.key), "garbage"]);
-    server.command(&["SET", &format!("{p}:att:{}", names.user), "garbage"]);
-    server.command(&["SET", &format!("{p}:fam:{}", names.family), "garbage"]);
-    server.command(&["HSET", &format!("{p}:att:{user2}"), "f", &user2, "e", "1"]);
-    let link = format!("{:020}{family2}", T0 + 3600);
-    server.command(&["SET", &format!("{p}:rt:{}", hex(&token2)), &link]);
-    server.command(&["HSET", &format!("{p}:fam:{family2}"), "e", &family2]);
+    server.command(&[
+        "SET",
+        &format!("{p}:att:{{{t1}}}:{}", names.user),
+        "garbage",
+    ]);
+    server.command(&[
+        "SET",
+        &format!("{p}:fam:{{{t1}}}:{}", names.family),
+        "garbage",
+    ]);
+    server.command(&[
+        "HSET",
+        &format!("{p}:att:{{{t2}}}:{user2}"),
+        "f",
+        &user2,
+        "e",
+        "1",
+    ]);
+    let fam2 = format!("{p}:fam:{{{t1}}}:{family2}");
+    server.command(&["HSET", &fam2, "r", "{}", "e", &family2]);
     // The user's list of sessions names the family that is not a hash; their devices
     // are not a hash either.
     server.command(&[
         "ZADD",
-        &format!("{p}:uf:{}", names.user),
+        &format!("{p}:uf:{{{t1}}}:{}", names.user),
         "1",
         &names.family,
     ]);
@@ -691,9 +769,10 @@ async fn store_errors_never_leak_keys() {
     let consumed = store.consume(&names.key, T0 + 300, T0).await;
     let attempts = store.attempts(&names.user, T0).await;
     let failure = store.record_failure(&names.user, POLICY, T0).await;
-    let revoked = store.revoke_family(&names.family, T0).await;
+    let revoked = store.revoke_family(&names.user, &names.family, T0).await;
     let attempts2 = store.attempts(&user2, T0).await;
-    let rotated = store.refresh_rotate(token2, token(0xba), T0).await;
+    let at2 = at(&names.user, &family2);
+    let rotated = store.refresh_rotate(&at2, token2, token(0xba), T0).await;
     let sessions = store.sessions(&names.user, T0).await;
     let ended = store.end_session(&names.user, &names.family, T0).await;
     let devices = store.devices(&names.user, T0).await;
@@ -890,4 +969,18 @@ async fn login_counters_of_sprayed_names_stay_bounded() {
     assert_eq!(len, [LOGIN_RECORDS_PER_BUCKET.to_string()]);
     let ttl = pttl(server, &keys[0]);
     assert!(ttl > 0 && ttl <= 100_000, "{ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_with_a_hash_tag_is_refused() {
+    // `{` or `}` in the prefix would make part of it the Redis Cluster hash tag of
+    // every key, and split the keys of one user's scripts across slots.
+    let url = RedisServer::shared().url();
+    for prefix in ["app{1}", "app{", "app}"] {
+        let store = RedisStore::builder().prefix(prefix).connect(&url).await;
+        assert!(
+            matches!(store, Err(StoreError::Unavailable(ref e)) if e.contains("prefix")),
+            "{prefix}: {store:?}"
+        );
+    }
 }

@@ -1,4 +1,9 @@
 //! Sessions: issuing access + refresh tokens, refresh with rotation, logout.
+//!
+//! A refresh token is `<user tag>.<family>.<secret>`: the tag of the session's user
+//! ([`FamilyRef::user_tag`]), the family id (the session id) and 256 random bits,
+//! base64url. It stays opaque to clients; the store finds the family from the first two
+//! parts, without an index, and keeps only the hash of the whole token.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -18,11 +23,17 @@ use super::Completion;
 use crate::audit::{Outcome, Record};
 use crate::layer::credential::{self, Credential};
 use crate::random;
-use crate::store::{Elevation, RefreshRecord, Rotation, TokenHash};
+use crate::store::{Elevation, FamilyRef, RefreshRecord, Rotation, SessionChange, TokenHash};
 use crate::token::{Grant, IssuedToken};
 
 /// Longest refresh token looked at.
 const MAX_REFRESH_TOKEN_LEN: usize = 256;
+
+/// The length of a refresh token's secret: 32 random bytes, base64url without padding.
+const SECRET_LEN: usize = 43;
+
+/// The longest family id a refresh token carries (the local issuer's are 22 characters).
+const MAX_FAMILY_LEN: usize = 64;
 
 /// A new access token plus the refresh token that continues it.
 pub(crate) struct Session {
@@ -67,10 +78,43 @@ fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn new_refresh_token() -> Result<String, Failure> {
+/// A new refresh token of family `at`.
+fn new_refresh_token(at: &FamilyRef) -> Result<String, Failure> {
+    if !is_family_id(at.family()) {
+        // Not a family id of the local issuer: no token could carry it.
+        tracing::error!("a session id that a refresh token cannot carry");
+        return Err(Failure::new(ErrorKind::ServerError));
+    }
     let mut bytes = [0u8; 32];
     random::fill(&mut bytes).map_err(|_| Failure::new(ErrorKind::ServerError))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    Ok(format!("{}.{}.{secret}", at.user_tag(), at.family()))
+}
+
+/// 1 to [`MAX_FAMILY_LEN`] base64url characters.
+fn is_family_id(family: &str) -> bool {
+    (1..=MAX_FAMILY_LEN).contains(&family.len()) && is_base64url(family)
+}
+
+fn is_base64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The family a refresh token names, if it has the shape of one: `<user tag>.<family>.
+/// <secret>`, a tag of 16 lowercase hex digits, a family id, a secret of 43 base64url
+/// characters, nothing else.
+fn family_of(token: &str) -> Option<FamilyRef> {
+    if token.len() > MAX_REFRESH_TOKEN_LEN {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let (tag, family, secret) = (parts.next()?, parts.next()?, parts.next()?);
+    let shaped = parts.next().is_none()
+        && secret.len() == SECRET_LEN
+        && is_base64url(secret)
+        && is_family_id(family);
+    shaped.then(|| FamilyRef::from_parts(tag, family)).flatten()
 }
 
 fn issue(completion: &Completion, grant: &Grant) -> Result<IssuedToken, Failure> {
@@ -80,37 +124,110 @@ fn issue(completion: &Completion, grant: &Grant) -> Result<IssuedToken, Failure>
     })
 }
 
-/// Issues an access token for `grant` and starts its refresh family (the family id is the
-/// session id).
-pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Session, Failure> {
+/// A session's tokens, made before the store takes the [`SessionChange`] that makes them
+/// work (in the same step as the verify that earned them: [`prepare_start`],
+/// [`prepare_elevate`]).
+pub(crate) struct Tokens {
+    access: IssuedToken,
+    refresh: String,
+}
+
+/// The tokens of a new session for `grant` (the family id is the session id) and the
+/// family the store must start for them.
+pub(crate) fn prepare_start(
+    completion: &Completion,
+    grant: &Grant,
+) -> Result<(Tokens, SessionChange), Failure> {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
     let access = issue(completion, grant)?;
-    let refresh = new_refresh_token()?;
     let family = sid(&access)?;
+    let sub = access.claims.sub().to_owned();
+    let refresh = new_refresh_token(&FamilyRef::new(&sub, family.as_str()))?;
     let record = RefreshRecord {
         family,
-        sub: access.claims.sub().to_owned(),
+        sub,
         session: access.claims.clone(),
         expires_at: now.saturating_add(inner.refresh_lifetime),
         idle_secs: inner.session_idle,
     };
-    inner
-        .store
-        .refresh_create(hash(&refresh), record, now)
-        .await?;
-    Ok(Session {
-        access,
-        refresh,
-        refresh_expires_in: inner.refresh_lifetime,
-    })
+    let token = hash(&refresh);
+    Ok((
+        Tokens { access, refresh },
+        SessionChange::Start { token, record },
+    ))
 }
 
-/// A step-up inside session `sid` (DESIGN §8.2): new tokens for `grant` (a new `jti`, a
-/// fresh `auth_time` and `amr`) in the same family, which keeps its `sid` and its
-/// absolute end. A session that has ended, or that the store does not know, is not
-/// revived, and a challenge issued before the session's last step-up is stale: `404
-/// mfa_token_not_found`.
+/// The tokens of a step-up inside session `sid` for `grant` (a new `jti`, a fresh
+/// `auth_time` and `amr`) and the step-up the store must make for them: the family keeps
+/// its `sid` and its absolute end.
+pub(crate) fn prepare_elevate(
+    completion: &Completion,
+    sid: &str,
+    issued_at: u64,
+    grant: Grant,
+) -> Result<(Tokens, SessionChange), Failure> {
+    let access = issue(completion, &grant.sid(sid))?;
+    let refresh = new_refresh_token(&FamilyRef::new(access.claims.sub(), sid))?;
+    let change = SessionChange::Elevate {
+        family: sid.to_owned(),
+        new_token: hash(&refresh),
+        session: access.claims.clone(),
+        issued_at,
+    };
+    Ok((Tokens { access, refresh }, change))
+}
+
+impl Tokens {
+    /// The session, its family started.
+    pub(crate) fn started(self, completion: &Completion) -> Session {
+        Session {
+            access: self.access,
+            refresh: self.refresh,
+            refresh_expires_in: completion.inner().refresh_lifetime,
+        }
+    }
+
+    /// The session if the store stepped its family up (`elevation`). A session that has
+    /// ended, or that the store does not know, is not revived, and a challenge issued
+    /// before the session's last step-up is stale: `404 mfa_token_not_found`.
+    pub(crate) fn elevated(
+        self,
+        elevation: Elevation,
+        now: u64,
+        audit: &mut Record,
+    ) -> Result<Session, Failure> {
+        match elevation {
+            Elevation::Elevated(record) => Ok(Session {
+                access: self.access,
+                refresh: self.refresh,
+                refresh_expires_in: record.expires_at.saturating_sub(now),
+            }),
+            Elevation::Superseded => {
+                audit.reason("session_stepped_up_since");
+                Err(Failure::new(ErrorKind::MfaTokenNotFound).describe(
+                    "the session was stepped up since this challenge was issued; use its new tokens",
+                ))
+            }
+            _ => {
+                audit.reason("session_ended");
+                Err(Failure::new(ErrorKind::MfaTokenNotFound)
+                    .describe("the session this challenge belongs to has ended; sign in again"))
+            }
+        }
+    }
+}
+
+/// Issues an access token for `grant` and starts its refresh family (the family id is the
+/// session id).
+pub(crate) async fn start(completion: &Completion, grant: &Grant) -> Result<Session, Failure> {
+    let (tokens, change) = prepare_start(completion, grant)?;
+    apply(completion, change).await?;
+    Ok(tokens.started(completion))
+}
+
+/// A step-up inside session `sid` (DESIGN §8.2): new tokens for `grant` in the same
+/// family, as [`prepare_elevate`] and [`Tokens::elevated`] say.
 pub(crate) async fn elevate(
     completion: &Completion,
     sid: &str,
@@ -118,32 +235,37 @@ pub(crate) async fn elevate(
     grant: Grant,
     audit: &mut Record,
 ) -> Result<Session, Failure> {
+    let (tokens, change) = prepare_elevate(completion, sid, issued_at, grant)?;
+    let now = completion.inner().guard.clock().now();
+    let elevation = apply(completion, change).await?;
+    tokens.elevated(elevation.unwrap_or(Elevation::Unknown), now, audit)
+}
+
+/// Makes `change` in the store on its own: what the step-up found, if it is one.
+async fn apply(
+    completion: &Completion,
+    change: SessionChange,
+) -> Result<Option<Elevation>, Failure> {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
-    let access = issue(completion, &grant.sid(sid))?;
-    let refresh = new_refresh_token()?;
-    match inner
-        .store
-        .refresh_elevate(sid, hash(&refresh), access.claims.clone(), issued_at, now)
-        .await?
-    {
-        Elevation::Elevated(record) => Ok(Session {
-            access,
-            refresh,
-            refresh_expires_in: record.expires_at.saturating_sub(now),
-        }),
-        Elevation::Superseded => {
-            audit.reason("session_stepped_up_since");
-            Err(Failure::new(ErrorKind::MfaTokenNotFound).describe(
-                "the session was stepped up since this challenge was issued; use its new tokens",
-            ))
+    Ok(match change {
+        SessionChange::Start { token, record } => {
+            inner.store.refresh_create(token, record, now).await?;
+            None
         }
-        _ => {
-            audit.reason("session_ended");
-            Err(Failure::new(ErrorKind::MfaTokenNotFound)
-                .describe("the session this challenge belongs to has ended; sign in again"))
-        }
-    }
+        SessionChange::Elevate {
+            family,
+            new_token,
+            session,
+            issued_at,
+        } => Some(
+            inner
+                .store
+                .refresh_elevate(&family, new_token, session, issued_at, now)
+                .await?,
+        ),
+        _ => None,
+    })
 }
 
 fn sid(access: &IssuedToken) -> Result<String, Failure> {
@@ -179,17 +301,9 @@ fn presented(
     })
 }
 
-fn checked(token: &str) -> Result<&str, Failure> {
-    let ok = !token.is_empty()
-        && token.len() <= MAX_REFRESH_TOKEN_LEN
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(token)
-    } else {
-        Err(Failure::new(ErrorKind::InvalidGrant))
-    }
+/// The family of a refresh token that has the shape of one, else `400 invalid_grant`.
+fn checked(token: &str) -> Result<FamilyRef, Failure> {
+    family_of(token).ok_or(Failure::new(ErrorKind::InvalidGrant))
 }
 
 /// `POST …/refresh`: rotation on every use; the new access token keeps the session's
@@ -205,12 +319,12 @@ pub(crate) async fn refresh(
     let body = body?;
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);
-    let presented = checked(&token)?;
+    let family = checked(&token)?;
     let now = inner.guard.clock().now();
-    let next = new_refresh_token()?;
+    let next = new_refresh_token(&family)?;
     match inner
         .store
-        .refresh_rotate(hash(presented), hash(&next), now)
+        .refresh_rotate(&family, hash(&token), hash(&next), now)
         .await?
     {
         Rotation::Rotated(record) => {
@@ -257,12 +371,12 @@ pub(crate) async fn logout(
         revoked = sessions::end(completion, claims.sub(), Ending::Session(sid), now).await?;
     }
     // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
-    revoked |= match checked(&token) {
-        Ok(token) => {
-            let ending = Ending::RefreshToken(&hash(token));
+    revoked |= match family_of(&token) {
+        Some(family) => {
+            let ending = Ending::RefreshToken(&family, &hash(&token));
             sessions::end(completion, claims.sub(), ending, now).await?
         }
-        Err(_) => false,
+        None => false,
     };
     if !revoked {
         audit.reason("no_family_revoked");
@@ -274,4 +388,56 @@ pub(crate) async fn logout(
         }
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_token_names_its_family_and_user_tag() {
+        let at = FamilyRef::new("alice", "Ab3_-x");
+        let token = new_refresh_token(&at).unwrap();
+        let (head, secret) = token.rsplit_once('.').unwrap();
+        assert_eq!(head, "2bd806c97f0e00af.Ab3_-x");
+        assert_eq!(secret.len(), SECRET_LEN);
+        assert_eq!(family_of(&token), Some(at.clone()));
+        assert_ne!(new_refresh_token(&at).unwrap(), token, "random secrets");
+    }
+
+    #[test]
+    fn only_the_exact_shape_is_a_refresh_token() {
+        let secret = "A".repeat(SECRET_LEN);
+        let tag = "2bd806c97f0e00af";
+        assert!(family_of(&format!("{tag}.fam.{secret}")).is_some());
+        let family_too_long = "f".repeat(MAX_FAMILY_LEN + 1);
+        for bad in [
+            String::new(),
+            "..".to_owned(),
+            secret.clone(),
+            format!("fam.{secret}"),
+            format!("{tag}.fam.{secret}.x"),
+            format!("{tag}..{secret}"),
+            format!("{tag}.fam.{}", &secret[1..]),
+            format!("{tag}.fam.{secret}A"),
+            format!("{tag}.fa+m.{secret}"),
+            format!("{tag}.fam.{}=", &secret[1..]),
+            format!("{}.fam.{secret}", tag.to_uppercase()),
+            format!("{}.fam.{secret}", &tag[1..]),
+            format!("{tag}.{family_too_long}.{secret}"),
+            format!("{tag}.fam.{secret}\n"),
+        ] {
+            assert_eq!(family_of(&bad), None, "{bad:?}");
+            assert!(checked(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_family_id_no_token_can_carry_is_a_server_error_not_a_token() {
+        for family in ["", "a.b", "a b", &"f".repeat(MAX_FAMILY_LEN + 1)] {
+            let at = FamilyRef::new("alice", family);
+            let err = new_refresh_token(&at).err().map(|f| f.kind);
+            assert_eq!(err, Some(ErrorKind::ServerError), "{family:?}");
+        }
+    }
 }

@@ -17,7 +17,7 @@ use super::response::{json_ok, no_content};
 use super::revoke;
 use super::Completion;
 use crate::audit::Record;
-use crate::store::{FamilyRevocation, SessionInfo, StoreError, TokenHash};
+use crate::store::{FamilyRef, FamilyRevocation, SessionInfo, StoreError, TokenHash};
 
 /// Longest session or device id a path may name.
 pub(crate) const MAX_ID_LEN: usize = 128;
@@ -28,8 +28,8 @@ pub(crate) enum Ending<'a> {
     /// The session (refresh family) with this id.
     Session(&'a str),
     /// The family of this refresh token (logout: the caller presents it, current or
-    /// rotated since).
-    RefreshToken(&'a TokenHash),
+    /// rotated since): where the token says it is, and the token's hash.
+    RefreshToken(&'a FamilyRef, &'a TokenHash),
 }
 
 /// Ends a session of `sub`, if it is theirs and live: `true` when this call ended it.
@@ -62,7 +62,7 @@ pub(crate) async fn end(
             }
             Ok(outcome == FamilyRevocation::Revoked)
         }
-        Ending::RefreshToken(token) => store.refresh_revoke(*token, sub, now).await,
+        Ending::RefreshToken(family, token) => store.refresh_revoke(family, *token, sub, now).await,
     }
 }
 

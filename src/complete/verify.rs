@@ -6,6 +6,17 @@
 //! locked out, or with `Retry-After: 1` when other attempts fill the limit, DESIGN
 //! §8.2) → token not yet used → code. A bad token therefore costs no attempt and burns
 //! no code, and N concurrent codes judge at most the attempts left.
+//!
+//! Two store steps ([`Store::reserve_challenge`], then [`Store::settle_challenge`]; one
+//! round trip each on Redis): the attempt reserved unless locked out or the token used;
+//! then, the code judged here in between, the token and the code spent, the attempt
+//! settled and the session started or stepped up, at once. The tokens of the session
+//! are signed before the second step, for a code that matched. A recovery code is
+//! removed from the user's factor after the second step, and its session made in a
+//! third; remembering the browser (`remember_device`) is one more.
+//!
+//! [`Store::reserve_challenge`]: crate::store::Store::reserve_challenge
+//! [`Store::settle_challenge`]: crate::store::Store::settle_challenge
 
 use bytes::Bytes;
 use http::header::SET_COOKIE;
@@ -14,11 +25,16 @@ use http::Response;
 use serde::Deserialize;
 
 use super::error::{ErrorKind, Failure};
-use super::{attempt, device, session, Completion, TotpFactor};
+use super::session::{self, Tokens};
+use super::{attempt, device, Completion, TotpFactor};
 use crate::audit::Record;
 use crate::challenge::OpenError;
-use crate::factor::{recovery, totp};
+use crate::factor::{recovery, totp, RecoveryCodeHash};
 use crate::layer::credential::{self, Credential, Flaw};
+use crate::store::{
+    ChallengeOutcome, ChallengeReservation, ChallengeSettlement, JudgedProof, SessionChange,
+    Settlement,
+};
 use crate::token::{Grant, TokenError, TokenKind};
 
 /// The body of a verify.
@@ -186,8 +202,9 @@ impl<'a> Presented<'a> {
 }
 
 /// The verify logic, whatever the transport: challenge token genuine → a factor enrolled
-/// → an attempt reserved → the proof judged and the challenge spent → the attempt
-/// settled → the session started (login) or continued (step-up).
+/// → an attempt reserved → the proof judged → the challenge and the proof spent, the
+/// attempt settled and the session started (login) or continued (step-up), in one
+/// store step.
 pub(crate) async fn verify(
     completion: &Completion,
     presented: Presented<'_>,
@@ -202,11 +219,51 @@ pub(crate) async fn verify(
     let factor = inner.factors.totp(&challenge.sub).await?.ok_or_else(|| {
         Failure::invalid_request("no second factor is enrolled; enroll one first")
     })?;
-    let attempt = reserve(completion, &challenge, now, audit).await?;
-    let judged = judge(completion, &challenge, &factor, &proof, now).await;
-    let method = settle(completion, attempt, judged, &challenge, now, audit).await?;
-    audit.reason(method);
-    elevate(completion, &challenge, now, audit).await
+    reserve(completion, &challenge, now, audit).await?;
+    let matched = match_proof(&factor, &proof, now);
+    let (tokens, change) = match prepare(completion, &challenge, matched.as_ref(), now) {
+        Ok(prepared) => prepared,
+        Err(failure) => return Err(release(completion, &challenge, failure, now).await),
+    };
+    let settlement = ChallengeSettlement {
+        user: challenge.sub.clone(),
+        challenge: challenge.jti_key(),
+        expires_at: challenge.expires_at,
+        proof: judged(&challenge.sub, matched.as_ref(), now),
+        policy: inner.attempts,
+        session: change,
+    };
+    match inner.store.settle_challenge(&settlement, now).await? {
+        ChallengeOutcome::Succeeded(elevation) => {
+            let method = match matched {
+                Some(Accepted::Recovery(_)) => "recovery_code",
+                _ => "otp",
+            };
+            audit.reason(method);
+            let finish = Finish { tokens, elevation };
+            finish
+                .session(completion, &challenge, matched, now, audit)
+                .await
+        }
+        ChallengeOutcome::Failed { attempts, replayed } => {
+            let why = if replayed {
+                "code_replayed"
+            } else {
+                "wrong_code"
+            };
+            Err(attempt::wrong_proof(
+                attempts,
+                inner.attempts,
+                now,
+                audit,
+                why,
+            ))
+        }
+        _ => {
+            audit.reason("token_used");
+            Err(Failure::new(ErrorKind::MfaTokenNotFound))
+        }
+    }
 }
 
 /// A verify from the gRPC service: [`verify`] with the endpoint's one audit event, and
@@ -242,153 +299,57 @@ fn presented<'r>(
     Presented::from_body(headers, body, partial_cookie).resolve()
 }
 
-/// Reserves an attempt of the challenge's user; a double submission whose twin has
-/// spent the challenge meanwhile is told so (`404`) rather than to retry.
-async fn reserve<'c>(
-    completion: &'c Completion,
+/// Reserves an attempt of the challenge's user unless they are locked out (`429`) or the
+/// challenge is spent (`404`: a double submission whose twin has spent it is told so
+/// rather than to retry); other attempts in flight filling the limit: `429` with
+/// `Retry-After: 1`.
+async fn reserve(
+    completion: &Completion,
     challenge: &Challenge,
     now: u64,
     audit: &mut Record,
-) -> Result<attempt::Attempt<'c>, Failure> {
+) -> Result<(), Failure> {
     let inner = completion.inner();
-    match attempt::reserve(completion, challenge.sub.clone(), inner.attempts, now).await {
-        Ok(attempt) => Ok(attempt),
-        Err(attempt::Refused::Busy)
-            if inner.store.is_consumed(&challenge.jti_key(), now).await? =>
-        {
+    let (user, key) = (&challenge.sub, challenge.jti_key());
+    let refused = match inner
+        .store
+        .reserve_challenge(user, &key, inner.attempts, now)
+        .await?
+    {
+        ChallengeReservation::Granted => return Ok(()),
+        ChallengeReservation::Spent => {
             audit.reason("token_used");
-            Err(Failure::new(ErrorKind::MfaTokenNotFound))
+            return Err(Failure::new(ErrorKind::MfaTokenNotFound));
         }
-        Err(refused) => Err(refused.into_failure(now, audit)),
-    }
-}
-
-/// Settles the attempt as the judgment says: the method of a right proof; a recorded
-/// failure (whose lockout kills the challenge too); or the attempt given back.
-async fn settle(
-    completion: &Completion,
-    attempt: attempt::Attempt<'_>,
-    judged: Judged,
-    challenge: &Challenge,
-    now: u64,
-    audit: &mut Record,
-) -> Result<&'static str, Failure> {
-    let inner = completion.inner();
-    match judged {
-        Judged::Right(method) => {
-            attempt.succeeded(now).await?;
-            Ok(method)
-        }
-        Judged::Wrong(why) => {
-            let attempts = attempt.failed(now).await?;
-            if attempts.is_locked(now) {
-                let (key, expires_at) = (challenge.jti_key(), challenge.expires_at);
-                inner.store.consume(&key, expires_at, now).await?;
-            }
-            let policy = inner.attempts;
-            Err(attempt::wrong_proof(attempts, policy, now, audit, why))
-        }
-        Judged::Skipped(failure, why) => {
-            if let Some(why) = why {
-                audit.reason(why);
-            }
-            Err(attempt.release(failure, now).await)
-        }
-    }
-}
-
-/// How the proof of one reserved attempt turned out.
-enum Judged {
-    /// Right, fresh, and the challenge is spent now: the method, for the audit.
-    Right(&'static str),
-    /// Wrong, or a replayed code: a recorded failure.
-    Wrong(&'static str),
-    /// Not judged (the challenge was spent already, no factor, a store error): the
-    /// attempt is given back.
-    Skipped(Failure, Option<&'static str>),
-}
-
-impl From<Failure> for Judged {
-    fn from(failure: Failure) -> Self {
-        Judged::Skipped(failure, None)
-    }
-}
-
-/// Evaluates the proof against the user's factor and spends the challenge exactly once.
-async fn judge(
-    completion: &Completion,
-    challenge: &Challenge,
-    factor: &TotpFactor,
-    proof: &Proof,
-    now: u64,
-) -> Judged {
-    match judge_steps(completion, challenge, factor, proof, now).await {
-        Ok(judged) | Err(judged) => judged,
-    }
-}
-
-async fn judge_steps(
-    completion: &Completion,
-    challenge: &Challenge,
-    factor: &TotpFactor,
-    proof: &Proof,
-    now: u64,
-) -> Result<Judged, Judged> {
-    let inner = completion.inner();
-    let (sub, jti_key) = (challenge.sub.as_str(), challenge.jti_key());
-    if inner
-        .store
-        .is_consumed(&jti_key, now)
-        .await
-        .map_err(store)?
-    {
-        return Ok(spent());
-    }
-    let Some(accepted) = match_proof(factor, proof, now) else {
-        return Ok(Judged::Wrong("wrong_code"));
+        ChallengeReservation::Locked { until } => attempt::Refused::Locked(until),
+        // `Busy`, and anything else refuses too.
+        _ => attempt::Refused::Busy,
     };
-    // The token is spent now, exactly once: of N concurrent verifies of one token, one
-    // gets past this line. (It is released again only if the code is a replay.)
-    let expires_at = challenge.expires_at;
-    if !inner
+    Err(refused.into_failure(now, audit))
+}
+
+/// Gives the reserved attempt back (the request ends without judging the proof), and
+/// answers `failure`. A store error while giving it back is dropped: the reservation
+/// then runs out by itself.
+async fn release(
+    completion: &Completion,
+    challenge: &Challenge,
+    failure: Failure,
+    now: u64,
+) -> Failure {
+    let inner = completion.inner();
+    let released = Settlement::Released;
+    let _ = inner
         .store
-        .consume(&jti_key, expires_at, now)
-        .await
-        .map_err(store)?
-    {
-        return Ok(spent());
-    }
-    if !spend_proof(completion, sub, accepted, now)
-        .await
-        .map_err(Judged::from)?
-    {
-        // A replayed code: the challenge did not complete, so it is not spent either.
-        // It is answered (and counted) like a wrong code, and `401 invalid_code` with
-        // `attempts_remaining` promises that the same challenge takes another code.
-        inner.store.release(&jti_key).await.map_err(store)?;
-        return Ok(Judged::Wrong("code_replayed"));
-    }
-    Ok(Judged::Right(match proof {
-        Proof::Totp(_) => "otp",
-        Proof::Recovery(_) => "recovery_code",
-    }))
-}
-
-fn spent() -> Judged {
-    Judged::Skipped(
-        Failure::new(ErrorKind::MfaTokenNotFound),
-        Some("token_used"),
-    )
-}
-
-fn store(e: crate::store::StoreError) -> Judged {
-    Failure::from(e).into()
+        .settle_attempt(&challenge.sub, released, inner.attempts, now)
+        .await;
+    failure
 }
 
 /// A proof that matched the factor, not yet spent.
 enum Accepted {
     Step(u64),
-    Recovery(crate::factor::RecoveryCodeHash),
+    Recovery(RecoveryCodeHash),
 }
 
 fn match_proof(factor: &TotpFactor, proof: &Proof, now: u64) -> Option<Accepted> {
@@ -400,43 +361,78 @@ fn match_proof(factor: &TotpFactor, proof: &Proof, now: u64) -> Option<Accepted>
     }
 }
 
-/// Spends a matched proof: a TOTP step is accepted once per user, a recovery code once
-/// ever. `false` when it was used before (a replay).
-async fn spend_proof(
+/// The judged proof as the store spends it: a TOTP step is accepted once per user, a
+/// recovery code once ever (its key names the user and the code's hash).
+fn judged(sub: &str, matched: Option<&Accepted>, now: u64) -> JudgedProof {
+    match matched {
+        None => JudgedProof::Wrong,
+        Some(Accepted::Step(step)) => JudgedProof::TotpStep {
+            step: *step,
+            forget_at: step.saturating_add(2).saturating_mul(totp::STEP_SECS),
+        },
+        Some(Accepted::Recovery(hash)) => JudgedProof::RecoveryCode {
+            key: format!("rc:{sub}:{}", hash.to_hex()),
+            forget_at: now.saturating_add(super::RECOVERY_CODE_MEMORY.as_secs()),
+        },
+    }
+}
+
+/// The session a matched TOTP code earns, made before the store step that spends the
+/// code: its tokens and the change the store makes with the code. Nothing for a wrong
+/// code, nor for a recovery code (removed from the factor first: [`Finish::session`]).
+fn prepare(
     completion: &Completion,
-    sub: &str,
-    accepted: Accepted,
+    challenge: &Challenge,
+    matched: Option<&Accepted>,
     now: u64,
-) -> Result<bool, Failure> {
-    let inner = completion.inner();
-    match accepted {
-        Accepted::Step(step) => {
-            let forget_at = step.saturating_add(2).saturating_mul(totp::STEP_SECS);
-            Ok(inner
-                .store
-                .advance_totp_step(sub, step, forget_at, now)
-                .await?)
-        }
-        Accepted::Recovery(hash) => {
-            let key = format!("rc:{sub}:{}", hash.to_hex());
-            let forget_at = now.saturating_add(super::RECOVERY_CODE_MEMORY.as_secs());
-            let fresh = inner.store.consume(&key, forget_at, now).await?;
-            if fresh {
-                inner.factors.remove_recovery_code(sub, hash).await?;
+) -> Result<(Option<Tokens>, SessionChange), Failure> {
+    if !matches!(matched, Some(Accepted::Step(_))) {
+        return Ok((None, SessionChange::None));
+    }
+    let grant = grant(completion, challenge, now);
+    let (tokens, change) = match &challenge.replaces {
+        // A step-up continues the session that asked for it (same `sid`, same absolute
+        // end), and cannot revive one that has ended: an mfa_token outlives neither.
+        Some(sid) => session::prepare_elevate(completion, sid, challenge.issued_at, grant)?,
+        None => session::prepare_start(completion, &grant)?,
+    };
+    Ok((Some(tokens), change))
+}
+
+/// The end of a verify whose proof was right: the tokens made before and what the store
+/// said of the step-up, if any.
+struct Finish {
+    tokens: Option<Tokens>,
+    elevation: Option<crate::store::Elevation>,
+}
+
+impl Finish {
+    /// The session: the one prepared for a TOTP code; for a recovery code, removed from
+    /// the factor first, one made now.
+    async fn session(
+        self,
+        completion: &Completion,
+        challenge: &Challenge,
+        matched: Option<Accepted>,
+        now: u64,
+        audit: &mut Record,
+    ) -> Result<session::Session, Failure> {
+        match (self.tokens, self.elevation) {
+            (Some(tokens), Some(elevation)) => tokens.elevated(elevation, now, audit),
+            (Some(tokens), None) => Ok(tokens.started(completion)),
+            (None, _) => {
+                if let Some(Accepted::Recovery(hash)) = matched {
+                    let factors = &completion.inner().factors;
+                    factors.remove_recovery_code(&challenge.sub, hash).await?;
+                }
+                start_or_elevate(completion, challenge, now, audit).await
             }
-            Ok(fresh)
         }
     }
 }
 
-/// The tokens of a completed challenge: `amr` gains `otp` and `mfa`, `auth_time` is now;
-/// a login's challenge starts a session, a step-up's continues its own.
-async fn elevate(
-    completion: &Completion,
-    challenge: &Challenge,
-    now: u64,
-    audit: &mut Record,
-) -> Result<session::Session, Failure> {
+/// The grant of a completed challenge: `amr` gains `otp` and `mfa`, `auth_time` is now.
+fn grant(completion: &Completion, challenge: &Challenge, now: u64) -> Grant {
     let inner = completion.inner();
     let mut amr = challenge.amr.clone();
     for method in ["otp", "mfa"] {
@@ -451,9 +447,19 @@ async fn elevate(
     if let Some(scope) = &challenge.scope {
         grant = grant.scope(scope.clone());
     }
+    grant
+}
+
+/// The tokens of a completed challenge, in a store step of their own: a login's challenge
+/// starts a session, a step-up's continues its own.
+async fn start_or_elevate(
+    completion: &Completion,
+    challenge: &Challenge,
+    now: u64,
+    audit: &mut Record,
+) -> Result<session::Session, Failure> {
+    let grant = grant(completion, challenge, now);
     match &challenge.replaces {
-        // A step-up continues the session that asked for it (same `sid`, same absolute
-        // end), and cannot revive one that has ended: an mfa_token outlives neither.
         Some(sid) => session::elevate(completion, sid, challenge.issued_at, grant, audit).await,
         None => session::start(completion, &grant).await,
     }

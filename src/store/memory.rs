@@ -8,21 +8,23 @@ use super::attempt_state::{stricter, AttemptEntry};
 use super::record::{session_json, StoredRecord};
 use super::revoked::RevocationLog;
 use super::{
-    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
-    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
-    StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER, MAX_SESSIONS_PER_USER,
-    REFRESH_HISTORY,
+    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits,
+    RefreshRecord, Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store,
+    StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER,
+    MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
 };
 use crate::revocation::UserRevocations;
 use crate::token::Claims;
 
 /// Default bound on the entries of a [`MemoryStore`].
 ///
-/// An entry takes about 70–250 bytes (a used token id 70, a remembered refresh token
-/// about 240, a refresh family about 1 KiB with its session's claims), so a full store
-/// holds up to about 260 MB. A signed-in user who refreshes all day keeps about 19 entries
-/// (their session, its last 16 rotated tokens, their list of sessions), and one at every
-/// per-user bound about 580: the store serves some 50,000 such active users.
+/// An entry takes about 70–1,000 bytes (a used token id 70, a remembered refresh token
+/// about 80, a refresh family about 900 with its session's claims): a full store holds
+/// at most about 500 MB (all of it new sessions, two entries each), about 125 MB of
+/// sessions refreshed past their history. A signed-in user who refreshes all day keeps
+/// about 19 entries (their session, its current and last 16 rotated tokens, their list
+/// of sessions), and one at every per-user bound about 580: the store serves some 50,000
+/// such active users.
 pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
 
 /// Sweep expired entries at least every this many writes.
@@ -50,8 +52,10 @@ struct State {
     attempts: HashMap<String, AttemptEntry>,
     totp_steps: HashMap<String, (u64, u64)>,
     values: HashMap<String, (Vec<u8>, u64)>,
-    refresh_tokens: HashMap<TokenHash, RefreshToken>,
     families: HashMap<String, Family>,
+    /// The refresh tokens the families remember (each family's current one and its
+    /// rotated ones), each counted as an entry.
+    family_tokens: usize,
     /// The families of each user (id and absolute end), oldest first, at most
     /// [`MAX_SESSIONS_PER_USER`].
     user_families: HashMap<String, VecDeque<(String, u64)>>,
@@ -109,12 +113,6 @@ fn save_login(bucket: &mut LoginBucket, entries: [(&str, AttemptEntry); 2], now:
         }
     }
     true
-}
-
-#[derive(Debug)]
-struct RefreshToken {
-    family: String,
-    expires_at: u64,
 }
 
 #[derive(Debug)]
@@ -234,8 +232,8 @@ impl State {
             + self.attempts.len()
             + self.totp_steps.len()
             + self.values.len()
-            + self.refresh_tokens.len()
             + self.families.len()
+            + self.family_tokens
             + self.user_families.len()
             + self.revocations.len()
             + self.devices.values().map(Vec::len).sum::<usize>()
@@ -246,8 +244,8 @@ impl State {
         self.attempts.retain(|_, a| a.keep_until() > now);
         self.totp_steps.retain(|_, (_, exp)| *exp > now);
         self.values.retain(|_, (_, exp)| *exp > now);
-        self.refresh_tokens.retain(|_, t| t.expires_at > now);
         self.families.retain(|_, f| f.record.expires_at > now);
+        self.family_tokens = self.families.values().map(Family::tokens).sum();
         self.user_families.retain(|_, ids| {
             ids.retain(|(_, end)| *end > now);
             !ids.is_empty()
@@ -283,7 +281,7 @@ impl State {
     /// [`MAX_SESSIONS_PER_USER`].
     fn add_family(&mut self, token: TokenHash, record: StoredRecord) -> Result<(), StoreError> {
         let new_user = !self.user_families.contains_key(&record.sub);
-        self.room(2 + usize::from(new_user))?;
+        self.room(1 + usize::from(new_user))?;
         let ids = self.user_families.entry(record.sub.clone()).or_default();
         let now = self.now;
         ids.retain(|(_, end)| *end > now);
@@ -293,10 +291,10 @@ impl State {
             None
         };
         ids.push_back((record.family.clone(), record.expires_at));
-        if let Some(old) = evicted {
-            self.drop_family(&old);
+        if let Some(old) = evicted.and_then(|id| self.families.remove(&id)) {
+            self.family_tokens -= old.tokens();
         }
-        self.index(token, &record.family, record.expires_at);
+        self.family_tokens += 1;
         let family = Family {
             record,
             current: token,
@@ -310,23 +308,8 @@ impl State {
         Ok(())
     }
 
-    /// Forgets a family and every token of it.
-    fn drop_family(&mut self, id: &str) {
-        if let Some(f) = self.families.remove(id) {
-            for t in f.history.iter().chain([&f.current]) {
-                self.refresh_tokens.remove(t);
-            }
-        }
-    }
-
-    fn index(&mut self, token: TokenHash, family: &str, expires_at: u64) {
-        let family = family.to_owned();
-        self.refresh_tokens
-            .insert(token, RefreshToken { family, expires_at });
-    }
-
-    /// Makes `new_token` the current token of live family `id`: the old one joins the
-    /// history, whose oldest token is forgotten past [`REFRESH_HISTORY`].
+    /// Makes `new_token` the current token of live family `id` (see [`Family::advance`]),
+    /// counting the token it remembers more unless it forgets one.
     fn advance(&mut self, id: &str, new_token: TokenHash, now: u64) -> Result<(), StoreError> {
         let full = self
             .live_family(id, now)
@@ -334,22 +317,10 @@ impl State {
         if !full {
             self.room(1)?;
         }
-        let Some(family) = self.live_family(id, now) else {
-            return Ok(());
-        };
-        let old = std::mem::replace(&mut family.current, new_token);
-        family.last_seen_at = now;
-        family.history.push_back(old);
-        let forgotten = if family.history.len() > REFRESH_HISTORY {
-            family.history.pop_front()
-        } else {
-            None
-        };
-        let expires_at = family.record.expires_at;
-        if let Some(t) = forgotten {
-            self.refresh_tokens.remove(&t);
+        if let Some(f) = self.live_family(id, now) {
+            f.advance(new_token, now);
+            self.family_tokens += usize::from(!full);
         }
-        self.index(new_token, id, expires_at);
         Ok(())
     }
 
@@ -357,6 +328,35 @@ impl State {
         self.families
             .get_mut(family)
             .filter(|f| f.record.expires_at > now)
+    }
+
+    /// The live family `r` names: its id, and its user by the tag.
+    fn family_at(&mut self, r: &FamilyRef, now: u64) -> Option<&mut Family> {
+        self.live_family(r.family(), now)
+            .filter(|f| r.tags(&f.record.sub))
+    }
+}
+
+impl Family {
+    /// Makes `new_token` the current token: the old one joins the history, whose oldest
+    /// token is forgotten past [`REFRESH_HISTORY`].
+    fn advance(&mut self, new_token: TokenHash, now: u64) {
+        let old = std::mem::replace(&mut self.current, new_token);
+        self.last_seen_at = now;
+        self.history.push_back(old);
+        if self.history.len() > REFRESH_HISTORY {
+            self.history.pop_front();
+        }
+    }
+
+    /// The tokens it remembers: the current one and the rotated ones.
+    fn tokens(&self) -> usize {
+        1 + self.history.len()
+    }
+
+    /// Whether `token` is the current token or one of the remembered rotated ones.
+    fn knows(&self, token: &TokenHash) -> bool {
+        self.current == *token || self.history.contains(token)
     }
 }
 
@@ -533,50 +533,41 @@ impl Store for MemoryStore {
 
     fn refresh_rotate<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         new_token: TokenHash,
         now: u64,
     ) -> StoreFuture<'a, Rotation> {
         ready(self.write(now, |s| {
-            let Some(family_id) = s
-                .refresh_tokens
-                .get(&token)
-                .filter(|t| t.expires_at > now)
-                .map(|t| t.family.clone())
-            else {
+            let Some(f) = s.family_at(family, now).filter(|f| f.active(now)) else {
                 return Ok(Rotation::Invalid);
             };
-            let Some(family) = s.live_family(&family_id, now) else {
-                return Ok(Rotation::Invalid);
-            };
-            if !family.active(now) {
+            if f.current == token {
+                let record = f.record.record()?;
+                s.advance(family.family(), new_token, now)?;
+                return Ok(Rotation::Rotated(record));
+            }
+            if !f.history.contains(&token) {
                 return Ok(Rotation::Invalid);
             }
-            if family.current != token {
-                family.revoked = true;
-                return Ok(Rotation::Reused {
-                    family: family.record.family.clone(),
-                    sub: family.record.sub.clone(),
-                });
-            }
-            let record = family.record.record()?;
-            s.advance(&family_id, new_token, now)?;
-            Ok(Rotation::Rotated(record))
+            f.revoked = true;
+            Ok(Rotation::Reused {
+                family: f.record.family.clone(),
+                sub: f.record.sub.clone(),
+            })
         }))
     }
 
     fn refresh_revoke<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         sub: &'a str,
         now: u64,
     ) -> StoreFuture<'a, bool> {
         ready(self.write(now, |s| {
-            let Some(family_id) = s.refresh_tokens.get(&token).map(|t| t.family.clone()) else {
-                return Ok(false);
-            };
-            Ok(match s.live_family(&family_id, now) {
-                Some(f) if f.record.sub == sub && !f.revoked => {
+            Ok(match s.family_at(family, now) {
+                Some(f) if f.record.sub == sub && !f.revoked && f.knows(&token) => {
                     f.revoked = true;
                     true
                 }
@@ -585,9 +576,15 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation> {
+    fn revoke_family<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
         ready(self.write(now, |s| {
-            Ok(match s.live_family(family, now) {
+            let live = s.live_family(family, now).filter(|f| f.record.sub == user);
+            Ok(match live {
                 Some(f) if f.revoked => FamilyRevocation::AlreadyRevoked,
                 Some(f) => {
                     f.revoked = true;
@@ -609,7 +606,8 @@ impl Store for MemoryStore {
         let json = session_json(&session);
         ready(json.and_then(|json| {
             self.write(now, |s| {
-                let Some(f) = s.live_family(family, now) else {
+                let live = s.live_family(family, now);
+                let Some(f) = live.filter(|f| f.record.sub == session.sub()) else {
                     return Ok(Elevation::Unknown);
                 };
                 if f.record.idle(f.last_seen_at, now) {

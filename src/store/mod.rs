@@ -4,9 +4,10 @@
 //! once, even when several replicas answer at the same time:
 //!
 //! - single use of each partial token and mfa_token (their `jti`), and of each recovery
-//!   code ([`Store::consume`]);
+//!   code ([`Store::consume`]; verify's in [`Store::settle_challenge`]);
 //! - failed attempts and lockout per user, reserved before a proof is evaluated
-//!   ([`Store::reserve_attempt`], [`Store::settle_attempt`]);
+//!   ([`Store::reserve_attempt`], [`Store::settle_attempt`]; verify's in
+//!   [`Store::reserve_challenge`] and [`Store::settle_challenge`], each one step);
 //! - the last accepted TOTP time step per user, so no code is accepted twice
 //!   ([`Store::advance_totp_step`]);
 //! - pending enrollments ([`Store::put`]);
@@ -27,11 +28,13 @@
 //! `RedisStore` (feature `redis`).
 
 mod attempt_state;
+mod challenge;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
 mod revoked;
+pub mod stepwise;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +42,10 @@ use std::pin::Pin;
 use crate::revocation::UserRevocations;
 use crate::token::Claims;
 
+pub use self::challenge::{
+    ChallengeOutcome, ChallengeReservation, ChallengeSettlement, FamilyRef, JudgedProof,
+    SessionChange, USER_TAG_LEN,
+};
 pub use self::memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 #[cfg(feature = "redis")]
 pub use self::redis::{
@@ -279,22 +286,29 @@ pub type TokenHash = [u8; 32];
 ///
 /// Times are seconds since the Unix epoch and are passed in, so tests can set them.
 ///
-/// The methods serve six concerns, in this order:
+/// The methods serve seven concerns, in this order:
 ///
 /// | concern | methods |
 /// | --- | --- |
 /// | single use | [`consume`](Store::consume), [`is_consumed`](Store::is_consumed), [`release`](Store::release), [`advance_totp_step`](Store::advance_totp_step) |
 /// | attempts and lockout | [`attempts`](Store::attempts), [`reserve_attempt`](Store::reserve_attempt), [`settle_attempt`](Store::settle_attempt) |
+/// | a verify's two steps | [`reserve_challenge`](Store::reserve_challenge), [`settle_challenge`](Store::settle_challenge) |
 /// | login throttling | [`reserve_login`](Store::reserve_login), [`settle_login`](Store::settle_login) |
 /// | short-lived values | [`put`](Store::put), [`get`](Store::get), [`delete`](Store::delete) |
 /// | refresh families | [`refresh_create`](Store::refresh_create), [`refresh_rotate`](Store::refresh_rotate), [`refresh_revoke`](Store::refresh_revoke), [`revoke_family`](Store::revoke_family), [`refresh_elevate`](Store::refresh_elevate), [`sessions`](Store::sessions), [`end_session`](Store::end_session) |
 /// | remembered devices | [`device_add`](Store::device_add), [`device_use`](Store::device_use), [`devices`](Store::devices), [`device_remove`](Store::device_remove), [`devices_clear`](Store::devices_clear) |
 /// | ended sessions' access tokens | [`revoke_sessions`](Store::revoke_sessions), [`revocations_since`](Store::revocations_since) |
 ///
-/// They stay one trait: every backend serves all six from one connection and one
+/// They stay one trait: every backend serves all seven from one connection and one
 /// keyspace, and the endpoints hold one `Arc<dyn Store>`. A backend implements each
 /// method once; a decorator (a test double, metrics) is best written once as a generic
 /// wrapper that delegates every method and calls a hook around it.
+///
+/// A verify's two steps have provided implementations ([`stepwise`]) made of the
+/// single-purpose methods, one call after the other, as [`MemoryStore`] uses them; a
+/// backend with round trips does each in one (`RedisStore`: one script each). A
+/// decorator should delegate them too, or the backend's single step is lost (the
+/// answers stay the same).
 pub trait Store: Send + Sync + 'static {
     // Single use: a key is consumed once, a TOTP step accepted once.
 
@@ -309,9 +323,9 @@ pub trait Store: Send + Sync + 'static {
     /// it is `true` again.
     ///
     /// Only the caller whose `consume` returned `true` may release the key, and only
-    /// when what it guarded did not happen after all (verify releases a challenge whose
-    /// code turned out to be a replay, so that the challenge stays usable as its
-    /// `401 invalid_code` answer promises).
+    /// when what it guarded did not happen after all (a verify in
+    /// [`stepwise`] releases a challenge whose code turned out to be a replay, so that
+    /// the challenge stays usable as its `401 invalid_code` answer promises).
     fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
 
     /// Accepts TOTP time step `step` for `user` only if it is later than every step
@@ -357,6 +371,52 @@ pub trait Store: Send + Sync + 'static {
         policy: AttemptPolicy,
         now: u64,
     ) -> StoreFuture<'a, Attempts>;
+
+    // A verify's two steps, each one atomic step where the backend can.
+
+    /// Step one of a verify: reserves one attempt of `user` (as
+    /// [`reserve_attempt`](Store::reserve_attempt)) unless the user is locked out or
+    /// `challenge` (the challenge's single-use key) is spent, checked in that order:
+    /// [`Locked`](ChallengeReservation::Locked) before
+    /// [`Spent`](ChallengeReservation::Spent) before
+    /// [`Busy`](ChallengeReservation::Busy). Only
+    /// [`Granted`](ChallengeReservation::Granted) holds an attempt, to be settled with
+    /// [`settle_challenge`](Store::settle_challenge).
+    ///
+    /// `challenge` is one of `user`'s keys: a backend may keep it apart from
+    /// [`consume`](Store::consume)'s keys (`RedisStore` keeps it beside the user's
+    /// attempts). The provided method: [`stepwise::reserve_challenge`].
+    fn reserve_challenge<'a>(
+        &'a self,
+        user: &'a str,
+        challenge: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, ChallengeReservation> {
+        Box::pin(stepwise::reserve_challenge(
+            self, user, challenge, policy, now,
+        ))
+    }
+
+    /// Step two of a verify, after a granted
+    /// [`reserve_challenge`](Store::reserve_challenge) and the proof judged: a
+    /// challenge spent meanwhile gives the attempt back
+    /// ([`Spent`](ChallengeOutcome::Spent)); a wrong or replayed proof is a recorded
+    /// failure ([`Failed`](ChallengeOutcome::Failed), whose lockout spends the challenge
+    /// too); a right and fresh one spends the challenge and the proof, forgets the
+    /// failures and makes the [`SessionChange`]
+    /// ([`Succeeded`](ChallengeOutcome::Succeeded)).
+    ///
+    /// An error leaves the attempt to run out by itself (after [`RESERVATION_SECS`])
+    /// where it was not given back. The provided method:
+    /// [`stepwise::settle_challenge`].
+    fn settle_challenge<'a>(
+        &'a self,
+        settlement: &'a ChallengeSettlement,
+        now: u64,
+    ) -> StoreFuture<'a, ChallengeOutcome> {
+        Box::pin(stepwise::settle_challenge(self, settlement, now))
+    }
 
     // Login throttling, per account and per (account, client).
 
@@ -412,27 +472,41 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreFuture<'a, ()>;
 
-    /// Presents refresh token `token`: rotates to `new_token`, or detects reuse and
-    /// revokes the family, or refuses.
+    /// Presents refresh token `token` of family `family`: rotates to `new_token` if it
+    /// is the family's current token; detects reuse and revokes the family if it is one
+    /// of the last [`REFRESH_HISTORY`] rotated ones; else (another token, an unknown,
+    /// ended, revoked or idle family, a tag not the family's user's) refuses and changes
+    /// nothing.
     fn refresh_rotate<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         new_token: TokenHash,
         now: u64,
     ) -> StoreFuture<'a, Rotation>;
 
-    /// Revokes the family of `token` if it belongs to `sub`. `true` if it was revoked.
+    /// Revokes family `family` if it belongs to `sub` and `token` is its current token or
+    /// one of its last [`REFRESH_HISTORY`] rotated ones (logout works with a token rotated
+    /// since). `true` if it was revoked.
     fn refresh_revoke<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         sub: &'a str,
         now: u64,
     ) -> StoreFuture<'a, bool>;
 
-    /// Revokes family `family`, and says what it found.
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation>;
+    /// Revokes family `family` of `user`, and says what it found (another user's family
+    /// is [`Unknown`](FamilyRevocation::Unknown)).
+    fn revoke_family<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation>;
 
-    /// A step-up inside session `family` by a challenge issued at `issued_at`:
+    /// A step-up inside session `family` of `session.sub()` (another user's family is
+    /// [`Unknown`](Elevation::Unknown)) by a challenge issued at `issued_at`:
     /// `new_token` becomes its current refresh token (the old one joins the rotated
     /// history) and `session` its claims; the family id and absolute end stay. A revoked
     /// family stays ended: a step-up must not revive a session, nor extend its life. A

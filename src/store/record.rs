@@ -1,23 +1,19 @@
-//! A [`RefreshRecord`] as the stores keep it: the session's claims as compact JSON. Small
-//! in memory (a family is kept for its whole life), and the format of the records that
-//! `RedisStore` has always written, so records written before the claims were typed
-//! still read.
-
-use serde::{Deserialize, Serialize};
+//! A [`RefreshRecord`] as `MemoryStore` keeps it: the session's claims as compact JSON,
+//! small in memory (a family is kept for its whole life). `RedisStore` keeps the same
+//! JSON of the claims in a field of the family's hash ([`session_json`]).
 
 use super::{RefreshRecord, StoreError};
 use crate::token::Claims;
 
 /// A refresh record with its session serialized.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct StoredRecord {
     pub(crate) family: String,
     pub(crate) sub: String,
     /// The session's claims as JSON.
     pub(crate) session: String,
     pub(crate) expires_at: u64,
-    /// The idle bound (absent in records written before it existed: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The idle bound.
     pub(crate) idle_secs: Option<u64>,
 }
 
@@ -95,31 +91,13 @@ mod tests {
     }
 
     #[test]
-    fn keeps_the_format_redis_has_always_written() {
-        // A record as RedisStore wrote it when the session was a JSON string field.
-        let old = r#"{"family":"fam-1","sub":"alice","session":"{\"sub\":\"alice\",\"exp\":2000,\"sid\":\"fam-1\",\"amr\":[\"pwd\",\"otp\"]}","expires_at":3000}"#;
-        let stored: StoredRecord = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stored.record(), Ok(record()));
-        let again = StoredRecord::new(record()).unwrap_or_else(|e| panic!("{e}"));
-        let written = serde_json::to_string(&again).unwrap_or_else(|e| panic!("{e}"));
-        assert!(written.starts_with(r#"{"family":"fam-1","sub":"alice","session":"{"#));
-        assert!(written.ends_with(r#"}","expires_at":3000}"#), "{written}");
-    }
-
-    #[test]
-    fn an_idle_bound_is_written_only_when_set_and_read_back() {
+    fn an_idle_bound_is_read_back() {
         let idle = RefreshRecord {
             idle_secs: Some(600),
             ..record()
         };
         let stored = StoredRecord::new(idle.clone()).unwrap_or_else(|e| panic!("{e}"));
-        let written = serde_json::to_string(&stored).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            written.ends_with(r#""expires_at":3000,"idle_secs":600}"#),
-            "{written}"
-        );
-        let read: StoredRecord = serde_json::from_str(&written).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(read.record(), Ok(idle));
+        assert_eq!(stored.record(), Ok(idle));
         assert!(!stored.idle(1000, 1599));
         assert!(stored.idle(1000, 1600));
         assert!(!StoredRecord::new(record()).unwrap().idle(0, u64::MAX));

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use redis::{Script, Value};
 
-use crate::factor::recovery::hex;
 use crate::token::Claims;
 
-use super::record::{session_json, StoredRecord};
+use super::challenge::user_tag;
 
+mod challenge;
 #[cfg(feature = "redis-cluster")]
 mod cluster;
 mod connection;
+mod families;
 mod feed;
 mod revoked;
 mod sessions;
@@ -24,10 +25,10 @@ mod tls;
 use connection::{Connection, Subscribers};
 
 use super::{
-    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
-    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
-    StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
-    RESERVATION_SECS,
+    AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
+    DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
+    RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError, StoreFuture, TokenHash,
+    LOGIN_RECORDS_PER_BUCKET, RESERVATION_SECS,
 };
 use crate::revocation::UserRevocations;
 
@@ -43,22 +44,29 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 
 /// A [`Store`] in Redis, shared by every replica that uses the same server and prefix.
 ///
-/// Every operation is one atomic command or one Lua script, and every script touches
-/// exactly one key, so the layout works unchanged on Redis Cluster: a script never
-/// spans two slots. (Rotating a refresh token reads the token's family, written once
-/// and never changed, and then decides in one script on the family's key.)
+/// Every operation is one atomic command or one Lua script (or, listing sessions, one
+/// read and then one pipeline), and every script's keys share one hash tag, so the
+/// layout works unchanged on Redis Cluster: a script never spans two slots. A user's
+/// attempts, TOTP step, spent challenges, refresh families and list of them are keys of
+/// one slot, tagged `{T}` with `T` the user's tag (16 hex digits of the SHA-256 of the
+/// user, [`FamilyRef::user_tag`]), so that one script decides a verify and one a
+/// refresh: a verify costs 2 round trips (reserve an attempt unless the challenge is
+/// spent; then spend the challenge and the code, settle the attempt and start or step
+/// up the session), a refresh 1. A refresh token carries its user's tag and its family
+/// id, so no index finds its family.
 ///
-/// Keys (`P` is the prefix, [`DEFAULT_REDIS_PREFIX`] unless set):
+/// Keys (`P` is the prefix, [`DEFAULT_REDIS_PREFIX`] unless set; it may not contain `{`
+/// or `}`):
 ///
 /// | key | holds |
 /// | --- | --- |
-/// | `P:used:<key>` | a consumed token id or recovery code |
-/// | `P:att:<user>` | failed attempts and lockout of a user |
-/// | `P:totp:<user>` | the last accepted TOTP step of a user |
+/// | `P:used:<key>` | a key consumed with [`Store::consume`] |
+/// | `P:used:{T}:<key>` | a challenge (`jti:<id>`) or recovery code spent by a verify |
+/// | `P:att:{T}:<user>` | failed attempts and lockout of a user |
+/// | `P:totp:{T}:<user>` | the last accepted TOTP step of a user |
 /// | `P:val:<key>` | a short-lived value (a pending enrollment) |
-/// | `P:rt:<sha256 hex>` | the family of a refresh token (only its hash is stored) |
-/// | `P:fam:<family>` | a refresh family: its session, current token, the last [`REFRESH_HISTORY`] rotated ones, revocation, when it started and was last seen, its idle bound |
-/// | `P:uf:<user>` | the user's live families, at most [`MAX_SESSIONS_PER_USER`] |
+/// | `P:fam:{T}:<family>` | a refresh family: its session, user, current token hash and the last [`REFRESH_HISTORY`](super::REFRESH_HISTORY) rotated ones, revocation, when it started and was last seen, its idle bound |
+/// | `P:uf:{T}:<user>` | the user's live families, at most [`MAX_SESSIONS_PER_USER`](super::MAX_SESSIONS_PER_USER) |
 /// | `P:dev:<user>` | the user's remembered devices, at most [`MAX_DEVICES_PER_USER`](super::MAX_DEVICES_PER_USER) |
 /// | `P:login:<00–ff>` | login counters of accounts (by digest) and their clients, at most [`LOGIN_RECORDS_PER_BUCKET`] a bucket |
 ///
@@ -94,7 +102,9 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// # Redis Cluster
 /// With feature `redis-cluster`, `RedisStoreBuilder::connect_cluster` connects to a
 /// cluster through the URLs of one or more of its nodes; the store is the same. Keys
-/// are routed by slot; operations that touch several keys send one command a key. The
+/// are routed by slot; a script's keys are in one slot (one user's, by their hash tag),
+/// and the revocation log, a user's revocations and the user's own keys are written
+/// one command a key. The
 /// timeout bounds every call; a master that stops answering makes its slots fail with
 /// [`StoreError::Timeout`] until its replica takes over, after which the same store
 /// serves again (a timed-out call makes it re-read the slot map in the background).
@@ -192,6 +202,21 @@ impl RedisStore {
         format!("{}:{kind}:{rest}", self.prefix)
     }
 
+    /// Key `rest` of kind `kind` in the slot of the user whose tag is `tag`.
+    fn tagged(&self, kind: &str, tag: &str, rest: &str) -> String {
+        tagged_key(&self.prefix, kind, tag, rest)
+    }
+
+    /// The key of `user`'s attempts.
+    fn att_key(&self, user: &str) -> String {
+        self.tagged("att", &user_tag(user), user)
+    }
+
+    /// The key of `user`'s last TOTP step.
+    fn totp_key(&self, user: &str) -> String {
+        self.tagged("totp", &user_tag(user), user)
+    }
+
     /// Runs one Redis operation within the timeout.
     async fn run<T>(
         &self,
@@ -210,8 +235,26 @@ impl RedisStore {
         key: &str,
         args: &[&[u8]],
     ) -> Result<T, StoreError> {
+        self.script_on(script, &[key], args).await
+    }
+
+    /// Runs `script` on `keys`, which must share one hash tag (one Cluster slot).
+    async fn script_on<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        if !one_slot(keys) {
+            return Err(StoreError::Unavailable(
+                "redis: a script's keys are in different slots".to_owned(),
+            ));
+        }
         let mut conn = self.conn.clone();
-        let mut invocation = script.key(key);
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
         for arg in args {
             invocation.arg(*arg);
         }
@@ -230,42 +273,6 @@ impl RedisStore {
             .await
             .map(drop)
     }
-
-    /// Reads the family a refresh token belongs to, if the token is known and live.
-    async fn token_family(
-        &self,
-        token: &TokenHash,
-        now: u64,
-    ) -> Result<Option<String>, StoreError> {
-        let Some(raw) = self.get_raw(&self.key("rt", &hex(token))).await? else {
-            return Ok(None);
-        };
-        Ok(split_expiry(&raw)
-            .filter(|(exp, _)| *exp > now)
-            .and_then(|(_, family)| String::from_utf8(family.to_vec()).ok()))
-    }
-
-    async fn put_token(
-        &self,
-        token: &TokenHash,
-        family: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let (exp, ttl) = horizon(expires_at, now);
-        let value = with_expiry(exp, family.as_bytes());
-        self.run(
-            redis::cmd("SET")
-                .arg(self.key("rt", &hex(token)))
-                .arg(value)
-                .arg("PX")
-                .arg(ttl)
-                .query_async::<Value>(&mut conn),
-        )
-        .await
-        .map(drop)
-    }
 }
 
 impl RedisStore {
@@ -275,92 +282,13 @@ impl RedisStore {
         let bucket = self.key("login", account.get(..2).unwrap_or(account));
         (bucket, format!("{account}|{client}"))
     }
-
-    async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.conn.clone();
-        self.run(
-            redis::cmd("HGET")
-                .arg(key)
-                .arg(field)
-                .query_async(&mut conn),
-        )
-        .await
-    }
-
-    /// Deletes the family index of a token forgotten by its family ('' = none).
-    async fn forget_token(&self, token_hex: &[u8]) -> Result<(), StoreError> {
-        match std::str::from_utf8(token_hex) {
-            Ok(hex) if !hex.is_empty() => self.delete_raw(&self.key("rt", hex)).await,
-            _ => Ok(()),
-        }
-    }
-
-    /// Deletes a family ended to make room, with the index keys of its tokens. (One key
-    /// a command: on a cluster they live in different slots.)
-    async fn drop_family(&self, family: &str) -> Result<(), StoreError> {
-        let family_key = self.key("fam", family);
-        let mut conn = self.conn.clone();
-        let (current, history): (Option<String>, Option<String>) = self
-            .run(
-                redis::cmd("HMGET")
-                    .arg(&family_key)
-                    .arg(&["c", "h"])
-                    .query_async(&mut conn),
-            )
-            .await?;
-        self.delete_raw(&family_key).await?;
-        let history = history.unwrap_or_default();
-        let tokens = history
-            .as_bytes()
-            .chunks(64)
-            .chain(current.as_deref().map(str::as_bytes));
-        for token in tokens {
-            self.forget_token(token).await?;
-        }
-        Ok(())
-    }
-}
-
-/// The first element of a script's reply, a code (`FAMILY_UNKNOWN` when absent).
-fn reply_int(reply: &[Value]) -> Result<i64, StoreError> {
-    match reply.first() {
-        Some(v) => redis::from_redis_value(v.clone()).map_err(|e| redis_error(&e.into())),
-        None => Ok(code::FAMILY_UNKNOWN),
-    }
-}
-
-/// Element `i` of a script's reply, as bytes (empty when absent).
-fn reply_bytes(reply: &[Value], i: usize) -> Result<Vec<u8>, StoreError> {
-    reply
-        .get(i)
-        .cloned()
-        .map(redis::from_redis_value)
-        .transpose()
-        .map_err(|e| redis_error(&e.into()))
-        .map(Option::unwrap_or_default)
-}
-
-/// A refresh record as stored (JSON).
-fn decode_record(raw: &[u8]) -> Result<StoredRecord, StoreError> {
-    serde_json::from_slice(raw)
-        .map_err(|_| StoreError::Unavailable("refresh record decoding".to_owned()))
-}
-
-/// A refresh record to store (JSON).
-fn encode_record(record: &StoredRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record)
-        .map_err(|_| StoreError::Unavailable("refresh record encoding".to_owned()))
-}
-
-/// The refresh record in the second element of a script's reply, as stored.
-fn reply_record(reply: &[Value]) -> Result<StoredRecord, StoreError> {
-    decode_record(&reply_bytes(reply, 1)?)
 }
 
 impl RedisStoreBuilder {
     /// The prefix of every key (default [`DEFAULT_REDIS_PREFIX`]). Replicas that must
     /// share state use the same prefix; unrelated deployments on one Redis use
-    /// different ones.
+    /// different ones. It may not contain `{` or `}` (a Redis Cluster hash tag: the
+    /// store tags its keys itself), or [`connect`](Self::connect) fails.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -384,9 +312,11 @@ impl RedisStoreBuilder {
     }
 
     /// Connects. Fails if the URL is invalid, Redis cannot be reached within the
-    /// timeout, or refuses the TLS handshake or the credentials. The errors name the
-    /// kind of failure only, never the URL or its password.
+    /// timeout, or refuses the TLS handshake or the credentials, and for a prefix with
+    /// `{` or `}`. The errors name the kind of failure only, never the URL or its
+    /// password.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        check_prefix(&self.prefix)?;
         let connected = connection::node(url, self.roots(), self.timeout).await?;
         Ok(self.store(connected))
     }
@@ -403,6 +333,7 @@ impl RedisStoreBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
+        check_prefix(&self.prefix)?;
         let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
         let connected = connection::cluster(&nodes, self.roots(), self.timeout).await?;
         Ok(self.store(connected))
@@ -424,6 +355,43 @@ impl RedisStoreBuilder {
             timeout: self.timeout,
         }
     }
+}
+
+/// A prefix without `{` and `}`, which would make a hash tag of part of it: the keys of
+/// one script could then land in different slots of a Redis Cluster.
+fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    if prefix.contains(['{', '}']) {
+        return Err(StoreError::Unavailable(
+            "redis: the key prefix may not contain '{' or '}'".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// `P:kind:{tag}:rest`: a key in the slot of hash tag `tag`.
+fn tagged_key(prefix: &str, kind: &str, tag: &str, rest: &str) -> String {
+    format!("{prefix}:{kind}:{{{tag}}}:{rest}")
+}
+
+/// What Redis Cluster hashes of `key` to find its slot: the part between the first `{`
+/// and the next `}` if that is not empty, else the whole key.
+fn hash_tag(key: &str) -> &str {
+    let Some(open) = key.find('{') else {
+        return key;
+    };
+    let rest = &key[open + 1..];
+    match rest.find('}') {
+        Some(len) if len > 0 => &rest[..len],
+        _ => key,
+    }
+}
+
+/// Whether `keys` are in one slot: they share one hash tag (or are one key).
+fn one_slot(keys: &[&str]) -> bool {
+    keys.split_first().is_none_or(|(first, rest)| {
+        let tag = hash_tag(first);
+        rest.iter().all(|k| hash_tag(k) == tag)
+    })
 }
 
 /// A Redis error, described by its kind only: messages may quote keys.
@@ -479,13 +447,15 @@ mod code {
     pub(super) const BUSY: i64 = 1;
     /// The reservation scripts: locked out (the second element says until when).
     pub(super) const LOCKED: i64 = 2;
+    /// `RESERVE_CHALLENGE`: the challenge is spent, nothing reserved.
+    pub(super) const SPENT: i64 = 3;
     /// Settlement argument: the reservation is given back unjudged.
     pub(super) const RELEASED: i64 = 0;
     /// Settlement argument: the proof was wrong.
     pub(super) const FAILED: i64 = 1;
     /// Settlement argument: the proof was right.
     pub(super) const SUCCEEDED: i64 = 2;
-    /// The family scripts: no such family, past its end, or (revoke) another user's.
+    /// The family scripts: no such family, past its end, or another user's.
     pub(super) const FAMILY_UNKNOWN: i64 = 0;
     /// The family scripts: rotated, elevated, revoked by this call.
     pub(super) const FAMILY_CHANGED: i64 = 1;
@@ -494,15 +464,34 @@ mod code {
     pub(super) const FAMILY_REVOKED: i64 = 2;
     /// `FAMILY_ELEVATE`: the session was stepped up since the challenge was issued.
     pub(super) const FAMILY_SUPERSEDED: i64 = 3;
+    /// `SETTLE_CHALLENGE`: the challenge had been spent, the attempt is given back.
+    pub(super) const SETTLED_SPENT: i64 = 0;
+    /// `SETTLE_CHALLENGE`: a failure recorded.
+    pub(super) const SETTLED_FAILED: i64 = 1;
+    /// `SETTLE_CHALLENGE`: right and fresh, everything spent and settled.
+    pub(super) const SETTLED_SUCCEEDED: i64 = 2;
+    /// Proof argument of `SETTLE_CHALLENGE`: it matched nothing.
+    pub(super) const PROOF_WRONG: i64 = 0;
+    /// Proof argument: it matched a TOTP step.
+    pub(super) const PROOF_TOTP: i64 = 1;
+    /// Proof argument: it matched a recovery code.
+    pub(super) const PROOF_RECOVERY: i64 = 2;
+    /// Session argument of `SETTLE_CHALLENGE`: no change.
+    pub(super) const SESSION_NONE: i64 = 0;
+    /// Session argument: start a family.
+    pub(super) const SESSION_START: i64 = 1;
+    /// Session argument: step a family up.
+    pub(super) const SESSION_ELEVATE: i64 = 2;
 
     /// Every code by its Lua name.
-    pub(super) const ALL: [(&str, i64); 13] = [
+    pub(super) const ALL: [(&str, i64); 23] = [
         ("ACCEPTED", ACCEPTED),
         ("REFUSED", REFUSED),
         ("DONE", DONE),
         ("GRANTED", GRANTED),
         ("BUSY", BUSY),
         ("LOCKED", LOCKED),
+        ("SPENT", SPENT),
         ("RELEASED", RELEASED),
         ("FAILED", FAILED),
         ("SUCCEEDED", SUCCEEDED),
@@ -510,6 +499,15 @@ mod code {
         ("FAMILY_CHANGED", FAMILY_CHANGED),
         ("FAMILY_REVOKED", FAMILY_REVOKED),
         ("FAMILY_SUPERSEDED", FAMILY_SUPERSEDED),
+        ("SETTLED_SPENT", SETTLED_SPENT),
+        ("SETTLED_FAILED", SETTLED_FAILED),
+        ("SETTLED_SUCCEEDED", SETTLED_SUCCEEDED),
+        ("PROOF_WRONG", PROOF_WRONG),
+        ("PROOF_TOTP", PROOF_TOTP),
+        ("PROOF_RECOVERY", PROOF_RECOVERY),
+        ("SESSION_NONE", SESSION_NONE),
+        ("SESSION_START", SESSION_START),
+        ("SESSION_ELEVATE", SESSION_ELEVATE),
     ];
 }
 
@@ -528,24 +526,43 @@ fn script_text(parts: &[&str]) -> String {
     text
 }
 
-// The scripts. Each touches KEYS[1] only. Numbers come in as decimal strings and are
-// compared with tonumber (exact below 2^53: every value here is a Unix time, a count or
-// a step, capped by `horizon`).
+// The scripts: libraries of functions that name their keys, and main parts that use
+// `KEYS`. Every script's keys share one hash tag (`one_slot`); `ARGV[1]` is `now`
+// wherever a script needs the time. Numbers come in as decimal strings and are compared
+// with tonumber (exact below 2^53: every value here is a Unix time, a count or a step,
+// capped by `horizon`).
+
+/// `now`, for the scripts whose `ARGV[1]` is the time.
+const NOW: &str = r"
+local now = tonumber(ARGV[1])
+";
+
+/// Consumed keys: the value is the expiry (20 digits) then nothing. `used_live(key)`:
+/// consumed and not expired; `used_consume(key, value, ttl)`: consumes it, false if it
+/// was live.
+const USED_LIB: &str = r"
+local function used_live(key)
+  local v = redis.call('GET', key)
+  return v and tonumber(string.sub(v, 1, 20)) > now
+end
+local function used_consume(key, value, ttl)
+  if used_live(key) then return false end
+  redis.call('SET', key, value, 'PX', ttl)
+  return true
+end
+";
 
 /// ARGV: now, value (expiry + nothing), ttl ms. ACCEPTED if newly consumed, else
 /// REFUSED.
 const CONSUME: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v and tonumber(string.sub(v, 1, 20)) > tonumber(ARGV[1]) then return REFUSED end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return ACCEPTED
+if used_consume(KEYS[1], ARGV[2], ARGV[3]) then return ACCEPTED end
+return REFUSED
 ";
 
 /// The attempt rules, as `attempt_state.rs` has them for the memory store: a state `a` of
 /// `f` failures, `l` locked until (0 none), `e` when f/l are forgotten, `p` reservations
 /// in flight, `q` when they are forgotten. Every script below starts with this.
 const ATTEMPTS_LIB: &str = r"
-local now = tonumber(ARGV[1])
 local function att(f, l, e, p, q)
   local a = {f = 0, l = 0, e = 0, p = 0, q = 0}
   f, l, e, p, q = tonumber(f), tonumber(l), tonumber(e), tonumber(p), tonumber(q)
@@ -574,34 +591,39 @@ local function att_settle(a, settlement, max, lock_until, window_until)
 end
 ";
 
-/// One user's state in the fields of KEYS[1] (`f l e p q`); `attempts_save` writes it
-/// back (or deletes the key when it holds nothing) with a TTL to the later of `e`, `q`.
+/// One user's state in the fields of a hash (`f l e p q`): `att_load(key)` reads it,
+/// `att_save(key, a)` writes it back (or deletes the key when it holds nothing) with a
+/// TTL to the later of `e`, `q`.
 const ATTEMPTS_KEY: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'f', 'l', 'e', 'p', 'q')
-local a = att(h[1], h[2], h[3], h[4], h[5])
-local function attempts_save()
-  if att_empty(a) then redis.call('DEL', KEYS[1]); return end
-  redis.call('HSET', KEYS[1], 'f', a.f, 'l', a.l, 'e', a.e, 'p', a.p, 'q', a.q)
-  redis.call('PEXPIRE', KEYS[1], math.max(att_keep(a) - now, 1) * 1000)
+local function att_load(key)
+  local h = redis.call('HMGET', key, 'f', 'l', 'e', 'p', 'q')
+  return att(h[1], h[2], h[3], h[4], h[5])
+end
+local function att_save(key, a)
+  if att_empty(a) then redis.call('DEL', key); return end
+  redis.call('HSET', key, 'f', a.f, 'l', a.l, 'e', a.e, 'p', a.p, 'q', a.q)
+  redis.call('PEXPIRE', key, math.max(att_keep(a) - now, 1) * 1000)
 end
 ";
 
-/// ARGV: now, max_attempts, pending_until. Returns {GRANTED | BUSY, 0} or
-/// {LOCKED, locked_until}.
+/// KEYS: the user's attempts. ARGV: now, max_attempts, pending_until. Returns
+/// {GRANTED | BUSY, 0} or {LOCKED, locked_until}.
 const RESERVE_ATTEMPT: &str = r"
+local a = att_load(KEYS[1])
 local answer = att_check(a, ARGV[2])
 if answer == LOCKED then return {LOCKED, a.l} end
 if answer == BUSY then return {BUSY, 0} end
 att_hold(a, ARGV[3])
-attempts_save()
+att_save(KEYS[1], a)
 return {GRANTED, 0}
 ";
 
-/// ARGV: now, settlement (RELEASED, FAILED, SUCCEEDED), max_attempts, lock_until, window_until.
-/// Returns {failures, locked_until (0 = none)}.
+/// KEYS: the user's attempts. ARGV: now, settlement (RELEASED, FAILED, SUCCEEDED),
+/// max_attempts, lock_until, window_until. Returns {failures, locked_until (0 = none)}.
 const SETTLE_ATTEMPT: &str = r"
+local a = att_load(KEYS[1])
 att_settle(a, ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-attempts_save()
+att_save(KEYS[1], a)
 return {a.f, a.l}
 ";
 
@@ -709,110 +731,24 @@ fn settlement_arg(settlement: Settlement) -> Vec<u8> {
     code.to_string().into_bytes()
 }
 
-/// ARGV: now, step, expires_at, ttl ms. ACCEPTED if the step is later than the last
-/// one, else REFUSED.
+/// A user's last accepted TOTP step in a hash (`s` the step, `e` until when it is
+/// remembered): `totp_advance(key, step, expires_at, ttl)` accepts `step` only if it is
+/// later than the last one (true), and remembers it.
+const TOTP_LIB: &str = r"
+local function totp_advance(key, step, exp, ttl)
+  local h = redis.call('HMGET', key, 's', 'e')
+  if h[1] and tonumber(h[2]) > now and tonumber(h[1]) >= tonumber(step) then return false end
+  redis.call('HSET', key, 's', step, 'e', exp)
+  redis.call('PEXPIRE', key, ttl)
+  return true
+end
+";
+
+/// KEYS: the user's TOTP step. ARGV: now, step, expires_at, ttl ms. ACCEPTED if the
+/// step is later than the last one, else REFUSED.
 const ADVANCE_TOTP: &str = r"
-local h = redis.call('HMGET', KEYS[1], 's', 'e')
-if h[1] and tonumber(h[2]) > tonumber(ARGV[1]) and tonumber(h[1]) >= tonumber(ARGV[2]) then
-  return REFUSED
-end
-redis.call('HSET', KEYS[1], 's', ARGV[2], 'e', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return ACCEPTED
-";
-
-/// ARGV: record JSON, sub, current token hex, expires_at, ttl ms, now, idle bound (0:
-/// none). Returns DONE.
-const FAMILY_CREATE: &str = r"
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'r', ARGV[1], 's', ARGV[2], 'c', ARGV[3], 'x', 0, 'e', ARGV[4])
-redis.call('HSET', KEYS[1], 't', ARGV[6], 'l', ARGV[6], 'i', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return DONE
-";
-
-/// Shared by the two scripts below: makes ARGV[3] the current token of the family in
-/// KEYS[1] and ARGV[1] (now) its last seen time `l`; the old one joins the history `h`
-/// (64 hex digits a token, oldest first), and the oldest past ARGV[4] tokens is returned
-/// for its index key to be deleted ('' if none).
-const FAMILY_ADVANCE: &str = r"
-local function family_advance(old)
-  local hist = (redis.call('HGET', KEYS[1], 'h') or '') .. old
-  local forgotten = ''
-  if #hist > 64 * tonumber(ARGV[4]) then
-    forgotten = string.sub(hist, 1, 64); hist = string.sub(hist, 65)
-  end
-  redis.call('HSET', KEYS[1], 'c', ARGV[3], 'h', hist, 'l', ARGV[1])
-  return forgotten
-end
-";
-
-/// ARGV: now, presented token hex, new token hex, history bound.
-/// Returns {FAMILY_CHANGED, record, forgotten} (rotated), {FAMILY_REVOKED, record} (a
-/// rotated token came back: revoked now), or {FAMILY_UNKNOWN} (unknown, ended, revoked,
-/// idle).
-const FAMILY_ROTATE: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'r', 'c', 'x', 'e', 'l', 'i')
-if not h[1] or tonumber(h[4]) <= tonumber(ARGV[1]) or h[3] == '1' or family_idle(h[5], h[6]) then
-  return {FAMILY_UNKNOWN}
-end
-if h[2] ~= ARGV[2] then
-  redis.call('HSET', KEYS[1], 'x', 1)
-  return {FAMILY_REVOKED, h[1]}
-end
-return {FAMILY_CHANGED, h[1], family_advance(h[2])}
-";
-
-/// ARGV: now, record JSON (the new session), new token hex, history bound, issued_at.
-/// Returns {FAMILY_CHANGED, record, forgotten} (elevated), {FAMILY_REVOKED} (ended),
-/// {FAMILY_SUPERSEDED}, or {FAMILY_UNKNOWN} (also idle).
-const FAMILY_ELEVATE: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'c', 'x', 'e', 'u', 'l', 'i')
-if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) or family_idle(h[5], h[6]) then
-  return {FAMILY_UNKNOWN}
-end
-if h[2] == '1' then return {FAMILY_REVOKED} end
-if tonumber(h[4] or '0') >= tonumber(ARGV[5]) then return {FAMILY_SUPERSEDED} end
-redis.call('HSET', KEYS[1], 'r', ARGV[2], 'u', ARGV[1])
-return {FAMILY_CHANGED, ARGV[2], family_advance(h[1])}
-";
-
-/// On a user's set of families (KEYS[1], scored by their end). ARGV: now, family,
-/// expires_at, bound, ttl ms. Forgets ended families, adds this one, and returns the
-/// oldest ones past the bound (removed from the set), for their keys to be deleted.
-///
-/// Families started in the same second end in the same second, and Redis orders equal
-/// scores by member, i.e. by the random family id: a new family that ends no later than
-/// the newest one in the set is scored 1/1024 s after it, so the set stays in order of
-/// creation and the oldest is the one ended. (Exact in a double: 2^-10 steps on a Unix
-/// time; `%.17g` writes the score back without rounding.)
-const USER_FAMILIES: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local score = tonumber(ARGV[3])
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if newest[2] and tonumber(newest[2]) >= score then score = tonumber(newest[2]) + 1 / 1024 end
-redis.call('ZADD', KEYS[1], string.format('%.17g', score), ARGV[2])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-end
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
-if over <= 0 then return {} end
-local evicted = {}
-for i, v in ipairs(redis.call('ZPOPMIN', KEYS[1], over)) do
-  if i % 2 == 1 then table.insert(evicted, v) end
-end
-return evicted
-";
-
-/// ARGV: now, sub ('' = anyone). FAMILY_CHANGED if this call revoked the family,
-/// FAMILY_REVOKED if it had been revoked already, else FAMILY_UNKNOWN.
-const FAMILY_REVOKE: &str = r"
-local h = redis.call('HMGET', KEYS[1], 's', 'x', 'e')
-if not h[1] or tonumber(h[3]) <= tonumber(ARGV[1]) then return FAMILY_UNKNOWN end
-if ARGV[2] ~= '' and h[1] ~= ARGV[2] then return FAMILY_UNKNOWN end
-if h[2] == '1' then return FAMILY_REVOKED end
-redis.call('HSET', KEYS[1], 'x', 1)
-return FAMILY_CHANGED
+if totp_advance(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return ACCEPTED end
+return REFUSED
 ";
 
 struct Scripts {
@@ -822,35 +758,33 @@ struct Scripts {
     reserve_login: Script,
     settle_login: Script,
     advance_totp: Script,
-    family_create: Script,
-    family_rotate: Script,
-    family_elevate: Script,
-    user_families: Script,
-    family_revoke: Script,
+}
+
+/// The parts of every script of this file, as [`scripts`] joins them.
+fn script_parts() -> [&'static [&'static str]; 6] {
+    [
+        &[NOW, USED_LIB, CONSUME],
+        &[NOW, ATTEMPTS_LIB, ATTEMPTS_KEY, RESERVE_ATTEMPT],
+        &[NOW, ATTEMPTS_LIB, ATTEMPTS_KEY, SETTLE_ATTEMPT],
+        &[NOW, ATTEMPTS_LIB, LOGIN_BUCKET, RESERVE_LOGIN],
+        &[NOW, ATTEMPTS_LIB, LOGIN_BUCKET, SETTLE_LOGIN],
+        &[NOW, TOTP_LIB, ADVANCE_TOTP],
+    ]
 }
 
 fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
-    SCRIPTS.get_or_init(|| Scripts {
-        consume: Script::new(&script_text(&[CONSUME])),
-        reserve_attempt: Script::new(&script_text(&[ATTEMPTS_LIB, ATTEMPTS_KEY, RESERVE_ATTEMPT])),
-        settle_attempt: Script::new(&script_text(&[ATTEMPTS_LIB, ATTEMPTS_KEY, SETTLE_ATTEMPT])),
-        reserve_login: Script::new(&script_text(&[ATTEMPTS_LIB, LOGIN_BUCKET, RESERVE_LOGIN])),
-        settle_login: Script::new(&script_text(&[ATTEMPTS_LIB, LOGIN_BUCKET, SETTLE_LOGIN])),
-        advance_totp: Script::new(&script_text(&[ADVANCE_TOTP])),
-        family_create: Script::new(&script_text(&[FAMILY_CREATE])),
-        family_rotate: Script::new(&script_text(&[
-            sessions::FAMILY_IDLE,
-            FAMILY_ADVANCE,
-            FAMILY_ROTATE,
-        ])),
-        family_elevate: Script::new(&script_text(&[
-            sessions::FAMILY_IDLE,
-            FAMILY_ADVANCE,
-            FAMILY_ELEVATE,
-        ])),
-        user_families: Script::new(&script_text(&[USER_FAMILIES])),
-        family_revoke: Script::new(&script_text(&[FAMILY_REVOKE])),
+    SCRIPTS.get_or_init(|| {
+        let [consume, reserve_attempt, settle_attempt, reserve_login, settle_login, totp] =
+            script_parts().map(|p| Script::new(&script_text(p)));
+        Scripts {
+            consume,
+            reserve_attempt,
+            settle_attempt,
+            reserve_login,
+            settle_login,
+            advance_totp: totp,
+        }
     })
 }
 
@@ -889,7 +823,7 @@ impl Store for RedisStore {
             let (f, l, e): (Option<u64>, Option<u64>, Option<u64>) = self
                 .run(
                     redis::cmd("HMGET")
-                        .arg(self.key("att", user))
+                        .arg(self.att_key(user))
                         .arg(&["f", "l", "e"])
                         .query_async(&mut conn),
                 )
@@ -919,7 +853,7 @@ impl Store for RedisStore {
             let (outcome, until): (i64, u64) = self
                 .script(
                     &scripts().reserve_attempt,
-                    &self.key("att", key),
+                    &self.att_key(key),
                     &[
                         &num(now),
                         &num(policy.max_attempts.into()),
@@ -943,7 +877,7 @@ impl Store for RedisStore {
             let (failures, locked): (u64, u64) = self
                 .script(
                     &scripts().settle_attempt,
-                    &self.key("att", key),
+                    &self.att_key(key),
                     &[
                         &num(now),
                         &settlement_arg(settlement),
@@ -958,6 +892,24 @@ impl Store for RedisStore {
                 locked_until: (locked > 0).then_some(locked),
             })
         })
+    }
+
+    fn reserve_challenge<'a>(
+        &'a self,
+        user: &'a str,
+        challenge: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, ChallengeReservation> {
+        Box::pin(self.challenge_reserve(user, challenge, policy, now))
+    }
+
+    fn settle_challenge<'a>(
+        &'a self,
+        settlement: &'a ChallengeSettlement,
+        now: u64,
+    ) -> StoreFuture<'a, ChallengeOutcome> {
+        Box::pin(self.challenge_settle(settlement, now))
     }
 
     fn reserve_login<'a>(
@@ -1035,7 +987,7 @@ impl Store for RedisStore {
             let n: i64 = self
                 .script(
                     &scripts().advance_totp,
-                    &self.key("totp", user),
+                    &self.totp_key(user),
                     &[&num(now), &num(step), &num(exp), &num(ttl)],
                 )
                 .await?;
@@ -1086,150 +1038,41 @@ impl Store for RedisStore {
         record: RefreshRecord,
         now: u64,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let record = StoredRecord::new(record)?;
-            let json = encode_record(&record)?;
-            let (exp, ttl) = horizon(record.expires_at, now);
-            self.script::<i64>(
-                &scripts().family_create,
-                &self.key("fam", &record.family),
-                &[
-                    &json,
-                    record.sub.as_bytes(),
-                    hex(&token).as_bytes(),
-                    &num(exp),
-                    &num(ttl),
-                    &num(now),
-                    &num(record.idle_secs.unwrap_or(0)),
-                ],
-            )
-            .await?;
-            self.put_token(&token, &record.family, record.expires_at, now)
-                .await?;
-            let evicted: Vec<String> = self
-                .script(
-                    &scripts().user_families,
-                    &self.key("uf", &record.sub),
-                    &[
-                        &num(now),
-                        record.family.as_bytes(),
-                        &num(exp),
-                        &num(MAX_SESSIONS_PER_USER as u64),
-                        &num(ttl),
-                    ],
-                )
-                .await?;
-            for family in evicted {
-                self.drop_family(&family).await?;
-            }
-            Ok(())
-        })
+        Box::pin(self.family_create(token, record, now))
     }
 
     fn refresh_rotate<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         new_token: TokenHash,
         now: u64,
     ) -> StoreFuture<'a, Rotation> {
-        Box::pin(async move {
-            let Some(family) = self.token_family(&token, now).await? else {
-                return Ok(Rotation::Invalid);
-            };
-            // The new token's link to its family is written before the script makes the
-            // token current (until then nobody holds it), and only when the presented
-            // token looks current: a replayed or revoked token adds no key. If a
-            // concurrent rotation wins meanwhile, the script refuses and the link leads
-            // to a family that never takes that token.
-            let family_key = self.key("fam", &family);
-            let mut conn = self.conn.clone();
-            let (exp, revoked, current): (Option<u64>, Option<String>, Option<String>) = self
-                .run(
-                    redis::cmd("HMGET")
-                        .arg(&family_key)
-                        .arg(&["e", "x", "c"])
-                        .query_async(&mut conn),
-                )
-                .await?;
-            let Some(exp) = exp.filter(|e| *e > now) else {
-                return Ok(Rotation::Invalid);
-            };
-            if revoked.as_deref() == Some("1") {
-                return Ok(Rotation::Invalid);
-            }
-            if current.as_deref() == Some(hex(&token).as_str()) {
-                self.put_token(&new_token, &family, exp, now).await?;
-            }
-            let reply: Vec<Value> = self
-                .script(
-                    &scripts().family_rotate,
-                    &family_key,
-                    &[
-                        &num(now),
-                        hex(&token).as_bytes(),
-                        hex(&new_token).as_bytes(),
-                        &num(REFRESH_HISTORY as u64),
-                    ],
-                )
-                .await?;
-            Ok(match reply_int(&reply)? {
-                code::FAMILY_CHANGED => {
-                    self.forget_token(&reply_bytes(&reply, 2)?).await?;
-                    Rotation::Rotated(reply_record(&reply)?.record()?)
-                }
-                code::FAMILY_REVOKED => {
-                    let r = reply_record(&reply)?;
-                    Rotation::Reused {
-                        family: r.family,
-                        sub: r.sub,
-                    }
-                }
-                _ => Rotation::Invalid,
-            })
-        })
+        Box::pin(self.family_rotate(family, token, new_token, now))
     }
 
     fn refresh_revoke<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         sub: &'a str,
         now: u64,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            // The family of any token of it, live or not: logout works with a token
-            // that has been rotated since.
-            let Some(raw) = self.get_raw(&self.key("rt", &hex(&token))).await? else {
-                return Ok(false);
-            };
-            let Some(family) =
-                split_expiry(&raw).and_then(|(_, f)| String::from_utf8(f.to_vec()).ok())
-            else {
-                return Ok(false);
-            };
-            if sub.is_empty() {
-                return Ok(false);
-            }
-            let n: i64 = self
-                .script(
-                    &scripts().family_revoke,
-                    &self.key("fam", &family),
-                    &[&num(now), sub.as_bytes()],
-                )
-                .await?;
+            let n = self.family_revoke(family, sub, Some(&token), now).await?;
             Ok(n == code::FAMILY_CHANGED)
         })
     }
 
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation> {
+    fn revoke_family<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
         Box::pin(async move {
-            let n: i64 = self
-                .script(
-                    &scripts().family_revoke,
-                    &self.key("fam", family),
-                    &[&num(now), b""],
-                )
-                .await?;
-            Ok(match n {
+            let at = FamilyRef::new(user, family);
+            Ok(match self.family_revoke(&at, user, None, now).await? {
                 code::FAMILY_CHANGED => FamilyRevocation::Revoked,
                 code::FAMILY_REVOKED => FamilyRevocation::AlreadyRevoked,
                 _ => FamilyRevocation::Unknown,
@@ -1245,42 +1088,7 @@ impl Store for RedisStore {
         issued_at: u64,
         now: u64,
     ) -> StoreFuture<'a, Elevation> {
-        Box::pin(async move {
-            let family_key = self.key("fam", family);
-            let Some(raw) = self.hget(&family_key, "r").await? else {
-                return Ok(Elevation::Unknown);
-            };
-            let mut record = decode_record(&raw)?;
-            if record.expires_at <= now {
-                return Ok(Elevation::Unknown);
-            }
-            record.session = session_json(&session)?;
-            let json = encode_record(&record)?;
-            self.put_token(&new_token, family, record.expires_at, now)
-                .await?;
-            let reply: Vec<Value> = self
-                .script(
-                    &scripts().family_elevate,
-                    &family_key,
-                    &[
-                        &num(now),
-                        &json,
-                        hex(&new_token).as_bytes(),
-                        &num(REFRESH_HISTORY as u64),
-                        &num(issued_at),
-                    ],
-                )
-                .await?;
-            Ok(match reply_int(&reply)? {
-                code::FAMILY_CHANGED => {
-                    self.forget_token(&reply_bytes(&reply, 2)?).await?;
-                    Elevation::Elevated(reply_record(&reply)?.with_session(session))
-                }
-                code::FAMILY_REVOKED => Elevation::Ended,
-                code::FAMILY_SUPERSEDED => Elevation::Superseded,
-                _ => Elevation::Unknown,
-            })
-        })
+        Box::pin(self.family_elevate(family, new_token, session, issued_at, now))
     }
 
     fn revoke_sessions<'a>(
@@ -1338,6 +1146,7 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::JudgedProof;
 
     #[test]
     fn expiry_round_trips() {
@@ -1361,36 +1170,93 @@ mod tests {
         );
     }
 
-    /// Every script's text, as [`scripts`] loads it.
+    /// Every script's text, as the store loads it.
     fn all_scripts() -> Vec<String> {
-        [
-            &[CONSUME][..],
-            &[ATTEMPTS_LIB, ATTEMPTS_KEY, RESERVE_ATTEMPT],
-            &[ATTEMPTS_LIB, ATTEMPTS_KEY, SETTLE_ATTEMPT],
-            &[ATTEMPTS_LIB, LOGIN_BUCKET, RESERVE_LOGIN],
-            &[ATTEMPTS_LIB, LOGIN_BUCKET, SETTLE_LOGIN],
-            &[ADVANCE_TOTP],
-            &[FAMILY_CREATE],
-            &[sessions::FAMILY_IDLE, FAMILY_ADVANCE, FAMILY_ROTATE],
-            &[sessions::FAMILY_IDLE, FAMILY_ADVANCE, FAMILY_ELEVATE],
-            &[USER_FAMILIES],
-            &[FAMILY_REVOKE],
-        ]
-        .iter()
-        .copied()
-        .chain(sessions::script_parts())
-        .map(script_text)
-        .chain(revoked::texts())
-        .collect()
+        let families = families::script_parts();
+        let challenges = challenge::script_parts();
+        script_parts()
+            .iter()
+            .copied()
+            .chain(families.iter().map(|p| &p[..]))
+            .chain(challenges.iter().map(Vec::as_slice))
+            .chain(sessions::script_parts())
+            .map(script_text)
+            .chain(revoked::texts())
+            .collect()
+    }
+
+    /// The highest `KEYS[n]` a script reads.
+    fn keys_read(script: &str) -> usize {
+        (1..10)
+            .filter(|n| script.contains(&format!("KEYS[{n}]")))
+            .max()
+            .unwrap_or(0)
     }
 
     #[test]
-    fn every_script_touches_one_key() {
-        // Redis Cluster runs a script only if its keys share one slot: every script
-        // here uses KEYS[1] and nothing else.
+    fn hash_tags_follow_the_redis_cluster_rule() {
+        // The examples of the Redis Cluster specification.
+        assert_eq!(hash_tag("{user1000}.following"), "user1000");
+        assert_eq!(hash_tag("foo{}{bar}"), "foo{}{bar}");
+        assert_eq!(hash_tag("foo{{bar}}zap"), "{bar");
+        assert_eq!(hash_tag("foo{bar}{zap}"), "bar");
+        assert_eq!(hash_tag("no-tag"), "no-tag");
+        assert!(one_slot(&[]) && one_slot(&["a"]) && !one_slot(&["a", "b"]));
+        assert!(one_slot(&["x{t}1", "y{t}2"]));
+        assert_eq!(
+            tagged_key("stepup", "fam", "0123456789abcdef", "f-1"),
+            "stepup:fam:{0123456789abcdef}:f-1"
+        );
+        assert!(check_prefix("app-1:stepup").is_ok());
+        for bad in ["a{b", "a}b", "{x}"] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_scripts_keys_share_one_hash_tag() {
+        // Redis Cluster runs a script only if its keys share one slot. A script reads
+        // one key, or several built from one user's tag by the functions the store uses
+        // (whatever the user and the rest of each key hold).
+        let many: Vec<String> = all_scripts()
+            .into_iter()
+            .filter(|s| keys_read(s) > 1)
+            .collect();
+        let reads: Vec<usize> = many.iter().map(|s| keys_read(s)).collect();
+        assert_eq!(
+            reads,
+            [2, 2, 5],
+            "family create, reserve and settle a challenge"
+        );
         for script in all_scripts() {
-            assert!(script.contains("KEYS[1]"));
-            assert!(!script.contains("KEYS[2]"), "{script}");
+            assert!(keys_read(&script) >= 1, "{script}");
+        }
+        for user in ["alice", "", "a}b{c", "{x}", "}{", "ü:{}", "user{1}"] {
+            for family in ["", "f-1", "{f}", "}"] {
+                let fam = families::family_keys("stepup", user, family);
+                let [a, b, prefix] = fam.each_ref().map(String::as_str);
+                assert!(one_slot(&[a, b]), "{user:?} {family:?}");
+                assert!(one_slot(&[a, &format!("{prefix}{family}-evicted")]));
+                let proofs = [
+                    JudgedProof::Wrong,
+                    JudgedProof::TotpStep {
+                        step: 1,
+                        forget_at: 2,
+                    },
+                    JudgedProof::RecoveryCode {
+                        key: format!("rc:{user}:{{h}}"),
+                        forget_at: 2,
+                    },
+                ];
+                for proof in &proofs {
+                    let keys =
+                        challenge::ChallengeKeys::new("stepup", user, "jti:{j}", proof, family);
+                    assert!(one_slot(&keys.all()), "{user:?} {family:?} {proof:?}");
+                    assert!(one_slot(&[keys.attempts.as_str(), a]));
+                    assert_eq!(keys.family, a);
+                    assert_eq!(keys.families, b);
+                }
+            }
         }
     }
 
@@ -1420,7 +1286,7 @@ mod tests {
         use code::*;
         for group in [
             &[ACCEPTED, REFUSED][..],
-            &[GRANTED, BUSY, LOCKED],
+            &[GRANTED, BUSY, LOCKED, SPENT],
             &[RELEASED, FAILED, SUCCEEDED],
             &[
                 FAMILY_UNKNOWN,
@@ -1428,6 +1294,9 @@ mod tests {
                 FAMILY_REVOKED,
                 FAMILY_SUPERSEDED,
             ],
+            &[SETTLED_SPENT, SETTLED_FAILED, SETTLED_SUCCEEDED],
+            &[PROOF_WRONG, PROOF_TOTP, PROOF_RECOVERY],
+            &[SESSION_NONE, SESSION_START, SESSION_ELEVATE],
         ] {
             let mut sorted = group.to_vec();
             sorted.sort_unstable();

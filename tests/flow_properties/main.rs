@@ -128,8 +128,8 @@ use tower_stepup::complete::{
 };
 use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, Elevation, FamilyRevocation, MemoryStore, RefreshRecord, Reservation,
-    Rotation, Settlement, Store, TokenHash, REFRESH_HISTORY,
+    AttemptPolicy, Attempts, Elevation, FamilyRef, FamilyRevocation, MemoryStore, RefreshRecord,
+    Reservation, Rotation, Settlement, Store, TokenHash, REFRESH_HISTORY,
 };
 use tower_stepup::{
     Algorithm, Claims, Clock, Guard, Issuer, ManualClock, Policy, RouteTable, Sealer, SealingKey,

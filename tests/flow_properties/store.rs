@@ -58,12 +58,13 @@ impl TestHook {
     async fn rotate_newest(
         &self,
         inner: &dyn Store,
+        family: &FamilyRef,
         token: TokenHash,
         new_token: TokenHash,
         now: u64,
     ) -> CallResult {
         let newest = self.newest(token);
-        let rotation = inner.refresh_rotate(newest, new_token, now).await?;
+        let rotation = inner.refresh_rotate(family, newest, new_token, now).await?;
         if matches!(rotation, Rotation::Rotated(_)) {
             let mut map = self.successors.lock().unwrap();
             map.insert(token, new_token);
@@ -126,11 +127,13 @@ impl StoreHook for TestHook {
                     .into()
                 }
                 Call::RefreshRotate {
+                    family,
                     token,
                     new_token,
                     now,
                 } if f.no_reuse_detection => {
-                    return Some(self.rotate_newest(inner, token, new_token, now).await);
+                    let rotated = self.rotate_newest(inner, family, token, new_token, now);
+                    return Some(rotated.await);
                 }
                 _ => return None,
             };

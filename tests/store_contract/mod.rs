@@ -35,9 +35,11 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tower_stepup::revocation::{UserRevocations, REVOKED_SESSIONS_PER_USER};
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
-    Reservation, Rotation, SessionInfo, Settlement, Store, TokenHash, LOGIN_RECORDS_PER_BUCKET,
-    MAX_DEVICES_PER_USER, MAX_SESSIONS_PER_USER, REFRESH_HISTORY, RESERVATION_SECS,
+    AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
+    DeviceInfo, Elevation, FamilyRef, FamilyRevocation, JudgedProof, LoginLimits, RefreshRecord,
+    Reservation, Rotation, SessionChange, SessionInfo, Settlement, Store, TokenHash,
+    LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    RESERVATION_SECS,
 };
 use tower_stepup::Claims;
 
@@ -119,6 +121,11 @@ impl Ns {
             idle_secs: None,
         }
     }
+}
+
+/// Where `record`'s family is found (what its refresh tokens carry).
+pub fn at(record: &RefreshRecord) -> FamilyRef {
+    FamilyRef::new(&record.sub, record.family.as_str())
 }
 
 /// Session claims from JSON (`sub` and `exp` are required).
@@ -296,15 +303,16 @@ pub async fn concurrent_totp_step_has_one_winner<S: Store>(store: Arc<S>) {
 pub async fn concurrent_refresh_rotate_has_one_winner<S: Store>(store: Arc<S>) {
     let ns = ns("concurrent_refresh_rotate_has_one_winner");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     store
         .refresh_create(ns.token(0), record.clone(), T0)
         .await
         .unwrap();
     let tokens: Arc<Vec<TokenHash>> = Arc::new((0..=RACERS as u16).map(|n| ns.token(n)).collect());
-    let t = tokens.clone();
+    let (t, a) = (tokens.clone(), at.clone());
     let results = race(store.clone(), move |s, i| {
-        let t = t.clone();
-        async move { s.refresh_rotate(t[0], t[i + 1], T0 + 10).await }
+        let (t, a) = (t.clone(), a.clone());
+        async move { s.refresh_rotate(&a, t[0], t[i + 1], T0 + 10).await }
     })
     .await;
     let rotated: Vec<usize> = results
@@ -326,7 +334,7 @@ pub async fn concurrent_refresh_rotate_has_one_winner<S: Store>(store: Arc<S>) {
     let winner_token = tokens[rotated[0] + 1];
     assert_eq!(
         store
-            .refresh_rotate(winner_token, ns.token(999), T0 + 20)
+            .refresh_rotate(&at, winner_token, ns.token(999), T0 + 20)
             .await,
         Ok(Rotation::Invalid)
     );
@@ -682,21 +690,22 @@ pub async fn put_overwrites_value<S: Store>(store: &S) {
 pub async fn refresh_rotation_chain<S: Store>(store: &S) {
     let ns = ns("refresh_rotation_chain");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        store.refresh_rotate(&at, t(1), t(2), T0 + 10).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), T0 + 20).await,
+        store.refresh_rotate(&at, t(2), t(3), T0 + 20).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(3), t(4), T0 + 3599).await,
+        store.refresh_rotate(&at, t(3), t(4), T0 + 3599).await,
         Ok(Rotation::Rotated(record))
     );
 }
@@ -707,40 +716,41 @@ pub async fn refresh_rotation_chain<S: Store>(store: &S) {
 pub async fn refresh_replay_revokes_family<S: Store>(store: &S) {
     let ns = ns("refresh_replay_revokes_family");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        store.refresh_rotate(&at, t(1), t(2), T0 + 10).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), T0 + 20).await,
+        store.refresh_rotate(&at, t(2), t(3), T0 + 20).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(1), t(4), T0 + 30).await,
+        store.refresh_rotate(&at, t(1), t(4), T0 + 30).await,
         Ok(Rotation::Reused {
             family: record.family.clone(),
             sub: record.sub.clone(),
         })
     );
     assert_eq!(
-        store.refresh_rotate(t(3), t(5), T0 + 31).await,
+        store.refresh_rotate(&at, t(3), t(5), T0 + 31).await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_rotate(t(4), t(6), T0 + 32).await,
+        store.refresh_rotate(&at, t(4), t(6), T0 + 32).await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_rotate(t(1), t(7), T0 + 33).await,
+        store.refresh_rotate(&at, t(1), t(7), T0 + 33).await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(8), T0 + 34).await,
+        store.refresh_rotate(&at, t(2), t(8), T0 + 34).await,
         Ok(Rotation::Invalid)
     );
 }
@@ -748,17 +758,24 @@ pub async fn refresh_replay_revokes_family<S: Store>(store: &S) {
 /// A token the store never saw is `Invalid` (and `refresh_revoke` of it is `false`).
 pub async fn refresh_unknown_token_is_invalid<S: Store>(store: &S) {
     let ns = ns("refresh_unknown_token_is_invalid");
+    let at = FamilyRef::new(&ns.key("user"), ns.key("family"));
     assert_eq!(
-        store.refresh_rotate(ns.token(1), ns.token(2), T0).await,
+        store
+            .refresh_rotate(&at, ns.token(1), ns.token(2), T0)
+            .await,
         Ok(Rotation::Invalid)
     );
     // Nor did that make the new token valid.
     assert_eq!(
-        store.refresh_rotate(ns.token(2), ns.token(3), T0).await,
+        store
+            .refresh_rotate(&at, ns.token(2), ns.token(3), T0)
+            .await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_revoke(ns.token(1), &ns.key("user"), T0).await,
+        store
+            .refresh_revoke(&at, ns.token(1), &ns.key("user"), T0)
+            .await,
         Ok(false)
     );
 }
@@ -769,30 +786,31 @@ pub async fn refresh_family_has_absolute_expiry<S: Store>(store: &S) {
     let ns = ns("refresh_family_has_absolute_expiry");
     let end = T0 + 3600;
     let record = ns.record("family", "user", end);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), end - 2).await,
+        store.refresh_rotate(&at, t(1), t(2), end - 2).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), end - 1).await,
+        store.refresh_rotate(&at, t(2), t(3), end - 1).await,
         Ok(Rotation::Rotated(record))
     );
     assert_eq!(
-        store.refresh_rotate(t(3), t(4), end).await,
+        store.refresh_rotate(&at, t(3), t(4), end).await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_rotate(t(3), t(4), end + 1000).await,
+        store.refresh_rotate(&at, t(3), t(4), end + 1000).await,
         Ok(Rotation::Invalid)
     );
     // An old token after the end is not a detectable replay either, just invalid.
     assert_eq!(
-        store.refresh_rotate(t(1), t(5), end + 1).await,
+        store.refresh_rotate(&at, t(1), t(5), end + 1).await,
         Ok(Rotation::Invalid)
     );
 }
@@ -801,18 +819,21 @@ pub async fn refresh_family_has_absolute_expiry<S: Store>(store: &S) {
 pub async fn refresh_revoke_needs_owner<S: Store>(store: &S) {
     let ns = ns("refresh_revoke_needs_owner");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_revoke(t(1), &ns.key("mallory"), T0 + 1).await,
+        store
+            .refresh_revoke(&at, t(1), &ns.key("mallory"), T0 + 1)
+            .await,
         Ok(false)
     );
-    assert_eq!(store.refresh_revoke(t(1), "", T0 + 1).await, Ok(false));
+    assert_eq!(store.refresh_revoke(&at, t(1), "", T0 + 1).await, Ok(false));
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 2).await,
+        store.refresh_rotate(&at, t(1), t(2), T0 + 2).await,
         Ok(Rotation::Rotated(record))
     );
 }
@@ -822,21 +843,22 @@ pub async fn refresh_revoke_needs_owner<S: Store>(store: &S) {
 pub async fn refresh_revoke_by_owner_revokes_family<S: Store>(store: &S) {
     let ns = ns("refresh_revoke_by_owner_revokes_family");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_revoke(t(1), &record.sub, T0 + 1).await,
+        store.refresh_revoke(&at, t(1), &record.sub, T0 + 1).await,
         Ok(true)
     );
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 2).await,
+        store.refresh_rotate(&at, t(1), t(2), T0 + 2).await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), T0 + 3).await,
+        store.refresh_rotate(&at, t(2), t(3), T0 + 3).await,
         Ok(Rotation::Invalid)
     );
 }
@@ -845,25 +867,26 @@ pub async fn refresh_revoke_by_owner_revokes_family<S: Store>(store: &S) {
 pub async fn refresh_revoke_accepts_any_family_token<S: Store>(store: &S) {
     let ns = ns("refresh_revoke_accepts_any_family_token");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        store.refresh_rotate(&at, t(1), t(2), T0 + 10).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), T0 + 20).await,
+        store.refresh_rotate(&at, t(2), t(3), T0 + 20).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.refresh_revoke(t(1), &record.sub, T0 + 30).await,
+        store.refresh_revoke(&at, t(1), &record.sub, T0 + 30).await,
         Ok(true)
     );
     assert_eq!(
-        store.refresh_rotate(t(3), t(4), T0 + 31).await,
+        store.refresh_rotate(&at, t(3), t(4), T0 + 31).await,
         Ok(Rotation::Invalid)
     );
 }
@@ -872,46 +895,57 @@ pub async fn refresh_revoke_accepts_any_family_token<S: Store>(store: &S) {
 pub async fn revoke_family_revokes<S: Store>(store: &S) {
     let ns = ns("revoke_family_revokes");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
+    let user = record.sub.as_str();
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 10).await,
+        store.refresh_rotate(&at, t(1), t(2), T0 + 10).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
-        store.revoke_family(&record.family, T0 + 20).await,
+        store.revoke_family(user, &record.family, T0 + 20).await,
         Ok(FamilyRevocation::Revoked)
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), T0 + 21).await,
+        store.refresh_rotate(&at, t(2), t(3), T0 + 21).await,
         Ok(Rotation::Invalid)
     );
     // Once revoked, it stays revoked: a step-up must not revive it.
     assert_eq!(
-        store.revoke_family(&record.family, T0 + 22).await,
+        store.revoke_family(user, &record.family, T0 + 22).await,
         Ok(FamilyRevocation::AlreadyRevoked)
     );
     assert_eq!(
-        store.revoke_family(&ns.key("no-such-family"), T0).await,
+        store
+            .revoke_family(user, &ns.key("no-such-family"), T0)
+            .await,
         Ok(FamilyRevocation::Unknown)
     );
     // A family past its absolute lifetime is unknown, revoked or not.
     assert_eq!(
-        store.revoke_family(&record.family, T0 + 3600).await,
+        store.revoke_family(user, &record.family, T0 + 3600).await,
         Ok(FamilyRevocation::Unknown)
     );
     // Logged out (by refresh token) counts as revoked.
     let other = ns.record("family-2", "user", T0 + 3600);
     store.refresh_create(t(5), other.clone(), T0).await.unwrap();
     assert_eq!(
-        store.refresh_revoke(t(5), &other.sub, T0 + 1).await,
+        store
+            .refresh_revoke(
+                &FamilyRef::new(&other.sub, other.family.as_str()),
+                t(5),
+                &other.sub,
+                T0 + 1
+            )
+            .await,
         Ok(true)
     );
     assert_eq!(
-        store.revoke_family(&other.family, T0 + 2).await,
+        store.revoke_family(&other.sub, &other.family, T0 + 2).await,
         Ok(FamilyRevocation::AlreadyRevoked)
     );
 }
@@ -926,28 +960,28 @@ pub async fn refresh_families_are_independent<S: Store>(store: &S) {
     store.refresh_create(t(10), a.clone(), T0).await.unwrap();
     store.refresh_create(t(20), b.clone(), T0).await.unwrap();
     assert_eq!(
-        store.refresh_rotate(t(10), t(11), T0 + 1).await,
+        store.refresh_rotate(&at(&a), t(10), t(11), T0 + 1).await,
         Ok(Rotation::Rotated(a.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(20), t(21), T0 + 2).await,
+        store.refresh_rotate(&at(&b), t(20), t(21), T0 + 2).await,
         Ok(Rotation::Rotated(b.clone()))
     );
     // A replay in family A revokes A only.
     assert_eq!(
-        store.refresh_rotate(t(10), t(12), T0 + 3).await,
+        store.refresh_rotate(&at(&a), t(10), t(12), T0 + 3).await,
         Ok(Rotation::Reused {
             family: a.family.clone(),
             sub: a.sub.clone(),
         })
     );
     assert_eq!(
-        store.refresh_rotate(t(21), t(22), T0 + 4).await,
+        store.refresh_rotate(&at(&b), t(21), t(22), T0 + 4).await,
         Ok(Rotation::Rotated(b.clone()))
     );
     // A token of B presented twice is B's replay, not A's.
     assert_eq!(
-        store.refresh_rotate(t(21), t(23), T0 + 5).await,
+        store.refresh_rotate(&at(&b), t(21), t(23), T0 + 5).await,
         Ok(Rotation::Reused {
             family: b.family.clone(),
             sub: b.sub.clone(),
@@ -959,17 +993,23 @@ pub async fn refresh_families_are_independent<S: Store>(store: &S) {
     let d = ns.record("family-d", "user", T0 + 3600);
     store.refresh_create(t(30), c.clone(), T0).await.unwrap();
     store.refresh_create(t(40), d.clone(), T0).await.unwrap();
-    store.revoke_family(&c.family, T0 + 1).await.unwrap();
+    store
+        .revoke_family(&c.sub, &c.family, T0 + 1)
+        .await
+        .unwrap();
     assert_eq!(
-        store.refresh_rotate(t(40), t(41), T0 + 2).await,
+        store.refresh_rotate(&at(&d), t(40), t(41), T0 + 2).await,
         Ok(Rotation::Rotated(d.clone()))
     );
     // Logging out of D leaves another live family of the user alone.
     let e = ns.record("family-e", "user", T0 + 3600);
     store.refresh_create(t(50), e.clone(), T0).await.unwrap();
-    assert_eq!(store.refresh_revoke(t(41), &d.sub, T0 + 3).await, Ok(true));
     assert_eq!(
-        store.refresh_rotate(t(50), t(51), T0 + 4).await,
+        store.refresh_revoke(&at(&d), t(41), &d.sub, T0 + 3).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.refresh_rotate(&at(&e), t(50), t(51), T0 + 4).await,
         Ok(Rotation::Rotated(e))
     );
 }
@@ -1133,6 +1173,7 @@ pub async fn concurrent_reservations_grant_exactly_the_limit<S: Store>(store: Ar
 pub async fn refresh_elevate_continues_the_family<S: Store>(store: &S) {
     let ns = ns("refresh_elevate_continues_the_family");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
@@ -1161,16 +1202,16 @@ pub async fn refresh_elevate_continues_the_family<S: Store>(store: &S) {
         Ok(Elevation::Elevated(elevated.clone()))
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), T0 + 11).await,
+        store.refresh_rotate(&at, t(2), t(3), T0 + 11).await,
         Ok(Rotation::Rotated(elevated.clone()))
     );
     // The token from before the step-up is a rotated one: a replay revokes the family.
     assert!(matches!(
-        store.refresh_rotate(t(1), t(4), T0 + 12).await,
+        store.refresh_rotate(&at, t(1), t(4), T0 + 12).await,
         Ok(Rotation::Reused { .. })
     ));
     assert_eq!(
-        store.refresh_rotate(t(3), t(5), T0 + 13).await,
+        store.refresh_rotate(&at, t(3), t(5), T0 + 13).await,
         Ok(Rotation::Invalid)
     );
 }
@@ -1182,6 +1223,7 @@ pub async fn refresh_elevate_refuses_ended_unknown_and_stale<S: Store>(store: &S
     let ns = ns("refresh_elevate_refuses_ended_unknown_and_stale");
     let end = T0 + 3600;
     let record = ns.record("family", "user", end);
+    let at = at(&record);
     let t = |n| ns.token(n);
     store
         .refresh_create(t(1), record.clone(), T0)
@@ -1211,12 +1253,12 @@ pub async fn refresh_elevate_refuses_ended_unknown_and_stale<S: Store>(store: &S
         Ok(Elevation::Unknown)
     );
     assert_eq!(
-        store.refresh_revoke(t(3), &record.sub, T0 + 20).await,
+        store.refresh_revoke(&at, t(3), &record.sub, T0 + 20).await,
         Ok(true)
     );
     assert_eq!(elevate(6, T0 + 21, T0 + 22).await, Ok(Elevation::Ended));
     assert_eq!(
-        store.refresh_rotate(t(6), t(7), T0 + 23).await,
+        store.refresh_rotate(&at, t(6), t(7), T0 + 23).await,
         Ok(Rotation::Invalid)
     );
 }
@@ -1226,6 +1268,7 @@ pub async fn refresh_elevate_refuses_ended_unknown_and_stale<S: Store>(store: &S
 pub async fn refresh_history_is_bounded<S: Store>(store: &S) {
     let ns = ns("refresh_history_is_bounded");
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     let t = |n: usize| ns.token(n as u16);
     store
         .refresh_create(t(0), record.clone(), T0)
@@ -1233,19 +1276,21 @@ pub async fn refresh_history_is_bounded<S: Store>(store: &S) {
         .unwrap();
     let last = REFRESH_HISTORY + 1;
     for n in 0..last {
-        let r = store.refresh_rotate(t(n), t(n + 1), T0 + 1).await;
+        let r = store.refresh_rotate(&at, t(n), t(n + 1), T0 + 1).await;
         assert_eq!(r, Ok(Rotation::Rotated(record.clone())));
     }
     // t(0) was rotated REFRESH_HISTORY + 1 rotations ago: forgotten, not a replay.
     assert_eq!(
-        store.refresh_rotate(t(0), t(100), T0 + 2).await,
+        store.refresh_rotate(&at, t(0), t(100), T0 + 2).await,
         Ok(Rotation::Invalid)
     );
-    let r = store.refresh_rotate(t(last), t(last + 1), T0 + 3).await;
+    let r = store
+        .refresh_rotate(&at, t(last), t(last + 1), T0 + 3)
+        .await;
     assert_eq!(r, Ok(Rotation::Rotated(record.clone())));
     // t(2) is the oldest one remembered now: a replay.
     assert!(matches!(
-        store.refresh_rotate(t(2), t(101), T0 + 4).await,
+        store.refresh_rotate(&at, t(2), t(101), T0 + 4).await,
         Ok(Rotation::Reused { .. })
     ));
 }
@@ -1268,16 +1313,20 @@ pub async fn sessions_per_user_are_bounded<S: Store>(store: &S) {
             .unwrap();
     }
     let now = T0 + 100;
+    let user = ns.key("user");
+    let at_n = |n: usize| FamilyRef::new(&user, ns.key(&format!("family-{n}")));
     assert_eq!(
-        store.refresh_rotate(t(0), t(2000), now).await,
+        store.refresh_rotate(&at_n(0), t(0), t(2000), now).await,
         Ok(Rotation::Invalid)
     );
     for n in 1..=MAX_SESSIONS_PER_USER {
-        let r = store.refresh_rotate(t(n), t(2000 + n), now).await;
+        let r = store.refresh_rotate(&at_n(n), t(n), t(2000 + n), now).await;
         assert!(matches!(r, Ok(Rotation::Rotated(_))), "family {n}: {r:?}");
     }
     assert_eq!(
-        store.refresh_rotate(t(1000), t(3000), now).await,
+        store
+            .refresh_rotate(&at(&other), t(1000), t(3000), now)
+            .await,
         Ok(Rotation::Rotated(other))
     );
 }
@@ -1295,15 +1344,17 @@ pub async fn sessions_of_one_second_end_oldest_first<S: Store>(store: &S) {
         store.refresh_create(t(n), record, T0).await.unwrap();
     }
     let now = T0 + 1;
+    let user = ns.key("user");
+    let at_n = |n: usize| FamilyRef::new(&user, ns.key(&format!("family-{:02}", count - 1 - n)));
     for n in 0..2 {
         assert_eq!(
-            store.refresh_rotate(t(n), t(2000 + n), now).await,
+            store.refresh_rotate(&at_n(n), t(n), t(2000 + n), now).await,
             Ok(Rotation::Invalid),
             "session {n}, one of the two oldest, ended to make room"
         );
     }
     for n in 2..count {
-        let r = store.refresh_rotate(t(n), t(2000 + n), now).await;
+        let r = store.refresh_rotate(&at_n(n), t(n), t(2000 + n), now).await;
         assert!(matches!(r, Ok(Rotation::Rotated(_))), "session {n}: {r:?}");
     }
 }
@@ -1558,7 +1609,10 @@ pub async fn sessions_list_the_live_families_of_a_user<S: Store>(store: &S) {
         ]
     );
     // A rotation and a step-up are seen; a revoked family and one past its end are gone.
-    store.refresh_rotate(t(1), t(11), T0 + 10).await.unwrap();
+    store
+        .refresh_rotate(&at(&a), t(1), t(11), T0 + 10)
+        .await
+        .unwrap();
     let stepped = claims(json!({"sub": b.sub, "exp": T0 + 900, "amr": ["pwd", "otp", "mfa"]}));
     assert!(matches!(
         store
@@ -1566,7 +1620,10 @@ pub async fn sessions_list_the_live_families_of_a_user<S: Store>(store: &S) {
             .await,
         Ok(Elevation::Elevated(_))
     ));
-    store.revoke_family(&c.family, T0 + 21).await.unwrap();
+    store
+        .revoke_family(&c.sub, &c.family, T0 + 21)
+        .await
+        .unwrap();
     let sessions = store.sessions(&user, T0 + 50).await.unwrap();
     let mfa = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
     assert_eq!(
@@ -1593,6 +1650,7 @@ pub async fn end_session_needs_the_owner<S: Store>(store: &S) {
     let ns = ns("end_session_needs_the_owner");
     let t = |n| ns.token(n);
     let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
     store
         .refresh_create(t(1), record.clone(), T0)
         .await
@@ -1612,7 +1670,7 @@ pub async fn end_session_needs_the_owner<S: Store>(store: &S) {
         Ok(FamilyRevocation::Unknown)
     );
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 2).await,
+        store.refresh_rotate(&at, t(1), t(2), T0 + 2).await,
         Ok(Rotation::Rotated(record.clone()))
     );
     assert_eq!(
@@ -1620,7 +1678,7 @@ pub async fn end_session_needs_the_owner<S: Store>(store: &S) {
         Ok(FamilyRevocation::Revoked)
     );
     assert_eq!(
-        store.refresh_rotate(t(2), t(3), T0 + 4).await,
+        store.refresh_rotate(&at, t(2), t(3), T0 + 4).await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
@@ -1650,7 +1708,7 @@ pub async fn idle_sessions_end<S: Store>(store: &S) {
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_rotate(t(1), t(2), T0 + 99).await,
+        store.refresh_rotate(&at(&idle), t(1), t(2), T0 + 99).await,
         Ok(Rotation::Rotated(idle.clone()))
     );
     let session = claims(json!({"sub": idle.sub, "exp": T0 + 900}));
@@ -1675,7 +1733,7 @@ pub async fn idle_sessions_end<S: Store>(store: &S) {
         vec![steady.family.clone()]
     );
     assert_eq!(
-        store.refresh_rotate(t(3), t(4), T0 + 298).await,
+        store.refresh_rotate(&at(&idle), t(3), t(4), T0 + 298).await,
         Ok(Rotation::Invalid)
     );
     assert_eq!(
@@ -1690,9 +1748,428 @@ pub async fn idle_sessions_end<S: Store>(store: &S) {
     );
     // Without a bound, only the absolute end counts.
     assert_eq!(
-        store.refresh_rotate(t(9), t(10), T0 + 3599).await,
+        store
+            .refresh_rotate(&at(&steady), t(9), t(10), T0 + 3599)
+            .await,
         Ok(Rotation::Rotated(steady))
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// refresh families found by reference (what a refresh token carries)
+
+/// A reference with another user's tag finds nothing: `Invalid`, `false`, and the
+/// family is untouched.
+pub async fn a_family_is_found_with_its_users_tag_only<S: Store>(store: &S) {
+    let ns = ns("a_family_is_found_with_its_users_tag_only");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    let wrong = FamilyRef::new(&ns.key("mallory"), record.family.as_str());
+    assert_eq!(
+        store.refresh_rotate(&wrong, t(1), t(2), T0 + 1).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store
+            .refresh_revoke(&wrong, t(1), &record.sub, T0 + 1)
+            .await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.refresh_rotate(&at(&record), t(1), t(3), T0 + 2).await,
+        Ok(Rotation::Rotated(record))
+    );
+}
+
+/// A token the family never had (say, made up from a session id seen in an access
+/// token) is `Invalid` and changes nothing: it is no replay, the family lives on.
+pub async fn an_unknown_token_of_a_known_family_changes_nothing<S: Store>(store: &S) {
+    let ns = ns("an_unknown_token_of_a_known_family_changes_nothing");
+    let record = ns.record("family", "user", T0 + 3600);
+    let at = at(&record);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.refresh_rotate(&at, t(9), t(10), T0 + 1).await,
+        Ok(Rotation::Invalid)
+    );
+    assert_eq!(
+        store.refresh_revoke(&at, t(9), &record.sub, T0 + 1).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.refresh_rotate(&at, t(10), t(11), T0 + 2).await,
+        Ok(Rotation::Invalid),
+        "the refused rotation's new token is not current"
+    );
+    assert_eq!(
+        store.refresh_rotate(&at, t(1), t(2), T0 + 3).await,
+        Ok(Rotation::Rotated(record))
+    );
+}
+
+/// `revoke_family` and `refresh_elevate` find a family of their user only: another
+/// user's is `Unknown` and untouched.
+pub async fn revoke_and_elevate_need_the_families_user<S: Store>(store: &S) {
+    let ns = ns("revoke_and_elevate_need_the_families_user");
+    let record = ns.record("family", "user", T0 + 3600);
+    let t = |n| ns.token(n);
+    store
+        .refresh_create(t(1), record.clone(), T0)
+        .await
+        .unwrap();
+    let (mallory, fam) = (ns.key("mallory"), record.family.as_str());
+    assert_eq!(
+        store.revoke_family(&mallory, fam, T0 + 1).await,
+        Ok(FamilyRevocation::Unknown)
+    );
+    let theirs = claims(json!({"sub": mallory, "exp": T0 + 900}));
+    assert_eq!(
+        store.refresh_elevate(fam, t(2), theirs, T0, T0 + 1).await,
+        Ok(Elevation::Unknown)
+    );
+    assert_eq!(
+        store.refresh_rotate(&at(&record), t(1), t(3), T0 + 2).await,
+        Ok(Rotation::Rotated(record))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// a verify's two steps (DESIGN §4, §8.2)
+
+/// A challenge of `user` (its single-use key `jti:<name>`, spent until `T0 + 3600`)
+/// settled with `proof` and `session`.
+fn settlement(
+    ns: &Ns,
+    user: &str,
+    name: &str,
+    proof: JudgedProof,
+    session: SessionChange,
+) -> ChallengeSettlement {
+    ChallengeSettlement {
+        user: user.to_owned(),
+        challenge: format!("jti:{}", ns.key(name)),
+        expires_at: T0 + 3600,
+        proof,
+        policy: POLICY,
+        session,
+    }
+}
+
+/// TOTP step `step`, remembered 90 s.
+fn step(step: u64) -> JudgedProof {
+    JudgedProof::TotpStep {
+        step,
+        forget_at: T0 + 90,
+    }
+}
+
+/// Reserves and settles `s` at `now`: what each step answered.
+async fn verify_once<S: Store>(
+    store: &S,
+    s: &ChallengeSettlement,
+    now: u64,
+) -> (ChallengeReservation, Option<ChallengeOutcome>) {
+    let reserved = store
+        .reserve_challenge(&s.user, &s.challenge, s.policy, now)
+        .await
+        .unwrap();
+    if reserved != ChallengeReservation::Granted {
+        return (reserved, None);
+    }
+    let settled = store.settle_challenge(s, now).await.unwrap();
+    (reserved, Some(settled))
+}
+
+/// A right, fresh code: the challenge and the step are spent, the failures forgotten;
+/// the challenge is `Spent` from then on, the step a replay for another challenge.
+pub async fn a_right_code_spends_the_challenge_and_the_step<S: Store>(store: &S) {
+    let ns = ns("a_right_code_spends_the_challenge_and_the_step");
+    let user = ns.key("user");
+    let wrong = settlement(&ns, &user, "c0", JudgedProof::Wrong, SessionChange::None);
+    assert_eq!(
+        verify_once(store, &wrong, T0).await.1,
+        Some(ChallengeOutcome::Failed {
+            attempts: counting(1),
+            replayed: false
+        })
+    );
+    let right = settlement(&ns, &user, "c1", step(100), SessionChange::None);
+    assert_eq!(
+        verify_once(store, &right, T0 + 1).await,
+        (
+            ChallengeReservation::Granted,
+            Some(ChallengeOutcome::Succeeded(None))
+        )
+    );
+    assert_eq!(store.attempts(&user, T0 + 1).await, Ok(clean()));
+    let again = store.reserve_challenge(&user, &right.challenge, POLICY, T0 + 2);
+    assert_eq!(again.await, Ok(ChallengeReservation::Spent));
+    assert_eq!(
+        store.settle_challenge(&right, T0 + 2).await,
+        Ok(ChallengeOutcome::Spent),
+        "spent meanwhile: given back, not judged"
+    );
+    // The same step on another challenge is a replay: a failure, the challenge usable.
+    let replay = settlement(&ns, &user, "c2", step(100), SessionChange::None);
+    assert_eq!(
+        verify_once(store, &replay, T0 + 3).await.1,
+        Some(ChallengeOutcome::Failed {
+            attempts: counting(1),
+            replayed: true
+        })
+    );
+    let later = settlement(&ns, &user, "c2", step(101), SessionChange::None);
+    assert_eq!(
+        verify_once(store, &later, T0 + 4).await.1,
+        Some(ChallengeOutcome::Succeeded(None))
+    );
+    assert_eq!(store.attempts(&user, T0 + 4).await, Ok(clean()));
+}
+
+/// A spent challenge answers `Spent` without taking an attempt, nor giving one back
+/// that it did not take; a lockout answers first, then a spent challenge, then attempts
+/// in flight; a wrong code on a challenge spent between the steps is no failure.
+pub async fn a_challenge_is_checked_lockout_then_spent_then_busy<S: Store>(store: &S) {
+    let ns = ns("a_challenge_is_checked_lockout_then_spent_then_busy");
+    let user = ns.key("user");
+    let spent = settlement(&ns, &user, "spent", step(7), SessionChange::None);
+    verify_once(store, &spent, T0).await;
+    // Attempts in flight fill the limit: a spent challenge still answers Spent.
+    for _ in 0..POLICY.max_attempts {
+        let r = store.reserve_attempt(&user, POLICY, T0 + 1).await;
+        assert_eq!(r, Ok(Reservation::Granted));
+    }
+    let fresh = settlement(&ns, &user, "fresh", JudgedProof::Wrong, SessionChange::None);
+    let reserve = |s: &ChallengeSettlement, now| {
+        let (user, challenge) = (s.user.clone(), s.challenge.clone());
+        async move {
+            store
+                .reserve_challenge(&user, &challenge, POLICY, now)
+                .await
+        }
+    };
+    assert_eq!(
+        reserve(&spent, T0 + 1).await,
+        Ok(ChallengeReservation::Spent)
+    );
+    assert_eq!(
+        reserve(&fresh, T0 + 1).await,
+        Ok(ChallengeReservation::Busy)
+    );
+    for _ in 0..POLICY.max_attempts {
+        let settled = store.settle_attempt(&user, Settlement::Released, POLICY, T0 + 1);
+        assert_eq!(settled.await, Ok(clean()), "Spent held no attempt");
+    }
+    // A wrong code, the challenge spent by a twin between the two steps: given back.
+    assert_eq!(
+        reserve(&fresh, T0 + 2).await,
+        Ok(ChallengeReservation::Granted)
+    );
+    let twin = settlement(&ns, &user, "fresh", step(8), SessionChange::None);
+    assert_eq!(
+        verify_once(store, &twin, T0 + 2).await.1,
+        Some(ChallengeOutcome::Succeeded(None))
+    );
+    assert_eq!(
+        store.settle_challenge(&fresh, T0 + 2).await,
+        Ok(ChallengeOutcome::Spent)
+    );
+    assert_eq!(store.attempts(&user, T0 + 2).await, Ok(clean()));
+    // Locked out: Locked before Spent.
+    for n in 0..POLICY.max_attempts {
+        let wrong = settlement(
+            &ns,
+            &user,
+            &format!("w{n}"),
+            JudgedProof::Wrong,
+            SessionChange::None,
+        );
+        verify_once(store, &wrong, T0 + 3).await;
+    }
+    let until = T0 + 3 + POLICY.lockout_secs;
+    assert_eq!(
+        reserve(&spent, T0 + 4).await,
+        Ok(ChallengeReservation::Locked { until })
+    );
+}
+
+/// The failure that starts a lockout spends the challenge: after the lockout it is
+/// `Spent`, not usable again (a replayed code's lockout too).
+pub async fn a_lockout_spends_the_challenge<S: Store>(store: &S) {
+    let ns = ns("a_lockout_spends_the_challenge");
+    let user = ns.key("user");
+    let accepted = settlement(&ns, &user, "first", step(50), SessionChange::None);
+    verify_once(store, &accepted, T0).await;
+    let names = ["a", "b", "c"];
+    for (n, name) in names.iter().enumerate() {
+        let proof = if n == 2 { step(50) } else { JudgedProof::Wrong };
+        let s = settlement(&ns, &user, name, proof, SessionChange::None);
+        let (_, settled) = verify_once(store, &s, T0 + 1).await;
+        let Some(ChallengeOutcome::Failed { attempts, replayed }) = settled else {
+            panic!("{name}: {settled:?}");
+        };
+        assert_eq!((attempts.failures, replayed), (n as u32 + 1, n == 2));
+    }
+    let after = T0 + 1 + POLICY.lockout_secs;
+    for (name, spent) in [("a", false), ("b", false), ("c", true), ("d", false)] {
+        let key = format!("jti:{}", ns.key(name));
+        let r = store.reserve_challenge(&user, &key, POLICY, after).await;
+        let want = if spent {
+            ChallengeReservation::Spent
+        } else {
+            ChallengeReservation::Granted
+        };
+        assert_eq!(r, Ok(want), "{name}");
+    }
+}
+
+/// A recovery code is accepted once: its key spent, another challenge with it a replay.
+pub async fn a_recovery_code_is_accepted_once<S: Store>(store: &S) {
+    let ns = ns("a_recovery_code_is_accepted_once");
+    let user = ns.key("user");
+    let code = || JudgedProof::RecoveryCode {
+        key: format!("rc:{}", ns.key("code-1")),
+        forget_at: T0 + 3600,
+    };
+    let first = settlement(&ns, &user, "c1", code(), SessionChange::None);
+    assert_eq!(
+        verify_once(store, &first, T0).await.1,
+        Some(ChallengeOutcome::Succeeded(None))
+    );
+    let again = settlement(&ns, &user, "c2", code(), SessionChange::None);
+    assert_eq!(
+        verify_once(store, &again, T0 + 1).await.1,
+        Some(ChallengeOutcome::Failed {
+            attempts: counting(1),
+            replayed: true
+        })
+    );
+}
+
+/// A right code starts the session given (a family whose token rotates) or steps one up
+/// (what `refresh_elevate` answers); a wrong one leaves the sessions alone.
+pub async fn a_right_code_starts_or_steps_up_the_session<S: Store>(store: &S) {
+    let ns = ns("a_right_code_starts_or_steps_up_the_session");
+    let t = |n| ns.token(n);
+    let record = ns.record("family", "user", T0 + 3600);
+    let user = record.sub.clone();
+    let start = || SessionChange::Start {
+        token: t(1),
+        record: record.clone(),
+    };
+    let wrong = settlement(&ns, &user, "c0", JudgedProof::Wrong, start());
+    verify_once(store, &wrong, T0).await;
+    assert_eq!(store.sessions(&user, T0).await, Ok(vec![]));
+    let login = settlement(&ns, &user, "c1", step(10), start());
+    assert_eq!(
+        verify_once(store, &login, T0).await.1,
+        Some(ChallengeOutcome::Succeeded(None))
+    );
+    let session = claims(json!({"sub": user, "exp": T0 + 900, "amr": ["pwd", "otp"]}));
+    let up = |name, n, step_no, issued_at| {
+        let change = SessionChange::Elevate {
+            family: record.family.clone(),
+            new_token: t(n),
+            session: session.clone(),
+            issued_at,
+        };
+        settlement(&ns, &user, name, step(step_no), change)
+    };
+    let elevated = RefreshRecord {
+        session: session.clone(),
+        ..record.clone()
+    };
+    assert_eq!(
+        verify_once(store, &up("c2", 2, 11, T0 + 5), T0 + 10)
+            .await
+            .1,
+        Some(ChallengeOutcome::Succeeded(Some(Elevation::Elevated(
+            elevated.clone()
+        ))))
+    );
+    assert_eq!(
+        verify_once(store, &up("c3", 3, 12, T0 + 9), T0 + 11)
+            .await
+            .1,
+        Some(ChallengeOutcome::Succeeded(Some(Elevation::Superseded)))
+    );
+    assert_eq!(
+        store
+            .refresh_rotate(&at(&record), t(2), t(4), T0 + 12)
+            .await,
+        Ok(Rotation::Rotated(elevated))
+    );
+    store
+        .revoke_family(&user, &record.family, T0 + 13)
+        .await
+        .unwrap();
+    assert_eq!(
+        verify_once(store, &up("c4", 5, 13, T0 + 20), T0 + 21)
+            .await
+            .1,
+        Some(ChallengeOutcome::Succeeded(Some(Elevation::Ended)))
+    );
+}
+
+/// Of `RACERS` concurrent verifies of one challenge with the right code, exactly one
+/// succeeds and the others are told the challenge is spent: none is a failure.
+pub async fn concurrent_verifies_of_one_challenge_have_one_winner<S: Store>(store: Arc<S>) {
+    let ns = Arc::new(ns("concurrent_verifies_of_one_challenge_have_one_winner"));
+    let user = ns.key("user");
+    let policy = AttemptPolicy {
+        max_attempts: RACERS as u32,
+        ..POLICY
+    };
+    let s = Arc::new(ChallengeSettlement {
+        policy,
+        ..settlement(&ns, &user, "c", step(5), SessionChange::None)
+    });
+    let results = race(store.clone(), move |store, _| {
+        let s = s.clone();
+        async move { verify_once(&*store, &s, T0).await }
+    })
+    .await;
+    let won = results
+        .iter()
+        .filter(|(_, r)| r.1 == Some(ChallengeOutcome::Succeeded(None)))
+        .count();
+    let spent = results
+        .iter()
+        .filter(|(_, r)| r.0 == ChallengeReservation::Spent || r.1 == Some(ChallengeOutcome::Spent))
+        .count();
+    assert_eq!((won, spent), (1, RACERS - 1), "{results:?}");
+    assert_eq!(store.attempts(&user, T0).await, Ok(clean()));
+}
+
+/// Of `RACERS` concurrent verifies of one user's code on as many challenges, exactly one
+/// succeeds; the others that were judged are replays (failures).
+pub async fn concurrent_verifies_of_one_code_have_one_winner<S: Store>(store: Arc<S>) {
+    let ns = Arc::new(ns("concurrent_verifies_of_one_code_have_one_winner"));
+    let user = Arc::new(ns.key("user"));
+    let results = race(store.clone(), move |store, i| {
+        let s = settlement(&ns, &user, &format!("c{i}"), step(5), SessionChange::None);
+        async move { verify_once(&*store, &s, T0).await }
+    })
+    .await;
+    let settled: Vec<_> = results.iter().filter_map(|(_, r)| r.1.clone()).collect();
+    let won = settled
+        .iter()
+        .filter(|o| **o == ChallengeOutcome::Succeeded(None))
+        .count();
+    let replays = settled
+        .iter()
+        .filter(|o| matches!(o, ChallengeOutcome::Failed { replayed: true, .. }))
+        .count();
+    assert_eq!(won, 1, "{results:?}");
+    assert_eq!(won + replays, settled.len(), "{results:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1860,6 +2337,14 @@ macro_rules! contract_tests {
             refresh_revoke_accepts_any_family_token,
             revoke_family_revokes,
             refresh_families_are_independent,
+            a_family_is_found_with_its_users_tag_only,
+            an_unknown_token_of_a_known_family_changes_nothing,
+            revoke_and_elevate_need_the_families_user,
+            a_right_code_spends_the_challenge_and_the_step,
+            a_challenge_is_checked_lockout_then_spent_then_busy,
+            a_lockout_spends_the_challenge,
+            a_recovery_code_is_accepted_once,
+            a_right_code_starts_or_steps_up_the_session,
             reservations_in_flight_fill_the_limit,
             settled_failures_lock_out,
             settled_success_clears_failures,
@@ -1887,6 +2372,8 @@ macro_rules! contract_tests {
             concurrent_totp_step_has_one_winner,
             concurrent_refresh_rotate_has_one_winner,
             concurrent_reservations_grant_exactly_the_limit,
+            concurrent_verifies_of_one_challenge_have_one_winner,
+            concurrent_verifies_of_one_code_have_one_winner,
         );
     };
     (@by_ref ($make:expr) $attrs:tt $($check:ident),* $(,)?) => {

@@ -1,7 +1,9 @@
 //! A store decorator that counts, per key, how attempts were reserved
-//! ([`Store::reserve_attempt`]: granted, busy, locked) and settled
-//! ([`Store::settle_attempt`]: failed, succeeded, released). Everything else is delegated
-//! untouched. A [`HookedStore`] with the [`AttemptCounter`] hook.
+//! ([`Store::reserve_attempt`], [`Store::reserve_challenge`]: granted, busy, locked,
+//! spent) and settled ([`Store::settle_attempt`], [`Store::settle_challenge`]: failed,
+//! succeeded, released). Everything else is delegated untouched. A [`HookedStore`] with
+//! the [`AttemptCounter`] hook, handing a verify's steps to the inner store whole (on
+//! Redis, the scripts decide), so they are counted from their answers.
 //!
 //! The codes a burst got evaluated are the settlements `Failed` plus `Succeeded`: a
 //! judged proof always ends in one of those; a `Released` attempt was never judged.
@@ -17,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tower_stepup::store::{Reservation, Settlement, Store};
+use tower_stepup::store::{ChallengeOutcome, ChallengeReservation, Reservation, Settlement, Store};
 
 // The includer declares `#[path = "support/hooked_store.rs"] mod hooked_store;` beside
 // this module.
@@ -32,6 +34,8 @@ pub struct AttemptCounts {
     pub busy: usize,
     /// Reservations refused by a lockout.
     pub locked: usize,
+    /// Verify reservations refused because the challenge was spent (nothing reserved).
+    pub spent: usize,
     /// Settled as a wrong proof.
     pub failed: usize,
     /// Settled as a right proof.
@@ -97,6 +101,22 @@ impl StoreHook for AttemptCounter {
                 Settlement::Released => &mut c.released,
                 other => panic!("a settlement the counts do not know: {other:?}"),
             }),
+            (Call::ReserveChallenge { user, .. }, Ok(Answer::Challenge(reservation))) => self
+                .count(user, |c| match reservation {
+                    ChallengeReservation::Granted => &mut c.granted,
+                    ChallengeReservation::Busy => &mut c.busy,
+                    ChallengeReservation::Locked { .. } => &mut c.locked,
+                    ChallengeReservation::Spent => &mut c.spent,
+                    other => panic!("a reservation the counts do not know: {other:?}"),
+                }),
+            (Call::SettleChallenge { settlement, .. }, Ok(Answer::Settled(outcome))) => {
+                self.count(&settlement.user, |c| match outcome {
+                    ChallengeOutcome::Failed { .. } => &mut c.failed,
+                    ChallengeOutcome::Succeeded(_) => &mut c.succeeded,
+                    ChallengeOutcome::Spent => &mut c.released,
+                    other => panic!("a settlement the counts do not know: {other:?}"),
+                })
+            }
             _ => {}
         }
         Box::pin(async move { outcome })
@@ -109,6 +129,6 @@ pub type CountingStore = HookedStore<AttemptCounter>;
 impl CountingStore {
     /// Counts the attempts of `inner`.
     pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
-        Arc::new(HookedStore::with_hook(inner, AttemptCounter::default()))
+        Arc::new(HookedStore::whole(inner, AttemptCounter::default()))
     }
 }

@@ -6,6 +6,13 @@
 //! Adding a method to `Store` touches this file only: one `Call` variant, one method
 //! below.
 //!
+//! A verify's two steps (`reserve_challenge`, `settle_challenge`) come two ways:
+//! [`HookedStore::with_hook`] runs them as `tower_stepup::store::stepwise` does, through
+//! this store, so the hook sees the single calls they are made of (`reserve_attempt`,
+//! `is_consumed`, `consume`, …) and can fault any of them; [`HookedStore::whole`] hands
+//! each to the inner store as one call (on Redis: one script), which the hook sees as
+//! [`Call::ReserveChallenge`] and [`Call::SettleChallenge`].
+//!
 //! ```ignore
 //! struct Down;
 //! impl StoreHook for Down {
@@ -24,9 +31,9 @@ use std::sync::Arc;
 
 use tower_stepup::revocation::UserRevocations;
 use tower_stepup::store::{
-    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRevocation, LoginLimits, RefreshRecord,
-    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
-    StoreFuture, TokenHash,
+    stepwise, AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
+    DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
+    RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError, StoreFuture, TokenHash,
 };
 use tower_stepup::Claims;
 
@@ -56,6 +63,18 @@ pub enum Call<'a> {
         key: &'a str,
         settlement: Settlement,
         policy: AttemptPolicy,
+        now: u64,
+    },
+    /// [`Store::reserve_challenge`] (with [`HookedStore::whole`] only).
+    ReserveChallenge {
+        user: &'a str,
+        challenge: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    },
+    /// [`Store::settle_challenge`] (with [`HookedStore::whole`] only).
+    SettleChallenge {
+        settlement: &'a ChallengeSettlement,
         now: u64,
     },
     /// [`Store::reserve_login`].
@@ -99,18 +118,24 @@ pub enum Call<'a> {
     },
     /// [`Store::refresh_rotate`].
     RefreshRotate {
+        family: &'a FamilyRef,
         token: TokenHash,
         new_token: TokenHash,
         now: u64,
     },
     /// [`Store::refresh_revoke`].
     RefreshRevoke {
+        family: &'a FamilyRef,
         token: TokenHash,
         sub: &'a str,
         now: u64,
     },
     /// [`Store::revoke_family`].
-    RevokeFamily { family: &'a str, now: u64 },
+    RevokeFamily {
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    },
     /// [`Store::refresh_elevate`].
     RefreshElevate {
         family: &'a str,
@@ -169,6 +194,8 @@ impl Call<'_> {
             Call::Attempts { .. } => "attempts",
             Call::ReserveAttempt { .. } => "reserve_attempt",
             Call::SettleAttempt { .. } => "settle_attempt",
+            Call::ReserveChallenge { .. } => "reserve_challenge",
+            Call::SettleChallenge { .. } => "settle_challenge",
             Call::ReserveLogin { .. } => "reserve_login",
             Call::SettleLogin { .. } => "settle_login",
             Call::AdvanceTotpStep { .. } => "advance_totp_step",
@@ -206,6 +233,10 @@ pub enum Answer {
     Attempts(Attempts),
     /// `reserve_attempt`, `reserve_login`.
     Reservation(Reservation),
+    /// `reserve_challenge`.
+    Challenge(ChallengeReservation),
+    /// `settle_challenge`.
+    Settled(ChallengeOutcome),
     /// `get`.
     Value(Option<Vec<u8>>),
     /// `refresh_rotate`.
@@ -259,6 +290,8 @@ answers! {
     Bool(bool),
     Attempts(Attempts),
     Reservation(Reservation),
+    Challenge(ChallengeReservation),
+    Settled(ChallengeOutcome),
     Value(Option<Vec<u8>>),
     Rotation(Rotation),
     Revocation(FamilyRevocation),
@@ -302,12 +335,27 @@ pub struct HookedStore<H> {
     /// The store underneath (calls to it bypass the hook).
     pub inner: Arc<dyn Store>,
     hook: H,
+    /// Whether a verify's two steps go to the inner store whole.
+    whole: bool,
 }
 
 impl<H: StoreHook> HookedStore<H> {
-    /// `inner`, seen through `hook`.
+    /// `inner`, seen through `hook`, a verify's two steps made of single calls.
     pub fn with_hook(inner: Arc<dyn Store>, hook: H) -> Self {
-        Self { inner, hook }
+        Self {
+            inner,
+            hook,
+            whole: false,
+        }
+    }
+
+    /// `inner`, seen through `hook`, a verify's two steps each one call of `inner`.
+    pub fn whole(inner: Arc<dyn Store>, hook: H) -> Self {
+        Self {
+            inner,
+            hook,
+            whole: true,
+        }
     }
 
     /// One operation: the hook before, the inner store (unless the hook answered), the
@@ -390,6 +438,41 @@ impl<H: StoreHook> Store for HookedStore<H> {
         self.run(call, move |s| {
             s.settle_attempt(key, settlement, policy, now)
         })
+    }
+
+    fn reserve_challenge<'a>(
+        &'a self,
+        user: &'a str,
+        challenge: &'a str,
+        policy: AttemptPolicy,
+        now: u64,
+    ) -> StoreFuture<'a, ChallengeReservation> {
+        if !self.whole {
+            return Box::pin(stepwise::reserve_challenge(
+                self, user, challenge, policy, now,
+            ));
+        }
+        let call = Call::ReserveChallenge {
+            user,
+            challenge,
+            policy,
+            now,
+        };
+        self.run(call, move |s| {
+            s.reserve_challenge(user, challenge, policy, now)
+        })
+    }
+
+    fn settle_challenge<'a>(
+        &'a self,
+        settlement: &'a ChallengeSettlement,
+        now: u64,
+    ) -> StoreFuture<'a, ChallengeOutcome> {
+        if !self.whole {
+            return Box::pin(stepwise::settle_challenge(self, settlement, now));
+        }
+        let call = Call::SettleChallenge { settlement, now };
+        self.run(call, move |s| s.settle_challenge(settlement, now))
     }
 
     fn reserve_login<'a>(
@@ -486,31 +569,46 @@ impl<H: StoreHook> Store for HookedStore<H> {
 
     fn refresh_rotate<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         new_token: TokenHash,
         now: u64,
     ) -> StoreFuture<'a, Rotation> {
         let call = Call::RefreshRotate {
+            family,
             token,
             new_token,
             now,
         };
-        self.run(call, move |s| s.refresh_rotate(token, new_token, now))
+        self.run(call, move |s| {
+            s.refresh_rotate(family, token, new_token, now)
+        })
     }
 
     fn refresh_revoke<'a>(
         &'a self,
+        family: &'a FamilyRef,
         token: TokenHash,
         sub: &'a str,
         now: u64,
     ) -> StoreFuture<'a, bool> {
-        let call = Call::RefreshRevoke { token, sub, now };
-        self.run(call, move |s| s.refresh_revoke(token, sub, now))
+        let call = Call::RefreshRevoke {
+            family,
+            token,
+            sub,
+            now,
+        };
+        self.run(call, move |s| s.refresh_revoke(family, token, sub, now))
     }
 
-    fn revoke_family<'a>(&'a self, family: &'a str, now: u64) -> StoreFuture<'a, FamilyRevocation> {
-        let call = Call::RevokeFamily { family, now };
-        self.run(call, move |s| s.revoke_family(family, now))
+    fn revoke_family<'a>(
+        &'a self,
+        user: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, FamilyRevocation> {
+        let call = Call::RevokeFamily { user, family, now };
+        self.run(call, move |s| s.revoke_family(user, family, now))
     }
 
     fn refresh_elevate<'a>(

@@ -1,15 +1,18 @@
 //! The sessions a user can see and end, and remembered devices, in Redis.
 //!
-//! Sessions are the refresh families (`P:fam:<family>`, listed per user in `P:uf:<user>`);
-//! this module reads them, ends one on behalf of its user, and holds the idle rule the
-//! family scripts share. Devices live in one hash per user, `P:dev:<user>`: field = the
+//! Sessions are the refresh families (`P:fam:{T}:<family>`, listed per user in
+//! `P:uf:{T}:<user>`, see `families.rs`); this module reads them, ends one on behalf of
+//! its user, and holds the idle rule the family scripts share. Devices live in one hash per user, `P:dev:<user>`: field = the
 //! device id, value = `created:last_used:expires:seq` (`seq` orders devices remembered
 //! in the same second). Every script touches `KEYS[1]` only.
 
 use redis::Value;
 
-use super::{code, decode_record, horizon, num, script_text, RedisStore};
-use crate::store::{DeviceInfo, FamilyRevocation, SessionInfo, StoreError, MAX_DEVICES_PER_USER};
+use super::families::decode_session;
+use super::{code, horizon, num, script_text, RedisStore};
+use crate::store::{
+    DeviceInfo, FamilyRef, FamilyRevocation, SessionInfo, StoreError, MAX_DEVICES_PER_USER,
+};
 
 /// The idle rule, for the scripts on a family's hash (`ARGV[1]` is `now`): a family is
 /// idle once it has not been started, rotated or stepped up (field `l`) for its idle
@@ -120,11 +123,12 @@ fn scripts() -> &'static Scripts {
     })
 }
 
-/// A family's hash as [`RedisStore::sessions_of`] reads it: `r s x e t l`.
+/// A family's hash as [`RedisStore::sessions_of`] reads it: `r s x e t l i`.
 type FamilyFields = (
     Option<Vec<u8>>,
     Option<String>,
     Option<String>,
+    Option<u64>,
     Option<u64>,
     Option<u64>,
     Option<u64>,
@@ -163,7 +167,7 @@ impl RedisStore {
         let families: Vec<String> = self
             .run(
                 redis::cmd("ZRANGE")
-                    .arg(self.key("uf", user))
+                    .arg(self.uf_key(user))
                     .arg(0)
                     .arg(-1)
                     .query_async(&mut conn),
@@ -172,21 +176,17 @@ impl RedisStore {
         if families.is_empty() {
             return Ok(Vec::new());
         }
-        // Sent together but as separate commands, not one pipeline: on a cluster the
-        // family hashes live in different slots, which a pipeline may not span. (The
-        // connection multiplexes them: still about one round trip.)
-        let reads = families.iter().map(|family| {
-            let mut conn = self.conn.clone();
-            let mut hmget = redis::cmd("HMGET");
-            hmget
-                .arg(self.key("fam", family))
-                .arg(&["r", "s", "x", "e", "t", "l"]);
-            async move { hmget.query_async::<FamilyFields>(&mut conn).await }
-        });
-        let rows = self.run(futures_util::future::try_join_all(reads)).await?;
+        // One slot: the pipeline goes to one node of a cluster.
+        let mut pipe = redis::pipe();
+        for family in &families {
+            pipe.cmd("HMGET")
+                .arg(self.fam_key(&FamilyRef::new(user, family.as_str())))
+                .arg(&["r", "s", "x", "e", "t", "l", "i"]);
+        }
+        let rows: Vec<FamilyFields> = self.run(pipe.query_async(&mut conn)).await?;
         let mut sessions = Vec::with_capacity(rows.len());
-        for row in rows {
-            if let Some(session) = live_session(user, row, now)? {
+        for (family, row) in families.into_iter().zip(rows) {
+            if let Some(session) = live_session(user, family, row, now)? {
                 sessions.push(session);
             }
         }
@@ -203,7 +203,7 @@ impl RedisStore {
         let n: i64 = self
             .script(
                 &scripts().session_end,
-                &self.key("fam", family),
+                &self.fam_key(&FamilyRef::new(user, family)),
                 &[&num(now), user.as_bytes()],
             )
             .await?;
@@ -303,29 +303,28 @@ impl RedisStore {
     }
 }
 
-/// The session of one family's fields, if it is a live session of `user`.
+/// The session of family `family`'s fields, if it is a live session of `user`.
 fn live_session(
     user: &str,
-    (record, sub, revoked, expires_at, created_at, last_seen_at): FamilyFields,
+    family: String,
+    (session, sub, revoked, expires_at, created_at, last_seen_at, idle): FamilyFields,
     now: u64,
 ) -> Result<Option<SessionInfo>, StoreError> {
-    let (Some(record), Some(expires_at)) = (record, expires_at) else {
+    let (Some(session), Some(expires_at), Some(created_at)) = (session, expires_at, created_at)
+    else {
         return Ok(None);
     };
     if sub.as_deref() != Some(user) || revoked.as_deref() == Some("1") || expires_at <= now {
         return Ok(None);
     }
-    let stored = decode_record(&record)?;
-    let session = stored.record()?.session;
-    // Families written before these fields existed: their first token's `iat`.
-    let created_at = created_at.or(session.iat()).unwrap_or(0);
     let last_seen_at = last_seen_at.unwrap_or(created_at);
-    if stored.idle(last_seen_at, now) {
+    let idle = idle.unwrap_or(0);
+    if idle > 0 && last_seen_at.saturating_add(idle) <= now {
         return Ok(None);
     }
     Ok(Some(SessionInfo {
-        family: stored.family,
-        session,
+        family,
+        session: decode_session(&session)?,
         created_at,
         last_seen_at,
         expires_at,
