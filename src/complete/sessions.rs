@@ -62,8 +62,36 @@ pub(crate) async fn end(
             }
             Ok(outcome == FamilyRevocation::Revoked)
         }
-        Ending::RefreshToken(token) => store.refresh_revoke(*token, sub, now).await,
+        Ending::RefreshToken(token) => end_by_refresh_token(completion, sub, token, now).await,
     }
+}
+
+/// Ends the family of refresh token `token` if it is a live session of `sub`, with its
+/// access tokens. The store names no family for a token, so the family is the one
+/// gone from the user's live sessions across the revocation (any other one gone
+/// meanwhile has ended too, and its access tokens end with it).
+///
+/// A store error after the revocation leaves that session's access tokens working until
+/// they expire; a retry does not end them (the family is revoked already).
+async fn end_by_refresh_token(
+    completion: &Completion,
+    sub: &str,
+    token: &TokenHash,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let store = &completion.inner().store;
+    let before = store.sessions(sub, now).await?;
+    if !store.refresh_revoke(*token, sub, now).await? {
+        return Ok(false);
+    }
+    let after = store.sessions(sub, now).await?;
+    let gone: Vec<&str> = before
+        .iter()
+        .map(|s| s.family.as_str())
+        .filter(|family| !after.iter().any(|s| s.family == *family))
+        .collect();
+    revoke::end_sessions(completion, sub, &gone).await?;
+    Ok(true)
 }
 
 /// Ends every live session of `sub` but `keep` (the caller's own, when there is one);

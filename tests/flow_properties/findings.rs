@@ -159,3 +159,73 @@ fn a_re_enrollment_survives_a_concurrent_recovery_code_sign_in() {
         );
     });
 }
+
+/// Signs `user` in (password, and for alice the code of `step`): the token response.
+async fn sign_in(w: &World, user: User, step: u64) -> Answer {
+    let r = send(
+        &w.app,
+        post(
+            "/auth/login",
+            &json!({"username": user.name(), "password": user.password()}),
+            None,
+        ),
+    )
+    .await;
+    let Some(partial) = r.body["partial_token"].as_str() else {
+        return r;
+    };
+    let code = Code::Totp(totp::code_at(&alice_secret(), step));
+    send(&w.app, verify_req(partial, &code, false, None)).await
+}
+
+/// Found by `ended_sessions_end_everywhere`: a logout with the access token of one
+/// session and the refresh token of another session of the same user revoked the
+/// other session's family (its refresh token is refused, it is gone from the session
+/// list) but not its access tokens, which kept working until they expired: the store
+/// names no family for a refresh token, and only the caller's own `sid` was recorded as
+/// ended.
+#[test]
+fn a_logout_with_another_sessions_refresh_token_ends_that_sessions_access_tokens() {
+    let rt = runtime();
+    rt.block_on(async {
+        let w = world(Faults::default(), T_BASE);
+        let first = sign_in(&w, User::Alice, T_BASE / STEP).await;
+        w.clock.advance(STEP);
+        let second = sign_in(&w, User::Alice, T_BASE / STEP + 1).await;
+        let [first_access, first_refresh, second_access] = [
+            first.str("access_token"),
+            first.str("refresh_token"),
+            second.str("access_token"),
+        ]
+        .map(Result::unwrap);
+        let r = send(
+            &w.app,
+            post(
+                "/auth/logout",
+                &json!({ "refresh_token": first_refresh }),
+                Some(&second_access),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let refresh = post(
+            "/auth/refresh",
+            &json!({ "refresh_token": first_refresh }),
+            None,
+        );
+        assert_eq!(
+            send(&w.app, refresh).await.status,
+            400,
+            "the family is revoked"
+        );
+        for (which, access) in [("first", &first_access), ("second", &second_access)] {
+            let r = send(&w.app, get_req("/api/me", Some(access))).await;
+            assert_eq!(
+                (r.status, r.error.as_str()),
+                (401, "invalid_token"),
+                "the {which} session's access token after the logout: {}",
+                r.body
+            );
+        }
+    });
+}
