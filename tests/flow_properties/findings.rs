@@ -229,3 +229,41 @@ fn a_logout_with_another_sessions_refresh_token_ends_that_sessions_access_tokens
         }
     });
 }
+
+/// Found by `ended_sessions_end_everywhere` (with the clock moved near a session's
+/// absolute end): a logout at the end of the session's life (its family past its
+/// absolute end, its last access token, from a refresh a moment before, still valid)
+/// answered 204 but left that access token working: the caller's own session was ended
+/// only when the store still had it live.
+#[test]
+fn a_logout_at_the_end_of_its_sessions_life_still_ends_its_access_token() {
+    let rt = runtime();
+    rt.block_on(async {
+        let w = world(Faults::default(), T_BASE);
+        let r = sign_in(&w, User::Bob, 0).await;
+        let refresh = r.str("refresh_token").unwrap();
+        w.clock.advance(REFRESH_LIFETIME - 1);
+        let r = send(
+            &w.app,
+            post("/auth/refresh", &json!({ "refresh_token": refresh }), None),
+        )
+        .await;
+        let access = r.str("access_token").unwrap();
+        w.clock.advance(1);
+        let r = send(&w.app, get_req("/api/me", Some(&access))).await;
+        assert_eq!(
+            r.status, 200,
+            "the access token outlives its family: {}",
+            r.body
+        );
+        let r = send(&w.app, post("/auth/logout", &json!({}), Some(&access))).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let r = send(&w.app, get_req("/api/me", Some(&access))).await;
+        assert_eq!(
+            (r.status, r.error.as_str()),
+            (401, "invalid_token"),
+            "the access token after the logout: {}",
+            r.body
+        );
+    });
+}
