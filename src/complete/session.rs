@@ -368,7 +368,7 @@ pub(crate) async fn logout(
     // The caller's own session ends, with its access tokens, refresh token or not.
     let mut revoked = false;
     if let Some(sid) = claims.sid() {
-        revoked = sessions::end(completion, claims.sub(), Ending::Session(sid), now).await?;
+        revoked = sessions::end(completion, claims.sub(), Ending::Caller(sid), now).await?;
     }
     // Idempotent: an unknown or foreign refresh token changes nothing and says nothing.
     revoked |= match family_of(&token) {

@@ -27,13 +27,18 @@ pub(crate) const MAX_ID_LEN: usize = 128;
 pub(crate) enum Ending<'a> {
     /// The session (refresh family) with this id.
     Session(&'a str),
+    /// The caller's own session: the `sid` of their verified access token (so theirs).
+    /// Its access tokens end whatever the store says of its family, which may have
+    /// reached its absolute end while its last access tokens live on.
+    Caller(&'a str),
     /// The family of this refresh token (logout: the caller presents it, current or
     /// rotated since): where the token says it is, and the token's hash.
     RefreshToken(&'a FamilyRef, &'a TokenHash),
 }
 
 /// Ends a session of `sub`, if it is theirs and live: `true` when this call ended it.
-/// Another user's session, an unknown, ended or idle one changes nothing.
+/// Another user's session, an unknown, ended or idle one changes nothing (but the
+/// access tokens of [`Ending::Caller`]'s session end in any case).
 ///
 /// Every session the completion side ends goes through here (logout, `DELETE
 /// …/sessions/{id}`, the other sessions at a change of factors and
@@ -62,7 +67,20 @@ pub(crate) async fn end(
             }
             Ok(outcome == FamilyRevocation::Revoked)
         }
-        Ending::RefreshToken(family, token) => store.refresh_revoke(family, *token, sub, now).await,
+        Ending::Caller(sid) => {
+            let outcome = store.end_session(sub, sid, now).await?;
+            revoke::end_sessions(completion, sub, &[sid]).await?;
+            Ok(outcome == FamilyRevocation::Revoked)
+        }
+        Ending::RefreshToken(family, token) => {
+            // The token names its family: if it was the user's and this call revoked
+            // it, that session's access tokens end too.
+            let revoked = store.refresh_revoke(family, *token, sub, now).await?;
+            if revoked {
+                revoke::end_sessions(completion, sub, &[family.family()]).await?;
+            }
+            Ok(revoked)
+        }
     }
 }
 

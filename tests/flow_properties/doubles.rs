@@ -21,6 +21,12 @@ pub(crate) struct Faults {
     pub(crate) lost_factor: bool,
     /// `revoke_family` reports every family live: a step-up revives an ended session.
     pub(crate) revivable_sessions: bool,
+    /// The layer runs a guard of its own (built apart from the completion's): it never
+    /// learns which sessions ended, so their access tokens work on.
+    pub(crate) unrevoked_layer: bool,
+    /// The session list comes from a cache that never forgets a session it listed: an
+    /// ended one stays listed.
+    pub(crate) stale_session_list: bool,
 }
 
 /// [`MemoryFactors`], yielding to the scheduler before each call (a database is a round

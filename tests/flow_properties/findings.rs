@@ -159,3 +159,111 @@ fn a_re_enrollment_survives_a_concurrent_recovery_code_sign_in() {
         );
     });
 }
+
+/// Signs `user` in (password, and for alice the code of `step`): the token response.
+async fn sign_in(w: &World, user: User, step: u64) -> Answer {
+    let r = send(
+        &w.app,
+        post(
+            "/auth/login",
+            &json!({"username": user.name(), "password": user.password()}),
+            None,
+        ),
+    )
+    .await;
+    let Some(partial) = r.body["partial_token"].as_str() else {
+        return r;
+    };
+    let code = Code::Totp(totp::code_at(&alice_secret(), step));
+    send(&w.app, verify_req(partial, &code, false, None)).await
+}
+
+/// Found by `ended_sessions_end_everywhere`: a logout with the access token of one
+/// session and the refresh token of another session of the same user revoked the
+/// other session's family (its refresh token is refused, it is gone from the session
+/// list) but not its access tokens, which kept working until they expired: the store
+/// names no family for a refresh token, and only the caller's own `sid` was recorded as
+/// ended.
+#[test]
+fn a_logout_with_another_sessions_refresh_token_ends_that_sessions_access_tokens() {
+    let rt = runtime();
+    rt.block_on(async {
+        let w = world(Faults::default(), T_BASE);
+        let first = sign_in(&w, User::Alice, T_BASE / STEP).await;
+        w.clock.advance(STEP);
+        let second = sign_in(&w, User::Alice, T_BASE / STEP + 1).await;
+        let [first_access, first_refresh, second_access] = [
+            first.str("access_token"),
+            first.str("refresh_token"),
+            second.str("access_token"),
+        ]
+        .map(Result::unwrap);
+        let r = send(
+            &w.app,
+            post(
+                "/auth/logout",
+                &json!({ "refresh_token": first_refresh }),
+                Some(&second_access),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let refresh = post(
+            "/auth/refresh",
+            &json!({ "refresh_token": first_refresh }),
+            None,
+        );
+        assert_eq!(
+            send(&w.app, refresh).await.status,
+            400,
+            "the family is revoked"
+        );
+        for (which, access) in [("first", &first_access), ("second", &second_access)] {
+            let r = send(&w.app, get_req("/api/me", Some(access))).await;
+            assert_eq!(
+                (r.status, r.error.as_str()),
+                (401, "invalid_token"),
+                "the {which} session's access token after the logout: {}",
+                r.body
+            );
+        }
+    });
+}
+
+/// Found by `ended_sessions_end_everywhere` (with the clock moved near a session's
+/// absolute end): a logout at the end of the session's life (its family past its
+/// absolute end, its last access token, from a refresh a moment before, still valid)
+/// answered 204 but left that access token working: the caller's own session was ended
+/// only when the store still had it live.
+#[test]
+fn a_logout_at_the_end_of_its_sessions_life_still_ends_its_access_token() {
+    let rt = runtime();
+    rt.block_on(async {
+        let w = world(Faults::default(), T_BASE);
+        let r = sign_in(&w, User::Bob, 0).await;
+        let refresh = r.str("refresh_token").unwrap();
+        w.clock.advance(REFRESH_LIFETIME - 1);
+        let r = send(
+            &w.app,
+            post("/auth/refresh", &json!({ "refresh_token": refresh }), None),
+        )
+        .await;
+        let access = r.str("access_token").unwrap();
+        w.clock.advance(1);
+        let r = send(&w.app, get_req("/api/me", Some(&access))).await;
+        assert_eq!(
+            r.status, 200,
+            "the access token outlives its family: {}",
+            r.body
+        );
+        let r = send(&w.app, post("/auth/logout", &json!({}), Some(&access))).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        let r = send(&w.app, get_req("/api/me", Some(&access))).await;
+        assert_eq!(
+            (r.status, r.error.as_str()),
+            (401, "invalid_token"),
+            "the access token after the logout: {}",
+            r.body
+        );
+    });
+}

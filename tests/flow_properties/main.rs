@@ -5,8 +5,9 @@
 //! # What runs
 //! One axum router per case, in process (`tower::ServiceExt::oneshot`): the [`Guard`]'s
 //! route table in front of `login`, `verify`, `enroll`, `enroll/confirm`, `refresh`,
-//! `logout` and two protected routes (`/api/me` authenticated, `/api/billing` step-up:
-//! `amr` has `mfa` and `auth_time` at most [`MAX_AGE`] old). State lives in a
+//! `logout`, `GET /auth/sessions`, `DELETE /auth/sessions/{id}` and two protected routes
+//! (`/api/me` authenticated, `/api/billing` step-up: `amr` has `mfa` and `auth_time` at
+//! most [`MAX_AGE`] old). State lives in a
 //! [`MemoryStore`], second factors in a [`MemoryFactors`] directory; both are reached
 //! through wrappers ([`TestStore`], [`TestFactors`]) that yield to the scheduler before
 //! every call, so that concurrent requests interleave at each of them. Time is a
@@ -43,6 +44,10 @@
 //! - Enroll and confirm (with the pending secret's code, within the window or not, the
 //!   current factor's, a wrong one): `bob`'s first factor, or a re-enrollment, which needs
 //!   a step-up.
+//! - `GET /auth/sessions` with any credential; `DELETE /auth/sessions/{id}` (JSON content
+//!   type, no body) with any credential, naming one of the caller's sessions (live or
+//!   ended), any session (mostly another user's), an unknown id or a malformed one; the
+//!   clock to just before or after a session's absolute end.
 //!
 //! # The model ([`Model`])
 //! Written from `src/complete/*.rs` and `src/store/memory.rs`: partial tokens and
@@ -54,10 +59,18 @@
 //! or replayed code counts a failure, the [`MAX_ATTEMPTS`]th within [`WINDOW`] s of the
 //! previous one locks the user for [`LOCKOUT`] s and kills the challenge; a success
 //! clears the failures; refresh rotates, and presenting a rotated token revokes the
-//! family; logout revokes the family of a refresh token of the caller; a confirmed
-//! enrollment revokes the user's other families; a step-up revokes
-//! the session it replaces, and one of a revoked session spends its code and challenge
-//! but opens nothing; a family ends [`REFRESH_LIFETIME`] s after it began. Every answer
+//! family; logout revokes the caller's family and the family of a refresh token of the
+//! caller; a confirmed enrollment revokes the user's other families; a step-up continues
+//! its session, and one of a revoked session spends its code and challenge but opens
+//! nothing; a family ends [`REFRESH_LIFETIME`] s after it began. A session that ends
+//! while live (logout, refresh-token reuse, `DELETE /auth/sessions/{id}`, a confirmed
+//! enrollment for the other sessions) ends its access tokens ([`Model::ended`]). The
+//! session list is the user's live families (created at sign-in, last seen at the last
+//! sign-in, refresh or step-up); `DELETE` needs the recent authentication of enroll
+//! (`403 mfa_required` with an mfa_token, which is recorded like a route's, or `403
+//! reauthentication_required` for a user without a factor), after `400` for a malformed
+//! id, and answers `204` for a live session of the caller's, `404 not_found` for
+//! anything else. Every answer
 //! is predicted exactly (status, `error`, `attempts_remaining`, `Retry-After`, the
 //! claims of every token), except inside a concurrent burst, where the interleaving
 //! decides: there the answers are checked against the allowed set and the counts below,
@@ -89,8 +102,16 @@
 //!   once (of concurrent refreshes with it, one succeeds); presenting a rotated one
 //!   revokes the family; a revoked family (reused, logged out, replaced by a step-up) or
 //!   an expired one never refreshes again, and a step-up cannot revive it.
+//! - [`ended_sessions_end_everywhere`]: after a session ends (logout, refresh-token
+//!   reuse, `DELETE /auth/sessions/{id}`, a change of factors), each of its access
+//!   tokens is refused (`401 invalid_token`) on every route that takes one, from the
+//!   next request on (each ending is probed at once with the session's latest access
+//!   token, and later requests draw ended sessions' tokens too); `DELETE` ends only a
+//!   live session of the caller's; and `GET /auth/sessions` shows exactly the caller's
+//!   live sessions, oldest first, each with the model's `created_at`, `last_seen_at`,
+//!   `auth_time`, `amr` and `current`, no `last_seen_at` going backwards.
 //!
-//! The five tests run the same machinery with different mixes of operations. The
+//! The six tests run the same machinery with different mixes of operations. The
 //! `the_properties_catch_*` tests run the search against deliberately broken stores and
 //! factor directories ([`Faults`]) and require it to find a violation of the right
 //! property: the properties can fail.
@@ -98,9 +119,13 @@
 //! # Failures and findings
 //! Failing cases are not persisted (`failure_persistence: None`): proptest prints the
 //! shrunk sequence and a trace of every request and answer; a real bug found this way
-//! becomes a plain `#[test]` below (the one found so far, a lost update in
-//! `Factors::remove_recovery_code`, is fixed: `a_used_recovery_code_stays_out_of_the_directory`,
-//! `a_re_enrollment_survives_a_concurrent_recovery_code_sign_in`). `PROPTEST_CASES=N` runs more cases;
+//! becomes a plain `#[test]` in `findings.rs` (fixed so far: a lost update in
+//! `Factors::remove_recovery_code`, `a_used_recovery_code_stays_out_of_the_directory`,
+//! `a_re_enrollment_survives_a_concurrent_recovery_code_sign_in`; logouts that left an
+//! ended session's access tokens working,
+//! `a_logout_with_another_sessions_refresh_token_ends_that_sessions_access_tokens`,
+//! `a_logout_at_the_end_of_its_sessions_life_still_ends_its_access_token`).
+//! `PROPTEST_CASES=N` runs more cases;
 //! `FLOW_STATS=1 cargo test … -- --nocapture` prints how often each answer was reached.
 
 use std::collections::{HashMap, HashSet};
@@ -110,7 +135,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::get;
+use axum::routing::{delete_service, get, get_service};
 use axum::{Extension, Json, Router};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request};
@@ -127,6 +152,7 @@ use tower_stepup::complete::{
     DEFAULT_PASSWORD_ACR,
 };
 use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
+use tower_stepup::revocation::Revocations;
 use tower_stepup::store::{
     AttemptPolicy, Attempts, Elevation, FamilyRef, FamilyRevocation, MemoryStore, RefreshRecord,
     Reservation, Rotation, Settlement, Store, TokenHash, REFRESH_HISTORY,
@@ -233,6 +259,7 @@ const LOCKOUT_HOLDS: &str = "lockout_holds_until_it_expires";
 /// runs; `the_properties_catch_unreserved_attempts` shows it can fail).
 const RESERVATIONS: &str = "attempts_are_reserved_before_a_code_is_judged";
 const REFRESH_REUSE: &str = "refresh_reuse_revokes_the_family";
+const SESSIONS: &str = "ended_sessions_end_everywhere";
 /// An answer the model did not predict, outside any property.
 const MODEL: &str = "model";
 
@@ -300,6 +327,7 @@ fn no_code_accepted_twice() {
             get: 1,
             step_up: 2,
             enroll: 2,
+            sessions: 1,
         },
         128,
     );
@@ -319,6 +347,7 @@ fn each_challenge_completes_once() {
             get: 4,
             step_up: 3,
             enroll: 1,
+            sessions: 1,
         },
         128,
     );
@@ -338,6 +367,7 @@ fn lockout_holds_until_it_expires() {
             get: 1,
             step_up: 2,
             enroll: 2,
+            sessions: 0,
         },
         128,
     );
@@ -357,6 +387,28 @@ fn refresh_reuse_revokes_the_family() {
             get: 3,
             step_up: 2,
             enroll: 0,
+            sessions: 2,
+        },
+        128,
+    );
+}
+
+/// An ended session's access tokens are refused everywhere after the ending; the list
+/// shows exactly the live sessions.
+#[test]
+fn ended_sessions_end_everywhere() {
+    check(
+        Mix {
+            login: 2,
+            verify: 4,
+            burst: 1,
+            advance: 4,
+            refresh: 4,
+            logout: 2,
+            get: 4,
+            step_up: 3,
+            enroll: 2,
+            sessions: 8,
         },
         128,
     );
@@ -372,7 +424,14 @@ fn the_properties_catch_replayable_totp_steps() {
         replayable_steps: true,
         ..Faults::default()
     };
-    expect_caught(faults, BALANCED, NO_CODE_TWICE);
+    // Without the session ops: with them, this deterministic search meets first a code
+    // of an earlier step accepted after a later one, which the model predicts as a
+    // wrong code (a lockout mismatch), and takes ten times as long.
+    let mix = Mix {
+        sessions: 0,
+        ..BALANCED
+    };
+    expect_caught(faults, mix, NO_CODE_TWICE);
 }
 
 #[test]
@@ -418,9 +477,11 @@ fn the_properties_catch_a_step_up_that_revives_an_ended_session() {
         ..Faults::default()
     };
     // An ended session's access token is refused, so only an mfa_token it was given
-    // before it ended can try to revive it: draw more logouts.
+    // before it ended can try to revive it: draw more logouts and sessions ended from
+    // the list.
     let mix = Mix {
         logout: 4,
+        sessions: 4,
         ..BALANCED
     };
     expect_caught(faults, mix, REFRESH_REUSE);
@@ -433,4 +494,22 @@ fn the_properties_catch_a_login_that_skips_the_second_factor() {
         ..Faults::default()
     };
     expect_caught(faults, BALANCED, NO_ACCESS);
+}
+
+#[test]
+fn the_properties_catch_a_layer_that_misses_ended_sessions() {
+    let faults = Faults {
+        unrevoked_layer: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, SESSIONS);
+}
+
+#[test]
+fn the_properties_catch_a_session_list_that_keeps_ended_sessions() {
+    let faults = Faults {
+        stale_session_list: true,
+        ..Faults::default()
+    };
+    expect_caught(faults, BALANCED, SESSIONS);
 }

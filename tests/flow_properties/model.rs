@@ -104,6 +104,10 @@ pub(crate) struct Family {
     pub(crate) auth_time: u64,
     /// When a step-up last elevated the session (0: never).
     pub(crate) elevated_at: u64,
+    /// When it began, and when it was last seen (its sign-in, last refresh or step-up):
+    /// what `GET /auth/sessions` shows.
+    pub(crate) created_at: u64,
+    pub(crate) last_seen: u64,
 }
 
 impl Family {
@@ -146,9 +150,13 @@ pub(crate) struct Model {
     pub(crate) refresh_tokens: Vec<(String, usize)>,
     pub(crate) ledger: Ledger,
     pub(crate) next_secret_id: u32,
-    /// Sessions that have ended (logout, refresh-token reuse): their access tokens are
-    /// refused.
+    /// Sessions that have ended (logout, refresh-token reuse, `DELETE
+    /// /auth/sessions/{id}`, a change of factors): their access tokens are refused.
     pub(crate) ended: HashSet<String>,
+    /// Sessions ended by the current operation, probed after it.
+    pub(crate) just_ended: Vec<String>,
+    /// The `last_seen_at` of each session as last listed.
+    pub(crate) listed_seen: HashMap<String, u64>,
 }
 
 /// A challenge token as the model knows it.
@@ -294,6 +302,29 @@ impl Model {
 
     pub(crate) fn family_of_sid(&self, sid: &str) -> Option<usize> {
         self.families.iter().position(|f| f.sid == sid)
+    }
+
+    /// Whether family `f` is a live session at `now`: not revoked, not past its
+    /// absolute end (what `GET /auth/sessions` lists, what `DELETE` can end).
+    pub(crate) fn live(&self, f: usize, now: u64) -> bool {
+        let fam = &self.families[f];
+        !fam.revoked && now < fam.expires_at
+    }
+
+    /// Ends live family `f`: revoked, and its access tokens refused from now on.
+    pub(crate) fn end_family(&mut self, f: usize, now: u64) {
+        if self.live(f, now) {
+            let sid = self.families[f].sid.clone();
+            self.end_sid(sid);
+        }
+        self.families[f].revoked = true;
+    }
+
+    /// Session `sid` has ended: its access tokens are refused from now on.
+    pub(crate) fn end_sid(&mut self, sid: String) {
+        if self.ended.insert(sid.clone()) {
+            self.just_ended.push(sid);
+        }
     }
 
     /// A wrong or replayed code of `user`: one more failure, maybe a lockout that kills

@@ -92,6 +92,22 @@ pub(crate) enum RefreshPick {
     Unknown,
 }
 
+/// The session a `DELETE /auth/sessions/{id}` names.
+#[derive(Clone, Debug)]
+pub(crate) enum SessionPick {
+    /// One of the caller's families (live or ended), or any family if they have none.
+    Own(Index),
+    /// Any family the model knows (mostly another user's).
+    Any(Index),
+    /// Well formed, never issued.
+    Unknown,
+    /// Not an id at all (`400`), one of [`MALFORMED_IDS`].
+    Malformed(Index),
+}
+
+/// Session ids the endpoint refuses as malformed (the route still matches them).
+pub(crate) const MALFORMED_IDS: [&str; 4] = ["a.b", "a:b", "%C3%A9", "a%20b"];
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Route {
     Me,
@@ -159,5 +175,18 @@ pub(crate) enum Op {
     EnrollAndConfirm {
         user: User,
         code: ConfirmCode,
+    },
+    /// The clock to `offset` s from the absolute end of one of the families (`-30..=5`;
+    /// skipped if that time has passed): a session's last tokens near its end.
+    ToFamilyEnd {
+        family: Index,
+        offset: i64,
+    },
+    /// `GET /auth/sessions`.
+    ListSessions(Cred),
+    /// `DELETE /auth/sessions/{id}` (`Content-Type: application/json`, no body).
+    EndSession {
+        cred: Cred,
+        target: SessionPick,
     },
 }

@@ -3,6 +3,7 @@
 
 use crate::hooked_store::{Answer, Call, CallResult, HookFuture, HookedStore, StoreHook};
 use crate::*;
+use tower_stepup::store::SessionInfo;
 
 /// The [`MemoryStore`], yielding to the scheduler before each operation (so concurrent
 /// verifies interleave between any two store calls), with optional [`Faults`].
@@ -15,6 +16,8 @@ pub(crate) struct TestHook {
     successors: Mutex<HashMap<TokenHash, TokenHash>>,
     /// Codes judged so far: attempts settled as failed, and as succeeded.
     judged: [AtomicUsize; 2],
+    /// With `stale_session_list`: every session listed so far, per user.
+    listed: Mutex<HashMap<String, Vec<SessionInfo>>>,
 }
 
 impl TestStore {
@@ -23,6 +26,7 @@ impl TestStore {
             faults,
             successors: Mutex::new(HashMap::new()),
             judged: Default::default(),
+            listed: Mutex::new(HashMap::new()),
         };
         HookedStore::with_hook(Arc::new(MemoryStore::new()), hook)
     }
@@ -71,6 +75,21 @@ impl TestHook {
             map.insert(newest, new_token);
         }
         Ok(rotation.into())
+    }
+
+    /// With `stale_session_list`: the live sessions of `user` and every one listed before
+    /// that is no longer live, oldest first.
+    fn stale_list(&self, user: &str, mut live: Vec<SessionInfo>) -> Answer {
+        let mut listed = self.listed.lock().unwrap();
+        let known = listed.entry(user.to_owned()).or_default();
+        for s in known.iter() {
+            if !live.iter().any(|l| l.family == s.family) {
+                live.push(s.clone());
+            }
+        }
+        live.sort_by_key(|s| s.created_at);
+        known.clone_from(&live);
+        Answer::Sessions(live)
     }
 
     /// With `revivable_sessions`: a store that forgets the revocation, so the ended
@@ -174,6 +193,9 @@ impl StoreHook for TestHook {
                     Answer::Elevation(Elevation::Ended),
                 ) if f.revivable_sessions => {
                     return self.revive(inner, family, *new_token, session, *now).await;
+                }
+                (Call::Sessions { user, .. }, Answer::Sessions(live)) if f.stale_session_list => {
+                    self.stale_list(user, live)
                 }
                 (_, answer) => answer,
             })

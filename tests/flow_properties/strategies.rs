@@ -14,6 +14,8 @@ pub(crate) struct Mix {
     pub(crate) get: u32,
     pub(crate) step_up: u32,
     pub(crate) enroll: u32,
+    /// `GET /auth/sessions` and `DELETE /auth/sessions/{id}`.
+    pub(crate) sessions: u32,
 }
 
 pub(crate) const BALANCED: Mix = Mix {
@@ -26,6 +28,7 @@ pub(crate) const BALANCED: Mix = Mix {
     get: 3,
     step_up: 3,
     enroll: 2,
+    sessions: 2,
 };
 
 pub(crate) fn user() -> impl Strategy<Value = User> + Clone {
@@ -207,7 +210,25 @@ pub(crate) fn op(mix: Mix) -> impl Strategy<Value = Op> {
         ]
         .boxed(),
     );
+    add(mix.sessions, sessions_op().boxed());
     Union::new_weighted(options)
+}
+
+/// A session list, or the end of a session (mostly the caller's own, else another
+/// user's, an unknown or a malformed id), or the clock near a session's absolute end.
+pub(crate) fn sessions_op() -> impl Strategy<Value = Op> {
+    let target = prop_oneof![
+        4 => any::<Index>().prop_map(SessionPick::Own),
+        2 => any::<Index>().prop_map(SessionPick::Any),
+        1 => Just(SessionPick::Unknown),
+        1 => any::<Index>().prop_map(SessionPick::Malformed),
+    ];
+    prop_oneof![
+        2 => cred().prop_map(Op::ListSessions),
+        3 => (cred(), target).prop_map(|(cred, target)| Op::EndSession { cred, target }),
+        1 => (any::<Index>(), -30i64..=5)
+            .prop_map(|(family, offset)| Op::ToFamilyEnd { family, offset }),
+    ]
 }
 
 /// A case: where in a TOTP step the clock starts, and the operations.

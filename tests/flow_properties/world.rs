@@ -38,21 +38,7 @@ pub(crate) fn world_with(
 ) -> World {
     let clock = ManualClock::new(start);
     let key = [0x42u8; 32];
-    let verifier = Verifier::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .algorithms([Algorithm::HS256])
-        .key(VerifyingKey::hmac("k1", Algorithm::HS256, &key).unwrap())
-        .build()
-        .unwrap();
-    let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s1", [0x24; 32]).unwrap())).unwrap();
-    let guard = Guard::builder()
-        .verifier(verifier)
-        .sealer(sealer)
-        .clock(clock.clone())
-        .mfa_token_ttl(Duration::from_secs(MFA_TOKEN_TTL))
-        .build()
-        .unwrap();
+    let (guard, layer_guard) = guards(faults, &clock, &key);
     let issuer_with = |key: &[u8; 32]| {
         Issuer::builder()
             .issuer(ISSUER)
@@ -90,18 +76,7 @@ pub(crate) fn world_with(
         .build()
         .unwrap();
 
-    let step_up = StepUp::new()
-        .amr(["mfa"])
-        .max_age(Duration::from_secs(MAX_AGE));
-    let table = completion_app::policies(
-        RouteTable::new()
-            .route(Method::GET, "/api/me", Policy::authenticated())
-            .route(Method::GET, "/api/billing", Policy::step_up(step_up)),
-    );
-    let api = Router::new()
-        .route("/api/me", get(whoami))
-        .route("/api/billing", get(whoami));
-    let app = completion_app::routes(api, &completion).layer(guard.route_table(table).unwrap());
+    let app = app(&completion, &layer_guard);
     World {
         clock,
         start,
@@ -111,6 +86,64 @@ pub(crate) fn world_with(
         factors,
         forger,
     }
+}
+
+/// The completion's guard, and the layer's: the same one, or with `unrevoked_layer`
+/// another, whose set of ended sessions the completion never writes to.
+fn guards(faults: Faults, clock: &ManualClock, key: &[u8; 32]) -> (Guard, Guard) {
+    let verifier = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .algorithms([Algorithm::HS256])
+        .key(VerifyingKey::hmac("k1", Algorithm::HS256, key).unwrap())
+        .build()
+        .unwrap();
+    let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s1", [0x24; 32]).unwrap())).unwrap();
+    let guard_with = |revocations: Revocations| {
+        Guard::builder()
+            .verifier(verifier.clone())
+            .sealer(sealer.clone())
+            .clock(clock.clone())
+            .mfa_token_ttl(Duration::from_secs(MFA_TOKEN_TTL))
+            .revocations(revocations)
+            .build()
+            .unwrap()
+    };
+    let guard = guard_with(Revocations::new());
+    let layer_guard = if faults.unrevoked_layer {
+        guard_with(Revocations::new())
+    } else {
+        guard.clone()
+    };
+    (guard, layer_guard)
+}
+
+/// The completion endpoints (the session list and end too) and the two protected
+/// routes, behind `layer_guard`'s route table.
+fn app(completion: &Completion, layer_guard: &Guard) -> Router {
+    let step_up = StepUp::new()
+        .amr(["mfa"])
+        .max_age(Duration::from_secs(MAX_AGE));
+    let table = completion_app::policies(
+        RouteTable::new()
+            .route(Method::GET, "/api/me", Policy::authenticated())
+            .route(Method::GET, "/api/billing", Policy::step_up(step_up))
+            .route(Method::GET, "/auth/sessions", Policy::authenticated())
+            .route(
+                Method::DELETE,
+                "/auth/sessions/{id}",
+                Policy::authenticated(),
+            ),
+    );
+    let api = Router::new()
+        .route("/api/me", get(whoami))
+        .route("/api/billing", get(whoami))
+        .route("/auth/sessions", get_service(completion.sessions()))
+        .route(
+            "/auth/sessions/{id}",
+            delete_service(completion.end_session()),
+        );
+    completion_app::routes(api, completion).layer(layer_guard.route_table(table).unwrap())
 }
 
 pub(crate) async fn whoami(Extension(claims): Extension<Claims>) -> Json<Value> {

@@ -36,9 +36,12 @@ impl Run {
             }
             Some(Credential::Mfa) => Err(Want::err(401, "invalid_token", NO_ACCESS)),
             Some(Credential::Access(i)) => {
-                // Expired, or of a session that has ended (logout, refresh reuse).
+                // Of a session that has ended (logout, refresh reuse, a session ended
+                // from the list, a change of factors), or expired.
                 let a = &self.m.access[i];
-                if now >= a.exp + LEEWAY || self.m.ended.contains(&a.sid) {
+                if self.m.ended.contains(&a.sid) {
+                    Err(Want::err(401, "invalid_token", SESSIONS))
+                } else if now >= a.exp + LEEWAY {
                     Err(Want::err(401, "invalid_token", MODEL))
                 } else {
                     Ok(i)

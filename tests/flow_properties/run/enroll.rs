@@ -3,9 +3,10 @@
 use crate::*;
 
 impl Run {
-    /// The layer and the enroll step-up rule: `Ok(access index)` or the answer (a
-    /// step-up is recorded).
-    pub(crate) fn enroll_auth(&self, kind: Option<Credential>, now: u64) -> Result<usize, Want> {
+    /// The layer and the recent-authentication rule of enroll, confirm and `DELETE
+    /// /auth/sessions/{id}` (`src/complete/recent.rs`): `Ok(access index)` or the answer
+    /// (the caller records a step-up).
+    pub(crate) fn recent_auth(&self, kind: Option<Credential>, now: u64) -> Result<usize, Want> {
         let a = self.layer_auth(kind, now)?;
         let user = self.m.access[a].user;
         if self.m.user(user).factor.is_some() && !self.stepped_up(a, now) {
@@ -36,7 +37,7 @@ impl Run {
         .await;
         let kind = credential.as_ref().map(|(k, _)| *k);
         self.note(format!("enroll with {kind:?} -> {}", r.short()));
-        let a = match self.enroll_auth(kind, now) {
+        let a = match self.recent_auth(kind, now) {
             Err(want) => {
                 self.compare("enroll", want, &r)?;
                 if want.error == "mfa_required" {
@@ -132,7 +133,7 @@ impl Run {
                 );
             }
         }
-        let a = match self.enroll_auth(kind, now) {
+        let a = match self.recent_auth(kind, now) {
             Err(want) => {
                 self.compare("confirm", want, &r)?;
                 if want.error == "mfa_required" {
@@ -184,12 +185,10 @@ impl Run {
         // A change of factors ends the user's other sessions (DESIGN §8.3), with their
         // access tokens: those that were live.
         let sid = self.m.access[a].sid.clone();
-        for f in self.m.families.iter_mut() {
-            if f.user == user && f.sid != sid {
-                if !f.revoked && now < f.expires_at {
-                    self.m.ended.insert(f.sid.clone());
-                }
-                f.revoked = true;
+        for f in 0..self.m.families.len() {
+            let fam = &self.m.families[f];
+            if fam.user == user && fam.sid != sid {
+                self.m.end_family(f, now);
             }
         }
         Ok(())

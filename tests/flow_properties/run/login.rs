@@ -210,7 +210,10 @@ impl Run {
         }
         let f = match family {
             Some(f) => {
-                self.m.families[f].tokens.push(refresh.clone());
+                // A refresh or a step-up: the session was seen now.
+                let fam = &mut self.m.families[f];
+                fam.tokens.push(refresh.clone());
+                fam.last_seen = now;
                 f
             }
             None => {
@@ -229,6 +232,8 @@ impl Run {
                     acr,
                     auth_time,
                     elevated_at: 0,
+                    created_at: now,
+                    last_seen: now,
                 });
                 self.m.families.len() - 1
             }

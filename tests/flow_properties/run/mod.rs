@@ -8,6 +8,7 @@ mod burst;
 mod enroll;
 mod login;
 mod refresh;
+mod sessions;
 mod verify;
 
 pub(crate) struct Run {
@@ -77,7 +78,10 @@ impl Run {
     pub(crate) async fn step(&mut self, op: &Op) -> Result<(), Violation> {
         let before = self.trace.len();
         let result = match self.step_inner(op).await {
-            Ok(()) => self.check_directory().await,
+            Ok(()) => match self.probe_endings().await {
+                Ok(()) => self.check_directory().await,
+                Err(v) => Err(v),
+            },
             Err(v) => Err(v),
         };
         for line in &self.trace[before..] {
@@ -147,6 +151,12 @@ impl Run {
                 }
                 Ok(())
             }
+            Op::ToFamilyEnd { family, offset } => {
+                self.near_family_end(*family, *offset);
+                Ok(())
+            }
+            Op::ListSessions(cred) => self.list_sessions(cred).await,
+            Op::EndSession { cred, target } => self.end_session(cred, target).await,
         }
     }
 

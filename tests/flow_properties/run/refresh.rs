@@ -62,16 +62,15 @@ impl Run {
         let want = match family {
             None => Want::err(400, "invalid_grant", MODEL),
             Some(f) => {
-                let fam = &mut self.m.families[f];
+                let fam = &self.m.families[f];
                 if now >= fam.expires_at || fam.revoked {
                     Want::err(400, "invalid_grant", REFRESH_REUSE)
                 } else if !current {
-                    // A replay of a token the family still remembers revokes it; an
-                    // older one is merely invalid (the store's bound per family).
-                    fam.revoked = fam.remembers(&token);
-                    if fam.revoked {
-                        // Reuse ends the session's access tokens too.
-                        self.m.ended.insert(fam.sid.clone());
+                    // A replay of a token the family still remembers revokes it, and
+                    // ends the session's access tokens; an older one is merely invalid
+                    // (the store's bound per family).
+                    if fam.remembers(&token) {
+                        self.m.end_family(f, now);
                     }
                     Want::err(400, "invalid_grant", REFRESH_REUSE)
                 } else {
@@ -145,9 +144,8 @@ impl Run {
             self.session_from(&replies[winners[0]], user, Source::Refresh(f), now)?;
             // The others presented a rotated token: the family is revoked, and its
             // session ends.
-            self.m.families[f].revoked = n > 1;
             if n > 1 {
-                self.m.ended.insert(self.m.families[f].sid.clone());
+                self.m.end_family(f, now);
             }
         }
         Ok(())
@@ -187,17 +185,17 @@ impl Run {
         };
         // The caller's session ends, with its access tokens and its family.
         let sid = self.m.access[a].sid.clone();
-        for fam in &mut self.m.families {
-            if fam.sid == sid && now < fam.expires_at {
-                fam.revoked = true;
-            }
+        if let Some(f) = self.m.family_of_sid(&sid) {
+            self.m.end_family(f, now);
         }
-        self.m.ended.insert(sid);
+        self.m.end_sid(sid);
+        // So does the session of the refresh token, if it is the caller's (DESIGN §8.3:
+        // logout ends the session's access tokens too).
         if let Some(f) = family {
             let user = self.m.access[a].user;
-            let fam = &mut self.m.families[f];
-            if now < fam.expires_at && fam.user == user && fam.remembers(&token) {
-                fam.revoked = true;
+            let fam = &self.m.families[f];
+            if fam.user == user && fam.remembers(&token) {
+                self.m.end_family(f, now);
             }
         }
         self.compare("logout", Want::status(204), &r)
