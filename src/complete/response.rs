@@ -2,7 +2,7 @@
 //! every one `Cache-Control: no-store`, since they carry tokens or end sessions.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use http::{Response, StatusCode};
 
 /// A `200` JSON answer that must not be cached (it carries tokens).
@@ -21,5 +21,17 @@ pub(crate) fn no_content() -> Response<Bytes> {
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `204 No Content` that signs the browser out: the session and refresh cookies cleared
+/// (cookie mode).
+pub(crate) fn signed_out(cookies: Option<&super::CookieConfig>) -> Response<Bytes> {
+    let mut response = no_content();
+    if let Some(c) = cookies {
+        for v in [c.clear_session(), c.clear_refresh()].into_iter().flatten() {
+            response.headers_mut().append(SET_COOKIE, v);
+        }
+    }
     response
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::error::{ErrorKind, Failure};
-use super::response::{json_ok, no_content};
+use super::response::{json_ok, signed_out};
 use super::revoke;
 use super::sessions::{self, Ending};
 use super::Completion;
@@ -381,13 +381,7 @@ pub(crate) async fn logout(
     if !revoked {
         audit.reason("no_family_revoked");
     }
-    let mut response = no_content();
-    if let Some(c) = completion.cookies() {
-        for v in [c.clear_session(), c.clear_refresh()].into_iter().flatten() {
-            response.headers_mut().append(SET_COOKIE, v);
-        }
-    }
-    Ok(response)
+    Ok(signed_out(completion.cookies()))
 }
 
 #[cfg(test)]

@@ -6,14 +6,13 @@
 //! A session is a refresh family; its id is the `sid` of its access tokens.
 
 use bytes::Bytes;
-use http::header::SET_COOKIE;
 use http::request::Parts;
 use http::Response;
 use serde_json::{json, Value};
 
 use super::error::{ErrorKind, Failure};
 use super::recent::{authorize, Caller};
-use super::response::{json_ok, no_content};
+use super::response::{json_ok, no_content, signed_out};
 use super::revoke;
 use super::Completion;
 use crate::audit::Record;
@@ -201,16 +200,11 @@ pub(crate) async fn delete(
         audit.reason("no_such_session");
         return Err(Failure::new(ErrorKind::NotFound));
     }
-    let mut response = no_content();
     if claims.sid() == Some(id) {
         audit.reason("own_session");
-        if let Some(c) = completion.cookies() {
-            for v in [c.clear_session(), c.clear_refresh()].into_iter().flatten() {
-                response.headers_mut().append(SET_COOKIE, v);
-            }
-        }
+        return Ok(signed_out(completion.cookies()));
     }
-    Ok(response)
+    Ok(no_content())
 }
 
 #[cfg(test)]

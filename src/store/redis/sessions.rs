@@ -243,12 +243,21 @@ impl RedisStore {
         id: &str,
         now: u64,
     ) -> Result<bool, StoreError> {
+        self.on_device(&scripts().device_use, user, id, now).await
+    }
+
+    /// Runs `script` (one of a user's devices: use or remove) on device `id` of `user`:
+    /// whether it found the device live.
+    async fn on_device(
+        &self,
+        script: &redis::Script,
+        user: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let key = self.key("dev", user);
         let n: i64 = self
-            .script(
-                &scripts().device_use,
-                &self.key("dev", user),
-                &[&num(now), id.as_bytes()],
-            )
+            .script(script, &key, &[&num(now), id.as_bytes()])
             .await?;
         Ok(n == code::ACCEPTED)
     }
@@ -281,14 +290,8 @@ impl RedisStore {
         id: &str,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let n: i64 = self
-            .script(
-                &scripts().device_remove,
-                &self.key("dev", user),
-                &[&num(now), id.as_bytes()],
-            )
-            .await?;
-        Ok(n == code::ACCEPTED)
+        self.on_device(&scripts().device_remove, user, id, now)
+            .await
     }
 
     pub(super) async fn devices_clear_of(&self, user: &str) -> Result<(), StoreError> {
