@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::{ErrorKind, Failure};
+use super::recent::authorize_delete;
 use super::response::no_content;
-use super::sessions::authorize_delete;
 use super::Completion;
 use crate::audit::Record;
 use crate::challenge::DEVICE_TYP;

@@ -11,15 +11,12 @@ use http::Response;
 use serde_json::{json, Value};
 
 use super::error::{ErrorKind, Failure};
-use super::recent::{authorize, Caller};
+use super::recent::authorize_delete;
 use super::response::{json_ok, no_content, signed_out};
 use super::revoke;
 use super::Completion;
 use crate::audit::Record;
 use crate::store::{FamilyRef, FamilyRevocation, SessionInfo, StoreError, TokenHash};
-
-/// Longest session or device id a path may name.
-pub(crate) const MAX_ID_LEN: usize = 128;
 
 /// Which session [`end`] ends.
 #[derive(Clone, Copy, Debug)]
@@ -145,43 +142,6 @@ pub(crate) async fn list(
     ))
 }
 
-/// The id a `DELETE …/{id}` path ends with: 1 to [`MAX_ID_LEN`] characters of
-/// base64url's alphabet (what `sid`s and device ids are made of), else `400`.
-pub(crate) fn path_id(path: &str) -> Result<&str, Failure> {
-    let id = path.rsplit('/').next().unwrap_or_default();
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(id)
-    } else {
-        Err(Failure::invalid_request("the id is malformed"))
-    }
-}
-
-/// The caller of a `DELETE …/{id}`, in the order every endpoint answers: `401` without
-/// one, then the content type (as the endpoint checked it), then the id (`400`), then
-/// the recent-authentication rule (`403`, or the step-up answer in `Err`).
-pub(crate) async fn authorize_delete<'p>(
-    completion: &Completion,
-    parts: &'p Parts,
-    content_type: Result<(), Failure>,
-    now: u64,
-    audit: &mut Record,
-) -> Result<Result<(crate::Claims, &'p str), Response<Bytes>>, Failure> {
-    let caller = Caller::of(completion, parts);
-    if caller.claims.is_none() {
-        return Err(Failure::new(ErrorKind::Unauthorized));
-    }
-    content_type?;
-    let id = path_id(parts.uri.path())?;
-    Ok(authorize(completion, caller, now, audit)
-        .await?
-        .map(|claims| (claims, id)))
-}
-
 /// `DELETE …/sessions/{id}` → `204`: ends one of the caller's sessions. It needs a
 /// recent authentication (see `recent.rs`); another user's or an unknown id is `404`
 /// and changes nothing. Ending one's own session clears the session cookies.
@@ -205,31 +165,4 @@ pub(crate) async fn delete(
         return Ok(signed_out(completion.cookies()));
     }
     Ok(no_content())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_path_id_is_base64url_and_bounded() {
-        for ok in ["/auth/sessions/abc-DEF_123", "/x/y/z"] {
-            assert!(path_id(ok).is_ok(), "{ok}");
-        }
-        let long = format!("/auth/sessions/{}", "a".repeat(MAX_ID_LEN + 1));
-        let max = format!("/auth/sessions/{}", "a".repeat(MAX_ID_LEN));
-        assert!(path_id(&max).is_ok());
-        for bad in [
-            "/auth/sessions/",
-            "/auth/sessions/a.b",
-            "/auth/sessions/%2e%2e",
-            "/auth/sessions/a%20b",
-            "/auth/sessions/é",
-            "/auth/sessions/a:b",
-            long.as_str(),
-        ] {
-            let err = path_id(bad).err().map(|f| f.kind);
-            assert_eq!(err, Some(ErrorKind::InvalidRequest), "{bad}");
-        }
-    }
 }

@@ -394,6 +394,18 @@ fn one_slot(keys: &[&str]) -> bool {
     })
 }
 
+/// Awaits `connecting` for at most `timeout`.
+pub(super) async fn bounded<T>(
+    timeout: Duration,
+    connecting: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(redis_error(&e)),
+        Err(_) => Err(StoreError::Timeout),
+    }
+}
+
 /// A Redis error, described by its kind only: messages may quote keys.
 fn redis_error(e: &redis::RedisError) -> StoreError {
     if e.is_timeout() {

@@ -18,7 +18,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use super::connection::bounded;
+use super::bounded;
 use crate::store::StoreError;
 
 /// The shortest time between the starts of two rebuilds.

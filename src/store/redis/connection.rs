@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use super::redis_error;
+use super::{bounded, redis_error};
 use crate::store::StoreError;
 
 /// A connection to one node or to a cluster. Cheap to clone: clones share the
@@ -82,18 +82,6 @@ impl Subscribers {
                 redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no node"))
             })?;
         client.get_async_pubsub().await
-    }
-}
-
-/// Awaits `connecting` for at most `timeout`.
-pub(super) async fn bounded<T>(
-    timeout: Duration,
-    connecting: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(redis_error(&e)),
-        Err(_) => Err(StoreError::Timeout),
     }
 }
 

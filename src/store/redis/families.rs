@@ -12,7 +12,7 @@
 
 use redis::{Script, Value};
 
-use super::{code, horizon, num, script_text, sessions, tagged_key, user_tag, RedisStore, NOW};
+use super::{code, horizon, num, script_text, tagged_key, user_tag, RedisStore, NOW};
 use crate::factor::recovery::hex;
 use crate::store::record::session_json;
 use crate::store::{
@@ -133,8 +133,19 @@ redis.call('HSET', KEYS[1], 'x', 1)
 return FAMILY_CHANGED
 ";
 
+/// The idle rule, for the scripts on a family's hash (`ARGV[1]` is `now`): a family is
+/// idle once it has not been started, rotated or stepped up (field `l`) for its idle
+/// bound (field `i`; absent or 0: none). Families written before the bound existed have
+/// neither field and never idle.
+pub(super) const FAMILY_IDLE: &str = r"
+local function family_idle(l, i)
+  i = tonumber(i) or 0
+  return i > 0 and (tonumber(l) or 0) + i <= tonumber(ARGV[1])
+end
+";
+
 /// The libraries every family script starts with.
-pub(super) const FAMILY_PARTS: [&str; 3] = [NOW, sessions::FAMILY_IDLE, FAMILY_LIB];
+pub(super) const FAMILY_PARTS: [&str; 3] = [NOW, FAMILY_IDLE, FAMILY_LIB];
 
 struct Scripts {
     create: Script,

@@ -8,22 +8,11 @@
 
 use redis::Value;
 
-use super::families::decode_session;
+use super::families::{decode_session, FAMILY_IDLE};
 use super::{code, horizon, num, script_text, RedisStore};
 use crate::store::{
     DeviceInfo, FamilyRef, FamilyRevocation, SessionInfo, StoreError, MAX_DEVICES_PER_USER,
 };
-
-/// The idle rule, for the scripts on a family's hash (`ARGV[1]` is `now`): a family is
-/// idle once it has not been started, rotated or stepped up (field `l`) for its idle
-/// bound (field `i`; absent or 0: none). Families written before the bound existed have
-/// neither field and never idle.
-pub(super) const FAMILY_IDLE: &str = r"
-local function family_idle(l, i)
-  i = tonumber(i) or 0
-  return i > 0 and (tonumber(l) or 0) + i <= tonumber(ARGV[1])
-end
-";
 
 /// ARGV: now, user. FAMILY_CHANGED if this call revoked a live session of the user,
 /// FAMILY_REVOKED if it had been revoked already, else FAMILY_UNKNOWN (another user's,
