@@ -370,11 +370,7 @@ async fn memory_store_1000_logins_keep_the_newest_sessions() {
 
 /// A prefix no other test (or earlier run) uses.
 fn unique_prefix(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("bounds-{what}-{}-{nanos}", std::process::id())
+    redis_server::unique_prefix("bounds", what)
 }
 
 fn hex(bytes: &[u8]) -> String {

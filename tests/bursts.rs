@@ -72,8 +72,7 @@ struct Rig {
 
 /// A key prefix no other test (or earlier run) uses.
 fn unique(name: &str) -> String {
-    let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
-    format!("bursts-{name}-{}-{nanos}", std::process::id())
+    redis_server::unique_prefix("bursts", name)
 }
 
 async fn rig(name: &str) -> Rig {

@@ -228,6 +228,12 @@ impl Server {
         )
         .await
     }
+
+    /// `POST /auth/logout` with `access` and `refresh_token`.
+    async fn logout(&self, access: &str, refresh_token: &str) -> Reply {
+        let body = json!({"refresh_token": refresh_token});
+        self.post("/auth/logout", &body, Some(access)).await
+    }
 }
 
 /// The payload of a JWS, unverified.
@@ -1753,27 +1759,14 @@ async fn logout_ends_the_sessions_access_token_at_once() {
     s.clock.advance(30);
     let (other, _) = s.alice_session().await;
     s.get("/api/me", Some(&access)).await.expect_ok();
-    let out = s
-        .post(
-            "/auth/logout",
-            &json!({"refresh_token": refresh}),
-            Some(&access),
-        )
-        .await;
+    let out = s.logout(&access, &refresh).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
     expect_session_ended(&s.get("/api/me", Some(&access)).await);
     expect_session_ended(&s.get("/api/billing", Some(&access)).await);
     s.refresh(&refresh).await.expect(400, "invalid_grant");
     s.get("/api/me", Some(&other)).await.expect_ok();
     // Logging out again with the ended token is refused by the layer.
-    let again = s
-        .post(
-            "/auth/logout",
-            &json!({"refresh_token": refresh}),
-            Some(&access),
-        )
-        .await;
-    expect_session_ended(&again);
+    expect_session_ended(&s.logout(&access, &refresh).await);
 }
 
 /// A replayed refresh token revokes its family, and with it every access token of the
@@ -1982,8 +1975,7 @@ mod on_redis {
     }
 
     async fn logout(server: &Server, access: &str, refresh: &str) {
-        let body = json!({"refresh_token": refresh});
-        let out = server.post("/auth/logout", &body, Some(access)).await;
+        let out = server.logout(access, refresh).await;
         assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
     }
 

@@ -9,7 +9,6 @@ mod store_contract;
 use store_contract::Failures;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis_server::RedisServer;
@@ -44,16 +43,7 @@ async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T 
 
 /// A prefix no other test (or earlier run) uses: `redis-<what>-<pid>-<n>-<nanos>`.
 fn unique(what: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "redis-{what}-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    redis_server::unique_prefix("redis", what)
 }
 
 /// A token hash made of `byte`.

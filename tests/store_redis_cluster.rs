@@ -25,7 +25,6 @@ mod store_contract;
 #[path = "support/test_ca.rs"]
 mod test_ca;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,16 +52,7 @@ const RECOVERY: Duration = Duration::from_secs(5);
 
 /// A prefix no other test (or earlier run) uses.
 fn unique(what: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "cluster-{what}-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    redis_server::unique_prefix("cluster", what)
 }
 
 /// A store with `prefix` and timeout [`TIMEOUT`] on the cluster of `urls`.

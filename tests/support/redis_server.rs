@@ -280,3 +280,14 @@ impl Drop for RedisServer {
         }
     }
 }
+
+/// A key prefix no other test (or earlier run) uses: `<suite>-<what>-<pid>-<n>-<nanos>`.
+pub fn unique_prefix(suite: &str, what: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::UNIX_EPOCH
+        .elapsed()
+        .expect("the clock is after 1970")
+        .subsec_nanos();
+    format!("{suite}-{what}-{}-{n}-{nanos}", std::process::id())
+}
