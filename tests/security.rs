@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_stepup::audit::{self, Action, Outcome};
-use tower_stepup::complete::{Completion, CookieConfig, Factors, Hooks, MemoryFactors, TotpFactor};
+use tower_stepup::complete::{Completion, CookieConfig, Hooks, MemoryFactors, TotpFactor};
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Attempts, MemoryStore, Store, StoreError, TokenHash};
 use tower_stepup::{
@@ -898,7 +898,7 @@ async fn one_lockout_per_user_across_factors_and_challenge_kinds() {
     )
     .await
     .expect(429, "too_many_attempts");
-    let factor = app.factors.totp("alice").await.unwrap().unwrap();
+    let factor = app.factors.totp("alice").unwrap();
     assert_eq!(
         factor.recovery_codes.len(),
         10,
@@ -911,7 +911,7 @@ async fn one_lockout_per_user_across_factors_and_challenge_kinds() {
     app.recover(&partial, &app.alice_recovery[0])
         .await
         .expect_ok();
-    let factor = app.factors.totp("alice").await.unwrap().unwrap();
+    let factor = app.factors.totp("alice").unwrap();
     assert_eq!(factor.recovery_codes.len(), 9);
 }
 

@@ -162,10 +162,12 @@ async fn activate(
     let (codes, hashes) = recovery::generate().map_err(|_| Failure::new(ErrorKind::ServerError))?;
     device::forget_all(completion, sub, now).await?;
     sessions::end_others(completion, sub, claims.sid(), now).await?;
-    inner
-        .factors
-        .save_totp(sub, TotpFactor::new(secret, hashes))
-        .await?;
+    let records = TotpFactor::new(secret, hashes)
+        .records(now)
+        .map_err(|_| Failure::new(ErrorKind::ServerError))?;
+    for record in records {
+        inner.factors.add_factor(sub, record).await?;
+    }
     // A tombstone: later confirmations of this enrollment answer 409, not 400.
     inner.store.put(&key, Vec::new(), expires_at, now).await?;
     let mut enrolled = Record::new(Action::FactorEnrolled);

@@ -7,12 +7,12 @@ use http::Response;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::response::json_ok;
 use super::username::canonical_username;
 use super::{attempt, device, session, Account, Completion};
 use crate::audit::{Outcome, Record};
-use crate::challenge::MfaRequirements;
 use crate::store::{Reservation, Settlement};
 use crate::token::Grant;
 
@@ -94,7 +94,8 @@ pub(crate) async fn handle(
         grant = grant.scope(scope.clone());
     }
     let now = inner.guard.clock().now();
-    let skip = if inner.factors.totp(&account.id).await?.is_none() {
+    let enrolled = Enrolled::load(completion, &account.id).await?;
+    let skip = if enrolled.is_empty() {
         Some("no_second_factor")
     } else if device::recognized(completion, &parts.headers, &account.id, now).await? {
         Some("remembered_device")
@@ -119,7 +120,7 @@ pub(crate) async fn handle(
         "status": "mfa_required",
         "partial_token": partial.token,
         "expires_in": partial.expires_in,
-        "mfa_requirements": MfaRequirements::challenge(["otp"]),
+        "mfa_requirements": enrolled.requirements(false),
     }));
     if let Some(v) = completion
         .cookies()

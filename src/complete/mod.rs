@@ -28,11 +28,14 @@
 mod attempt;
 mod cookie;
 mod device;
+mod directory;
 mod endpoint;
 mod enroll;
+mod enrolled;
 mod error;
 mod login;
 mod peer;
+mod proof;
 mod recent;
 mod request;
 mod response;
@@ -43,21 +46,20 @@ mod throttle;
 mod username;
 pub(crate) mod verify;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::factor::{RecoveryCodeHash, TotpSecret};
 use crate::layer::Guard;
 use crate::policy::StepUp;
 use crate::store::{AttemptPolicy, Store};
 use crate::token::Issuer;
 
 pub use self::cookie::CookieConfig;
+pub use self::directory::{Factors, MemoryFactors, TotpFactor};
 pub use self::endpoint::{Endpoint, EndpointFuture};
 pub use self::error::{ErrorKind, ErrorRow, ERROR_TABLE};
 pub use self::peer::{PeerAddr, TrustedProxies};
@@ -118,131 +120,10 @@ pub trait Accounts: Send + Sync + 'static {
     ) -> BackendFuture<'a, Option<Account>>;
 }
 
-/// An enrolled TOTP factor with its recovery codes (hashed).
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct TotpFactor {
-    /// The shared secret.
-    pub secret: TotpSecret,
-    /// SHA-256 hashes of the recovery codes.
-    pub recovery_codes: Vec<RecoveryCodeHash>,
-}
-
-impl TotpFactor {
-    /// A factor from its parts.
-    pub fn new(secret: TotpSecret, recovery_codes: Vec<RecoveryCodeHash>) -> Self {
-        Self {
-            secret,
-            recovery_codes,
-        }
-    }
-}
-
-/// Where the application keeps second factors.
-pub trait Factors: Send + Sync + 'static {
-    /// The user's TOTP factor, if they have one.
-    fn totp<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Option<TotpFactor>>;
-    /// Saves (or replaces) the user's TOTP factor.
-    fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()>;
-
-    /// Removes a recovery code the user has just used, **atomically**: delete the one
-    /// row, or remove it under the lock that guards the factor. Never read the factor and
-    /// save it back: two sign-ins with two recovery codes at once would each write the
-    /// other's code back, and a re-enrollment racing a sign-in would be undone.
-    ///
-    /// Single use does not rest on this alone: the store remembers every used code (see
-    /// [`RECOVERY_CODE_MEMORY`]), which also settles two replicas racing on one code.
-    /// Removing it here makes the use permanent.
-    fn remove_recovery_code<'a>(
-        &'a self,
-        user: &'a str,
-        code: RecoveryCodeHash,
-    ) -> BackendFuture<'a, ()>;
-}
-
 /// How long the store remembers that a recovery code was used: 400 days. Every store
-/// entry expires, so this is finite; [`Factors::remove_recovery_code`] makes the use
-/// permanent.
+/// entry expires, so this is finite; removing the code from the user's set
+/// ([`Factors::update_factor`]) makes the use permanent.
 pub const RECOVERY_CODE_MEMORY: Duration = Duration::from_secs(400 * 24 * 3600);
-
-/// [`Factors`] in memory, for tests and demos.
-#[derive(Default)]
-pub struct MemoryFactors {
-    factors: RwLock<HashMap<String, TotpFactor>>,
-}
-
-impl MemoryFactors {
-    /// No factors.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Enrolls `factor` for `user` directly.
-    pub fn insert(&self, user: impl Into<String>, factor: TotpFactor) {
-        if let Ok(mut map) = self.factors.write() {
-            map.insert(user.into(), factor);
-        }
-    }
-
-    /// Whether `user` has a factor (synchronous, e.g. for
-    /// [`GuardBuilder::mfa_requirements`](crate::layer::GuardBuilder::mfa_requirements)).
-    pub fn contains(&self, user: &str) -> bool {
-        self.factors
-            .read()
-            .map(|m| m.contains_key(user))
-            .unwrap_or(false)
-    }
-}
-
-impl fmt::Debug for MemoryFactors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let users = self.factors.read().map(|m| m.len()).unwrap_or(0);
-        f.debug_struct("MemoryFactors")
-            .field("users", &users)
-            .finish()
-    }
-}
-
-impl Factors for MemoryFactors {
-    fn totp<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Option<TotpFactor>> {
-        let result = self
-            .factors
-            .read()
-            .map(|m| m.get(user).cloned())
-            .map_err(|_| BackendError("factor map poisoned".to_owned()));
-        Box::pin(std::future::ready(result))
-    }
-
-    fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()> {
-        let result = self
-            .factors
-            .write()
-            .map(|mut m| {
-                m.insert(user.to_owned(), factor);
-            })
-            .map_err(|_| BackendError("factor map poisoned".to_owned()));
-        Box::pin(std::future::ready(result))
-    }
-
-    fn remove_recovery_code<'a>(
-        &'a self,
-        user: &'a str,
-        code: RecoveryCodeHash,
-    ) -> BackendFuture<'a, ()> {
-        // Under the write lock: whatever factor is current loses the code, and nothing
-        // else is written.
-        let result = self
-            .factors
-            .write()
-            .map(|mut m| {
-                if let Some(factor) = m.get_mut(user) {
-                    factor.recovery_codes.retain(|h| *h != code);
-                }
-            })
-            .map_err(|_| BackendError("factor map poisoned".to_owned()));
-        Box::pin(std::future::ready(result))
-    }
-}
 
 /// What the completion endpoints tell the application as it happens, e.g. to notify the
 /// user on another channel. Every method has an empty default.

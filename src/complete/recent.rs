@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::Response;
 
+use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::Completion;
 use crate::audit::{Outcome, Record};
@@ -52,7 +53,7 @@ pub(crate) async fn authorize(
     audit.sub(claims.sub());
     let requirement = &inner.enroll_step_up;
     let leeway = inner.guard.verifier().leeway();
-    if inner.factors.totp(claims.sub()).await?.is_none() {
+    if Enrolled::load(completion, claims.sub()).await?.is_empty() {
         // No factor to step up with: a stolen access token must not be enough to plant
         // one or to end the owner's sessions; a recent sign-in is.
         if let Some(max_age) = requirement.required_max_age() {

@@ -24,12 +24,13 @@ use http::request::Parts;
 use http::Response;
 use serde::Deserialize;
 
+use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
+use super::proof::{self, Accepted, After, Judging, Level, Proof};
 use super::session::{self, Tokens};
-use super::{attempt, device, Completion, TotpFactor};
+use super::{attempt, device, Completion};
 use crate::audit::Record;
 use crate::challenge::OpenError;
-use crate::factor::{recovery, totp, RecoveryCodeHash};
 use crate::layer::credential::{self, Credential, Flaw};
 use crate::store::{
     ChallengeOutcome, ChallengeReservation, ChallengeSettlement, JudgedProof, SessionChange,
@@ -49,11 +50,6 @@ pub(crate) struct VerifyBody {
     /// Remember this browser (cookie mode, with `CompletionBuilder::remember_device`).
     #[serde(default)]
     remember_device: bool,
-}
-
-enum Proof {
-    Totp(String),
-    Recovery(String),
 }
 
 /// What a genuine, unexpired challenge token says.
@@ -172,7 +168,7 @@ impl<'a> Presented<'a> {
     /// beside a body's `mfa_token` is no access token, as one that does not verify.)
     fn resolve(&self) -> Result<(Proof, &'a str, Option<&'a str>), Failure> {
         let proof = match (self.code, self.recovery_code) {
-            (Some(code), None) => Proof::Totp(code.to_owned()),
+            (Some(code), None) => Proof::Code(code.to_owned()),
             (None, Some(code)) => Proof::Recovery(code.to_owned()),
             _ => {
                 return Err(Failure::invalid_request(
@@ -216,12 +212,20 @@ pub(crate) async fn verify(
     let now = inner.guard.clock().now();
     let challenge = open(completion, token, access, now, audit)?;
     audit.sub(&challenge.sub);
-    let factor = inner.factors.totp(&challenge.sub).await?.ok_or_else(|| {
-        Failure::invalid_request("no second factor is enrolled; enroll one first")
-    })?;
+    let enrolled = Enrolled::load(completion, &challenge.sub).await?;
+    if enrolled.is_empty() {
+        return Err(Failure::invalid_request(
+            "no second factor is enrolled; enroll one first",
+        ));
+    }
     reserve(completion, &challenge, now, audit).await?;
-    let matched = match_proof(&factor, &proof, now);
-    let (tokens, change) = match prepare(completion, &challenge, matched.as_ref(), now) {
+    let judging = Judging {
+        sub: &challenge.sub,
+        now,
+    };
+    let judged = proof::judge(completion, &enrolled, &proof, &judging).await;
+    let prepared = judged.and_then(|m| Ok((prepare(completion, &challenge, m.as_ref(), now)?, m)));
+    let ((tokens, change), matched) = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => return Err(release(completion, &challenge, failure, now).await),
     };
@@ -229,23 +233,24 @@ pub(crate) async fn verify(
         user: challenge.sub.clone(),
         challenge: challenge.jti_key(),
         expires_at: challenge.expires_at,
-        proof: judged(&challenge.sub, matched.as_ref(), now),
+        proof: matched
+            .as_ref()
+            .map_or(JudgedProof::Wrong, |m| m.once.clone()),
         policy: inner.attempts,
         session: change,
     };
-    match inner.store.settle_challenge(&settlement, now).await? {
-        ChallengeOutcome::Succeeded(elevation) => {
-            let method = match matched {
-                Some(Accepted::Recovery(_)) => "recovery_code",
-                _ => "otp",
-            };
-            audit.reason(method);
+    match (
+        inner.store.settle_challenge(&settlement, now).await?,
+        matched,
+    ) {
+        (ChallengeOutcome::Succeeded(elevation), Some(accepted)) => {
+            audit.reason(accepted.method);
             let finish = Finish { tokens, elevation };
             finish
-                .session(completion, &challenge, matched, now, audit)
+                .session(completion, &challenge, accepted, now, audit)
                 .await
         }
-        ChallengeOutcome::Failed { attempts, replayed } => {
+        (ChallengeOutcome::Failed { attempts, replayed }, _) => {
             let why = if replayed {
                 "code_replayed"
             } else {
@@ -346,50 +351,20 @@ async fn release(
     failure
 }
 
-/// A proof that matched the factor, not yet spent.
-enum Accepted {
-    Step(u64),
-    Recovery(RecoveryCodeHash),
-}
-
-fn match_proof(factor: &TotpFactor, proof: &Proof, now: u64) -> Option<Accepted> {
-    match proof {
-        Proof::Totp(code) => totp::verify(&factor.secret, code, now).map(Accepted::Step),
-        Proof::Recovery(code) => {
-            recovery::find(&factor.recovery_codes, code).map(Accepted::Recovery)
-        }
-    }
-}
-
-/// The judged proof as the store spends it: a TOTP step is accepted once per user, a
-/// recovery code once ever (its key names the user and the code's hash).
-fn judged(sub: &str, matched: Option<&Accepted>, now: u64) -> JudgedProof {
-    match matched {
-        None => JudgedProof::Wrong,
-        Some(Accepted::Step(step)) => JudgedProof::TotpStep {
-            step: *step,
-            forget_at: step.saturating_add(2).saturating_mul(totp::STEP_SECS),
-        },
-        Some(Accepted::Recovery(hash)) => JudgedProof::RecoveryCode {
-            key: format!("rc:{sub}:{}", hash.to_hex()),
-            forget_at: now.saturating_add(super::RECOVERY_CODE_MEMORY.as_secs()),
-        },
-    }
-}
-
-/// The session a matched TOTP code earns, made before the store step that spends the
-/// code: its tokens and the change the store makes with the code. Nothing for a wrong
-/// code, nor for a recovery code (removed from the factor first: [`Finish::session`]).
+/// The session a matched proof earns, made before the store step that spends it: its
+/// tokens and the change the store makes with the proof. Nothing for a wrong proof, nor
+/// for one that changes a factor once spent (a recovery code, removed from the set
+/// first: [`Finish::session`]).
 fn prepare(
     completion: &Completion,
     challenge: &Challenge,
     matched: Option<&Accepted>,
     now: u64,
 ) -> Result<(Option<Tokens>, SessionChange), Failure> {
-    if !matches!(matched, Some(Accepted::Step(_))) {
+    let Some(accepted) = matched.filter(|m| matches!(m.after, After::Nothing)) else {
         return Ok((None, SessionChange::None));
-    }
-    let grant = grant(completion, challenge, now);
+    };
+    let grant = grant(completion, challenge, accepted, now);
     let (tokens, change) = match &challenge.replaces {
         // A step-up continues the session that asked for it (same `sid`, same absolute
         // end), and cannot revive one that has ended: an mfa_token outlives neither.
@@ -407,13 +382,13 @@ struct Finish {
 }
 
 impl Finish {
-    /// The session: the one prepared for a TOTP code; for a recovery code, removed from
-    /// the factor first, one made now.
+    /// The session: the one prepared before the store step; else (a proof that changes
+    /// its factor) the factor changed first, then one made now.
     async fn session(
         self,
         completion: &Completion,
         challenge: &Challenge,
-        matched: Option<Accepted>,
+        accepted: Accepted,
         now: u64,
         audit: &mut Record,
     ) -> Result<session::Session, Failure> {
@@ -421,28 +396,30 @@ impl Finish {
             (Some(tokens), Some(elevation)) => tokens.elevated(elevation, now, audit),
             (Some(tokens), None) => Ok(tokens.started(completion)),
             (None, _) => {
-                if let Some(Accepted::Recovery(hash)) = matched {
-                    let factors = &completion.inner().factors;
-                    factors.remove_recovery_code(&challenge.sub, hash).await?;
-                }
-                start_or_elevate(completion, challenge, now, audit).await
+                let grant = grant(completion, challenge, &accepted, now);
+                proof::apply(completion, &challenge.sub, accepted.after).await?;
+                start_or_elevate(completion, challenge, grant, audit).await
             }
         }
     }
 }
 
-/// The grant of a completed challenge: `amr` gains `otp` and `mfa`, `auth_time` is now.
-fn grant(completion: &Completion, challenge: &Challenge, now: u64) -> Grant {
+/// The grant of a completed challenge: `amr` gains the factor's method and `mfa`, `acr`
+/// is the factor's level, `auth_time` is now.
+fn grant(completion: &Completion, challenge: &Challenge, accepted: &Accepted, now: u64) -> Grant {
     let inner = completion.inner();
     let mut amr = challenge.amr.clone();
-    for method in ["otp", "mfa"] {
+    for method in [accepted.amr, "mfa"] {
         if !amr.iter().any(|m| m == method) {
             amr.push(method.to_owned());
         }
     }
+    let acr = match accepted.level {
+        Level::Mfa => inner.mfa_acr.clone(),
+    };
     let mut grant = Grant::new(challenge.sub.clone())
         .amr(amr)
-        .acr(inner.mfa_acr.clone())
+        .acr(acr)
         .auth_time(now);
     if let Some(scope) = &challenge.scope {
         grant = grant.scope(scope.clone());
@@ -455,10 +432,9 @@ fn grant(completion: &Completion, challenge: &Challenge, now: u64) -> Grant {
 async fn start_or_elevate(
     completion: &Completion,
     challenge: &Challenge,
-    now: u64,
+    grant: Grant,
     audit: &mut Record,
 ) -> Result<session::Session, Failure> {
-    let grant = grant(completion, challenge, now);
     match &challenge.replaces {
         Some(sid) => session::elevate(completion, sid, challenge.issued_at, grant, audit).await,
         None => session::start(completion, &grant).await,
@@ -590,7 +566,7 @@ mod tests {
         let r = presented(&both, &b, Some("p"));
         assert!(matches!(
             r,
-            Ok((Proof::Totp(_), "from-body", Some("from-bearer")))
+            Ok((Proof::Code(_), "from-body", Some("from-bearer")))
         ));
     }
 
@@ -602,7 +578,7 @@ mod tests {
         let p = Presented::from_message(&h, "", Some("123456"), None);
         assert!(matches!(
             p.resolve(),
-            Ok((Proof::Totp(_), "from-bearer", None))
+            Ok((Proof::Code(_), "from-bearer", None))
         ));
         // With an mfa_token, the bearer is the access token beside it.
         let p = Presented::from_message(&h, "mfa", None, Some("AAAA-BBBB"));

@@ -23,9 +23,11 @@
 //!   and by consuming the hash [`recovery::find`] returns.
 
 pub mod recovery;
+pub mod stored;
 pub mod totp;
 
 pub use self::recovery::RecoveryCodeHash;
+pub use self::stored::{FactorData, StoredFactor};
 pub use self::totp::TotpSecret;
 pub use crate::random::RandomError;
 

@@ -36,6 +36,7 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 use super::base32;
+use super::stored::FactorData;
 use crate::random::{self, RandomError};
 
 /// How many codes [`generate`] makes.
@@ -202,6 +203,26 @@ pub fn find(hashes: &[RecoveryCodeHash], code: &str) -> Option<RecoveryCodeHash>
         found |= equal;
     }
     bool::from(found).then_some(RecoveryCodeHash(matched))
+}
+
+/// The stored form of a set of codes ([`kind::RECOVERY_CODES`](super::stored::kind::RECOVERY_CODES)):
+/// their hashes, 32 bytes each, in order.
+pub fn to_data(hashes: &[RecoveryCodeHash]) -> FactorData {
+    FactorData::new(hashes.iter().flat_map(|h| h.0).collect())
+}
+
+/// The hashes of a stored set ([`to_data`]); `None` for data of another shape.
+pub fn from_data(data: &FactorData) -> Option<Vec<RecoveryCodeHash>> {
+    let bytes = data.as_bytes();
+    if !bytes.len().is_multiple_of(32) {
+        return None;
+    }
+    let hashes = bytes.chunks_exact(32).map(|c| {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(c);
+        RecoveryCodeHash(h)
+    });
+    Some(hashes.collect())
 }
 
 #[cfg(test)]

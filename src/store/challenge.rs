@@ -108,10 +108,11 @@ pub enum JudgedProof {
         /// Until when the step is remembered.
         forget_at: u64,
     },
-    /// It matched a recovery code: accepted only the first time `key` (the code's
-    /// single-use key) is spent, remembered until `forget_at`; else a replay.
-    RecoveryCode {
-        /// The code's single-use key.
+    /// It matched a single-use proof (a recovery code, a passkey assertion, a sent
+    /// code): accepted only the first time `key` (the proof's single-use key) is spent,
+    /// remembered until `forget_at`; else a replay.
+    Once {
+        /// The proof's single-use key.
         key: String,
         /// Until when it is remembered.
         forget_at: u64,

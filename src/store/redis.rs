@@ -1255,7 +1255,7 @@ mod tests {
                         step: 1,
                         forget_at: 2,
                     },
-                    JudgedProof::RecoveryCode {
+                    JudgedProof::Once {
                         key: format!("rc:{user}:{{h}}"),
                         forget_at: 2,
                     },

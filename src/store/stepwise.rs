@@ -126,7 +126,7 @@ async fn spend<S: Store + ?Sized>(
                 .advance_totp_step(&s.user, *step, *forget_at, now)
                 .await?
         }
-        JudgedProof::RecoveryCode { key, forget_at } => store.consume(key, *forget_at, now).await?,
+        JudgedProof::Once { key, forget_at } => store.consume(key, *forget_at, now).await?,
         JudgedProof::Wrong => false,
     };
     if !fresh {

@@ -58,44 +58,65 @@ impl SaveGate {
     }
 }
 
+impl TestFactors {
+    /// Waits at the save gate, if any: every party meets, and the save of the gate's
+    /// `last` secret waits for the others.
+    async fn gate<T>(&self, data: &[u8], save: impl Future<Output = T>) -> T {
+        let Some(gate) = &self.save_gate else {
+            return save.await;
+        };
+        // Not a clock: a bound on how long a missing party is waited for.
+        let bound = Duration::from_secs(5);
+        let _ = tokio::time::timeout(bound, gate.meet.wait()).await;
+        if gate.last.as_deref() == Some(data) {
+            let _ = tokio::time::timeout(bound, gate.others_saved.notified()).await;
+            return save.await;
+        }
+        let saved = save.await;
+        gate.others_saved.notify_one();
+        saved
+    }
+}
+
 impl Factors for TestFactors {
-    fn totp<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Option<TotpFactor>> {
+    fn factors<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Vec<StoredFactor>> {
         Box::pin(async move {
             tokio::task::yield_now().await;
             if self.lose_carol && user == "carol" {
-                return Ok(None);
+                return Ok(Vec::new());
             }
-            self.inner.totp(user).await
+            self.inner.factors(user).await
         })
     }
 
-    fn save_totp<'a>(&'a self, user: &'a str, factor: TotpFactor) -> BackendFuture<'a, ()> {
+    fn add_factor<'a>(&'a self, user: &'a str, factor: StoredFactor) -> BackendFuture<'a, ()> {
         Box::pin(async move {
             tokio::task::yield_now().await;
-            let Some(gate) = &self.save_gate else {
-                return self.inner.save_totp(user, factor).await;
-            };
-            // Not a clock: a bound on how long a missing party is waited for.
-            let bound = Duration::from_secs(5);
-            let _ = tokio::time::timeout(bound, gate.meet.wait()).await;
-            if gate.last.as_deref() == Some(factor.secret.as_bytes()) {
-                let _ = tokio::time::timeout(bound, gate.others_saved.notified()).await;
-                return self.inner.save_totp(user, factor).await;
+            if factor.kind != kind::TOTP {
+                return self.inner.add_factor(user, factor).await;
             }
-            let saved = self.inner.save_totp(user, factor).await;
-            gate.others_saved.notify_one();
-            saved
+            let data = factor.data.as_bytes().to_vec();
+            self.gate(&data, self.inner.add_factor(user, factor)).await
         })
     }
 
-    fn remove_recovery_code<'a>(
+    fn update_factor<'a>(
         &'a self,
         user: &'a str,
-        code: tower_stepup::factor::RecoveryCodeHash,
-    ) -> BackendFuture<'a, ()> {
+        factor: &'a StoredFactor,
+        previous: &'a FactorData,
+    ) -> BackendFuture<'a, bool> {
         Box::pin(async move {
             tokio::task::yield_now().await;
-            self.inner.remove_recovery_code(user, code).await
+            let save = self.inner.update_factor(user, factor, previous);
+            self.gate(factor.data.as_bytes(), save).await
+        })
+    }
+
+    fn remove_factor<'a>(&'a self, user: &'a str, id: &'a str) -> BackendFuture<'a, bool> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.inner.remove_factor(user, id).await
         })
     }
 }

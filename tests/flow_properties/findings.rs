@@ -3,8 +3,9 @@
 use crate::*;
 
 /// Found by `no_code_accepted_twice` (a burst of verifies with different recovery codes):
-/// the default `Factors::remove_recovery_code` (which `MemoryFactors` uses) reads the
-/// factor and saves it back without the code, so two verifies of one user with two
+/// the default `Factors::remove_recovery_code` (which `MemoryFactors` used) read the
+/// factor and saved it back without the code (now a compare-and-set,
+/// `Factors::update_factor`), so two verifies of one user with two
 /// different recovery codes, at the same time, each save their own copy, and the last
 /// save puts the other's code back. Single use then rests only on the store's memory of
 /// used codes, which is not permanent (400 days; a `MemoryStore` loses it on restart): after
@@ -43,11 +44,7 @@ fn a_used_recovery_code_stays_out_of_the_directory() {
         }
 
         // Both codes are used: the directory must hold neither.
-        let left = Factors::totp(&*factors, "carol")
-            .await
-            .unwrap()
-            .unwrap()
-            .recovery_codes;
+        let left = factors.totp("carol").unwrap().recovery_codes;
         let back_in_directory: Vec<&str> = codes
             .into_iter()
             .filter(|c| left.contains(&recovery::hash(c)))

@@ -146,12 +146,16 @@ use proptest::test_runner::{
     Config, RngAlgorithm, TestCaseError, TestCaseResult, TestError, TestRng, TestRunner,
 };
 use serde_json::{json, Value};
+use std::future::Future;
 use tower::ServiceExt;
 use tower_stepup::complete::{
     BackendFuture, Completion, Factors, MemoryFactors, TotpFactor, DEFAULT_MFA_ACR,
     DEFAULT_PASSWORD_ACR,
 };
-use tower_stepup::factor::{recovery, totp, RecoveryCodeHash, TotpSecret};
+use tower_stepup::factor::stored::kind;
+use tower_stepup::factor::{
+    recovery, totp, FactorData, RecoveryCodeHash, StoredFactor, TotpSecret,
+};
 use tower_stepup::revocation::Revocations;
 use tower_stepup::store::{
     AttemptPolicy, Attempts, Elevation, FamilyRef, FamilyRevocation, MemoryStore, RefreshRecord,

@@ -2035,7 +2035,7 @@ pub async fn a_lockout_spends_the_challenge<S: Store>(store: &S) {
 pub async fn a_recovery_code_is_accepted_once<S: Store>(store: &S) {
     let ns = ns("a_recovery_code_is_accepted_once");
     let user = ns.key("user");
-    let code = || JudgedProof::RecoveryCode {
+    let code = || JudgedProof::Once {
         key: format!("rc:{}", ns.key("code-1")),
         forget_at: T0 + 3600,
     };

@@ -130,7 +130,7 @@ impl ChallengeKeys {
         let tag = user_tag(user);
         let key = |kind, rest| tagged_key(prefix, kind, &tag, rest);
         let proof = match proof {
-            JudgedProof::RecoveryCode { key: code, .. } => key("used", code),
+            JudgedProof::Once { key: code, .. } => key("used", code),
             _ => key("totp", user),
         };
         Self {
@@ -260,7 +260,7 @@ fn proof_args(proof: &JudgedProof, now: u64) -> [Vec<u8>; 4] {
             let (exp, ttl) = horizon(*forget_at, now);
             [code_arg(code::PROOF_TOTP), num(*step), num(exp), num(ttl)]
         }
-        JudgedProof::RecoveryCode { forget_at, .. } => {
+        JudgedProof::Once { forget_at, .. } => {
             let (exp, ttl) = horizon(*forget_at, now);
             let value = with_expiry(exp, b"");
             [code_arg(code::PROOF_RECOVERY), value, num(exp), num(ttl)]

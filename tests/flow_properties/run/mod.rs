@@ -167,9 +167,10 @@ impl Run {
             let Some(factor) = &self.m.user(user).factor else {
                 continue;
             };
-            let stored = Factors::totp(&*self.w.factors, user.name())
-                .await
-                .unwrap()
+            let stored = self
+                .w
+                .factors
+                .totp(user.name())
                 .map(|f| f.recovery_codes)
                 .unwrap_or_default();
             for code in &factor.recovery {

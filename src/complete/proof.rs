@@ -1,0 +1,135 @@
+//! The proof a verify presents, judged against the user's factors: the one place where
+//! each kind of factor says whether a proof matched, what it earns (`amr`, the session's
+//! level) and what it spends. Verify ([`super::verify`]) does the rest the same way for
+//! every factor: the attempt reserved first, the proof spent once, the lockout, the
+//! audit.
+
+use super::enrolled::Enrolled;
+use super::error::Failure;
+use super::Completion;
+use crate::factor::{recovery, totp, FactorData, RecoveryCodeHash, StoredFactor};
+use crate::store::JudgedProof;
+
+/// What a verify presents.
+pub(crate) enum Proof {
+    /// A one-time code: TOTP.
+    Code(String),
+    /// A recovery code.
+    Recovery(String),
+}
+
+/// How strongly a factor authenticated: the session's `acr` follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// A second factor (the completion's `mfa_acr`).
+    Mfa,
+}
+
+/// A proof that matched one of the user's factors, not yet spent.
+pub(crate) struct Accepted {
+    /// The audit reason: `otp`, `recovery_code`.
+    pub(crate) method: &'static str,
+    /// What it adds to `amr`, besides `mfa`.
+    pub(crate) amr: &'static str,
+    /// The level it earns.
+    pub(crate) level: Level,
+    /// What the store spends with it.
+    pub(crate) once: JudgedProof,
+    /// What changes in the user's factors once it is spent.
+    pub(crate) after: After,
+}
+
+/// A change to a factor once its proof is spent.
+pub(crate) enum After {
+    /// None: the session's tokens are made before the store step.
+    Nothing,
+    /// A recovery code leaves the user's set.
+    RemoveRecoveryCode(RecoveryCodeHash),
+}
+
+/// The challenge a proof answers, as far as judging it needs.
+pub(crate) struct Judging<'a> {
+    pub(crate) sub: &'a str,
+    pub(crate) now: u64,
+}
+
+/// The factor `proof` matches, if any: `None` is a wrong proof (a failed attempt).
+pub(crate) async fn judge(
+    _completion: &Completion,
+    enrolled: &Enrolled,
+    proof: &Proof,
+    at: &Judging<'_>,
+) -> Result<Option<Accepted>, Failure> {
+    Ok(match proof {
+        Proof::Code(code) => totp_code(enrolled, code, at.now),
+        Proof::Recovery(code) => recovery_code(enrolled, code, at),
+    })
+}
+
+fn totp_code(enrolled: &Enrolled, code: &str, now: u64) -> Option<Accepted> {
+    let step = totp::verify(&enrolled.totp()?, code, now)?;
+    Some(Accepted {
+        method: "otp",
+        amr: "otp",
+        level: Level::Mfa,
+        once: JudgedProof::TotpStep {
+            step,
+            forget_at: step.saturating_add(2).saturating_mul(totp::STEP_SECS),
+        },
+        after: After::Nothing,
+    })
+}
+
+/// A recovery code is accepted once ever: its key names the user and the code's hash.
+fn recovery_code(enrolled: &Enrolled, code: &str, at: &Judging<'_>) -> Option<Accepted> {
+    let (_, hashes) = enrolled.recovery()?;
+    let hash = recovery::find(&hashes, code)?;
+    Some(Accepted {
+        method: "recovery_code",
+        amr: "otp",
+        level: Level::Mfa,
+        once: JudgedProof::Once {
+            key: format!("rc:{}:{}", at.sub, hash.to_hex()),
+            forget_at: at.now.saturating_add(super::RECOVERY_CODE_MEMORY.as_secs()),
+        },
+        after: After::RemoveRecoveryCode(hash),
+    })
+}
+
+/// How often [`apply`] re-reads a set that changed under it.
+const UPDATE_TRIES: usize = 3;
+
+/// Makes `after` in the user's factors, once the store has spent the proof. A recovery
+/// code leaves whatever set is current, by compare-and-set: a set replaced or changed
+/// meanwhile is read again (a few times; the store's memory of the spent code holds
+/// meanwhile).
+pub(crate) async fn apply(completion: &Completion, sub: &str, after: After) -> Result<(), Failure> {
+    let After::RemoveRecoveryCode(hash) = after else {
+        return Ok(());
+    };
+    for _ in 0..UPDATE_TRIES {
+        let enrolled = Enrolled::load(completion, sub).await?;
+        let Some((set, hashes)) = enrolled.recovery() else {
+            return Ok(());
+        };
+        if !hashes.contains(&hash) {
+            return Ok(());
+        }
+        let rest: Vec<RecoveryCodeHash> = hashes.into_iter().filter(|h| *h != hash).collect();
+        let updated = StoredFactor {
+            data: recovery::to_data(&rest),
+            ..set.clone()
+        };
+        let previous: &FactorData = &set.data;
+        if completion
+            .inner()
+            .factors
+            .update_factor(sub, &updated, previous)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    tracing::warn!("a used recovery code stays in a set that kept changing; the store refuses it");
+    Ok(())
+}
