@@ -22,6 +22,8 @@
 //!   store, by recording the step [`totp::verify`] returns and refusing it afterwards,
 //!   and by consuming the hash [`recovery::find`] returns.
 
+#[cfg(feature = "passkey")]
+pub mod passkey;
 pub mod recovery;
 pub mod stored;
 pub mod totp;
