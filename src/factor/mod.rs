@@ -23,6 +23,7 @@
 //!   and by consuming the hash [`recovery::find`] returns.
 
 pub mod recovery;
+pub mod sent;
 pub mod totp;
 
 pub use self::recovery::RecoveryCodeHash;
