@@ -40,6 +40,7 @@ mod recent;
 mod request;
 mod response;
 mod revoke;
+mod send;
 mod session;
 mod sessions;
 mod throttle;
@@ -64,6 +65,10 @@ pub use self::endpoint::{Endpoint, EndpointFuture};
 pub use self::error::{ErrorKind, ErrorRow, ERROR_TABLE};
 pub use self::peer::{PeerAddr, TrustedProxies};
 pub use self::request::DEFAULT_BODY_LIMIT;
+pub use self::send::{
+    reserve_send, CodeSender, LogSender, SendLimit, SentMessage, DEFAULT_MAX_SENDS,
+    DEFAULT_SEND_WINDOW, LOG_SENDER_CAPACITY,
+};
 pub use self::throttle::{
     LoginThrottle, DEFAULT_LOGIN_ACCOUNT_MAX_FAILURES, DEFAULT_LOGIN_MAX_FAILURES,
 };

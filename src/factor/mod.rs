@@ -25,6 +25,7 @@
 #[cfg(feature = "passkey")]
 pub mod passkey;
 pub mod recovery;
+pub mod sent;
 pub mod stored;
 pub mod totp;
 
