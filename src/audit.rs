@@ -69,8 +69,9 @@ pub enum Action {
     Refresh,
     /// `POST …/logout`.
     Logout,
-    /// A second factor was enrolled (after `enroll_confirm` succeeded): worth telling
-    /// the user about on another channel (see `complete::Hooks`).
+    /// A second factor was enrolled (after `enroll_confirm` succeeded, or a new set of
+    /// recovery codes was made; the `reason` is its kind): worth telling the user about
+    /// on another channel (see `complete::Hooks`).
     FactorEnrolled,
     /// `GET …/sessions`: a user listed their sessions and devices.
     Sessions,
@@ -78,6 +79,19 @@ pub enum Action {
     SessionEnd,
     /// `DELETE …/devices/{id}`: a user forgot one of their remembered devices.
     DeviceEnd,
+    /// `GET …/factors`: a user listed their second factors.
+    Factors,
+    /// `PATCH …/factors/{id}`: a user renamed one of their factors.
+    FactorRename,
+    /// `DELETE …/factors/{id}`: a user asked to remove one of their factors.
+    FactorRemove,
+    /// A second factor was removed (after `factor_remove` succeeded; the `reason` is
+    /// its kind): worth telling the user about on another channel (see
+    /// `complete::Hooks`).
+    FactorRemoved,
+    /// `POST …/mfa/recovery-codes`: a user asked for a new set of recovery codes (a
+    /// new set is also a [`FactorEnrolled`](Action::FactorEnrolled)).
+    RecoveryCodes,
 }
 
 /// How it ended.
@@ -103,7 +117,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Action; 12] = [
+const EVENTS: [Action; 17] = [
     Action::Login,
     Action::Verify,
     Action::StepUp,
@@ -116,6 +130,11 @@ const EVENTS: [Action; 12] = [
     Action::Sessions,
     Action::SessionEnd,
     Action::DeviceEnd,
+    Action::Factors,
+    Action::FactorRename,
+    Action::FactorRemove,
+    Action::FactorRemoved,
+    Action::RecoveryCodes,
 ];
 
 const OUTCOMES: [Outcome; 8] = [
@@ -150,6 +169,11 @@ impl Action {
             Self::Sessions => "sessions",
             Self::SessionEnd => "session_end",
             Self::DeviceEnd => "device_end",
+            Self::Factors => "factors",
+            Self::FactorRename => "factor_rename",
+            Self::FactorRemove => "factor_remove",
+            Self::FactorRemoved => "factor_removed",
+            Self::RecoveryCodes => "recovery_codes",
         }
     }
 

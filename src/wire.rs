@@ -104,8 +104,11 @@ error_codes! {
     ReauthenticationRequired => "reauthentication_required",
     /// The refresh token is unknown, expired, revoked or was reused.
     InvalidGrant => "invalid_grant",
-    /// No such session or device of the caller (also another user's).
+    /// No such session, device or factor of the caller (also another user's).
     NotFound => "not_found",
+    /// The factor is the account's last that signs in, and the application requires a
+    /// second factor: enroll another first.
+    LastFactor => "last_factor",
     /// A store or backend could not be reached: try again.
     TemporarilyUnavailable => "temporarily_unavailable",
     /// The server could not complete or decide the request.
@@ -154,7 +157,7 @@ mod tests {
             assert_eq!(code.to_string(), code.as_str());
             assert!(seen.insert(code.as_str()), "{code:?} is listed twice");
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19);
     }
 
     #[test]

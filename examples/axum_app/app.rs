@@ -9,7 +9,7 @@ use std::time::Duration;
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete_service, get, get_service, post_service};
+use axum::routing::{delete_service, get, get_service, patch_service, post_service};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -81,6 +81,9 @@ pub struct DemoConfig {
     /// feed and answers 503 on authenticated routes after this many seconds without it
     /// (`STEPUP_REVOCATION_STALENESS_SECS`, default 60). `None`: one process.
     pub revocation_staleness_secs: Option<u64>,
+    /// `STEPUP_ALLOW_ACCOUNTS_WITHOUT_MFA` (`true` or `1`): a user may remove their last
+    /// second factor (default: `409 last_factor`).
+    pub allow_accounts_without_mfa: bool,
 }
 
 /// An identity provider the demo trusts (DESIGN §8.1): its `iss` and where its keys are.
@@ -213,6 +216,10 @@ impl DemoConfig {
                 }
                 _ => None,
             },
+            allow_accounts_without_mfa: matches!(
+                std::env::var("STEPUP_ALLOW_ACCOUNTS_WITHOUT_MFA").as_deref(),
+                Ok("true" | "1")
+            ),
         })
     }
 }
@@ -397,6 +404,7 @@ pub fn build<C: Clock + Clone>(
         .remember_device(tower_stepup::complete::MAX_REMEMBER_DEVICE)
         .session_idle_timeout(Duration::from_secs(config.session_idle_secs))
         .enroll_step_up(StepUp::new().amr(["mfa"]).max_age(max_age))
+        .allow_accounts_without_mfa(config.allow_accounts_without_mfa)
         .login_throttle(
             LoginThrottle::new()
                 .per_client(config.login_max_failures, Duration::from_secs(15 * 60))
@@ -429,7 +437,11 @@ pub fn build<C: Clock + Clone>(
         .route(Method::POST, "/auth/logout", own_users.clone())
         .route(Method::GET, "/auth/sessions", own_users.clone())
         .route(Method::DELETE, "/auth/sessions/{id}", own_users.clone())
-        .route(Method::DELETE, "/auth/devices/{id}", own_users);
+        .route(Method::DELETE, "/auth/devices/{id}", own_users.clone())
+        .route(Method::GET, "/auth/factors", own_users.clone())
+        .route(Method::PATCH, "/auth/factors/{id}", own_users.clone())
+        .route(Method::DELETE, "/auth/factors/{id}", own_users.clone())
+        .route(Method::POST, "/auth/mfa/recovery-codes", own_users);
     let policies = web::PAGES.iter().fold(policies, |table, page| {
         table.route(Method::GET, page, Policy::public())
     });
@@ -457,6 +469,15 @@ pub fn build<C: Clock + Clone>(
         .route(
             "/auth/devices/{id}",
             delete_service(completion.end_device()),
+        )
+        .route("/auth/factors", get_service(completion.factors()))
+        .route(
+            "/auth/factors/{id}",
+            patch_service(completion.rename_factor()).delete_service(completion.remove_factor()),
+        )
+        .route(
+            "/auth/mfa/recovery-codes",
+            post_service(completion.regenerate_recovery_codes()),
         )
         .merge(web::router())
         .fallback(web::not_found)

@@ -19,6 +19,7 @@
 //! | `POST /auth/refresh` | public |
 //! | `POST /auth/logout` | authenticated |
 //! | `GET /auth/sessions`, `DELETE /auth/sessions/{id}`, `DELETE /auth/devices/{id}` | authenticated (ending a session or forgetting a device: a recent authentication first) |
+//! | `GET /auth/factors`, `PATCH /auth/factors/{id}`, `DELETE /auth/factors/{id}`, `POST /auth/mfa/recovery-codes` | authenticated (removing a factor or replacing the recovery codes: a recent authentication first; the last factor stays unless `STEPUP_ALLOW_ACCOUNTS_WITHOUT_MFA=true`) |
 //! | `GET /login`, `/mfa`, `/dashboard`, `/billing`, `/security`, `/sessions`, `/static/*` | public (browser pages over the routes above, in cookie mode) |
 //!
 //! Users: `alice` / `alice-password` (TOTP enrolled), `bob` / `bob-password` (no second

@@ -7,7 +7,7 @@ use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -164,12 +164,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// CSRF: a `POST` or `DELETE` that a browser marks as coming from another site, or
+/// CSRF: a write (any method but `GET`, `HEAD`, `OPTIONS`, `TRACE`: `POST`, `PATCH`,
+/// `DELETE`) that a browser marks as coming from another site, or
 /// whose `Origin` is not this server, is refused before it reaches an endpoint. (The
 /// endpoints also accept only `application/json`, and the cookies are
 /// `SameSite=Strict`.)
 pub async fn same_origin_writes(req: Request, next: Next) -> Response {
-    let writes = matches!(*req.method(), Method::POST | Method::DELETE);
+    let writes = !req.method().is_safe();
     if writes && !same_origin(req.headers()) {
         return (
             StatusCode::FORBIDDEN,

@@ -28,6 +28,10 @@ pub(crate) enum Kind {
     Sessions,
     EndSession,
     EndDevice,
+    Factors,
+    RenameFactor,
+    RemoveFactor,
+    RecoveryCodes,
 }
 
 /// A completion endpoint as a [`Service`]: `Error = Infallible`, every outcome is a
@@ -54,14 +58,19 @@ impl Kind {
             Kind::Sessions => Action::Sessions,
             Kind::EndSession => Action::SessionEnd,
             Kind::EndDevice => Action::DeviceEnd,
+            Kind::Factors => Action::Factors,
+            Kind::RenameFactor => Action::FactorRename,
+            Kind::RemoveFactor => Action::FactorRemove,
+            Kind::RecoveryCodes => Action::RecoveryCodes,
         }
     }
 
     /// The one method the endpoint serves.
     fn method(self) -> Method {
         match self {
-            Kind::Sessions => Method::GET,
-            Kind::EndSession | Kind::EndDevice => Method::DELETE,
+            Kind::Sessions | Kind::Factors => Method::GET,
+            Kind::RenameFactor => Method::PATCH,
+            Kind::EndSession | Kind::EndDevice | Kind::RemoveFactor => Method::DELETE,
             _ => Method::POST,
         }
     }
@@ -112,8 +121,8 @@ where
     }
 }
 
-/// `405` for anything but the endpoint's method (`POST`; `GET` or `DELETE` for the
-/// sessions endpoints), before the body is looked at; then the body is read and checked
+/// `405` for anything but the endpoint's method (`POST`; `GET`, `PATCH` or `DELETE` for
+/// the sessions and factors endpoints), before the body is looked at; then the body is read and checked
 /// once, here (content type, declared length, limit, JSON), and the handler gets it
 /// parsed. A body that fails a check is handed on as its [`Failure`]: each
 /// handler answers it at its turn, so that an endpoint that needs a caller says `401`
@@ -133,6 +142,7 @@ where
         return Err(match method {
             Method::GET => Failure::method_not_allowed("GET"),
             Method::DELETE => Failure::method_not_allowed("DELETE"),
+            Method::PATCH => Failure::method_not_allowed("PATCH"),
             _ => Failure::new(ErrorKind::MethodNotAllowed),
         });
     }
@@ -140,11 +150,13 @@ where
     let read = match kind {
         // No body is read, but the content type is required all the same (CSRF, see
         // `require_json`).
-        Kind::Enroll | Kind::EndSession | Kind::EndDevice => {
-            require_json(&parts.headers).map(|()| Bytes::new())
-        }
+        Kind::Enroll
+        | Kind::EndSession
+        | Kind::EndDevice
+        | Kind::RemoveFactor
+        | Kind::RecoveryCodes => require_json(&parts.headers).map(|()| Bytes::new()),
         // A read: no body, no side effect.
-        Kind::Sessions => Ok(Bytes::new()),
+        Kind::Sessions | Kind::Factors => Ok(Bytes::new()),
         _ => read_body(&parts.headers, body, completion.inner().body_limit).await,
     };
     let c = completion;
@@ -158,5 +170,9 @@ where
         Kind::Sessions => super::sessions::list(c, parts, a).await,
         Kind::EndSession => super::sessions::delete(c, parts, read.map(drop), a).await,
         Kind::EndDevice => super::device::delete(c, parts, read.map(drop), a).await,
+        Kind::Factors => super::manage::list(c, parts, a).await,
+        Kind::RenameFactor => super::manage::rename(c, parts, json(read), a).await,
+        Kind::RemoveFactor => super::manage::remove(c, parts, read.map(drop), a).await,
+        Kind::RecoveryCodes => super::manage::regenerate(c, parts, read.map(drop), a).await,
     }
 }

@@ -19,8 +19,8 @@ pub enum ErrorKind {
     InvalidRequest,
     /// Body over the limit (64 KiB by default).
     PayloadTooLarge,
-    /// Not the endpoint's method (`POST`; `GET` or `DELETE` for the sessions
-    /// endpoints): the `Allow` header names it.
+    /// Not the endpoint's method (`POST`; `GET`, `PATCH` or `DELETE` for the sessions
+    /// and factors endpoints): the `Allow` header names it.
     MethodNotAllowed,
     /// Wrong username or password, or an unknown user: the same answer for both.
     InvalidCredentials,
@@ -44,8 +44,13 @@ pub enum ErrorKind {
     InvalidGrant,
     /// No valid access token (enroll, logout, the sessions endpoints).
     Unauthorized,
-    /// No such session or device of the caller: unknown, ended, or another user's.
+    /// No such session, device or factor of the caller: unknown, ended, or another
+    /// user's.
     NotFound,
+    /// Removing the account's last factor that signs in (recovery codes do not count),
+    /// and the application requires a second factor
+    /// ([`CompletionBuilder::allow_accounts_without_mfa`](super::CompletionBuilder::allow_accounts_without_mfa)).
+    LastFactor,
     /// The store or a backend could not be reached: fail closed.
     TemporarilyUnavailable,
     /// Something that should not fail did (e.g. signing). Fail closed.
@@ -103,7 +108,8 @@ rows! {
     REAUTHENTICATION_REQUIRED: ReauthenticationRequired, FORBIDDEN, ReauthenticationRequired, "changing factors needs a recent sign-in; sign in again";
     INVALID_GRANT: InvalidGrant, BAD_REQUEST, InvalidGrant, "the refresh token is invalid, expired or revoked";
     UNAUTHORIZED: Unauthorized, UNAUTHORIZED, Unauthorized, "an access token is required";
-    NOT_FOUND: NotFound, NOT_FOUND, NotFound, "no such session or device";
+    NOT_FOUND: NotFound, NOT_FOUND, NotFound, "no such session, device or factor";
+    LAST_FACTOR: LastFactor, CONFLICT, LastFactor, "this is the account's last second factor; add another one first";
     TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, TemporarilyUnavailable, "the service is temporarily unavailable; try again";
     SERVER_ERROR: ServerError, INTERNAL_SERVER_ERROR, ServerError, "the request could not be completed";
 }
@@ -133,11 +139,12 @@ impl Failure {
         }
     }
 
-    /// `405`: the endpoint serves `allow` only (`GET` or `DELETE`; `POST` is
+    /// `405`: the endpoint serves `allow` only (`GET`, `PATCH` or `DELETE`; `POST` is
     /// `Failure::new(ErrorKind::MethodNotAllowed)`).
     pub(crate) fn method_not_allowed(allow: &'static str) -> Self {
         let description = match allow {
             "GET" => "use GET",
+            "PATCH" => "use PATCH",
             "DELETE" => "use DELETE",
             _ => "use POST",
         };
@@ -280,6 +287,7 @@ mod tests {
         (ErrorKind::InvalidGrant, "invalid_grant"),
         (ErrorKind::Unauthorized, "unauthorized"),
         (ErrorKind::NotFound, "not_found"),
+        (ErrorKind::LastFactor, "last_factor"),
         (ErrorKind::TemporarilyUnavailable, "temporarily_unavailable"),
         (ErrorKind::ServerError, "server_error"),
     ];

@@ -11,13 +11,17 @@
 //! | `GET /auth/sessions` | [`Completion::sessions`] | the caller's live sessions |
 //! | `DELETE /auth/sessions/{id}` | [`Completion::end_session`] | ends one of them (recent authentication first) |
 //! | `DELETE /auth/devices/{id}` | [`Completion::end_device`] | forgets a remembered device (recent authentication first) |
+//! | `GET /auth/factors` | [`Completion::factors`] | the caller's second factors |
+//! | `PATCH /auth/factors/{id}` | [`Completion::rename_factor`] | names one of them |
+//! | `DELETE /auth/factors/{id}` | [`Completion::remove_factor`] | removes one (recent authentication first; not the last unless allowed) |
+//! | `POST /auth/mfa/recovery-codes` | [`Completion::regenerate_recovery_codes`] | a new set of recovery codes (recent authentication first) |
 //!
 //! Each is a plain [`tower_service::Service`] with `Error = Infallible` ([`Endpoint`]):
 //! mount it with axum's `route_service`, or serve it with hyper directly. Put the
 //! [`StepUpLayer`](crate::StepUpLayer) in front with [`Policy::public`](crate::Policy::public)
 //! for login and refresh, [`Policy::mfa_verify`](crate::Policy::mfa_verify) for verify,
 //! and [`Policy::authenticated`](crate::Policy::authenticated) for enroll, confirm,
-//! logout and the sessions endpoints (they read the verified [`Claims`](crate::Claims)).
+//! logout and the sessions and factors endpoints (they read the verified [`Claims`](crate::Claims)).
 //!
 //! The application plugs in its users ([`Accounts`]) and where second factors are kept
 //! ([`Factors`]); what must be atomic lives in a [`Store`] (see [`store`](crate::store)).
@@ -34,6 +38,7 @@ mod enroll;
 mod enrolled;
 mod error;
 mod login;
+mod manage;
 mod peer;
 mod proof;
 mod recent;
@@ -138,6 +143,14 @@ pub trait Hooks: Send + Sync + 'static {
     fn factor_enrolled(&self, user: &str) {
         let _ = user;
     }
+
+    /// A second factor of `kind` (one of [`kind`](crate::factor::stored::kind)'s
+    /// constants) was removed from `user`'s account (tell them, as for
+    /// [`factor_enrolled`](Self::factor_enrolled)). When the last factor goes, the
+    /// recovery codes that go with it are not told separately.
+    fn factor_removed(&self, user: &str, kind: &str) {
+        let _ = (user, kind);
+    }
 }
 
 /// No hooks.
@@ -183,6 +196,8 @@ pub(crate) struct Inner {
     pub(crate) body_limit: usize,
     pub(crate) hooks: Arc<dyn Hooks>,
     pub(crate) login_throttle: LoginThrottle,
+    /// Whether a user may remove their last factor that signs in.
+    pub(crate) allow_without_mfa: bool,
 }
 
 impl Completion {
@@ -267,6 +282,53 @@ impl Completion {
     /// ends with the id, e.g. `/auth/devices/{id}`.
     pub fn end_device(&self) -> Endpoint {
         Endpoint::new(self.clone(), endpoint::Kind::EndDevice)
+    }
+
+    /// `GET …/factors` (authenticated) → `{"factors":[{"id","type","name","created_at"}]}`:
+    /// the caller's second factors, oldest first (`created_at` in Unix seconds). `type`
+    /// is the factor's `mfa_requirements` type (`otp`, `recovery-code`, `passkey`,
+    /// `email`, `sms`; see [`kind::requirement`](crate::factor::stored::kind::requirement)),
+    /// `name` the user's name for it or `null`; a set of recovery codes also says how
+    /// many are left (`"remaining": n`). Nothing of a factor's secret data is shown.
+    pub fn factors(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::Factors)
+    }
+
+    /// `PATCH …/factors/{id}` `{"name"}` (authenticated) → `204`: names the caller's
+    /// factor `id`. The name is trimmed and must then be 1 to 64 characters without
+    /// control characters (else `400 invalid_request`); another user's or an unknown id
+    /// is `404 not_found`, a malformed one `400`. Mount it on a path that ends with the
+    /// id, e.g. `/auth/factors/{id}`.
+    pub fn rename_factor(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::RenameFactor)
+    }
+
+    /// `DELETE …/factors/{id}` (authenticated; `Content-Type: application/json`, no
+    /// body) → `204`: removes the caller's factor `id`. It needs the recent
+    /// authentication of [`end_session`](Self::end_session) (with a factor: `mfa` within
+    /// the `max_age` of [`CompletionBuilder::enroll_step_up`], else the step-up
+    /// challenge); another user's or an unknown id is `404 not_found` and changes
+    /// nothing, a malformed one `400`.
+    ///
+    /// The account's last factor that signs in (recovery codes do not count) is `409
+    /// last_factor` and stays, unless
+    /// [`CompletionBuilder::allow_accounts_without_mfa`]; then the recovery codes go
+    /// with it, and the user signs in with the password alone. A removal is a change of
+    /// factors: the user's remembered devices are forgotten and their other sessions
+    /// end, as [`factors_changed`](Self::factors_changed) does, and
+    /// [`Hooks::factor_removed`] hears of it.
+    pub fn remove_factor(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::RemoveFactor)
+    }
+
+    /// `POST …/mfa/recovery-codes` (authenticated; `Content-Type: application/json`, no
+    /// body is read) → `{"recovery_codes":[…]}`, shown once: a new set replaces the
+    /// caller's recovery codes, and the old ones are refused from now on. The recent
+    /// authentication of [`remove_factor`](Self::remove_factor) first; a user without a
+    /// factor that signs in gets `400 invalid_request` (enroll one first). A new set is a
+    /// change of factors, as a removal is ([`Hooks::factor_enrolled`] hears of it).
+    pub fn regenerate_recovery_codes(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::RecoveryCodes)
     }
 
     /// For an application that changes a user's factors outside these endpoints (a
@@ -375,6 +437,7 @@ pub struct CompletionBuilder {
     body_limit: Option<usize>,
     hooks: Option<Arc<dyn Hooks>>,
     login_throttle: Option<LoginThrottle>,
+    allow_without_mfa: bool,
 }
 
 impl CompletionBuilder {
@@ -474,8 +537,8 @@ impl CompletionBuilder {
         self
     }
 
-    /// What a user who already has a factor must meet to enroll another, or to end a
-    /// session (default: `amr` contains `mfa`, `auth_time` within 300 s); a user without
+    /// What a user who already has a factor must meet to enroll another, to end a
+    /// session, or to remove a factor or replace the recovery codes (default: `amr` contains `mfa`, `auth_time` within 300 s); a user without
     /// one must have signed in within its `max_age`.
     pub fn enroll_step_up(mut self, requirement: StepUp) -> Self {
         self.enroll_step_up = Some(requirement);
@@ -498,6 +561,14 @@ impl CompletionBuilder {
     /// per account and client in 15 minutes, 100 per account in an hour).
     pub fn login_throttle(mut self, throttle: LoginThrottle) -> Self {
         self.login_throttle = Some(throttle);
+        self
+    }
+
+    /// Whether a user may remove their last factor that signs in, and so have an account
+    /// protected by the password alone (default `false`: `DELETE …/factors/{id}` answers
+    /// `409 last_factor`). See [`Completion::remove_factor`].
+    pub fn allow_accounts_without_mfa(mut self, allow: bool) -> Self {
+        self.allow_without_mfa = allow;
         self
     }
 
@@ -578,6 +649,7 @@ impl CompletionBuilder {
                 body_limit: self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
                 hooks: self.hooks.unwrap_or_else(|| Arc::new(NoHooks)),
                 login_throttle,
+                allow_without_mfa: self.allow_without_mfa,
             }),
         })
     }
