@@ -26,6 +26,7 @@
 //! `503 temporarily_unavailable`, never a pass.
 
 mod attempt;
+mod challenged;
 mod cookie;
 mod device;
 mod directory;
