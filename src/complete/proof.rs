@@ -49,7 +49,11 @@ pub(crate) enum After {
 
 /// The challenge a proof answers, as far as judging it needs.
 pub(crate) struct Judging<'a> {
+    /// The user.
     pub(crate) sub: &'a str,
+    /// The challenge token's id: state bound to the challenge (a passkey challenge, a
+    /// sent code) is kept under it.
+    pub(crate) jti: &'a str,
     pub(crate) now: u64,
 }
 

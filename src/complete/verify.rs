@@ -169,6 +169,7 @@ pub(crate) async fn verify(
     reserve(completion, &challenge, now, audit).await?;
     let judging = Judging {
         sub: &challenge.sub,
+        jti: &challenge.jti,
         now,
     };
     let judged = proof::judge(completion, &enrolled, &proof, &judging).await;
