@@ -78,6 +78,12 @@ pub enum Action {
     SessionEnd,
     /// `DELETE …/devices/{id}`: a user forgot one of their remembered devices.
     DeviceEnd,
+    /// `POST …/passkey/register/start`.
+    PasskeyRegisterStart,
+    /// `POST …/passkey/register/finish`.
+    PasskeyRegisterFinish,
+    /// `POST …/passkey/challenge`: the request options for a challenge token.
+    PasskeyChallenge,
 }
 
 /// How it ended.
@@ -103,7 +109,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Action; 12] = [
+const EVENTS: [Action; 15] = [
     Action::Login,
     Action::Verify,
     Action::StepUp,
@@ -116,6 +122,9 @@ const EVENTS: [Action; 12] = [
     Action::Sessions,
     Action::SessionEnd,
     Action::DeviceEnd,
+    Action::PasskeyRegisterStart,
+    Action::PasskeyRegisterFinish,
+    Action::PasskeyChallenge,
 ];
 
 const OUTCOMES: [Outcome; 8] = [
@@ -150,6 +159,9 @@ impl Action {
             Self::Sessions => "sessions",
             Self::SessionEnd => "session_end",
             Self::DeviceEnd => "device_end",
+            Self::PasskeyRegisterStart => "passkey_register_start",
+            Self::PasskeyRegisterFinish => "passkey_register_finish",
+            Self::PasskeyChallenge => "passkey_challenge",
         }
     }
 
