@@ -79,6 +79,12 @@ pub enum Action {
     SessionEnd,
     /// `DELETE …/devices/{id}`: a user forgot one of their remembered devices.
     DeviceEnd,
+    /// `POST …/passkey/register/start`.
+    PasskeyRegisterStart,
+    /// `POST …/passkey/register/finish`.
+    PasskeyRegisterFinish,
+    /// `POST …/passkey/challenge`: the request options for a challenge token.
+    PasskeyChallenge,
     /// `GET …/factors`: a user listed their second factors.
     Factors,
     /// `PATCH …/factors/{id}`: a user renamed one of their factors.
@@ -117,7 +123,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Action; 17] = [
+const EVENTS: [Action; 20] = [
     Action::Login,
     Action::Verify,
     Action::StepUp,
@@ -130,6 +136,9 @@ const EVENTS: [Action; 17] = [
     Action::Sessions,
     Action::SessionEnd,
     Action::DeviceEnd,
+    Action::PasskeyRegisterStart,
+    Action::PasskeyRegisterFinish,
+    Action::PasskeyChallenge,
     Action::Factors,
     Action::FactorRename,
     Action::FactorRemove,
@@ -169,6 +178,9 @@ impl Action {
             Self::Sessions => "sessions",
             Self::SessionEnd => "session_end",
             Self::DeviceEnd => "device_end",
+            Self::PasskeyRegisterStart => "passkey_register_start",
+            Self::PasskeyRegisterFinish => "passkey_register_finish",
+            Self::PasskeyChallenge => "passkey_challenge",
             Self::Factors => "factors",
             Self::FactorRename => "factor_rename",
             Self::FactorRemove => "factor_remove",

@@ -24,19 +24,18 @@ use http::request::Parts;
 use http::Response;
 use serde::Deserialize;
 
+use super::challenged::{self, Challenge, TokenPlaces};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::proof::{self, Accepted, After, Judging, Level, Proof};
 use super::session::{self, Tokens};
 use super::{attempt, device, Completion};
 use crate::audit::Record;
-use crate::challenge::OpenError;
-use crate::layer::credential::{self, Credential, Flaw};
 use crate::store::{
     ChallengeOutcome, ChallengeReservation, ChallengeSettlement, JudgedProof, SessionChange,
     Settlement,
 };
-use crate::token::{Grant, TokenError, TokenKind};
+use crate::token::Grant;
 
 /// The body of a verify.
 #[derive(Deserialize)]
@@ -47,29 +46,12 @@ pub(crate) struct VerifyBody {
     code: Option<String>,
     #[serde(default)]
     recovery_code: Option<String>,
+    /// A passkey assertion (`PublicKeyCredential.toJSON()`).
+    #[serde(default)]
+    passkey: Option<serde_json::Value>,
     /// Remember this browser (cookie mode, with `CompletionBuilder::remember_device`).
     #[serde(default)]
     remember_device: bool,
-}
-
-/// What a genuine, unexpired challenge token says.
-struct Challenge {
-    sub: String,
-    jti: String,
-    expires_at: u64,
-    scope: Option<String>,
-    amr: Vec<String>,
-    /// The session a step-up continues.
-    replaces: Option<String>,
-    /// When the challenge was issued.
-    issued_at: u64,
-}
-
-impl Challenge {
-    /// The store key that spends this challenge.
-    fn jti_key(&self) -> String {
-        format!("jti:{}", self.jti)
-    }
 }
 
 /// `POST …/mfa/verify`, its body as the endpoint read it; then [`verify`]. The answer
@@ -109,16 +91,14 @@ pub(crate) async fn handle(
 /// What a verify request presents, however it came: the HTTP endpoint's JSON body and
 /// headers, or the gRPC service's message and metadata.
 pub(crate) struct Presented<'a> {
-    /// The body's (message's) `mfa_token`.
-    mfa_token: Option<&'a str>,
+    /// Where the challenge token may be.
+    places: TokenPlaces<'a>,
     /// A TOTP code.
     code: Option<&'a str>,
     /// A recovery code.
     recovery_code: Option<&'a str>,
-    /// The `Authorization: Bearer` credential, by the layer's parser.
-    bearer: Credential<'a>,
-    /// The partial cookie (cookie mode), by the layer's parser.
-    partial_cookie: Credential<'a>,
+    /// A passkey assertion.
+    passkey: Option<&'a serde_json::Value>,
 }
 
 impl<'a> Presented<'a> {
@@ -130,12 +110,10 @@ impl<'a> Presented<'a> {
         partial_cookie: Option<&str>,
     ) -> Self {
         Self {
-            mfa_token: body.mfa_token.as_deref(),
+            places: TokenPlaces::of_request(headers, body.mfa_token.as_deref(), partial_cookie),
             code: body.code.as_deref(),
             recovery_code: body.recovery_code.as_deref(),
-            bearer: credential::authorization(headers),
-            partial_cookie: partial_cookie
-                .map_or(Credential::None, |name| credential::cookie(headers, name)),
+            passkey: body.passkey.as_ref(),
         }
     }
 
@@ -150,50 +128,28 @@ impl<'a> Presented<'a> {
         recovery_code: Option<&'a str>,
     ) -> Self {
         Self {
-            mfa_token: Some(mfa_token).filter(|t| !t.is_empty()),
+            places: TokenPlaces::of_message(headers, mfa_token),
             code,
             recovery_code,
-            bearer: credential::authorization(headers),
-            partial_cookie: Credential::None,
+            passkey: None,
         }
     }
 
-    /// The proof, the challenge token (the body's `mfa_token`, else the bearer token, else
-    /// the partial cookie) and the access token sent beside a body's `mfa_token`, if any.
-    ///
-    /// The bearer token and the cookie are found by the layer's parser, with its rules. A
-    /// malformed one is not skipped for the next place: a token that is not one (too
-    /// long, not a `b64token`) is `mfa_token_invalid`, an ambiguous, unreadable or empty
-    /// one `invalid_request`, as when no token is sent. (A malformed `Authorization`
-    /// beside a body's `mfa_token` is no access token, as one that does not verify.)
+    /// The proof, the challenge token and the access token sent beside a body's
+    /// `mfa_token`, if any ([`TokenPlaces::resolve`]).
     fn resolve(&self) -> Result<(Proof, &'a str, Option<&'a str>), Failure> {
-        let proof = match (self.code, self.recovery_code) {
-            (Some(code), None) => Proof::Code(code.to_owned()),
-            (None, Some(code)) => Proof::Recovery(code.to_owned()),
+        let proof = match (self.code, self.recovery_code, self.passkey) {
+            (Some(code), None, None) => Proof::Code(code.to_owned()),
+            (None, Some(code), None) => Proof::Recovery(code.to_owned()),
+            (None, None, Some(response)) => Proof::Passkey(response.clone()),
             _ => {
                 return Err(Failure::invalid_request(
-                    "send exactly one of code and recovery_code",
+                    "send exactly one of code, recovery_code and passkey",
                 ))
             }
         };
-        if let Some(token) = self.mfa_token {
-            let access = match self.bearer {
-                Credential::Bearer(access) => Some(access),
-                Credential::None | Credential::Malformed(_) => None,
-            };
-            return Ok((proof, token, access));
-        }
-        let token = match self.bearer {
-            Credential::None => self.partial_cookie,
-            presented => presented,
-        };
-        match token {
-            Credential::Bearer(token) => Ok((proof, token, None)),
-            Credential::Malformed(Flaw::Invalid) => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
-            Credential::None | Credential::Malformed(_) => {
-                Err(Failure::invalid_request("mfa_token is required"))
-            }
-        }
+        let (token, access) = self.places.resolve()?;
+        Ok((proof, token, access))
     }
 }
 
@@ -210,7 +166,7 @@ pub(crate) async fn verify(
     let (proof, token, access) = presented.resolve()?;
     audit.token(token);
     let now = inner.guard.clock().now();
-    let challenge = open(completion, token, access, now, audit)?;
+    let challenge = challenged::open(completion, token, access, now, audit)?;
     audit.sub(&challenge.sub);
     let enrolled = Enrolled::load(completion, &challenge.sub).await?;
     if enrolled.is_empty() {
@@ -221,6 +177,7 @@ pub(crate) async fn verify(
     reserve(completion, &challenge, now, audit).await?;
     let judging = Judging {
         sub: &challenge.sub,
+        jti: &challenge.jti,
         now,
     };
     let judged = proof::judge(completion, &enrolled, &proof, &judging).await;
@@ -416,6 +373,10 @@ fn grant(completion: &Completion, challenge: &Challenge, accepted: &Accepted, no
     }
     let acr = match accepted.level {
         Level::Mfa => inner.mfa_acr.clone(),
+        Level::PhishingResistant => crate::policy::PHISHING_RESISTANT_ACR.to_owned(),
+        Level::PhishingResistantHardware => {
+            crate::policy::PHISHING_RESISTANT_HARDWARE_ACR.to_owned()
+        }
     };
     let mut grant = Grant::new(challenge.sub.clone())
         .amr(amr)
@@ -438,75 +399,6 @@ async fn start_or_elevate(
     match &challenge.replaces {
         Some(sid) => session::elevate(completion, sid, challenge.issued_at, grant, audit).await,
         None => session::start(completion, &grant).await,
-    }
-}
-
-/// Opens a step-up mfa_token (a JWE) or verifies a login partial token (a JWS).
-///
-/// `access` is the access token sent beside a step-up mfa_token, if any: it must belong
-/// to the user and session the mfa_token was issued for.
-fn open(
-    completion: &Completion,
-    token: &str,
-    access: Option<&str>,
-    now: u64,
-    audit: &mut Record,
-) -> Result<Challenge, Failure> {
-    let guard = &completion.inner().guard;
-    if token.split('.').count() == 5 {
-        // Completion's build made sure of a sealer (its probe needs a local issuer).
-        let sealer = guard.sealer().ok_or(Failure::new(ErrorKind::ServerError))?;
-        let claims = sealer.open(token, now).map_err(|e| match e {
-            OpenError::Expired => Failure::new(ErrorKind::MfaTokenExpired),
-            _ => Failure::new(ErrorKind::MfaTokenInvalid),
-        })?;
-        if let Some(access) = access {
-            if let Ok(v) = guard.verifier().verify(access, now) {
-                let same_session = v.kind == TokenKind::Access
-                    && guard.verifier().is_local(&v.claims)
-                    && v.claims.sub() == claims.sub
-                    && v.claims.sid() == claims.sid.as_deref();
-                if !same_session {
-                    audit.sub(&claims.sub);
-                    audit.reason("other_session");
-                    return Err(Failure::new(ErrorKind::MfaTokenInvalid)
-                        .describe("the mfa_token belongs to another session"));
-                }
-            }
-        }
-        return Ok(Challenge {
-            replaces: claims.sid.clone(),
-            issued_at: claims.iat,
-            sub: claims.sub,
-            jti: claims.jti,
-            expires_at: claims.exp,
-            scope: claims.scope,
-            amr: claims.amr,
-        });
-    }
-    match guard.verifier().verify(token, now) {
-        Ok(v) if v.kind == TokenKind::Partial => {
-            let c = v.claims;
-            let jti = c
-                .jti()
-                .ok_or(Failure::new(ErrorKind::MfaTokenInvalid))?
-                .to_owned();
-            Ok(Challenge {
-                sub: c.sub().to_owned(),
-                jti,
-                // The verifier accepts the token until `exp` + leeway: its id must be
-                // remembered as long, or a spent token would be new again meanwhile.
-                expires_at: c.exp().saturating_add(guard.verifier().leeway()),
-                scope: c.scope().map(str::to_owned),
-                amr: c.amr().to_vec(),
-                replaces: None,
-                issued_at: c.iat().unwrap_or(0),
-            })
-        }
-        Err(TokenError::Expired {
-            kind: TokenKind::Partial,
-        }) => Err(Failure::new(ErrorKind::MfaTokenExpired)),
-        _ => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
     }
 }
 
