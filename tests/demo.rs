@@ -1388,6 +1388,7 @@ fn build_demo_binary_now() -> PathBuf {
         (cfg!(feature = "aws-lc-rs"), "aws-lc-rs"),
         (cfg!(feature = "rust-crypto"), "rust-crypto"),
         (cfg!(feature = "server"), "server"),
+        (cfg!(feature = "passkey"), "passkey"),
         (cfg!(feature = "axum"), "axum"),
         (cfg!(feature = "tonic"), "tonic"),
         (cfg!(feature = "redis"), "redis"),

@@ -386,3 +386,43 @@ async fn registration_needs_a_recent_second_factor_and_is_finished_once() {
     let passkeys = factors.iter().filter(|f| f.kind == "passkey").count();
     assert_eq!(passkeys, 1, "one finish, one passkey");
 }
+
+/// Factors are interchangeable under one attempt count: wrong codes, wrong recovery codes
+/// and refused passkey ceremonies add up to one lockout, which then refuses a right
+/// passkey too.
+#[tokio::test]
+async fn wrong_proofs_of_every_factor_share_one_lockout() {
+    let s = start().await;
+    let access = s.alice_with_totp().await;
+    let mut key = SoftAuthenticator::hwk(ORIGIN);
+    s.register(&access, &mut key).await;
+    let partial = s.login("alice").await.str("partial_token");
+    let wrong = |field: &str, value: &str| json!({"mfa_token": partial, field: value});
+    let mut remaining = Vec::new();
+    for body in [
+        wrong("code", "000000"),
+        wrong("recovery_code", "AAAA-AAAA-AAAA-AAAA"),
+        wrong("code", "111111"),
+        wrong("recovery_code", "BBBB-BBBB-BBBB-BBBB"),
+    ] {
+        let r = s.post("/auth/mfa/verify", &body, None).await;
+        r.expect(401, "invalid_code");
+        remaining.push(r.body["attempts_remaining"].clone());
+    }
+    assert_eq!(remaining, [json!(4), json!(3), json!(2), json!(1)]);
+    // The fifth, a passkey signed for another origin, locks alice out.
+    let options = s.challenge(&partial).await;
+    let how = Ceremony::at_origin("http://localhost:9999");
+    let forged = key.authenticate_with(&options, &how).await.unwrap();
+    let r = s.verify_passkey(&partial, &forged).await;
+    r.expect(429, "too_many_attempts");
+    // Now even her real passkey is refused until the lockout ends.
+    let partial = s.login("alice").await.str("partial_token");
+    let assertion = key
+        .authenticate(&s.challenge(&partial).await)
+        .await
+        .unwrap();
+    let r = s.verify_passkey(&partial, &assertion).await;
+    r.expect(429, "too_many_attempts");
+    assert_no_session(&r, "locked out");
+}

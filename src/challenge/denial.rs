@@ -11,13 +11,13 @@
 //! | [`MfaRequired`](DenialKind::MfaRequired) | `mfa_token`, `mfa_requirements`, and `expires_in`: seconds the mfa_token lives (the guard's `mfa_token_ttl`); for a trusted issuer's token ([delegated](Denial::is_delegated)) instead `acr_values` and `max_age`, and no mfa_token |
 //! | [`ExpiredToken`](DenialKind::ExpiredToken) | `"token_expired": true`: the token was genuine but is past its `exp`, so refreshing it helps (`error` stays `invalid_token`, the challenge is as for any invalid token) |
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::token::TokenError;
 use crate::wire::{self, ErrorCode};
@@ -464,29 +464,32 @@ impl FactorType {
 /// `expires_in`, `mfa_token` and `mfa_requirements` (a delegated one `acr_values` and
 /// `max_age` instead), an expired token `token_expired`.
 pub(crate) fn json_body(denial: &Denial) -> Bytes {
-    let mut body =
-        json!({ "error": denial.error().as_str(), "error_description": denial.description });
-    if let (Some(token), Some(obj)) = (&denial.mfa_token, body.as_object_mut()) {
-        obj.insert("mfa_token".into(), token.as_str().into());
-        obj.insert(
-            "mfa_requirements".into(),
-            serde_json::to_value(denial.mfa_requirements.clone().unwrap_or_default())
-                .unwrap_or_default(),
+    // A sorted map: the bytes are the same whether or not serde_json's `preserve_order`
+    // is on (another crate of the application may turn it on).
+    let mut body: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
+    body.insert("error", denial.error().as_str().into());
+    body.insert("error_description", denial.description.into());
+    if let Some(token) = &denial.mfa_token {
+        body.insert("mfa_token", token.as_str().into());
+        let requirements = denial.mfa_requirements.clone().unwrap_or_default();
+        body.insert(
+            "mfa_requirements",
+            serde_json::to_value(requirements).unwrap_or_default(),
         );
         if let Some(expires_in) = denial.expires_in {
-            obj.insert(wire::EXPIRES_IN.into(), expires_in.into());
+            body.insert(wire::EXPIRES_IN, expires_in.into());
         }
     }
-    if let (true, Some(obj)) = (denial.is_delegated(), body.as_object_mut()) {
+    if denial.is_delegated() {
         if let Some(acr_values) = &denial.acr_values {
-            obj.insert("acr_values".into(), acr_values.as_str().into());
+            body.insert("acr_values", acr_values.as_str().into());
         }
         if let Some(max_age) = denial.max_age {
-            obj.insert("max_age".into(), max_age.into());
+            body.insert("max_age", max_age.into());
         }
     }
-    if let (true, Some(obj)) = (denial.token_expired(), body.as_object_mut()) {
-        obj.insert(wire::TOKEN_EXPIRED.into(), true.into());
+    if denial.token_expired() {
+        body.insert(wire::TOKEN_EXPIRED, true.into());
     }
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
@@ -677,7 +680,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&json_body(&denial)).unwrap();
         assert_eq!(
             body,
-            json!({
+            serde_json::json!({
                 "error": "mfa_required",
                 "error_description": "a second factor is required for this resource",
                 "acr_values": "urn:idp:mfa",
