@@ -78,6 +78,9 @@ pub enum Action {
     SessionEnd,
     /// `DELETE …/devices/{id}`: a user forgot one of their remembered devices.
     DeviceEnd,
+    /// `POST …/mfa/send`: a one-time code sent by email or SMS (`reason`: the channel,
+    /// `email` or `sms`; never the code nor the destination).
+    CodeSent,
 }
 
 /// How it ended.
@@ -103,7 +106,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Action; 12] = [
+const EVENTS: [Action; 13] = [
     Action::Login,
     Action::Verify,
     Action::StepUp,
@@ -116,6 +119,7 @@ const EVENTS: [Action; 12] = [
     Action::Sessions,
     Action::SessionEnd,
     Action::DeviceEnd,
+    Action::CodeSent,
 ];
 
 const OUTCOMES: [Outcome; 8] = [
@@ -150,6 +154,7 @@ impl Action {
             Self::Sessions => "sessions",
             Self::SessionEnd => "session_end",
             Self::DeviceEnd => "device_end",
+            Self::CodeSent => "code_sent",
         }
     }
 

@@ -279,7 +279,7 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     assert_eq!(login.body["expires_in"], 300);
     assert_eq!(
         login.body["mfa_requirements"],
-        json!({"challenge": [{"type": "otp"}]})
+        json!({"challenge": [{"type": "otp"}, {"type": "email"}]})
     );
     let partial = login.str("partial_token");
 

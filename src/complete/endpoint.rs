@@ -28,6 +28,7 @@ pub(crate) enum Kind {
     Sessions,
     EndSession,
     EndDevice,
+    SendCode,
 }
 
 /// A completion endpoint as a [`Service`]: `Error = Infallible`, every outcome is a
@@ -54,6 +55,7 @@ impl Kind {
             Kind::Sessions => Action::Sessions,
             Kind::EndSession => Action::SessionEnd,
             Kind::EndDevice => Action::DeviceEnd,
+            Kind::SendCode => Action::CodeSent,
         }
     }
 
@@ -158,5 +160,6 @@ where
         Kind::Sessions => super::sessions::list(c, parts, a).await,
         Kind::EndSession => super::sessions::delete(c, parts, read.map(drop), a).await,
         Kind::EndDevice => super::device::delete(c, parts, read.map(drop), a).await,
+        Kind::SendCode => super::send::handle(c, parts, json(read), a).await,
     }
 }

@@ -47,5 +47,6 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         session_idle_secs: 24 * 3600,
         idp: None,
         revocation_staleness_secs: None,
+        test_routes: false,
     }
 }
