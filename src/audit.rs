@@ -78,6 +78,12 @@ pub enum Action {
     SessionEnd,
     /// `DELETE …/devices/{id}`: a user forgot one of their remembered devices.
     DeviceEnd,
+    /// `POST …/passkey/register/start`.
+    PasskeyRegisterStart,
+    /// `POST …/passkey/register/finish`.
+    PasskeyRegisterFinish,
+    /// `POST …/passkey/challenge`: the request options for a challenge token.
+    PasskeyChallenge,
     /// `POST …/mfa/send`: a one-time code sent by email or SMS (`reason`: the channel,
     /// `email` or `sms`; never the code nor the destination).
     CodeSent,
@@ -106,7 +112,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Action; 13] = [
+const EVENTS: [Action; 16] = [
     Action::Login,
     Action::Verify,
     Action::StepUp,
@@ -119,6 +125,9 @@ const EVENTS: [Action; 13] = [
     Action::Sessions,
     Action::SessionEnd,
     Action::DeviceEnd,
+    Action::PasskeyRegisterStart,
+    Action::PasskeyRegisterFinish,
+    Action::PasskeyChallenge,
     Action::CodeSent,
 ];
 
@@ -154,6 +163,9 @@ impl Action {
             Self::Sessions => "sessions",
             Self::SessionEnd => "session_end",
             Self::DeviceEnd => "device_end",
+            Self::PasskeyRegisterStart => "passkey_register_start",
+            Self::PasskeyRegisterFinish => "passkey_register_finish",
+            Self::PasskeyChallenge => "passkey_challenge",
             Self::CodeSent => "code_sent",
         }
     }

@@ -215,7 +215,9 @@ pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::complete::Completion;
 pub use self::error::ConfigError;
 pub use self::layer::{Guard, StepUpLayer, StepUpService};
-pub use self::policy::{Policy, RouteTable, StepUp};
+pub use self::policy::{
+    Policy, RouteTable, StepUp, PHISHING_RESISTANT_ACR, PHISHING_RESISTANT_HARDWARE_ACR,
+};
 pub use self::token::{
     Algorithm, Claims, Grant, Issuer, KeySet, SigningKey, TokenError, TokenKind, TrustedIssuer,
     Verifier, VerifyingKey,

@@ -230,6 +230,16 @@ pub struct StepUp {
     max_age: Option<u64>,
 }
 
+/// The `acr` of a session whose last second factor was phishing-resistant: a passkey
+/// with user verification, its key synced (backup-eligible). The value of the OpenID
+/// Extended Authentication Profile (EAP) ACR Values 1.0.
+pub const PHISHING_RESISTANT_ACR: &str = "phr";
+
+/// The `acr` of a session whose last second factor was phishing-resistant and its key
+/// bound to one device (a passkey that is not backup-eligible, a security key): EAP's
+/// `phrh`.
+pub const PHISHING_RESISTANT_HARDWARE_ACR: &str = "phrh";
+
 /// Which part of a [`StepUp`] requirement a token failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -277,6 +287,34 @@ impl StepUp {
     {
         self.amr = methods.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// A phishing-resistant second factor: the token's `acr` must be
+    /// [`PHISHING_RESISTANT_HARDWARE_ACR`] or [`PHISHING_RESISTANT_ACR`], which the
+    /// completion side gives a session whose last second factor was a passkey with user
+    /// verification (a TOTP or sent code after it sets the `acr` back). Add `max_age` for
+    /// a recent one. A step-up challenge for it lists only the factors that can meet it
+    /// (`passkey`), or asks to enroll one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_stepup::StepUp;
+    ///
+    /// let admin = StepUp::phishing_resistant().max_age(Duration::from_secs(300));
+    /// assert!(admin.demands_phishing_resistance());
+    /// ```
+    pub fn phishing_resistant() -> Self {
+        Self::new().acr_values([PHISHING_RESISTANT_HARDWARE_ACR, PHISHING_RESISTANT_ACR])
+    }
+
+    /// Whether only a phishing-resistant factor meets this requirement: it names `acr`
+    /// values, all of them phishing-resistant ones.
+    pub fn demands_phishing_resistance(&self) -> bool {
+        !self.acr_values.is_empty()
+            && self
+                .acr_values
+                .iter()
+                .all(|v| v == PHISHING_RESISTANT_ACR || v == PHISHING_RESISTANT_HARDWARE_ACR)
     }
 
     /// The token's `auth_time` must be at most this old. A token without `auth_time`

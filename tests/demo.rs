@@ -320,7 +320,7 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     assert!(www.contains("max_age=300"), "{www}");
     assert_eq!(
         denied.body["mfa_requirements"],
-        json!({"challenge": [{"type": "otp"}]})
+        json!({"challenge": [{"type": "otp"}, {"type": "email"}]})
     );
     let mfa_token = denied.str("mfa_token");
     // /api/me still passes: only billing needs the step-up.
@@ -1388,6 +1388,7 @@ fn build_demo_binary_now() -> PathBuf {
         (cfg!(feature = "aws-lc-rs"), "aws-lc-rs"),
         (cfg!(feature = "rust-crypto"), "rust-crypto"),
         (cfg!(feature = "server"), "server"),
+        (cfg!(feature = "passkey"), "passkey"),
         (cfg!(feature = "axum"), "axum"),
         (cfg!(feature = "tonic"), "tonic"),
         (cfg!(feature = "redis"), "redis"),

@@ -20,6 +20,7 @@ use tower_stepup::complete::{
     Account, Accounts, BackendError, BackendFuture, Completion, CookieConfig, LogSender,
     LoginThrottle, MemoryFactors, PeerAddr, TotpFactor, TrustedProxies,
 };
+use tower_stepup::factor::passkey::PasskeyConfig;
 use tower_stepup::factor::stored::kind;
 use tower_stepup::factor::{recovery, FactorData, StoredFactor, TotpSecret};
 use tower_stepup::revocation::Revocations;
@@ -82,6 +83,11 @@ pub struct DemoConfig {
     /// feed and answers 503 on authenticated routes after this many seconds without it
     /// (`STEPUP_REVOCATION_STALENESS_SECS`, default 60). `None`: one process.
     pub revocation_staleness_secs: Option<u64>,
+    /// `STEPUP_WEBAUTHN_RP_ID`: the passkeys' relying party (default `localhost`).
+    pub webauthn_rp_id: String,
+    /// `STEPUP_WEBAUTHN_ORIGIN`: the origin the browser signs passkey ceremonies for
+    /// (default `http://localhost:<the port of STEPUP_BIND>`).
+    pub webauthn_origin: String,
     /// `STEPUP_TEST_ROUTES=1`: mounts `GET /test/last-code/{user}`, the last one-time
     /// code the log sender was given for a user. For tests only: it passes the second
     /// factor for anyone who can reach it.
@@ -176,6 +182,11 @@ fn random_key() -> Result<[u8; 32], Box<dyn Error>> {
     Ok(key)
 }
 
+/// The port of a `host:port` address (`80` if it names none).
+fn port_of(bind: &str) -> &str {
+    bind.rsplit_once(':').map_or("80", |(_, port)| port)
+}
+
 impl DemoConfig {
     /// Reads `STEPUP_*` and `REDIS_URL`.
     pub fn from_env() -> Result<Self, Box<dyn Error>> {
@@ -187,8 +198,8 @@ impl DemoConfig {
         let signing = env_key("STEPUP_SIGNING_KEY")?;
         let sealing = env_key("STEPUP_SEALING_KEY")?;
         let keys_were_random = signing.is_none() || sealing.is_none();
+        let bind = std::env::var("STEPUP_BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
         Ok(Self {
-            bind: std::env::var("STEPUP_BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned()),
             alice_totp_secret,
             alice_secret_was_random,
             max_age_secs: env_num("STEPUP_MAX_AGE_SECS", 300)?,
@@ -211,6 +222,13 @@ impl DemoConfig {
                 &std::env::var("STEPUP_TRUSTED_PROXIES").unwrap_or_default(),
             )?,
             session_idle_secs: env_num("STEPUP_SESSION_IDLE_SECS", 24 * 3600)?,
+            webauthn_rp_id: std::env::var("STEPUP_WEBAUTHN_RP_ID")
+                .unwrap_or_else(|_| "localhost".to_owned()),
+            webauthn_origin: match std::env::var("STEPUP_WEBAUTHN_ORIGIN") {
+                Ok(origin) => origin,
+                Err(_) => format!("http://localhost:{}", port_of(&bind)),
+            },
+            bind,
             idp: IdpConfig::from_env()?,
             revocation_staleness_secs: match std::env::var("REDIS_URL") {
                 Ok(url) if !url.is_empty() => {
@@ -389,11 +407,22 @@ pub fn build<C: Clock + Clone>(
             Some(secs) => Revocations::fed(Duration::from_secs(secs)),
             None => Revocations::new(),
         })
+        // Each type of factor the user has (recovery codes are the fallback of every
+        // challenge); a challenge for /api/admin keeps only the phishing-resistant ones.
         .mfa_requirements(move |claims| {
-            if enrolled.contains(claims.sub()) {
-                MfaRequirements::challenge(["otp"])
-            } else {
+            let types: Vec<&str> = ["passkey", "otp", "email", "sms"]
+                .into_iter()
+                .filter(|t| {
+                    enrolled
+                        .kinds(claims.sub())
+                        .iter()
+                        .any(|k| kind_type(k) == *t)
+                })
+                .collect();
+            if types.is_empty() {
                 MfaRequirements::enroll(["otp"])
+            } else {
+                MfaRequirements::challenge(types)
             }
         })
         .build()?;
@@ -414,6 +443,11 @@ pub fn build<C: Clock + Clone>(
         .remember_device(tower_stepup::complete::MAX_REMEMBER_DEVICE)
         .session_idle_timeout(Duration::from_secs(config.session_idle_secs))
         .enroll_step_up(StepUp::new().amr(["mfa"]).max_age(max_age))
+        .passkeys(PasskeyConfig::new(
+            &config.webauthn_rp_id,
+            &config.webauthn_origin,
+            "tower-stepup demo",
+        )?)
         .code_sender(sender.clone())
         .login_throttle(
             LoginThrottle::new()
@@ -439,8 +473,28 @@ pub fn build<C: Clock + Clone>(
             "/api/billing",
             Policy::step_up(StepUp::new().amr(["mfa"]).max_age(max_age)),
         )
+        .route(
+            Method::GET,
+            "/api/admin",
+            Policy::step_up(StepUp::phishing_resistant().max_age(max_age)),
+        )
         .route(Method::POST, "/auth/login", Policy::public())
         .route(Method::POST, "/auth/mfa/verify", Policy::mfa_verify())
+        .route(
+            Method::POST,
+            "/auth/passkey/challenge",
+            Policy::mfa_verify(),
+        )
+        .route(
+            Method::POST,
+            "/auth/passkey/register/start",
+            own_users.clone(),
+        )
+        .route(
+            Method::POST,
+            "/auth/passkey/register/finish",
+            own_users.clone(),
+        )
         .route(Method::POST, "/auth/mfa/send", Policy::mfa_verify())
         .route(Method::POST, "/auth/mfa/enroll", own_users.clone())
         .route(Method::POST, "/auth/mfa/enroll/confirm", own_users.clone())
@@ -463,6 +517,19 @@ pub fn build<C: Clock + Clone>(
         .route("/api/me", get(me))
         .route("/api/orders", get(orders))
         .route("/api/billing", get(billing))
+        .route("/api/admin", get(admin))
+        .route(
+            "/auth/passkey/register/start",
+            post_service(completion.passkey_register_start()),
+        )
+        .route(
+            "/auth/passkey/register/finish",
+            post_service(completion.passkey_register_finish()),
+        )
+        .route(
+            "/auth/passkey/challenge",
+            post_service(completion.passkey_challenge()),
+        )
         .route("/auth/login", post_service(completion.login()))
         .route("/auth/mfa/verify", post_service(completion.verify()))
         .route("/auth/mfa/send", post_service(completion.send_code()))
@@ -571,6 +638,20 @@ async fn orders(Extension(claims): Extension<Claims>) -> Json<Value> {
             {"id": "ORD-2002", "item": "security key", "status": "processing"},
         ],
     }))
+}
+
+/// `GET /api/admin`: behind a phishing-resistant step-up (a passkey, recently).
+async fn admin(Extension(claims): Extension<Claims>) -> Json<Value> {
+    Json(json!({
+        "sub": claims.sub(),
+        "acr": claims.acr(),
+        "admin": true,
+    }))
+}
+
+/// The `mfa_requirements` type of a stored factor kind.
+fn kind_type(kind: &str) -> &str {
+    tower_stepup::factor::stored::kind::requirement(kind).unwrap_or(kind)
 }
 
 async fn billing(Extension(claims): Extension<Claims>) -> Json<Value> {

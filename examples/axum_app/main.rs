@@ -13,8 +13,11 @@
 //! | `GET /api/me` | authenticated |
 //! | `GET /api/orders` | authenticated, scope `orders:read` (alice and bob have it) |
 //! | `GET /api/billing` | step-up: `amr` contains `mfa`, `auth_time` within `STEPUP_MAX_AGE_SECS` |
+//! | `GET /api/admin` | step-up: a phishing-resistant factor (a passkey), `auth_time` within `STEPUP_MAX_AGE_SECS` |
 //! | `POST /auth/login` | public |
 //! | `POST /auth/mfa/verify` | the verify endpoint |
+//! | `POST /auth/passkey/challenge` | as verify: a partial token or mfa_token → passkey request options |
+//! | `POST /auth/passkey/register/start`, `…/finish` | authenticated (start: a recent authentication first) |
 //! | `POST /auth/mfa/send` | as verify: a partial token or mfa_token → a one-time code by email (to the log) |
 //! | `POST /auth/mfa/enroll`, `POST /auth/mfa/enroll/confirm` | authenticated (step-up for a user who has a factor) |
 //! | `POST /auth/refresh` | public |
@@ -35,7 +38,8 @@
 //! `STEPUP_LOGIN_ACCOUNT_MAX_FAILURES` (100 per account in an hour),
 //! `STEPUP_TRUSTED_PROXIES` (addresses or CIDRs whose `X-Forwarded-For` names the client;
 //! none), `STEPUP_SESSION_IDLE_SECS` (a session ends after this long without a refresh or
-//! step-up; 86400), `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`
+//! step-up; 86400), `STEPUP_WEBAUTHN_RP_ID` (`localhost`), `STEPUP_WEBAUTHN_ORIGIN`
+//! (`http://localhost:<port of STEPUP_BIND>`), `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`
 //! (with `--features jwks`: `/api/*` also accepts that identity provider's access tokens
 //! for the audience `https://demo.tower-stepup.local/api`, `typ` `at+jwt`, `JWT` or none,
 //! RS256, ES256 or EdDSA; its step-ups are delegated to it, and `/auth/*` serves the

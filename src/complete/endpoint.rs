@@ -28,6 +28,12 @@ pub(crate) enum Kind {
     Sessions,
     EndSession,
     EndDevice,
+    #[cfg(feature = "passkey")]
+    PasskeyRegisterStart,
+    #[cfg(feature = "passkey")]
+    PasskeyRegisterFinish,
+    #[cfg(feature = "passkey")]
+    PasskeyChallenge,
     SendCode,
 }
 
@@ -55,6 +61,12 @@ impl Kind {
             Kind::Sessions => Action::Sessions,
             Kind::EndSession => Action::SessionEnd,
             Kind::EndDevice => Action::DeviceEnd,
+            #[cfg(feature = "passkey")]
+            Kind::PasskeyRegisterStart => Action::PasskeyRegisterStart,
+            #[cfg(feature = "passkey")]
+            Kind::PasskeyRegisterFinish => Action::PasskeyRegisterFinish,
+            #[cfg(feature = "passkey")]
+            Kind::PasskeyChallenge => Action::PasskeyChallenge,
             Kind::SendCode => Action::CodeSent,
         }
     }
@@ -145,6 +157,8 @@ where
         Kind::Enroll | Kind::EndSession | Kind::EndDevice => {
             require_json(&parts.headers).map(|()| Bytes::new())
         }
+        #[cfg(feature = "passkey")]
+        Kind::PasskeyRegisterStart => require_json(&parts.headers).map(|()| Bytes::new()),
         // A read: no body, no side effect.
         Kind::Sessions => Ok(Bytes::new()),
         _ => read_body(&parts.headers, body, completion.inner().body_limit).await,
@@ -160,6 +174,16 @@ where
         Kind::Sessions => super::sessions::list(c, parts, a).await,
         Kind::EndSession => super::sessions::delete(c, parts, read.map(drop), a).await,
         Kind::EndDevice => super::device::delete(c, parts, read.map(drop), a).await,
+        #[cfg(feature = "passkey")]
+        Kind::PasskeyRegisterStart => {
+            super::passkey::register_start(c, parts, read.map(drop), a).await
+        }
+        #[cfg(feature = "passkey")]
+        Kind::PasskeyRegisterFinish => {
+            super::passkey::register_finish(c, parts, json(read), a).await
+        }
+        #[cfg(feature = "passkey")]
+        Kind::PasskeyChallenge => super::passkey::challenge(c, parts, json(read), a).await,
         Kind::SendCode => super::send::handle(c, parts, json(read), a).await,
     }
 }

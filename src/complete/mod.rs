@@ -36,6 +36,8 @@ mod enroll;
 mod enrolled;
 mod error;
 mod login;
+#[cfg(feature = "passkey")]
+mod passkey;
 mod peer;
 mod proof;
 mod recent;
@@ -185,6 +187,9 @@ pub(crate) struct Inner {
     pub(crate) body_limit: usize,
     pub(crate) hooks: Arc<dyn Hooks>,
     pub(crate) login_throttle: LoginThrottle,
+    /// The relying party of passkeys, when they are on.
+    #[cfg(feature = "passkey")]
+    pub(crate) passkeys: Option<crate::factor::passkey::PasskeyConfig>,
     pub(crate) sending: send::Sending,
 }
 
@@ -261,6 +266,31 @@ impl Completion {
     /// `POST …/logout` `{"refresh_token"}` (authenticated).
     pub fn logout(&self) -> Endpoint {
         Endpoint::new(self.clone(), endpoint::Kind::Logout)
+    }
+
+    /// `POST …/passkey/register/start` `{}` (authenticated; the recent-authentication rule
+    /// of [`enroll`](Self::enroll)) → `{"registration_id","publicKey":{…creation
+    /// options…}}` (feature `passkey`, with [`CompletionBuilder::passkeys`]).
+    #[cfg(feature = "passkey")]
+    pub fn passkey_register_start(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::PasskeyRegisterStart)
+    }
+
+    /// `POST …/passkey/register/finish` `{"registration_id","credential","name"?}`
+    /// (authenticated, the user who started it) → `{"passkey_id"}`: a change of factors,
+    /// as a confirmed enrollment (the user's other sessions end).
+    #[cfg(feature = "passkey")]
+    pub fn passkey_register_finish(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::PasskeyRegisterFinish)
+    }
+
+    /// `POST …/passkey/challenge` `{"mfa_token"}` (or the partial token where verify
+    /// finds it) → `{"publicKey":{…request options…}}`, for a verify with
+    /// `{"mfa_token","passkey":{…}}`. Mount it beside verify, with
+    /// [`Policy::mfa_verify`](crate::Policy::mfa_verify).
+    #[cfg(feature = "passkey")]
+    pub fn passkey_challenge(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::PasskeyChallenge)
     }
 
     /// Ends every session of `sub` (an administrator's or the application's call: an
@@ -417,6 +447,8 @@ pub struct CompletionBuilder {
     body_limit: Option<usize>,
     hooks: Option<Arc<dyn Hooks>>,
     login_throttle: Option<LoginThrottle>,
+    #[cfg(feature = "passkey")]
+    passkeys: Option<crate::factor::passkey::PasskeyConfig>,
     sending: send::SendSettings,
 }
 
@@ -544,6 +576,14 @@ impl CompletionBuilder {
         self
     }
 
+    /// Passkeys (WebAuthn) for this relying party: the registration and challenge
+    /// endpoints answer, and verify accepts a passkey (feature `passkey`; default off).
+    #[cfg(feature = "passkey")]
+    pub fn passkeys(mut self, config: crate::factor::passkey::PasskeyConfig) -> Self {
+        self.passkeys = Some(config);
+        self
+    }
+
     /// What the application hears of as it happens (default: nothing).
     pub fn hooks(mut self, hooks: impl Hooks) -> Self {
         self.hooks = Some(Arc::new(hooks));
@@ -643,6 +683,8 @@ impl CompletionBuilder {
                 body_limit: self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
                 hooks: self.hooks.unwrap_or_else(|| Arc::new(NoHooks)),
                 login_throttle,
+                #[cfg(feature = "passkey")]
+                passkeys: self.passkeys,
                 sending,
             }),
         })

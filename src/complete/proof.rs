@@ -16,6 +16,9 @@ pub(crate) enum Proof {
     Code(String),
     /// A recovery code.
     Recovery(String),
+    /// A passkey assertion (`PublicKeyCredential.toJSON()`).
+    #[cfg_attr(not(feature = "passkey"), allow(dead_code))]
+    Passkey(serde_json::Value),
 }
 
 /// How strongly a factor authenticated: the session's `acr` follows it.
@@ -23,6 +26,15 @@ pub(crate) enum Proof {
 pub(crate) enum Level {
     /// A second factor (the completion's `mfa_acr`).
     Mfa,
+    /// A phishing-resistant factor: a synced passkey with user verification
+    /// ([`PHISHING_RESISTANT_ACR`](crate::policy::PHISHING_RESISTANT_ACR)).
+    #[cfg_attr(not(feature = "passkey"), allow(dead_code))]
+    PhishingResistant,
+    /// A phishing-resistant factor whose key never leaves its device: a device-bound
+    /// passkey with user verification
+    /// ([`PHISHING_RESISTANT_HARDWARE_ACR`](crate::policy::PHISHING_RESISTANT_HARDWARE_ACR)).
+    #[cfg_attr(not(feature = "passkey"), allow(dead_code))]
+    PhishingResistantHardware,
 }
 
 /// A proof that matched one of the user's factors, not yet spent.
@@ -45,6 +57,15 @@ pub(crate) enum After {
     Nothing,
     /// A recovery code leaves the user's set.
     RemoveRecoveryCode(RecoveryCodeHash),
+    /// A factor's data changes (a passkey's signature counter), if it is still
+    /// `previous`.
+    #[cfg_attr(not(feature = "passkey"), allow(dead_code))]
+    Update {
+        /// The factor as it is to be saved.
+        factor: StoredFactor,
+        /// Its data as the proof was judged against.
+        previous: FactorData,
+    },
 }
 
 /// The challenge a proof answers, as far as judging it needs.
@@ -53,6 +74,7 @@ pub(crate) struct Judging<'a> {
     pub(crate) sub: &'a str,
     /// The challenge token's id: state bound to the challenge (a passkey challenge, a
     /// sent code) is kept under it.
+    #[cfg_attr(not(feature = "passkey"), allow(dead_code))]
     pub(crate) jti: &'a str,
     pub(crate) now: u64,
 }
@@ -72,6 +94,15 @@ pub(crate) async fn judge(
                 .map(sent_code),
         },
         Proof::Recovery(code) => recovery_code(enrolled, code, at),
+        #[cfg(feature = "passkey")]
+        Proof::Passkey(response) => {
+            super::passkey::judge(completion, enrolled, response, at).await?
+        }
+        #[cfg(not(feature = "passkey"))]
+        Proof::Passkey(_) => {
+            let _ = completion;
+            return Err(Failure::invalid_request("passkeys are not enabled here"));
+        }
     })
 }
 
@@ -124,9 +155,26 @@ const UPDATE_TRIES: usize = 3;
 /// meanwhile is read again (a few times; the store's memory of the spent code holds
 /// meanwhile).
 pub(crate) async fn apply(completion: &Completion, sub: &str, after: After) -> Result<(), Failure> {
-    let After::RemoveRecoveryCode(hash) = after else {
-        return Ok(());
-    };
+    match after {
+        After::Nothing => Ok(()),
+        After::RemoveRecoveryCode(hash) => remove_recovery_code(completion, sub, hash).await,
+        After::Update { factor, previous } => {
+            let factors = &completion.inner().factors;
+            // A passkey used twice at once: the proof is spent either way (the store's
+            // single use); the later counter is the one kept.
+            if !factors.update_factor(sub, &factor, &previous).await? {
+                tracing::debug!("a factor changed before its update was saved");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn remove_recovery_code(
+    completion: &Completion,
+    sub: &str,
+    hash: RecoveryCodeHash,
+) -> Result<(), Failure> {
     for _ in 0..UPDATE_TRIES {
         let enrolled = Enrolled::load(completion, sub).await?;
         let Some((set, hashes)) = enrolled.recovery() else {

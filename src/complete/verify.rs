@@ -46,6 +46,9 @@ pub(crate) struct VerifyBody {
     code: Option<String>,
     #[serde(default)]
     recovery_code: Option<String>,
+    /// A passkey assertion (`PublicKeyCredential.toJSON()`).
+    #[serde(default)]
+    passkey: Option<serde_json::Value>,
     /// Remember this browser (cookie mode, with `CompletionBuilder::remember_device`).
     #[serde(default)]
     remember_device: bool,
@@ -94,6 +97,8 @@ pub(crate) struct Presented<'a> {
     code: Option<&'a str>,
     /// A recovery code.
     recovery_code: Option<&'a str>,
+    /// A passkey assertion.
+    passkey: Option<&'a serde_json::Value>,
 }
 
 impl<'a> Presented<'a> {
@@ -108,6 +113,7 @@ impl<'a> Presented<'a> {
             places: TokenPlaces::of_request(headers, body.mfa_token.as_deref(), partial_cookie),
             code: body.code.as_deref(),
             recovery_code: body.recovery_code.as_deref(),
+            passkey: body.passkey.as_ref(),
         }
     }
 
@@ -125,18 +131,20 @@ impl<'a> Presented<'a> {
             places: TokenPlaces::of_message(headers, mfa_token),
             code,
             recovery_code,
+            passkey: None,
         }
     }
 
     /// The proof, the challenge token and the access token sent beside a body's
     /// `mfa_token`, if any ([`TokenPlaces::resolve`]).
     fn resolve(&self) -> Result<(Proof, &'a str, Option<&'a str>), Failure> {
-        let proof = match (self.code, self.recovery_code) {
-            (Some(code), None) => Proof::Code(code.to_owned()),
-            (None, Some(code)) => Proof::Recovery(code.to_owned()),
+        let proof = match (self.code, self.recovery_code, self.passkey) {
+            (Some(code), None, None) => Proof::Code(code.to_owned()),
+            (None, Some(code), None) => Proof::Recovery(code.to_owned()),
+            (None, None, Some(response)) => Proof::Passkey(response.clone()),
             _ => {
                 return Err(Failure::invalid_request(
-                    "send exactly one of code and recovery_code",
+                    "send exactly one of code, recovery_code and passkey",
                 ))
             }
         };
@@ -365,6 +373,10 @@ fn grant(completion: &Completion, challenge: &Challenge, accepted: &Accepted, no
     }
     let acr = match accepted.level {
         Level::Mfa => inner.mfa_acr.clone(),
+        Level::PhishingResistant => crate::policy::PHISHING_RESISTANT_ACR.to_owned(),
+        Level::PhishingResistantHardware => {
+            crate::policy::PHISHING_RESISTANT_HARDWARE_ACR.to_owned()
+        }
     };
     let mut grant = Grant::new(challenge.sub.clone())
         .amr(amr)

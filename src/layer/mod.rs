@@ -514,10 +514,25 @@ impl Guard {
         );
         challenge.completion = Some(LocalCompletion {
             mfa_token,
-            mfa_requirements: (inner.requirements)(claims),
+            mfa_requirements: for_requirement(requirement, (inner.requirements)(claims)),
             expires_in: inner.mfa_token_ttl,
         });
         Denial::step_up(challenge)
+    }
+}
+
+/// `requirements` as a challenge of `requirement` lists them: only the
+/// phishing-resistant factors (`passkey`) when it
+/// [demands phishing resistance](StepUp::demands_phishing_resistance), and enroll a
+/// passkey when that leaves none.
+fn for_requirement(requirement: &StepUp, requirements: MfaRequirements) -> MfaRequirements {
+    if !requirement.demands_phishing_resistance() {
+        return requirements;
+    }
+    if requirements.challenge.iter().any(|t| t.kind == "passkey") {
+        MfaRequirements::challenge(["passkey"])
+    } else {
+        MfaRequirements::enroll(["passkey"])
     }
 }
 

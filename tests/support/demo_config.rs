@@ -25,6 +25,10 @@ pub fn demo_env() -> [(&'static str, String); 4] {
     ]
 }
 
+/// The origin the demo's passkeys are for in tests (a software authenticator signs for
+/// it; nothing listens there).
+pub const DEMO_WEBAUTHN_ORIGIN: &str = "http://localhost:8443";
+
 /// The demo with fixed keys and alice's fixed secret: `max_age` and mfa_tokens 300 s,
 /// access tokens 900 s, `max_attempts` wrong codes before a lockout, sessions idle after
 /// 24 h (as the demo's defaults).
@@ -47,6 +51,8 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         session_idle_secs: 24 * 3600,
         idp: None,
         revocation_staleness_secs: None,
+        webauthn_rp_id: "localhost".to_owned(),
+        webauthn_origin: DEMO_WEBAUTHN_ORIGIN.to_owned(),
         test_routes: false,
     }
 }
