@@ -98,6 +98,9 @@ pub enum Action {
     /// `POST …/mfa/recovery-codes`: a user asked for a new set of recovery codes (a
     /// new set is also a [`FactorEnrolled`](Action::FactorEnrolled)).
     RecoveryCodes,
+    /// `POST …/mfa/send`: a one-time code sent by email or SMS (`reason`: the channel,
+    /// `email` or `sms`; never the code nor the destination).
+    CodeSent,
 }
 
 /// How it ended.
@@ -123,7 +126,7 @@ pub enum Outcome {
     Error,
 }
 
-const EVENTS: [Action; 20] = [
+const EVENTS: [Action; 21] = [
     Action::Login,
     Action::Verify,
     Action::StepUp,
@@ -144,6 +147,7 @@ const EVENTS: [Action; 20] = [
     Action::FactorRemove,
     Action::FactorRemoved,
     Action::RecoveryCodes,
+    Action::CodeSent,
 ];
 
 const OUTCOMES: [Outcome; 8] = [
@@ -186,6 +190,7 @@ impl Action {
             Self::FactorRemove => "factor_remove",
             Self::FactorRemoved => "factor_removed",
             Self::RecoveryCodes => "recovery_codes",
+            Self::CodeSent => "code_sent",
         }
     }
 

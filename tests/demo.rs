@@ -279,7 +279,7 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     assert_eq!(login.body["expires_in"], 300);
     assert_eq!(
         login.body["mfa_requirements"],
-        json!({"challenge": [{"type": "otp"}]})
+        json!({"challenge": [{"type": "otp"}, {"type": "email"}]})
     );
     let partial = login.str("partial_token");
 
@@ -320,7 +320,7 @@ async fn full_flow_login_verify_step_up_refresh_logout() {
     assert!(www.contains("max_age=300"), "{www}");
     assert_eq!(
         denied.body["mfa_requirements"],
-        json!({"challenge": [{"type": "otp"}]})
+        json!({"challenge": [{"type": "otp"}, {"type": "email"}]})
     );
     let mfa_token = denied.str("mfa_token");
     // /api/me still passes: only billing needs the step-up.

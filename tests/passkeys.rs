@@ -184,7 +184,7 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
     let login = s.login("alice").await;
     assert_eq!(
         login.body["mfa_requirements"],
-        json!({"challenge": [{"type": "passkey"}, {"type": "otp"}]})
+        json!({"challenge": [{"type": "passkey"}, {"type": "otp"}, {"type": "email"}]})
     );
     let partial = login.str("partial_token");
     let options = s.challenge(&partial).await;

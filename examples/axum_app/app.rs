@@ -17,11 +17,12 @@ use http::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tower_stepup::complete::{
-    Account, Accounts, BackendError, BackendFuture, Completion, CookieConfig, LoginThrottle,
-    MemoryFactors, PeerAddr, TotpFactor, TrustedProxies,
+    Account, Accounts, BackendError, BackendFuture, Completion, CookieConfig, LogSender,
+    LoginThrottle, MemoryFactors, PeerAddr, TotpFactor, TrustedProxies,
 };
 use tower_stepup::factor::passkey::PasskeyConfig;
-use tower_stepup::factor::{recovery, TotpSecret};
+use tower_stepup::factor::stored::kind;
+use tower_stepup::factor::{recovery, FactorData, StoredFactor, TotpSecret};
 use tower_stepup::revocation::Revocations;
 use tower_stepup::store::{AttemptPolicy, Store};
 use tower_stepup::{
@@ -90,6 +91,10 @@ pub struct DemoConfig {
     /// `STEPUP_ALLOW_ACCOUNTS_WITHOUT_MFA` (`true` or `1`): a user may remove their last
     /// second factor (default: `409 last_factor`).
     pub allow_accounts_without_mfa: bool,
+    /// `STEPUP_TEST_ROUTES=1`: mounts `GET /test/last-code/{user}`, the last one-time
+    /// code the log sender was given for a user. For tests only: it passes the second
+    /// factor for anyone who can reach it.
+    pub test_routes: bool,
 }
 
 /// An identity provider the demo trusts (DESIGN §8.1): its `iss` and where its keys are.
@@ -238,6 +243,7 @@ impl DemoConfig {
                 std::env::var("STEPUP_ALLOW_ACCOUNTS_WITHOUT_MFA").as_deref(),
                 Ok("true" | "1")
             ),
+            test_routes: std::env::var("STEPUP_TEST_ROUTES").is_ok_and(|v| v == "1"),
         })
     }
 }
@@ -315,6 +321,8 @@ pub struct Demo {
     pub factors: Arc<MemoryFactors>,
     pub guard: Guard,
     pub issuer: Issuer,
+    /// Where the one-time codes go: the log (and, for the test route, memory).
+    pub sender: Arc<LogSender>,
 }
 
 /// The identity provider of `STEPUP_IDP_*` (DESIGN §8.1): access tokens for the demo's
@@ -382,6 +390,15 @@ pub fn build<C: Clock + Clone>(
         "alice",
         TotpFactor::new(config.alice_totp_secret.clone(), alice_recovery),
     );
+    // alice can also be sent a code by email (to the log: `LogSender`). A real
+    // application adds an address once the user has proved it theirs
+    // (`Completion::add_code_factor`).
+    let email = FactorData::new(b"alice@example.com".to_vec());
+    factors.add(
+        "alice",
+        StoredFactor::new(kind::EMAIL, email, 0)?.named(Some("email".to_owned())),
+    );
+    let sender = Arc::new(LogSender::new());
     let enrolled = factors.clone();
     // Browsers get the tokens as HttpOnly cookies (`__Host-`/`__Secure-`, which browsers
     // accept over plain http on localhost only); API clients send `Authorization`.
@@ -439,6 +456,7 @@ pub fn build<C: Clock + Clone>(
             "tower-stepup demo",
         )?)
         .allow_accounts_without_mfa(config.allow_accounts_without_mfa)
+        .code_sender(sender.clone())
         .login_throttle(
             LoginThrottle::new()
                 .per_client(config.login_max_failures, Duration::from_secs(15 * 60))
@@ -485,6 +503,7 @@ pub fn build<C: Clock + Clone>(
             "/auth/passkey/register/finish",
             own_users.clone(),
         )
+        .route(Method::POST, "/auth/mfa/send", Policy::mfa_verify())
         .route(Method::POST, "/auth/mfa/enroll", own_users.clone())
         .route(Method::POST, "/auth/mfa/enroll/confirm", own_users.clone())
         .route(Method::POST, "/auth/refresh", Policy::public())
@@ -499,6 +518,10 @@ pub fn build<C: Clock + Clone>(
     let policies = web::PAGES.iter().fold(policies, |table, page| {
         table.route(Method::GET, page, Policy::public())
     });
+    let policies = match config.test_routes {
+        true => policies.route(Method::GET, LAST_CODE_PATH, Policy::public()),
+        false => policies,
+    };
 
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -521,6 +544,7 @@ pub fn build<C: Clock + Clone>(
         )
         .route("/auth/login", post_service(completion.login()))
         .route("/auth/mfa/verify", post_service(completion.verify()))
+        .route("/auth/mfa/send", post_service(completion.send_code()))
         .route("/auth/mfa/enroll", post_service(completion.enroll()))
         .route(
             "/auth/mfa/enroll/confirm",
@@ -545,7 +569,15 @@ pub fn build<C: Clock + Clone>(
         .route(
             "/auth/mfa/recovery-codes",
             post_service(completion.regenerate_recovery_codes()),
-        )
+        );
+    let router = match config.test_routes {
+        true => router.route(
+            LAST_CODE_PATH,
+            get(last_code).layer(Extension(sender.clone())),
+        ),
+        false => router,
+    };
+    let router = router
         .merge(web::router())
         .fallback(web::not_found)
         .method_not_allowed_fallback(web::method_not_allowed)
@@ -558,7 +590,27 @@ pub fn build<C: Clock + Clone>(
         factors,
         guard,
         issuer,
+        sender,
     })
+}
+
+/// The test-only route of `STEPUP_TEST_ROUTES=1`.
+pub const LAST_CODE_PATH: &str = "/test/last-code/{user}";
+
+/// `GET /test/last-code/{user}` → `{"code"}`: the last one-time code sent to `user`, or
+/// `404`. Mounted only with `STEPUP_TEST_ROUTES=1`.
+async fn last_code(
+    Extension(sender): Extension<Arc<LogSender>>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+) -> Response {
+    match sender.last_code(&user) {
+        Some(code) => Json(json!({ "code": code.as_str() })).into_response(),
+        None => (
+            http::StatusCode::NOT_FOUND,
+            Json(json!({ "error": "not_found" })),
+        )
+            .into_response(),
+    }
 }
 
 /// The socket's peer address, for login throttling: axum's `ConnectInfo` (present when

@@ -18,15 +18,19 @@
 //! | `POST /auth/mfa/verify` | the verify endpoint |
 //! | `POST /auth/passkey/challenge` | as verify: a partial token or mfa_token → passkey request options |
 //! | `POST /auth/passkey/register/start`, `…/finish` | authenticated (start: a recent authentication first) |
+//! | `POST /auth/mfa/send` | as verify: a partial token or mfa_token → a one-time code by email (to the log) |
 //! | `POST /auth/mfa/enroll`, `POST /auth/mfa/enroll/confirm` | authenticated (step-up for a user who has a factor) |
 //! | `POST /auth/refresh` | public |
 //! | `POST /auth/logout` | authenticated |
 //! | `GET /auth/sessions`, `DELETE /auth/sessions/{id}`, `DELETE /auth/devices/{id}` | authenticated (ending a session or forgetting a device: a recent authentication first) |
 //! | `GET /auth/factors`, `PATCH /auth/factors/{id}`, `DELETE /auth/factors/{id}`, `POST /auth/mfa/recovery-codes` | authenticated (removing a factor or replacing the recovery codes: a recent authentication first; the last factor stays unless `STEPUP_ALLOW_ACCOUNTS_WITHOUT_MFA=true`) |
 //! | `GET /login`, `/mfa`, `/dashboard`, `/billing`, `/security`, `/sessions`, `/static/*` | public (browser pages over the routes above, in cookie mode) |
+//! | `GET /test/last-code/{user}` | public, and mounted only with `STEPUP_TEST_ROUTES=1`: `{"code"}`, the last code sent to `user` |
 //!
-//! Users: `alice` / `alice-password` (TOTP enrolled), `bob` / `bob-password` (no second
-//! factor). Environment (all optional): `STEPUP_BIND`, `STEPUP_ALICE_TOTP_SECRET`,
+//! Users: `alice` / `alice-password` (TOTP enrolled, and an email factor
+//! `alice@example.com` whose codes the log sender writes to the log, without the code),
+//! `bob` / `bob-password` (no second factor). Environment (all optional): `STEPUP_BIND`,
+//! `STEPUP_ALICE_TOTP_SECRET`,
 //! `STEPUP_MAX_AGE_SECS`, `STEPUP_MFA_TOKEN_TTL_SECS`, `STEPUP_ACCESS_TTL_SECS`,
 //! `STEPUP_MAX_ATTEMPTS`, `STEPUP_SIGNING_KEY`, `STEPUP_SEALING_KEY`, `REDIS_URL`,
 //! `STEPUP_REVOCATION_STALENESS_SECS` (with `REDIS_URL`: 503 on authenticated routes
@@ -40,7 +44,9 @@
 //! (with `--features jwks`: `/api/*` also accepts that identity provider's access tokens
 //! for the audience `https://demo.tower-stepup.local/api`, `typ` `at+jwt`, `JWT` or none,
 //! RS256, ES256 or EdDSA; its step-ups are delegated to it, and `/auth/*` serves the
-//! demo's own users only).
+//! demo's own users only), `STEPUP_TEST_ROUTES=1` (for tests only: mounts `GET
+//! /test/last-code/{user}`, which hands out the last one-time code sent to a user, so
+//! anyone who can reach it passes that second factor; off by default).
 //!
 //! Tokens are signed with Ed25519 (`EdDSA`). `STEPUP_SIGNING_KEY` (base64 of 32 random
 //! bytes) is not the key itself: the key's seed is
@@ -145,7 +151,10 @@ fn print_instructions(base: &str, config: &app::DemoConfig) {
     let browser = base.replace("127.0.0.1", "localhost");
     println!("In a browser: {browser}/login (cookie mode; pages for every step).");
     println!();
-    println!("Users: alice / alice-password (TOTP), bob / bob-password (no second factor).");
+    println!(
+        "Users: alice / alice-password (TOTP, or a code by email), bob / bob-password (no \
+         second factor)."
+    );
     if config.alice_secret_was_random {
         print_otpauth(&config.alice_totp_secret);
     }
@@ -160,6 +169,10 @@ fn print_instructions(base: &str, config: &app::DemoConfig) {
     println!("  # 2. The current TOTP code (or read it from your authenticator app)");
     println!(
         "  CODE=$(python3 -c 'import base64,hashlib,hmac,struct,time;k=base64.b32decode(\"{secret}\");d=hmac.new(k,struct.pack(\">Q\",int(time.time())//30),hashlib.sha1).digest();o=d[-1]&15;print(\"%06d\"%((struct.unpack(\">I\",d[o:o+4])[0]&0x7fffffff)%1000000))')"
+    );
+    println!(
+        "  #    (or a code by email: POST /auth/mfa/send {{\"mfa_token\",\"channel\":\"email\"}}; \
+         the demo's sender logs no code: with STEPUP_TEST_ROUTES=1, GET /test/last-code/alice)"
     );
     println!("  # 3. Second factor: a new session");
     println!(

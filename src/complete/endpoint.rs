@@ -38,6 +38,7 @@ pub(crate) enum Kind {
     RenameFactor,
     RemoveFactor,
     RecoveryCodes,
+    SendCode,
 }
 
 /// A completion endpoint as a [`Service`]: `Error = Infallible`, every outcome is a
@@ -74,6 +75,7 @@ impl Kind {
             Kind::RenameFactor => Action::FactorRename,
             Kind::RemoveFactor => Action::FactorRemove,
             Kind::RecoveryCodes => Action::RecoveryCodes,
+            Kind::SendCode => Action::CodeSent,
         }
     }
 
@@ -198,5 +200,6 @@ where
         Kind::RenameFactor => super::manage::rename(c, parts, json(read), a).await,
         Kind::RemoveFactor => super::manage::remove(c, parts, read.map(drop), a).await,
         Kind::RecoveryCodes => super::manage::regenerate(c, parts, read.map(drop), a).await,
+        Kind::SendCode => super::send::handle(c, parts, json(read), a).await,
     }
 }

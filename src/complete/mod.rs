@@ -3,7 +3,8 @@
 //! | endpoint | service | does |
 //! | --- | --- | --- |
 //! | `POST /auth/login` | [`Completion::login`] | checks the password; with a factor enrolled, answers only a partial token |
-//! | `POST /auth/mfa/verify` | [`Completion::verify`] | a partial token or mfa_token plus a TOTP or recovery code → a new session, or (step-up) new tokens of the same one |
+//! | `POST /auth/mfa/verify` | [`Completion::verify`] | a partial token or mfa_token plus a TOTP code, a sent code or a recovery code → a new session, or (step-up) new tokens of the same one |
+//! | `POST /auth/mfa/send` | [`Completion::send_code`] | a partial token or mfa_token → a one-time code sent by email or SMS for it |
 //! | `POST /auth/mfa/enroll` | [`Completion::enroll`] | a new TOTP secret (step-up first if the user has a factor) |
 //! | `POST /auth/mfa/enroll/confirm` | [`Completion::enroll_confirm`] | the first code → the factor is on, recovery codes once |
 //! | `POST /auth/refresh` | [`Completion::refresh`] | rotates the refresh token; reuse revokes the family |
@@ -19,7 +20,7 @@
 //! Each is a plain [`tower_service::Service`] with `Error = Infallible` ([`Endpoint`]):
 //! mount it with axum's `route_service`, or serve it with hyper directly. Put the
 //! [`StepUpLayer`](crate::StepUpLayer) in front with [`Policy::public`](crate::Policy::public)
-//! for login and refresh, [`Policy::mfa_verify`](crate::Policy::mfa_verify) for verify,
+//! for login and refresh, [`Policy::mfa_verify`](crate::Policy::mfa_verify) for verify and send,
 //! and [`Policy::authenticated`](crate::Policy::authenticated) for enroll, confirm,
 //! logout and the sessions and factors endpoints (they read the verified [`Claims`](crate::Claims)).
 //!
@@ -204,6 +205,7 @@ pub(crate) struct Inner {
     pub(crate) passkeys: Option<crate::factor::passkey::PasskeyConfig>,
     /// Whether a user may remove their last factor that signs in.
     pub(crate) allow_without_mfa: bool,
+    pub(crate) sending: send::Sending,
 }
 
 impl Completion {
@@ -220,6 +222,45 @@ impl Completion {
     /// `POST …/mfa/verify` `{"mfa_token","code"}` or `{"mfa_token","recovery_code"}`.
     pub fn verify(&self) -> Endpoint {
         Endpoint::new(self.clone(), endpoint::Kind::Verify)
+    }
+
+    /// `POST …/mfa/send` `{"mfa_token"?, "channel": "email"|"sms", "factor_id"?}` → `204`:
+    /// a one-time code for the challenge, sent to the user's factor of that channel
+    /// ([`factor_id`](crate::factor::StoredFactor::id) picks one; default the oldest) by
+    /// the [`CodeSender`] ([`CompletionBuilder::code_sender`]). The token is found as
+    /// verify finds it: the body's `mfa_token`, else `Authorization: Bearer`, else the
+    /// partial cookie. Verify then takes the code in `code`. Mount it with
+    /// [`Policy::mfa_verify`](crate::Policy::mfa_verify), as verify.
+    ///
+    /// Checks in this order: a sender configured (else `400 invalid_request` "codes
+    /// cannot be sent here") → body well-formed → token genuine → a factor of that channel
+    /// (`400 invalid_request`) → a send allowed by the [`SendLimit`] (`429
+    /// too_many_attempts` with `Retry-After`) → the code stored (hashed) under the
+    /// challenge, alive for [`SENT_CODE_TTL`](crate::factor::sent::SENT_CODE_TTL) or
+    /// until the challenge expires, replacing one sent before for it → sent (`503
+    /// temporarily_unavailable` if the sender fails).
+    pub fn send_code(&self) -> Endpoint {
+        Endpoint::new(self.clone(), endpoint::Kind::SendCode)
+    }
+
+    /// Adds a factor of `channel` for `user`: an email address or phone number
+    /// (`destination`, kept in UTF-8 as the factor's data) that
+    /// [`send_code`](Self::send_code) sends codes to. Its id.
+    ///
+    /// # Security
+    /// Verify that the user owns `destination` first (a link or code sent to it): a
+    /// factor added here is trusted as the user's second factor at once. It ends no
+    /// sessions; call [`factors_changed`](Self::factors_changed) if the change should.
+    /// A destination that is empty, over 320 bytes or has control characters is an
+    /// error.
+    pub async fn add_code_factor(
+        &self,
+        user: &str,
+        channel: crate::factor::sent::Channel,
+        destination: &str,
+        name: Option<&str>,
+    ) -> Result<String, BackendError> {
+        send::add_factor(self, user, channel, destination, name).await
     }
 
     /// `POST …/mfa/enroll` (authenticated; step-up when the user has a factor).
@@ -471,6 +512,7 @@ pub struct CompletionBuilder {
     #[cfg(feature = "passkey")]
     passkeys: Option<crate::factor::passkey::PasskeyConfig>,
     allow_without_mfa: bool,
+    sending: send::SendSettings,
 }
 
 impl CompletionBuilder {
@@ -619,6 +661,27 @@ impl CompletionBuilder {
         self
     }
 
+    /// Sends one-time codes by email or SMS ([`Completion::send_code`]). Default: none,
+    /// and `POST …/mfa/send` answers `400 invalid_request`.
+    pub fn code_sender(mut self, sender: Arc<dyn CodeSender>) -> Self {
+        self.sending.sender = Some(sender);
+        self
+    }
+
+    /// How many codes one user can be sent (default [`SendLimit::default`]: 5 per 15
+    /// minutes).
+    pub fn send_limit(mut self, limit: SendLimit) -> Self {
+        self.sending.limit = Some(limit);
+        self
+    }
+
+    /// The digits of a sent code: 6 (the default), 7 or 8; anything else is a
+    /// [`ConfigError`] at [`build`](Self::build).
+    pub fn sent_code_digits(mut self, digits: u8) -> Self {
+        self.sending.digits = Some(digits);
+        self
+    }
+
     /// Checks the configuration and builds it.
     pub fn build(self) -> Result<Completion, ConfigError> {
         let attempts = self.attempts.unwrap_or_default();
@@ -659,6 +722,7 @@ impl CompletionBuilder {
                 "at least one attempt and a window of at least 1 s",
             ));
         }
+        let sending = self.sending.build()?;
         let guard = self.guard.ok_or(ConfigError::Missing("guard"))?;
         let issuer = self
             .issuer
@@ -693,6 +757,7 @@ impl CompletionBuilder {
                 #[cfg(feature = "passkey")]
                 passkeys: self.passkeys,
                 allow_without_mfa: self.allow_without_mfa,
+                sending,
             }),
         })
     }

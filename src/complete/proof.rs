@@ -6,13 +6,13 @@
 
 use super::enrolled::Enrolled;
 use super::error::Failure;
-use super::Completion;
+use super::{send, Completion};
 use crate::factor::{recovery, totp, FactorData, RecoveryCodeHash, StoredFactor};
 use crate::store::JudgedProof;
 
 /// What a verify presents.
 pub(crate) enum Proof {
-    /// A one-time code: TOTP.
+    /// A one-time code: TOTP, else a code sent by email or SMS.
     Code(String),
     /// A recovery code.
     Recovery(String),
@@ -39,7 +39,7 @@ pub(crate) enum Level {
 
 /// A proof that matched one of the user's factors, not yet spent.
 pub(crate) struct Accepted {
-    /// The audit reason: `otp`, `recovery_code`.
+    /// The audit reason: `otp`, `recovery_code`, `email`, `sms`.
     pub(crate) method: &'static str,
     /// What it adds to `amr`, besides `mfa`.
     pub(crate) amr: &'static str,
@@ -87,7 +87,12 @@ pub(crate) async fn judge(
     at: &Judging<'_>,
 ) -> Result<Option<Accepted>, Failure> {
     Ok(match proof {
-        Proof::Code(code) => totp_code(enrolled, code, at.now),
+        Proof::Code(code) => match totp_code(enrolled, code, at.now) {
+            Some(totp) => Some(totp),
+            None => send::judge(completion, enrolled, code, at.jti, at.now)
+                .await?
+                .map(sent_code),
+        },
         Proof::Recovery(code) => recovery_code(enrolled, code, at),
         #[cfg(feature = "passkey")]
         Proof::Passkey(response) => {
@@ -99,6 +104,17 @@ pub(crate) async fn judge(
             return Err(Failure::invalid_request("passkeys are not enabled here"));
         }
     })
+}
+
+/// A code sent by email or SMS for this challenge: `amr` `otp` or `sms`.
+fn sent_code(matched: send::SentMatch) -> Accepted {
+    Accepted {
+        method: matched.channel.requirement_type(),
+        amr: matched.channel.amr(),
+        level: Level::Mfa,
+        once: matched.once,
+        after: After::Nothing,
+    }
 }
 
 fn totp_code(enrolled: &Enrolled, code: &str, now: u64) -> Option<Accepted> {

@@ -1,29 +1,50 @@
 //! One-time codes sent by the application (email, SMS): the sender the application
-//! implements ([`CodeSender`]), a demo sender that only logs ([`LogSender`]), and the
-//! per-user limit on sends ([`SendLimit`], [`reserve_send`]).
+//! implements ([`CodeSender`]), a demo sender that only logs ([`LogSender`]), the
+//! per-user limit on sends ([`SendLimit`], [`reserve_send`]), and the completion side's
+//! two halves: `POST …/mfa/send` ([`Completion::send_code`]) sends a code for a
+//! challenge, and verify accepts it in `code` ([`judge`]).
 //!
 //! The codes themselves, their hashes and what the store keeps of them are in
-//! [`factor::sent`](crate::factor::sent).
+//! [`factor::sent`](crate::factor::sent). A user's email addresses and phone numbers are
+//! factors of the kinds [`kind::EMAIL`] and [`kind::SMS`] whose data is the destination
+//! in UTF-8 ([`Completion::add_code_factor`]).
 //!
 //! # Security
 //! - Every send costs the application money and the user attention, and every code is
 //!   one more guess at the verify endpoint: sends are limited per user
 //!   ([`SendLimit`], 5 per 15 minutes by default), counted in the [`Store`] so that all
 //!   replicas share the count and a burst of concurrent requests cannot overrun it.
+//! - A code is bound to the challenge it was sent for: it is stored (hashed) under the
+//!   challenge token's `jti`, and only a verify of that very token reads it. It dies
+//!   after [`SENT_CODE_TTL`](sent::SENT_CODE_TTL) or with the challenge, whichever is first; a second send for
+//!   the same challenge replaces it. A wrong code is a failed attempt of the user, as a
+//!   wrong TOTP code is, under the same reservation and lockout.
 //! - A [`SentMessage`] carries the code: its `Debug` shows neither the code nor the
-//!   whole destination. A [`CodeSender`] must not log the code either.
+//!   whole destination. A [`CodeSender`] must not log the code either; neither the code
+//!   nor the destination is in an audit event.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::request::Parts;
+use http::Response;
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{BackendError, BackendFuture};
+use super::challenged::{self, Challenge, TokenPlaces};
+use super::enrolled::Enrolled;
+use super::error::{ErrorKind, Failure};
+use super::response::no_content;
+use super::{attempt, BackendError, BackendFuture, Completion};
+use crate::audit::Record;
 use crate::error::ConfigError;
-use crate::factor::sent::Channel;
-use crate::store::{AttemptPolicy, Reservation, Settlement, Store, StoreError};
+use crate::factor::sent::{self, Channel, CodeDigits, PendingCode};
+use crate::factor::stored::kind;
+use crate::factor::{FactorData, StoredFactor};
+use crate::store::{AttemptPolicy, JudgedProof, Reservation, Settlement, Store, StoreError};
 
 /// One code to deliver, as [`CodeSender::send`] receives it.
 #[non_exhaustive]
@@ -149,6 +170,11 @@ impl LogSender {
     pub fn last_code(&self, user: &str) -> Option<Zeroizing<String>> {
         let last = self.last.lock().ok()?;
         last.codes.get(user).map(|(_, code)| code.clone())
+    }
+
+    /// How many codes it was given to send, to every user, since it was made.
+    pub fn sent(&self) -> u64 {
+        self.last.lock().map(|l| l.sent).unwrap_or(0)
     }
 }
 
@@ -279,6 +305,247 @@ pub async fn reserve_send(
     Ok(Ok(()))
 }
 
+/// The sending settings of a [`CompletionBuilder`](super::CompletionBuilder), as given.
+#[derive(Default)]
+pub(crate) struct SendSettings {
+    pub(crate) sender: Option<Arc<dyn CodeSender>>,
+    pub(crate) limit: Option<SendLimit>,
+    pub(crate) digits: Option<u8>,
+}
+
+/// The sending settings of a [`Completion`], checked.
+pub(crate) struct Sending {
+    /// `None`: `POST …/mfa/send` answers `400`.
+    sender: Option<Arc<dyn CodeSender>>,
+    limit: SendLimit,
+    digits: CodeDigits,
+}
+
+impl SendSettings {
+    /// The settings, or the [`ConfigError`] of digits outside 6 to 8.
+    pub(crate) fn build(self) -> Result<Sending, ConfigError> {
+        let digits = match self.digits {
+            None => CodeDigits::DEFAULT,
+            Some(n) => CodeDigits::new(n)
+                .ok_or_else(|| ConfigError::invalid("sent_code_digits", "6, 7 or 8 digits"))?,
+        };
+        Ok(Sending {
+            sender: self.sender,
+            limit: self.limit.unwrap_or_default(),
+            digits,
+        })
+    }
+}
+
+/// The factor kind of a channel's destinations.
+fn kind_of(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => kind::EMAIL,
+        Channel::Sms => kind::SMS,
+    }
+}
+
+/// The longest destination [`add_factor`] takes, in bytes.
+const MAX_DESTINATION_LEN: usize = 320;
+
+/// [`Completion::add_code_factor`]: a factor of `channel`'s kind whose data is
+/// `destination` in UTF-8; its id.
+pub(crate) async fn add_factor(
+    completion: &Completion,
+    user: &str,
+    channel: Channel,
+    destination: &str,
+    name: Option<&str>,
+) -> Result<String, BackendError> {
+    let bad = destination.is_empty()
+        || destination.len() > MAX_DESTINATION_LEN
+        || destination.chars().any(char::is_control);
+    if bad {
+        return Err(BackendError(
+            "a destination is 1 to 320 bytes without control characters".to_owned(),
+        ));
+    }
+    let now = completion.inner().guard.clock().now();
+    let data = FactorData::new(destination.as_bytes().to_vec());
+    let factor = StoredFactor::new(kind_of(channel), data, now)
+        .map_err(|_| BackendError("no randomness for a factor id".to_owned()))?
+        .named(name.map(str::to_owned));
+    let id = factor.id.clone();
+    completion.inner().factors.add_factor(user, factor).await?;
+    Ok(id)
+}
+
+/// The store key of the code sent for the challenge `jti`.
+fn pending_key(jti: &str) -> String {
+    format!("sent:{jti}")
+}
+
+/// The body of `POST …/mfa/send`.
+#[derive(Deserialize)]
+pub(crate) struct SendBody {
+    #[serde(default)]
+    mfa_token: Option<String>,
+    channel: Channel,
+    #[serde(default)]
+    factor_id: Option<String>,
+}
+
+/// `POST …/mfa/send`: checks in this order: a sender configured (`400`) → body
+/// well-formed → challenge token genuine (as verify finds and opens it) → a factor of the
+/// channel (`400`) → a send allowed by the [`SendLimit`] (`429` with `Retry-After`) →
+/// the code stored for the challenge → sent (`503` if the sender fails) → `204`.
+pub(crate) async fn handle(
+    completion: &Completion,
+    parts: Parts,
+    body: Result<SendBody, Failure>,
+    audit: &mut Record,
+) -> Result<Response<Bytes>, Failure> {
+    let sending = &completion.inner().sending;
+    let Some(sender) = sending.sender.as_deref() else {
+        return Err(Failure::invalid_request("codes cannot be sent here"));
+    };
+    let body = body?;
+    let partial_cookie = completion.cookies().map(|c| c.partial_name());
+    let places = TokenPlaces::of_request(&parts.headers, body.mfa_token.as_deref(), partial_cookie);
+    let (token, access) = places.resolve()?;
+    audit.token(token);
+    let now = completion.inner().guard.clock().now();
+    let challenge = challenged::open(completion, token, access, now, audit)?;
+    audit.sub(&challenge.sub);
+    let enrolled = Enrolled::load(completion, &challenge.sub).await?;
+    let (factor_id, destination) = destination(&enrolled, body.channel, body.factor_id.as_deref())?;
+    let store = &*completion.inner().store;
+    if let Err(secs) = reserve_send(store, &challenge.sub, sending.limit, now).await? {
+        audit.reason("send_limit");
+        return Err(attempt::too_many(secs).describe("too many codes were sent; try again later"));
+    }
+    let outgoing = Outgoing {
+        channel: body.channel,
+        factor_id,
+        destination,
+    };
+    outgoing.send(completion, sender, &challenge, now).await?;
+    audit.reason(body.channel.requirement_type());
+    Ok(no_content())
+}
+
+/// The user's factor of `channel` that a code goes to: `factor_id` if given, else the
+/// oldest; its id and destination. None of that channel, or not `factor_id`: `400`.
+fn destination(
+    enrolled: &Enrolled,
+    channel: Channel,
+    factor_id: Option<&str>,
+) -> Result<(String, String), Failure> {
+    let mut factors = enrolled.of_kind(kind_of(channel));
+    let factor = match factor_id {
+        None => factors.min_by_key(|f| f.created_at),
+        Some(id) => factors.find(|f| f.id == id),
+    };
+    let Some(factor) = factor else {
+        return Err(Failure::invalid_request(match factor_id {
+            None => "no factor of this channel is enrolled",
+            Some(_) => "factor_id names no factor of this channel",
+        }));
+    };
+    match std::str::from_utf8(factor.data.as_bytes()) {
+        Ok(to) if !to.is_empty() => Ok((factor.id.clone(), to.to_owned())),
+        _ => {
+            tracing::error!("a code factor's destination is not UTF-8; refusing to send");
+            Err(Failure::new(ErrorKind::ServerError))
+        }
+    }
+}
+
+/// A code about to be sent.
+struct Outgoing {
+    channel: Channel,
+    factor_id: String,
+    destination: String,
+}
+
+impl Outgoing {
+    /// Makes a code, stores it for `challenge` (replacing any code sent for it before),
+    /// then hands it to `sender`. It lives [`SENT_CODE_TTL`](sent::SENT_CODE_TTL), or as long as the
+    /// challenge if that ends first. A store or sender error is a `503`; a code stored
+    /// but not sent is never typed, and dies with its time.
+    async fn send(
+        self,
+        completion: &Completion,
+        sender: &dyn CodeSender,
+        challenge: &Challenge,
+        now: u64,
+    ) -> Result<(), Failure> {
+        let inner = completion.inner();
+        let (code, hash) = sent::generate(inner.sending.digits)
+            .map_err(|_| Failure::new(ErrorKind::ServerError))?;
+        let mut pending = PendingCode::new(self.factor_id, self.channel, hash, now);
+        pending.expires_at = pending.expires_at.min(challenge.expires_at);
+        let key = pending_key(&challenge.jti);
+        let expires_at = pending.expires_at;
+        inner
+            .store
+            .put(&key, pending.to_bytes(), expires_at, now)
+            .await?;
+        let expires_in = Duration::from_secs(expires_at.saturating_sub(now));
+        let message = SentMessage::new(
+            &challenge.sub,
+            self.channel,
+            &self.destination,
+            &code,
+            expires_in,
+        );
+        sender.send(&message).await?;
+        Ok(())
+    }
+}
+
+/// A sent code that matched, for verify to spend: its channel, and the proof's single-use
+/// key.
+pub(crate) struct SentMatch {
+    /// How it was sent.
+    pub(crate) channel: Channel,
+    /// `sent:<jti>:used`, remembered until the code dies.
+    pub(crate) once: JudgedProof,
+}
+
+/// Whether `code` is the code sent for the challenge `jti` (verify's `code`, after TOTP
+/// did not match): alive at `now`, and sent to a factor the user still has. `None` is a
+/// wrong code. A user without an email or SMS factor costs no store read.
+pub(crate) async fn judge(
+    completion: &Completion,
+    enrolled: &Enrolled,
+    code: &str,
+    jti: &str,
+    now: u64,
+) -> Result<Option<SentMatch>, Failure> {
+    let mut code_factors = enrolled
+        .of_kind(kind::EMAIL)
+        .chain(enrolled.of_kind(kind::SMS));
+    if code_factors.next().is_none() {
+        return Ok(None);
+    }
+    let Some(bytes) = completion.inner().store.get(&pending_key(jti), now).await? else {
+        return Ok(None);
+    };
+    let Some(pending) = PendingCode::from_bytes(&bytes) else {
+        tracing::error!("a stored sent code is unreadable; refusing the verify");
+        return Err(Failure::new(ErrorKind::ServerError));
+    };
+    let factor_kept = enrolled
+        .of_kind(kind_of(pending.channel))
+        .any(|f| f.id == pending.factor_id);
+    if !factor_kept || !pending.accepts(code, now) {
+        return Ok(None);
+    }
+    Ok(Some(SentMatch {
+        channel: pending.channel,
+        once: JudgedProof::Once {
+            key: format!("{}:used", pending_key(jti)),
+            forget_at: pending.expires_at,
+        },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -292,6 +559,31 @@ mod tests {
         reserve_send(store, user, SendLimit::default(), now)
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn settings_default_to_six_digits_and_refuse_other_lengths() {
+        let sending = SendSettings::default().build().unwrap();
+        assert_eq!(sending.digits, CodeDigits::DEFAULT);
+        assert_eq!(sending.limit, SendLimit::default());
+        assert!(sending.sender.is_none());
+        for n in 6..=8 {
+            let settings = SendSettings {
+                digits: Some(n),
+                ..SendSettings::default()
+            };
+            assert_eq!(settings.build().unwrap().digits.get(), n);
+        }
+        for n in [0, 5, 9] {
+            let settings = SendSettings {
+                digits: Some(n),
+                ..SendSettings::default()
+            };
+            assert!(settings.build().is_err(), "{n}");
+        }
+        assert_eq!(kind_of(Channel::Email), kind::EMAIL);
+        assert_eq!(kind_of(Channel::Sms), kind::SMS);
+        assert_eq!(pending_key("j1"), "sent:j1");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use axum::body::Body;
 use http::Request;
 use serde_json::Value;
 use tower::ServiceExt;
-use tower_stepup::complete::MemoryFactors;
+use tower_stepup::complete::{LogSender, MemoryFactors};
 use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::Store;
 use tower_stepup::{Issuer, ManualClock};
@@ -46,6 +46,8 @@ pub struct Demo {
     pub alice: TotpSecret,
     /// Its guard (e.g. to feed its revocations from a store).
     pub guard: tower_stepup::Guard,
+    /// Where its one-time codes go.
+    pub sender: Arc<LogSender>,
 }
 
 impl Demo {
@@ -64,6 +66,7 @@ impl Demo {
             completion: built.completion,
             alice: config.alice_totp_secret.clone(),
             guard: built.guard,
+            sender: built.sender,
         }
     }
 

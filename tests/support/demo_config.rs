@@ -54,5 +54,6 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         webauthn_rp_id: "localhost".to_owned(),
         webauthn_origin: DEMO_WEBAUTHN_ORIGIN.to_owned(),
         allow_accounts_without_mfa: false,
+        test_routes: false,
     }
 }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tower_stepup::complete::MemoryFactors;
+use tower_stepup::complete::{LogSender, MemoryFactors};
 use tower_stepup::store::Store;
 use tower_stepup::ManualClock;
 
@@ -30,6 +30,10 @@ pub struct DemoServer {
     pub clock: ManualClock,
     /// Its users' factors.
     pub factors: Arc<MemoryFactors>,
+    /// Its completion endpoints' configuration.
+    pub completion: tower_stepup::Completion,
+    /// Where its one-time codes go.
+    pub sender: Arc<LogSender>,
     _served: Served,
 }
 
@@ -37,12 +41,23 @@ impl DemoServer {
     /// Serves the demo with `store`, `max_attempts` and a clock at `now`.
     pub async fn start(store: Arc<dyn Store>, max_attempts: u32, now: u64) -> Self {
         let config = crate::demo_config::demo_config(max_attempts);
-        let demo = Demo::build(&config, ManualClock::new(now), store);
+        Self::start_with(&config, store, now).await
+    }
+
+    /// Serves the demo with `config` and `store`, on a clock at `now`.
+    pub async fn start_with(
+        config: &crate::app::DemoConfig,
+        store: Arc<dyn Store>,
+        now: u64,
+    ) -> Self {
+        let demo = Demo::build(config, ManualClock::new(now), store);
         let served = serve(demo.router.clone(), "127.0.0.1:0").await;
         Self {
             addr: served.addr,
             clock: demo.clock,
             factors: demo.factors,
+            completion: demo.completion,
+            sender: demo.sender,
             _served: served,
         }
     }
