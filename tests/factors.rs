@@ -17,7 +17,7 @@ use reqwest::header::CACHE_CONTROL;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use tower_stepup::audit::{self, Action, Outcome};
-use tower_stepup::complete::MemoryFactors;
+use tower_stepup::complete::{Factors, MemoryFactors};
 use tower_stepup::factor::stored::kind;
 use tower_stepup::factor::totp::{self, TotpSecret};
 use tower_stepup::factor::{FactorData, StoredFactor};
@@ -94,6 +94,14 @@ async fn start_with(allow_accounts_without_mfa: bool) -> Server {
     };
     let store = Arc::new(HookedStore::with_hook(Arc::new(MemoryStore::new()), gate));
     let demo = Demo::build(&config, ManualClock::new(T0), store.clone());
+    // The demo gives alice an email factor too; these tests choose her factors.
+    for f in Factors::factors(&*demo.factors, "alice").await.unwrap() {
+        if f.kind == kind::EMAIL {
+            Factors::remove_factor(&*demo.factors, "alice", &f.id)
+                .await
+                .unwrap();
+        }
+    }
     let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
         base: format!("http://127.0.0.1:{}", served.addr.port()),

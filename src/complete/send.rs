@@ -809,6 +809,9 @@ mod tests {
             Duration::from_secs(300),
         );
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Another test's thread may have cached this callsite as uninteresting while no
+        // subscriber of this thread existed: ask again.
+        tracing::callsite::rebuild_interest_cache();
         sender.send(&m).await.unwrap();
         let logged = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(logged.contains("one-time code sent"), "{logged}");
