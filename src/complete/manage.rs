@@ -83,7 +83,7 @@ fn factor_id(path: &str) -> Result<&str, Failure> {
 /// A name as the user gave it, trimmed: 1 to [`MAX_NAME_CHARS`] characters, none of them
 /// a control character nor a bidirectional override or isolate (which would make the
 /// name display as another), else `400`.
-fn valid_name(name: &str) -> Result<String, Failure> {
+pub(crate) fn valid_name(name: &str) -> Result<String, Failure> {
     let name = name.trim();
     let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     let length = name.chars().count();

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use super::challenged::{self, TokenPlaces};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
-use super::proof::{Accepted, After, Judging, Level};
+use super::manage::valid_name;
 use super::recent::{authorize, Caller};
 use super::response::json_ok;
 use super::Completion;
@@ -38,9 +38,6 @@ use crate::store::JudgedProof;
 
 /// How long a started registration or challenge waits: the options' 300-second timeout.
 const CEREMONY_SECS: u64 = 300;
-
-/// Longest name a passkey may be given, in characters.
-const MAX_NAME_CHARS: usize = 64;
 
 fn registration_key(sub: &str) -> String {
     format!("pkreg:{sub}")
@@ -160,7 +157,7 @@ pub(crate) async fn register_finish(
     let sub = claims.sub();
     audit.sub(sub);
     let body = body?;
-    let name = passkey_name(body.name.as_deref())?;
+    let name = body.name.as_deref().map(valid_name).transpose()?;
     let config = config(completion)?;
     let state = take_registration(completion, sub, &body.registration_id, now).await?;
     let passkey = config
@@ -216,21 +213,6 @@ async fn take_registration(
     Ok(state)
 }
 
-/// A passkey's name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control
-/// characters; none if not given.
-fn passkey_name(name: Option<&str>) -> Result<Option<String>, Failure> {
-    let Some(name) = name.map(str::trim) else {
-        return Ok(None);
-    };
-    let count = name.chars().count();
-    if count == 0 || count > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(Failure::invalid_request(
-            "a name is 1 to 64 characters, without control characters",
-        ));
-    }
-    Ok(Some(name.to_owned()))
-}
-
 /// The body of a passkey challenge.
 #[derive(Deserialize)]
 pub(crate) struct ChallengeBody {
@@ -281,14 +263,14 @@ pub(crate) async fn judge(
     completion: &Completion,
     enrolled: &Enrolled,
     response: &Value,
-    at: &Judging<'_>,
-) -> Result<Option<Accepted>, Failure> {
+    (sub, jti, now): (&str, &str, u64),
+) -> Result<Option<PasskeyMatch>, Failure> {
     let config = config(completion)?;
     let store = &completion.inner().store;
-    let Some(bound) = store.get(&challenge_key(at.sub), at.now).await? else {
+    let Some(bound) = store.get(&challenge_key(sub), now).await? else {
         return Ok(None);
     };
-    let Some(state) = unbind(&bound, at.jti) else {
+    let Some(state) = unbind(&bound, jti) else {
         return Ok(None);
     };
     let owned = passkeys(enrolled);
@@ -306,45 +288,50 @@ pub(crate) async fn judge(
         }
         Err(e) => return Err(ceremony_failure(&e)),
     };
-    let after = saved(&owned, done.updated.as_ref())?;
-    Ok(Some(Accepted {
-        method: "passkey",
+    Ok(Some(PasskeyMatch {
         amr: done.amr(),
-        level: if done.backup_eligible {
-            Level::PhishingResistant
-        } else {
-            Level::PhishingResistantHardware
-        },
+        synced: done.backup_eligible,
         once: JudgedProof::Once {
-            key: format!("pk:{}", at.jti),
-            forget_at: at.now.saturating_add(CEREMONY_SECS),
+            key: format!("pk:{jti}"),
+            forget_at: now.saturating_add(CEREMONY_SECS),
         },
-        after,
+        update: saved(&owned, done.updated.as_ref())?,
     }))
 }
 
-/// The change to save after an assertion: the passkey's new counter or backup state.
+/// An assertion that passed: what verify's proof makes of it.
+pub(crate) struct PasskeyMatch {
+    /// `hwk` or `swk`.
+    pub(crate) amr: &'static str,
+    /// Whether the credential is backup-eligible (synced).
+    pub(crate) synced: bool,
+    /// What the store spends with it.
+    pub(crate) once: JudgedProof,
+    /// The passkey to save (its new counter or backup state) and its data as judged.
+    pub(crate) update: Option<(StoredFactor, FactorData)>,
+}
+
+/// The change to save after an assertion: the passkey's new counter or backup state,
+/// and its data as judged.
 fn saved(
     owned: &[(StoredFactor, StoredPasskey)],
     updated: Option<&StoredPasskey>,
-) -> Result<After, Failure> {
+) -> Result<Option<(StoredFactor, FactorData)>, Failure> {
     let Some(updated) = updated else {
-        return Ok(After::Nothing);
+        return Ok(None);
     };
     let Some((record, _)) = owned
         .iter()
         .find(|(_, p)| p.credential_id() == updated.credential_id())
     else {
-        return Ok(After::Nothing);
+        return Ok(None);
     };
     let data = updated.to_bytes().map_err(|e| ceremony_failure(&e))?;
-    Ok(After::Update {
-        factor: StoredFactor {
-            data: FactorData::new(data),
-            ..record.clone()
-        },
-        previous: record.data.clone(),
-    })
+    let factor = StoredFactor {
+        data: FactorData::new(data),
+        ..record.clone()
+    };
+    Ok(Some((factor, record.data.clone())))
 }
 
 #[cfg(test)]
@@ -360,18 +347,5 @@ mod tests {
         assert_eq!(unbind(&[], "x"), None);
         assert_eq!(unbind(&[200, b'a'], "a"), None, "a length past the end");
         assert!(bind(&"x".repeat(256), b"").is_err());
-    }
-
-    #[test]
-    fn names_are_trimmed_bounded_and_printable() {
-        assert_eq!(passkey_name(None).unwrap(), None);
-        assert_eq!(
-            passkey_name(Some("  YubiKey 5 ")).unwrap().as_deref(),
-            Some("YubiKey 5")
-        );
-        for bad in ["", "   ", "a\nb", &"é".repeat(65)] {
-            assert!(passkey_name(Some(bad)).is_err(), "{bad:?}");
-        }
-        assert!(passkey_name(Some(&"é".repeat(64))).is_ok());
     }
 }

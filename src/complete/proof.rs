@@ -96,7 +96,10 @@ pub(crate) async fn judge(
         Proof::Recovery(code) => recovery_code(enrolled, code, at),
         #[cfg(feature = "passkey")]
         Proof::Passkey(response) => {
-            super::passkey::judge(completion, enrolled, response, at).await?
+            let at = (at.sub, at.jti, at.now);
+            super::passkey::judge(completion, enrolled, response, at)
+                .await?
+                .map(passkey)
         }
         #[cfg(not(feature = "passkey"))]
         Proof::Passkey(_) => {
@@ -114,6 +117,26 @@ fn sent_code(matched: send::SentMatch) -> Accepted {
         level: Level::Mfa,
         once: matched.once,
         after: After::Nothing,
+    }
+}
+
+/// A passkey assertion: phishing-resistant, at the hardware level for a device-bound
+/// credential.
+#[cfg(feature = "passkey")]
+fn passkey(matched: super::passkey::PasskeyMatch) -> Accepted {
+    Accepted {
+        method: "passkey",
+        amr: matched.amr,
+        level: if matched.synced {
+            Level::PhishingResistant
+        } else {
+            Level::PhishingResistantHardware
+        },
+        once: matched.once,
+        after: match matched.update {
+            Some((factor, previous)) => After::Update { factor, previous },
+            None => After::Nothing,
+        },
     }
 }
 
