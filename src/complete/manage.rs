@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ErrorKind, Failure};
-use super::recent::{authorize, path_id, Caller};
+use super::recent::{authorize, path_id, signed_in, Caller};
 use super::response::{json_ok, no_content};
 use super::Completion;
 use crate::audit::{Action, Outcome, Record};
@@ -112,10 +112,7 @@ pub(crate) async fn list(
     parts: Parts,
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
-    let claims = completion
-        .local_caller(&parts.extensions)
-        .ok_or(Failure::new(ErrorKind::Unauthorized))?;
-    audit.sub(claims.sub());
+    let claims = signed_in(completion, &parts, audit)?;
     let mut factors = completion.inner().factors.factors(claims.sub()).await?;
     // The directory lists them oldest first; a record put back or replaced may not be.
     factors.sort_by_key(|f| f.created_at);
@@ -137,11 +134,8 @@ pub(crate) async fn rename(
     body: Result<RenameBody, Failure>,
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
-    let claims = completion
-        .local_caller(&parts.extensions)
-        .ok_or(Failure::new(ErrorKind::Unauthorized))?;
+    let claims = signed_in(completion, &parts, audit)?;
     let sub = claims.sub();
-    audit.sub(sub);
     let body = body?;
     let id = factor_id(parts.uri.path())?;
     let name = valid_name(&body.name)?;

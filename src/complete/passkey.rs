@@ -26,7 +26,7 @@ use super::challenged::{self, TokenPlaces};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::manage::valid_name;
-use super::recent::{authorize, Caller};
+use super::recent::{authorize, signed_in, Caller};
 use super::response::json_ok;
 use super::Completion;
 use crate::audit::{Action, Outcome, Record};
@@ -151,11 +151,8 @@ pub(crate) async fn register_finish(
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
     let now = inner.guard.clock().now();
-    let claims = completion
-        .local_caller(&parts.extensions)
-        .ok_or(Failure::new(ErrorKind::Unauthorized))?;
+    let claims = signed_in(completion, &parts, audit)?;
     let sub = claims.sub();
-    audit.sub(sub);
     let body = body?;
     let name = body.name.as_deref().map(valid_name).transpose()?;
     let config = config(completion)?;

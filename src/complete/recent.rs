@@ -78,6 +78,20 @@ pub(crate) async fn authorize(
     Ok(Ok(claims))
 }
 
+/// The local caller of `parts` (`401 unauthorized` without one), its `sub` audited: the
+/// first check of every endpoint that acts for a signed-in user.
+pub(crate) fn signed_in(
+    completion: &Completion,
+    parts: &Parts,
+    audit: &mut Record,
+) -> Result<Claims, Failure> {
+    let claims = completion
+        .local_caller(&parts.extensions)
+        .ok_or(Failure::new(ErrorKind::Unauthorized))?;
+    audit.sub(claims.sub());
+    Ok(claims)
+}
+
 /// Longest session or device id a path may name.
 pub(crate) const MAX_ID_LEN: usize = 128;
 

@@ -16,6 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::error::{ErrorKind, Failure};
+use super::recent::signed_in;
 use super::response::{json_ok, signed_out};
 use super::revoke;
 use super::sessions::{self, Ending};
@@ -357,10 +358,7 @@ pub(crate) async fn logout(
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let claims = completion
-        .local_caller(&parts.extensions)
-        .ok_or(Failure::new(ErrorKind::Unauthorized))?;
-    audit.sub(claims.sub());
+    let claims = signed_in(completion, &parts, audit)?;
     let body = body?;
     let now = inner.guard.clock().now();
     let token = presented(completion, &parts.headers, body).unwrap_or_default();

@@ -11,7 +11,7 @@ use http::Response;
 use serde_json::{json, Value};
 
 use super::error::{ErrorKind, Failure};
-use super::recent::authorize_delete;
+use super::recent::{authorize_delete, signed_in};
 use super::response::{json_ok, no_content, signed_out};
 use super::revoke;
 use super::Completion;
@@ -128,10 +128,7 @@ pub(crate) async fn list(
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    let claims = completion
-        .local_caller(&parts.extensions)
-        .ok_or(Failure::new(ErrorKind::Unauthorized))?;
-    audit.sub(claims.sub());
+    let claims = signed_in(completion, &parts, audit)?;
     let now = inner.guard.clock().now();
     let sessions = inner.store.sessions(claims.sub(), now).await?;
     let current = claims.sid();
