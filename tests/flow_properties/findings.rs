@@ -264,3 +264,36 @@ fn a_logout_at_the_end_of_its_sessions_life_still_ends_its_access_token() {
         );
     });
 }
+
+/// Found by `no_code_accepted_twice` in CI: a user without a factor who locked
+/// themselves out confirming an enrollment heard `400 invalid_request` ("no second
+/// factor is enrolled") at a step-up's verify instead of `429 too_many_attempts`: verify
+/// looked for a factor before it reserved the attempt, where DESIGN §4 puts the attempts
+/// first. A locked-out user now hears the lockout, whatever they have enrolled.
+#[test]
+fn a_locked_out_user_without_a_factor_hears_the_lockout_at_verify() {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut run = Run::new(Faults::default(), T_BASE);
+        let wrong = Op::EnrollAndConfirm {
+            user: User::Bob,
+            code: ConfirmCode::Wrong,
+        };
+        let burst = Op::Burst {
+            user: User::Bob,
+            n: 2,
+            target: BurstTarget::StepUps,
+            code: BurstCode::Right,
+        };
+        for op in [&wrong, &wrong, &wrong, &burst] {
+            if let Err(v) = run.step(op).await {
+                panic!("[{}] {}\n{}", v.property, v.message, run.trace.join("\n"));
+            }
+        }
+        let last = run.trace.last().cloned().unwrap_or_default();
+        assert!(
+            last.contains("(no factor)") && last.contains("429 too_many_attempts"),
+            "the burst's answers: {last}"
+        );
+    });
+}
