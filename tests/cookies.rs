@@ -124,8 +124,7 @@ async fn partial_cookie_to_verify_then_session_cookie_to_the_app_then_cleared() 
     assert_eq!(cookies.len(), 1);
     let partial = &cookies[0];
     assert!(partial.starts_with("__Secure-stepup-partial="), "{partial}");
-    assert!(partial
-        .ends_with("; Path=/auth/mfa/verify; Max-Age=300; HttpOnly; Secure; SameSite=Strict"));
+    assert!(partial.ends_with("; Path=/auth; Max-Age=300; HttpOnly; Secure; SameSite=Strict"));
     let partial_token = cookie_value(partial).to_owned();
 
     // Verify with the cookie alone (no token in the body or header).
@@ -145,10 +144,13 @@ async fn partial_cookie_to_verify_then_session_cookie_to_the_app_then_cleared() 
         .find(|c| c.starts_with("__Host-stepup-session="))
         .expect("a session cookie");
     assert!(session.ends_with("; Path=/; Max-Age=900; HttpOnly; Secure; SameSite=Strict"));
-    assert!(cookies.contains(
-        &"__Secure-stepup-partial=; Path=/auth/mfa/verify; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
-            .to_owned()
-    ), "the partial cookie is cleared: {cookies:?}");
+    assert!(
+        cookies.contains(
+            &"__Secure-stepup-partial=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+                .to_owned()
+        ),
+        "the partial cookie is cleared: {cookies:?}"
+    );
     let refresh_cookie = cookies
         .iter()
         .find(|c| c.starts_with("__Secure-stepup-refresh="))

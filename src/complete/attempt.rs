@@ -67,6 +67,25 @@ pub(crate) async fn reserve(
     }
 }
 
+/// `failure` for a request of `user` that has nothing to judge (no factor, no pending
+/// enrollment), unless the user is locked out: the lockout is said first, as for any
+/// other request of theirs, but nothing is reserved or written (one read of the store).
+pub(crate) async fn lockout_first(
+    completion: &Completion,
+    user: &str,
+    failure: Failure,
+    now: u64,
+    audit: &mut Record,
+) -> Failure {
+    match completion.inner().store.attempts(user, now).await {
+        Ok(attempts) => match attempts.locked_until.filter(|_| attempts.is_locked(now)) {
+            Some(until) => Refused::Locked(until).into_failure(now, audit),
+            None => failure,
+        },
+        Err(e) => e.into(),
+    }
+}
+
 /// `429 too_many_attempts` with `Retry-After: secs`.
 pub(crate) fn too_many(secs: u64) -> Failure {
     Failure {

@@ -11,9 +11,11 @@ use crate::layer::CookieNames;
 /// - the **session cookie** carries the access token: `__Host-stepup-session`,
 ///   `Path=/`; read it in the layer with
 ///   [`GuardBuilder::cookie`](crate::layer::GuardBuilder::cookie)(`cookies.session_name()`);
-/// - the **partial cookie** carries the partial token from login to the verify endpoint
-///   only: `__Secure-stepup-partial`, `Path=` the verify path. (`__Host-` cookies must
-///   have `Path=/`, so a cookie scoped to one path takes the `__Secure-` prefix.)
+/// - the **partial cookie** carries the partial token from login to the endpoints that
+///   complete its challenge (verify, the passkey challenge, the send endpoint):
+///   `__Secure-stepup-partial`, `Path=/auth` by default. No other endpoint reads it, and
+///   the layer never takes it as a session. (`__Host-` cookies must have `Path=/`, so a
+///   cookie scoped to a path takes the `__Secure-` prefix.)
 /// - the **refresh cookie** carries the refresh token to the refresh and logout
 ///   endpoints: `__Secure-stepup-refresh`, `Path=/auth` by default (both endpoints must
 ///   be under it), for as long as the session's absolute lifetime remains. Refresh and
@@ -50,12 +52,12 @@ impl Default for CookieConfig {
 }
 
 impl CookieConfig {
-    /// The [`CookieNames::SECURE`] names; the partial cookie scoped to `/auth/mfa/verify`,
-    /// the refresh cookie to `/auth`.
+    /// The [`CookieNames::SECURE`] names; the partial and the refresh cookie scoped to
+    /// `/auth`.
     pub fn new() -> Self {
         Self {
             names: CookieNames::SECURE,
-            partial_path: "/auth/mfa/verify".to_owned(),
+            partial_path: "/auth".to_owned(),
             refresh_path: "/auth".to_owned(),
             secure: true,
         }
@@ -68,7 +70,8 @@ impl CookieConfig {
         self
     }
 
-    /// The path of the verify endpoint, to which the partial cookie is scoped.
+    /// The path the partial cookie is scoped to: a prefix of the paths of verify, and of
+    /// the passkey challenge and the send endpoint when they are mounted. Default `/auth`.
     pub fn partial_path(mut self, path: impl Into<String>) -> Self {
         self.partial_path = path.into();
         self
@@ -169,11 +172,11 @@ mod tests {
         );
         assert_eq!(
             c.set_partial("p", 300).unwrap(),
-            "__Secure-stepup-partial=p; Path=/auth/mfa/verify; Max-Age=300; HttpOnly; Secure; SameSite=Strict"
+            "__Secure-stepup-partial=p; Path=/auth; Max-Age=300; HttpOnly; Secure; SameSite=Strict"
         );
         assert_eq!(
             c.clear_partial().unwrap(),
-            "__Secure-stepup-partial=; Path=/auth/mfa/verify; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+            "__Secure-stepup-partial=; Path=/auth; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
         );
         assert_eq!(
             c.set_refresh("r", 86400).unwrap(),

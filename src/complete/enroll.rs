@@ -79,16 +79,8 @@ pub(crate) async fn confirm(
     let body = body?;
     let secret = match pending(completion, sub, now).await {
         Ok(secret) => secret,
-        // A lockout is said first, as verify does, but nothing is written for a
-        // request that has nothing to judge.
         Err(failure) => {
-            let attempts = inner.store.attempts(sub, now).await?;
-            return Err(
-                match attempts.locked_until.filter(|_| attempts.is_locked(now)) {
-                    Some(until) => attempt::Refused::Locked(until).into_failure(now, audit),
-                    None => failure,
-                },
-            );
+            return Err(attempt::lockout_first(completion, sub, failure, now, audit).await)
         }
     };
     let attempt = attempt::reserve(completion, sub.to_owned(), inner.attempts, now)

@@ -2,11 +2,11 @@
 //! login), or new tokens of the same session (after a step-up).
 //!
 //! Checks run in the order of DESIGN §4: body well-formed → token genuine, of a
-//! challenge kind, not expired → an attempt reserved (`429` when locked out, or with
+//! challenge kind, not expired → (a factor enrolled: without one `400`, or the lockout's
+//! `429` for a locked-out user) → an attempt reserved (`429` when locked out, or with
 //! `Retry-After: 1` when other attempts fill the limit, DESIGN §8.2) → token not yet
-//! used → (a factor enrolled; the attempt given back without one) → code. A bad token
-//! therefore costs no attempt and burns no code, and N concurrent codes judge at most
-//! the attempts left.
+//! used → code. A bad token therefore costs no attempt and burns no code, and N
+//! concurrent codes judge at most the attempts left.
 //!
 //! Two store steps ([`Store::reserve_challenge`], then [`Store::settle_challenge`]; one
 //! round trip each on Redis): the attempt reserved unless locked out or the token used;
@@ -154,9 +154,9 @@ impl<'a> Presented<'a> {
     }
 }
 
-/// The verify logic, whatever the transport: challenge token genuine → an attempt
-/// reserved → a factor enrolled → the proof judged → the challenge and the proof spent,
-/// the attempt settled and the session started (login) or continued (step-up), in one
+/// The verify logic, whatever the transport: challenge token genuine → a factor enrolled
+/// → an attempt reserved → the proof judged → the challenge and the proof spent, the
+/// attempt settled and the session started (login) or continued (step-up), in one
 /// store step.
 pub(crate) async fn verify(
     completion: &Completion,
@@ -169,11 +169,12 @@ pub(crate) async fn verify(
     let now = inner.guard.clock().now();
     let challenge = challenged::open(completion, token, access, now, audit)?;
     audit.sub(&challenge.sub);
+    let enrolled = Enrolled::load(completion, &challenge.sub).await?;
+    if enrolled.is_empty() {
+        let failure = Failure::invalid_request("no second factor is enrolled; enroll one first");
+        return Err(attempt::lockout_first(completion, &challenge.sub, failure, now, audit).await);
+    }
     reserve(completion, &challenge, now, audit).await?;
-    let enrolled = match enrolled(completion, &challenge.sub).await {
-        Ok(enrolled) => enrolled,
-        Err(failure) => return Err(release(completion, &challenge, failure, now).await),
-    };
     let judging = Judging {
         sub: &challenge.sub,
         jti: &challenge.jti,
@@ -287,18 +288,6 @@ async fn reserve(
         _ => attempt::Refused::Busy,
     };
     Err(refused.into_failure(now, audit))
-}
-
-/// The user's factors, read after the attempt is reserved so that a locked-out user
-/// hears `429` first (DESIGN §4), whether or not a factor is left: `400` without one.
-async fn enrolled(completion: &Completion, user: &str) -> Result<Enrolled, Failure> {
-    let enrolled = Enrolled::load(completion, user).await?;
-    if enrolled.is_empty() {
-        return Err(Failure::invalid_request(
-            "no second factor is enrolled; enroll one first",
-        ));
-    }
-    Ok(enrolled)
 }
 
 /// Gives the reserved attempt back (the request ends without judging the proof), and

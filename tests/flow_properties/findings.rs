@@ -268,8 +268,10 @@ fn a_logout_at_the_end_of_its_sessions_life_still_ends_its_access_token() {
 /// Found by `no_code_accepted_twice` in CI: a user without a factor who locked
 /// themselves out confirming an enrollment heard `400 invalid_request` ("no second
 /// factor is enrolled") at a step-up's verify instead of `429 too_many_attempts`: verify
-/// looked for a factor before it reserved the attempt, where DESIGN §4 puts the attempts
-/// first. A locked-out user now hears the lockout, whatever they have enrolled.
+/// answered the missing factor without looking at the lockout, where DESIGN §4 puts the
+/// attempts first. Without a factor it now reads the lockout first, as enrollment
+/// confirm does (reserving an attempt instead would make concurrent requests of such a
+/// user `429` busy, which the model also refuses).
 #[test]
 fn a_locked_out_user_without_a_factor_hears_the_lockout_at_verify() {
     let rt = runtime();
