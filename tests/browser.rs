@@ -6,23 +6,19 @@
 //! expired sign-in, lockout) are shown. A screenshot of each step goes to
 //! `target/browser-screenshots/`.
 //!
-//! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium
-//! chromium-driver`; `.ci/run` installs them). Without them the test fails, never skips.
+//! Needs `chromium` and `chromedriver` (`support/browser.rs`). Without them the test
+//! fails, never skips.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{json, Value};
 use tower_stepup::factor::totp::TotpSecret;
-use tower_stepup::store::MemoryStore;
 use tower_stepup::{Clock, ManualClock};
 
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
 mod app;
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/codes.rs"]
 mod codes;
 #[path = "support/demo_app.rs"]
@@ -32,318 +28,22 @@ mod demo_config;
 #[path = "support/reply.rs"]
 mod reply;
 
-use demo_app::{serve, Served};
-
-const WAIT: Duration = Duration::from_secs(15);
+use browser::Browser;
 
 struct Demo {
     base: String,
     clock: ManualClock,
     alice: TotpSecret,
-    _served: Served,
+    _site: demo_app::Site,
 }
 
 async fn demo() -> Demo {
-    // The server's clock starts at the real time (the pages show it) and then moves
-    // only when the test says.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    // 5 s into a TOTP step, so that codes are where the test expects them.
-    let clock = ManualClock::new(now - now % 30 + 5);
-    let built = demo_app::Demo::build(
-        &demo_config::demo_config(5),
-        clock,
-        Arc::new(MemoryStore::new()),
-    );
-    let served = serve(built.router.clone(), "127.0.0.1:0").await;
-    // `localhost`: browsers accept `Secure` cookies over plain http there.
-    let base = format!("http://localhost:{}", served.addr.port());
+    let site = demo_app::site(demo_config::demo_config(5)).await;
     Demo {
-        base,
-        clock: built.clock,
-        alice: built.alice,
-        _served: served,
-    }
-}
-
-/// chromedriver on a free port, and a headless Chromium session through it.
-struct Browser {
-    client: Client,
-    driver: tokio::process::Child,
-    /// Where [`Browser::shot`] writes; `None` for a browser that takes no screenshots
-    /// (and so leaves the directory of the one that does alone).
-    shots: Option<PathBuf>,
-    n: usize,
-    _profile: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn find(program: &str, candidates: &[&str]) -> PathBuf {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "{program} not found (looked at {candidates:?}): install Debian's chromium and \
-                 chromium-driver (`apt-get install chromium chromium-driver`); `.ci/run` does"
-            )
-        })
-}
-
-impl Browser {
-    /// A browser that takes screenshots (into a directory it empties first).
-    async fn start() -> Browser {
-        Self::launch(true).await
-    }
-
-    /// A browser that takes none: it can run beside the one that does.
-    async fn start_unrecorded() -> Browser {
-        Self::launch(false).await
-    }
-
-    async fn launch(record: bool) -> Browser {
-        let chromium = find(
-            "chromium",
-            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-        );
-        let chromedriver = find("chromedriver", &["/usr/bin/chromedriver"]);
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let driver = tokio::process::Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            // Its own process group, with the Chromium it starts: killed as one on drop.
-            .process_group(0)
-            .spawn()
-            .expect("chromedriver starts");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let profile = std::env::temp_dir().join(format!("stepup-chromium-{port}"));
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1000,800",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            },
-        });
-        let Value::Object(caps) = caps else {
-            unreachable!()
-        };
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session");
-        let shots = record.then(|| {
-            let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .parent()
-                .unwrap()
-                .join("browser-screenshots");
-            let _ = std::fs::remove_dir_all(&shots);
-            std::fs::create_dir_all(&shots).unwrap();
-            shots
-        });
-        Browser {
-            client,
-            driver,
-            shots,
-            n: 0,
-            _profile: TempDir(profile),
-        }
-    }
-
-    async fn shot(&mut self, name: &str) {
-        self.n += 1;
-        let png = self.client.screenshot().await.unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        let shots = self
-            .shots
-            .as_ref()
-            .expect("a browser started to take screenshots");
-        std::fs::write(shots.join(format!("{:02}-{name}.png", self.n)), png).unwrap();
-    }
-
-    async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap();
-    }
-
-    /// Waits until `css` matches a visible element (`.hidden` is how the pages hide).
-    async fn wait(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("waiting for `{css}`: {e}"))
-    }
-
-    async fn page(&self) -> String {
-        let body = self.wait("body[data-page]").await;
-        body.attr("data-page").await.unwrap().unwrap()
-    }
-
-    /// Waits for the page `name` to be the one shown.
-    async fn on(&self, name: &str) {
-        self.wait(&format!("body[data-page='{name}']")).await;
-    }
-
-    async fn fill(&self, css: &str, text: &str) {
-        let input = self.wait(css).await;
-        input.clear().await.unwrap();
-        input.send_keys(text).await.unwrap();
-    }
-
-    async fn click(&self, css: &str) {
-        self.wait(css).await.click().await.unwrap();
-    }
-
-    async fn text(&self, css: &str) -> String {
-        self.wait(css).await.text().await.unwrap()
-    }
-
-    /// Waits until the element `css` shows a text containing `needle` (the page updates
-    /// after its request returns), and gives the text.
-    async fn wait_text(&self, css: &str, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let text = match self.client.find(Locator::Css(css)).await {
-                Ok(el) => el.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "`{css}` never showed `{needle}`; it shows `{text}`"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until exactly `n` elements match `css` (the page re-renders after its
-    /// request returns).
-    async fn wait_count(&self, css: &str, n: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let found = self.client.find_all(Locator::Css(css)).await.unwrap().len();
-            if found == n {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "`{css}` matches {found}, not {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn url(&self) -> String {
-        self.client.current_url().await.unwrap().to_string()
-    }
-
-    /// Waits until the browser is no longer on a URL starting with `prefix` (the page
-    /// moves on after its request returns), and gives the URL it is on then.
-    async fn url_after_leaving(&self, prefix: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let url = self.url().await;
-            if !url.starts_with(prefix) {
-                return url;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the browser stayed on `{url}`"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The cookies a request to `path` would carry (the partial cookie is scoped to the
-    /// verify path, so the browser is taken there to read it, then back).
-    async fn cookies_at(&self, base: &str, path: &str) -> Vec<(String, bool)> {
-        let back = self.url().await;
-        self.goto(&format!("{base}{path}")).await;
-        let cookies = self
-            .client
-            .get_all_cookies()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.name().to_owned(), c.http_only().unwrap_or(false)))
-            .collect();
-        self.goto(&back).await;
-        cookies
-    }
-
-    /// The value of cookie `name` as a request to `path` would carry it.
-    async fn cookie_value_at(&self, base: &str, path: &str, name: &str) -> Option<String> {
-        let back = self.url().await;
-        self.goto(&format!("{base}{path}")).await;
-        let value = self
-            .client
-            .get_all_cookies()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|c| c.name() == name)
-            .map(|c| c.value().to_owned());
-        self.goto(&back).await;
-        value
-    }
-
-    async fn sign_in(&self, base: &str, user: &str, password: &str) {
-        self.sign_in_at(&format!("{base}/login"), user, password)
-            .await;
-    }
-
-    /// Signs in on the login page at `url` (e.g. with a `next` parameter).
-    async fn sign_in_at(&self, url: &str, user: &str, password: &str) {
-        self.goto(url).await;
-        self.on("login").await;
-        self.fill("#username", user).await;
-        self.fill("#password", password).await;
-        self.click("#submit").await;
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // chromedriver and every Chromium process it started, even after a panic.
-        if let Some(pid) = self.driver.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-        }
-        let _ = self.driver.start_kill();
+        base: site.base.clone(),
+        clock: site.demo.clock.clone(),
+        alice: site.demo.alice.clone(),
+        _site: site,
     }
 }
 
@@ -398,7 +98,7 @@ impl Demo {
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     let d = demo().await;
-    let mut b = Browser::start().await;
+    let mut b = Browser::start("browser-screenshots").await;
     let mut visited = Vec::new();
 
     // 1. Sign in with the password: the code form, not the dashboard.
@@ -410,7 +110,8 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     visited.push(b.url().await);
     b.shot("mfa-code-form").await;
 
-    // The partial cookie: HttpOnly, sent to the verify path only.
+    // The partial cookie: HttpOnly, sent only under /auth (verify, the passkey challenge,
+    // the send endpoint), not to the pages.
     let at_verify = b.cookies_at(&d.base, "/auth/mfa/verify").await;
     assert!(
         at_verify.contains(&("__Secure-stepup-partial".to_owned(), true)),
@@ -576,7 +277,7 @@ async fn sign_in_step_up_and_enroll_in_headless_chromium() {
     b.click("#submit").await;
     b.wait("#restart:not(.hidden)").await;
     let message = b
-        .wait_text("#message:not(.hidden)", "Too many wrong codes")
+        .wait_text("#message:not(.hidden)", "Too many failed attempts")
         .await;
     assert!(message.contains("15 minutes"), "{message}");
     b.shot("mfa-locked-out").await;

@@ -1,5 +1,6 @@
-//! The demo's browser pages: sign in, the code form, the dashboard, a step-up page
-//! (billing), enrollment and the sessions. Static HTML and one script over the JSON
+//! The demo's browser pages: sign in, the second-factor form (a code or a passkey), the
+//! dashboard, two step-up pages (billing: any second factor; admin: a passkey), the
+//! security page (an authenticator app, passkeys) and the sessions. Static HTML and one script over the JSON
 //! endpoints, in cookie mode; a same-origin check on every `POST` and `DELETE` (CSRF).
 
 use axum::extract::Request;
@@ -21,6 +22,7 @@ pub const PAGES: &[&str] = &[
     "/mfa",
     "/dashboard",
     "/billing",
+    "/admin",
     "/security",
     "/sessions",
     "/static/app.css",
@@ -39,25 +41,43 @@ const LOGIN: &str = r#"<h1>Sign in</h1>
 <p class="notice info">Try <strong>alice</strong> / alice-password (authenticator app) or <strong>bob</strong> / bob-password (password only).</p>"#;
 
 const MFA: &str = r#"<h1 id="mfa-title">Two-step verification</h1>
+<div id="passkey-option" class="hidden">
+<p id="passkey-help">Use your passkey: your fingerprint, face or screen lock.</p>
+<button id="use-passkey" type="button">Use a passkey</button>
+</div>
+<div id="code-option">
 <p id="mfa-help">Enter the 6-digit code from your authenticator app.</p>
 <form id="mfa-form">
 <label for="code">Code</label><input id="code" class="code" inputmode="numeric" autocomplete="one-time-code" maxlength="6" required>
 <label class="check"><input id="remember" type="checkbox"> Remember this browser for 30 days (your password alone signs you in here; pages like Billing still ask for a code)</label>
 <button id="submit" type="submit">Verify</button>
 </form>
+</div>
 <div id="message" class="notice hidden" role="alert"></div>
+<p id="enroll-passkey" class="notice info hidden">This page needs a passkey, and your account has none yet. <a href="/security">Add a passkey</a> on the Security page, then come back.</p>
 <p id="restart" class="hidden"><a id="start-again" href="/login">Start again</a></p>"#;
 
 const DASHBOARD: &str = r#"<h1>Dashboard</h1>
 <p id="loading">Loading…</p>
 <dl id="me" class="hidden"><dt>User</dt><dd id="sub"></dd><dt>Methods</dt><dd id="amr"></dd><dt>Level</dt><dd id="acr"></dd><dt>Signed in at</dt><dd id="auth-time"></dd></dl>
-<p><a href="/billing">Billing</a> asks for a second factor from the last 5 minutes.</p>"#;
+<p><a href="/billing">Billing</a> asks for a second factor from the last 5 minutes; <a href="/admin">Admin</a> for a passkey from the last 5 minutes.</p>"#;
 
 const BILLING: &str = r#"<h1>Billing</h1>
 <p id="loading">Loading…</p>
 <table id="invoices" class="hidden"><thead><tr><th>Invoice</th><th>Amount</th></tr></thead><tbody></tbody></table>"#;
 
+const ADMIN: &str = r#"<h1>Admin</h1>
+<p id="loading">Loading…</p>
+<div id="admin" class="hidden"><div class="notice ok">You proved it's you with a passkey: this page resists phishing.</div>
+<dl><dt>User</dt><dd id="sub"></dd><dt>Level</dt><dd id="acr"></dd></dl></div>"#;
+
 const SECURITY: &str = r#"<h1>Security</h1>
+<h2>Passkeys</h2>
+<p>Sign in with your fingerprint, face or screen lock instead of a code. A passkey cannot be phished: pages like Admin ask for one.</p>
+<ul id="passkeys" class="factors"></ul>
+<p id="no-passkeys" class="hidden">No passkeys yet.</p>
+<form id="passkey-form"><label for="passkey-name">Name of the new passkey</label><input id="passkey-name" maxlength="64" value="My passkey" required><button id="add-passkey" type="submit">Add a passkey</button></form>
+<h2>Authenticator app</h2>
 <p>Add an authenticator app as your second factor. (With one already set up, you confirm a fresh code first.)</p>
 <button id="start-enroll" type="button">Set up an authenticator</button>
 <div id="enroll" class="hidden">
@@ -98,6 +118,7 @@ pub fn router() -> Router {
             "/billing",
             get(|| async { page("billing", "Billing", BILLING) }),
         )
+        .route("/admin", get(|| async { page("admin", "Admin", ADMIN) }))
         .route(
             "/security",
             get(|| async { page("security", "Security", SECURITY) }),

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use http::Request;
@@ -19,7 +20,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 use tower_stepup::complete::{LogSender, MemoryFactors};
 use tower_stepup::factor::totp::TotpSecret;
-use tower_stepup::store::Store;
+use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::{Issuer, ManualClock};
 
 use crate::reply::Reply;
@@ -27,7 +28,7 @@ use crate::reply::Reply;
 #[path = "served.rs"]
 mod served;
 #[allow(unused_imports)]
-pub use served::{serve, Served};
+pub use served::{serve, serve_on, Served};
 
 /// The demo, built on its own clock.
 #[derive(Clone)]
@@ -97,5 +98,41 @@ impl Demo {
             req = req.header("authorization", format!("Bearer {token}"));
         }
         self.send(req.body(Body::empty()).expect("a request")).await
+    }
+}
+
+/// The demo served for a browser: its pages at `base`, `http://localhost:<port>`
+/// (browsers accept `Secure` cookies over plain http there, and WebAuthn wants a domain,
+/// not an IP), its passkeys for that origin, on a [`MemoryStore`]. Its clock starts at
+/// the real time (the pages show it), 5 s into a TOTP step so that codes are where a
+/// test expects them, and then moves only when the test says.
+pub struct Site {
+    /// The demo.
+    pub demo: Demo,
+    /// Where its pages are.
+    pub base: String,
+    _served: Served,
+}
+
+/// Binds a loopback port, then builds `config`'s demo for that origin and serves it.
+pub async fn site(mut config: crate::app::DemoConfig) -> Site {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the demo");
+    let port = listener.local_addr().expect("the demo's address").port();
+    let base = format!("http://localhost:{port}");
+    config.webauthn_rp_id = "localhost".to_owned();
+    config.webauthn_origin = base.clone();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let clock = ManualClock::new(now - now % 30 + 5);
+    let demo = Demo::build(&config, clock, Arc::new(MemoryStore::new()));
+    let served = serve_on(listener, demo.router.clone());
+    Site {
+        demo,
+        base,
+        _served: served,
     }
 }

@@ -23,6 +23,11 @@ pub async fn serve(router: axum::Router, bind: &str) -> Served {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .expect("bind the demo");
+    serve_on(listener, router)
+}
+
+/// Serves `router` on a bound `listener` (for an app that must know its port first).
+pub fn serve_on(listener: tokio::net::TcpListener, router: axum::Router) -> Served {
     let addr = listener.local_addr().expect("the demo's address");
     let task = tokio::spawn(async move {
         axum::serve(listener, router).await.expect("serve");

@@ -92,13 +92,108 @@ function busy(button, on, text) {
   if (text) button.textContent = text;
 }
 
-// A route answered 403 mfa_required: keep its mfa_token for the code form, go there,
-// and come back here afterwards.
+// What a challenge accepts (its `mfa_requirements`): the types to offer on the /mfa
+// page, and whether the user must first enroll one.
+function keepRequirements(req) {
+  const offer = ((req && (req.challenge || req.enroll)) || []).map((r) => r.type);
+  sessionStorage.setItem("mfa_types", JSON.stringify(offer));
+  sessionStorage.setItem("mfa_enroll", req && req.enroll ? "1" : "");
+}
+
+// A route answered 403 mfa_required: keep its mfa_token for the second-factor form, go
+// there, and come back here afterwards.
 function stepUp(data) {
   sessionStorage.setItem("mfa_token", data.mfa_token);
   sessionStorage.setItem("mfa_expires_at", String(Date.now() + 300 * 1000));
+  keepRequirements(data.mfa_requirements);
   location.assign("/mfa?next=" + encodeURIComponent(location.pathname));
 }
+
+// WebAuthn: the JSON forms the server speaks (base64url strings, as webauthn-rs and
+// PublicKeyCredential.toJSON() write them) to and from the browser's ArrayBuffers.
+const b64url = {
+  decode(s) {
+    const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+    return Uint8Array.from(bin, (c) => c.charCodeAt(0)).buffer;
+  },
+  encode(buf) {
+    let bin = "";
+    for (const b of new Uint8Array(buf)) bin += String.fromCharCode(b);
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  },
+};
+
+const withIds = (list) => (list || []).map((c) => ({ ...c, id: b64url.decode(c.id) }));
+
+const passkeys = {
+  supported: () => typeof window.PublicKeyCredential === "function",
+
+  // `publicKey` of /auth/passkey/register/start → navigator.credentials.create → the
+  // registration response for /auth/passkey/register/finish.
+  async create(pk) {
+    const cred = await navigator.credentials.create({
+      publicKey: {
+        ...pk,
+        challenge: b64url.decode(pk.challenge),
+        user: { ...pk.user, id: b64url.decode(pk.user.id) },
+        excludeCredentials: withIds(pk.excludeCredentials),
+      },
+    });
+    const r = cred.response;
+    return {
+      id: cred.id,
+      rawId: b64url.encode(cred.rawId),
+      type: cred.type,
+      response: {
+        attestationObject: b64url.encode(r.attestationObject),
+        clientDataJSON: b64url.encode(r.clientDataJSON),
+        transports: r.getTransports ? r.getTransports() : [],
+      },
+      extensions: cred.getClientExtensionResults(),
+    };
+  },
+
+  // `publicKey` of /auth/passkey/challenge → navigator.credentials.get → the
+  // authentication response for /auth/mfa/verify.
+  async get(pk) {
+    const cred = await navigator.credentials.get({
+      publicKey: {
+        ...pk,
+        challenge: b64url.decode(pk.challenge),
+        allowCredentials: withIds(pk.allowCredentials),
+      },
+    });
+    const r = cred.response;
+    return {
+      id: cred.id,
+      rawId: b64url.encode(cred.rawId),
+      type: cred.type,
+      response: {
+        authenticatorData: b64url.encode(r.authenticatorData),
+        clientDataJSON: b64url.encode(r.clientDataJSON),
+        signature: b64url.encode(r.signature),
+        userHandle: r.userHandle ? b64url.encode(r.userHandle) : null,
+      },
+      extensions: cred.getClientExtensionResults(),
+    };
+  },
+
+  // What to tell the user when the browser's ceremony ends without a credential.
+  failed(e, creating) {
+    switch (e && e.name) {
+      case "NotAllowedError":
+        return creating
+          ? "No passkey was added: the request was cancelled or timed out."
+          : "No passkey was used: the request was cancelled or timed out, or this device has no passkey for your account. Try again, or use another device.";
+      case "InvalidStateError":
+        return "This device already holds a passkey for your account.";
+      case "SecurityError":
+        return "Passkeys do not work at this address (it is not the one the site is set up for).";
+      default:
+        return "Passkeys are not available in this browser.";
+    }
+  },
+};
 
 function signedOut() {
   location.assign("/login?next=" + encodeURIComponent(location.pathname));
@@ -120,6 +215,7 @@ const pages = {
         // The partial token is in an HttpOnly cookie; only its expiry is kept here.
         sessionStorage.removeItem("mfa_token");
         sessionStorage.setItem("partial_expires_at", String(Date.now() + r.data.expires_in * 1000));
+        keepRequirements(r.data.mfa_requirements);
         location.assign("/mfa?next=" + encodeURIComponent(nextPath("/dashboard")));
       } else if (r.status === 200) {
         location.assign(nextPath("/dashboard"));
@@ -133,39 +229,42 @@ const pages = {
 
   mfa() {
     const stepUpToken = sessionStorage.getItem("mfa_token");
+    const types = JSON.parse(sessionStorage.getItem("mfa_types") || '["otp"]');
+    const codes = types.some((t) => t !== "passkey");
     if (stepUpToken) {
       $("mfa-title").textContent = "Confirm it's you";
       $("mfa-help").textContent = "This page needs a recent second factor. Enter the 6-digit code from your authenticator app.";
     }
+    if (sessionStorage.getItem("mfa_enroll")) {
+      // The route wants a factor the user has not set up (a passkey, for Admin).
+      show($("code-option"), false);
+      show($("enroll-passkey"), true);
+      sessionStorage.removeItem("mfa_token");
+      return;
+    }
+    show($("passkey-option"), types.includes("passkey"));
+    if (!codes) {
+      $("passkey-help").textContent = "This page needs your passkey: your fingerprint, face or screen lock.";
+    }
+    show($("code-option"), codes);
     const expiresAt = Number(sessionStorage.getItem(stepUpToken ? "mfa_expires_at" : "partial_expires_at") || 0);
     const restart = (text) => {
       notice("error", text);
-      show($("mfa-form"), false);
+      show($("passkey-option"), false);
+      show($("code-option"), false);
       show($("restart"), true);
       sessionStorage.removeItem("mfa_token");
     };
-    $("mfa-form").addEventListener("submit", async (e) => {
-      e.preventDefault();
-      // An expired challenge is not sent: the flow's partial_token_expired.
-      if (expiresAt && Date.now() >= expiresAt) {
-        return restart("This sign-in has expired. Please start again.");
-      }
-      const button = $("submit");
-      show($("message"), false);
-      busy(button, true, "Verifying…");
-      const body = { code: $("code").value.trim() };
-      if (stepUpToken) body.mfa_token = stepUpToken;
-      if ($("remember").checked) body.remember_device = true;
-      const r = await postJson("/auth/mfa/verify", body);
-      busy(button, false, "Verify");
-      $("code").value = "";
+    const expired = () => expiresAt && Date.now() >= expiresAt;
+    // The answer of verify, whatever the proof.
+    const answered = (r, wrong) => {
       if (r.status === 200) {
         sessionStorage.removeItem("mfa_token");
         sessionStorage.removeItem("partial_expires_at");
         location.assign(nextPath("/dashboard"));
       } else if (r.data.error === "invalid_code") {
         const left = r.data.attempts_remaining;
-        notice("error", "That code is not right. " + left + (left === 1 ? " attempt" : " attempts") + " left.");
+        notice("error", wrong + " " + left + (left === 1 ? " attempt" : " attempts") + " left.");
       } else if (r.data.error === "mfa_token_expired") {
         restart("This sign-in has expired. Please start again.");
       } else if (r.data.error === "mfa_token_not_found") {
@@ -173,10 +272,52 @@ const pages = {
       } else if (r.status === 429) {
         const secs = Number(r.headers.get("retry-after") || r.data.retry_after || 0);
         const at = new Date(Date.now() + secs * 1000).toLocaleTimeString();
-        restart("Too many wrong codes. You can try again in " + Math.ceil(secs / 60) + " minutes (at " + at + ").");
+        restart("Too many failed attempts. You can try again in " + Math.ceil(secs / 60) + " minutes (at " + at + ").");
       } else {
         restart("Something went wrong. Please start again.");
       }
+    };
+    const proof = (extra) => {
+      const body = { ...extra };
+      if (stepUpToken) body.mfa_token = stepUpToken;
+      if ($("remember").checked) body.remember_device = true;
+      return body;
+    };
+    $("mfa-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      // An expired challenge is not sent: the flow's partial_token_expired.
+      if (expired()) return restart("This sign-in has expired. Please start again.");
+      const button = $("submit");
+      show($("message"), false);
+      busy(button, true, "Verifying…");
+      const r = await postJson("/auth/mfa/verify", proof({ code: $("code").value.trim() }));
+      busy(button, false, "Verify");
+      $("code").value = "";
+      answered(r, "That code is not right.");
+    });
+    $("use-passkey").addEventListener("click", async () => {
+      if (expired()) return restart("This sign-in has expired. Please start again.");
+      if (!passkeys.supported()) return notice("error", passkeys.failed(null, false));
+      const button = $("use-passkey");
+      show($("message"), false);
+      busy(button, true, "Waiting for your passkey…");
+      // The challenge is bound to this sign-in (the partial cookie, or the mfa_token).
+      const ch = await postJson("/auth/passkey/challenge", stepUpToken ? { mfa_token: stepUpToken } : {});
+      if (ch.status !== 200) {
+        busy(button, false, "Use a passkey");
+        return answered(ch, "");
+      }
+      let credential;
+      try {
+        credential = await passkeys.get(ch.data.publicKey);
+      } catch (err) {
+        busy(button, false, "Use a passkey");
+        return notice("error", passkeys.failed(err, false));
+      }
+      busy(button, true, "Verifying…");
+      const r = await postJson("/auth/mfa/verify", proof({ passkey: credential }));
+      busy(button, false, "Use a passkey");
+      answered(r, "That passkey is not registered to your account.");
     });
   },
 
@@ -205,7 +346,18 @@ const pages = {
     show($("invoices"), true);
   },
 
+  async admin() {
+    const r = await getJson("/api/admin");
+    if (r.status === 401) return signedOut();
+    if (r.status === 403 && r.data.error === "mfa_required") return stepUp(r.data);
+    show($("loading"), false);
+    $("sub").textContent = r.data.sub;
+    $("acr").textContent = r.data.acr || "";
+    show($("admin"), true);
+  },
+
   security() {
+    securityPasskeys();
     $("start-enroll").addEventListener("click", async () => {
       const button = $("start-enroll");
       busy(button, true, "Starting…");
@@ -241,6 +393,58 @@ const pages = {
     });
   },
 };
+
+// The security page's passkeys: the list (GET /auth/factors) and "Add a passkey"
+// (register start → the browser's ceremony → register finish).
+function securityPasskeys() {
+  const list = async () => {
+    const r = await getJson("/auth/factors");
+    if (r.status === 401) return signedOut();
+    if (r.status !== 200) return;
+    const ul = $("passkeys");
+    ul.replaceChildren();
+    for (const f of r.data.factors.filter((f) => f.type === "passkey")) {
+      const li = ul.appendChild(document.createElement("li"));
+      li.className = "passkey";
+      li.dataset.id = f.id;
+      li.textContent = f.name + " · added " + when(f.created_at);
+    }
+    show($("no-passkeys"), ul.children.length === 0);
+  };
+  $("passkey-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!passkeys.supported()) return notice("error", passkeys.failed(null, true));
+    const button = $("add-passkey");
+    show($("message"), false);
+    busy(button, true, "Waiting for your passkey…");
+    const start = await postJson("/auth/passkey/register/start", {});
+    if (start.status === 401) return signedOut();
+    if (start.status === 403 && start.data.error === "mfa_required") return stepUp(start.data);
+    if (start.status !== 200) {
+      busy(button, false, "Add a passkey");
+      return notice("error", "Passkeys are unavailable right now.");
+    }
+    let credential;
+    try {
+      credential = await passkeys.create(start.data.publicKey);
+    } catch (err) {
+      busy(button, false, "Add a passkey");
+      return notice("error", passkeys.failed(err, true));
+    }
+    const r = await postJson("/auth/passkey/register/finish", {
+      registration_id: start.data.registration_id,
+      credential,
+      name: $("passkey-name").value.trim(),
+    });
+    busy(button, false, "Add a passkey");
+    if (r.status !== 200) {
+      return notice("error", "The passkey was not added: " + (r.data.error_description || r.status));
+    }
+    notice("ok", "Passkey added.");
+    await list();
+  });
+  list();
+}
 
 // Ends one session (or device) at `path`: true when done; otherwise the step-up, a new
 // sign-in or a message takes over.
