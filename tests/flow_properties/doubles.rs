@@ -27,6 +27,44 @@ pub(crate) struct Faults {
     /// The session list comes from a cache that never forgets a session it listed: an
     /// ended one stays listed.
     pub(crate) stale_session_list: bool,
+    /// Sent codes are kept in one slot, not per challenge: a challenge with no code of
+    /// its own reads the code sent last (for any challenge), so a code completes a
+    /// challenge it was not sent for, or is accepted a second time there.
+    pub(crate) unbound_sent_codes: bool,
+    /// A wrong passkey assertion is not counted as a failure (the attempt is given back),
+    /// as if only wrong codes counted towards the lockout.
+    pub(crate) uncounted_passkeys: bool,
+}
+
+/// The application's email gateway: it keeps every code it was given, in order, for
+/// the test to type.
+#[derive(Default)]
+pub(crate) struct CapturingSender {
+    sent: Mutex<Vec<(String, String)>>,
+}
+
+impl CapturingSender {
+    /// The last code sent to `user`, if any.
+    pub(crate) fn last(&self, user: &str) -> Option<String> {
+        let sent = self.sent.lock().unwrap();
+        sent.iter()
+            .rev()
+            .find(|(u, _)| u == user)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// How many codes it was given.
+    pub(crate) fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+}
+
+impl CodeSender for CapturingSender {
+    fn send<'a>(&'a self, message: &'a SentMessage<'a>) -> BackendFuture<'a, ()> {
+        let entry = (message.user.to_owned(), message.code.to_owned());
+        self.sent.lock().unwrap().push(entry);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// [`MemoryFactors`], yielding to the scheduler before each call (a database is a round

@@ -276,7 +276,7 @@ fn a_logout_at_the_end_of_its_sessions_life_still_ends_its_access_token() {
 fn a_locked_out_user_without_a_factor_hears_the_lockout_at_verify() {
     let rt = runtime();
     rt.block_on(async {
-        let mut run = Run::new(Faults::default(), T_BASE);
+        let mut run = Run::new(Faults::default(), T_BASE).await;
         let wrong = Op::EnrollAndConfirm {
             user: User::Bob,
             code: ConfirmCode::Wrong,

@@ -30,6 +30,55 @@ impl AttemptState {
             None => 0,
         }
     }
+
+    /// One more failure at `now` under `policy`; the count, and whether it locks.
+    pub(crate) fn record(&mut self, policy: AttemptPolicy, now: u64) -> (u32, bool) {
+        let failures = self.current(now) + 1;
+        let locks = failures >= policy.max_attempts;
+        *self = AttemptState {
+            failures,
+            window_until: if locks { 0 } else { now + policy.window_secs },
+            locked_until: locks.then_some(now + policy.lockout_secs),
+        };
+        (failures, locks)
+    }
+}
+
+/// The send limit as an attempt policy (`src/complete/send.rs`: each send one failure,
+/// locked for the window once the limit is reached).
+pub(crate) const SEND_POLICY: AttemptPolicy = AttemptPolicy {
+    max_attempts: MAX_SENDS,
+    lockout_secs: SEND_WINDOW,
+    window_secs: SEND_WINDOW,
+};
+
+/// The passkey challenge pending for a user (one at a time: a new one replaces it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PasskeyPending {
+    /// The challenge token it is bound to.
+    pub(crate) jti: String,
+    /// Which challenge of the case it is: an assertion answers exactly one.
+    pub(crate) serial: u32,
+    pub(crate) expires_at: u64,
+}
+
+/// A passkey assertion made in the case.
+#[derive(Clone, Debug)]
+pub(crate) struct Assertion {
+    /// Whose authenticator was asked (the user the challenge was for).
+    pub(crate) user: User,
+    /// The challenge it answers.
+    pub(crate) serial: u32,
+    /// Made by the user's registered authenticator (not the stranger's).
+    pub(crate) registered: bool,
+    pub(crate) json: String,
+}
+
+/// The code last sent for a challenge.
+#[derive(Clone, Debug)]
+pub(crate) struct SentCode {
+    pub(crate) code: String,
+    pub(crate) expires_at: u64,
 }
 
 #[derive(Clone)]
@@ -60,6 +109,13 @@ pub(crate) struct UserState {
     pub(crate) confirmed_until: Option<u64>,
     /// Every recovery code ever issued to the user, for replays of replaced ones.
     pub(crate) known_recovery: Vec<String>,
+    /// A registered passkey: `Some(true)` device-bound (`hwk`), `Some(false)` synced.
+    pub(crate) passkey: Option<bool>,
+    /// An email factor (sent codes).
+    pub(crate) email: bool,
+    pub(crate) passkey_pending: Option<PasskeyPending>,
+    /// The send limit's count.
+    pub(crate) sends: AttemptState,
 }
 
 pub(crate) struct PartialTok {
@@ -137,6 +193,12 @@ pub(crate) struct Ledger {
     pub(crate) mfa_sessions: HashMap<String, User>,
     /// Every consumed code, in order, for replays.
     pub(crate) codes: Vec<Code>,
+    /// Challenges (jti) whose sent code was consumed, and the codes.
+    pub(crate) sent_used: HashSet<String>,
+    pub(crate) sent_codes: HashSet<(User, String)>,
+    /// Challenges (jti) a passkey assertion was consumed for, and the assertions.
+    pub(crate) passkeys_used: HashSet<String>,
+    pub(crate) assertions: HashSet<usize>,
 }
 
 #[derive(Default)]
@@ -157,6 +219,13 @@ pub(crate) struct Model {
     pub(crate) just_ended: Vec<String>,
     /// The `last_seen_at` of each session as last listed.
     pub(crate) listed_seen: HashMap<String, u64>,
+    /// The code last sent for each challenge (by jti).
+    pub(crate) sent: HashMap<String, SentCode>,
+    /// Every code sent, in order (for replays), with the user and jti it was sent for.
+    pub(crate) sent_log: Vec<(User, String, String)>,
+    /// Every passkey assertion made.
+    pub(crate) assertions: Vec<Assertion>,
+    pub(crate) next_serial: u32,
 }
 
 /// A challenge token as the model knows it.
@@ -171,9 +240,32 @@ pub(crate) enum Ch {
 /// What a code matches for a user, by the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Match {
-    Step { secret: u32, step: u64 },
+    Step {
+        secret: u32,
+        step: u64,
+    },
     Recovery(String),
+    /// The code sent for challenge `jti`.
+    Sent {
+        jti: String,
+    },
+    /// An assertion for the passkey challenge pending for `jti`.
+    Passkey {
+        jti: String,
+        hardware: bool,
+    },
     Nothing,
+}
+
+impl Match {
+    /// What the session gains in `amr` besides `mfa`, and its `acr`.
+    pub(crate) fn claims(&self) -> (&'static str, &'static str) {
+        match self {
+            Match::Passkey { hardware: true, .. } => ("hwk", PHISHING_RESISTANT_HARDWARE_ACR),
+            Match::Passkey { .. } => ("swk", PHISHING_RESISTANT_ACR),
+            _ => ("otp", DEFAULT_MFA_ACR),
+        }
+    }
 }
 
 /// The step of `code` among the previous, current and next step (the later one if two
@@ -205,8 +297,27 @@ impl Model {
             recovery: carol_codes.clone(),
         });
         m.users[User::Carol.index()].known_recovery = carol_codes;
+        m.users[User::Alice.index()].passkey = Some(true);
+        m.users[User::Alice.index()].email = true;
+        m.users[User::Carol.index()].passkey = Some(false);
         m.next_secret_id = 3;
         m
+    }
+
+    /// Whether `u` has any second factor (TOTP, a passkey, an email address).
+    pub(crate) fn has_factor(&self, u: User) -> bool {
+        let s = self.user(u);
+        s.factor.is_some() || s.passkey.is_some() || s.email
+    }
+
+    /// Until when the server accepts challenge `ch` (a partial token `exp` + the
+    /// verifier's leeway, an mfa_token `exp`).
+    pub(crate) fn ch_expiry(&self, ch: Ch) -> Option<u64> {
+        match ch {
+            Ch::Partial(i) => Some(self.partials[i].exp + LEEWAY),
+            Ch::Mfa(i) => Some(self.mfa_tokens[i].exp),
+            Ch::Bogus => None,
+        }
     }
 
     pub(crate) fn user(&self, u: User) -> &UserState {
@@ -217,30 +328,72 @@ impl Model {
         &mut self.users[u.index()]
     }
 
-    pub(crate) fn eval(&self, user: User, code: &Code, now: u64) -> Match {
-        let Some(factor) = &self.user(user).factor else {
-            return Match::Nothing;
-        };
+    /// What `code` matches for `user` on challenge `ch` (`src/complete/proof.rs`): a
+    /// code is a TOTP code first (a step in the window, used or not), else the code
+    /// sent for this very challenge while it lives; an assertion answers the passkey
+    /// challenge pending for this very token, from the user's registered passkey.
+    pub(crate) fn eval(&self, user: User, code: &Code, ch: Ch, now: u64) -> Match {
+        let u = self.user(user);
+        let jti = self.ch_jti(ch);
         match code {
-            Code::Totp(c) => {
-                totp_match(&factor.secret, c, now).map_or(Match::Nothing, |step| Match::Step {
-                    secret: factor.id,
-                    step,
-                })
+            Code::Totp(c) | Code::Sent(c) => {
+                let step = u.factor.as_ref().and_then(|f| {
+                    totp_match(&f.secret, c, now).map(|step| Match::Step { secret: f.id, step })
+                });
+                if let Some(step) = step {
+                    return step;
+                }
+                let sent = jti.as_ref().and_then(|j| self.sent.get(j));
+                match (jti, sent) {
+                    (Some(jti), Some(s)) if u.email && s.code == *c && now < s.expires_at => {
+                        Match::Sent { jti }
+                    }
+                    _ => Match::Nothing,
+                }
             }
-            Code::Recovery(c) if factor.recovery.contains(c) => Match::Recovery(c.clone()),
-            Code::Recovery(_) => Match::Nothing,
+            Code::Recovery(c) => match &u.factor {
+                Some(f) if f.recovery.contains(c) => Match::Recovery(c.clone()),
+                _ => Match::Nothing,
+            },
+            Code::Passkey { id, .. } => {
+                let a = &self.assertions[*id];
+                let pending = u.passkey_pending.as_ref().filter(|p| {
+                    Some(&p.jti) == jti.as_ref() && p.serial == a.serial && now < p.expires_at
+                });
+                match (u.passkey, pending) {
+                    (Some(hardware), Some(p)) if a.registered && a.user == user => Match::Passkey {
+                        jti: p.jti.clone(),
+                        hardware,
+                    },
+                    _ => Match::Nothing,
+                }
+            }
+            Code::Malformed => Match::Nothing,
         }
     }
 
-    /// Whether the server accepts `code` for `user` now (its rule: a later step than any
-    /// accepted, an unused recovery code of the current factor).
-    pub(crate) fn fresh(&self, user: User, code: &Code, now: u64) -> bool {
-        match self.eval(user, code, now) {
+    /// Whether the server accepts `code` for `user` on `ch` now (its rule: a later step
+    /// than any accepted, an unused recovery code of the current factor, a sent code or
+    /// an assertion not yet spent).
+    pub(crate) fn fresh(&self, user: User, code: &Code, ch: Ch, now: u64) -> bool {
+        match self.eval(user, code, ch, now) {
             Match::Step { step, .. } => self.user(user).last_step.is_none_or(|last| step > last),
             Match::Recovery(c) => !self.ledger.recovery.contains(&(user, c)),
+            Match::Sent { jti } => !self.ledger.sent_used.contains(&jti),
+            Match::Passkey { jti, .. } => !self.ledger.passkeys_used.contains(&jti),
             Match::Nothing => false,
         }
+    }
+
+    /// Whether a malformed assertion is refused as such (`400`, no attempt): only when
+    /// a passkey challenge is pending for this very token (else there is nothing to
+    /// read it against, and it is a wrong proof).
+    pub(crate) fn malformed_is_read(&self, user: User, ch: Ch, now: u64) -> bool {
+        let jti = self.ch_jti(ch);
+        self.user(user)
+            .passkey_pending
+            .as_ref()
+            .is_some_and(|p| Some(&p.jti) == jti.as_ref() && now < p.expires_at)
     }
 
     /// A six-digit code that matches no secret of anyone within two steps of `now`.
@@ -259,6 +412,7 @@ impl Model {
                 }
             }
         }
+        taken.extend(self.sent.values().map(|s| s.code.clone()));
         [
             "918273", "827364", "736451", "645192", "554033", "463921", "372810",
         ]
@@ -330,14 +484,8 @@ impl Model {
     /// A wrong or replayed code of `user`: one more failure, maybe a lockout that kills
     /// the challenge.
     pub(crate) fn fail(&mut self, user: User, ch: Option<Ch>, now: u64) -> Want {
-        let attempts = &mut self.user_mut(user).attempts;
-        let failures = attempts.current(now) + 1;
-        if failures >= MAX_ATTEMPTS {
-            *attempts = AttemptState {
-                failures,
-                window_until: 0,
-                locked_until: Some(now + LOCKOUT),
-            };
+        let (failures, locked) = self.user_mut(user).attempts.record(ATTEMPTS, now);
+        if locked {
             if let Some(ch) = ch {
                 self.set_used(ch, true);
             }
@@ -346,11 +494,6 @@ impl Model {
                 ..Want::err(429, "too_many_attempts", LOCKOUT_HOLDS)
             }
         } else {
-            *attempts = AttemptState {
-                failures,
-                window_until: now + WINDOW,
-                locked_until: None,
-            };
             Want {
                 attempts_remaining: Some(MAX_ATTEMPTS - failures),
                 ..Want::err(401, "invalid_code", LOCKOUT_HOLDS)

@@ -36,6 +36,45 @@ pub(crate) enum Proof {
     Replay(Index),
     /// A recovery code ever issued to `user` (the challenge's user if `None`).
     Recovery { user: Option<User>, pick: Index },
+    /// A passkey assertion (`POST /auth/passkey/challenge` first, as the proof needs).
+    Passkey(PasskeyProof),
+    /// A code sent by `POST /auth/mfa/send` (email, unless said otherwise).
+    Sent(SentProof),
+}
+
+/// Which passkey assertion a verify presents.
+#[derive(Clone, Debug)]
+pub(crate) enum PasskeyProof {
+    /// A challenge for this very token, answered by the user's registered authenticator.
+    Right,
+    /// A challenge for this token, answered by an authenticator registered with the
+    /// same relying party but in nobody's directory (its browser swaps
+    /// `allowCredentials` for its own credential).
+    Unregistered,
+    /// A fresh login's partial token of the user challenged and answered (which replaces
+    /// any challenge pending for this token): an assertion for another challenge.
+    OtherChallenge,
+    /// Any assertion made so far (used or not, for whichever challenge).
+    Replay(Index),
+    /// Not an assertion: a JSON object webauthn cannot read; after a challenge for this
+    /// token if `challenged` (`400`, no attempt), else with none pending for it.
+    Malformed { challenged: bool },
+}
+
+/// Which sent code a verify presents.
+#[derive(Clone, Debug)]
+pub(crate) enum SentProof {
+    /// A code sent for this very token.
+    Right,
+    /// A code sent for this token, then replaced by a second send.
+    Stale,
+    /// A code sent for a fresh login's partial token of the user.
+    OtherChallenge,
+    /// Any code sent so far (used or not, for whichever challenge).
+    Replay(Index),
+    /// A send by SMS (nobody has a phone factor: `400`), then the code pending for this
+    /// token, if any.
+    Sms,
 }
 
 /// What a burst of concurrent verifies presents.
@@ -64,6 +103,12 @@ pub(crate) enum BurstCode {
     Recovery(Index),
     /// Request `i` sends the right code, a wrong one or the last accepted one, by `i % 3`.
     Mixed,
+    /// Each challenge is challenged for a passkey and answered in turn (so only the last
+    /// one's assertion is still pending); request `i` presents challenge `i`'s assertion.
+    Passkeys,
+    /// A code is sent for each challenge in turn (within the send limit); request `i`
+    /// presents challenge `i`'s code (a wrong one if none could be sent).
+    SentCodes,
 }
 
 #[derive(Clone, Debug)]

@@ -102,11 +102,36 @@ pub(crate) fn get_req(path: &str, bearer: Option<&str>) -> Request<Body> {
 }
 
 /// What is sent as the second factor.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Code {
     Totp(String),
     Recovery(String),
+    /// A code sent by email, typed in `code` as a TOTP code is.
+    Sent(String),
+    /// Passkey assertion `id` of the model's list, and its JSON.
+    Passkey {
+        id: usize,
+        json: String,
+    },
+    /// A `passkey` that is no assertion.
+    Malformed,
 }
+
+impl std::fmt::Debug for Code {
+    /// An assertion by its number only (its JSON is long).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Totp(c) => f.debug_tuple("Totp").field(c).finish(),
+            Code::Recovery(c) => f.debug_tuple("Recovery").field(c).finish(),
+            Code::Sent(c) => f.debug_tuple("Sent").field(c).finish(),
+            Code::Passkey { id, .. } => write!(f, "Passkey(#{id})"),
+            Code::Malformed => f.write_str("Malformed"),
+        }
+    }
+}
+
+/// What [`Code::Malformed`] sends: an object, but no `PublicKeyCredential`.
+pub(crate) const MALFORMED_ASSERTION: &str = r#"{"id":"AAAA","type":"public-key"}"#;
 
 pub(crate) fn verify_req(
     token: &str,
@@ -115,8 +140,14 @@ pub(crate) fn verify_req(
     beside: Option<&str>,
 ) -> Request<Body> {
     let mut body = match code {
-        Code::Totp(c) => json!({ "code": c }),
+        Code::Totp(c) | Code::Sent(c) => json!({ "code": c }),
         Code::Recovery(c) => json!({ "recovery_code": c }),
+        Code::Passkey { json, .. } => {
+            json!({ "passkey": serde_json::from_str::<Value>(json).unwrap() })
+        }
+        Code::Malformed => {
+            json!({ "passkey": serde_json::from_str::<Value>(MALFORMED_ASSERTION).unwrap() })
+        }
     };
     if token_as_bearer {
         return post("/auth/mfa/verify", &body, Some(token));

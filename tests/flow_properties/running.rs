@@ -11,7 +11,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub(crate) async fn run_case(faults: Faults, offset: u64, ops: &[Op]) -> TestCaseResult {
-    let mut run = Run::new(faults, T_BASE + offset);
+    let mut run = Run::new(faults, T_BASE + offset).await;
     for (i, op) in ops.iter().enumerate() {
         if let Err(v) = run.step(op).await {
             return Err(TestCaseError::fail(format!(
@@ -57,6 +57,12 @@ pub(crate) fn check(mix: Mix, cases: u32) {
 /// Runs the same search against an app with `faults` and requires it to find a violation
 /// of `property`.
 pub(crate) fn expect_caught(faults: Faults, mix: Mix, property: &str) {
+    expect_caught_as(faults, mix, &[property]);
+}
+
+/// [`expect_caught`], where the interleaving of a burst decides which of `properties`
+/// the fault violates first.
+pub(crate) fn expect_caught_as(faults: Faults, mix: Mix, properties: &[&str]) {
     let rt = runtime();
     let mut config = config(256);
     config.cases = 256;
@@ -66,10 +72,12 @@ pub(crate) fn expect_caught(faults: Faults, mix: Mix, property: &str) {
     match runner.run(&scenario(mix), |(offset, ops)| {
         rt.block_on(run_case(faults, offset, &ops))
     }) {
-        Ok(()) => panic!("{faults:?}: no sequence violated {property}"),
+        Ok(()) => panic!("{faults:?}: no sequence violated {properties:?}"),
         Err(TestError::Fail(reason, ops)) => assert!(
-            reason.message().starts_with(&format!("[{property}]")),
-            "{faults:?} was caught, but not as a violation of {property}: {}\n{ops:?}",
+            properties
+                .iter()
+                .any(|p| reason.message().starts_with(&format!("[{p}]"))),
+            "{faults:?} was caught, but not as a violation of {properties:?}: {}\n{ops:?}",
             reason.message()
         ),
         Err(e) => panic!("{e}"),

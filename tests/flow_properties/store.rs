@@ -18,6 +18,22 @@ pub(crate) struct TestHook {
     judged: [AtomicUsize; 2],
     /// With `stale_session_list`: every session listed so far, per user.
     listed: Mutex<HashMap<String, Vec<SessionInfo>>>,
+    /// With `unbound_sent_codes`: the code stored last, for any challenge.
+    last_sent: Mutex<Option<Vec<u8>>>,
+    /// With `uncounted_passkeys`: users whose verify read their passkey challenge and has
+    /// not settled its attempt yet.
+    judging_passkey: Mutex<HashSet<String>>,
+}
+
+/// Whether `key` is an attempt key of a user (not the key that counts their sends,
+/// which starts with U+001F).
+fn user_key(key: &str) -> bool {
+    !key.starts_with('\u{1f}')
+}
+
+/// Whether `key` holds a code sent for a challenge (not its single-use mark).
+fn sent_code_key(key: &str) -> bool {
+    key.starts_with("sent:") && !key.ends_with(":used")
 }
 
 impl TestStore {
@@ -27,6 +43,8 @@ impl TestStore {
             successors: Mutex::new(HashMap::new()),
             judged: Default::default(),
             listed: Mutex::new(HashMap::new()),
+            last_sent: Mutex::new(None),
+            judging_passkey: Mutex::new(HashSet::new()),
         };
         HookedStore::with_hook(Arc::new(MemoryStore::new()), hook)
     }
@@ -133,8 +151,25 @@ impl StoreHook for TestHook {
                     false.into()
                 }
                 Call::Attempts { .. } if f.no_lockout => Attempts::default().into(),
-                Call::ReserveAttempt { .. } if f.no_lockout => Reservation::Granted.into(),
-                Call::SettleAttempt { settlement, .. } => {
+                Call::ReserveAttempt { key, .. } if f.no_lockout && user_key(key) => {
+                    Reservation::Granted.into()
+                }
+                // Sends are counted apart (`reserve_send`): no code is judged.
+                Call::SettleAttempt { key, .. } if !user_key(key) => return None,
+                Call::SettleAttempt {
+                    key,
+                    settlement: Settlement::Failed,
+                    policy,
+                    now,
+                } if f.uncounted_passkeys && self.judging_passkey.lock().unwrap().remove(key) => {
+                    // The wrong assertion's attempt is given back instead.
+                    let released = inner.settle_attempt(key, Settlement::Released, policy, now);
+                    return Some(released.await.map(Into::into));
+                }
+                Call::SettleAttempt {
+                    key, settlement, ..
+                } => {
+                    self.judging_passkey.lock().unwrap().remove(key);
                     self.judge(settlement);
                     if !f.no_lockout {
                         return None;
@@ -144,6 +179,15 @@ impl StoreHook for TestHook {
                         locked_until: None,
                     }
                     .into()
+                }
+                Call::Get { key, .. } if f.uncounted_passkeys && key.starts_with("pkc:") => {
+                    let user = key.trim_start_matches("pkc:").to_owned();
+                    self.judging_passkey.lock().unwrap().insert(user);
+                    return None;
+                }
+                Call::Put { key, ref value, .. } if f.unbound_sent_codes && sent_code_key(key) => {
+                    *self.last_sent.lock().unwrap() = Some(value.clone());
+                    return None;
                 }
                 Call::RefreshRotate {
                     family,
@@ -193,6 +237,11 @@ impl StoreHook for TestHook {
                     Answer::Elevation(Elevation::Ended),
                 ) if f.revivable_sessions => {
                     return self.revive(inner, family, *new_token, session, *now).await;
+                }
+                (Call::Get { key, .. }, Answer::Value(None))
+                    if f.unbound_sent_codes && sent_code_key(key) =>
+                {
+                    Answer::Value(self.last_sent.lock().unwrap().clone())
                 }
                 (Call::Sessions { user, .. }, Answer::Sessions(live)) if f.stale_session_list => {
                     self.stale_list(user, live)

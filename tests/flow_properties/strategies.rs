@@ -81,6 +81,32 @@ pub(crate) fn proof() -> impl Strategy<Value = Proof> {
         4 => any::<Index>().prop_map(Proof::Replay),
         3 => (proptest::option::of(user()), any::<Index>())
             .prop_map(|(user, pick)| Proof::Recovery { user, pick }),
+        5 => passkey_proof().prop_map(Proof::Passkey),
+        5 => sent_proof().prop_map(Proof::Sent),
+    ]
+}
+
+/// Passkey assertions: mostly right, else the stranger's, another challenge's, a replay
+/// or an unreadable one.
+pub(crate) fn passkey_proof() -> impl Strategy<Value = PasskeyProof> {
+    prop_oneof![
+        5 => Just(PasskeyProof::Right),
+        1 => Just(PasskeyProof::Unregistered),
+        1 => Just(PasskeyProof::OtherChallenge),
+        2 => any::<Index>().prop_map(PasskeyProof::Replay),
+        1 => any::<bool>().prop_map(|challenged| PasskeyProof::Malformed { challenged }),
+    ]
+}
+
+/// Sent codes: mostly right, else replaced, another challenge's, a replay, or after a
+/// refused SMS.
+pub(crate) fn sent_proof() -> impl Strategy<Value = SentProof> {
+    prop_oneof![
+        5 => Just(SentProof::Right),
+        1 => Just(SentProof::Stale),
+        1 => Just(SentProof::OtherChallenge),
+        2 => any::<Index>().prop_map(SentProof::Replay),
+        1 => Just(SentProof::Sms),
     ]
 }
 
@@ -151,6 +177,8 @@ pub(crate) fn op(mix: Mix) -> impl Strategy<Value = Op> {
                 2 => any::<Index>().prop_map(BurstCode::Recovery),
                 2 => Just(BurstCode::Recoveries),
                 1 => Just(BurstCode::Mixed),
+                2 => Just(BurstCode::Passkeys),
+                2 => Just(BurstCode::SentCodes),
             ],
         )
             .prop_map(|(user, n, target, code)| Op::Burst {

@@ -33,6 +33,8 @@ pub(crate) enum Source {
     /// A second factor: a new session, or (a step-up) the family it continues.
     Verify {
         amr: Vec<String>,
+        /// The factor's level.
+        acr: &'static str,
         family: Option<usize>,
     },
     Refresh(usize),

@@ -13,12 +13,19 @@ pub(crate) struct World {
     pub(crate) factors: Arc<MemoryFactors>,
     /// Signs partial tokens for any user with a key the server does not know.
     pub(crate) forger: Issuer,
+    /// The relying party the app's passkeys are registered with.
+    pub(crate) passkeys: PasskeyConfig,
+    /// Where the app's sent codes go.
+    pub(crate) sender: Arc<CapturingSender>,
 }
 
-/// The factor directory at the start: alice and carol enrolled, bob not.
+/// The factor directory at the start: alice and carol enrolled (alice with an email
+/// address too), bob not. Their passkeys are registered by [`Keys::register`].
 pub(crate) fn directory() -> Arc<MemoryFactors> {
     let factors = Arc::new(MemoryFactors::new());
     factors.insert("alice", TotpFactor::new(alice_secret(), Vec::new()));
+    let email = FactorData::new(ALICE_EMAIL.as_bytes().to_vec());
+    factors.add("alice", StoredFactor::new(kind::EMAIL, email, 0).unwrap());
     let carol_hashes: Vec<RecoveryCodeHash> =
         CAROL_CODES.iter().map(|c| recovery::hash(c)).collect();
     factors.insert("carol", TotpFactor::new(carol_secret(), carol_hashes));
@@ -54,6 +61,8 @@ pub(crate) fn world_with(
     let forger = issuer_with(&[0x66; 32]);
 
     let store = Arc::new(TestStore::new(faults));
+    let passkeys = PasskeyConfig::new(RP_ID, ORIGIN, "Flow").unwrap();
+    let sender = Arc::new(CapturingSender::default());
     let completion = Completion::builder()
         .guard(guard.clone())
         .issuer(issuer)
@@ -67,6 +76,8 @@ pub(crate) fn world_with(
             save_gate,
         }))
         .attempts(ATTEMPTS)
+        .passkeys(passkeys.clone())
+        .code_sender(sender.clone() as Arc<dyn CodeSender>)
         .refresh_lifetime(Duration::from_secs(REFRESH_LIFETIME))
         .enroll_step_up(
             StepUp::new()
@@ -85,7 +96,64 @@ pub(crate) fn world_with(
         store,
         factors,
         forger,
+        passkeys,
+        sender,
     }
+}
+
+/// The authenticators of a case: alice's device-bound passkey (`hwk`), carol's synced
+/// one (`swk`), and one registered with the same relying party but in nobody's
+/// directory.
+pub(crate) struct Keys {
+    pub(crate) alice: SoftAuthenticator,
+    pub(crate) carol: SoftAuthenticator,
+    pub(crate) stranger: SoftAuthenticator,
+    /// The stranger's credential id (base64url), for an `allowCredentials` that names it.
+    pub(crate) stranger_id: String,
+}
+
+impl Keys {
+    /// Registers a passkey for alice and carol in `w`'s directory, and the stranger's
+    /// nowhere.
+    pub(crate) async fn register(w: &World) -> Keys {
+        let mut alice = SoftAuthenticator::hwk(ORIGIN);
+        let mut carol = SoftAuthenticator::swk(ORIGIN);
+        let mut stranger = SoftAuthenticator::hwk(ORIGIN);
+        for (user, key) in [(User::Alice, &mut alice), (User::Carol, &mut carol)] {
+            let passkey = register_passkey(&w.passkeys, key, user.name()).await;
+            let data = FactorData::new(passkey.to_bytes().unwrap());
+            let record = StoredFactor::new(kind::PASSKEY, data, 0).unwrap();
+            w.factors.add(user.name(), record);
+        }
+        let theirs = register_passkey(&w.passkeys, &mut stranger, "alice").await;
+        let stranger_id =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(theirs.credential_id());
+        Keys {
+            alice,
+            carol,
+            stranger,
+            stranger_id,
+        }
+    }
+
+    /// The authenticator that holds `user`'s registered passkey, if any.
+    pub(crate) fn of(&mut self, user: User) -> Option<&mut SoftAuthenticator> {
+        match user {
+            User::Alice => Some(&mut self.alice),
+            User::Carol => Some(&mut self.carol),
+            User::Bob => None,
+        }
+    }
+}
+
+async fn register_passkey(
+    config: &PasskeyConfig,
+    key: &mut SoftAuthenticator,
+    user: &str,
+) -> StoredPasskey {
+    let (options, state) = config.start_registration(user, user, &[]).unwrap();
+    let credential = key.register(&options).await.unwrap();
+    config.finish_registration(&state, &credential).unwrap()
 }
 
 /// The completion's guard, and the layer's: the same one, or with `unrevoked_layer`
@@ -128,6 +196,12 @@ fn app(completion: &Completion, layer_guard: &Guard) -> Router {
         RouteTable::new()
             .route(Method::GET, "/api/me", Policy::authenticated())
             .route(Method::GET, "/api/billing", Policy::step_up(step_up))
+            .route(
+                Method::POST,
+                "/auth/passkey/challenge",
+                Policy::mfa_verify(),
+            )
+            .route(Method::POST, "/auth/mfa/send", Policy::mfa_verify())
             .route(Method::GET, "/auth/sessions", Policy::authenticated())
             .route(
                 Method::DELETE,
@@ -138,6 +212,11 @@ fn app(completion: &Completion, layer_guard: &Guard) -> Router {
     let api = Router::new()
         .route("/api/me", get(whoami))
         .route("/api/billing", get(whoami))
+        .route(
+            "/auth/passkey/challenge",
+            post_service(completion.passkey_challenge()),
+        )
+        .route("/auth/mfa/send", post_service(completion.send_code()))
         .route("/auth/sessions", get_service(completion.sessions()))
         .route(
             "/auth/sessions/{id}",

@@ -9,7 +9,7 @@ impl Run {
     pub(crate) fn recent_auth(&self, kind: Option<Credential>, now: u64) -> Result<usize, Want> {
         let a = self.layer_auth(kind, now)?;
         let user = self.m.access[a].user;
-        if self.m.user(user).factor.is_some() && !self.stepped_up(a, now) {
+        if self.m.has_factor(user) && !self.stepped_up(a, now) {
             return Err(Want::err(403, "mfa_required", MODEL));
         }
         // A first factor needs a recent authentication (DESIGN §8.2).

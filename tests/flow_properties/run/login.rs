@@ -36,7 +36,7 @@ impl Run {
                 return Ok(None);
             }
         };
-        let has_factor = self.m.user(user).factor.is_some();
+        let has_factor = self.m.has_factor(user);
         if has_factor {
             ensure!(
                 r.body.get("access_token").is_none() && r.body.get("refresh_token").is_none(),
@@ -141,7 +141,7 @@ impl Run {
         let family = match source {
             Source::Login => {
                 ensure!(
-                    self.m.user(user).factor.is_none(),
+                    !self.m.has_factor(user),
                     NO_ACCESS,
                     "a login alone gave {user:?}, who has a second factor, an access token"
                 );
@@ -154,18 +154,22 @@ impl Run {
             }
             Source::Verify {
                 amr: expected,
+                acr: expected_acr,
                 family,
             } => {
+                // The factor's method and `mfa`, on top of what the challenge had; the
+                // factor's level as `acr`.
                 ensure!(
-                    c.has_amr("otp") && c.has_amr("mfa") && same_set(&amr, &expected),
+                    c.has_amr("mfa") && same_set(&amr, &expected),
                     NO_ACCESS,
                     "a session after a second factor has amr {amr:?}, expected {expected:?}"
                 );
                 ensure!(
-                    acr == DEFAULT_MFA_ACR && auth_time == now,
-                    MODEL,
-                    "mfa session claims: {c:?}"
+                    acr == expected_acr,
+                    NO_ACCESS,
+                    "a session after a second factor has acr {acr}, expected {expected_acr}"
                 );
+                ensure!(auth_time == now, MODEL, "mfa session claims: {c:?}");
                 self.m.ledger.mfa_sessions.insert(sid.clone(), user);
                 if let Some(f) = family {
                     // A step-up continues its session: same sid, same absolute end.
@@ -199,8 +203,16 @@ impl Run {
                 Some(f)
             }
         };
-        // Any token that claims a second factor traces back to a verify of that user.
-        if c.has_amr("mfa") || c.has_amr("otp") || acr == DEFAULT_MFA_ACR {
+        // Any token that claims a second factor (of any kind) traces back to a verify of
+        // that user.
+        let second_factor_acr = [
+            DEFAULT_MFA_ACR,
+            PHISHING_RESISTANT_ACR,
+            PHISHING_RESISTANT_HARDWARE_ACR,
+        ];
+        if ["mfa", "otp", "hwk", "swk"].iter().any(|m| c.has_amr(m))
+            || second_factor_acr.contains(&acr.as_str())
+        {
             ensure!(
                 self.m.ledger.mfa_sessions.get(&sid) == Some(&user),
                 NO_ACCESS,

@@ -6,6 +6,7 @@ use crate::*;
 mod access;
 mod burst;
 mod enroll;
+mod factors;
 mod login;
 mod refresh;
 mod sessions;
@@ -15,14 +16,19 @@ pub(crate) struct Run {
     pub(crate) w: World,
     pub(crate) m: Model,
     pub(crate) trace: Vec<String>,
+    /// The case's authenticators (alice's and carol's passkeys are in the directory).
+    pub(crate) keys: Keys,
 }
 
 impl Run {
-    pub(crate) fn new(faults: Faults, start: u64) -> Self {
+    pub(crate) async fn new(faults: Faults, start: u64) -> Self {
+        let w = world(faults, start);
+        let keys = Keys::register(&w).await;
         Run {
-            w: world(faults, start),
+            w,
             m: Model::new(),
             trace: Vec::new(),
+            keys,
         }
     }
 
@@ -96,8 +102,22 @@ impl Run {
             } else {
                 ""
             };
+            // Which factor a verify presented.
+            let factor = if head != "verify" && head != "burst" {
+                ""
+            } else if line.contains("Passkey(") {
+                " (passkey)"
+            } else if line.contains("Sent(") {
+                " (sent code)"
+            } else if line.contains("Malformed") {
+                " (malformed passkey)"
+            } else if line.contains("Recovery(") {
+                " (recovery code)"
+            } else {
+                ""
+            };
             reached(format!(
-                "{head}{sub} -> {}",
+                "{head}{sub}{factor} -> {}",
                 outcome.split(" (").next().unwrap_or("")
             ));
         }

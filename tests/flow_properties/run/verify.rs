@@ -45,7 +45,24 @@ impl Run {
         })
     }
 
-    pub(crate) fn resolve_proof(&self, proof: &Proof, ch_user: Option<User>, now: u64) -> Code {
+    /// The proof `proof` names for challenge `ch` (`token`): a passkey assertion or a
+    /// sent code asks the app for its challenge or code first.
+    pub(crate) async fn resolve_proof(
+        &mut self,
+        proof: &Proof,
+        ch: Ch,
+        token: &str,
+        now: u64,
+    ) -> Result<Code, Violation> {
+        Ok(match proof {
+            Proof::Passkey(p) => self.passkey_proof(p, ch, token).await?,
+            Proof::Sent(p) => self.sent_proof(p, ch, token).await?,
+            _ => self.code_proof(proof, self.m.ch_user(ch), now),
+        })
+    }
+
+    /// A typed proof: a TOTP code, a recovery code or a replay.
+    pub(crate) fn code_proof(&self, proof: &Proof, ch_user: Option<User>, now: u64) -> Code {
         match proof {
             Proof::Totp { user, delta } => {
                 let u = self.m.user(user.or(ch_user).unwrap_or(User::Alice));
@@ -79,6 +96,7 @@ impl Run {
                     Code::Recovery(known[pick.index(known.len())].clone())
                 }
             }
+            Proof::Passkey(_) | Proof::Sent(_) => Code::Totp(self.m.wrong_code(now)),
         }
     }
 
@@ -124,7 +142,7 @@ impl Run {
         beside: Option<usize>,
     ) -> Result<(), Violation> {
         let now = self.now();
-        let code = self.resolve_proof(proof, self.m.ch_user(ch), now);
+        let code = self.resolve_proof(proof, ch, &token, now).await?;
         let beside_token = beside.map(|i| self.m.access[i].token.clone());
         let r = send(
             &self.w.app,
@@ -156,8 +174,9 @@ impl Run {
         let want = match self.predict_verify(ch, &code, beside, now) {
             Ok(user) => {
                 self.compare("verify", Want::status(200), &r)?;
-                let (amr, family) = self.accept(user, &code, ch, now)?;
-                return self.session_from(&r, user, Source::Verify { amr, family }, now);
+                let (amr, acr, family) = self.accept(user, &code, ch, now)?;
+                let source = Source::Verify { amr, acr, family };
+                return self.session_from(&r, user, source, now);
             }
             Err(want) => want,
         };
@@ -172,17 +191,41 @@ impl Run {
         ch: Ch,
         now: u64,
     ) -> Result<(), Violation> {
-        match self.m.eval(user, code, now) {
+        match self.m.eval(user, code, ch, now) {
             Match::Nothing => {
+                // A code sent or an assertion made for a challenge, consumed there, and
+                // accepted again here.
+                let twice = match code {
+                    Code::Sent(c) | Code::Totp(c) => {
+                        self.m.ledger.sent_codes.contains(&(user, c.clone()))
+                    }
+                    Code::Passkey { id, .. } => self.m.ledger.assertions.contains(id),
+                    _ => false,
+                };
+                ensure!(
+                    !twice,
+                    NO_CODE_TWICE,
+                    "{user:?} got a session for {code:?} on {ch:?}, a proof consumed before"
+                );
                 return Err(violation(
                     NO_ACCESS,
                     format!(
-                        "{user:?} got a session for {code:?}, which is none of their codes now \
-                         (factor: {})",
-                        self.m.user(user).factor.is_some()
+                        "{user:?} got a session for {code:?} on {ch:?}, which is none of their \
+                         proofs for this challenge now (any factor: {})",
+                        self.m.has_factor(user)
                     ),
-                ))
+                ));
             }
+            Match::Sent { jti } => ensure!(
+                !self.m.ledger.sent_used.contains(&jti),
+                NO_CODE_TWICE,
+                "the code sent for {ch:?} of {user:?} ({code:?}) was accepted a second time"
+            ),
+            Match::Passkey { jti, .. } => ensure!(
+                !self.m.ledger.passkeys_used.contains(&jti),
+                NO_CODE_TWICE,
+                "a passkey assertion for {ch:?} of {user:?} was accepted a second time"
+            ),
             Match::Step { secret, step } => ensure!(
                 !self.m.ledger.steps.contains(&(user, secret, step)),
                 NO_CODE_TWICE,
@@ -219,6 +262,28 @@ impl Run {
 
     /// The predicted outcome of a verify: `Ok(user)` for a success (applied by
     /// [`Run::accept`]), or the refusal (already applied to the model).
+    /// The user of challenge `ch` if its token opens now (`src/complete/challenged.rs`,
+    /// for verify, a passkey challenge and a send alike), or the refusal.
+    pub(crate) fn open_challenge(&self, ch: Ch, now: u64) -> Result<User, Want> {
+        match ch {
+            Ch::Bogus => Err(Want::err(400, "mfa_token_invalid", MODEL)),
+            Ch::Partial(i) => {
+                let p = &self.m.partials[i];
+                if now >= p.exp + LEEWAY {
+                    return Err(Want::err(401, "mfa_token_expired", MODEL));
+                }
+                Ok(p.user)
+            }
+            Ch::Mfa(i) => {
+                let t = &self.m.mfa_tokens[i];
+                if now >= t.exp {
+                    return Err(Want::err(401, "mfa_token_expired", MODEL));
+                }
+                Ok(t.user)
+            }
+        }
+    }
+
     pub(crate) fn predict_verify(
         &mut self,
         ch: Ch,
@@ -226,39 +291,30 @@ impl Run {
         beside: Option<usize>,
         now: u64,
     ) -> Result<User, Want> {
-        let user = match ch {
-            Ch::Bogus => return Err(Want::err(400, "mfa_token_invalid", MODEL)),
-            Ch::Partial(i) => {
-                let p = &self.m.partials[i];
-                if now >= p.exp + LEEWAY {
-                    return Err(Want::err(401, "mfa_token_expired", MODEL));
-                }
-                p.user
+        let user = self.open_challenge(ch, now)?;
+        if let (Ch::Mfa(i), Some(b)) = (ch, beside) {
+            let (t, a) = (&self.m.mfa_tokens[i], &self.m.access[b]);
+            if now < a.exp + LEEWAY && !(a.user == t.user && a.sid == t.sid) {
+                return Err(Want::err(400, "mfa_token_invalid", MODEL));
             }
-            Ch::Mfa(i) => {
-                let t = &self.m.mfa_tokens[i];
-                if now >= t.exp {
-                    return Err(Want::err(401, "mfa_token_expired", MODEL));
-                }
-                if let Some(b) = beside {
-                    let a = &self.m.access[b];
-                    if now < a.exp + LEEWAY && !(a.user == t.user && a.sid == t.sid) {
-                        return Err(Want::err(400, "mfa_token_invalid", MODEL));
-                    }
-                }
-                t.user
-            }
-        };
-        if self.m.user(user).factor.is_none() {
-            return Err(Want::err(400, "invalid_request", NO_ACCESS));
         }
+        // The attempt is reserved first (DESIGN §4): the lockout, then the spent token,
+        // then a factor at all.
         if let Some(want) = self.m.locked_want(user, now) {
             return Err(want);
         }
         if self.m.ch_used(ch) {
             return Err(Want::err(404, "mfa_token_not_found", ONCE));
         }
-        if !self.m.fresh(user, code, now) {
+        if !self.m.has_factor(user) {
+            return Err(Want::err(400, "invalid_request", NO_ACCESS));
+        }
+        // An unreadable assertion is the client's error, and costs nothing, where there
+        // is a pending challenge to read it against.
+        if *code == Code::Malformed && self.m.malformed_is_read(user, ch, now) {
+            return Err(Want::err(400, "invalid_request", LOCKOUT_HOLDS));
+        }
+        if !self.m.fresh(user, code, ch, now) {
             return Err(self.m.fail(user, Some(ch), now));
         }
         if self.ended_session(ch, now) {
@@ -292,7 +348,7 @@ impl Run {
         ch: Ch,
         now: u64,
     ) -> Result<(), Violation> {
-        match self.m.eval(user, code, now) {
+        match self.m.eval(user, code, ch, now) {
             Match::Step { secret, step } => {
                 self.m.ledger.steps.insert((user, secret, step));
                 let u = self.m.user_mut(user);
@@ -300,6 +356,18 @@ impl Run {
             }
             Match::Recovery(c) => {
                 self.m.ledger.recovery.insert((user, c));
+            }
+            Match::Sent { jti } => {
+                self.m.ledger.sent_used.insert(jti);
+                if let Code::Sent(c) | Code::Totp(c) = code {
+                    self.m.ledger.sent_codes.insert((user, c.clone()));
+                }
+            }
+            Match::Passkey { jti, .. } => {
+                self.m.ledger.passkeys_used.insert(jti);
+                if let Code::Passkey { id, .. } = code {
+                    self.m.ledger.assertions.insert(*id);
+                }
             }
             Match::Nothing => return Err(violation(MODEL, "spending a code that matches nothing")),
         }
@@ -309,14 +377,16 @@ impl Run {
         Ok(())
     }
 
-    /// Records an accepted code; the `amr` the new session must have.
+    /// Records an accepted code; the `amr` and `acr` the new session must have (the
+    /// factor's), and the family a step-up continues.
     pub(crate) fn accept(
         &mut self,
         user: User,
         code: &Code,
         ch: Ch,
         now: u64,
-    ) -> Result<(Vec<String>, Option<usize>), Violation> {
+    ) -> Result<(Vec<String>, &'static str, Option<usize>), Violation> {
+        let (method, acr) = self.m.eval(user, code, ch, now).claims();
         self.spend(user, code, ch, now)?;
         if let Some(jti) = self.m.ch_jti(ch) {
             self.m.ledger.completed.insert(jti);
@@ -329,12 +399,12 @@ impl Run {
             }
             _ => (vec!["pwd".to_owned()], None),
         };
-        for m in ["otp", "mfa"] {
+        for m in [method, "mfa"] {
             if !amr.iter().any(|x| x == m) {
                 amr.push(m.to_owned());
             }
         }
-        Ok((amr, family))
+        Ok((amr, acr, family))
     }
 
     // --- concurrent verifies ---------------------------------------------------------------
