@@ -22,7 +22,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_stepup::audit::{self, Action, Outcome};
-use tower_stepup::complete::{Completion, CookieConfig, Hooks, MemoryFactors, TotpFactor};
+use tower_stepup::complete::{
+    BackendFuture, Completion, CookieConfig, Factors, Hooks, MemoryFactors, TotpFactor,
+};
+use tower_stepup::factor::stored::{kind, StoredFactor};
+use tower_stepup::factor::FactorData;
 use tower_stepup::factor::{recovery, totp, TotpSecret};
 use tower_stepup::store::{AttemptPolicy, Attempts, MemoryStore, Store, StoreError, TokenHash};
 use tower_stepup::{
@@ -240,6 +244,58 @@ struct Options {
     gate: Option<usize>,
     /// Where the application's `Hooks` note each enrolled user.
     enrolled: Option<Arc<Mutex<Vec<String>>>>,
+    /// Other sign-ins of the user spend this many recovery codes while a verify removes
+    /// its own (the first saves of recovery codes each lose to one: [`Rivalled`]).
+    rivals: usize,
+}
+
+/// A factor directory where, before each of the first `left` saves of a set of recovery
+/// codes, another sign-in of the same user saves first, without another of the codes:
+/// the save then finds the set changed and must read it again. At most `max_attempts - 1`
+/// other verifies of the user are in flight beside one (the attempt reservation).
+struct Rivalled {
+    inner: Arc<MemoryFactors>,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl Factors for Rivalled {
+    fn factors<'a>(&'a self, user: &'a str) -> BackendFuture<'a, Vec<StoredFactor>> {
+        self.inner.factors(user)
+    }
+
+    fn add_factor<'a>(&'a self, user: &'a str, factor: StoredFactor) -> BackendFuture<'a, ()> {
+        self.inner.add_factor(user, factor)
+    }
+
+    fn update_factor<'a>(
+        &'a self,
+        user: &'a str,
+        factor: &'a StoredFactor,
+        previous: &'a FactorData,
+    ) -> BackendFuture<'a, bool> {
+        Box::pin(async move {
+            let rival = factor.kind == kind::RECOVERY_CODES
+                && self
+                    .left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            if rival {
+                // Another code of the set (one this save keeps) is spent first.
+                let mine = recovery::from_data(&factor.data).unwrap();
+                let other = mine[0].clone();
+                let all = recovery::from_data(previous).unwrap();
+                let rest: Vec<_> = all.into_iter().filter(|h| *h != other).collect();
+                let mut theirs = factor.clone();
+                theirs.data = recovery::to_data(&rest);
+                assert!(self.inner.update_factor(user, &theirs, previous).await?);
+            }
+            self.inner.update_factor(user, factor, previous).await
+        })
+    }
+
+    fn remove_factor<'a>(&'a self, user: &'a str, id: &'a str) -> BackendFuture<'a, bool> {
+        self.inner.remove_factor(user, id)
+    }
 }
 
 /// The application's hooks: notes each enrolled user.
@@ -332,7 +388,13 @@ impl App {
                 ])
                 .with_scope("me"),
             )
-            .factors(factors.clone())
+            .factors(match opts.rivals {
+                0 => factors.clone() as Arc<dyn Factors>,
+                n => Arc::new(Rivalled {
+                    inner: factors.clone(),
+                    left: n.into(),
+                }),
+            })
             .attempts(AttemptPolicy {
                 max_attempts: opts.max_attempts.unwrap_or(5),
                 ..AttemptPolicy::default()
@@ -1782,4 +1844,32 @@ async fn a_providers_alice_is_not_the_local_alice_at_the_completion_endpoints() 
     let body = json!({"mfa_token": mfa_token, "code": code});
     let r = app.post_json(VERIFY, &body, Some(&same_sid)).await;
     r.expect(400, "mfa_token_invalid");
+}
+
+/// A used recovery code leaves the directory even when every other verify the attempt
+/// limit lets in at once (`max_attempts - 1` = 4, the default policy) spends a code of the
+/// same set first: each compare-and-set round lets one through, and the removal tries
+/// `max_attempts + 1` times. (It tried 3 times: with the default 5 attempts, the 4th and
+/// 5th of five concurrent recovery sign-ins left their used code in the set, guarded
+/// only by the store's memory of spent codes; found by the flow property search.)
+#[tokio::test]
+async fn a_used_recovery_code_leaves_the_set_whatever_the_concurrent_sign_ins() {
+    let app = App::new(Options {
+        rivals: 4,
+        ..Options::default()
+    });
+    let before = app.factors.totp("alice").unwrap().recovery_codes.len();
+    let partial = app.partial("alice").await;
+    let used = app.alice_recovery[0].clone();
+    app.recover(&partial, &used).await.expect_ok();
+    let left = app.factors.totp("alice").unwrap().recovery_codes;
+    assert!(
+        !left.contains(&recovery::hash(&used)),
+        "the used code is still in the set"
+    );
+    assert_eq!(
+        left.len(),
+        before - 1 - 4,
+        "its own and the 4 rivals' codes"
+    );
 }

@@ -170,13 +170,12 @@ fn recovery_code(enrolled: &Enrolled, code: &str, at: &Judging<'_>) -> Option<Ac
     })
 }
 
-/// How often [`apply`] re-reads a set that changed under it.
-const UPDATE_TRIES: usize = 3;
-
 /// Makes `after` in the user's factors, once the store has spent the proof. A recovery
 /// code leaves whatever set is current, by compare-and-set: a set replaced or changed
-/// meanwhile is read again (a few times; the store's memory of the spent code holds
-/// meanwhile).
+/// meanwhile is read again. Each round of compare-and-set lets one of the user's
+/// concurrent removals through, and at most `max_attempts` verifies of a user are in
+/// flight at once (the attempt reservation), so `max_attempts + 1` tries reach every
+/// one of them.
 pub(crate) async fn apply(completion: &Completion, sub: &str, after: After) -> Result<(), Failure> {
     match after {
         After::Nothing => Ok(()),
@@ -198,7 +197,8 @@ async fn remove_recovery_code(
     sub: &str,
     hash: RecoveryCodeHash,
 ) -> Result<(), Failure> {
-    for _ in 0..UPDATE_TRIES {
+    let tries = completion.inner().attempts.max_attempts as usize + 1;
+    for _ in 0..tries {
         let enrolled = Enrolled::load(completion, sub).await?;
         let Some((set, hashes)) = enrolled.recovery() else {
             return Ok(());

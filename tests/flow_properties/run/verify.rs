@@ -298,16 +298,16 @@ impl Run {
                 return Err(Want::err(400, "mfa_token_invalid", MODEL));
             }
         }
-        // The attempt is reserved first (DESIGN §4): the lockout, then the spent token,
-        // then a factor at all.
+        // The lockout first (DESIGN §4), then a factor at all (nothing reserved without
+        // one), then the spent token.
         if let Some(want) = self.m.locked_want(user, now) {
             return Err(want);
         }
-        if self.m.ch_used(ch) {
-            return Err(Want::err(404, "mfa_token_not_found", ONCE));
-        }
         if !self.m.has_factor(user) {
             return Err(Want::err(400, "invalid_request", NO_ACCESS));
+        }
+        if self.m.ch_used(ch) {
+            return Err(Want::err(404, "mfa_token_not_found", ONCE));
         }
         // An unreadable assertion is the client's error, and costs nothing, where there
         // is a pending challenge to read it against.
