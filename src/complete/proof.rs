@@ -197,7 +197,7 @@ async fn remove_recovery_code(
     sub: &str,
     hash: RecoveryCodeHash,
 ) -> Result<(), Failure> {
-    let tries = completion.inner().attempts.max_attempts as usize + 1;
+    let tries = (completion.inner().attempts.max_attempts as usize).saturating_add(1);
     for _ in 0..tries {
         let enrolled = Enrolled::load(completion, sub).await?;
         let Some((set, hashes)) = enrolled.recovery() else {
