@@ -70,7 +70,7 @@
 //! Written from `src/complete/*.rs` and `src/store/memory.rs`: partial tokens and
 //! mfa_tokens live [`PARTIAL_TTL`] / [`MFA_TOKEN_TTL`] s (a partial token until `exp` +
 //! the verifier's 5 s leeway, an mfa_token until `exp`), access tokens [`ACCESS_TTL`] s
-//! (+ leeway); verify checks token → lockout → single use → factor → code → the session
+//! (+ leeway); verify checks token → lockout → factor → single use → code → the session
 //! a step-up replaces, in that order; a TOTP code matches step `now/30` ± 1 and is
 //! accepted only if its step is later than the last step accepted for the user; a code
 //! that is no TOTP code is the code sent for this very challenge (the last one sent, while
