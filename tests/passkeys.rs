@@ -7,10 +7,8 @@
 //! phishing-resistant route. Every refused ceremony is a 4xx and gives no tokens.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
-use reqwest::Client;
 use serde_json::{json, Value};
 use tower_stepup::complete::Factors;
 use tower_stepup::factor::passkey::StoredPasskey;
@@ -31,7 +29,7 @@ mod demo_config;
 mod reply;
 
 use authenticator::{Ceremony, SoftAuthenticator};
-use demo_app::{serve, Demo, Served};
+use demo_app::{serve, Demo, Http, Served};
 use demo_config::DEMO_WEBAUTHN_ORIGIN as ORIGIN;
 use reply::Reply;
 
@@ -40,9 +38,8 @@ const T0: u64 = 1_800_000_010;
 
 /// The demo on its own port and clock, and a client.
 struct Server {
-    base: String,
+    http: Http,
     demo: Demo,
-    client: Client,
     _served: Served,
 }
 
@@ -51,37 +48,13 @@ async fn start() -> Server {
     let demo = Demo::build(&config, ManualClock::new(T0), Arc::new(MemoryStore::new()));
     let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
-        base: format!("http://127.0.0.1:{}", served.addr.port()),
+        http: Http::to(&served),
         demo,
-        client: Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
         _served: served,
     }
 }
 
 impl Server {
-    async fn post(&self, path: &str, body: &Value, bearer: Option<&str>) -> Reply {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        Reply::from_reqwest(req.send().await.unwrap()).await
-    }
-
-    async fn get(&self, path: &str, bearer: &str) -> Reply {
-        let req = self.client.get(format!("{}{path}", self.base));
-        Reply::from_reqwest(req.bearer_auth(bearer).send().await.unwrap()).await
-    }
-
-    /// The partial token of a password login.
-    async fn login(&self, user: &str) -> Reply {
-        let body = json!({"username": user, "password": format!("{user}-password")});
-        self.post("/auth/login", &body, None).await
-    }
-
     /// alice signed in with her TOTP code: her access token.
     async fn alice_with_totp(&self) -> String {
         let partial = self.login("alice").await.str("partial_token");
@@ -136,6 +109,14 @@ impl Server {
     }
 }
 
+impl std::ops::Deref for Server {
+    type Target = Http;
+
+    fn deref(&self) -> &Http {
+        &self.http
+    }
+}
+
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -169,7 +150,7 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
     let totp_access = s.alice_with_totp().await;
     // A TOTP session is not phishing-resistant: /api/admin asks for a passkey, which
     // alice must enroll first.
-    let denied = s.get("/api/admin", &totp_access).await;
+    let denied = s.get("/api/admin", Some(&totp_access)).await;
     denied.expect(403, "mfa_required");
     assert_eq!(
         denied.body["mfa_requirements"],
@@ -202,11 +183,11 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
         "{a:?}"
     );
     assert_eq!(claims(&access)["acr"], "phrh");
-    s.get("/api/admin", &access).await.expect_ok();
+    s.get("/api/admin", Some(&access)).await.expect_ok();
 
     // A TOTP step-up after it sets the level back: /api/admin asks for the passkey.
     let totp_only = s.alice_with_totp().await;
-    let denied = s.get("/api/admin", &totp_only).await;
+    let denied = s.get("/api/admin", Some(&totp_only)).await;
     denied.expect(403, "mfa_required");
     assert_eq!(
         denied.body["mfa_requirements"],
@@ -226,7 +207,7 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
         claims(&totp_only)["sid"],
         "same session"
     );
-    s.get("/api/admin", &stepped_access).await.expect_ok();
+    s.get("/api/admin", Some(&stepped_access)).await.expect_ok();
 }
 
 #[tokio::test]
@@ -249,7 +230,7 @@ async fn a_synced_passkey_is_swk_and_phr() {
         amr(&access)
     );
     assert_eq!(claims(&access)["acr"], "phr");
-    s.get("/api/admin", &access).await.expect_ok();
+    s.get("/api/admin", Some(&access)).await.expect_ok();
 }
 
 #[tokio::test]
