@@ -102,6 +102,14 @@ impl Server {
         r.body
     }
 
+    /// `key`'s assertion for a challenge asked now for `token`.
+    async fn assertion(&self, key: &mut SoftAuthenticator, token: &str) -> Value {
+        let options = self.challenge(token).await;
+        key.authenticate(&options)
+            .await
+            .expect("the authenticator answers")
+    }
+
     /// A verify of `token` with a passkey assertion.
     async fn verify_passkey(&self, token: &str, assertion: &Value) -> Reply {
         let body = json!({"mfa_token": token, "passkey": assertion});
@@ -194,10 +202,7 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
         json!({"challenge": [{"type": "passkey"}]})
     );
     let mfa_token = denied.str("mfa_token");
-    let assertion = key
-        .authenticate(&s.challenge(&mfa_token).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &mfa_token).await;
     let body = json!({"mfa_token": mfa_token, "passkey": assertion});
     let stepped = s.post("/auth/mfa/verify", &body, Some(&totp_only)).await;
     stepped.expect_ok();
@@ -217,10 +222,7 @@ async fn a_synced_passkey_is_swk_and_phr() {
     let mut key = SoftAuthenticator::swk(ORIGIN);
     s.register(&access, &mut key).await;
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = key
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &partial).await;
     let r = s.verify_passkey(&partial, &assertion).await;
     r.expect_ok();
     let access = r.str("access_token");
@@ -279,7 +281,7 @@ async fn an_assertion_works_once_and_for_its_own_token_only() {
     let mut key = SoftAuthenticator::hwk(ORIGIN);
     s.register(&access, &mut key).await;
     let first = s.login("alice").await.str("partial_token");
-    let assertion = key.authenticate(&s.challenge(&first).await).await.unwrap();
+    let assertion = s.assertion(&mut key, &first).await;
     // Another token's challenge is pending now: the assertion does not answer it.
     let second = s.login("alice").await.str("partial_token");
     let second_options = s.challenge(&second).await;
@@ -322,17 +324,11 @@ async fn another_users_passkey_and_a_cloned_counter_are_refused() {
     // A clone of alice's authenticator falls behind the counter the server saw.
     let clone = key.fork();
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = key
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &partial).await;
     s.verify_passkey(&partial, &assertion).await.expect_ok();
     let mut clone = clone;
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = clone
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut clone, &partial).await;
     let r = s.verify_passkey(&partial, &assertion).await;
     assert_no_session(&r, "a counter that went back");
 }
@@ -399,10 +395,7 @@ async fn wrong_proofs_of_every_factor_share_one_lockout() {
     r.expect(429, "too_many_attempts");
     // Now even her real passkey is refused until the lockout ends.
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = key
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &partial).await;
     let r = s.verify_passkey(&partial, &assertion).await;
     r.expect(429, "too_many_attempts");
     assert_no_session(&r, "locked out");
