@@ -2,13 +2,12 @@
 //! counters follow, and nothing secret is ever in an event — in any event of the crate,
 //! at any level.
 //!
-//! The demo router runs in-process on a current-thread runtime, so a thread-local
-//! subscriber sees everything the crate emits while a test drives it. The counters are
-//! process-wide: the tests of this file take one lock so that deltas are exact.
+//! The demo router runs in-process on a current-thread runtime, so the events of the
+//! test's thread (`support/log_capture.rs`: one global subscriber, a watch per test) are
+//! everything the crate emits while a test drives it. The counters are process-wide: the
+//! tests of this file take one lock so that deltas are exact.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::json;
@@ -19,9 +18,6 @@ use tower_stepup::factor::recovery;
 use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::{Grant, ManualClock};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
 
 #[allow(dead_code)]
 #[path = "../examples/axum_app/app.rs"]
@@ -36,8 +32,12 @@ mod demo_config;
 mod failing_store;
 #[path = "support/hooked_store.rs"]
 mod hooked_store;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/reply.rs"]
 mod reply;
+
+use log_capture::{Captured, Watch};
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -46,74 +46,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
-}
-
-// ---------------------------------------------------------------------------------------
-// Capturing events
-// ---------------------------------------------------------------------------------------
-
-/// One event, every field as text.
-#[derive(Clone, Debug)]
-struct Captured {
-    target: String,
-    level: tracing::Level,
-    fields: BTreeMap<String, String>,
-}
-
-impl Captured {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Default)]
-struct FieldText(BTreeMap<String, String>);
-
-impl Visit for FieldText {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut fields = FieldText::default();
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(Captured {
-            target: event.metadata().target().to_owned(),
-            level: *event.metadata().level(),
-            fields: fields.0,
-        });
-    }
-}
-
-impl Capture {
-    /// Every event so far, and forget them.
-    fn take(&self) -> Vec<Captured> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-
-    /// The audit events so far, and forget every event.
-    fn audit(&self) -> Vec<Captured> {
-        self.take()
-            .into_iter()
-            .filter(|e| e.target == audit::TARGET)
-            .collect()
-    }
-
-    /// Exactly one audit event since the last look: that one.
-    #[track_caller]
-    fn one(&self) -> Captured {
-        let mut events = self.audit();
-        assert_eq!(events.len(), 1, "expected one audit event, got {events:#?}");
-        events.remove(0)
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -135,6 +67,7 @@ impl std::ops::Deref for Demo {
 }
 
 fn demo_on(store: Arc<dyn Store>) -> Demo {
+    log_capture::install();
     let app = demo_app::Demo::build(&demo_config::demo_config(3), ManualClock::new(T0), store);
     let (codes, hashes) = recovery::generate().unwrap();
     app.factors
@@ -184,14 +117,6 @@ fn assert_event(
     assert_eq!(e.field("sub"), sub, "{e:#?}");
 }
 
-fn subscriber(capture: &Capture) -> impl tracing::Subscriber {
-    tracing_subscriber::registry().with(
-        capture
-            .clone()
-            .with_filter(tracing::level_filters::LevelFilter::TRACE),
-    )
-}
-
 // ---------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------
@@ -199,8 +124,7 @@ fn subscriber(capture: &Capture) -> impl tracing::Subscriber {
 #[tokio::test(flavor = "current_thread")]
 async fn every_decision_emits_one_audit_event() {
     let _serial = serial().await;
-    let capture = Capture::default();
-    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let capture = log_capture::watch();
     let d = demo();
 
     // Login: a wrong password, no username in the event.
@@ -495,15 +419,14 @@ async fn every_decision_emits_one_audit_event() {
 
 /// `capture.one()`, kept apart so the first assertion names the helper in a failure.
 #[track_caller]
-fn d_one(capture: &Capture) -> Captured {
+fn d_one(capture: &Watch) -> Captured {
     capture.one()
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn lockout_and_replay_events() {
     let _serial = serial().await;
-    let capture = Capture::default();
-    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let capture = log_capture::watch();
     let d = demo();
 
     // A code accepted once, replayed on a second challenge: code_replayed.
@@ -612,8 +535,7 @@ async fn lockout_and_replay_events() {
 #[tokio::test(flavor = "current_thread")]
 async fn store_failure_is_an_error_event() {
     let _serial = serial().await;
-    let capture = Capture::default();
-    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let capture = log_capture::watch();
     let d = demo_on(Arc::new(failing_store::FailingStore::new()));
 
     let login = d
@@ -710,8 +632,7 @@ async fn audit_counters_count_outcomes() {
 #[tokio::test(flavor = "current_thread")]
 async fn audit_events_hold_no_secret() {
     let _serial = serial().await;
-    let capture = Capture::default();
-    let _default = tracing::subscriber::set_default(subscriber(&capture));
+    let capture = log_capture::watch();
     let d = demo();
     let mut secrets: Vec<String> = vec![
         "alice-password".into(),
@@ -894,6 +815,8 @@ mod metrics_facade {
     use metrics::{
         Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
     };
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
 
     #[derive(Default)]
     struct Counts(Mutex<BTreeMap<String, u64>>);

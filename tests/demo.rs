@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower_stepup::factor::totp::{self, TotpSecret};
@@ -35,7 +35,7 @@ mod demo_config;
 #[path = "support/reply.rs"]
 mod reply;
 
-use demo_app::{serve, Demo, Served};
+use demo_app::{client, serve, Demo, Http, Served};
 use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
@@ -55,21 +55,12 @@ fn alice_secret() -> TotpSecret {
     TotpSecret::from_base32(ALICE_SECRET).unwrap()
 }
 
-fn client() -> Client {
-    Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 /// One demo server on its own port, on its own clock.
 struct Server {
-    base: String,
+    http: Http,
     /// The server's clock; for a demo process (`Server::process`), the test's view of
     /// the system clock, set with `sync_clock`.
     clock: ManualClock,
-    client: Client,
     issuer: Issuer,
     alice: TotpSecret,
     /// The app's factors (for a demo process: a copy that is not the process's).
@@ -91,9 +82,8 @@ async fn start_with(store: Arc<dyn Store>) -> Server {
 async fn serve_demo(demo: Demo) -> Server {
     let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
-        base: format!("http://127.0.0.1:{}", served.addr.port()),
+        http: Http::to(&served),
         clock: demo.clock,
-        client: client(),
         issuer: demo.issuer,
         alice: alice_secret(),
         factors: demo.factors,
@@ -103,20 +93,8 @@ async fn serve_demo(demo: Demo) -> Server {
 }
 
 impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     fn now(&self) -> u64 {
         tower_stepup::Clock::now(&self.clock)
-    }
-
-    async fn post(&self, path: &str, body: &Value, bearer: Option<&str>) -> Reply {
-        let mut req = self.client.post(self.url(path)).json(body);
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        Reply::from_reqwest(req.send().await.unwrap()).await
     }
 
     async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
@@ -125,7 +103,7 @@ impl Server {
             .post(self.url(path))
             .header(CONTENT_TYPE, content_type)
             .body(body);
-        Reply::from_reqwest(req.send().await.unwrap()).await
+        Reply::sent(req).await
     }
 
     /// POSTs a body over the limit. The endpoint answers 413 from the declared
@@ -168,14 +146,6 @@ impl Server {
         String::from_utf8_lossy(&answer).into_owned()
     }
 
-    async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
-        let mut req = self.client.get(self.url(path));
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        Reply::from_reqwest(req.send().await.unwrap()).await
-    }
-
     async fn login(&self, user: &str, password: &str) -> Reply {
         self.post(
             "/auth/login",
@@ -187,10 +157,7 @@ impl Server {
 
     /// alice's password → her partial token.
     async fn alice_partial(&self) -> String {
-        let r = self.login("alice", "alice-password").await;
-        r.expect_ok();
-        assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
-        r.str("partial_token")
+        self.login("alice", "alice-password").await.expect_partial()
     }
 
     async fn verify(&self, mfa_token: &str, code: &str) -> Reply {
@@ -233,6 +200,14 @@ impl Server {
     async fn logout(&self, access: &str, refresh_token: &str) -> Reply {
         let body = json!({"refresh_token": refresh_token});
         self.post("/auth/logout", &body, Some(access)).await
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Http;
+
+    fn deref(&self) -> &Http {
+        &self.http
     }
 }
 
@@ -550,10 +525,8 @@ async fn bob_without_a_factor_gets_tokens_and_enrolls() {
 
     // And his login asks for it.
     let login = s.login("bob", "bob-password").await;
-    login.expect_ok();
-    assert_eq!(login.body["status"], "mfa_required", "{}", login.body);
+    let partial = login.expect_partial();
     assert!(login.body.get("access_token").is_none());
-    let partial = login.str("partial_token");
     let r = s
         .post(
             "/auth/mfa/verify",
@@ -865,7 +838,7 @@ async fn concurrent_verifies(s: &Server, n: usize) -> (usize, usize) {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                Reply::from_reqwest(req.send().await.unwrap()).await
+                Reply::sent(req).await
             })
         })
         .collect();
@@ -1529,11 +1502,11 @@ async fn logs_hold_no_token_code_or_secret() {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        async move { Reply::from_reqwest(req.send().await.unwrap()).await }
+        async move { Reply::sent(req).await }
     };
     let get = |path: &str, bearer: String| {
         let req = client.get(format!("{base}{path}")).bearer_auth(bearer);
-        async move { Reply::from_reqwest(req.send().await.unwrap()).await }
+        async move { Reply::sent(req).await }
     };
     let distinct_wrong = |secret: &TotpSecret, candidates: &[&str]| {
         let now = system_now();
@@ -1881,9 +1854,8 @@ mod on_redis {
                 Arc::new(MemoryStore::new()),
             );
             Server {
-                base,
+                http: Http::new(base),
                 clock: ManualClock::new(system_now()),
-                client: client(),
                 issuer: demo.issuer,
                 alice: alice_secret(),
                 factors: demo.factors,

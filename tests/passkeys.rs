@@ -7,10 +7,8 @@
 //! phishing-resistant route. Every refused ceremony is a 4xx and gives no tokens.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
-use reqwest::Client;
 use serde_json::{json, Value};
 use tower_stepup::complete::Factors;
 use tower_stepup::factor::passkey::StoredPasskey;
@@ -31,7 +29,7 @@ mod demo_config;
 mod reply;
 
 use authenticator::{Ceremony, SoftAuthenticator};
-use demo_app::{serve, Demo, Served};
+use demo_app::{serve, Demo, Http, Served};
 use demo_config::DEMO_WEBAUTHN_ORIGIN as ORIGIN;
 use reply::Reply;
 
@@ -40,9 +38,8 @@ const T0: u64 = 1_800_000_010;
 
 /// The demo on its own port and clock, and a client.
 struct Server {
-    base: String,
+    http: Http,
     demo: Demo,
-    client: Client,
     _served: Served,
 }
 
@@ -51,37 +48,13 @@ async fn start() -> Server {
     let demo = Demo::build(&config, ManualClock::new(T0), Arc::new(MemoryStore::new()));
     let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
-        base: format!("http://127.0.0.1:{}", served.addr.port()),
+        http: Http::to(&served),
         demo,
-        client: Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
         _served: served,
     }
 }
 
 impl Server {
-    async fn post(&self, path: &str, body: &Value, bearer: Option<&str>) -> Reply {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        Reply::from_reqwest(req.send().await.unwrap()).await
-    }
-
-    async fn get(&self, path: &str, bearer: &str) -> Reply {
-        let req = self.client.get(format!("{}{path}", self.base));
-        Reply::from_reqwest(req.bearer_auth(bearer).send().await.unwrap()).await
-    }
-
-    /// The partial token of a password login.
-    async fn login(&self, user: &str) -> Reply {
-        let body = json!({"username": user, "password": format!("{user}-password")});
-        self.post("/auth/login", &body, None).await
-    }
-
     /// alice signed in with her TOTP code: her access token.
     async fn alice_with_totp(&self) -> String {
         let partial = self.login("alice").await.str("partial_token");
@@ -129,10 +102,26 @@ impl Server {
         r.body
     }
 
+    /// `key`'s assertion for a challenge asked now for `token`.
+    async fn assertion(&self, key: &mut SoftAuthenticator, token: &str) -> Value {
+        let options = self.challenge(token).await;
+        key.authenticate(&options)
+            .await
+            .expect("the authenticator answers")
+    }
+
     /// A verify of `token` with a passkey assertion.
     async fn verify_passkey(&self, token: &str, assertion: &Value) -> Reply {
         let body = json!({"mfa_token": token, "passkey": assertion});
         self.post("/auth/mfa/verify", &body, None).await
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Http;
+
+    fn deref(&self) -> &Http {
+        &self.http
     }
 }
 
@@ -169,7 +158,7 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
     let totp_access = s.alice_with_totp().await;
     // A TOTP session is not phishing-resistant: /api/admin asks for a passkey, which
     // alice must enroll first.
-    let denied = s.get("/api/admin", &totp_access).await;
+    let denied = s.get("/api/admin", Some(&totp_access)).await;
     denied.expect(403, "mfa_required");
     assert_eq!(
         denied.body["mfa_requirements"],
@@ -202,21 +191,18 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
         "{a:?}"
     );
     assert_eq!(claims(&access)["acr"], "phrh");
-    s.get("/api/admin", &access).await.expect_ok();
+    s.get("/api/admin", Some(&access)).await.expect_ok();
 
     // A TOTP step-up after it sets the level back: /api/admin asks for the passkey.
     let totp_only = s.alice_with_totp().await;
-    let denied = s.get("/api/admin", &totp_only).await;
+    let denied = s.get("/api/admin", Some(&totp_only)).await;
     denied.expect(403, "mfa_required");
     assert_eq!(
         denied.body["mfa_requirements"],
         json!({"challenge": [{"type": "passkey"}]})
     );
     let mfa_token = denied.str("mfa_token");
-    let assertion = key
-        .authenticate(&s.challenge(&mfa_token).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &mfa_token).await;
     let body = json!({"mfa_token": mfa_token, "passkey": assertion});
     let stepped = s.post("/auth/mfa/verify", &body, Some(&totp_only)).await;
     stepped.expect_ok();
@@ -226,7 +212,7 @@ async fn a_passkey_signs_in_and_steps_up_to_the_phishing_resistant_route() {
         claims(&totp_only)["sid"],
         "same session"
     );
-    s.get("/api/admin", &stepped_access).await.expect_ok();
+    s.get("/api/admin", Some(&stepped_access)).await.expect_ok();
 }
 
 #[tokio::test]
@@ -236,10 +222,7 @@ async fn a_synced_passkey_is_swk_and_phr() {
     let mut key = SoftAuthenticator::swk(ORIGIN);
     s.register(&access, &mut key).await;
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = key
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &partial).await;
     let r = s.verify_passkey(&partial, &assertion).await;
     r.expect_ok();
     let access = r.str("access_token");
@@ -249,7 +232,7 @@ async fn a_synced_passkey_is_swk_and_phr() {
         amr(&access)
     );
     assert_eq!(claims(&access)["acr"], "phr");
-    s.get("/api/admin", &access).await.expect_ok();
+    s.get("/api/admin", Some(&access)).await.expect_ok();
 }
 
 #[tokio::test]
@@ -298,7 +281,7 @@ async fn an_assertion_works_once_and_for_its_own_token_only() {
     let mut key = SoftAuthenticator::hwk(ORIGIN);
     s.register(&access, &mut key).await;
     let first = s.login("alice").await.str("partial_token");
-    let assertion = key.authenticate(&s.challenge(&first).await).await.unwrap();
+    let assertion = s.assertion(&mut key, &first).await;
     // Another token's challenge is pending now: the assertion does not answer it.
     let second = s.login("alice").await.str("partial_token");
     let second_options = s.challenge(&second).await;
@@ -341,17 +324,11 @@ async fn another_users_passkey_and_a_cloned_counter_are_refused() {
     // A clone of alice's authenticator falls behind the counter the server saw.
     let clone = key.fork();
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = key
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &partial).await;
     s.verify_passkey(&partial, &assertion).await.expect_ok();
     let mut clone = clone;
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = clone
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut clone, &partial).await;
     let r = s.verify_passkey(&partial, &assertion).await;
     assert_no_session(&r, "a counter that went back");
 }
@@ -418,10 +395,7 @@ async fn wrong_proofs_of_every_factor_share_one_lockout() {
     r.expect(429, "too_many_attempts");
     // Now even her real passkey is refused until the lockout ends.
     let partial = s.login("alice").await.str("partial_token");
-    let assertion = key
-        .authenticate(&s.challenge(&partial).await)
-        .await
-        .unwrap();
+    let assertion = s.assertion(&mut key, &partial).await;
     let r = s.verify_passkey(&partial, &assertion).await;
     r.expect(429, "too_many_attempts");
     assert_no_session(&r, "locked out");

@@ -27,27 +27,24 @@ mod demo_app;
 mod demo_config;
 #[path = "support/demo_server.rs"]
 mod demo_server;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/reply.rs"]
 mod reply;
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::ThreadId;
+use std::sync::Arc;
 
 use axum::routing::post_service;
 use burst::RawResponse;
 use demo_server::DemoServer;
 use http::Method;
+use log_capture::Captured;
 use serde_json::{json, Value};
 use tower_stepup::complete::{Completion, Factors};
 use tower_stepup::factor::sent::Channel;
 use tower_stepup::factor::totp::TotpSecret;
 use tower_stepup::store::MemoryStore;
 use tower_stepup::{ManualClock, Policy, RouteTable};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -73,7 +70,7 @@ async fn server() -> DemoServer {
 }
 
 async fn server_with(config: app::DemoConfig) -> DemoServer {
-    capture();
+    log_capture::install();
     DemoServer::start_with(&config, Arc::new(MemoryStore::new()), T0).await
 }
 
@@ -390,64 +387,13 @@ async fn a_burst_of_twenty_concurrent_sends_sends_at_most_five() {
 // Logs and audit
 // ---------------------------------------------------------------------------------------
 
-/// One event, every field as text, and the thread it was emitted on.
-#[derive(Clone, Debug)]
-struct Captured {
-    thread: ThreadId,
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-#[derive(Default)]
-struct FieldText(BTreeMap<String, String>);
-
-impl Visit for FieldText {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut fields = FieldText::default();
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(Captured {
-            thread: std::thread::current().id(),
-            target: event.metadata().target().to_owned(),
-            fields: fields.0,
-        });
-    }
-}
-
-/// Every event of this test binary, at every level: one global subscriber, set before
-/// any test starts a server (a thread-local one would race with the other tests' threads
-/// over the callsites' cached interest, and miss events).
-fn capture() -> &'static Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::registry().with(
-            capture
-                .clone()
-                .with_filter(tracing::level_filters::LevelFilter::TRACE),
-        );
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        capture
-    })
-}
-
 /// Every event of the crate at every level, while the demo (on this thread: a
 /// current-thread runtime) sends and verifies codes: the audit events say what happened
 /// (`code_sent` with the channel, the verify's method), and no event holds a code sent or
 /// the whole destination.
 #[tokio::test(flavor = "current_thread")]
 async fn sent_codes_never_reach_the_logs_or_the_audit() {
+    let log = log_capture::watch();
     let s = server().await;
     let partial = login(&s).await;
     let first = sent_code(&s, &partial, "email").await;
@@ -456,15 +402,7 @@ async fn sent_codes_never_reach_the_logs_or_the_audit() {
     let code = sent_code(&s, &partial, "email").await;
     assert_eq!(verify(&s, &partial, &code).await.status, 200);
 
-    let here = std::thread::current().id();
-    let events: Vec<Captured> = capture()
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.thread == here)
-        .cloned()
-        .collect();
+    let events = log.take();
     let audit: Vec<&Captured> = events
         .iter()
         .filter(|e| e.target == tower_stepup::audit::TARGET)
@@ -509,7 +447,7 @@ async fn sent_codes_never_reach_the_logs_or_the_audit() {
 /// a genuine challenge, and sends nothing.
 #[tokio::test]
 async fn without_a_sender_a_send_is_400() {
-    capture();
+    log_capture::install();
     let demo = demo_app::Demo::build(
         &config(300),
         ManualClock::new(T0),
@@ -555,7 +493,7 @@ async fn without_a_sender_a_send_is_400() {
 /// Digits of a sent code: 6 to 8, anything else a configuration error.
 #[test]
 fn sent_code_digits_are_six_to_eight() {
-    capture();
+    log_capture::install();
     let demo = demo_app::Demo::build(
         &config(300),
         ManualClock::new(T0),

@@ -11,10 +11,9 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, ORIGIN};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tower_stepup::factor::totp::{self, TotpSecret};
 use tower_stepup::store::MemoryStore;
@@ -30,7 +29,7 @@ mod demo_config;
 #[path = "support/reply.rs"]
 mod reply;
 
-use demo_app::{serve, Demo, Served};
+use demo_app::{serve, Demo, Http, Served};
 use reply::Reply;
 
 /// 10 s into a 30 s TOTP step.
@@ -45,9 +44,8 @@ const MONTH: u64 = 30 * 24 * 3600;
 
 /// The demo on its own port and clock, and a client.
 struct Server {
-    base: String,
+    http: Http,
     clock: ManualClock,
-    client: Client,
     alice: TotpSecret,
     completion: tower_stepup::Completion,
     _served: Served,
@@ -65,13 +63,8 @@ async fn start_with(config: app::DemoConfig) -> Server {
     let demo = Demo::build(&config, ManualClock::new(T0), Arc::new(MemoryStore::new()));
     let served = serve(demo.router.clone(), "127.0.0.1:0").await;
     Server {
-        base: format!("http://127.0.0.1:{}", served.addr.port()),
+        http: Http::to(&served),
         clock: demo.clock,
-        client: Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
         alice: demo.alice,
         completion: demo.completion,
         _served: served,
@@ -97,46 +90,15 @@ impl Server {
         self.clock.advance(30);
     }
 
-    /// One request: a JSON body (as `application/json`) when given, then `headers`.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, String)],
-    ) -> Reply {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        for (name, value) in headers {
-            req = req.header(*name, value);
-        }
-        Reply::from_reqwest(req.send().await.unwrap()).await
-    }
-
-    async fn post(&self, path: &str, body: &Value, bearer: Option<&str>) -> Reply {
-        let auth: Vec<(&str, String)> = bearer
-            .map(|t| ("authorization", format!("Bearer {t}")))
-            .into_iter()
-            .collect();
-        self.send(Method::POST, path, Some(body), &auth).await
-    }
-
     async fn list(&self, access: &str) -> Reply {
-        let auth = [("authorization", format!("Bearer {access}"))];
-        self.send(Method::GET, "/auth/sessions", None, &auth).await
+        self.get("/auth/sessions", Some(access)).await
     }
 
     /// `DELETE /auth/sessions/{id}` as an API client sends it: the bearer token and
     /// `Content-Type: application/json`, no body.
     async fn end(&self, access: &str, id: &str) -> Reply {
-        let headers = [
-            ("authorization", format!("Bearer {access}")),
-            ("content-type", "application/json".to_owned()),
-        ];
         let path = format!("/auth/sessions/{id}");
-        self.send(Method::DELETE, &path, None, &headers).await
+        self.api(Method::DELETE, &path, None, Some(access)).await
     }
 
     async fn refresh(&self, refresh: &str) -> Reply {
@@ -144,23 +106,11 @@ impl Server {
             .await
     }
 
-    async fn login(&self, user: &str) -> Reply {
-        let body = json!({"username": user, "password": format!("{user}-password")});
-        self.post("/auth/login", &body, None).await
-    }
-
     /// The session of a token response, its `sid` read back from `/api/me`.
     async fn session_of(&self, r: &Reply) -> Session {
         r.expect_ok();
         let access = r.str("access_token");
-        let me = self
-            .send(
-                Method::GET,
-                "/api/me",
-                None,
-                &[("authorization", format!("Bearer {access}"))],
-            )
-            .await;
+        let me = self.get("/api/me", Some(&access)).await;
         me.expect_ok();
         Session {
             sid: me.str("sid"),
@@ -194,6 +144,14 @@ impl Server {
         let stepped = self.session_of(&r).await;
         assert_eq!(stepped.sid, s.sid, "a step-up keeps the session");
         stepped
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Http;
+
+    fn deref(&self) -> &Http {
+        &self.http
     }
 }
 
@@ -336,8 +294,8 @@ async fn an_ended_session_is_gone_and_its_refresh_token_refused() {
     assert_eq!(ids(&s.list(&a.access).await), [(a.sid.clone(), true)]);
     s.refresh(&b.refresh).await.expect(400, "invalid_grant");
     // Its access token ends with it (DESIGN §8.3), the caller's lives on.
-    expect_session_ended(&s.get("/api/me", &b.access).await);
-    s.get("/api/me", &a.access).await.expect_ok();
+    expect_session_ended(&s.get("/api/me", Some(&b.access)).await);
+    s.get("/api/me", Some(&a.access)).await.expect_ok();
     s.end(&a.access, &b.sid).await.expect(404, "not_found");
     let r = s.refresh(&a.refresh).await;
     r.expect_ok();
@@ -625,11 +583,6 @@ impl Server {
         self.send(Method::DELETE, &path, None, &headers).await
     }
 
-    async fn get(&self, path: &str, access: &str) -> Reply {
-        let auth = [("authorization", format!("Bearer {access}"))];
-        self.send(Method::GET, path, None, &auth).await
-    }
-
     /// Enrolls a new TOTP factor from session `s` (recent enough): its secret.
     async fn enroll(&self, s: &Session) -> TotpSecret {
         let r = self
@@ -721,14 +674,16 @@ async fn a_remembered_browser_signs_in_with_the_password_alone_and_pwd_only() {
     r.expect_ok();
     assert!(r.body.get("partial_token").is_none(), "{}", r.body);
     let p = s.session_of(&r).await;
-    let me = s.get("/api/me", &p.access).await;
+    let me = s.get("/api/me", Some(&p.access)).await;
     assert_eq!(me.body["amr"], json!(["pwd"]));
     assert_eq!(me.body["acr"], "urn:tower-stepup:acr:pwd");
     // Never a step-up route: the code first, and then it is a full session.
-    let denied = s.get("/api/billing", &p.access).await;
+    let denied = s.get("/api/billing", Some(&p.access)).await;
     denied.expect(403, "mfa_required");
     let stepped = s.step_up(&p, &denied).await;
-    s.get("/api/billing", &stepped.access).await.expect_ok();
+    s.get("/api/billing", Some(&stepped.access))
+        .await
+        .expect_ok();
     let r = s.list_on(&stepped.access, &device).await;
     assert_eq!(r.body["devices"][0]["last_used_at"], used_at);
     let listed = r.body["sessions"].as_array().unwrap();
@@ -737,8 +692,7 @@ async fn a_remembered_browser_signs_in_with_the_password_alone_and_pwd_only() {
     s.login_on("alice", "wrong", &device)
         .await
         .expect(401, "invalid_credentials");
-    let r = s.login("alice").await;
-    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+    s.login("alice").await.expect_partial();
 }
 
 /// The cookie counts for its own user only, and only as sealed: another user (who has a
@@ -829,8 +783,9 @@ async fn a_forgotten_device_needs_the_second_factor_again() {
         .await
         .expect(404, "not_found");
     assert_eq!(device_ids(&s.list(&a.access).await), Vec::<String>::new());
-    let r = s.login_on("alice", "alice-password", &device).await;
-    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+    s.login_on("alice", "alice-password", &device)
+        .await
+        .expect_partial();
 }
 
 /// A change of factors (a confirmed enrollment) forgets every remembered device of the
@@ -858,18 +813,20 @@ async fn a_change_of_factors_forgets_devices_and_ends_the_other_sessions() {
     }
     // Their access tokens end with them; the enrolling session's and bob's live on.
     for access in [&other.access, &by_device.access] {
-        expect_session_ended(&s.get("/api/me", access).await);
+        expect_session_ended(&s.get("/api/me", Some(access)).await);
     }
-    s.get("/api/me", &enrolling.access).await.expect_ok();
-    s.get("/api/me", &bob.access).await.expect_ok();
+    s.get("/api/me", Some(&enrolling.access)).await.expect_ok();
+    s.get("/api/me", Some(&bob.access)).await.expect_ok();
     let enrolling = s.session_of(&s.refresh(&enrolling.refresh).await).await;
     let bob = s.session_of(&s.refresh(&bob.refresh).await).await;
     // The browser is no longer remembered: the new factor's code is asked for.
-    let r = s.login_on("alice", "alice-password", &device).await;
-    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+    let partial = s
+        .login_on("alice", "alice-password", &device)
+        .await
+        .expect_partial();
     s.next_step();
     let code = totp::code_at(&secret, totp::step_at(s.now()));
-    let body = json!({"mfa_token": r.str("partial_token"), "code": code, "remember_device": true});
+    let body = json!({"mfa_token": partial, "code": code, "remember_device": true});
     let v = s.post("/auth/mfa/verify", &body, None).await;
     let again = v.cookie(DEVICE_COOKIE);
     let fresh = s.session_of(&v).await;
@@ -882,10 +839,11 @@ async fn a_change_of_factors_forgets_devices_and_ends_the_other_sessions() {
         (&enrolling.refresh, &enrolling.access),
     ] {
         s.refresh(refresh).await.expect(400, "invalid_grant");
-        expect_session_ended(&s.get("/api/me", access).await);
+        expect_session_ended(&s.get("/api/me", Some(access)).await);
     }
-    let r = s.login_on("alice", "alice-password", &again).await;
-    assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+    s.login_on("alice", "alice-password", &again)
+        .await
+        .expect_partial();
     s.refresh(&bob.refresh).await.expect_ok();
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ErrorKind, Failure};
-use super::recent::{authorize, Caller};
+use super::recent::{authorize, authorize_start, Caller};
 use super::response::json_ok;
 use super::{attempt, device, sessions, Completion, TotpFactor, ENROLLMENT_TTL};
 use crate::audit::{Action, Outcome, Record};
@@ -27,10 +27,8 @@ pub(crate) async fn start(
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
-    content_type?;
-    let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(completion, &parts), now, audit).await? {
-        Ok(claims) => claims,
+    let (claims, now) = match authorize_start(completion, &parts, content_type, audit).await? {
+        Ok(authorized) => authorized,
         Err(step_up) => return Ok(step_up),
     };
     let secret = TotpSecret::generate().map_err(|_| Failure::new(ErrorKind::ServerError))?;

@@ -26,7 +26,7 @@ use super::challenged::{self, TokenPlaces};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::manage::valid_name;
-use super::recent::{authorize, signed_in, Caller};
+use super::recent::{authorize_start, signed_in};
 use super::response::json_ok;
 use super::Completion;
 use crate::audit::{Action, Outcome, Record};
@@ -105,11 +105,8 @@ pub(crate) async fn register_start(
     content_type: Result<(), Failure>,
     audit: &mut Record,
 ) -> Result<Response<Bytes>, Failure> {
-    let inner = completion.inner();
-    content_type?;
-    let now = inner.guard.clock().now();
-    let claims = match authorize(completion, Caller::of(completion, &parts), now, audit).await? {
-        Ok(claims) => claims,
+    let (claims, now) = match authorize_start(completion, &parts, content_type, audit).await? {
+        Ok(authorized) => authorized,
         Err(step_up) => return Ok(step_up),
     };
     let config = config(completion)?;
@@ -122,7 +119,8 @@ pub(crate) async fn register_start(
     let id = random::id().map_err(|_| Failure::new(ErrorKind::ServerError))?;
     let expires_at = now.saturating_add(CEREMONY_SECS);
     let value = bind(&id, &state)?;
-    inner
+    completion
+        .inner()
         .store
         .put(&registration_key(sub), value, expires_at, now)
         .await?;

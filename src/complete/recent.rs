@@ -78,6 +78,25 @@ pub(crate) async fn authorize(
     Ok(Ok(claims))
 }
 
+/// The caller of an endpoint that starts a change of what protects the account and reads
+/// no body (a TOTP enrollment, a passkey registration), in the order both answer: the
+/// content type (`content_type`, as the endpoint checked it), then [`authorize`] at the
+/// guard's time (`401` without a caller, `403`, or the step-up answer in `Err`). The
+/// claims come with that time.
+pub(crate) async fn authorize_start(
+    completion: &Completion,
+    parts: &Parts,
+    content_type: Result<(), Failure>,
+    audit: &mut Record,
+) -> Result<Result<(Claims, u64), Response<Bytes>>, Failure> {
+    content_type?;
+    let now = completion.inner().guard.clock().now();
+    let caller = Caller::of(completion, parts);
+    Ok(authorize(completion, caller, now, audit)
+        .await?
+        .map(|claims| (claims, now)))
+}
+
 /// The local caller of `parts` (`401 unauthorized` without one), its `sub` audited: the
 /// first check of every endpoint that acts for a signed-in user.
 pub(crate) fn signed_in(

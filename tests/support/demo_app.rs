@@ -2,21 +2,22 @@
 //! crate as `mod app`) with the tests' configuration (`support/demo_config.rs` as
 //! `mod demo_config`) on a [`ManualClock`], called in process
 //! (`tower::ServiceExt::oneshot`, answers read as `support/reply.rs`'s `Reply`, included
-//! as `mod reply`) or served on a loopback port.
+//! as `mod reply`) or served on a loopback port and called over HTTP ([`Http`]).
 //!
 //! ```ignore
 //! let demo = Demo::build(&demo_config::demo_config(5), ManualClock::new(T0), store);
 //! demo.post("/auth/login", json!({…}), None).await.expect_ok();
 //! let served = serve(demo.router.clone(), "127.0.0.1:0").await;
+//! Http::to(&served).get("/api/me", Some(&access)).await.expect_ok();
 //! ```
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use http::Request;
-use serde_json::Value;
+use http::{Method, Request};
+use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_stepup::complete::{LogSender, MemoryFactors};
 use tower_stepup::factor::totp::TotpSecret;
@@ -134,5 +135,102 @@ pub async fn site(mut config: crate::app::DemoConfig) -> Site {
         demo,
         base,
         _served: served,
+
+/// A reqwest client as the tests use one: no proxy, 30 s at most per request.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a client")
+}
+
+/// A client of a demo served on a socket (or of a demo process): JSON requests, with
+/// `Authorization: Bearer` when given, the answers read as `Reply`.
+#[derive(Clone)]
+pub struct Http {
+    /// `http://host:port`.
+    pub base: String,
+    /// The client (see [`client`]).
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    /// A client of the server at `base` (`http://host:port`).
+    pub fn new(base: impl Into<String>) -> Self {
+        Http {
+            base: base.into(),
+            client: client(),
+        }
+    }
+
+    /// A client of `served`.
+    pub fn to(served: &Served) -> Self {
+        Http::new(format!("http://127.0.0.1:{}", served.addr.port()))
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// One request: a JSON body (as `application/json`) when given, then `headers`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        Reply::sent(req).await
+    }
+
+    /// One request as an API client sends it: `Content-Type: application/json` (with
+    /// `body`, if any; also without one, as a write needs), and the bearer token, if any.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        bearer: Option<&str>,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("content-type", "application/json");
+        if let Some(body) = body {
+            req = req.body(body.to_string());
+        }
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        Reply::sent(req).await
+    }
+
+    /// A JSON `POST`, with the bearer token when given.
+    pub async fn post(&self, path: &str, body: &Value, bearer: Option<&str>) -> Reply {
+        self.api(Method::POST, path, Some(body), bearer).await
+    }
+
+    /// A `GET`, with the bearer token when given.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Reply {
+        let mut req = self.client.get(self.url(path));
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        Reply::sent(req).await
+    }
+
+    /// The password login of the demo's `user` (whose password is `{user}-password`).
+    pub async fn login(&self, user: &str) -> Reply {
+        let body = json!({"username": user, "password": format!("{user}-password")});
+        self.post("/auth/login", &body, None).await
     }
 }

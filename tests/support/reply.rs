@@ -59,6 +59,11 @@ impl Reply {
         Reply::new(status, headers, raw)
     }
 
+    /// Sends a reqwest request and reads the whole answer; panics on a transport error.
+    pub async fn sent(req: reqwest::RequestBuilder) -> Self {
+        Reply::from_reqwest(req.send().await.expect("an answer")).await
+    }
+
     /// The body's `error`, or `<no error field>`.
     pub fn error(&self) -> &str {
         self.body["error"].as_str().unwrap_or("<no error field>")
@@ -95,6 +100,15 @@ impl Reply {
     pub fn expect_ok(&self) -> &Self {
         assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
         self
+    }
+
+    /// A password login that asks for the second factor (`200`, `status`
+    /// `mfa_required`): its partial token.
+    #[track_caller]
+    pub fn expect_partial(&self) -> String {
+        self.expect_ok();
+        assert_eq!(self.body["status"], "mfa_required", "{}", self.body);
+        self.str("partial_token")
     }
 
     /// A refusal: `status`, the body's `error`, and a JSON body.
