@@ -135,6 +135,8 @@ pub async fn site(mut config: crate::app::DemoConfig) -> Site {
         demo,
         base,
         _served: served,
+    }
+}
 
 /// A reqwest client as the tests use one: no proxy, 30 s at most per request.
 pub fn client() -> reqwest::Client {
