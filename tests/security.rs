@@ -282,7 +282,7 @@ impl Factors for Rivalled {
             if rival {
                 // Another code of the set (one this save keeps) is spent first.
                 let mine = recovery::from_data(&factor.data).unwrap();
-                let other = mine[0].clone();
+                let other = mine[0];
                 let all = recovery::from_data(previous).unwrap();
                 let rest: Vec<_> = all.into_iter().filter(|h| *h != other).collect();
                 let mut theirs = factor.clone();
