@@ -125,6 +125,15 @@ const b64url = {
 
 const withIds = (list) => (list || []).map((c) => ({ ...c, id: b64url.decode(c.id) }));
 
+// A PublicKeyCredential as JSON, its `response` already encoded.
+const credentialJson = (cred, response) => ({
+  id: cred.id,
+  rawId: b64url.encode(cred.rawId),
+  type: cred.type,
+  response,
+  extensions: cred.getClientExtensionResults(),
+});
+
 const passkeys = {
   supported: () => typeof window.PublicKeyCredential === "function",
 
@@ -140,17 +149,11 @@ const passkeys = {
       },
     });
     const r = cred.response;
-    return {
-      id: cred.id,
-      rawId: b64url.encode(cred.rawId),
-      type: cred.type,
-      response: {
-        attestationObject: b64url.encode(r.attestationObject),
-        clientDataJSON: b64url.encode(r.clientDataJSON),
-        transports: r.getTransports ? r.getTransports() : [],
-      },
-      extensions: cred.getClientExtensionResults(),
-    };
+    return credentialJson(cred, {
+      attestationObject: b64url.encode(r.attestationObject),
+      clientDataJSON: b64url.encode(r.clientDataJSON),
+      transports: r.getTransports ? r.getTransports() : [],
+    });
   },
 
   // `publicKey` of /auth/passkey/challenge → navigator.credentials.get → the
@@ -164,18 +167,12 @@ const passkeys = {
       },
     });
     const r = cred.response;
-    return {
-      id: cred.id,
-      rawId: b64url.encode(cred.rawId),
-      type: cred.type,
-      response: {
-        authenticatorData: b64url.encode(r.authenticatorData),
-        clientDataJSON: b64url.encode(r.clientDataJSON),
-        signature: b64url.encode(r.signature),
-        userHandle: r.userHandle ? b64url.encode(r.userHandle) : null,
-      },
-      extensions: cred.getClientExtensionResults(),
-    };
+    return credentialJson(cred, {
+      authenticatorData: b64url.encode(r.authenticatorData),
+      clientDataJSON: b64url.encode(r.clientDataJSON),
+      signature: b64url.encode(r.signature),
+      userHandle: r.userHandle ? b64url.encode(r.userHandle) : null,
+    });
   },
 
   // What to tell the user when the browser's ceremony ends without a credential.
