@@ -63,7 +63,8 @@ pub(crate) enum Flaw {
 pub struct CookieNames {
     /// The access token's cookie (`Path=/`), the one the layer reads.
     pub session: &'static str,
-    /// The partial token's cookie, from login to the verify endpoint only.
+    /// The partial token's cookie, from login to the endpoints that complete its
+    /// challenge (verify, the passkey challenge, the send endpoint).
     pub partial: &'static str,
     /// The refresh token's cookie, to the refresh and logout endpoints.
     pub refresh: &'static str,
