@@ -6,8 +6,8 @@ use store_contract::Failures;
 
 use store_contract::{ns, POLICY, T0};
 use tower_stepup::store::{
-    Attempts, FamilyRef, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement, Store,
-    StoreError, LOGIN_RECORDS_PER_BUCKET,
+    Attempts, DpopUse, FamilyRef, MemoryStore, RefreshRecord, Reservation, Rotation, Settlement,
+    Store, StoreError, LOGIN_RECORDS_PER_BUCKET,
 };
 
 contract_tests!(|| async { MemoryStore::new() });
@@ -253,4 +253,57 @@ async fn login_counters_of_sprayed_names_stay_bounded() {
     assert_eq!(store.login_len(), LOGIN_RECORDS_PER_BUCKET);
     assert_eq!(store.len(), 0);
     assert_eq!(store.consume("jti", T0 + 60, T0).await, Ok(true));
+}
+
+/// Used DPoP proofs are entries like the others: counted in `len`, refused with `Full` at
+/// the bound (a replay is still answered), and swept once expired by the write that
+/// needs their room.
+#[tokio::test]
+async fn dpop_proofs_count_against_the_bound_and_are_swept() {
+    let store = MemoryStore::with_max_entries(10);
+    for (jkt, n, exp) in [("k1", 5, T0 + 60), ("k2", 4, T0 + 120)] {
+        for i in 0..n {
+            let used = store.use_dpop_proof(jkt, &format!("j{i}"), exp, T0).await;
+            assert_eq!(used, Ok(DpopUse::Fresh), "{jkt} {i}");
+        }
+    }
+    assert_eq!(store.consume("jti", T0 + 120, T0).await, Ok(true));
+    assert_eq!(store.len(), 10);
+    assert_eq!(
+        store.use_dpop_proof("k3", "j", T0 + 120, T0 + 59).await,
+        Err(StoreError::Full)
+    );
+    assert_eq!(
+        store.use_dpop_proof("k2", "j9", T0 + 120, T0 + 59).await,
+        Err(StoreError::Full)
+    );
+    assert_eq!(
+        store.use_dpop_proof("k1", "j0", T0 + 60, T0 + 59).await,
+        Ok(DpopUse::Replayed)
+    );
+    assert_eq!(store.len(), 10);
+    // At T0 + 60 k1's five are gone: the refused proof was not remembered, and fits now.
+    assert_eq!(
+        store.use_dpop_proof("k3", "j", T0 + 120, T0 + 60).await,
+        Ok(DpopUse::Fresh)
+    );
+    assert_eq!(store.len(), 6);
+    for i in 0..4 {
+        let used = store
+            .use_dpop_proof("k1", &format!("j{i}"), T0 + 120, T0 + 60)
+            .await;
+        assert_eq!(used, Ok(DpopUse::Fresh), "{i}");
+    }
+    assert_eq!(
+        store.use_dpop_proof("k1", "j4", T0 + 120, T0 + 60).await,
+        Err(StoreError::Full)
+    );
+    // At T0 + 120 everything is gone.
+    for i in 0..10 {
+        let used = store
+            .use_dpop_proof("k4", &format!("j{i}"), T0 + 180, T0 + 120)
+            .await;
+        assert_eq!(used, Ok(DpopUse::Fresh), "{i}");
+    }
+    assert_eq!(store.len(), 10);
 }

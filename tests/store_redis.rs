@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use redis_server::RedisServer;
 use store_contract::{POLICY, T0};
 use tower_stepup::store::{
-    AttemptPolicy, ChallengeOutcome, ChallengeReservation, ChallengeSettlement, FamilyRef,
+    AttemptPolicy, ChallengeOutcome, ChallengeReservation, ChallengeSettlement, DpopUse, FamilyRef,
     JudgedProof, RedisStore, RefreshRecord, Rotation, SessionChange, Store, StoreError, TokenHash,
     MAX_TTL_SECS,
 };
@@ -53,6 +53,11 @@ fn token(byte: u8) -> TokenHash {
 
 fn hex(t: &TokenHash) -> String {
     t.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_sha256(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(s.as_bytes()).into())
 }
 
 /// Where family `family` of `user` is found.
@@ -231,7 +236,11 @@ async fn every_operation(
         store.device_remove(&n.user, &n.key, T0 + 3)
     );
     op!("devices_clear", store.devices_clear(&n.user, T0 + 4));
-    assert_eq!(out.len(), 23);
+    op!(
+        "use_dpop_proof",
+        store.use_dpop_proof(&n.user, &n.key, T0 + 120, T0)
+    );
+    assert_eq!(out.len(), 24);
     out
 }
 
@@ -387,6 +396,12 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .device_add(&user, &name("dev-2"), T0 + 100, T0)
         .await
         .unwrap();
+    // Two proofs of one DPoP key: one sorted set of their digests, as long as the later.
+    let jkt = name("jkt");
+    for (jti, exp) in [(name("proof-1"), T0 + 120), (name("proof-2"), T0 + 60)] {
+        let used = store.use_dpop_proof(&jkt, &jti, exp, T0).await;
+        assert_eq!(used, Ok(DpopUse::Fresh));
+    }
 
     // The expected keys and their TTLs (Redis TTL = expiry - the `now` of the write).
     // A user's attempts, TOTP step, challenges and families share the user's hash tag.
@@ -407,6 +422,8 @@ async fn every_key_is_under_the_prefix_and_expires() {
         // The user's sessions, as long as the longest of them.
         (u("uf", &user, &user), 7200),
         (p("dev", &user), month),
+        // Named by the digest of the key's thumbprint, in its slot.
+        (u("dpop", &jkt, &hex_sha256(&jkt)), 120),
     ]
     .into_iter()
     .map(|(k, secs)| (k, secs * 1000))
@@ -421,7 +438,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
             .unwrap_or_else(|| panic!("{key} is not under {prefix}:"));
         let kind = rest.split(':').next().unwrap();
         assert!(
-            ["used", "att", "totp", "val", "fam", "uf", "dev"].contains(&kind),
+            ["used", "att", "totp", "val", "fam", "uf", "dev", "dpop"].contains(&kind),
             "{key}: unknown kind {kind}"
         );
         *kinds.entry(kind).or_insert(0) += 1;
@@ -433,6 +450,7 @@ async fn every_key_is_under_the_prefix_and_expires() {
         BTreeMap::from([
             ("att", 1),
             ("dev", 1),
+            ("dpop", 1),
             ("fam", 3),
             ("totp", 2),
             ("uf", 1),
@@ -449,7 +467,13 @@ async fn every_key_is_under_the_prefix_and_expires() {
     for (key, ms) in &expected {
         assert_pttl(server, key, *ms);
     }
-    // No key on the whole server that holds one of our names is outside the prefix.
+    // The proofs are kept as the digests of their jtis.
+    let proofs = server.command(&["ZRANGE", &u("dpop", &jkt, &hex_sha256(&jkt)), "0", "-1"]);
+    // In the order of their expiry.
+    let digests = [hex_sha256(&name("proof-2")), hex_sha256(&name("proof-1"))];
+    assert_eq!(proofs, digests);
+    // No key on the whole server that holds one of our names is outside the prefix (and
+    // the DPoP key holds none).
     let anywhere = server.command(&["KEYS", &format!("*{marker}*")]);
     assert_eq!(anywhere.len(), 11, "{anywhere:#?}");
     for key in &anywhere {
@@ -497,7 +521,15 @@ async fn every_key_is_under_the_prefix_and_expires() {
         .refresh_rotate(&forever, token(9), token(10), now)
         .await;
     assert!(matches!(rotated, Ok(Rotation::Rotated(_))), "{rotated:?}");
+    assert_eq!(
+        store
+            .use_dpop_proof(&name("forever"), "jti", u64::MAX, now)
+            .await,
+        Ok(DpopUse::Fresh)
+    );
+    let forever_jkt = hex_sha256(&name("forever"));
     for key in [
+        u("dpop", &name("forever"), &forever_jkt),
         p("used", &name("forever")),
         p("val", &name("forever")),
         u("totp", &name("forever"), &name("forever")),

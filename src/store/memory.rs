@@ -5,23 +5,24 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use super::attempt_state::{stricter, AttemptEntry};
+use super::dpop::digest;
 use super::record::{session_json, StoredRecord};
 use super::revoked::RevocationLog;
 use super::{
-    AttemptPolicy, Attempts, DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits,
-    RefreshRecord, Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store,
-    StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER,
-    MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
+    AttemptPolicy, Attempts, DeviceInfo, DpopUse, Elevation, FamilyRef, FamilyRevocation,
+    LoginLimits, RefreshRecord, Reservation, RevocationBatch, Rotation, SessionInfo, Settlement,
+    Store, StoreError, StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER,
+    MAX_DPOP_PROOFS_PER_KEY, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
 };
 use crate::revocation::UserRevocations;
 use crate::token::Claims;
 
 /// Default bound on the entries of a [`MemoryStore`].
 ///
-/// An entry takes about 70–1,000 bytes (a used token id 70, a remembered refresh token
-/// about 80, a refresh family about 900 with its session's claims): a full store holds
-/// at most about 500 MB (all of it new sessions, two entries each), about 125 MB of
-/// sessions refreshed past their history. A signed-in user who refreshes all day keeps
+/// An entry takes about 50–1,000 bytes (a used DPoP proof 50–100, a used token id 70,
+/// a remembered refresh token about 80, a refresh family about 900 with its session's
+/// claims): a full store holds at most about 500 MB (all of it new sessions, two entries
+/// each), about 125 MB of sessions refreshed past their history. A signed-in user who refreshes all day keeps
 /// about 19 entries (their session, its current and last 16 rotated tokens, their list
 /// of sessions), and one at every per-user bound about 580: the store serves some 50,000
 /// such active users.
@@ -62,6 +63,11 @@ struct State {
     /// The remembered devices of each user, oldest first, at most
     /// [`MAX_DEVICES_PER_USER`] (each counted as an entry).
     devices: HashMap<String, Vec<DeviceInfo>>,
+    /// The used DPoP proofs of each key (by the SHA-256 of its thumbprint): each `jti`'s
+    /// SHA-256 and when it is forgotten, at most [`MAX_DPOP_PROOFS_PER_KEY`] live a key.
+    dpop: HashMap<[u8; 32], HashMap<[u8; 32], u64>>,
+    /// The proofs `dpop` holds, each counted as an entry.
+    dpop_proofs: usize,
     /// Login counters, in their own bounded space (not counted in `max_entries`).
     logins: HashMap<String, LoginBucket>,
     /// Ended sessions, per user (one entry each).
@@ -237,6 +243,7 @@ impl State {
             + self.user_families.len()
             + self.revocations.len()
             + self.devices.values().map(Vec::len).sum::<usize>()
+            + self.dpop_proofs
     }
 
     fn sweep(&mut self, now: u64) {
@@ -254,6 +261,11 @@ impl State {
             devices.retain(|d| d.expires_at > now);
             !devices.is_empty()
         });
+        self.dpop.retain(|_, proofs| {
+            proofs.retain(|_, exp| *exp > now);
+            !proofs.is_empty()
+        });
+        self.dpop_proofs = self.dpop.values().map(HashMap::len).sum();
     }
 
     /// Runs `f` on the attempt entry of `key` as it stands at `now`, and keeps the
@@ -389,6 +401,16 @@ impl Store for MemoryStore {
         ready(self.lock().map(|mut s| {
             s.consumed.remove(key);
         }))
+    }
+
+    fn use_dpop_proof<'a>(
+        &'a self,
+        jkt: &'a str,
+        jti: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, DpopUse> {
+        ready(self.write(now, |s| s.use_dpop(jkt, jti, expires_at)))
     }
 
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
@@ -738,6 +760,37 @@ impl State {
         }
         list.push(device);
         Ok(())
+    }
+
+    /// Uses DPoP proof `jti` of key `jkt` (see [`Store::use_dpop_proof`]). A key's expired
+    /// proofs are forgotten when its bound is reached (and by the sweep).
+    fn use_dpop(&mut self, jkt: &str, jti: &str, expires_at: u64) -> Result<DpopUse, StoreError> {
+        let (now, key, proof) = (self.now, digest(jkt), digest(jti));
+        let mut forgotten = 0;
+        let (held, known) = match self.dpop.get_mut(&key) {
+            None => (0, false),
+            Some(proofs) => {
+                if proofs.get(&proof).is_some_and(|exp| *exp > now) {
+                    return Ok(DpopUse::Replayed);
+                }
+                if proofs.len() >= MAX_DPOP_PROOFS_PER_KEY {
+                    let before = proofs.len();
+                    proofs.retain(|_, exp| *exp > now);
+                    forgotten = before - proofs.len();
+                }
+                (proofs.len(), proofs.contains_key(&proof))
+            }
+        };
+        self.dpop_proofs -= forgotten;
+        if held >= MAX_DPOP_PROOFS_PER_KEY {
+            return Ok(DpopUse::TooMany);
+        }
+        if !known {
+            self.room(1)?;
+        }
+        self.dpop.entry(key).or_default().insert(proof, expires_at);
+        self.dpop_proofs += usize::from(!known);
+        Ok(DpopUse::Fresh)
     }
 
     /// The live device `id` of `user`.

@@ -5,6 +5,7 @@
 //!
 //! - single use of each partial token and mfa_token (their `jti`), and of each recovery
 //!   code ([`Store::consume`]; verify's in [`Store::settle_challenge`]);
+//! - single use of each DPoP proof's `jti`, per key ([`Store::use_dpop_proof`]);
 //! - failed attempts and lockout per user, reserved before a proof is evaluated
 //!   ([`Store::reserve_attempt`], [`Store::settle_attempt`]; verify's in
 //!   [`Store::reserve_challenge`] and [`Store::settle_challenge`], each one step);
@@ -20,7 +21,8 @@
 //! Every entry expires, and nothing one user does grows without bound: a user has one
 //! attempt record, one TOTP step and one pending enrollment; at most
 //! [`MAX_SESSIONS_PER_USER`] sessions, each remembering at most [`REFRESH_HISTORY`]
-//! rotated tokens; at most [`MAX_DEVICES_PER_USER`] remembered devices. Every method is atomic on its own.
+//! rotated tokens; at most [`MAX_DEVICES_PER_USER`] remembered devices; a DPoP key at
+//! most [`MAX_DPOP_PROOFS_PER_KEY`] live proofs. Every method is atomic on its own.
 //! Any error fails closed: the endpoints answer `503 temporarily_unavailable` (`500
 //! server_error` for a stored value that cannot be read back, [`StoreError::Corrupt`]).
 //!
@@ -29,6 +31,7 @@
 
 mod attempt_state;
 mod challenge;
+mod dpop;
 mod memory;
 mod record;
 #[cfg(feature = "redis")]
@@ -46,6 +49,7 @@ pub use self::challenge::{
     ChallengeOutcome, ChallengeReservation, ChallengeSettlement, FamilyRef, JudgedProof,
     SessionChange, USER_TAG_LEN,
 };
+pub use self::dpop::{DpopUse, MAX_DPOP_PROOFS_PER_KEY};
 pub use self::memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 #[cfg(feature = "redis")]
 pub use self::redis::{
@@ -290,7 +294,7 @@ pub type TokenHash = [u8; 32];
 ///
 /// | concern | methods |
 /// | --- | --- |
-/// | single use | [`consume`](Store::consume), [`is_consumed`](Store::is_consumed), [`release`](Store::release), [`advance_totp_step`](Store::advance_totp_step) |
+/// | single use | [`consume`](Store::consume), [`is_consumed`](Store::is_consumed), [`release`](Store::release), [`advance_totp_step`](Store::advance_totp_step), [`use_dpop_proof`](Store::use_dpop_proof) |
 /// | attempts and lockout | [`attempts`](Store::attempts), [`reserve_attempt`](Store::reserve_attempt), [`settle_attempt`](Store::settle_attempt) |
 /// | a verify's two steps | [`reserve_challenge`](Store::reserve_challenge), [`settle_challenge`](Store::settle_challenge) |
 /// | login throttling | [`reserve_login`](Store::reserve_login), [`settle_login`](Store::settle_login) |
@@ -308,7 +312,8 @@ pub type TokenHash = [u8; 32];
 /// single-purpose methods, one call after the other, as [`MemoryStore`] uses them; a
 /// backend with round trips does each in one (`RedisStore`: one script each). A
 /// decorator should delegate them too, or the backend's single step is lost (the
-/// answers stay the same).
+/// answers stay the same). So with [`use_dpop_proof`](Store::use_dpop_proof), whose
+/// provided method is one [`consume`](Store::consume) and bounds nothing per key.
 pub trait Store: Send + Sync + 'static {
     // Single use: a key is consumed once, a TOTP step accepted once.
 
@@ -337,6 +342,27 @@ pub trait Store: Send + Sync + 'static {
         expires_at: u64,
         now: u64,
     ) -> StoreFuture<'a, bool>;
+
+    /// Uses DPoP proof `jti` of the key whose RFC 7638 thumbprint is `jkt`:
+    /// [`Fresh`](DpopUse::Fresh) the first time, and then remembered until `expires_at`
+    /// (the end of the proof's `iat` window); [`Replayed`](DpopUse::Replayed) while
+    /// remembered; [`TooMany`](DpopUse::TooMany), and nothing remembered, while the key
+    /// has [`MAX_DPOP_PROOFS_PER_KEY`] live `jti`s (a replay is `Replayed` still). The
+    /// same `jti` of another key is another proof.
+    ///
+    /// The provided method is one [`consume`](Store::consume) of `dpop:` and the SHA-256
+    /// of `jkt` and `jti`: it bounds nothing per key (the store's own bound and the
+    /// expiry do) and never answers `TooMany`. [`MemoryStore`] and `RedisStore` keep a
+    /// key's proofs together (by their digests) and bound them, each in one step.
+    fn use_dpop_proof<'a>(
+        &'a self,
+        jkt: &'a str,
+        jti: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, DpopUse> {
+        Box::pin(dpop::consume_once(self, jkt, jti, expires_at, now))
+    }
 
     // Second-factor attempts and lockout, per user.
 

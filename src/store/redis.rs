@@ -15,6 +15,7 @@ mod challenge;
 #[cfg(feature = "redis-cluster")]
 mod cluster;
 mod connection;
+mod dpop;
 mod families;
 mod feed;
 mod revoked;
@@ -26,9 +27,9 @@ use connection::{Connection, Subscribers};
 
 use super::{
     AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
-    DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError, StoreFuture, TokenHash,
-    LOGIN_RECORDS_PER_BUCKET, RESERVATION_SECS,
+    DeviceInfo, DpopUse, Elevation, FamilyRef, FamilyRevocation, LoginLimits, RefreshRecord,
+    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
+    StoreFuture, TokenHash, LOGIN_RECORDS_PER_BUCKET, RESERVATION_SECS,
 };
 use crate::revocation::UserRevocations;
 
@@ -52,8 +53,8 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// user, [`FamilyRef::user_tag`]), so that one script decides a verify and one a
 /// refresh: a verify costs 2 round trips (reserve an attempt unless the challenge is
 /// spent; then spend the challenge and the code, settle the attempt and start or step
-/// up the session), a refresh 1. A refresh token carries its user's tag and its family
-/// id, so no index finds its family.
+/// up the session), a refresh 1, a DPoP proof's single use 1. A refresh token carries
+/// its user's tag and its family id, so no index finds its family.
 ///
 /// Keys (`P` is the prefix, [`DEFAULT_REDIS_PREFIX`] unless set; it may not contain `{`
 /// or `}`):
@@ -68,6 +69,7 @@ pub const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 /// | `P:fam:{T}:<family>` | a refresh family: its session, user, current token hash and the last [`REFRESH_HISTORY`](super::REFRESH_HISTORY) rotated ones, revocation, when it started and was last seen, its idle bound |
 /// | `P:uf:{T}:<user>` | the user's live families, at most [`MAX_SESSIONS_PER_USER`](super::MAX_SESSIONS_PER_USER) |
 /// | `P:dev:<user>` | the user's remembered devices, at most [`MAX_DEVICES_PER_USER`](super::MAX_DEVICES_PER_USER) |
+/// | `P:dpop:{K}:<digest>` | the used DPoP proofs of one key (`<digest>` the hex SHA-256 of its thumbprint, `K` its first 16 digits): the SHA-256 of each `jti` scored by its expiry, at most [`MAX_DPOP_PROOFS_PER_KEY`](super::MAX_DPOP_PROOFS_PER_KEY) live |
 /// | `P:login:<00–ff>` | login counters of accounts (by digest) and their clients, at most [`LOGIN_RECORDS_PER_BUCKET`] a bucket |
 ///
 /// Every key carries a Redis expiry (the expiry of what it protects, at most
@@ -494,9 +496,15 @@ mod code {
     pub(super) const SESSION_START: i64 = 1;
     /// Session argument: step a family up.
     pub(super) const SESSION_ELEVATE: i64 = 2;
+    /// `USE_DPOP`: a proof new for its key, remembered now.
+    pub(super) const DPOP_FRESH: i64 = 0;
+    /// `USE_DPOP`: a proof its key used before (a replay).
+    pub(super) const DPOP_REPLAYED: i64 = 1;
+    /// `USE_DPOP`: the key has its bound of live proofs; nothing remembered.
+    pub(super) const DPOP_TOO_MANY: i64 = 2;
 
     /// Every code by its Lua name.
-    pub(super) const ALL: [(&str, i64); 23] = [
+    pub(super) const ALL: [(&str, i64); 26] = [
         ("ACCEPTED", ACCEPTED),
         ("REFUSED", REFUSED),
         ("DONE", DONE),
@@ -520,6 +528,9 @@ mod code {
         ("SESSION_NONE", SESSION_NONE),
         ("SESSION_START", SESSION_START),
         ("SESSION_ELEVATE", SESSION_ELEVATE),
+        ("DPOP_FRESH", DPOP_FRESH),
+        ("DPOP_REPLAYED", DPOP_REPLAYED),
+        ("DPOP_TOO_MANY", DPOP_TOO_MANY),
     ];
 }
 
@@ -827,6 +838,16 @@ impl Store for RedisStore {
 
     fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move { self.delete_raw(&self.key("used", key)).await })
+    }
+
+    fn use_dpop_proof<'a>(
+        &'a self,
+        jkt: &'a str,
+        jti: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, DpopUse> {
+        Box::pin(self.dpop_use(jkt, jti, expires_at, now))
     }
 
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
@@ -1192,6 +1213,7 @@ mod tests {
             .chain(families.iter().map(|p| &p[..]))
             .chain(challenges.iter().map(Vec::as_slice))
             .chain(sessions::script_parts())
+            .chain(dpop::script_parts())
             .map(script_text)
             .chain(revoked::texts())
             .collect()
@@ -1309,6 +1331,7 @@ mod tests {
             &[SETTLED_SPENT, SETTLED_FAILED, SETTLED_SUCCEEDED],
             &[PROOF_WRONG, PROOF_TOTP, PROOF_RECOVERY],
             &[SESSION_NONE, SESSION_START, SESSION_ELEVATE],
+            &[DPOP_FRESH, DPOP_REPLAYED, DPOP_TOO_MANY],
         ] {
             let mut sorted = group.to_vec();
             sorted.sort_unstable();

@@ -36,10 +36,10 @@ use tokio::task::JoinSet;
 use tower_stepup::revocation::{UserRevocations, REVOKED_SESSIONS_PER_USER};
 use tower_stepup::store::{
     AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
-    DeviceInfo, Elevation, FamilyRef, FamilyRevocation, JudgedProof, LoginLimits, RefreshRecord,
-    Reservation, Rotation, SessionChange, SessionInfo, Settlement, Store, TokenHash,
-    LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER, MAX_SESSIONS_PER_USER, REFRESH_HISTORY,
-    RESERVATION_SECS,
+    DeviceInfo, DpopUse, Elevation, FamilyRef, FamilyRevocation, JudgedProof, LoginLimits,
+    RefreshRecord, Reservation, Rotation, SessionChange, SessionInfo, Settlement, Store, TokenHash,
+    LOGIN_RECORDS_PER_BUCKET, MAX_DEVICES_PER_USER, MAX_DPOP_PROOFS_PER_KEY, MAX_SESSIONS_PER_USER,
+    REFRESH_HISTORY, RESERVATION_SECS,
 };
 use tower_stepup::Claims;
 
@@ -48,6 +48,9 @@ pub const T0: u64 = 1_700_000_000;
 
 /// How many tasks race in the concurrency checks.
 pub const RACERS: usize = 32;
+
+/// How many tasks race in the DPoP checks: a burst of requests of one client.
+pub const DPOP_RACERS: usize = 50;
 
 /// The attempt policy of the attempt checks: 3 failures lock out for 300 s; a failure is
 /// remembered for 600 s without a new one.
@@ -163,24 +166,36 @@ where
     F: Fn(Arc<S>, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
+    race_of(RACERS, store, op).await
+}
+
+/// Runs `n` tasks that wait for each other, then each run `op(i)`; returns `(i, result)`
+/// of all.
+async fn race_of<S, T, F, Fut>(n: usize, store: Arc<S>, op: F) -> Vec<(usize, T)>
+where
+    S: Store,
+    T: Send + 'static,
+    F: Fn(Arc<S>, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
     let ready = Arc::new(AtomicUsize::new(0));
     let op = Arc::new(op);
     let mut set = JoinSet::new();
-    for i in 0..RACERS {
+    for i in 0..n {
         let (store, ready, op) = (store.clone(), ready.clone(), op.clone());
         set.spawn(async move {
             ready.fetch_add(1, Ordering::SeqCst);
-            while ready.load(Ordering::SeqCst) < RACERS {
+            while ready.load(Ordering::SeqCst) < n {
                 tokio::task::yield_now().await;
             }
             (i, op(store, i).await)
         });
     }
-    let mut out = Vec::with_capacity(RACERS);
+    let mut out = Vec::with_capacity(n);
     while let Some(joined) = set.join_next().await {
         out.push(joined.expect("a racing task panicked"));
     }
-    assert_eq!(out.len(), RACERS);
+    assert_eq!(out.len(), n);
     out
 }
 
@@ -2298,6 +2313,264 @@ pub async fn devices_clear_forgets_one_user<S: Store>(store: &S) {
 }
 
 // ---------------------------------------------------------------------------------------
+// DPoP proofs: each `jti` once per key, bounded per key and by the window (DESIGN §8.5)
+
+/// Uses `n` new proofs `<name>-<i>` of `jkt`, each expiring at `expires_at`: every one is
+/// fresh. Returns their `jti`s.
+async fn use_new_proofs<S: Store + ?Sized>(
+    store: &S,
+    jkt: &str,
+    name: &str,
+    n: usize,
+    expires_at: u64,
+    now: u64,
+) -> Vec<String> {
+    let mut jtis = Vec::with_capacity(n);
+    for i in 0..n {
+        let jti = format!("{name}-{i}");
+        let used = store.use_dpop_proof(jkt, &jti, expires_at, now).await;
+        assert_eq!(used, Ok(DpopUse::Fresh), "{jti}");
+        jtis.push(jti);
+    }
+    jtis
+}
+
+/// A proof is `Fresh` once, then `Replayed` until its expiry; the same `jti` of another
+/// key is another proof; it is no `consume` key.
+pub async fn a_dpop_proof_is_fresh_once<S: Store>(store: &S) {
+    let ns = ns("a_dpop_proof_is_fresh_once");
+    let (jkt, other) = (ns.key("jkt"), ns.key("other-jkt"));
+    let jti = ns.key("jti");
+    let exp = T0 + 120;
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &jti, exp, T0).await,
+        Ok(DpopUse::Fresh)
+    );
+    for now in [T0, T0 + 1, T0 + 119] {
+        assert_eq!(
+            store.use_dpop_proof(&jkt, &jti, exp, now).await,
+            Ok(DpopUse::Replayed),
+            "{now}"
+        );
+    }
+    // A later expiry given on replay does not make it new either.
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &jti, exp + 1000, T0 + 10).await,
+        Ok(DpopUse::Replayed)
+    );
+    // Another key's proof with the same jti, and another jti of the key, are new.
+    assert_eq!(
+        store.use_dpop_proof(&other, &jti, exp, T0).await,
+        Ok(DpopUse::Fresh)
+    );
+    assert_eq!(
+        store.use_dpop_proof(&other, &jti, exp, T0 + 1).await,
+        Ok(DpopUse::Replayed)
+    );
+    let longer = format!("{jti}x");
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &longer, exp, T0).await,
+        Ok(DpopUse::Fresh)
+    );
+    // The pair is what counts, not its concatenation.
+    for (k, j) in [(format!("{jkt}a"), "bc"), (format!("{jkt}ab"), "c")] {
+        assert_eq!(
+            store.use_dpop_proof(&k, j, exp, T0).await,
+            Ok(DpopUse::Fresh),
+            "{k} {j}"
+        );
+    }
+    // A proof is not a consumed key, nor the other way round.
+    assert_eq!(store.is_consumed(&jti, T0).await, Ok(false));
+    assert_eq!(store.consume(&jti, exp, T0).await, Ok(true));
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &jti, exp, T0 + 2).await,
+        Ok(DpopUse::Replayed)
+    );
+}
+
+/// At its `expires_at` a proof is forgotten: `Fresh` again (once), remembered until the
+/// new expiry.
+pub async fn a_dpop_proof_is_forgotten_at_its_expiry<S: Store>(store: &S) {
+    let ns = ns("a_dpop_proof_is_forgotten_at_its_expiry");
+    let (jkt, jti) = (ns.key("jkt"), ns.key("jti"));
+    let used = |exp, now| store.use_dpop_proof(&jkt, &jti, exp, now);
+    assert_eq!(used(T0 + 60, T0).await, Ok(DpopUse::Fresh));
+    assert_eq!(used(T0 + 60, T0 + 59).await, Ok(DpopUse::Replayed));
+    assert_eq!(used(T0 + 200, T0 + 60).await, Ok(DpopUse::Fresh));
+    assert_eq!(used(T0 + 200, T0 + 61).await, Ok(DpopUse::Replayed));
+    assert_eq!(used(T0 + 200, T0 + 199).await, Ok(DpopUse::Replayed));
+    assert_eq!(used(T0 + 1060, T0 + 1000).await, Ok(DpopUse::Fresh));
+    assert_eq!(used(T0 + 1060, T0 + 1059).await, Ok(DpopUse::Replayed));
+}
+
+/// A key holds at most `MAX_DPOP_PROOFS_PER_KEY` live proofs: a new one past them is
+/// `TooMany` and not remembered; a replay is still `Replayed`; another key is
+/// unaffected; at their expiry the key's proofs are forgotten.
+pub async fn dpop_proofs_are_bounded_per_key<S: Store>(store: &S) {
+    let ns = ns("dpop_proofs_are_bounded_per_key");
+    let (jkt, other) = (ns.key("jkt"), ns.key("other-jkt"));
+    let exp = T0 + 120;
+    let jtis = use_new_proofs(
+        store,
+        &jkt,
+        &ns.key("jti"),
+        MAX_DPOP_PROOFS_PER_KEY,
+        exp,
+        T0,
+    )
+    .await;
+    let extra = ns.key("extra");
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &extra, exp, T0 + 1).await,
+        Ok(DpopUse::TooMany)
+    );
+    for jti in [&jtis[0], &jtis[MAX_DPOP_PROOFS_PER_KEY - 1]] {
+        assert_eq!(
+            store.use_dpop_proof(&jkt, jti, exp, T0 + 1).await,
+            Ok(DpopUse::Replayed),
+            "{jti}"
+        );
+    }
+    // Refused, so not remembered: still too many, not a replay.
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &extra, exp, T0 + 2).await,
+        Ok(DpopUse::TooMany)
+    );
+    // Another key's proofs, with the same jtis too, are new.
+    for jti in [&extra, &jtis[0]] {
+        assert_eq!(
+            store.use_dpop_proof(&other, jti, exp, T0 + 2).await,
+            Ok(DpopUse::Fresh),
+            "{jti}"
+        );
+    }
+    // At their expiry the key's proofs are forgotten: the refused one is new, and so is
+    // a jti used before.
+    for jti in [&extra, &jtis[0]] {
+        assert_eq!(
+            store.use_dpop_proof(&jkt, jti, exp + 120, exp).await,
+            Ok(DpopUse::Fresh),
+            "{jti}"
+        );
+        assert_eq!(
+            store.use_dpop_proof(&jkt, jti, exp + 120, exp + 1).await,
+            Ok(DpopUse::Replayed),
+            "{jti}"
+        );
+    }
+}
+
+/// Expired proofs free the bound, one for one: with half the key's proofs expiring
+/// first, exactly that half's room comes back at their expiry.
+pub async fn expired_dpop_proofs_free_the_bound<S: Store>(store: &S) {
+    let ns = ns("expired_dpop_proofs_free_the_bound");
+    let jkt = ns.key("jkt");
+    let half = MAX_DPOP_PROOFS_PER_KEY / 2;
+    let rest = MAX_DPOP_PROOFS_PER_KEY - half;
+    let early = use_new_proofs(store, &jkt, &ns.key("early"), half, T0 + 60, T0).await;
+    let late = use_new_proofs(store, &jkt, &ns.key("late"), rest, T0 + 120, T0 + 1).await;
+    let new = |n: usize| ns.key(&format!("new-{n}"));
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &new(0), T0 + 180, T0 + 59).await,
+        Ok(DpopUse::TooMany)
+    );
+    // At T0 + 60 the early ones are gone: `half` new ones fit, and no more.
+    use_new_proofs(store, &jkt, &ns.key("more"), half, T0 + 180, T0 + 60).await;
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &new(1), T0 + 180, T0 + 61).await,
+        Ok(DpopUse::TooMany)
+    );
+    // An early jti is forgotten (no replay), and finds no room either; a late one is
+    // still a replay.
+    assert_eq!(
+        store
+            .use_dpop_proof(&jkt, &early[0], T0 + 180, T0 + 61)
+            .await,
+        Ok(DpopUse::TooMany)
+    );
+    assert_eq!(
+        store
+            .use_dpop_proof(&jkt, &late[0], T0 + 180, T0 + 61)
+            .await,
+        Ok(DpopUse::Replayed)
+    );
+    // At T0 + 120 the late ones are gone too.
+    use_new_proofs(store, &jkt, &ns.key("last"), rest, T0 + 180, T0 + 120).await;
+    assert_eq!(
+        store
+            .use_dpop_proof(&jkt, &new(2), T0 + 180, T0 + 120)
+            .await,
+        Ok(DpopUse::TooMany)
+    );
+}
+
+/// Of `DPOP_RACERS` concurrent uses of one proof, exactly one is `Fresh`; every other
+/// is `Replayed`.
+pub async fn concurrent_uses_of_one_dpop_proof_have_one_winner<S: Store>(store: Arc<S>) {
+    let ns = ns("concurrent_uses_of_one_dpop_proof_have_one_winner");
+    let (jkt, jti) = (Arc::new(ns.key("jkt")), Arc::new(ns.key("jti")));
+    let (k, j) = (jkt.clone(), jti.clone());
+    let results = race_of(DPOP_RACERS, store.clone(), move |s, _| {
+        let (k, j) = (k.clone(), j.clone());
+        async move { s.use_dpop_proof(&k, &j, T0 + 120, T0).await }
+    })
+    .await;
+    let fresh = results.iter().filter(|(_, r)| *r == Ok(DpopUse::Fresh));
+    let replayed = results.iter().filter(|(_, r)| *r == Ok(DpopUse::Replayed));
+    assert_eq!(
+        (fresh.count(), replayed.count()),
+        (1, DPOP_RACERS - 1),
+        "{results:?}"
+    );
+    assert_eq!(
+        store.use_dpop_proof(&jkt, &jti, T0 + 120, T0 + 1).await,
+        Ok(DpopUse::Replayed)
+    );
+}
+
+/// `DPOP_RACERS` concurrent new proofs of one key with room for 10 more: exactly 10 are
+/// `Fresh`, the rest `TooMany` (and not remembered).
+pub async fn concurrent_dpop_proofs_fill_the_bound_exactly<S: Store>(store: Arc<S>) {
+    const ROOM: usize = 10;
+    let ns = ns("concurrent_dpop_proofs_fill_the_bound_exactly");
+    let jkt = Arc::new(ns.key("jkt"));
+    let filled = MAX_DPOP_PROOFS_PER_KEY - ROOM;
+    use_new_proofs(&*store, &jkt, &ns.key("jti"), filled, T0 + 120, T0).await;
+    let racer = Arc::new(ns.key("racer"));
+    let (k, r) = (jkt.clone(), racer.clone());
+    let results = race_of(DPOP_RACERS, store.clone(), move |s, i| {
+        let jti = format!("{r}-{i}");
+        let k = k.clone();
+        async move { s.use_dpop_proof(&k, &jti, T0 + 120, T0 + 1).await }
+    })
+    .await;
+    let fresh: Vec<usize> = results
+        .iter()
+        .filter(|(_, r)| *r == Ok(DpopUse::Fresh))
+        .map(|(i, _)| *i)
+        .collect();
+    let too_many = results.iter().filter(|(_, r)| *r == Ok(DpopUse::TooMany));
+    assert_eq!(
+        (fresh.len(), too_many.count()),
+        (ROOM, DPOP_RACERS - ROOM),
+        "{results:?}"
+    );
+    for i in 0..DPOP_RACERS {
+        let expected = match fresh.contains(&i) {
+            true => DpopUse::Replayed,
+            false => DpopUse::TooMany,
+        };
+        let jti = format!("{racer}-{i}");
+        assert_eq!(
+            store.use_dpop_proof(&jkt, &jti, T0 + 120, T0 + 2).await,
+            Ok(expected),
+            "{i}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // the test generator
 
 /// One `#[tokio::test]` per contract check, for the store built by `$make`: a closure
@@ -2366,6 +2639,10 @@ macro_rules! contract_tests {
             devices_are_remembered_used_and_forgotten,
             devices_per_user_are_bounded,
             devices_clear_forgets_one_user,
+            a_dpop_proof_is_fresh_once,
+            a_dpop_proof_is_forgotten_at_its_expiry,
+            dpop_proofs_are_bounded_per_key,
+            expired_dpop_proofs_free_the_bound,
         );
         $crate::contract_tests!(@by_arc ($make) [$(#[$attr])*]
             concurrent_consume_has_one_winner,
@@ -2374,6 +2651,8 @@ macro_rules! contract_tests {
             concurrent_reservations_grant_exactly_the_limit,
             concurrent_verifies_of_one_challenge_have_one_winner,
             concurrent_verifies_of_one_code_have_one_winner,
+            concurrent_uses_of_one_dpop_proof_have_one_winner,
+            concurrent_dpop_proofs_fill_the_bound_exactly,
         );
     };
     (@by_ref ($make:expr) $attrs:tt $($check:ident),* $(,)?) => {

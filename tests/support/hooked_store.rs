@@ -3,8 +3,8 @@
 //! in the store's place) and after (it may observe or alter the result). A test store is
 //! a hook: it names the calls it cares about ([`Call`]) and lets the rest through.
 //!
-//! Adding a method to `Store` touches this file only: one `Call` variant, one method
-//! below.
+//! Adding a method to `Store` touches this file: one `Call` variant, one method below
+//! (and any hook that matches every `Call`, as `tests/security.rs`'s `Record` does).
 //!
 //! A verify's two steps (`reserve_challenge`, `settle_challenge`) come two ways:
 //! [`HookedStore::with_hook`] runs them as `tower_stepup::store::stepwise` does, through
@@ -32,8 +32,9 @@ use std::sync::Arc;
 use tower_stepup::revocation::UserRevocations;
 use tower_stepup::store::{
     stepwise, AttemptPolicy, Attempts, ChallengeOutcome, ChallengeReservation, ChallengeSettlement,
-    DeviceInfo, Elevation, FamilyRef, FamilyRevocation, LoginLimits, RefreshRecord, Reservation,
-    RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError, StoreFuture, TokenHash,
+    DeviceInfo, DpopUse, Elevation, FamilyRef, FamilyRevocation, LoginLimits, RefreshRecord,
+    Reservation, RevocationBatch, Rotation, SessionInfo, Settlement, Store, StoreError,
+    StoreFuture, TokenHash,
 };
 use tower_stepup::Claims;
 
@@ -50,6 +51,13 @@ pub enum Call<'a> {
     IsConsumed { key: &'a str, now: u64 },
     /// [`Store::release`].
     Release { key: &'a str },
+    /// [`Store::use_dpop_proof`].
+    UseDpopProof {
+        jkt: &'a str,
+        jti: &'a str,
+        expires_at: u64,
+        now: u64,
+    },
     /// [`Store::attempts`].
     Attempts { user: &'a str, now: u64 },
     /// [`Store::reserve_attempt`].
@@ -191,6 +199,7 @@ impl Call<'_> {
             Call::Consume { .. } => "consume",
             Call::IsConsumed { .. } => "is_consumed",
             Call::Release { .. } => "release",
+            Call::UseDpopProof { .. } => "use_dpop_proof",
             Call::Attempts { .. } => "attempts",
             Call::ReserveAttempt { .. } => "reserve_attempt",
             Call::SettleAttempt { .. } => "settle_attempt",
@@ -237,6 +246,8 @@ pub enum Answer {
     Challenge(ChallengeReservation),
     /// `settle_challenge`.
     Settled(ChallengeOutcome),
+    /// `use_dpop_proof`.
+    Dpop(DpopUse),
     /// `get`.
     Value(Option<Vec<u8>>),
     /// `refresh_rotate`.
@@ -292,6 +303,7 @@ answers! {
     Reservation(Reservation),
     Challenge(ChallengeReservation),
     Settled(ChallengeOutcome),
+    Dpop(DpopUse),
     Value(Option<Vec<u8>>),
     Rotation(Rotation),
     Revocation(FamilyRevocation),
@@ -405,6 +417,22 @@ impl<H: StoreHook> Store for HookedStore<H> {
 
     fn release<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
         self.run(Call::Release { key }, move |s| s.release(key))
+    }
+
+    fn use_dpop_proof<'a>(
+        &'a self,
+        jkt: &'a str,
+        jti: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, DpopUse> {
+        let call = Call::UseDpopProof {
+            jkt,
+            jti,
+            expires_at,
+            now,
+        };
+        self.run(call, move |s| s.use_dpop_proof(jkt, jti, expires_at, now))
     }
 
     fn attempts<'a>(&'a self, user: &'a str, now: u64) -> StoreFuture<'a, Attempts> {
