@@ -182,6 +182,7 @@ impl Record {
             | Call::Get { key, .. }
             | Call::Delete { key } => (key.to_string(), vec![]),
             Call::Attempts { user, .. } => (user.to_string(), vec![]),
+            Call::UseDpopProof { jkt, jti, .. } => (format!("{jkt} {jti}"), vec![]),
             Call::ReserveChallenge {
                 user, challenge, ..
             } => (format!("{user} {challenge}"), vec![]),
