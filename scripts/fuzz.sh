@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 30; TARGET defaults to all of them:
-#   credential token mfa_token complete_body routes
+#   credential token mfa_token complete_body routes dpop_proof
 #
 # Works on the stable toolchain: no cargo-fuzz, no nightly. It builds fuzz/ with plain
 # `cargo build` and the instrumentation flags cargo-fuzz passes with `--sanitizer none`
@@ -36,7 +36,7 @@ case "$secs" in
         exit 2
         ;;
 esac
-all=(credential token mfa_token complete_body routes)
+all=(credential token mfa_token complete_body routes dpop_proof)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 for t in "${targets[@]}"; do
     if [ ! -f "$fuzz/fuzz_targets/$t.rs" ]; then
@@ -71,7 +71,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts" "$seeds"
     log="$artifacts/fuzz.log"
     case "$t" in
-        token | mfa_token) max_len=9000 ;;
+        token | mfa_token | dpop_proof) max_len=9000 ;;
         *) max_len=4096 ;;
     esac
     echo "== $t: ${secs} s"

@@ -112,6 +112,8 @@
 //! - [`revocation`]: the ended sessions whose access tokens the layer refuses.
 //! - [`audit`]: one structured `tracing` event per security decision, and counters.
 //! - [`wire`]: the `error` codes on the wire, one enum for the server and the client.
+//! - [`dpop`]: DPoP proofs (RFC 9449): the stateless check of a `DPoP` header and the
+//!   RFC 7638 key thumbprint.
 //!
 //! The completion side (feature `server`, on by default):
 //! - `complete`: the mountable endpoints that complete MFA: login, verify, enroll,
@@ -176,6 +178,7 @@ struct ReadmeDoctests;
 pub mod audit;
 pub mod challenge;
 mod clock;
+pub mod dpop;
 mod error;
 pub mod layer;
 pub mod policy;

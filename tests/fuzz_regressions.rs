@@ -24,7 +24,8 @@ use tower_stepup::{DenialKind, TokenError};
 
 use harness::credential::{self, Passed, Spec};
 use harness::fixture::{self, Tokens, T0};
-use harness::{complete_body, mfa_token, routes, seeds, token};
+use harness::{complete_body, dpop_proof, mfa_token, routes, seeds, token};
+use tower_stepup::dpop::DpopError;
 
 fn b64(s: &str) -> Vec<u8> {
     STANDARD.decode(s).expect("base64 of a fuzz input")
@@ -64,6 +65,9 @@ fn seeds_replay() {
     });
     replay_seeds("routes", |d| {
         let _ = routes::run(d);
+    });
+    replay_seeds("dpop_proof", |d| {
+        let _ = dpop_proof::run(d);
     });
 }
 
@@ -179,6 +183,34 @@ fn seeds_get_their_answers() {
     // routes.
     assert!(routes::run(&get("routes", "table")));
     assert!(!routes::run(&get("routes", "conflict")));
+    // dpop_proof: the genuine proofs pass, with the thumbprint of their key; an edit,
+    // a string iat and two values do not.
+    for (i, alg) in ["es256", "eddsa"].iter().enumerate() {
+        let jkt = dpop_proof::run(&get("dpop_proof", &format!("raw-{alg}")))
+            .unwrap_or_else(|e| panic!("raw-{alg}: {e}"))
+            .jkt;
+        assert_eq!(
+            dpop_proof::run(&get("dpop_proof", &format!("signed-{alg}-nonce"))).map(|p| p.jkt),
+            Ok(jkt.clone()),
+            "signed-{alg}-nonce"
+        );
+        assert!(dpop_proof::run(&get("dpop_proof", &format!("edit-{alg}"))).is_err());
+        let other = dpop_proof::run(&get(
+            "dpop_proof",
+            &format!("raw-{}", ["es256", "eddsa"][1 - i]),
+        ))
+        .unwrap()
+        .jkt;
+        assert_ne!(jkt, other);
+    }
+    assert_eq!(
+        dpop_proof::run(&get("dpop_proof", "signed-iat-string")),
+        Err(DpopError::InvalidClaims)
+    );
+    assert_eq!(
+        dpop_proof::run(&get("dpop_proof", "two-values")),
+        Err(DpopError::Multiple)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -532,5 +564,32 @@ fn a_pattern_without_a_leading_slash_is_a_config_error() {
             tower_stepup::Policy::public(),
         );
         assert!(guard.route_table(table).is_err(), "{pattern:?}");
+    }
+}
+
+/// A genuine DPoP proof passes once, and every single-character edit of it is refused.
+#[test]
+fn a_dpop_proof_passes_and_no_single_edit_of_it_does() {
+    use tower_stepup::dpop::{check_values, DpopConfig, Expected, Htu};
+    let url = Htu::parse(dpop_proof::URL).unwrap();
+    let expected = Expected {
+        method: &Method::GET,
+        url: &url,
+        access_token: Some(dpop_proof::TOKEN),
+        nonce: None,
+        now: T0,
+    };
+    let config = DpopConfig::default();
+    for key in 0..2 {
+        let genuine = dpop_proof::genuine(key, false);
+        assert!(check_values(&config, [genuine.as_bytes()], &expected).is_ok());
+        for i in 0..genuine.len() {
+            let mut bytes = genuine.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            assert!(
+                check_values(&config, [&bytes[..]], &expected).is_err(),
+                "edit at {i} passed"
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod complete_body;
 pub mod credential;
+pub mod dpop_proof;
 pub mod fixture;
 pub mod input;
 pub mod mfa_token;

@@ -15,17 +15,19 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "mfa_token" => mfa_token(),
         "complete_body" => complete_body(),
         "routes" => routes(),
+        "dpop_proof" => dpop_proof(),
         _ => Vec::new(),
     }
 }
 
 /// The targets that have seeds.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "credential",
     "token",
     "mfa_token",
     "complete_body",
     "routes",
+    "dpop_proof",
 ];
 
 fn credential() -> Vec<(String, Vec<u8>)> {
@@ -244,4 +246,37 @@ fn routes() -> Vec<(String, Vec<u8>)> {
         3, 0,
     ];
     vec![("table".into(), table), ("conflict".into(), conflict)]
+}
+
+// dpop_proof: [mode, time, token, nonce, method, …]; see `dpop_proof::run`.
+fn dpop_proof() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (i, alg) in ["es256", "eddsa"].iter().enumerate() {
+        // Mode 0: the genuine proof as raw bytes, at T0, the fixture token, no nonce, GET.
+        let mut raw = vec![0, 0, 1, 0, 0];
+        raw.extend_from_slice(super::dpop_proof::genuine(i, false).as_bytes());
+        out.push((format!("raw-{alg}"), raw));
+        // Mode 2: the templates signed, with the nonce expected and carried.
+        out.push((
+            format!("signed-{alg}-nonce"),
+            vec![2, 0, 1, 1, 0, i as u8, 0, 1, 0],
+        ));
+        // Mode 1: one edit of the genuine proof.
+        out.push((
+            format!("edit-{alg}"),
+            vec![1, 0, 1, 0, 0, i as u8, 0, 0, 0, 20, 0, 0],
+        ));
+    }
+    // Mode 2: a claims template with `iat` spliced to a string.
+    let mut spliced = vec![2, 0, 1, 0, 0, 0, 0, 0, 2];
+    let claims = super::dpop_proof::claims(false);
+    let at = claims.find("\"iat\":").unwrap() + 6;
+    spliced.extend_from_slice(&(at as u16).to_le_bytes());
+    spliced.push(10);
+    spliced.push(3);
+    spliced.extend_from_slice(b"\"1\"");
+    out.push(("signed-iat-string".into(), spliced));
+    // Mode 3: two values.
+    out.push(("two-values".into(), vec![3, 0, 1, 0, 0]));
+    out
 }

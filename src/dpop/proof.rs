@@ -1,0 +1,179 @@
+//! The check of one DPoP proof, RFC 9449 §4.3 steps 1–12 (the single use of `jti` and the
+//! `cnf.jkt` binding are the caller's: it stores `jti` until `expires_at` and compares
+//! `jkt`).
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::DpopError;
+use super::htu;
+use super::jwk::{thumbprint, RawJwk};
+use super::{CheckedProof, DpopConfig, Expected, MAX_JTI_LEN};
+
+/// The `typ` of a DPoP proof (RFC 9449 §4.2).
+const TYP: &str = "dpop+jwt";
+
+#[derive(serde::Deserialize)]
+struct Header<'a> {
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default)]
+    jwk: Option<RawJwk>,
+    #[serde(default)]
+    crit: super::jwk::Present,
+}
+
+#[derive(serde::Deserialize)]
+struct Claims<'a> {
+    #[serde(borrow, default)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htm: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htu: Option<Cow<'a, str>>,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(borrow, default)]
+    ath: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    nonce: Option<Cow<'a, str>>,
+}
+
+/// The algorithm an `alg` value names, among those a DPoP proof can use at all.
+pub(crate) fn asymmetric(alg: &str) -> Option<Algorithm> {
+    match alg {
+        "ES256" => Some(Algorithm::ES256),
+        "ES384" => Some(Algorithm::ES384),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+/// Signature length of each algorithm (raw `r‖s` for ECDSA, RFC 7518 §3.4).
+fn signature_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::ES384 => 96,
+        _ => 64,
+    }
+}
+
+fn decode(part: &str) -> Result<Vec<u8>, DpopError> {
+    if part.is_empty() {
+        return Err(DpopError::Malformed);
+    }
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| DpopError::Malformed)
+}
+
+pub(crate) fn check_one(
+    config: &DpopConfig,
+    value: &[u8],
+    expected: &Expected<'_>,
+) -> Result<CheckedProof, DpopError> {
+    // Step 2: a well-formed compact JWS, within bounds.
+    if value.len() > config.max_proof_len {
+        return Err(DpopError::TooLong);
+    }
+    if !value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(DpopError::Malformed);
+    }
+    let proof = std::str::from_utf8(value).map_err(|_| DpopError::Malformed)?;
+    let mut parts = proof.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(DpopError::Malformed);
+    };
+    let header_json = decode(header_b64)?;
+    let payload_json = decode(payload_b64)?;
+    let signature = decode(signature_b64)?;
+
+    // Steps 4, 5, 7: typ, an allowed asymmetric alg, a public jwk that fits it.
+    let header: Header<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| DpopError::InvalidHeader)?;
+    if header.typ.as_deref() != Some(TYP) {
+        return Err(DpopError::WrongType);
+    }
+    let alg = asymmetric(&header.alg)
+        .filter(|a| config.algorithms.contains(a))
+        .ok_or(DpopError::AlgorithmNotAllowed)?;
+    if header.crit.0 {
+        return Err(DpopError::Critical);
+    }
+    let jwk = header
+        .jwk
+        .as_ref()
+        .ok_or(DpopError::MissingJwk)?
+        .public_key_for(alg)?;
+
+    // Step 6: the signature, with that key.
+    if signature.len() != signature_len(alg) {
+        return Err(DpopError::InvalidSignature);
+    }
+    crate::token::ensure_crypto_provider();
+    let key = DecodingKey::from_jwk(&jwk).map_err(|_| DpopError::InvalidJwk)?;
+    let signing_input_len = header_b64.len() + 1 + payload_b64.len();
+    let signing_input = value.get(..signing_input_len).ok_or(DpopError::Malformed)?;
+    // An error here is a key the backend refuses (a point not on its curve): aws-lc-rs
+    // reports it as a failed verification, RustCrypto as an error; both are refusals.
+    let verified =
+        jsonwebtoken::crypto::verify(signature_b64, signing_input, &key, alg).unwrap_or(false);
+    if !verified {
+        return Err(DpopError::InvalidSignature);
+    }
+
+    // Step 3 (required claims) and 8–12.
+    let claims: Claims<'_> =
+        serde_json::from_slice(&payload_json).map_err(|_| DpopError::InvalidClaims)?;
+    let jti = claims.jti.ok_or(DpopError::MissingClaim("jti"))?;
+    let htm = claims.htm.ok_or(DpopError::MissingClaim("htm"))?;
+    let htu = claims.htu.ok_or(DpopError::MissingClaim("htu"))?;
+    let iat = claims.iat.ok_or(DpopError::MissingClaim("iat"))?;
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        return Err(DpopError::InvalidJti);
+    }
+    if htm != expected.method.as_str() {
+        return Err(DpopError::WrongMethod);
+    }
+    match htu::normalize(&htu) {
+        Ok(normalized) if normalized == expected.url.as_str() => {}
+        _ => return Err(DpopError::WrongUrl),
+    }
+    if iat.saturating_add(config.max_age) < expected.now {
+        return Err(DpopError::TooOld);
+    }
+    if iat > expected.now.saturating_add(config.future_leeway) {
+        return Err(DpopError::IssuedInFuture);
+    }
+    if let Some(token) = expected.access_token {
+        let ath = claims.ath.ok_or(DpopError::MissingClaim("ath"))?;
+        let want = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+        if !bool::from(ath.as_bytes().ct_eq(want.as_bytes())) {
+            return Err(DpopError::WrongAth);
+        }
+    }
+    if let Some(want) = expected.nonce {
+        let nonce = claims.nonce.ok_or(DpopError::MissingNonce)?;
+        if !bool::from(nonce.as_bytes().ct_eq(want.as_bytes())) {
+            return Err(DpopError::WrongNonce);
+        }
+    }
+
+    Ok(CheckedProof {
+        jkt: thumbprint(&jwk)?,
+        jti: jti.into_owned(),
+        iat,
+        expires_at: iat.saturating_add(config.max_age),
+    })
+}
