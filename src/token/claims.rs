@@ -74,6 +74,14 @@ mod repr {
         pub(super) amr: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub(super) auth_time: Option<u64>,
+        /// `cnf` (RFC 7800): present means bound. Never `null`: a `cnf` that is not a
+        /// [`Confirmation`] refuses the whole token (it must not pass as unbound).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "de_cnf"
+        )]
+        pub(super) cnf: Option<Confirmation>,
         #[serde(flatten)]
         pub(super) extra: Map<String, Value>,
     }
@@ -160,6 +168,19 @@ impl Claims {
         self.data.auth_time
     }
 
+    /// `cnf.jkt` (RFC 9449 §6.1): the RFC 7638 SHA-256 thumbprint (43 base64url
+    /// characters) of the DPoP key this token is bound to, or `None` for a bearer token.
+    ///
+    /// Compare it with [`CheckedProof::jkt`](crate::dpop::CheckedProof::jkt) of the
+    /// request's proof. A token whose `cnf` is anything but `{"jkt": "<thumbprint>"}` (not
+    /// an object, `null`, no `jkt`, a `jkt` that is not such a thumbprint, another
+    /// confirmation method) is refused by the verifier as
+    /// [`TokenError::InvalidClaims`](crate::TokenError::InvalidClaims): a bound token
+    /// is never read as unbound.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.data.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
+
     /// Every claim that has no accessor of its own.
     pub fn extra(&self) -> &Map<String, Value> {
         &self.data.extra
@@ -203,11 +224,18 @@ impl Claims {
             acr: None,
             amr: Vec::new(),
             auth_time: None,
+            cnf: None,
             extra: Map::new(),
         };
         Self {
             data: Arc::new(data),
         }
+    }
+
+    /// Binds the token to the DPoP key whose thumbprint is `jkt` (checked by the caller
+    /// with [`is_sha256_thumbprint`]).
+    pub(crate) fn set_dpop_jkt(&mut self, jkt: String) {
+        Arc::make_mut(&mut self.data).cnf = Some(Confirmation { jkt });
     }
 
     pub(crate) fn set_session(
@@ -227,6 +255,62 @@ impl Claims {
         data.auth_time = auth_time;
         data.extra = extra;
     }
+}
+
+/// The `cnf` claim of a DPoP-bound token (RFC 9449 §6.1): an object with one member,
+/// `jkt`, a SHA-256 thumbprint. Anything else is refused, not ignored: another
+/// confirmation method (one this crate cannot check), a second `jkt`, an array.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct Confirmation {
+    jkt: String,
+}
+
+impl<'de> Deserialize<'de> for Confirmation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Confirmation;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an object {"jkt": "<SHA-256 JWK thumbprint>"}"#)
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Confirmation, A::Error> {
+                let mut jkt = None;
+                while let Some(name) = map.next_key::<String>()? {
+                    if name != "jkt" || jkt.is_some() {
+                        return Err(de::Error::custom("`cnf` must hold one member, `jkt`"));
+                    }
+                    jkt = Some(map.next_value::<String>()?);
+                }
+                match jkt {
+                    Some(jkt) if is_sha256_thumbprint(&jkt) => Ok(Confirmation { jkt }),
+                    _ => Err(de::Error::custom(
+                        "`cnf.jkt` must be a SHA-256 JWK thumbprint",
+                    )),
+                }
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Whether `jkt` is a SHA-256 JWK thumbprint as RFC 7638 and RFC 9449 write it: 43
+/// characters of unpadded base64url (canonical: no stray trailing bits) for 32 bytes.
+pub(crate) fn is_sha256_thumbprint(jkt: &str) -> bool {
+    use base64::Engine;
+    jkt.len() == 43
+        && base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jkt)
+            .is_ok_and(|bytes| bytes.len() == 32)
+}
+
+/// `cnf` when present: never `null` (which `Option` alone would read as absent).
+fn de_cnf<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Confirmation>, D::Error> {
+    Confirmation::deserialize(d).map(Some)
 }
 
 fn ser_aud<S: Serializer>(aud: &[String], s: S) -> Result<S::Ok, S::Error> {
@@ -275,6 +359,63 @@ mod tests {
         assert!(c.has_scope("me"));
         assert!(!c.has_scope("billing"));
         assert!(!c.has_scope(""));
+    }
+
+    /// A genuine thumbprint: RFC 7638 §3.1's example.
+    const JKT: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+    fn with_cnf(cnf: &str) -> Result<Claims, serde_json::Error> {
+        serde_json::from_str(&format!(r#"{{"sub":"a","exp":1,"cnf":{cnf}}}"#))
+    }
+
+    #[test]
+    fn cnf_jkt_is_read_kept_out_of_extra_and_written_back() {
+        let bound = with_cnf(&format!(r#"{{"jkt":"{JKT}"}}"#)).unwrap();
+        assert_eq!(bound.dpop_jkt(), Some(JKT));
+        assert!(bound.extra().is_empty());
+        assert!(bound.get("cnf").is_none());
+        let json = serde_json::to_value(&bound).unwrap();
+        assert_eq!(json["cnf"], serde_json::json!({ "jkt": JKT }));
+        let again: Claims = serde_json::from_value(json).unwrap();
+        assert_eq!(again, bound);
+        let unbound: Claims = serde_json::from_str(r#"{"sub":"a","exp":1}"#).unwrap();
+        assert_eq!(unbound.dpop_jkt(), None);
+        assert!(serde_json::to_value(&unbound).unwrap().get("cnf").is_none());
+    }
+
+    #[test]
+    fn a_malformed_cnf_is_refused_never_read_as_unbound() {
+        let long = format!("{JKT}A");
+        let cases = [
+            r#""x""#.to_owned(),
+            "null".to_owned(),
+            "5".to_owned(),
+            format!(r#"["{JKT}"]"#),
+            "{}".to_owned(),
+            r#"{"jkt":5}"#.to_owned(),
+            r#"{"jkt":null}"#.to_owned(),
+            r#"{"jkt":""}"#.to_owned(),
+            r#"{"jkt":"short"}"#.to_owned(),
+            format!(r#"{{"jkt":"{long}"}}"#),
+            // 43 characters, but `+` and `/` are not base64url.
+            format!(r#"{{"jkt":"{}"}}"#, JKT.replace('-', "+")),
+            // Padded.
+            format!(r#"{{"jkt":"{}="}}"#, &JKT[..42]),
+            // Non-canonical last character (stray trailing bits).
+            format!(r#"{{"jkt":"{}t"}}"#, &JKT[..42]),
+            // Another confirmation method, alone or beside jkt.
+            r#"{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}"#.to_owned(),
+            format!(r#"{{"jkt":"{JKT}","jwk":{{"kty":"OKP"}}}}"#),
+            // Duplicate members.
+            format!(r#"{{"jkt":"{JKT}","jkt":"{JKT}"}}"#),
+        ];
+        for cnf in &cases {
+            assert!(with_cnf(cnf).is_err(), "cnf {cnf} was accepted");
+        }
+        let twice = format!(r#"{{"sub":"a","exp":1,"cnf":{{"jkt":"{JKT}"}},"cnf":"x"}}"#);
+        assert!(serde_json::from_str::<Claims>(&twice).is_err());
+        assert!(is_sha256_thumbprint(JKT));
+        assert!(!is_sha256_thumbprint(&format!("{}t", &JKT[..42])));
     }
 
     #[test]

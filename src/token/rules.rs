@@ -164,6 +164,9 @@ impl IssuerRules {
             TokenKind::Access => &rules.access,
             TokenKind::Partial => rules.partial.as_ref().ok_or(TokenError::WrongType)?,
         };
+        // The claims' shapes are checked as they are read (`Claims`' deserializer): `aud`
+        // a string or strings, `cnf` exactly `{"jkt": <SHA-256 thumbprint>}` (a bound
+        // token never passes as unbound); a refusal there is `InvalidClaims`.
         let claims = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), validation)
             .map_err(|e| decode_error(token, e.kind()))?
             .claims;
