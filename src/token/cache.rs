@@ -157,6 +157,42 @@ pub struct CacheStats {
 #[cfg(test)]
 mod tests {
     use super::ct_str_eq;
+    use crate::{Algorithm, Grant, Issuer, ManualClock, SigningKey, Verifier};
+
+    #[test]
+    fn a_cached_verification_keeps_the_dpop_binding() {
+        const T: u64 = 1_800_000_000;
+        let ed = |kid: &str, seed: u8| SigningKey::ed25519_from_seed(kid, &[seed; 32]).unwrap();
+        let issuer = Issuer::builder()
+            .issuer("https://auth.test")
+            .audience("https://api.test")
+            .signing_key(ed("k1", 1))
+            .clock(ManualClock::new(T))
+            .build()
+            .unwrap();
+        let verifier = Verifier::builder()
+            .issuer("https://auth.test")
+            .audience("https://api.test")
+            .algorithms([Algorithm::EdDSA])
+            .key_source(issuer.verifying_keys())
+            .build()
+            .unwrap();
+        let jkt = crate::dpop::thumbprint(&ed("client", 9).public_jwk().unwrap()).unwrap();
+        let token = issuer
+            .issue_access(&Grant::new("alice").dpop_jkt(&jkt))
+            .unwrap()
+            .token;
+        let full = verifier.verify(&token, T).unwrap();
+        assert_eq!(verifier.cache_stats().hits, 0);
+        let cached = verifier.verify(&token, T + 1).unwrap();
+        assert_eq!(verifier.cache_stats().hits, 1);
+        assert_eq!(cached.claims.dpop_jkt(), Some(jkt.as_str()));
+        assert_eq!(cached, full);
+        // The layer's cache-only lookup too.
+        let hit = verifier.cached(&token, T + 2).unwrap();
+        assert_eq!(verifier.cache_stats().hits, 2);
+        assert_eq!(hit.claims.dpop_jkt(), Some(jkt.as_str()));
+    }
 
     #[test]
     fn constant_time_equality_agrees_with_eq() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jsonwebtoken::Header;
 use serde_json::{Map, Value};
 
-use super::claims::{Claims, ClaimsParts};
+use super::claims::{is_sha256_thumbprint, Claims, ClaimsParts};
 use super::keys::SigningKey;
 use super::publish::JwksService;
 use super::rotation::{IssuerKeys, KeyRing};
@@ -46,6 +46,7 @@ pub struct Grant {
     acr: Option<String>,
     amr: Vec<String>,
     auth_time: Option<u64>,
+    dpop_jkt: Option<String>,
     extra: Map<String, Value>,
 }
 
@@ -59,8 +60,9 @@ impl Grant {
     }
 
     /// A grant that carries over what `claims` say about the user and the session: `sub`,
-    /// `sid`, `scope`, `acr`, `amr`, `auth_time` and the other claims. For refreshing an
-    /// access token without making an old authentication look fresh (RFC 9470 §6.1).
+    /// `sid`, `scope`, `acr`, `amr`, `auth_time`, the DPoP binding (`cnf.jkt`) and the
+    /// other claims. For refreshing an access token without making an old authentication
+    /// look fresh (RFC 9470 §6.1), nor a bound session's tokens unbound.
     pub fn from_claims(claims: &Claims) -> Self {
         Self {
             sub: claims.sub().to_owned(),
@@ -69,6 +71,7 @@ impl Grant {
             acr: claims.acr().map(str::to_owned),
             amr: claims.amr().to_vec(),
             auth_time: claims.auth_time(),
+            dpop_jkt: claims.dpop_jkt().map(str::to_owned),
             extra: claims.extra().clone(),
         }
     }
@@ -107,7 +110,18 @@ impl Grant {
         self
     }
 
-    /// Any other claim. Registered claim names are ignored here.
+    /// Binds the access token to a DPoP key (RFC 9449 §6.1): it carries
+    /// `"cnf": {"jkt": jkt}`, where `jkt` is the key's RFC 7638 SHA-256 thumbprint, as
+    /// [`dpop::thumbprint`](crate::dpop::thumbprint) computes it (43 base64url
+    /// characters). Access tokens only: a partial token of this grant is not bound.
+    /// [`Issuer::issue_access`] refuses (with [`IssueError::InvalidJkt`]) a `jkt` that is
+    /// not such a thumbprint.
+    pub fn dpop_jkt(mut self, jkt: impl Into<String>) -> Self {
+        self.dpop_jkt = Some(jkt.into());
+        self
+    }
+
+    /// Any other claim. Registered claim names (and `cnf`) are ignored here.
     pub fn claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         let name = name.into();
         if !RESERVED.contains(&name.as_str()) {
@@ -130,6 +144,7 @@ const RESERVED: &[&str] = &[
     "acr",
     "amr",
     "auth_time",
+    "cnf",
 ];
 
 /// A freshly signed token.
@@ -164,6 +179,10 @@ pub enum IssueError {
     /// No randomness for `jti` / `sid`.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The grant's [`dpop_jkt`](Grant::dpop_jkt) is not a SHA-256 JWK thumbprint (43
+    /// base64url characters).
+    #[error("the DPoP key thumbprint (cnf.jkt) is not 43 base64url characters (SHA-256)")]
+    InvalidJkt,
 }
 
 /// Signs access tokens (`typ: at+jwt`) and partial tokens (their own `typ` and audience).
@@ -237,7 +256,8 @@ impl Issuer {
     ///
     /// A grant without `sid` gets a fresh random one; a grant without `auth_time` gets
     /// now (issuing an access token without carried-over claims means the user has just
-    /// authenticated).
+    /// authenticated). A grant with a [`dpop_jkt`](Grant::dpop_jkt) gets a bound token
+    /// (`cnf.jkt`), or [`IssueError::InvalidJkt`] when that is not a thumbprint.
     pub fn issue_access(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
         let sid = match &grant.sid {
             Some(sid) => sid.clone(),
@@ -256,7 +276,7 @@ impl Issuer {
     }
 
     /// Signs a partial token for `grant`: proof that the first factor passed, accepted by
-    /// the verify endpoint only.
+    /// the verify endpoint only. Never bound: the grant's `dpop_jkt` is not used here.
     pub fn issue_partial(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
         self.issue(TokenKind::Partial, grant, grant.sid.clone())
     }
@@ -289,6 +309,12 @@ impl Issuer {
             grant.auth_time,
             grant.extra.clone(),
         );
+        if let (TokenKind::Access, Some(jkt)) = (kind, &grant.dpop_jkt) {
+            if !is_sha256_thumbprint(jkt) {
+                return Err(IssueError::InvalidJkt);
+            }
+            claims.set_dpop_jkt(jkt.clone());
+        }
         let keys = inner.ring.at(now);
         let key = &keys.current.signing;
         let mut header = Header::new(key.algorithm());
@@ -858,6 +884,85 @@ mod tests {
             .build()
             .unwrap();
         assert!(fixed.verify(&token(&issuer), T).is_ok());
+    }
+
+    /// The payload of `token`, as JSON.
+    fn payload(token: &str) -> serde_json::Value {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    fn jkt_of(seed: u8) -> String {
+        crate::dpop::thumbprint(&ed("client", seed).public_jwk().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_bound_grant_puts_cnf_jkt_in_access_tokens_only() {
+        let clock = ManualClock::new(T);
+        let issuer = issuer(ed("k1", 1), &clock);
+        let verifier = verifier(issuer.verifying_keys(), &[Algorithm::EdDSA]);
+        let jkt = jkt_of(7);
+        let grant = Grant::new("alice").amr(["pwd"]).dpop_jkt(&jkt);
+        let access = issuer.issue_access(&grant).unwrap();
+        assert_eq!(
+            payload(&access.token)["cnf"],
+            serde_json::json!({ "jkt": jkt })
+        );
+        assert_eq!(access.claims.dpop_jkt(), Some(jkt.as_str()));
+        let verified = verifier.verify(&access.token, T).unwrap();
+        assert_eq!(verified.claims.dpop_jkt(), Some(jkt.as_str()));
+        assert!(verified.claims.extra().is_empty());
+        // A partial token of the same grant is not bound.
+        let partial = issuer.issue_partial(&grant).unwrap();
+        assert!(payload(&partial.token).get("cnf").is_none());
+        assert_eq!(partial.claims.dpop_jkt(), None);
+        // Unbound grants: no cnf at all.
+        let plain = issuer.issue_access(&Grant::new("alice")).unwrap();
+        assert!(payload(&plain.token).get("cnf").is_none());
+        assert_eq!(
+            verifier.verify(&plain.token, T).unwrap().claims.dpop_jkt(),
+            None
+        );
+        // A grant carried over from bound claims stays bound; `claim("cnf", …)` is
+        // ignored like every registered claim.
+        let again = Grant::from_claims(&verified.claims).claim("cnf", "x");
+        let refreshed = issuer.issue_access(&again).unwrap();
+        assert_eq!(
+            payload(&refreshed.token)["cnf"],
+            serde_json::json!({ "jkt": jkt })
+        );
+        let spoofed = Grant::new("alice").claim("cnf", serde_json::json!({ "jkt": jkt }));
+        let spoofed = issuer.issue_access(&spoofed).unwrap();
+        assert!(payload(&spoofed.token).get("cnf").is_none());
+    }
+
+    #[test]
+    fn a_jkt_that_is_not_a_sha256_thumbprint_is_refused_for_access_tokens() {
+        let clock = ManualClock::new(T);
+        let issuer = issuer(ed("k1", 1), &clock);
+        let jkt = jkt_of(7);
+        for bad in [
+            String::new(),
+            "x".to_owned(),
+            format!("{jkt}A"),
+            jkt[..42].to_owned(),
+            format!("{}=", &jkt[..42]),
+            jkt.replace(|c: char| c.is_ascii_alphanumeric(), "+"),
+            "a".repeat(64),
+        ] {
+            let grant = Grant::new("alice").dpop_jkt(bad.clone());
+            assert!(
+                matches!(issuer.issue_access(&grant), Err(IssueError::InvalidJkt)),
+                "{bad:?}"
+            );
+            // Partial tokens do not use it.
+            assert_eq!(
+                issuer.issue_partial(&grant).unwrap().claims.dpop_jkt(),
+                None
+            );
+        }
     }
 
     #[test]
