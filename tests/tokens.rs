@@ -1684,3 +1684,154 @@ fn access_token_that_also_names_the_partial_audience_is_rejected() {
     let token = sign_raw_hs256(HS256_HEADER, both.to_string().as_bytes());
     assert_eq!(verifier.verify(&token, NOW), Err(TokenError::WrongAudience));
 }
+
+// ---------------------------------------------------------------------------------------
+// 11. DPoP-bound access tokens (RFC 9449 §6.1: `cnf.jkt`)
+// ---------------------------------------------------------------------------------------
+
+/// The RFC 7638 thumbprint of a client's Ed25519 public key, as the layer computes it
+/// from a proof's `jwk`.
+fn client_jkt(seed: u8) -> String {
+    let key = SigningKey::ed25519_from_seed("client", &[seed; 32]).unwrap();
+    tower_stepup::dpop::thumbprint(&key.public_jwk().unwrap()).unwrap()
+}
+
+/// The payload of a compact JWS, as JSON.
+fn payload_of(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// An HS256 verifier with the cache off.
+fn uncached_hs256_verifier() -> Verifier {
+    Verifier::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .algorithms([Algorithm::HS256])
+        .key(hs256_verifying("k1"))
+        .cache(0)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_bound_access_token_carries_cnf_jkt_and_verifies_with_it() {
+    let jkt = client_jkt(1);
+    assert_eq!(jkt.len(), 43);
+    let issuer = issuer(hs256_signing("k1"));
+    let issued = issuer
+        .issue_access(&Grant::new("alice").amr(["pwd"]).dpop_jkt(&jkt))
+        .unwrap();
+    // On the wire exactly RFC 9449 §6.1's shape.
+    assert_eq!(payload_of(&issued.token)["cnf"], json!({ "jkt": jkt }));
+    let verified = hs256_verifier().verify(&issued.token, NOW).unwrap();
+    assert_eq!(verified.kind, TokenKind::Access);
+    assert_eq!(verified.claims.dpop_jkt(), Some(jkt.as_str()));
+    assert!(verified.claims.get("cnf").is_none());
+    assert!(verified.claims.extra().is_empty());
+    // Another client's key has another thumbprint.
+    assert_ne!(verified.claims.dpop_jkt(), Some(client_jkt(2).as_str()));
+}
+
+#[test]
+fn an_unbound_access_token_has_no_jkt() {
+    let issued = access(&issuer(hs256_signing("k1")));
+    assert!(payload_of(&issued.token).get("cnf").is_none());
+    let verified = hs256_verifier().verify(&issued.token, NOW).unwrap();
+    assert_eq!(verified.claims.dpop_jkt(), None);
+}
+
+#[test]
+fn partial_tokens_are_never_bound_and_a_bad_jkt_is_refused_at_issue() {
+    let issuer = issuer(hs256_signing("k1"));
+    let grant = Grant::new("alice").amr(["pwd"]).dpop_jkt(client_jkt(1));
+    let partial = issuer.issue_partial(&grant).unwrap();
+    assert!(payload_of(&partial.token).get("cnf").is_none());
+    let verified = hs256_verifier().verify(&partial.token, NOW).unwrap();
+    assert_eq!(verified.kind, TokenKind::Partial);
+    assert_eq!(verified.claims.dpop_jkt(), None);
+    for bad in [
+        "",
+        "x",
+        &"A".repeat(44),
+        &format!("{}=", &client_jkt(1)[..42]),
+    ] {
+        let refused = issuer.issue_access(&Grant::new("alice").dpop_jkt(bad));
+        assert!(
+            matches!(refused, Err(tower_stepup::token::IssueError::InvalidJkt)),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn a_hand_signed_token_with_a_malformed_cnf_is_refused_not_read_as_unbound() {
+    let verifier = hs256_verifier();
+    let jkt = client_jkt(1);
+    // The same token with a well-formed cnf passes: only cnf makes the difference.
+    let good = sign_hs256(
+        Some("at+jwt"),
+        &with(access_claims(), "cnf", json!({ "jkt": jkt })),
+    );
+    assert_eq!(
+        verifier.verify(&good, NOW).unwrap().claims.dpop_jkt(),
+        Some(jkt.as_str())
+    );
+    let cases = [
+        json!("x"),
+        json!({ "jkt": 5 }),
+        Value::Null,
+        json!(5),
+        json!([jkt]),
+        json!({}),
+        json!({ "jkt": null }),
+        json!({ "jkt": "short" }),
+        json!({ "jkt": format!("{jkt}A") }),
+        json!({ "x5t#S256": jkt }),
+        json!({ "jkt": jkt, "jwk": { "kty": "OKP" } }),
+    ];
+    for cnf in cases {
+        let token = sign_hs256(Some("at+jwt"), &with(access_claims(), "cnf", cnf.clone()));
+        let refused = verifier.verify(&token, NOW);
+        assert_eq!(refused, Err(TokenError::InvalidClaims), "cnf {cnf}");
+        assert_eq!(refused.unwrap_err().reason(), "invalid_claims");
+        // Never cached: asking again verifies in full again and refuses again.
+        assert_eq!(verifier.verify(&token, NOW), Err(TokenError::InvalidClaims));
+    }
+    // Two `cnf` members, the first well-formed: refused too.
+    let twice = format!(
+        r#"{{"sub":"alice","iss":"{ISS}","aud":"{AUD}","exp":{},"cnf":{{"jkt":"{jkt}"}},"cnf":"x"}}"#,
+        NOW + ACCESS_TTL
+    );
+    let token = sign_raw_hs256(HS256_HEADER, twice.as_bytes());
+    assert_eq!(verifier.verify(&token, NOW), Err(TokenError::InvalidClaims));
+    assert_eq!(
+        verifier.cache_stats().entries,
+        1,
+        "only the good token is cached"
+    );
+}
+
+#[test]
+fn cached_and_uncached_verifications_agree_on_the_binding() {
+    let issuer = issuer(hs256_signing("k1"));
+    let jkt = client_jkt(3);
+    let bound = issuer
+        .issue_access(&Grant::new("alice").dpop_jkt(&jkt))
+        .unwrap()
+        .token;
+    let unbound = access(&issuer).token;
+    let cached = hs256_verifier();
+    let uncached = uncached_hs256_verifier();
+    for (token, expected) in [(&bound, Some(jkt.as_str())), (&unbound, None)] {
+        let first = cached.verify(token, NOW).unwrap();
+        let hit = cached.verify(token, NOW + 1).unwrap();
+        let full = uncached.verify(token, NOW + 1).unwrap();
+        assert_eq!(first.claims.dpop_jkt(), expected);
+        assert_eq!(hit.claims.dpop_jkt(), expected);
+        assert_eq!(full.claims.dpop_jkt(), expected);
+        assert_eq!(hit, full);
+    }
+    assert_eq!(cached.cache_stats().hits, 2);
+    assert_eq!(uncached.cache_stats().hits, 0);
+}
