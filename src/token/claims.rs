@@ -404,7 +404,8 @@ mod tests {
             // Non-canonical last character (stray trailing bits).
             format!(r#"{{"jkt":"{}t"}}"#, &JKT[..42]),
             // Another confirmation method, alone or beside jkt.
-            r#"{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}"#.to_owned(),
+            format!(r#"{{"x5t#S256":"{JKT}"}}"#),
+            format!(r#"{{"jkt":"{JKT}","kid":"{JKT}"}}"#),
             format!(r#"{{"jkt":"{JKT}","jwk":{{"kty":"OKP"}}}}"#),
             // Duplicate members.
             format!(r#"{{"jkt":"{JKT}","jkt":"{JKT}"}}"#),
