@@ -336,11 +336,19 @@ pub struct Denial {
     mfa_requirements: Option<MfaRequirements>,
     expires_in: Option<u64>,
     token_error: Option<TokenError>,
+    /// What DPoP adds; boxed, so a denial without DPoP stays small (the layer's
+    /// decision carries one by value).
+    dpop: Option<Box<DpopFacts>>,
+}
+
+/// The DPoP facts of a denial.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct DpopFacts {
     /// The guard's `algs="…"` parameter when DPoP is enabled.
-    dpop_algs: Option<String>,
-    dpop_used: bool,
-    dpop_nonce: Option<String>,
-    dpop_error: Option<DpopError>,
+    algs: Option<String>,
+    used: bool,
+    nonce: Option<String>,
+    error: Option<DpopError>,
 }
 
 impl fmt::Debug for Denial {
@@ -356,10 +364,7 @@ impl fmt::Debug for Denial {
             .field("mfa_requirements", &self.mfa_requirements)
             .field("expires_in", &self.expires_in)
             .field("token_error", &self.token_error)
-            .field("dpop_algs", &self.dpop_algs)
-            .field("dpop_used", &self.dpop_used)
-            .field("dpop_nonce", &self.dpop_nonce)
-            .field("dpop_error", &self.dpop_error)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -379,10 +384,7 @@ impl Denial {
             mfa_requirements: None,
             expires_in: None,
             token_error: None,
-            dpop_algs: None,
-            dpop_used: false,
-            dpop_nonce: None,
-            dpop_error: None,
+            dpop: None,
         }
     }
 
@@ -398,8 +400,11 @@ impl Denial {
             DenialKind::InvalidDpopProof
         };
         Self {
-            dpop_used: true,
-            dpop_error: Some(error),
+            dpop: Some(Box::new(DpopFacts {
+                used: true,
+                error: Some(error),
+                ..DpopFacts::default()
+            })),
             ..Self::new(kind)
         }
     }
@@ -410,8 +415,9 @@ impl Denial {
     /// decides the challenges (see the [module docs](self)).
     #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
     pub(crate) fn with_dpop(mut self, algs: impl Into<String>, request: RequestScheme) -> Self {
-        self.dpop_algs = Some(algs.into());
-        self.dpop_used |= request == RequestScheme::Dpop;
+        let dpop = self.dpop.get_or_insert_with(Box::default);
+        dpop.algs = Some(algs.into());
+        dpop.used |= request == RequestScheme::Dpop;
         self
     }
 
@@ -421,30 +427,30 @@ impl Denial {
     #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
     pub(crate) fn with_dpop_nonce(mut self, nonce: impl Into<String>) -> Self {
         let nonce = nonce.into();
-        self.dpop_nonce = is_dpop_nonce(&nonce).then_some(nonce);
+        self.dpop.get_or_insert_with(Box::default).nonce = is_dpop_nonce(&nonce).then_some(nonce);
         self
     }
 
     /// The `algs="…"` parameter of the guard's DPoP challenge; `None` when the guard
     /// does not accept DPoP.
     pub fn dpop_algs(&self) -> Option<&str> {
-        self.dpop_algs.as_deref()
+        self.dpop.as_ref()?.algs.as_deref()
     }
 
     /// Whether the request used DPoP (then its challenge is in the `DPoP` scheme only).
     pub fn dpop_used(&self) -> bool {
-        self.dpop_used
+        self.dpop.as_ref().is_some_and(|d| d.used)
     }
 
     /// The server nonce sent in the `DPoP-Nonce` header, if any.
     pub fn dpop_nonce(&self) -> Option<&str> {
-        self.dpop_nonce.as_deref()
+        self.dpop.as_ref()?.nonce.as_deref()
     }
 
     /// Which check of the DPoP proof failed, for the operator; set on `invalid_dpop_proof`
     /// and `use_dpop_nonce` denials. The client is told only the row's description.
     pub fn dpop_error(&self) -> Option<DpopError> {
-        self.dpop_error
+        self.dpop.as_ref()?.error
     }
 
     /// A refused credential: `kind`, with why the verifier refused the token, if one
@@ -673,8 +679,8 @@ pub(crate) fn www_authenticate(denial: &Denial, realm: &str) -> Vec<HeaderValue>
     if !row.challenge {
         return Vec::new();
     }
-    let dpop_first = denial.dpop_used || denial.kind.is_dpop();
-    let challenges = match (&denial.dpop_algs, dpop_first) {
+    let dpop_first = denial.dpop_used() || denial.kind.is_dpop();
+    let challenges = match (denial.dpop_algs(), dpop_first) {
         (None, false) => vec![bearer_challenge(denial, realm)],
         (algs, true) => {
             let mut c = String::from("DPoP");
@@ -1293,7 +1299,9 @@ mod tests {
             .with_dpop(ALGS, RequestScheme::Dpop)
             .with_dpop_nonce("n");
         let printed = format!("{denial:?}");
-        assert!(printed.contains("dpop_error: Some(WrongAth)"), "{printed}");
-        assert!(printed.contains("dpop_used: true"), "{printed}");
+        assert!(printed.contains("error: Some(WrongAth)"), "{printed}");
+        assert!(printed.contains("used: true"), "{printed}");
+        let plain = format!("{:?}", Denial::new(DenialKind::InvalidToken));
+        assert!(plain.contains("dpop: None"), "{plain}");
     }
 }
