@@ -113,6 +113,12 @@ error_codes! {
     TemporarilyUnavailable => "temporarily_unavailable",
     /// The server could not complete or decide the request.
     ServerError => "server_error",
+    /// The DPoP proof of the request is missing, malformed, or does not match the
+    /// request or its token (RFC 9449 §7.1); sent in a `DPoP` challenge.
+    InvalidDpopProof => "invalid_dpop_proof",
+    /// The DPoP proof lacks the server's current nonce: retry with the one in the
+    /// `DPoP-Nonce` response header (RFC 9449 §8).
+    UseDpopNonce => "use_dpop_nonce",
 }
 
 impl fmt::Display for ErrorCode {
@@ -157,7 +163,7 @@ mod tests {
             assert_eq!(code.to_string(), code.as_str());
             assert!(seen.insert(code.as_str()), "{code:?} is listed twice");
         }
-        assert_eq!(seen.len(), 19);
+        assert_eq!(seen.len(), 21);
     }
 
     #[test]

@@ -10,6 +10,38 @@
 //! | --- | --- |
 //! | [`MfaRequired`](DenialKind::MfaRequired) | `mfa_token`, `mfa_requirements`, and `expires_in`: seconds the mfa_token lives (the guard's `mfa_token_ttl`); for a trusted issuer's token ([delegated](Denial::is_delegated)) instead `acr_values` and `max_age`, and no mfa_token |
 //! | [`ExpiredToken`](DenialKind::ExpiredToken) | `"token_expired": true`: the token was genuine but is past its `exp`, so refreshing it helps (`error` stays `invalid_token`, the challenge is as for any invalid token) |
+//!
+//! Two rows are DPoP's (RFC 9449), given only by a guard with DPoP enabled:
+//!
+//! | denial | status | `error` | challenge |
+//! | --- | --- | --- | --- |
+//! | [`InvalidDpopProof`](DenialKind::InvalidDpopProof) | 401 | `invalid_dpop_proof` | `DPoP algs="…", error="invalid_dpop_proof", error_description="…"` |
+//! | [`UseDpopNonce`](DenialKind::UseDpopNonce) | 401 | `use_dpop_nonce` | `DPoP algs="…", error="use_dpop_nonce", error_description="…"`, and the server nonce in the `DPoP-Nonce` header |
+//!
+//! # Challenges when DPoP is enabled
+//!
+//! Without DPoP every challenge is one `Bearer …` value, byte for byte as it has always
+//! been. With DPoP enabled on the guard ([`Denial::dpop_algs`] is set):
+//!
+//! - a request that **used DPoP** (`Authorization: DPoP …`), and every DPoP row, gets one
+//!   `DPoP algs="…", error="…", …` challenge carrying the row's parameters (a step-up's
+//!   `error="insufficient_user_authentication"`, `acr_values` and `max_age` included),
+//!   and **no** `Bearer` challenge. RFC 9449 §7.1 puts the error of a DPoP-bound token in
+//!   the DPoP scheme; a `Bearer` challenge beside it would invite the client to resend its
+//!   bound token as Bearer, which the layer refuses anyway (a downgrade that can only
+//!   fail), and would put one error in two schemes, leaving the client to guess which is
+//!   meant;
+//! - any other request keeps its `Bearer …` challenge first, unchanged, and gets a bare
+//!   `DPoP algs="…"` challenge after it (RFC 9449 §7.2: a server that accepts both
+//!   schemes offers both). The two are two `WWW-Authenticate` field lines, not one
+//!   comma-joined value: RFC 9110 §11.6.1 allows either, and warns that a value with
+//!   several challenges is hard to parse; separate lines leave the first value exactly
+//!   what a Bearer-only client that reads one header value has always read. The crate's
+//!   client reads every line.
+//!
+//! A server nonce given to the denial ([`Denial::dpop_nonce`]) goes in a `DPoP-Nonce`
+//! header (gRPC: `dpop-nonce` metadata); challenges are the `www-authenticate` metadata
+//! values in the same order.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +51,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use crate::dpop::DpopError;
 use crate::token::TokenError;
 use crate::wire::{self, ErrorCode};
 
@@ -51,6 +84,12 @@ pub enum DenialKind {
     /// The replica cannot tell whether the token's session has ended: it has not read
     /// the revocation feed for longer than its staleness bound. Fails closed; retry.
     Unavailable,
+    /// The request's DPoP proof is missing, malformed, or does not match the request or
+    /// its token (RFC 9449 §4.3); [`Denial::dpop_error`] says which check failed.
+    InvalidDpopProof,
+    /// The DPoP proof lacks the server's current nonce: retry with the one in the
+    /// `DPoP-Nonce` header ([`Denial::dpop_nonce`]; RFC 9449 §8).
+    UseDpopNonce,
 }
 
 /// One row of the denial table: the wire facts of one [`DenialKind`].
@@ -98,6 +137,8 @@ pub const DENIAL_TABLE: &[DenialRow] = &[
     SERVER_ERROR,
     SESSION_ENDED,
     UNAVAILABLE,
+    INVALID_DPOP_PROOF,
+    USE_DPOP_NONCE,
 ];
 
 const MISSING_CREDENTIAL: DenialRow = DenialRow {
@@ -191,6 +232,24 @@ const UNAVAILABLE: DenialRow = DenialRow {
     description: "the session could not be checked; try again shortly",
     grpc_status: grpc_code::UNAVAILABLE,
 };
+const INVALID_DPOP_PROOF: DenialRow = DenialRow {
+    kind: DenialKind::InvalidDpopProof,
+    status: StatusCode::UNAUTHORIZED,
+    error: ErrorCode::InvalidDpopProof,
+    challenge_error: Some("invalid_dpop_proof"),
+    challenge: true,
+    description: "the DPoP proof is invalid",
+    grpc_status: grpc_code::UNAUTHENTICATED,
+};
+const USE_DPOP_NONCE: DenialRow = DenialRow {
+    kind: DenialKind::UseDpopNonce,
+    status: StatusCode::UNAUTHORIZED,
+    error: ErrorCode::UseDpopNonce,
+    challenge_error: Some("use_dpop_nonce"),
+    challenge: true,
+    description: "the DPoP proof must carry the nonce of the DPoP-Nonce header",
+    grpc_status: grpc_code::UNAUTHENTICATED,
+};
 
 impl DenialKind {
     /// This reason's row of [`DENIAL_TABLE`].
@@ -206,8 +265,45 @@ impl DenialKind {
             DenialKind::ServerError => &SERVER_ERROR,
             DenialKind::SessionEnded => &SESSION_ENDED,
             DenialKind::Unavailable => &UNAVAILABLE,
+            DenialKind::InvalidDpopProof => &INVALID_DPOP_PROOF,
+            DenialKind::UseDpopNonce => &USE_DPOP_NONCE,
         }
     }
+
+    /// Whether this is one of DPoP's rows (`invalid_dpop_proof`, `use_dpop_nonce`), whose
+    /// challenge is always in the `DPoP` scheme.
+    pub fn is_dpop(self) -> bool {
+        matches!(
+            self,
+            DenialKind::InvalidDpopProof | DenialKind::UseDpopNonce
+        )
+    }
+}
+
+/// The authentication scheme of the request a denial answers, as far as DPoP cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // the layer passes it once DPoP is wired in
+pub(crate) enum RequestScheme {
+    /// `Authorization: Bearer …`, or no credential.
+    Bearer,
+    /// `Authorization: DPoP …`.
+    Dpop,
+}
+
+/// The response header that carries a server nonce (RFC 9449 §8.1); also the gRPC
+/// metadata key.
+pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
+
+/// The longest server nonce a denial sends, in bytes.
+const MAX_DPOP_NONCE_LEN: usize = 1024;
+
+/// RFC 9449 §8.1: `nonce = 1*NQCHAR`, `NQCHAR = %x21 / %x23-5B / %x5D-7E`.
+fn is_dpop_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_DPOP_NONCE_LEN
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 /// The reason a request was refused, with everything its answer says: the layer decides
@@ -240,6 +336,19 @@ pub struct Denial {
     mfa_requirements: Option<MfaRequirements>,
     expires_in: Option<u64>,
     token_error: Option<TokenError>,
+    /// What DPoP adds; boxed, so a denial without DPoP stays small (the layer's
+    /// decision carries one by value).
+    dpop: Option<Box<DpopFacts>>,
+}
+
+/// The DPoP facts of a denial.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct DpopFacts {
+    /// The guard's `algs="…"` parameter when DPoP is enabled.
+    algs: Option<String>,
+    used: bool,
+    nonce: Option<String>,
+    error: Option<DpopError>,
 }
 
 impl fmt::Debug for Denial {
@@ -255,6 +364,7 @@ impl fmt::Debug for Denial {
             .field("mfa_requirements", &self.mfa_requirements)
             .field("expires_in", &self.expires_in)
             .field("token_error", &self.token_error)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -274,7 +384,73 @@ impl Denial {
             mfa_requirements: None,
             expires_in: None,
             token_error: None,
+            dpop: None,
         }
+    }
+
+    /// A refused DPoP proof: `use_dpop_nonce` when only the server nonce is missing or
+    /// stale ([`DpopError::is_nonce_error`]), `invalid_dpop_proof` otherwise. The request
+    /// counts as one that used DPoP. Give the nonce with [`Denial::with_dpop_nonce`] and
+    /// the algorithms with [`Denial::with_dpop`].
+    #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
+    pub(crate) fn dpop_refused(error: DpopError) -> Self {
+        let kind = if error.is_nonce_error() {
+            DenialKind::UseDpopNonce
+        } else {
+            DenialKind::InvalidDpopProof
+        };
+        Self {
+            dpop: Some(Box::new(DpopFacts {
+                used: true,
+                error: Some(error),
+                ..DpopFacts::default()
+            })),
+            ..Self::new(kind)
+        }
+    }
+
+    /// This denial from a guard with DPoP enabled: `algs` is the challenge's `algs`
+    /// parameter as [`DpopConfig::algs_header`](crate::dpop::DpopConfig::algs_header)
+    /// writes it (`algs="ES256 EdDSA"`), `request` the scheme the request used. It
+    /// decides the challenges (see the [module docs](self)).
+    #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
+    pub(crate) fn with_dpop(mut self, algs: impl Into<String>, request: RequestScheme) -> Self {
+        let dpop = self.dpop.get_or_insert_with(Box::default);
+        dpop.algs = Some(algs.into());
+        dpop.used |= request == RequestScheme::Dpop;
+        self
+    }
+
+    /// A server nonce to send in the `DPoP-Nonce` header (required by `use_dpop_nonce`,
+    /// allowed on any denial, RFC 9449 §8). A value that is not `1*NQCHAR` (at most
+    /// 1 KiB) is not a nonce and is left out; [`Denial::dpop_nonce`] then says `None`.
+    #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
+    pub(crate) fn with_dpop_nonce(mut self, nonce: impl Into<String>) -> Self {
+        let nonce = nonce.into();
+        self.dpop.get_or_insert_with(Box::default).nonce = is_dpop_nonce(&nonce).then_some(nonce);
+        self
+    }
+
+    /// The `algs="…"` parameter of the guard's DPoP challenge; `None` when the guard
+    /// does not accept DPoP.
+    pub fn dpop_algs(&self) -> Option<&str> {
+        self.dpop.as_ref()?.algs.as_deref()
+    }
+
+    /// Whether the request used DPoP (then its challenge is in the `DPoP` scheme only).
+    pub fn dpop_used(&self) -> bool {
+        self.dpop.as_ref().is_some_and(|d| d.used)
+    }
+
+    /// The server nonce sent in the `DPoP-Nonce` header, if any.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop.as_ref()?.nonce.as_deref()
+    }
+
+    /// Which check of the DPoP proof failed, for the operator; set on `invalid_dpop_proof`
+    /// and `use_dpop_nonce` denials. The client is told only the row's description.
+    pub fn dpop_error(&self) -> Option<DpopError> {
+        self.dpop.as_ref()?.error
     }
 
     /// A refused credential: `kind`, with why the verifier refused the token, if one
@@ -494,48 +670,95 @@ pub(crate) fn json_body(denial: &Denial) -> Bytes {
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// The `WWW-Authenticate` challenge of `denial`, if its row has one. Every value put in
-/// it was checked at configuration time (realm, scopes, acr values) or is a constant.
-pub(crate) fn www_authenticate(denial: &Denial, realm: &str) -> Option<HeaderValue> {
+/// The `WWW-Authenticate` challenges of `denial`, in order: none when its row has no
+/// challenge; one `Bearer …` without DPoP; with DPoP, see the [module docs](self). Every
+/// value put in them was checked at configuration time (realm, scopes, acr values, algs)
+/// or is a constant; a value that still is not a valid header is left out.
+pub(crate) fn www_authenticate(denial: &Denial, realm: &str) -> Vec<HeaderValue> {
     let row = denial.kind.row();
-    let challenge = match row.challenge_error {
-        _ if !row.challenge => return None,
-        None => format!("Bearer realm=\"{realm}\""),
-        Some(error) => {
-            let mut c = format!("Bearer error=\"{error}\"");
-            if let Some(scope) = &denial.scope {
-                c.push_str(&format!(", scope=\"{scope}\""));
-            } else {
-                c.push_str(&format!(", error_description=\"{}\"", denial.description));
+    if !row.challenge {
+        return Vec::new();
+    }
+    let dpop_first = denial.dpop_used() || denial.kind.is_dpop();
+    let challenges = match (denial.dpop_algs(), dpop_first) {
+        (None, false) => vec![bearer_challenge(denial, realm)],
+        (algs, true) => {
+            let mut c = String::from("DPoP");
+            let mut sep = " ";
+            if let Some(algs) = algs {
+                c.push_str(sep);
+                c.push_str(algs);
+                sep = ", ";
             }
-            if let Some(acr) = &denial.acr_values {
-                c.push_str(&format!(", acr_values=\"{acr}\""));
+            if let Some(error) = row.challenge_error {
+                c.push_str(sep);
+                c.push_str(&error_params(denial, error));
             }
-            if let Some(max_age) = denial.max_age {
-                c.push_str(&format!(", max_age={max_age}"));
-            }
-            c
+            vec![c]
         }
+        (Some(algs), false) => vec![bearer_challenge(denial, realm), format!("DPoP {algs}")],
     };
-    HeaderValue::try_from(challenge).ok()
+    challenges
+        .into_iter()
+        .filter_map(|c| HeaderValue::try_from(c).ok())
+        .collect()
+}
+
+/// The `Bearer` challenge of a row that has one (exactly the bytes of the crate before
+/// DPoP).
+fn bearer_challenge(denial: &Denial, realm: &str) -> String {
+    match denial.kind.row().challenge_error {
+        None => format!("Bearer realm=\"{realm}\""),
+        Some(error) => format!("Bearer {}", error_params(denial, error)),
+    }
+}
+
+/// The auth-params of a challenge with an `error`: `error`, then `scope` or
+/// `error_description`, then `acr_values` and `max_age` when the denial asks for them.
+fn error_params(denial: &Denial, error: &str) -> String {
+    let mut c = format!("error=\"{error}\"");
+    if let Some(scope) = &denial.scope {
+        c.push_str(&format!(", scope=\"{scope}\""));
+    } else {
+        c.push_str(&format!(", error_description=\"{}\"", denial.description));
+    }
+    if let Some(acr) = &denial.acr_values {
+        c.push_str(&format!(", acr_values=\"{acr}\""));
+    }
+    if let Some(max_age) = denial.max_age {
+        c.push_str(&format!(", max_age={max_age}"));
+    }
+    c
 }
 
 /// The HTTP rendering of `denial`: its status, the JSON body, `Cache-Control:
-/// no-store`, the `WWW-Authenticate` challenge, and the `Denial` in the extensions.
+/// no-store`, the `WWW-Authenticate` challenges, a `DPoP-Nonce`, and the `Denial` in the
+/// extensions.
 pub(crate) fn http_response(denial: Denial, realm: &str) -> Response<Bytes> {
     let mut response = Response::new(json_body(&denial));
     *response.status_mut() = denial.status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(value) = www_authenticate(&denial, realm) {
-        headers.insert(WWW_AUTHENTICATE, value);
+    for value in www_authenticate(&denial, realm) {
+        headers.append(WWW_AUTHENTICATE, value);
     }
+    insert_dpop_nonce(headers, &denial);
     if denial.kind == DenialKind::Unavailable {
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response.extensions_mut().insert(denial);
     response
+}
+
+/// The `DPoP-Nonce` header (or metadata) of a denial that carries a server nonce.
+fn insert_dpop_nonce(headers: &mut http::HeaderMap, denial: &Denial) {
+    if let Some(nonce) = denial
+        .dpop_nonce()
+        .and_then(|n| HeaderValue::try_from(n).ok())
+    {
+        headers.insert(DPOP_NONCE_HEADER, nonce);
+    }
 }
 
 /// Whether a request's denials take the gRPC form: a `POST` (every gRPC call is one)
@@ -567,8 +790,9 @@ pub const GRPC_MFA_TOKEN_HEADER: &str = "mfa-token";
 
 /// The gRPC rendering of `denial`, a Trailers-Only response: HTTP 200, no body,
 /// `cache-control: no-store`, `grpc-status` from the table, `grpc-message`, and as
-/// metadata the `www-authenticate` challenge, the `mfa-token` and the JSON body (the
-/// HTTP rendering's) as `stepup-details`; the `Denial` in the extensions.
+/// metadata the `www-authenticate` challenges (the HTTP rendering's, in its order), the
+/// `dpop-nonce`, the `mfa-token` and the JSON body (the HTTP rendering's) as
+/// `stepup-details`; the `Denial` in the extensions.
 pub(crate) fn grpc_response(denial: Denial, realm: &str) -> Response<Bytes> {
     let row = denial.kind.row();
     let mut out = Response::new(Bytes::new());
@@ -581,9 +805,10 @@ pub(crate) fn grpc_response(denial: Denial, realm: &str) -> Response<Bytes> {
     if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(denial.description)) {
         headers.insert("grpc-message", message);
     }
-    if let Some(challenge) = www_authenticate(&denial, realm) {
-        headers.insert(WWW_AUTHENTICATE, challenge);
+    for challenge in www_authenticate(&denial, realm) {
+        headers.append(WWW_AUTHENTICATE, challenge);
     }
+    insert_dpop_nonce(headers, &denial);
     if let Some(token) = denial
         .mfa_token()
         .and_then(|t| HeaderValue::try_from(t).ok())
@@ -687,10 +912,12 @@ mod tests {
                 "max_age": 300,
             })
         );
-        let challenge = www_authenticate(&denial, "api").unwrap();
+        let challenge = www_authenticate(&denial, "api");
         assert_eq!(
             challenge,
+            [
             "Bearer error=\"insufficient_user_authentication\", error_description=\"a second factor is required for this resource\", acr_values=\"urn:idp:mfa\", max_age=300"
+            ]
         );
         let grpc = grpc_response(denial, "api");
         assert!(grpc.headers().get(GRPC_MFA_TOKEN_HEADER).is_none());
@@ -806,5 +1033,275 @@ mod tests {
             };
             assert_eq!(row.grpc_status, expected, "{:?}", row.kind);
         }
+    }
+
+    const ALGS: &str = r#"algs="ES256 EdDSA""#;
+
+    fn challenges(headers: &http::HeaderMap) -> Vec<&str> {
+        headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn without_dpop_a_denial_has_one_bearer_challenge_and_no_nonce() {
+        for row in DENIAL_TABLE.iter().filter(|row| !row.kind.is_dpop()) {
+            let res = http_response(Denial::new(row.kind), "test");
+            let got = challenges(res.headers());
+            assert_eq!(got.len(), usize::from(row.challenge), "{:?}", row.kind);
+            assert!(got.iter().all(|c| c.starts_with("Bearer ")), "{got:?}");
+            assert!(res.headers().get(DPOP_NONCE_HEADER).is_none());
+            let denial = res.extensions().get::<Denial>().unwrap();
+            assert_eq!((denial.dpop_algs(), denial.dpop_used()), (None, false));
+        }
+        let res = http_response(Denial::new(DenialKind::MissingCredential), "test");
+        assert_eq!(challenges(res.headers()), [r#"Bearer realm="test""#]);
+    }
+
+    #[test]
+    fn a_bearer_request_keeps_its_bearer_challenge_first_then_a_bare_dpop_one() {
+        let cases = [
+            (DenialKind::MissingCredential, r#"Bearer realm="test""#),
+            (
+                DenialKind::InvalidToken,
+                r#"Bearer error="invalid_token", error_description="the access token is invalid""#,
+            ),
+            (
+                DenialKind::SessionEnded,
+                r#"Bearer error="invalid_token", error_description="the session has ended; sign in again""#,
+            ),
+        ];
+        for (kind, bearer) in cases {
+            let denial = Denial::new(kind).with_dpop(ALGS, RequestScheme::Bearer);
+            assert!(!denial.dpop_used());
+            let res = http_response(denial, "test");
+            assert_eq!(
+                challenges(res.headers()),
+                [bearer, r#"DPoP algs="ES256 EdDSA""#],
+                "{kind:?}"
+            );
+            // A reader of one value sees the Bearer challenge, unchanged.
+            assert_eq!(res.headers()[WWW_AUTHENTICATE], bearer);
+        }
+        let scope = Denial::insufficient_scope("billing:read".into())
+            .with_dpop(ALGS, RequestScheme::Bearer);
+        assert_eq!(
+            www_authenticate(&scope, "test"),
+            [
+                r#"Bearer error="insufficient_scope", scope="billing:read""#,
+                r#"DPoP algs="ES256 EdDSA""#
+            ]
+        );
+        // Rows without a challenge stay without one.
+        for kind in [
+            DenialKind::PathTooLong,
+            DenialKind::ServerError,
+            DenialKind::Unavailable,
+        ] {
+            let denial = Denial::new(kind).with_dpop(ALGS, RequestScheme::Dpop);
+            assert!(www_authenticate(&denial, "test").is_empty(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_dpop_request_gets_only_the_dpop_challenge_with_the_rows_error() {
+        let denial = Denial::new(DenialKind::InvalidToken).with_dpop(ALGS, RequestScheme::Dpop);
+        assert!(denial.dpop_used());
+        let res = http_response(denial, "test");
+        assert_eq!(
+            challenges(res.headers()),
+            [
+                r#"DPoP algs="ES256 EdDSA", error="invalid_token", error_description="the access token is invalid""#
+            ]
+        );
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let scope = Denial::insufficient_scope("billing:read admin".into())
+            .with_dpop(ALGS, RequestScheme::Dpop);
+        assert_eq!(
+            www_authenticate(&scope, "test"),
+            [r#"DPoP algs="ES256 EdDSA", error="insufficient_scope", scope="billing:read admin""#]
+        );
+        // The expired token keeps its body flag in the DPoP scheme too.
+        let expired = Denial::new(DenialKind::ExpiredToken).with_dpop(ALGS, RequestScheme::Dpop);
+        assert_eq!(body_of(&expired)["token_expired"], true);
+    }
+
+    #[test]
+    fn a_step_up_of_a_dpop_request_is_in_the_dpop_scheme() {
+        let local = step_up("sealed.mfa.token").with_dpop(ALGS, RequestScheme::Dpop);
+        let res = http_response(local, "test");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            challenges(res.headers()),
+            [
+                r#"DPoP algs="ES256 EdDSA", error="insufficient_user_authentication", error_description="a second factor is required for this resource", max_age=300"#
+            ]
+        );
+        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(body["mfa_token"], "sealed.mfa.token");
+        assert_eq!(body["error"], "mfa_required");
+
+        let delegated = Denial::step_up(StepUpChallenge {
+            description: "a second factor is required for this resource",
+            status: StatusCode::UNAUTHORIZED,
+            acr_values: Some("urn:idp:mfa phr".to_owned()),
+            max_age: Some(60),
+            completion: None,
+        })
+        .with_dpop(ALGS, RequestScheme::Dpop);
+        assert_eq!(
+            www_authenticate(&delegated, "test"),
+            [
+                r#"DPoP algs="ES256 EdDSA", error="insufficient_user_authentication", error_description="a second factor is required for this resource", acr_values="urn:idp:mfa phr", max_age=60"#
+            ]
+        );
+        // The same step-up of a Bearer request: Bearer first, as before, then DPoP.
+        let bearer = step_up("t").with_dpop(ALGS, RequestScheme::Bearer);
+        assert_eq!(
+            www_authenticate(&bearer, "test"),
+            [
+                r#"Bearer error="insufficient_user_authentication", error_description="a second factor is required for this resource", max_age=300"#,
+                r#"DPoP algs="ES256 EdDSA""#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_proof_is_invalid_dpop_proof_in_the_dpop_scheme() {
+        let denial = Denial::dpop_refused(DpopError::WrongUrl).with_dpop(ALGS, RequestScheme::Dpop);
+        assert_eq!(denial.kind(), DenialKind::InvalidDpopProof);
+        assert_eq!(denial.dpop_error(), Some(DpopError::WrongUrl));
+        assert!(denial.dpop_used());
+        let res = http_response(denial, "test");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenges(res.headers()),
+            [
+                r#"DPoP algs="ES256 EdDSA", error="invalid_dpop_proof", error_description="the DPoP proof is invalid""#
+            ]
+        );
+        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "invalid_dpop_proof",
+                "error_description": "the DPoP proof is invalid",
+            })
+        );
+        assert!(res.headers().get(DPOP_NONCE_HEADER).is_none());
+        // Even a request that said Bearer (a proof with a Bearer token): the DPoP rows'
+        // errors exist only in the DPoP scheme.
+        let odd = Denial::new(DenialKind::InvalidDpopProof).with_dpop(ALGS, RequestScheme::Bearer);
+        assert_eq!(
+            www_authenticate(&odd, "test"),
+            [
+                r#"DPoP algs="ES256 EdDSA", error="invalid_dpop_proof", error_description="the DPoP proof is invalid""#
+            ]
+        );
+        // Every check but the nonce's is invalid_dpop_proof.
+        for error in [DpopError::Missing, DpopError::WrongAth, DpopError::TooOld] {
+            assert_eq!(
+                Denial::dpop_refused(error).kind(),
+                DenialKind::InvalidDpopProof
+            );
+        }
+    }
+
+    #[test]
+    fn a_nonce_challenge_carries_the_server_nonce() {
+        for error in [DpopError::MissingNonce, DpopError::WrongNonce] {
+            let denial = Denial::dpop_refused(error)
+                .with_dpop(ALGS, RequestScheme::Dpop)
+                .with_dpop_nonce("eyJ7S_zG.8Xv-2~!");
+            assert_eq!(denial.kind(), DenialKind::UseDpopNonce);
+            let res = http_response(denial, "test");
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(res.headers()[DPOP_NONCE_HEADER], "eyJ7S_zG.8Xv-2~!");
+            assert_eq!(res.headers().get_all(DPOP_NONCE_HEADER).iter().count(), 1);
+            assert_eq!(
+                challenges(res.headers()),
+                [
+                    r#"DPoP algs="ES256 EdDSA", error="use_dpop_nonce", error_description="the DPoP proof must carry the nonce of the DPoP-Nonce header""#
+                ]
+            );
+            let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+            assert_eq!(body["error"], "use_dpop_nonce");
+        }
+        // A fresh nonce may ride on any denial.
+        let other = Denial::new(DenialKind::MfaIncomplete)
+            .with_dpop(ALGS, RequestScheme::Dpop)
+            .with_dpop_nonce("n1");
+        assert_eq!(http_response(other, "t").headers()[DPOP_NONCE_HEADER], "n1");
+        // Not a nonce (RFC 9449 §8.1: 1*NQCHAR): left out, never sent broken.
+        let too_long = "a".repeat(MAX_DPOP_NONCE_LEN + 1);
+        for bad in ["", "a b", "a\"b", "a\\b", "é", "a\nb", too_long.as_str()] {
+            let denial = Denial::dpop_refused(DpopError::MissingNonce).with_dpop_nonce(bad);
+            assert_eq!(denial.dpop_nonce(), None, "{bad:?}");
+            let res = http_response(denial, "t");
+            assert!(res.headers().get(DPOP_NONCE_HEADER).is_none(), "{bad:?}");
+        }
+        let longest = "a".repeat(MAX_DPOP_NONCE_LEN);
+        assert!(Denial::new(DenialKind::UseDpopNonce)
+            .with_dpop_nonce(longest)
+            .dpop_nonce()
+            .is_some());
+    }
+
+    #[test]
+    fn grpc_metadata_carries_the_same_challenges_and_nonce() {
+        let grpc_challenges = |denial: Denial| -> Vec<String> {
+            let res = grpc_response(denial, "test");
+            assert_eq!(res.status(), StatusCode::OK);
+            challenges(res.headers())
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
+        let bearer = Denial::new(DenialKind::InvalidToken).with_dpop(ALGS, RequestScheme::Bearer);
+        assert_eq!(
+            grpc_challenges(bearer.clone()),
+            www_authenticate(&bearer, "test")
+        );
+        assert_eq!(grpc_challenges(bearer).len(), 2);
+        let dpop = step_up("t").with_dpop(ALGS, RequestScheme::Dpop);
+        assert_eq!(
+            grpc_challenges(dpop),
+            [
+                r#"DPoP algs="ES256 EdDSA", error="insufficient_user_authentication", error_description="a second factor is required for this resource", max_age=300"#
+            ]
+        );
+        let nonce = Denial::dpop_refused(DpopError::WrongNonce)
+            .with_dpop(ALGS, RequestScheme::Dpop)
+            .with_dpop_nonce("n-2");
+        let res = grpc_response(nonce, "test");
+        assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(res.headers()[DPOP_NONCE_HEADER], "n-2");
+        assert_eq!(
+            challenges(res.headers()),
+            [
+                r#"DPoP algs="ES256 EdDSA", error="use_dpop_nonce", error_description="the DPoP proof must carry the nonce of the DPoP-Nonce header""#
+            ]
+        );
+        let details: serde_json::Value =
+            serde_json::from_slice(res.headers()[GRPC_DETAILS_HEADER].as_bytes()).unwrap();
+        assert_eq!(details["error"], "use_dpop_nonce");
+        // Without DPoP: one Bearer value, no nonce.
+        let plain = grpc_response(Denial::new(DenialKind::InvalidToken), "test");
+        assert_eq!(challenges(plain.headers()).len(), 1);
+        assert!(plain.headers().get(DPOP_NONCE_HEADER).is_none());
+    }
+
+    #[test]
+    fn the_debug_form_shows_the_dpop_facts() {
+        let denial = Denial::dpop_refused(DpopError::WrongAth)
+            .with_dpop(ALGS, RequestScheme::Dpop)
+            .with_dpop_nonce("n");
+        let printed = format!("{denial:?}");
+        assert!(printed.contains("error: Some(WrongAth)"), "{printed}");
+        assert!(printed.contains("used: true"), "{printed}");
+        let plain = format!("{:?}", Denial::new(DenialKind::InvalidToken));
+        assert!(plain.contains("dpop: None"), "{plain}");
     }
 }

@@ -81,9 +81,12 @@ mod mfa_token;
 pub(crate) use self::denial::{
     grpc_response, http_response, wants_grpc_denial, LocalCompletion, StepUpChallenge,
 };
+// The layer names it once DPoP is wired in.
+#[cfg_attr(not(test), allow(unused_imports))]
+pub(crate) use self::denial::RequestScheme;
 pub use self::denial::{
-    Denial, DenialKind, DenialRow, FactorType, MfaRequirements, DENIAL_TABLE, GRPC_DETAILS_HEADER,
-    GRPC_MFA_TOKEN_HEADER,
+    Denial, DenialKind, DenialRow, FactorType, MfaRequirements, DENIAL_TABLE, DPOP_NONCE_HEADER,
+    GRPC_DETAILS_HEADER, GRPC_MFA_TOKEN_HEADER,
 };
 pub use self::mfa_token::{
     MfaTokenClaims, OpenError, SealError, Sealer, SealingKey, SealingKeys, DEVICE_TYP,

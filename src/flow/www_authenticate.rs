@@ -11,6 +11,12 @@
 //! A value that does not follow the grammar (an unterminated quote, a stray character,
 //! a parameter before any scheme) or is longer than [`MAX_HEADER_LEN`] is refused whole:
 //! nothing read from a malformed value is trusted.
+//!
+//! A server that accepts DPoP (RFC 9449 §7.1) answers a DPoP request with a `DPoP …`
+//! challenge carrying the error (step-up included), and other requests with their
+//! `Bearer …` challenge first and a bare `DPoP algs="…"` one after it, in one value or in
+//! several: [`parse_all`] reads every value, [`pick`] takes the error's challenge (the
+//! `DPoP` one when there is one), [`dpop_algs`] the algorithms the server accepts.
 
 /// Longest header value read; a longer one is refused whole.
 pub(crate) const MAX_HEADER_LEN: usize = 16 * 1024;
@@ -89,6 +95,43 @@ pub(crate) fn parse(value: &str) -> Option<Vec<Challenge>> {
             return None;
         }
     }
+}
+
+/// The challenges of every value, in order; a malformed value is skipped whole (the
+/// others are still read).
+#[cfg_attr(not(test), allow(dead_code))] // the client's DPoP support calls it
+pub(crate) fn parse_all<'v>(values: impl IntoIterator<Item = &'v str>) -> Vec<Challenge> {
+    values.into_iter().filter_map(parse).flatten().collect()
+}
+
+/// The challenge that carries an `error` (equal to `error` when given) in the `Bearer` or
+/// `DPoP` scheme: the first `DPoP` one if there is one, else the first `Bearer` one. A
+/// server that accepts DPoP puts a DPoP request's error in the `DPoP` scheme, so its
+/// parameters (`acr_values`, `max_age`, …) are the ones meant.
+#[cfg_attr(not(test), allow(dead_code))] // the client's DPoP support calls it
+pub(crate) fn pick<'c>(challenges: &'c [Challenge], error: Option<&str>) -> Option<&'c Challenge> {
+    let carries = |c: &&Challenge| match (c.param("error"), error) {
+        (Some(got), Some(want)) => got == want,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let first = |scheme: &str| challenges.iter().filter(|c| c.is(scheme)).find(carries);
+    first("DPoP").or_else(|| first("Bearer"))
+}
+
+/// The algorithms of the first `DPoP` challenge's `algs` (space-separated, RFC 9449
+/// §7.1): what the server accepts for proofs. `None` without a `DPoP` challenge, or
+/// when its `algs` is absent, given twice or empty.
+#[cfg_attr(not(test), allow(dead_code))] // the client's DPoP support calls it
+pub(crate) fn dpop_algs(challenges: &[Challenge]) -> Option<Vec<&str>> {
+    let algs: Vec<&str> = challenges
+        .iter()
+        .find(|c| c.is("DPoP"))?
+        .param("algs")?
+        .split(' ')
+        .filter(|a| !a.is_empty())
+        .collect();
+    (!algs.is_empty()).then_some(algs)
 }
 
 /// A position in a header value.
@@ -353,5 +396,145 @@ mod tests {
             parse(&many).unwrap()[0].params.len(),
             1 + (MAX_HEADER_LEN - 10) / 5
         );
+    }
+
+    #[test]
+    fn pick_prefers_the_dpop_challenge_of_the_error() {
+        let value = r#"Bearer error="insufficient_user_authentication", max_age=300, DPoP algs="ES256 EdDSA", error="insufficient_user_authentication", max_age=60, acr_values="phr""#;
+        let got = parse(value).unwrap();
+        let c = pick(&got, Some("insufficient_user_authentication")).unwrap();
+        assert!(c.is("DPoP"));
+        assert_eq!(
+            (c.param("max_age"), c.param("acr_values")),
+            (Some("60"), Some("phr"))
+        );
+        assert!(pick(&got, None).unwrap().is("DPoP"));
+        assert!(pick(&got, Some("invalid_token")).is_none());
+        // A bare DPoP challenge carries no error: the Bearer one is the error's.
+        let got = parse_all([
+            r#"Bearer error="invalid_token", error_description="x""#,
+            r#"DPoP algs="ES256 EdDSA""#,
+        ]);
+        let c = pick(&got, None).unwrap();
+        assert!(c.is("Bearer"));
+        assert_eq!(c.param("error"), Some("invalid_token"));
+        assert_eq!(dpop_algs(&got), Some(vec!["ES256", "EdDSA"]));
+        // Other schemes never count.
+        let got = parse(r#"Basic error="invalid_token""#).unwrap();
+        assert!(pick(&got, None).is_none());
+        assert_eq!(dpop_algs(&got), None);
+    }
+
+    #[test]
+    fn parse_all_skips_a_malformed_value_and_reads_the_others() {
+        let got = parse_all([r#"Bearer error="unterminated"#, r#"dpop ALGS="ES256""#]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(dpop_algs(&got), Some(vec!["ES256"]));
+        for bad in [
+            r#"DPoP algs="""#,
+            r#"DPoP algs=" ""#,
+            r#"DPoP algs=a, algs=b"#,
+            "DPoP",
+        ] {
+            assert_eq!(dpop_algs(&parse(bad).unwrap()), None, "{bad:?}");
+        }
+    }
+
+    /// What the crate's renderer writes, this reader reads back: every denial, with and
+    /// without DPoP, over HTTP and gRPC.
+    #[test]
+    fn reads_back_what_the_renderer_writes() {
+        use crate::challenge::{
+            grpc_response, http_response, Denial, DenialKind, LocalCompletion, MfaRequirements,
+            RequestScheme, StepUpChallenge, DENIAL_TABLE,
+        };
+        use crate::dpop::{DpopConfig, DpopError};
+
+        let algs = DpopConfig::default().algs_header().to_owned();
+        let step_up = || {
+            Denial::step_up(StepUpChallenge {
+                description: "a second factor is required for this resource",
+                status: http::StatusCode::FORBIDDEN,
+                acr_values: Some("urn:idp:mfa phr".to_owned()),
+                max_age: Some(300),
+                completion: Some(LocalCompletion {
+                    mfa_token: "t".to_owned(),
+                    mfa_requirements: MfaRequirements::challenge(["otp"]),
+                    expires_in: 120,
+                }),
+            })
+        };
+        let mut denials: Vec<Denial> = DENIAL_TABLE
+            .iter()
+            .filter(|row| row.kind != DenialKind::MfaRequired)
+            .map(|row| Denial::new(row.kind))
+            .collect();
+        denials.push(step_up());
+        denials.push(Denial::insufficient_scope("billing:read admin".to_owned()));
+        denials.push(Denial::dpop_refused(DpopError::WrongNonce).with_dpop_nonce("n"));
+        let mut checked = 0;
+        for base in denials {
+            for scheme in [None, Some(RequestScheme::Bearer), Some(RequestScheme::Dpop)] {
+                let denial = match scheme {
+                    Some(s) => base.clone().with_dpop(algs.clone(), s),
+                    None => base.clone(),
+                };
+                let row = denial.kind().row();
+                for res in [
+                    http_response(denial.clone(), "test"),
+                    grpc_response(denial.clone(), "test"),
+                ] {
+                    let values = res.headers().get_all(http::header::WWW_AUTHENTICATE);
+                    let values: Vec<&str> = values.iter().map(|v| v.to_str().unwrap()).collect();
+                    let got = parse_all(values.iter().copied());
+                    // Nothing written is malformed: every value reads.
+                    assert_eq!(
+                        values
+                            .iter()
+                            .map(|v| parse(v).unwrap().len())
+                            .sum::<usize>(),
+                        got.len()
+                    );
+                    if !row.challenge {
+                        assert!(got.is_empty(), "{:?}", denial.kind());
+                        continue;
+                    }
+                    let dpop_first = denial.dpop_used() || denial.kind().is_dpop();
+                    assert_eq!(dpop_algs(&got).is_some(), scheme.is_some(), "{denial:?}");
+                    if scheme.is_some() {
+                        assert_eq!(dpop_algs(&got), Some(vec!["ES256", "EdDSA"]));
+                    }
+                    let Some(error) = row.challenge_error else {
+                        if dpop_first {
+                            assert!(got[0].is("DPoP") && got.len() == 1, "{denial:?}");
+                        } else {
+                            assert_eq!(got[0].param("realm"), Some("test"));
+                        }
+                        continue;
+                    };
+                    let c = pick(&got, Some(error)).unwrap();
+                    assert_eq!(c.is("DPoP"), dpop_first, "{denial:?}");
+                    assert_eq!(
+                        got.len(),
+                        if scheme.is_some() && !dpop_first {
+                            2
+                        } else {
+                            1
+                        }
+                    );
+                    assert_eq!(c.param("scope"), denial.scope());
+                    assert_eq!(c.param("acr_values"), denial.acr_values());
+                    assert_eq!(
+                        c.param("max_age").map(|m| m.parse::<u64>().unwrap()),
+                        denial.max_age()
+                    );
+                    if denial.scope().is_none() {
+                        assert_eq!(c.param("error_description"), Some(denial.description()));
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 2 * 3 * 8, "{checked}");
     }
 }
