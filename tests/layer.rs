@@ -309,6 +309,37 @@ async fn public_route_passes_anonymous_and_attaches_valid_claims() {
     assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "anonymous"));
 }
 
+/// A token bound to a DPoP key (`cnf.jkt`) is not a bearer token (RFC 9449 §7.2): sent
+/// as `Bearer` it is refused on every protected route, cached or not, and a public route
+/// takes the request as anonymous; the same grant unbound passes.
+#[tokio::test]
+async fn a_dpop_bound_token_is_refused_as_a_bearer_token() {
+    let fx = fixture();
+    let grant = Grant::new("alice")
+        .sid("sess-1")
+        .amr(["pwd"])
+        .auth_time(T0)
+        .scope("me");
+    let jkt = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+    let bound = fx
+        .issuer
+        .issue_access(&grant.clone().dpop_jkt(jkt))
+        .unwrap()
+        .token;
+    for _ in 0..2 {
+        // The second time from the verified-token cache.
+        let r = send(&fx, get("/api/me", Some(&bound))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.denial, Some(DenialKind::InvalidToken));
+        assert_eq!(r.json["error"], "invalid_token");
+        let r = send(&fx, get("/healthz", Some(&bound))).await;
+        assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "anonymous"));
+    }
+    let unbound = fx.issuer.issue_access(&grant).unwrap().token;
+    let r = send(&fx, get("/api/me", Some(&unbound))).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "alice"));
+}
+
 #[tokio::test]
 async fn authenticated_route_needs_a_valid_access_token() {
     let fx = fixture();

@@ -255,11 +255,26 @@ impl Guard {
                 Err((kind, error)) => return Decision::Deny(Denial::refused(kind, error)),
             },
         };
-        match self.session_denial(&claims, public, now) {
+        match self
+            .bound_denial(&claims, public)
+            .or_else(|| self.session_denial(&claims, public, now))
+        {
             None => self.authorize(policy, claims, method, path, now),
             Some(_) if public => Decision::Pass(None),
             Some(denial) => Decision::Deny(denial),
         }
+    }
+
+    /// The refusal of a token bound to a DPoP key (`cnf.jkt`) presented without a proof:
+    /// a sender-constrained token is not a bearer token (RFC 9449 §7.2), whoever issued
+    /// it. This layer does not check DPoP proofs yet (issue 19), so every bound token is
+    /// refused, never taken as a bearer token.
+    fn bound_denial(&self, claims: &Claims, public: bool) -> Option<Denial> {
+        claims.dpop_jkt()?;
+        if !public {
+            denied("dpop_bound_token_without_proof", Some(claims.sub()), None);
+        }
+        Some(Denial::refused(DenialKind::InvalidToken, None))
     }
 
     /// The refusal of an access token whose session has ended, or that this replica
