@@ -247,8 +247,9 @@ pub struct CheckedProof {
     pub jti: String,
     /// The proof's `iat`.
     pub iat: u64,
-    /// Until when (seconds since the epoch) the proof would pass the `iat` window:
-    /// `iat + max_age`, how long its `jti` must be remembered.
+    /// When (seconds since the epoch) the proof stops passing the `iat` window:
+    /// `iat + max_age + 1`, until which its `jti` must be remembered (a store forgets it
+    /// at `expires_at`, so the window's last second is covered).
     pub expires_at: u64,
 }
 

@@ -174,6 +174,9 @@ pub(crate) fn check_one(
         jkt: thumbprint(&jwk)?,
         jti: jti.into_owned(),
         iat,
-        expires_at: iat.saturating_add(config.max_age),
+        // One second past the last one the window accepts: a store forgets a `jti` at
+        // `expires_at` (it is live while `expires_at > now`), so a proof accepted in
+        // the window's last second is still remembered then.
+        expires_at: iat.saturating_add(config.max_age).saturating_add(1),
     })
 }

@@ -179,7 +179,7 @@ fn a_right_es256_proof_passes_with_its_thumbprint_jti_and_expiry() {
             jkt: key.thumbprint(),
             jti: "e1j3V_bKic8-LAEB".into(),
             iat: T0,
-            expires_at: T0 + 60,
+            expires_at: T0 + 61,
         }
     );
     assert_eq!(got.jkt.len(), 43, "SHA-256, base64url without padding");
@@ -720,6 +720,20 @@ fn htu_must_be_the_request_url_after_normalization() {
     }
 }
 
+/// Found in review: with `expires_at = iat + max_age`, a proof accepted in the window's
+/// last second was forgotten by the store in that same second, and could be replayed
+/// for the whole of it.
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn a_proof_in_the_windows_last_second_stays_single_use_in_the_store() {
+    use crate::store::{DpopUse, MemoryStore, Store};
+    let got = run(&proof(|_, c| c["iat"] = json!(T0 - 60))).unwrap();
+    let store = MemoryStore::new();
+    let use_it = || store.use_dpop_proof(&got.jkt, &got.jti, got.expires_at, T0);
+    assert_eq!(use_it().await, Ok(DpopUse::Fresh));
+    assert_eq!(use_it().await, Ok(DpopUse::Replayed));
+}
+
 #[test]
 fn iat_must_be_within_the_window() {
     let at = |iat: u64| run(&proof(|_, c| c["iat"] = json!(iat)));
@@ -729,8 +743,10 @@ fn iat_must_be_within_the_window() {
     assert!(at(T0 + 5).is_ok());
     assert_eq!(at(T0 + 6), Err(DpopError::IssuedInFuture));
     assert_eq!(at(u64::MAX), Err(DpopError::IssuedInFuture));
-    assert_eq!(at(T0 - 60).unwrap().expires_at, T0);
-    assert_eq!(at(T0 + 5).unwrap().expires_at, T0 + 65);
+    // Remembered past the last second the window accepts it (a store forgets a `jti`
+    // at `expires_at`): accepted at T0, still remembered at T0.
+    assert_eq!(at(T0 - 60).unwrap().expires_at, T0 + 1);
+    assert_eq!(at(T0 + 5).unwrap().expires_at, T0 + 66);
     // A configured window.
     let config = DpopConfig::builder()
         .iat_window(Duration::from_secs(10), Duration::ZERO)
@@ -738,7 +754,7 @@ fn iat_must_be_within_the_window() {
         .unwrap();
     let at = |iat: u64| run_with(&config, &proof(|_, c| c["iat"] = json!(iat)), |_| {});
     assert!(at(T0 - 10).is_ok());
-    assert_eq!(at(T0 - 10).unwrap().expires_at, T0);
+    assert_eq!(at(T0 - 10).unwrap().expires_at, T0 + 1);
     assert_eq!(at(T0 - 11), Err(DpopError::TooOld));
     assert!(at(T0).is_ok());
     assert_eq!(at(T0 + 1), Err(DpopError::IssuedInFuture));

@@ -331,7 +331,7 @@ fn passed(value: &[u8], ok: &CheckedProof, expected: &Expected<'_>) {
         iat.saturating_add(60) >= expected.now && iat <= expected.now.saturating_add(5),
         "iat in the window"
     );
-    assert_eq!(ok.expires_at, iat.saturating_add(60));
+    assert_eq!(ok.expires_at, iat.saturating_add(61));
     if let Some(token) = expected.access_token {
         assert_eq!(s(&claims["ath"]), b64_sha256(token));
     }
