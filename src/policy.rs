@@ -89,6 +89,8 @@ pub struct Policy {
     /// The issuers whose tokens this route accepts; empty: every issuer the verifier
     /// accepts.
     issuers: Vec<String>,
+    /// Whether the route refuses bearer tokens (RFC 9449: DPoP-bound tokens only).
+    dpop: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,12 +143,32 @@ impl Policy {
         self
     }
 
+    /// Also requires a DPoP-bound token (RFC 9449) sent with its proof: a bearer token
+    /// is answered `401 invalid_token` in the `DPoP` scheme only, telling the client to
+    /// use DPoP. The guard must accept DPoP ([`GuardBuilder::dpop`]). Requiring DPoP on a
+    /// public route makes it authenticated.
+    ///
+    /// [`GuardBuilder::dpop`]: crate::layer::GuardBuilder::dpop
+    pub fn require_dpop(mut self) -> Self {
+        self.dpop = true;
+        if self.kind == PolicyKind::Public {
+            self.kind = PolicyKind::Authenticated;
+        }
+        self
+    }
+
     fn of(kind: PolicyKind) -> Self {
         Self {
             kind,
             scopes: Vec::new(),
             issuers: Vec::new(),
+            dpop: false,
         }
+    }
+
+    /// Whether the route refuses bearer tokens ([`Policy::require_dpop`]).
+    pub(crate) fn requires_dpop(&self) -> bool {
+        self.dpop
     }
 
     pub(crate) fn kind(&self) -> &PolicyKind {
@@ -198,6 +220,10 @@ impl Policy {
             PolicyKind::MfaVerify if !self.scopes.is_empty() => Err(ConfigError::invalid(
                 "scope",
                 "the verify endpoint takes no scopes",
+            )),
+            PolicyKind::MfaVerify if self.dpop => Err(ConfigError::invalid(
+                "require_dpop",
+                "the verify endpoint checks its own credentials",
             )),
             PolicyKind::MfaVerify if !self.issuers.is_empty() => Err(ConfigError::invalid(
                 "issuers",
@@ -572,8 +598,10 @@ impl RouteTable {
             ));
         }
         let mut router = matchit::Router::new();
+        let mut requires_dpop = self.default.dpop;
         for (path, policies) in self.routes {
             let listed = policies.by_method.iter().map(|(_, p)| p);
+            requires_dpop |= listed.clone().chain(&policies.any).any(|p| p.dpop);
             for (method, policy) in policies.by_method.iter() {
                 policy
                     .validate()
@@ -614,6 +642,7 @@ impl RouteTable {
         Ok(CompiledTable {
             router,
             default: self.default,
+            requires_dpop,
         })
     }
 }
@@ -621,9 +650,15 @@ impl RouteTable {
 pub(crate) struct CompiledTable {
     router: matchit::Router<MethodPolicies>,
     default: Policy,
+    requires_dpop: bool,
 }
 
 impl CompiledTable {
+    /// Whether a route of the table requires DPoP ([`Policy::require_dpop`]).
+    pub(crate) fn requires_dpop(&self) -> bool {
+        self.requires_dpop
+    }
+
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> &Policy {
         self.router
             .at(path)

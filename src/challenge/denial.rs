@@ -282,7 +282,6 @@ impl DenialKind {
 
 /// The authentication scheme of the request a denial answers, as far as DPoP cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))] // the layer passes it once DPoP is wired in
 pub(crate) enum RequestScheme {
     /// `Authorization: Bearer …`, or no credential.
     Bearer,
@@ -295,9 +294,11 @@ pub(crate) enum RequestScheme {
 pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// The longest server nonce a denial sends, in bytes.
+#[cfg_attr(not(test), allow(dead_code))]
 const MAX_DPOP_NONCE_LEN: usize = 1024;
 
 /// RFC 9449 §8.1: `nonce = 1*NQCHAR`, `NQCHAR = %x21 / %x23-5B / %x5D-7E`.
+#[cfg_attr(not(test), allow(dead_code))]
 fn is_dpop_nonce(nonce: &str) -> bool {
     !nonce.is_empty()
         && nonce.len() <= MAX_DPOP_NONCE_LEN
@@ -388,11 +389,17 @@ impl Denial {
         }
     }
 
+    /// This denial with another description than its row's (the body's
+    /// `error_description` and the challenge's).
+    pub(crate) fn described(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+
     /// A refused DPoP proof: `use_dpop_nonce` when only the server nonce is missing or
     /// stale ([`DpopError::is_nonce_error`]), `invalid_dpop_proof` otherwise. The request
     /// counts as one that used DPoP. Give the nonce with [`Denial::with_dpop_nonce`] and
     /// the algorithms with [`Denial::with_dpop`].
-    #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
     pub(crate) fn dpop_refused(error: DpopError) -> Self {
         let kind = if error.is_nonce_error() {
             DenialKind::UseDpopNonce
@@ -413,7 +420,6 @@ impl Denial {
     /// parameter as [`DpopConfig::algs_header`](crate::dpop::DpopConfig::algs_header)
     /// writes it (`algs="ES256 EdDSA"`), `request` the scheme the request used. It
     /// decides the challenges (see the [module docs](self)).
-    #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
     pub(crate) fn with_dpop(mut self, algs: impl Into<String>, request: RequestScheme) -> Self {
         let dpop = self.dpop.get_or_insert_with(Box::default);
         dpop.algs = Some(algs.into());
@@ -424,7 +430,7 @@ impl Denial {
     /// A server nonce to send in the `DPoP-Nonce` header (required by `use_dpop_nonce`,
     /// allowed on any denial, RFC 9449 §8). A value that is not `1*NQCHAR` (at most
     /// 1 KiB) is not a nonce and is left out; [`Denial::dpop_nonce`] then says `None`.
-    #[cfg_attr(not(test), allow(dead_code))] // the layer calls it once DPoP is wired in
+    #[cfg_attr(not(test), allow(dead_code))] // the layer sends nonces once they are wired in
     pub(crate) fn with_dpop_nonce(mut self, nonce: impl Into<String>) -> Self {
         let nonce = nonce.into();
         self.dpop.get_or_insert_with(Box::default).nonce = is_dpop_nonce(&nonce).then_some(nonce);

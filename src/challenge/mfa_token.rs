@@ -204,6 +204,11 @@ pub struct MfaTokenClaims {
     /// The `amr` of the refused access token; the stepped-up one adds to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The DPoP key (RFC 7638 thumbprint) the refused access token was bound to
+    /// (`cnf.jkt`): the mfa_token is redeemed only with a proof of that key, and the
+    /// stepped-up token is bound to it too. `None` for a bearer session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// Why an mfa_token could not be sealed. A server fault.
@@ -433,6 +438,7 @@ mod tests {
             exp,
             scope: None,
             amr: vec!["pwd".into()],
+            jkt: None,
         }
     }
 

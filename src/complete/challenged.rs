@@ -57,7 +57,7 @@ impl<'a> TokenPlaces<'a> {
     pub(crate) fn resolve(&self) -> Result<(&'a str, Option<&'a str>), Failure> {
         if let Some(token) = self.mfa_token {
             let access = match self.bearer {
-                Credential::Bearer(access) => Some(access),
+                Credential::Bearer(access) | Credential::Dpop(access) => Some(access),
                 Credential::None | Credential::Malformed(_) => None,
             };
             return Ok((token, access));
@@ -67,7 +67,7 @@ impl<'a> TokenPlaces<'a> {
             presented => presented,
         };
         match token {
-            Credential::Bearer(token) => Ok((token, None)),
+            Credential::Bearer(token) | Credential::Dpop(token) => Ok((token, None)),
             Credential::Malformed(Flaw::Invalid) => Err(Failure::new(ErrorKind::MfaTokenInvalid)),
             Credential::None | Credential::Malformed(_) => {
                 Err(Failure::invalid_request("mfa_token is required"))

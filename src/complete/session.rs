@@ -297,7 +297,7 @@ fn presented(
         let name = completion.cookies()?.refresh_name();
         match credential::cookie(headers, name) {
             Credential::Bearer(token) => Some(token.to_owned()),
-            Credential::None | Credential::Malformed(_) => None,
+            Credential::None | Credential::Dpop(_) | Credential::Malformed(_) => None,
         }
     })
 }

@@ -79,6 +79,14 @@ pub enum DpopError {
     /// `ath` is not the hash of the access token the request carries.
     #[error("the DPoP proof's ath does not match the access token")]
     WrongAth,
+    /// The proof is signed by another key than the one the token is bound to (its
+    /// thumbprint is not the token's `cnf.jkt`), or the token is not bound to a key.
+    #[error("the DPoP proof's key is not the token's")]
+    WrongKey,
+    /// The proof's `jti` was used before (a replayed proof), or its key has
+    /// [`MAX_DPOP_PROOFS_PER_KEY`](super::MAX_DPOP_PROOFS_PER_KEY) live proofs already.
+    #[error("the DPoP proof was used before")]
+    Replayed,
     /// The server expects a nonce and the proof has none.
     #[error("the DPoP proof lacks the server nonce")]
     MissingNonce,

@@ -42,12 +42,20 @@ impl Htu {
     /// The URL of a request: the configured public base URL (`https://api.example`, or
     /// with a path prefix, `https://example.com/api`; a trailing `/` is ignored) followed
     /// by the request's path (from `/`; its query, if given, is dropped).
+    ///
+    /// A path with a `.` or `..` segment (also percent-encoded) is refused: normalization
+    /// would remove it from the URL a proof is compared with, while the application's
+    /// router sees the path as it was sent, so a proof for `/b` would pass on `/a/../b`.
     pub fn from_base_and_path(base: &str, path: &str) -> Result<Self, HtuError> {
         if base.contains(['?', '#']) {
             return Err(HtuError("the base URL has a query or a fragment"));
         }
         if !path.starts_with('/') {
             return Err(HtuError("the path does not start with /"));
+        }
+        let path_only = path.split(['?', '#']).next().unwrap_or_default();
+        if path_only.split('/').any(is_dot_segment) {
+            return Err(HtuError("the path has a dot segment"));
         }
         let base = base.strip_suffix('/').unwrap_or(base);
         let mut url = String::with_capacity(base.len() + path.len());
@@ -66,6 +74,13 @@ impl fmt::Display for Htu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.normalized)
     }
+}
+
+/// `.` or `..`, with any of the dots percent-encoded (`%2e`, `%2E`).
+fn is_dot_segment(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    let dots = lower.replace("%2e", ".");
+    dots == "." || dots == ".."
 }
 
 /// Characters a URI may contain (RFC 3986 §2: unreserved, reserved and `%`).

@@ -44,6 +44,7 @@ mod error;
 mod htu;
 mod jwk;
 mod proof;
+mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,7 @@ use jsonwebtoken::Algorithm;
 pub use self::error::{DpopError, HtuError};
 pub use self::htu::Htu;
 pub use self::jwk::thumbprint;
+pub use self::replay::{DpopUse, JtiFuture, JtiStore, JtiStoreError, MAX_DPOP_PROOFS_PER_KEY};
 use crate::ConfigError;
 
 /// The header that carries the proof.
@@ -169,15 +171,16 @@ impl DpopConfigBuilder {
         self
     }
 
-    /// The `iat` window: how old a proof may be (`max_age`, 1 s to 1 h, default 60 s;
-    /// also how long its `jti` must be remembered) and how far ahead of the server's clock
+    /// The `iat` window: how old a proof may be (`max_age`, 1 s to 5 min, default 60 s;
+    /// also how long its `jti` must be remembered, so a longer window leaves a key fewer
+    /// requests a second under [`MAX_DPOP_PROOFS_PER_KEY`]) and how far ahead of the server's clock
     /// (`future_leeway`, at most 60 s, default 5 s). Whole seconds.
     pub fn iat_window(mut self, max_age: Duration, future_leeway: Duration) -> Self {
         let (age, ahead) = (max_age.as_secs(), future_leeway.as_secs());
-        if !(1..=3600).contains(&age) {
+        if !(1..=300).contains(&age) {
             self.refused.get_or_insert(ConfigError::invalid(
                 "dpop iat max_age",
-                "must be between 1 s and 1 h",
+                "must be between 1 s and 5 min",
             ));
         }
         if ahead > 60 {

@@ -18,6 +18,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
+use crate::challenge::RequestScheme;
 use crate::token::MAX_TOKEN_LEN;
 
 /// What the request carries.
@@ -27,6 +28,9 @@ pub(crate) enum Credential<'a> {
     None,
     /// A syntactically valid bearer token.
     Bearer(&'a str),
+    /// A syntactically valid token sent as `Authorization: DPoP <token>` (RFC 9449 §7.1),
+    /// to be checked with the request's proof. Never from a cookie.
+    Dpop(&'a str),
     /// Something that tried to be one and is not.
     Malformed(Flaw),
 }
@@ -106,22 +110,42 @@ pub(crate) fn extract<'a>(headers: &'a HeaderMap, cookie_name: Option<&str>) -> 
     }
 }
 
-/// The token of the one `Authorization: Bearer` header, without the syntax checks of
-/// [`authorization`]: only for a cache lookup (a cached token was verified, so it is
-/// well formed). `None` whenever [`extract`] could answer anything but this same token.
-pub(crate) fn bearer_candidate(headers: &HeaderMap) -> Option<&str> {
+/// The scheme a request used, as far as DPoP cares: `DPoP` for a well-formed
+/// `Authorization: DPoP <token>`, else `Bearer` (a bearer token, a cookie, none, or a
+/// malformed header).
+pub(crate) fn scheme(headers: &HeaderMap) -> RequestScheme {
+    match sent_authorization(headers) {
+        Some(Credential::Dpop(_)) => RequestScheme::Dpop,
+        _ => RequestScheme::Bearer,
+    }
+}
+
+/// The token of the one `Authorization: Bearer` (or `DPoP`) header and its scheme,
+/// without the syntax checks of [`authorization`]: only for a cache lookup (a cached
+/// token was verified, so it is well formed). `None` whenever [`extract`] could answer
+/// anything but this same token in this same scheme.
+pub(crate) fn candidate(headers: &HeaderMap) -> Option<(RequestScheme, &str)> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
     let value = auth.next()?;
     if auth.next().is_some() {
         return None;
     }
     let bytes = value.as_bytes();
-    let scheme = bytes.get(..7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+    let starts = |prefix: &[u8]| {
+        bytes
+            .get(..prefix.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(prefix))
+    };
+    let (scheme, len) = if starts(b"bearer ") {
+        (RequestScheme::Bearer, 7)
+    } else if starts(b"dpop ") {
+        (RequestScheme::Dpop, 5)
+    } else {
         return None;
-    }
+    };
     // Exactly one space and no trailing whitespace: anything else takes the full path.
-    std::str::from_utf8(bytes.get(7..)?).ok()
+    let token = std::str::from_utf8(bytes.get(len..)?).ok()?;
+    Some((scheme, token))
 }
 
 /// The bearer credential of the `Authorization` header (for the completion endpoints).
@@ -140,7 +164,7 @@ fn sent_authorization(headers: &HeaderMap) -> Option<Credential<'_>> {
     Some(bearer_of(value))
 }
 
-/// The bearer credential of one `Authorization` value.
+/// The credential of one `Authorization` value: `Bearer` or `DPoP`.
 fn bearer_of(value: &http::HeaderValue) -> Credential<'_> {
     let Ok(value) = value.to_str() else {
         return Credential::Malformed(Flaw::Unreadable);
@@ -153,16 +177,23 @@ fn bearer_of(value: &http::HeaderValue) -> Credential<'_> {
         return Credential::Malformed(Flaw::Invalid);
     }
     let Some((scheme, rest)) = value.split_once(' ') else {
-        return if value.eq_ignore_ascii_case("bearer") {
+        return if value.eq_ignore_ascii_case("bearer") || value.eq_ignore_ascii_case("dpop") {
             Credential::Malformed(Flaw::Empty)
         } else {
             Credential::None
         };
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Credential::None;
+    let found = token(rest.trim_start_matches(' '));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        found
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        match found {
+            Credential::Bearer(t) => Credential::Dpop(t),
+            other => other,
+        }
+    } else {
+        Credential::None
     }
-    token(rest.trim_start_matches(' '))
 }
 
 /// The bearer credential of cookie `name`.
@@ -246,20 +277,48 @@ mod tests {
     }
 
     #[test]
-    fn bearer_candidate_only_for_one_plain_bearer_header() {
-        assert_eq!(
-            bearer_candidate(&auth(&[b"Bearer abc.def"])),
-            Some("abc.def")
-        );
-        assert_eq!(bearer_candidate(&auth(&[b"bEaReR abc"])), Some("abc"));
-        assert_eq!(bearer_candidate(&auth(&[b"Bearer a", b"Bearer a"])), None);
-        assert_eq!(bearer_candidate(&auth(&[b"Basic abc"])), None);
-        assert_eq!(bearer_candidate(&auth(&[b"Bearer"])), None);
-        assert_eq!(bearer_candidate(&HeaderMap::new()), None);
+    fn candidate_only_for_one_plain_bearer_or_dpop_header() {
+        let bearer = |t| Some((RequestScheme::Bearer, t));
+        let dpop = |t| Some((RequestScheme::Dpop, t));
+        assert_eq!(candidate(&auth(&[b"Bearer abc.def"])), bearer("abc.def"));
+        assert_eq!(candidate(&auth(&[b"bEaReR abc"])), bearer("abc"));
+        assert_eq!(candidate(&auth(&[b"DPoP abc.def"])), dpop("abc.def"));
+        assert_eq!(candidate(&auth(&[b"dpop x"])), dpop("x"));
+        assert_eq!(candidate(&auth(&[b"Bearer a", b"Bearer a"])), None);
+        assert_eq!(candidate(&auth(&[b"DPoP a", b"DPoP a"])), None);
+        assert_eq!(candidate(&auth(&[b"Basic abc"])), None);
+        assert_eq!(candidate(&auth(&[b"DPoPx abc"])), None);
+        assert_eq!(candidate(&auth(&[b"Bearer"])), None);
+        assert_eq!(candidate(&auth(&[b"DPoP"])), None);
+        assert_eq!(candidate(&HeaderMap::new()), None);
         // Whatever it returns, a cache lookup only hits a token verified before, which
-        // `extract` accepts as the same token.
+        // `extract` accepts as the same token in the same scheme.
         let h = auth(&[b"Bearer abc.def"]);
         assert_eq!(extract(&h, None), Credential::Bearer("abc.def"));
+        let h = auth(&[b"DPoP abc.def"]);
+        assert_eq!(extract(&h, None), Credential::Dpop("abc.def"));
+    }
+
+    #[test]
+    fn a_dpop_token_is_parsed_like_a_bearer_token_and_never_from_a_cookie() {
+        assert_eq!(
+            extract(&auth(&[b"DPoP  abc"]), None),
+            Credential::Dpop("abc")
+        );
+        assert_eq!(
+            extract(&auth(&[b"DPoP"]), None),
+            Credential::Malformed(Flaw::Empty)
+        );
+        assert_eq!(
+            extract(&auth(&[b"DPoP a b"]), None),
+            Credential::Malformed(Flaw::Invalid)
+        );
+        assert_eq!(
+            extract(&auth(&[b"DPoP a", b"Bearer a"]), None),
+            Credential::Malformed(Flaw::Ambiguous)
+        );
+        let c = cookies(&[b"s=abc"]);
+        assert_eq!(extract(&c, Some("s")), Credential::Bearer("abc"));
     }
 
     #[test]

@@ -12,6 +12,10 @@ use crate::token::KeyWait;
 /// What a waiting request does once its issuer's keys have been fetched: decide again.
 type Retry<F, B> = Box<dyn FnOnce() -> ResponseFuture<F, B> + Send>;
 
+/// Work before the decision is final (a key fetch, a DPoP proof's single use), which
+/// ends in the response future that follows.
+pub(crate) type Deferred<F, B> = Pin<Box<dyn Future<Output = ResponseFuture<F, B>> + Send>>;
+
 pin_project! {
     /// Response future of [`StepUpService`](super::StepUpService).
     pub struct ResponseFuture<F, B> {
@@ -34,10 +38,10 @@ pin_project! {
         Rejected {
             response: Option<Response<Bytes>>,
         },
-        // A token named a key its issuer's source is fetching: wait, then decide again.
+        // Waiting before the decision is final: a token named a key its issuer's source
+        // is fetching, or a DPoP proof's jti is being used.
         Waiting {
-            wait: KeyWait,
-            retry: Option<Retry<F, B>>,
+            next: Deferred<F, B>,
         },
     }
 }
@@ -50,12 +54,22 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn waiting(wait: KeyWait, retry: Retry<F, B>) -> Self {
+    /// Waits for the key fetch, then decides again with `retry`.
+    pub(crate) fn waiting(wait: KeyWait, retry: Retry<F, B>) -> Self
+    where
+        F: 'static,
+        B: 'static,
+    {
+        Self::deferred(Box::pin(async move {
+            wait.await;
+            retry()
+        }))
+    }
+
+    /// Waits for `next`, then goes on with the response future it gives.
+    pub(crate) fn deferred(next: Deferred<F, B>) -> Self {
         Self {
-            kind: Kind::Waiting {
-                wait,
-                retry: Some(retry),
-            },
+            kind: Kind::Waiting { next },
             _body: std::marker::PhantomData,
         }
     }
@@ -77,12 +91,9 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let KindProj::Waiting { wait, retry } = self.as_mut().project().kind.project() {
-            ready!(wait.as_mut().poll(cx));
-            match retry.take() {
-                Some(retry) => self.set(retry()),
-                None => return Poll::Ready(Ok(server_error().map(ResponseBody::full))),
-            }
+        while let KindProj::Waiting { next } = self.as_mut().project().kind.project() {
+            let next = ready!(next.as_mut().poll(cx));
+            self.set(next);
         }
         match self.project().kind.project() {
             KindProj::Passed { fut, guard } => {
@@ -104,7 +115,7 @@ where
                 let response = response.take().unwrap_or_else(server_error);
                 Poll::Ready(Ok(response.map(ResponseBody::full)))
             }
-            // Left above, or replaced by what the retry decided.
+            // Replaced above by what followed.
             KindProj::Waiting { .. } => Poll::Ready(Ok(server_error().map(ResponseBody::full))),
         }
     }

@@ -75,6 +75,7 @@
 
 mod body;
 pub(crate) mod credential;
+pub(crate) mod dpop;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
@@ -90,12 +91,15 @@ use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use self::credential::Credential;
+pub(crate) use self::dpop::DpopGuard;
+use self::dpop::Refused;
 use crate::audit::{self, Action, Outcome, TokenRef};
 use crate::challenge::{
-    self, Denial, DenialKind, LocalCompletion, MfaRequirements, MfaTokenClaims, Sealer, SealingKey,
-    SealingKeys, StepUpChallenge,
+    self, Denial, DenialKind, LocalCompletion, MfaRequirements, MfaTokenClaims, RequestScheme,
+    Sealer, SealingKey, SealingKeys, StepUpChallenge,
 };
 use crate::clock::{self, Clock, SharedClock};
+use crate::dpop::{CheckedProof, DpopConfig, JtiStore};
 use crate::error::{is_header_param_safe, ConfigError};
 use crate::policy::{Policy, PolicyKind, RouteTable, StepUp, Unmet};
 use crate::random;
@@ -137,6 +141,8 @@ struct GuardInner {
     requirements: Box<RequirementsFn>,
     rejection: Option<Box<dyn Rejection>>,
     revocations: Revocations,
+    /// `None`: this guard does not accept DPoP, and refuses every bound token.
+    dpop: Option<DpopGuard>,
 }
 
 /// Where a layer finds the policy of a request.
@@ -158,10 +164,22 @@ impl PolicySource {
 /// token was presented.
 type Refusal = (DenialKind, Option<TokenError>);
 
+/// A verified access token, as the request presented it.
+struct Presented<'a> {
+    claims: Claims,
+    /// The time the token was verified at.
+    now: u64,
+    scheme: RequestScheme,
+    token: &'a str,
+}
+
 /// The outcome for one request.
 pub(crate) enum Decision {
     /// Call the inner service, with these claims in the extensions (none: anonymous).
     Pass(Option<Claims>),
+    /// Call the inner service with these claims once the DPoP proof's `jti` is used
+    /// for the first time ([`Guard::use_proof`]), at this time; refuse otherwise.
+    PassOnce(Claims, Box<CheckedProof>, u64),
     /// Refuse, for this reason; rendered at the edge ([`Guard::render`]).
     Deny(Denial),
 }
@@ -174,16 +192,46 @@ impl Guard {
 
     /// A layer for a whole service, with policies from `table`.
     pub fn route_table(&self, table: RouteTable) -> Result<StepUpLayer, ConfigError> {
+        let table = table.compile()?;
+        self.can_require_dpop(table.requires_dpop())?;
         Ok(StepUpLayer::new(
             self.clone(),
-            PolicySource::Table(Box::new(table.compile()?)),
+            PolicySource::Table(Box::new(table)),
         ))
     }
 
     /// A layer that applies `policy` to every request it sees: one route's layer.
     pub fn require(&self, policy: Policy) -> Result<StepUpLayer, ConfigError> {
         policy.validate()?;
+        self.can_require_dpop(policy.requires_dpop())?;
         Ok(StepUpLayer::new(self.clone(), PolicySource::Fixed(policy)))
+    }
+
+    /// A policy may require DPoP only of a guard that accepts it.
+    fn can_require_dpop(&self, required: bool) -> Result<(), ConfigError> {
+        if required && self.inner.dpop.is_none() {
+            return Err(ConfigError::invalid(
+                "require_dpop",
+                "the guard does not accept DPoP (GuardBuilder::dpop)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The guard's DPoP side, if it accepts DPoP (the completion endpoints check their
+    /// proofs with it).
+    #[allow(dead_code)] // the completion endpoints check proofs with it (issue 19, next)
+    pub(crate) fn dpop(&self) -> Option<&DpopGuard> {
+        self.inner.dpop.as_ref()
+    }
+
+    /// Uses the proof of a request decided [`Decision::PassOnce`]: `Ok(())` the first
+    /// time; a replay is `invalid_dpop_proof`, a store error `503`.
+    pub(crate) async fn use_proof(&self, proof: &CheckedProof, now: u64) -> Result<(), Denial> {
+        match &self.inner.dpop {
+            Some(dpop) => dpop.use_once(proof, now).await,
+            None => Err(Denial::new(DenialKind::ServerError)),
+        }
     }
 
     /// The token verifier (e.g. to rotate its keys).
@@ -222,7 +270,8 @@ impl Guard {
         Arc::clone(&self.inner.clock)
     }
 
-    /// Decides one request. Synchronous: nothing here waits on I/O.
+    /// Decides one request. Synchronous: nothing here waits on I/O (the one store call
+    /// of a DPoP request is left to the caller: [`Decision::PassOnce`]).
     pub(crate) fn decide(
         &self,
         policy: &Policy,
@@ -230,51 +279,114 @@ impl Guard {
         path: &str,
         headers: &HeaderMap,
     ) -> Decision {
-        let inner = &*self.inner;
         if matches!(policy.kind(), PolicyKind::MfaVerify) {
             return Decision::Pass(None);
         }
-        let public = matches!(policy.kind(), PolicyKind::Public);
-        // A token verified before needs neither the syntax checks nor the signature: one
-        // lookup decides. Anything else takes the full path. (The clock is read only
-        // when there is a token: a public route without one does not pay for it.)
-        let mut now = None;
-        let cached = credential::bearer_candidate(headers).and_then(|token| {
-            let t = inner.clock.now();
-            now = Some(t);
-            inner
-                .verifier
-                .cached(token, t)
-                .map(|verified| (verified.claims, t))
-        });
-        let (claims, now) = match cached {
-            Some(hit) => hit,
-            None => match self.verify_credential(headers, public, now) {
-                Ok(Some(verified)) => verified,
-                Ok(None) => return Decision::Pass(None),
-                Err((kind, error)) => return Decision::Deny(Denial::refused(kind, error)),
-            },
-        };
-        match self
-            .bound_denial(&claims, public)
-            .or_else(|| self.session_denial(&claims, public, now))
-        {
-            None => self.authorize(policy, claims, method, path, now),
-            Some(_) if public => Decision::Pass(None),
-            Some(denial) => Decision::Deny(denial),
+        match self.decide_token(policy, method, path, headers) {
+            Decision::Deny(denial) => Decision::Deny(match &self.inner.dpop {
+                Some(dpop) => dpop.finish(denial, credential::scheme(headers)),
+                None => denial,
+            }),
+            decided => decided,
         }
     }
 
-    /// The refusal of a token bound to a DPoP key (`cnf.jkt`) presented without a proof:
-    /// a sender-constrained token is not a bearer token (RFC 9449 §7.2), whoever issued
-    /// it. This layer does not check DPoP proofs yet (issue 19), so every bound token is
-    /// refused, never taken as a bearer token.
-    fn bound_denial(&self, claims: &Claims, public: bool) -> Option<Denial> {
-        claims.dpop_jkt()?;
-        if !public {
-            denied("dpop_bound_token_without_proof", Some(claims.sub()), None);
+    /// [`decide`](Self::decide) for a route that is not the verify endpoint.
+    fn decide_token(
+        &self,
+        policy: &Policy,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Decision {
+        let public = matches!(policy.kind(), PolicyKind::Public);
+        let presented = match self.presented(headers, public) {
+            Ok(Some(presented)) => presented,
+            Ok(None) => return Decision::Pass(None),
+            Err((kind, error)) => return Decision::Deny(Denial::refused(kind, error)),
+        };
+        let now = presented.now;
+        let checked = match self.session_denial(&presented.claims, public, now) {
+            None => self.bind(&presented, policy, (headers, method, path), public),
+            Some(denial) => Err(denial),
+        };
+        let proof = match checked {
+            Ok(proof) => proof,
+            Err(_) if public => return Decision::Pass(None),
+            Err(denial) => return Decision::Deny(denial),
+        };
+        match (
+            self.authorize(policy, presented.claims, method, path, now),
+            proof,
+        ) {
+            (Decision::Pass(Some(claims)), Some(proof)) => Decision::PassOnce(claims, proof, now),
+            (decided, _) => decided,
         }
-        Some(Denial::refused(DenialKind::InvalidToken, None))
+    }
+
+    /// The verified token of the request: `Ok(None)` lets a public route through without
+    /// claims.
+    ///
+    /// A token verified before needs neither the syntax checks nor the signature: one
+    /// lookup decides. Anything else takes the full path. (The clock is read only when
+    /// there is a token: a public route without one does not pay for it.)
+    fn presented<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        public: bool,
+    ) -> Result<Option<Presented<'h>>, Refusal> {
+        let inner = &*self.inner;
+        let mut now = None;
+        let cached = credential::candidate(headers)
+            .filter(|(scheme, _)| *scheme == RequestScheme::Bearer || inner.dpop.is_some())
+            .and_then(|(scheme, token)| {
+                let t = inner.clock.now();
+                now = Some(t);
+                let verified = inner.verifier.cached(token, t)?;
+                Some(Presented {
+                    claims: verified.claims,
+                    now: t,
+                    scheme,
+                    token,
+                })
+            });
+        match cached {
+            Some(hit) => Ok(Some(hit)),
+            None => self.verify_credential(headers, public, now),
+        }
+    }
+
+    /// The proof of DPoP request `presented`, checked (`Ok(None)` for a bearer token the
+    /// route takes as one); or the refusal. Without DPoP on the guard a token bound to a
+    /// key is refused: a sender-constrained token is not a bearer token (RFC 9449 §7.2),
+    /// whoever issued it.
+    fn bind(
+        &self,
+        presented: &Presented<'_>,
+        policy: &Policy,
+        request: (&HeaderMap, &Method, &str),
+        public: bool,
+    ) -> Result<Option<Box<CheckedProof>>, Denial> {
+        let claims = &presented.claims;
+        let dpop = self.inner.dpop.as_ref();
+        let bound = match dpop {
+            Some(dpop) => dpop.bind(
+                claims,
+                presented.scheme,
+                presented.token,
+                policy.requires_dpop(),
+                request,
+                presented.now,
+            ),
+            None if claims.dpop_jkt().is_some() => Err(Refused::BoundAsBearer),
+            None => Ok(None),
+        };
+        bound.map(|proof| proof.map(Box::new)).map_err(|refused| {
+            if !public {
+                denied(refused.reason(), Some(claims.sub()), None);
+            }
+            refused.denial(dpop)
+        })
     }
 
     /// The refusal of an access token whose session has ended, or that this replica
@@ -304,6 +416,9 @@ impl Guard {
         }
         match credential::extract(headers, self.inner.cookie.as_deref()) {
             Credential::Bearer(token) => self.inner.verifier.unknown_key_wait(token),
+            Credential::Dpop(token) if self.inner.dpop.is_some() => {
+                self.inner.verifier.unknown_key_wait(token)
+            }
             _ => None,
         }
     }
@@ -312,17 +427,19 @@ impl Guard {
     /// route through without claims.
     ///
     /// `now` is the time already read, if any; the claims come back with the time used.
-    fn verify_credential(
+    fn verify_credential<'h>(
         &self,
-        headers: &HeaderMap,
+        headers: &'h HeaderMap,
         public: bool,
         now: Option<u64>,
-    ) -> Result<Option<(Claims, u64)>, Refusal> {
+    ) -> Result<Option<Presented<'h>>, Refusal> {
         let inner = &*self.inner;
-        let token = match credential::extract(headers, inner.cookie.as_deref()) {
-            Credential::Bearer(token) => token,
-            Credential::None if public => return Ok(None),
-            Credential::None => {
+        let (scheme, token) = match credential::extract(headers, inner.cookie.as_deref()) {
+            Credential::Bearer(token) => (RequestScheme::Bearer, token),
+            Credential::Dpop(token) if inner.dpop.is_some() => (RequestScheme::Dpop, token),
+            // Another scheme: no credential of ours.
+            Credential::None | Credential::Dpop(_) if public => return Ok(None),
+            Credential::None | Credential::Dpop(_) => {
                 denied("missing_credential", None, None);
                 return Err((DenialKind::MissingCredential, None));
             }
@@ -338,7 +455,12 @@ impl Guard {
                 denied("partial_token", Some(v.claims.sub()), Some(token));
                 Err((DenialKind::MfaIncomplete, None))
             }
-            Ok(v) => Ok(Some((v.claims, now))),
+            Ok(v) => Ok(Some(Presented {
+                claims: v.claims,
+                now,
+                scheme,
+                token,
+            })),
             Err(_) if public => Ok(None),
             // An expired partial token leads back to sign-in, not to a refresh.
             Err(
@@ -456,6 +578,7 @@ impl Guard {
                     exp: now.saturating_add(self.inner.mfa_token_ttl),
                     scope: claims.scope().map(str::to_owned),
                     amr: claims.amr().to_vec(),
+                    jkt: claims.dpop_jkt().map(str::to_owned),
                 })
             });
         sealed.map_err(|e| match e {
@@ -561,6 +684,7 @@ impl fmt::Debug for Guard {
             .field("step_up_status", &self.inner.step_up_status)
             .field("mfa_token_ttl", &self.inner.mfa_token_ttl)
             .field("rejection", &self.inner.rejection.is_some())
+            .field("dpop", &self.inner.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -579,6 +703,7 @@ pub struct GuardBuilder {
     requirements: Option<Box<RequirementsFn>>,
     rejection: Option<Box<dyn Rejection>>,
     revocations: Option<Revocations>,
+    dpop: Option<(DpopConfig, String, Arc<dyn JtiStore>)>,
 }
 
 impl GuardBuilder {
@@ -702,6 +827,29 @@ impl GuardBuilder {
         self
     }
 
+    /// Accepts DPoP-bound access tokens (RFC 9449): `Authorization: DPoP <token>` with a
+    /// `DPoP` proof, checked by `config` (algorithms, the `iat` window), with `htu`
+    /// compared to `public_url` (the scheme, host and path prefix clients use, e.g.
+    /// `https://api.example`; never the request's `Host`) plus the request path, and each
+    /// proof's `jti` used once through `store` (share it between replicas: every
+    /// [`Store`](crate::store::Store) is a [`JtiStore`]).
+    ///
+    /// Without this, a token bound to a key (`cnf.jkt`) is refused, and `DPoP` is not a
+    /// scheme the guard reads. With it, a bound token is accepted only with a proof of its
+    /// key, a bearer token still passes where the policy does not
+    /// [require DPoP](Policy::require_dpop), and every challenge advertises DPoP.
+    /// The completion endpoints of this guard accept proofs too and bind the tokens they
+    /// issue to the proof's key.
+    pub fn dpop(
+        mut self,
+        config: DpopConfig,
+        public_url: impl Into<String>,
+        store: impl JtiStore,
+    ) -> Self {
+        self.dpop = Some((config, public_url.into(), Arc::new(store)));
+        self
+    }
+
     /// Checks the configuration and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let verifier = self.verifier.ok_or(ConfigError::Missing("verifier"))?;
@@ -722,6 +870,10 @@ impl GuardBuilder {
                 return Err(ConfigError::invalid("cookie", "not a cookie name"));
             }
         }
+        let dpop = match self.dpop {
+            Some((config, url, store)) => Some(DpopGuard::new(config, url, store)?),
+            None => None,
+        };
         let ttl = self.mfa_token_ttl.unwrap_or(DEFAULT_MFA_TOKEN_TTL);
         if ttl.is_zero() || ttl > Duration::from_secs(600) {
             return Err(ConfigError::invalid("mfa_token_ttl", "1 to 600 s"));
@@ -744,6 +896,7 @@ impl GuardBuilder {
                     .unwrap_or_else(|| Box::new(|_| MfaRequirements::challenge(["otp"]))),
                 rejection: self.rejection,
                 revocations: self.revocations.unwrap_or_default(),
+                dpop,
             }),
         })
     }

@@ -6,6 +6,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{Decision, Guard, PolicySource, ResponseBody, ResponseFuture};
+use crate::challenge::Denial;
 use crate::token::Claims;
 
 /// The service built by [`StepUpLayer`](super::StepUpLayer).
@@ -45,14 +46,16 @@ impl<S> StepUpService<S> {
     }
 }
 
-/// The service needs `S: Clone` (as tower-http's async authorization does) for one rare
-/// path: a token that names a key its issuer's source does not have yet waits for the
-/// source to fetch it, and the request then goes to the inner service taken out of this
+/// The service needs `S: Clone` (as tower-http's async authorization does) for two paths
+/// that wait before calling it: a token that names a key its issuer's source does not
+/// have yet waits for the source to fetch it, and a DPoP request waits for its proof's
+/// single use in the store. The request then goes to the inner service taken out of this
 /// one (a clone, not yet ready, stays behind).
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for StepUpService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     ReqBody: Send + 'static,
+    ResBody: 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -79,6 +82,7 @@ impl<S> StepUpService<S> {
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         ReqBody: Send + 'static,
+        ResBody: 'static,
     {
         let policy = self.source.policy_for(req.method(), req.uri().path());
         let denial = match self
@@ -86,21 +90,51 @@ impl<S> StepUpService<S> {
             .decide(policy, req.method(), req.uri().path(), req.headers())
         {
             Decision::Pass(claims) => return self.pass(req, claims),
+            Decision::PassOnce(claims, proof, now) => {
+                let mut ready = self.take_ready();
+                return ResponseFuture::deferred(Box::pin(async move {
+                    match ready.guard.use_proof(&proof, now).await {
+                        Ok(()) => ready.pass(req, Some(claims)),
+                        Err(denial) => ready.reject(req, denial),
+                    }
+                }));
+            }
             Decision::Deny(denial) => denial,
         };
         if let Some(wait) = may_wait
             .then(|| self.guard.key_wait(&denial, req.headers()))
             .flatten()
         {
-            let clone = self.inner.clone();
-            let mut ready = StepUpService {
-                inner: std::mem::replace(&mut self.inner, clone),
-                guard: self.guard.clone(),
-                source: Arc::clone(&self.source),
-            };
+            let mut ready = self.take_ready();
             return ResponseFuture::waiting(wait, Box::new(move || ready.handle(req, false)));
         }
-        // Decided; rendered once, here at the edge. The request goes no further.
+        self.reject(req, denial)
+    }
+
+    /// This service, holding the inner service made ready by `poll_ready`, for a request
+    /// decided later; a clone, not yet ready, stays behind.
+    fn take_ready(&mut self) -> Self
+    where
+        S: Clone,
+    {
+        let clone = self.inner.clone();
+        StepUpService {
+            inner: std::mem::replace(&mut self.inner, clone),
+            guard: self.guard.clone(),
+            source: Arc::clone(&self.source),
+        }
+    }
+
+    /// Refuses `req`: decided, and rendered once, here at the edge. The request goes no
+    /// further.
+    fn reject<ReqBody, ResBody>(
+        &self,
+        req: Request<ReqBody>,
+        denial: Denial,
+    ) -> ResponseFuture<S::Future, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         let (parts, _body) = req.into_parts();
         ResponseFuture::rejected(self.guard.render(denial, &parts))
     }

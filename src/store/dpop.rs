@@ -8,35 +8,9 @@
 use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
+pub use crate::dpop::{DpopUse, MAX_DPOP_PROOFS_PER_KEY};
+use crate::dpop::{JtiFuture, JtiStore, JtiStoreError};
 use crate::factor::recovery::hex;
-
-/// How many live proof `jti`s one key (one `jkt`) can have:
-/// [`Store::use_dpop_proof`](super::Store::use_dpop_proof) answers
-/// [`DpopUse::TooMany`] past it.
-///
-/// A client signs a fresh proof for every request, and each `jti` is remembered while the
-/// proof's `iat` is accepted (the window, a minute or two). 1,000 live proofs a key leave
-/// an honest client about 16 requests a second over a one-minute window (8 over two
-/// minutes), far more than one user's client sends, while what one key makes the store
-/// keep stays bounded: about 100 KB in `MemoryStore` (a `jti` is its 32-byte digest and
-/// its expiry), about 100 KB in one Redis sorted set. A flood of proofs from one key is
-/// refused instead of filling the store: the key's other proofs, and other keys, are
-/// untouched.
-pub const MAX_DPOP_PROOFS_PER_KEY: usize = 1_000;
-
-/// What [`Store::use_dpop_proof`](super::Store::use_dpop_proof) found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DpopUse {
-    /// The first use of this `jti` with this key: it is remembered now, until its expiry.
-    Fresh,
-    /// This `jti` was used with this key before and is still remembered: a replayed proof.
-    Replayed,
-    /// The key has [`MAX_DPOP_PROOFS_PER_KEY`] live `jti`s already: this one is neither
-    /// accepted nor remembered (the request is refused; a new proof is accepted once
-    /// some of the key's expire).
-    TooMany,
-}
 
 /// The SHA-256 of `s`: what the client chose, in a fixed size.
 pub(crate) fn digest(s: &str) -> [u8; 32] {
@@ -72,6 +46,24 @@ pub(crate) async fn consume_once<S: Store + ?Sized>(
     } else {
         DpopUse::Replayed
     })
+}
+
+/// Every store remembers DPoP proofs for the layer, through
+/// [`Store::use_dpop_proof`]: the layer and the completion endpoints share one store.
+impl<S: Store + ?Sized> JtiStore for S {
+    fn use_proof<'a>(
+        &'a self,
+        jkt: &'a str,
+        jti: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> JtiFuture<'a> {
+        Box::pin(async move {
+            self.use_dpop_proof(jkt, jti, expires_at, now)
+                .await
+                .map_err(|e| JtiStoreError(e.to_string()))
+        })
+    }
 }
 
 #[cfg(test)]
