@@ -60,6 +60,7 @@ impl<F, B> ResponseFuture<F, B> {
         F: 'static,
         B: 'static,
     {
+        #[allow(clippy::async_yields_async)] // the response future that follows
         Self::deferred(Box::pin(async move {
             wait.await;
             retry()

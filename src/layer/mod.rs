@@ -306,14 +306,17 @@ impl Guard {
             Err((kind, error)) => return Decision::Deny(Denial::refused(kind, error)),
         };
         let now = presented.now;
-        let checked = match self.session_denial(&presented.claims, public, now) {
-            None => self.bind(&presented, policy, (headers, method, path), public),
-            Some(denial) => Err(denial),
-        };
-        let proof = match checked {
+        if let Some(denial) = self.session_denial(&presented.claims, public, now) {
+            return if public {
+                Decision::Pass(None)
+            } else {
+                Decision::Deny(denial)
+            };
+        }
+        let proof = match self.bind(&presented, policy, (headers, method, path), public) {
             Ok(proof) => proof,
             Err(_) if public => return Decision::Pass(None),
-            Err(denial) => return Decision::Deny(denial),
+            Err(refused) => return Decision::Deny(refused.denial(self.inner.dpop.as_ref())),
         };
         match (
             self.authorize(policy, presented.claims, method, path, now),
@@ -357,7 +360,7 @@ impl Guard {
     }
 
     /// The proof of DPoP request `presented`, checked (`Ok(None)` for a bearer token the
-    /// route takes as one); or the refusal. Without DPoP on the guard a token bound to a
+    /// route takes as one); or why it is refused. Without DPoP on the guard a token bound to a
     /// key is refused: a sender-constrained token is not a bearer token (RFC 9449 §7.2),
     /// whoever issued it.
     fn bind(
@@ -366,10 +369,9 @@ impl Guard {
         policy: &Policy,
         request: (&HeaderMap, &Method, &str),
         public: bool,
-    ) -> Result<Option<Box<CheckedProof>>, Denial> {
+    ) -> Result<Option<Box<CheckedProof>>, Refused> {
         let claims = &presented.claims;
-        let dpop = self.inner.dpop.as_ref();
-        let bound = match dpop {
+        let bound = match &self.inner.dpop {
             Some(dpop) => dpop.bind(
                 claims,
                 presented.scheme,
@@ -381,12 +383,13 @@ impl Guard {
             None if claims.dpop_jkt().is_some() => Err(Refused::BoundAsBearer),
             None => Ok(None),
         };
-        bound.map(|proof| proof.map(Box::new)).map_err(|refused| {
-            if !public {
-                denied(refused.reason(), Some(claims.sub()), None);
-            }
-            refused.denial(dpop)
-        })
+        bound
+            .map(|proof| proof.map(Box::new))
+            .inspect_err(|refused| {
+                if !public {
+                    denied(refused.reason(), Some(claims.sub()), None);
+                }
+            })
     }
 
     /// The refusal of an access token whose session has ended, or that this replica

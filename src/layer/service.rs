@@ -92,6 +92,8 @@ impl<S> StepUpService<S> {
             Decision::Pass(claims) => return self.pass(req, claims),
             Decision::PassOnce(claims, proof, now) => {
                 let mut ready = self.take_ready();
+                // The block's value is the response future that follows, polled next.
+                #[allow(clippy::async_yields_async)]
                 return ResponseFuture::deferred(Box::pin(async move {
                     match ready.guard.use_proof(&proof, now).await {
                         Ok(()) => ready.pass(req, Some(claims)),

@@ -138,7 +138,8 @@ pub fn jti() -> String {
 /// An HS256-signed "proof" (a symmetric algorithm, refused by every DPoP checker).
 pub fn hs256_proof(secret: &[u8], htm: &str, htu: &str, iat: u64) -> String {
     use hmac_free::hs256;
-    let header = json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": b64(secret)}});
+    let header =
+        json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": b64(secret)}});
     let claims = json!({"jti": jti(), "htm": htm, "htu": htu, "iat": iat});
     let input = format!(
         "{}.{}",
