@@ -51,6 +51,7 @@
 //! would revoke the session). The retry happens once; a second challenge is returned
 //! to the caller.
 
+pub(crate) mod dpop;
 mod layer;
 
 use std::future::{poll_fn, Future};
@@ -64,6 +65,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
 use tower_service::Service;
 
+pub use self::dpop::{DpopKey, DpopKeyError};
 pub use self::layer::{AuthLayer, AuthService, ResponseFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::flow::{

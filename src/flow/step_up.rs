@@ -123,6 +123,14 @@ fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
     )
 }
 
+impl crate::client::dpop::WwwAuthenticate {
+    /// Whether a `DPoP` or `Bearer` challenge of `headers` carries `error="<error>"`
+    /// ([`www_authenticate::pick`]).
+    pub(crate) fn has_error(headers: &HeaderMap, error: &str) -> bool {
+        www_authenticate::pick(&challenges(headers), Some(error)).is_some()
+    }
+}
+
 /// Space-separated ACR values within the bounds, or `None` (empty, too many, too long,
 /// or a character outside `NQCHAR`).
 fn acr_list(s: &str) -> Option<Vec<String>> {
