@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{Either, Full};
@@ -15,9 +15,7 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{
-    bearer_value, field, read, AuthClient, BoxError, Challenge, ClientError, CodeProvider,
-};
+use super::{field, read, AuthClient, BoxError, Challenge, ClientError, CodeProvider, Secret};
 use crate::flow::DelegatedStepUp;
 use crate::layer::DEFAULT_MFA_TOKEN_TTL;
 use crate::wire::{ErrorCode, EXPIRES_IN, TOKEN_EXPIRED};
@@ -150,12 +148,15 @@ where
             });
         }
         let retry = self.inner.clone();
+        // For the nonce retries (RFC 9449 §9), at most one per request sent.
+        let spare = self.inner.clone();
         let client = self.client.clone();
         let codes = self.codes.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let body = read(body).await?;
-            let again = |token: &super::Secret| -> Result<Request<Full<Bytes>>, ClientError> {
+            // The request with `token` (and a fresh proof with DPoP); `true` if a proof.
+            let again = |token: &Secret| -> Result<(Request<Full<Bytes>>, bool), ClientError> {
                 let mut req = Request::builder()
                     .method(parts.method.clone())
                     .uri(parts.uri.clone())
@@ -163,16 +164,23 @@ where
                     .body(Full::new(body.clone()))
                     .map_err(|e| ClientError::Transport(e.into()))?;
                 *req.headers_mut() = parts.headers.clone();
-                req.headers_mut()
-                    .insert(AUTHORIZATION, bearer_value(token)?);
-                Ok(req)
+                let proved = client.authorize(
+                    req.headers_mut(),
+                    &parts.method,
+                    &parts.uri,
+                    Some(token),
+                    false,
+                )?;
+                Ok((req, proved))
             };
 
             let token = client.access_token().await?;
+            let (req, proved) = again(&token)?;
             let res = ready
-                .call(again(&token)?)
+                .call(req)
                 .await
                 .map_err(|e| ClientError::Transport(e.into()))?;
+            let res = nonce_retry(&client, res, proved, || again(&token), spare.clone()).await?;
             if !is_json_refusal(&res) && !is_step_up_challenge(&res) {
                 return Ok(res.map(Either::Left));
             }
@@ -207,10 +215,37 @@ where
                 ));
             }
             let token = client.access_token().await?;
-            let res = super::send(retry, again(&token)?).await?;
+            let (req, proved) = again(&token)?;
+            let res = super::send(retry, req).await?;
+            let res = nonce_retry(&client, res, proved, || again(&token), spare).await?;
             Ok(res.map(Either::Left))
         })
     }
+}
+
+/// Remembers the server's nonce from `res`; if `res` asks for it (`401`, a
+/// `use_dpop_nonce` challenge, a `DPoP-Nonce` header) and the request carried a proof,
+/// sends the request once more, rebuilt with a new proof carrying the nonce, and
+/// returns that answer whatever it is.
+async fn nonce_retry<S, T, B>(
+    client: &AuthClient<S>,
+    res: Response<B>,
+    proved: bool,
+    rebuild: impl FnOnce() -> Result<(Request<Full<Bytes>>, bool), ClientError>,
+    service: T,
+) -> Result<Response<B>, ClientError>
+where
+    T: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    T::Error: Into<BoxError>,
+{
+    client.learn_nonce(res.headers());
+    if !proved || !super::dpop::asks_for_nonce(res.status(), res.headers(), None) {
+        return Ok(res);
+    }
+    let (req, _) = rebuild()?;
+    let res = super::send(service, req).await?;
+    client.learn_nonce(res.headers());
+    Ok(res)
 }
 
 /// Whether an answer may ask the layer for something: a `401` or `403` with a JSON body
@@ -309,6 +344,7 @@ fn delegated(status: StatusCode, headers: &http::HeaderMap, detail: &Value) -> R
 mod tests {
     use std::sync::Mutex;
 
+    use http::header::AUTHORIZATION;
     use serde_json::json;
     use tower::{service_fn, ServiceExt};
 

@@ -51,10 +51,11 @@
 //! would revoke the session). The retry happens once; a second challenge is returned
 //! to the caller.
 
+pub(crate) mod dpop;
 mod layer;
 
 use std::future::{poll_fn, Future};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -64,6 +65,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
 use tower_service::Service;
 
+pub use self::dpop::{DpopKey, DpopKeyError};
 pub use self::layer::{AuthLayer, AuthService, ResponseFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::flow::{
@@ -112,6 +114,14 @@ pub enum ClientError {
     /// The base URL and a path do not make a URI.
     #[error("invalid URI: {0}")]
     Uri(String),
+    /// A DPoP proof could not be made (the random source or the signature backend
+    /// failed).
+    #[error("DPoP: {0}")]
+    Dpop(#[from] DpopKeyError),
+    /// The server issued a DPoP-bound access token (`token_type: "DPoP"`) to a client
+    /// without a DPoP key: it cannot be used, and is never sent as a bearer token.
+    #[error("the server issued a DPoP-bound token to a client without a DPoP key")]
+    DpopWithoutKey,
 }
 
 /// A second factor the user gives.
@@ -202,9 +212,19 @@ pub struct AuthClientBuilder {
     paths: Paths,
     clock: Arc<dyn Clock>,
     refresh_early: u64,
+    dpop: Option<DpopKey>,
 }
 
 impl AuthClientBuilder {
+    /// Sender-constrained tokens (DPoP, RFC 9449) with `key`: every request to the
+    /// server carries a fresh proof signed with it (see [DPoP](AuthClient#dpop)), and the
+    /// server binds the tokens it issues to it. E.g.
+    /// `.dpop(DpopKey::generate_es256()?)`.
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
     /// The endpoint paths.
     pub fn paths(mut self, paths: Paths) -> Self {
         self.paths = paths;
@@ -242,12 +262,33 @@ impl AuthClientBuilder {
                 clock: self.clock,
                 refresh_early: self.refresh_early,
                 state: tokio::sync::Mutex::new(State::default()),
+                dpop: self.dpop,
+                nonce: Mutex::new(None),
+                issued: Mutex::new(None),
             }),
         })
     }
 }
 
 /// Drives the flow against a server: see the [module docs](self).
+///
+/// # DPoP
+/// With a key ([`AuthClientBuilder::dpop`]), every request the client makes to its
+/// server — login, verify, refresh, logout, and the API calls through its
+/// [layer](AuthClient::layer) — carries a fresh proof in the `DPoP` header (RFC 9449
+/// §4), its `htu` the request's URL (scheme, host, port, path). A request that sends the
+/// access token sends it as `Authorization: DPoP <token>` with the token's hash (`ath`)
+/// in the proof; login and refresh send the proof alone.
+///
+/// - The scheme of an access token is its token response's `token_type`: a server that
+///   answers `"Bearer"` (one without DPoP) keeps getting bearer tokens, and API calls to
+///   it carry no proof (the auth endpoints still do). A `"DPoP"` token is never sent as
+///   `Bearer`; without a key the client refuses one ([`ClientError::DpopWithoutKey`]).
+/// - Nonces (RFC 9449 §8): the last `DPoP-Nonce` the server sent goes in every later
+///   proof. An answer that asks for it (`401` with a `use_dpop_nonce` challenge, or `400`
+///   with a `use_dpop_nonce` error, and a `DPoP-Nonce` header) is retried once with a new
+///   proof carrying the nonce; a second such answer is returned, never retried again.
+/// - A request to another origin gets neither the token nor a proof.
 pub struct AuthClient<S> {
     inner: Arc<Inner<S>>,
 }
@@ -270,6 +311,27 @@ struct Inner<S> {
     refresh_early: u64,
     /// The flow; held across a whole flow operation, so operations are serialized.
     state: tokio::sync::Mutex<State>,
+    /// The DPoP key, if the client uses DPoP.
+    dpop: Option<DpopKey>,
+    /// The last `DPoP-Nonce` the server (the base URL's origin, the only one proofs go
+    /// to) sent: put in every later proof.
+    nonce: Mutex<Option<String>>,
+    /// The access token of the last token response and how it is presented.
+    issued: Mutex<Option<(Secret, Scheme)>>,
+}
+
+/// How an access token is presented (RFC 9449 §7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    /// `Authorization: Bearer`, no proof needed.
+    Bearer,
+    /// `Authorization: DPoP`, with a proof carrying `ath`.
+    Dpop,
+}
+
+/// A lock that a panic elsewhere did not poison for good (its data is a plain value).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The origin of an absolute URI (RFC 6454): scheme and host, lowercased, and port,
@@ -300,6 +362,71 @@ impl<S> AuthClient<S> {
     /// is not).
     pub(crate) fn is_own_origin(&self, uri: &Uri) -> bool {
         Origin::of(uri).as_ref() == Some(&self.inner.origin)
+    }
+
+    /// The DPoP key, if the client uses DPoP.
+    pub fn dpop_key(&self) -> Option<&DpopKey> {
+        self.inner.dpop.as_ref()
+    }
+
+    /// How `token` is presented: as its token response said (`Bearer` without a key);
+    /// with a key, a token whose response was not seen is taken as DPoP-bound (never
+    /// sent as Bearer).
+    fn scheme_of(&self, token: &Secret) -> Scheme {
+        if self.inner.dpop.is_none() {
+            return Scheme::Bearer;
+        }
+        match &*lock(&self.inner.issued) {
+            Some((issued, scheme)) if issued == token => *scheme,
+            _ => Scheme::Dpop,
+        }
+    }
+
+    /// Sets the `Authorization` header (`token`, in its scheme) and the `DPoP` proof of a
+    /// request to the own origin. A proof goes with every request to the auth
+    /// `endpoint`s, and with the API calls whose token is DPoP-bound; it carries `ath`
+    /// when a token is sent. `true` if a proof was added.
+    pub(crate) fn authorize(
+        &self,
+        headers: &mut HeaderMap,
+        method: &Method,
+        uri: &Uri,
+        token: Option<&Secret>,
+        endpoint: bool,
+    ) -> Result<bool, ClientError> {
+        let scheme = token.map(|t| (t, self.scheme_of(t)));
+        if let Some((token, scheme)) = scheme {
+            headers.insert(AUTHORIZATION, authorization_value(token, scheme)?);
+        }
+        let Some(key) = &self.inner.dpop else {
+            return Ok(false);
+        };
+        if !endpoint && !matches!(scheme, Some((_, Scheme::Dpop))) {
+            return Ok(false);
+        }
+        let htu = dpop::htu_of(uri).map_err(DpopKeyError::from)?;
+        let nonce = lock(&self.inner.nonce).clone();
+        let proof = key.proof(
+            method,
+            htu.as_str(),
+            token.map(Secret::expose),
+            nonce.as_deref(),
+            self.inner.clock.now(),
+        )?;
+        let value = HeaderValue::try_from(proof).map_err(|e| ClientError::Transport(e.into()))?;
+        headers.insert(crate::dpop::DPOP_HEADER, value);
+        Ok(true)
+    }
+
+    /// Remembers the server's nonce from an answer's `DPoP-Nonce` header (RFC 9449 §8.2:
+    /// any answer may carry a new one).
+    pub(crate) fn learn_nonce(&self, headers: &HeaderMap) {
+        if self.inner.dpop.is_none() {
+            return;
+        }
+        if let Some(nonce) = dpop::nonce_of(headers) {
+            *lock(&self.inner.nonce) = Some(nonce);
+        }
     }
 }
 
@@ -348,6 +475,12 @@ impl Answer {
         }
     }
 
+    /// Whether the answer asks for a proof with the server's nonce (after the one retry:
+    /// the server's nonce could not be satisfied, nothing was decided).
+    fn asks_for_nonce(&self) -> bool {
+        dpop::asks_for_nonce(self.status, &self.headers, Some(&self.body))
+    }
+
     /// The token response of DESIGN §4 (`access_token`, `expires_in`, `refresh_token`).
     fn session(&self, now: u64) -> Option<Session> {
         let access = field(&self.body, "access_token").as_str()?;
@@ -376,6 +509,7 @@ impl AuthClient<()> {
             paths: Paths::default(),
             clock: Arc::new(SystemClock),
             refresh_early: 10,
+            dpop: None,
         }
     }
 }
@@ -404,29 +538,66 @@ where
             .map_err(|e: http::uri::InvalidUri| ClientError::Uri(e.to_string()))
     }
 
-    /// `POST` a JSON body, read the JSON answer.
+    /// `POST` a JSON body (with the access token, if given), read the JSON answer. With
+    /// DPoP, an answer that asks for the server's nonce is retried once with it.
     async fn post(
         &self,
         path: &str,
         body: Value,
-        bearer: Option<&Secret>,
+        access: Option<&Secret>,
     ) -> Result<Answer, ClientError> {
-        let mut req = Request::post(self.uri(path)?)
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| ClientError::Transport(e.into()))?;
-        if let Some(token) = bearer {
-            req.headers_mut()
-                .insert(AUTHORIZATION, bearer_value(token)?);
+        let uri = self.uri(path)?;
+        let body = Bytes::from(body.to_string());
+        let (answer, proved) = self.post_once(&uri, body.clone(), access).await?;
+        if proved && answer.asks_for_nonce() {
+            return Ok(self.post_once(&uri, body, access).await?.0);
         }
+        Ok(answer)
+    }
+
+    /// One `POST`; `true` beside the answer if it carried a proof.
+    async fn post_once(
+        &self,
+        uri: &Uri,
+        body: Bytes,
+        access: Option<&Secret>,
+    ) -> Result<(Answer, bool), ClientError> {
+        let mut req = Request::post(uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Transport(e.into()))?;
+        let proved = self.authorize(req.headers_mut(), &Method::POST, uri, access, true)?;
         let res = send(self.inner.http.clone(), req).await?;
         let (parts, body) = res.into_parts();
+        self.learn_nonce(&parts.headers);
         let bytes = read(body).await?;
-        Ok(Answer {
+        let answer = Answer {
             status: parts.status,
             headers: parts.headers,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        })
+        };
+        Ok((answer, proved))
+    }
+
+    /// The session of a token response, with how its access token is presented
+    /// (`token_type`, RFC 9449 §5): `Bearer` as a bearer token, `DPoP` with proofs (which
+    /// a client without a key cannot make). With a key, a response without a
+    /// `token_type` is taken as DPoP-bound.
+    fn issued(&self, answer: &Answer, now: u64) -> Result<Session, ClientError> {
+        let session = answer.session(now).ok_or_else(|| answer.unexpected())?;
+        let token_type = field(&answer.body, "token_type").as_str().unwrap_or("");
+        let scheme = if token_type.eq_ignore_ascii_case("Bearer") {
+            Scheme::Bearer
+        } else if token_type.eq_ignore_ascii_case("DPoP") || self.inner.dpop.is_some() {
+            Scheme::Dpop
+        } else {
+            Scheme::Bearer
+        };
+        if scheme == Scheme::Dpop && self.inner.dpop.is_none() {
+            return Err(ClientError::DpopWithoutKey);
+        }
+        *lock(&self.inner.issued) = Some((session.access_token.clone(), scheme));
+        Ok(session)
     }
 
     /// Signs in with a password: the new state is `SignedIn` (no second factor),
@@ -460,9 +631,7 @@ where
                     now,
                 }
             }
-            StatusCode::OK => {
-                Event::CredentialsValid(answer.session(now).ok_or_else(|| answer.unexpected())?)
-            }
+            StatusCode::OK => Event::CredentialsValid(self.issued(&answer, now)?),
             StatusCode::UNAUTHORIZED => Event::InvalidCredentials,
             _ => {
                 state.transition(Event::RequestFailed(ErrorReason::Unavailable))?;
@@ -486,7 +655,7 @@ where
     /// it; otherwise the state says why not.
     async fn submit_locked(&self, state: &mut State, proof: Proof) -> Result<bool, ClientError> {
         state.transition(Event::SubmitCode { now: self.now() })?;
-        let (token, bearer) = match &*state {
+        let (token, access) = match &*state {
             State::MfaRequired(p) => (p.partial_token.clone(), None),
             State::StepUpRequired(s) => (s.mfa_token.clone(), Some(s.session.access_token.clone())),
             // Expired before sending: the transition said so.
@@ -499,7 +668,7 @@ where
             }
         };
         let answer = match self
-            .post(&self.inner.paths.verify, body, bearer.as_ref())
+            .post(&self.inner.paths.verify, body, access.as_ref())
             .await
         {
             Ok(a) => a,
@@ -510,9 +679,9 @@ where
         };
         let now = self.now();
         let event = match (answer.status, answer.code()) {
-            (StatusCode::OK, _) => {
-                Event::CodeVerified(answer.session(now).ok_or_else(|| answer.unexpected())?)
-            }
+            (StatusCode::OK, _) => Event::CodeVerified(self.issued(&answer, now)?),
+            // The server's nonce, asked for again after the retry: nothing was decided.
+            _ if answer.asks_for_nonce() => Event::RequestFailed(ErrorReason::Unavailable),
             (StatusCode::UNAUTHORIZED, Some(ErrorCode::InvalidCode)) => Event::CodeRejected {
                 attempts_remaining: field(&answer.body, "attempts_remaining")
                     .as_u64()
@@ -596,10 +765,15 @@ where
             )
             .await?;
         let now = self.now();
-        match (answer.status, answer.session(now)) {
-            (StatusCode::OK, Some(session)) => state.transition(Event::Refreshed(session))?,
-            (StatusCode::OK, None) => return Err(answer.unexpected()),
-            (status, _) if status.is_client_error() => state.transition(Event::RefreshFailed)?,
+        match answer.status {
+            StatusCode::OK => {
+                let session = self.issued(&answer, now)?;
+                state.transition(Event::Refreshed(session))?;
+            }
+            // The server's nonce, asked for again after the retry: the refresh token was
+            // not spent; the state stays `SessionExpired`, as after a transport failure.
+            _ if answer.asks_for_nonce() => return Err(answer.unexpected()),
+            status if status.is_client_error() => state.transition(Event::RefreshFailed)?,
             _ => return Err(answer.unexpected()),
         }
         Ok(())
@@ -689,8 +863,13 @@ fn field<'a>(value: &'a Value, name: &str) -> &'a Value {
     value.get(name).unwrap_or(&Value::Null)
 }
 
-fn bearer_value(token: &Secret) -> Result<HeaderValue, ClientError> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+/// The `Authorization` value of an access token in its scheme.
+fn authorization_value(token: &Secret, scheme: Scheme) -> Result<HeaderValue, ClientError> {
+    let scheme = match scheme {
+        Scheme::Bearer => "Bearer",
+        Scheme::Dpop => "DPoP",
+    };
+    let mut value = HeaderValue::try_from(format!("{scheme} {}", token.expose()))
         .map_err(|e| ClientError::Transport(e.into()))?;
     value.set_sensitive(true);
     Ok(value)

@@ -60,8 +60,10 @@ impl DelegatedStepUp {
     /// `error` in the body) a `Bearer` or `DPoP` challenge says
     /// `error="insufficient_user_authentication"`.
     ///
-    /// `acr_values` and `max_age` come from that challenge first (RFC 9470 §3; the first
-    /// such challenge, however many `WWW-Authenticate` headers and challenges there are),
+    /// `acr_values` and `max_age` come from that challenge first (RFC 9470 §3; however
+    /// many `WWW-Authenticate` headers and challenges there are, the first `DPoP` one, else
+    /// the first `Bearer` one: a server that accepts DPoP puts a DPoP request's step-up in
+    /// the `DPoP` scheme),
     /// and each from the body's `acr_values` (a space-separated string) and `max_age` (a
     /// number) when the challenge does not give a usable one. A header value that does
     /// not parse, a parameter given twice, a `max_age` that is not a decimal number, or
@@ -73,13 +75,14 @@ impl DelegatedStepUp {
         {
             return None;
         }
-        let challenge = step_up_challenge(headers);
+        let challenges = challenges(headers);
+        let challenge = www_authenticate::pick(&challenges, Some(INSUFFICIENT_USER_AUTHENTICATION));
         match member(body, "error") {
             Value::Null if challenge.is_some() => {}
             Value::String(code) if ErrorCode::from_code(code) == Some(ErrorCode::MfaRequired) => {}
             _ => return None,
         }
-        let param = |name| challenge.as_ref().and_then(|c| c.param(name));
+        let param = |name| challenge.and_then(|c| c.param(name));
         let acr_values = param("acr_values")
             .and_then(acr_list)
             .or_else(|| member(body, "acr_values").as_str().and_then(acr_list))
@@ -110,19 +113,22 @@ fn member<'a>(value: &'a Value, name: &str) -> &'a Value {
     value.get(name).unwrap_or(&Value::Null)
 }
 
-/// The first `Bearer` or `DPoP` challenge with `error="insufficient_user_authentication"`
-/// among every `WWW-Authenticate` value that parses.
-fn step_up_challenge(headers: &HeaderMap) -> Option<Challenge> {
-    headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(www_authenticate::parse)
-        .flatten()
-        .find(|c| {
-            (c.is("Bearer") || c.is("DPoP"))
-                && c.param("error") == Some(INSUFFICIENT_USER_AUTHENTICATION)
-        })
+/// Every challenge of every `WWW-Authenticate` value that parses.
+fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
+    www_authenticate::parse_all(
+        headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+impl crate::client::dpop::WwwAuthenticate {
+    /// Whether a `DPoP` or `Bearer` challenge of `headers` carries `error="<error>"`
+    /// ([`www_authenticate::pick`]).
+    pub(crate) fn has_error(headers: &HeaderMap, error: &str) -> bool {
+        www_authenticate::pick(&challenges(headers), Some(error)).is_some()
+    }
 }
 
 /// Space-separated ACR values within the bounds, or `None` (empty, too many, too long,

@@ -141,6 +141,32 @@ fn a_basic_challenge_before_the_bearer_one() {
     assert_eq!(asked(&[mixed], &minimal), (acr(&["gold"]), Some(42)));
 }
 
+/// Issue 19: a server that accepts DPoP answers a DPoP request's step-up in the `DPoP`
+/// scheme; when a `Bearer` step-up challenge is sent as well, the `DPoP` one is read,
+/// wherever it stands.
+#[test]
+fn the_dpop_step_up_challenge_is_read_before_a_bearer_one() {
+    let minimal = json!({ "error": "mfa_required" });
+    let bearer =
+        r#"Bearer error="insufficient_user_authentication", acr_values="silver", max_age=600"#;
+    let dpop = r#"DPoP algs="ES256 EdDSA", error="insufficient_user_authentication", acr_values="gold", max_age=60"#;
+    for lines in [[bearer, dpop], [dpop, bearer]] {
+        assert_eq!(
+            asked(&lines, &minimal),
+            (acr(&["gold"]), Some(60)),
+            "{lines:?}"
+        );
+    }
+    let one_value = format!("{bearer}, {dpop}");
+    assert_eq!(asked(&[&one_value], &minimal), (acr(&["gold"]), Some(60)));
+    // A DPoP challenge about something else does not hide the Bearer step-up.
+    let other = r#"DPoP algs="ES256", error="invalid_dpop_proof""#;
+    assert_eq!(
+        asked(&[other, bearer], &minimal),
+        (acr(&["silver"]), Some(600))
+    );
+}
+
 #[test]
 fn a_malformed_challenge_is_ignored_for_the_body() {
     let unterminated =
