@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use http::header::WWW_AUTHENTICATE;
 use serde_json::json;
-use tower_stepup::dpop::{DpopConfig, DpopError};
+use tower_stepup::dpop::{DpopConfig, DpopError, DpopNonces};
 use tower_stepup::store::{MemoryStore, Store};
 use tower_stepup::{
     Algorithm, Claims, Clock as _, Denial, Grant, Guard, Issuer, ManualClock, Policy, RouteTable,
@@ -65,6 +65,10 @@ async fn app() -> App {
 }
 
 async fn app_with_store(store: Arc<dyn Store>) -> App {
+    app_with(store, None).await
+}
+
+async fn app_with(store: Arc<dyn Store>, nonces: Option<DpopNonces>) -> App {
     let clock = ManualClock::new(T0);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -76,13 +80,15 @@ async fn app_with_store(store: Arc<dyn Store>) -> App {
         .build()
         .unwrap();
     let sealer = Sealer::new(SealingKeys::new(SealingKey::new("s1", [9; 32]).unwrap())).unwrap();
-    let guard = Guard::builder()
+    let mut guard = Guard::builder()
         .verifier(verifier)
         .sealer(sealer.clone())
         .clock(clock.clone())
-        .dpop(DpopConfig::default(), base.clone(), store)
-        .build()
-        .unwrap();
+        .dpop(DpopConfig::default(), base.clone(), store);
+    if let Some(nonces) = nonces {
+        guard = guard.dpop_nonces(nonces);
+    }
+    let guard = guard.build().unwrap();
     let issuer = Issuer::builder()
         .issuer(ISS)
         .audience(AUD)
@@ -563,4 +569,71 @@ async fn the_denial_says_which_check_failed_to_the_operator() {
     let denial = res.extensions().get::<Denial>().unwrap();
     assert_eq!(denial.dpop_error(), Some(DpopError::WrongMethod));
     assert!(denial.dpop_used());
+}
+
+#[tokio::test]
+async fn with_server_nonces_a_proof_needs_the_current_nonce_which_every_refusal_gives() {
+    let nonces = DpopNonces::new([5; 32], Duration::from_secs(60)).unwrap();
+    let app = app_with(Arc::new(MemoryStore::new()), Some(nonces.clone())).await;
+    let key = Key::es256(3);
+    let token = app.bound_token(&key);
+    let url = app.url("/api/me");
+    // Without a nonce: 401 use_dpop_nonce, the nonce in DPoP-Nonce.
+    let r = app
+        .get(
+            "/api/me",
+            "DPoP",
+            &token,
+            &[&app.proof(&key, "/api/me", &token)],
+        )
+        .await;
+    r.expect(401, "use_dpop_nonce");
+    assert!(
+        r.www_authenticate()
+            .starts_with(&format!(r#"{ALGS}, error="use_dpop_nonce""#)),
+        "{}",
+        r.www_authenticate()
+    );
+    let nonce = r.header("dpop-nonce").unwrap().to_owned();
+    assert_eq!(nonce, nonces.current(app.clock.now()));
+    let with_nonce = |nonce: &str| {
+        let nonce = nonce.to_owned();
+        key.proof_with("GET", &url, Some(&token), app.clock.now(), move |_, c| {
+            c["nonce"] = json!(nonce);
+        })
+    };
+    // A made-up nonce is refused the same way; the right one passes.
+    let r = app
+        .get("/api/me", "DPoP", &token, &[&with_nonce("made-up")])
+        .await;
+    r.expect(401, "use_dpop_nonce");
+    let r = app
+        .get("/api/me", "DPoP", &token, &[&with_nonce(&nonce)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The previous period's nonce still passes; two periods on it is refused, and the
+    // refusal carries the new one.
+    app.clock.advance(60);
+    let r = app
+        .get("/api/me", "DPoP", &token, &[&with_nonce(&nonce)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.clock.advance(60);
+    let r = app
+        .get("/api/me", "DPoP", &token, &[&with_nonce(&nonce)])
+        .await;
+    r.expect(401, "use_dpop_nonce");
+    let fresh = r.header("dpop-nonce").unwrap().to_owned();
+    assert_ne!(fresh, nonce);
+    let r = app
+        .get("/api/me", "DPoP", &token, &[&with_nonce(&fresh)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A proof that fails another check is invalid_dpop_proof, whatever its nonce.
+    let other = Key::ed(9);
+    let bad = other.proof_with("GET", &url, Some(&token), app.clock.now(), |_, c| {
+        c["nonce"] = json!(fresh.clone());
+    });
+    let r = app.get("/api/me", "DPoP", &token, &[&bad]).await;
+    expect_invalid_proof(&r, "another key, with the nonce");
 }

@@ -294,11 +294,9 @@ pub(crate) enum RequestScheme {
 pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// The longest server nonce a denial sends, in bytes.
-#[cfg_attr(not(test), allow(dead_code))]
 const MAX_DPOP_NONCE_LEN: usize = 1024;
 
 /// RFC 9449 §8.1: `nonce = 1*NQCHAR`, `NQCHAR = %x21 / %x23-5B / %x5D-7E`.
-#[cfg_attr(not(test), allow(dead_code))]
 fn is_dpop_nonce(nonce: &str) -> bool {
     !nonce.is_empty()
         && nonce.len() <= MAX_DPOP_NONCE_LEN
@@ -430,7 +428,6 @@ impl Denial {
     /// A server nonce to send in the `DPoP-Nonce` header (required by `use_dpop_nonce`,
     /// allowed on any denial, RFC 9449 §8). A value that is not `1*NQCHAR` (at most
     /// 1 KiB) is not a nonce and is left out; [`Denial::dpop_nonce`] then says `None`.
-    #[cfg_attr(not(test), allow(dead_code))] // the layer sends nonces once they are wired in
     pub(crate) fn with_dpop_nonce(mut self, nonce: impl Into<String>) -> Self {
         let nonce = nonce.into();
         self.dpop.get_or_insert_with(Box::default).nonce = is_dpop_nonce(&nonce).then_some(nonce);

@@ -43,6 +43,7 @@
 mod error;
 mod htu;
 mod jwk;
+mod nonce;
 mod proof;
 mod replay;
 #[cfg(test)]
@@ -56,6 +57,7 @@ use jsonwebtoken::Algorithm;
 pub use self::error::{DpopError, HtuError};
 pub use self::htu::Htu;
 pub use self::jwk::thumbprint;
+pub use self::nonce::DpopNonces;
 pub use self::replay::{DpopUse, JtiFuture, JtiStore, JtiStoreError, MAX_DPOP_PROOFS_PER_KEY};
 use crate::ConfigError;
 
@@ -254,6 +256,9 @@ pub struct CheckedProof {
     /// `iat + max_age + 1`, until which its `jti` must be remembered (a store forgets it
     /// at `expires_at`, so the window's last second is covered).
     pub expires_at: u64,
+    /// The proof's `nonce`, if it has one: for a server whose nonces change over time
+    /// ([`DpopNonces`]) to judge, when [`Expected::nonce`] did not name one value.
+    pub nonce: Option<String>,
 }
 
 /// Checks the `DPoP` headers of a request (there must be exactly one) against `expected`.

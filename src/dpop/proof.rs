@@ -164,7 +164,7 @@ pub(crate) fn check_one(
         }
     }
     if let Some(want) = expected.nonce {
-        let nonce = claims.nonce.ok_or(DpopError::MissingNonce)?;
+        let nonce = claims.nonce.as_deref().ok_or(DpopError::MissingNonce)?;
         if !bool::from(nonce.as_bytes().ct_eq(want.as_bytes())) {
             return Err(DpopError::WrongNonce);
         }
@@ -178,5 +178,6 @@ pub(crate) fn check_one(
         // `expires_at` (it is live while `expires_at > now`), so a proof accepted in
         // the window's last second is still remembered then.
         expires_at: iat.saturating_add(config.max_age).saturating_add(1),
+        nonce: claims.nonce.map(Cow::into_owned),
     })
 }

@@ -180,6 +180,7 @@ fn a_right_es256_proof_passes_with_its_thumbprint_jti_and_expiry() {
             jti: "e1j3V_bKic8-LAEB".into(),
             iat: T0,
             expires_at: T0 + 61,
+            nonce: None,
         }
     );
     assert_eq!(got.jkt.len(), 43, "SHA-256, base64url without padding");

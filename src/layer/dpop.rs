@@ -22,7 +22,10 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 
 use crate::challenge::{Denial, DenialKind, RequestScheme};
-use crate::dpop::{self, CheckedProof, DpopConfig, DpopError, DpopUse, Expected, Htu, JtiStore};
+use crate::clock::SharedClock;
+use crate::dpop::{
+    self, CheckedProof, DpopConfig, DpopError, DpopNonces, DpopUse, Expected, Htu, JtiStore,
+};
 use crate::error::ConfigError;
 use crate::token::Claims;
 
@@ -33,6 +36,8 @@ pub(crate) struct DpopGuard {
     config: DpopConfig,
     base: String,
     store: Arc<dyn JtiStore>,
+    nonces: Option<DpopNonces>,
+    clock: SharedClock,
 }
 
 impl fmt::Debug for DpopGuard {
@@ -50,6 +55,8 @@ impl DpopGuard {
         config: DpopConfig,
         public_url: String,
         store: Arc<dyn JtiStore>,
+        nonces: Option<DpopNonces>,
+        clock: SharedClock,
     ) -> Result<Self, ConfigError> {
         if let Err(e) = Htu::from_base_and_path(&public_url, "/") {
             return Err(ConfigError::invalid("dpop public_url", e.to_string()));
@@ -58,6 +65,8 @@ impl DpopGuard {
             config,
             base: public_url,
             store,
+            nonces,
+            clock,
         })
     }
 
@@ -69,7 +78,9 @@ impl DpopGuard {
 
     /// The request's proof checked against the request (`method`, the public URL plus
     /// `path`), `access_token` (for `ath`; `None` at the token endpoints) and `now`. A
-    /// path that cannot be a public URL (a dot segment) is a wrong `htu`.
+    /// path that cannot be a public URL (a dot segment) is a wrong `htu`. With server
+    /// nonces, a proof that passes everything else must carry the current (or the
+    /// previous) nonce: `use_dpop_nonce` otherwise.
     pub(crate) fn check(
         &self,
         headers: &HeaderMap,
@@ -86,7 +97,15 @@ impl DpopGuard {
             nonce: None,
             now,
         };
-        dpop::check(&self.config, headers, &expected)
+        let proof = dpop::check(&self.config, headers, &expected)?;
+        if let Some(nonces) = &self.nonces {
+            match proof.nonce.as_deref() {
+                None => return Err(DpopError::MissingNonce),
+                Some(nonce) if !nonces.accepts(nonce, now) => return Err(DpopError::WrongNonce),
+                Some(_) => {}
+            }
+        }
+        Ok(proof)
     }
 
     /// Uses `proof`'s `jti` once: `Ok(())` the first time; a replay, or a key with too
@@ -113,9 +132,15 @@ impl DpopGuard {
         self.finish(Denial::dpop_refused(error), RequestScheme::Dpop)
     }
 
-    /// `denial` as a guard that accepts DPoP answers a request of `scheme`.
+    /// `denial` as a guard that accepts DPoP answers a request of `scheme`: the DPoP
+    /// challenge, and with server nonces the current one in `DPoP-Nonce` (RFC 9449 §8.1:
+    /// any answer may carry it; `use_dpop_nonce` must).
     pub(crate) fn finish(&self, denial: Denial, scheme: RequestScheme) -> Denial {
-        denial.with_dpop(self.config.algs_header(), scheme)
+        let denial = denial.with_dpop(self.config.algs_header(), scheme);
+        match &self.nonces {
+            Some(nonces) => denial.with_dpop_nonce(nonces.current(self.clock.now())),
+            None => denial,
+        }
     }
 
     /// The proof of a verified token sent in `scheme`, checked; `Ok(None)` for a bearer

@@ -99,7 +99,7 @@ use crate::challenge::{
     Sealer, SealingKey, SealingKeys, StepUpChallenge,
 };
 use crate::clock::{self, Clock, SharedClock};
-use crate::dpop::{CheckedProof, DpopConfig, JtiStore};
+use crate::dpop::{CheckedProof, DpopConfig, DpopNonces, JtiStore};
 use crate::error::{is_header_param_safe, ConfigError};
 use crate::policy::{Policy, PolicyKind, RouteTable, StepUp, Unmet};
 use crate::random;
@@ -707,6 +707,7 @@ pub struct GuardBuilder {
     rejection: Option<Box<dyn Rejection>>,
     revocations: Option<Revocations>,
     dpop: Option<(DpopConfig, String, Arc<dyn JtiStore>)>,
+    dpop_nonces: Option<DpopNonces>,
 }
 
 impl GuardBuilder {
@@ -853,6 +854,15 @@ impl GuardBuilder {
         self
     }
 
+    /// Asks DPoP proofs to carry a server nonce (RFC 9449 §8): a proof without the current
+    /// one (or the previous period's) is answered `401 use_dpop_nonce` with the nonce in
+    /// the `DPoP-Nonce` header, which every DPoP answer of the guard carries. Needs
+    /// [`dpop`](Self::dpop). Replicas share the nonces' secret ([`DpopNonces::new`]).
+    pub fn dpop_nonces(mut self, nonces: DpopNonces) -> Self {
+        self.dpop_nonces = Some(nonces);
+        self
+    }
+
     /// Checks the configuration and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let verifier = self.verifier.ok_or(ConfigError::Missing("verifier"))?;
@@ -873,9 +883,17 @@ impl GuardBuilder {
                 return Err(ConfigError::invalid("cookie", "not a cookie name"));
             }
         }
-        let dpop = match self.dpop {
-            Some((config, url, store)) => Some(DpopGuard::new(config, url, store)?),
-            None => None,
+        let clock = self.clock.unwrap_or_else(clock::system);
+        let dpop = match (self.dpop, self.dpop_nonces) {
+            (Some((config, url, store)), nonces) => Some(DpopGuard::new(
+                config,
+                url,
+                store,
+                nonces,
+                Arc::clone(&clock),
+            )?),
+            (None, Some(_)) => return Err(ConfigError::Missing("dpop (for dpop_nonces)")),
+            (None, None) => None,
         };
         let ttl = self.mfa_token_ttl.unwrap_or(DEFAULT_MFA_TOKEN_TTL);
         if ttl.is_zero() || ttl > Duration::from_secs(600) {
@@ -885,7 +903,7 @@ impl GuardBuilder {
             inner: Arc::new(GuardInner {
                 verifier,
                 sealer,
-                clock: self.clock.unwrap_or_else(clock::system),
+                clock,
                 realm,
                 cookie: self.cookie,
                 step_up_status: if self.strict_401 {
