@@ -117,7 +117,9 @@ impl DpopNonces {
             .chain_update(period.to_be_bytes())
             .finalize();
         let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&digest[..TAG_LEN]);
+        for (t, d) in tag.iter_mut().zip(digest.iter()) {
+            *t = *d;
+        }
         tag
     }
 }
