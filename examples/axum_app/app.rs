@@ -20,6 +20,7 @@ use tower_stepup::complete::{
     Account, Accounts, BackendError, BackendFuture, Completion, CookieConfig, LogSender,
     LoginThrottle, MemoryFactors, PeerAddr, TotpFactor, TrustedProxies,
 };
+use tower_stepup::dpop::DpopConfig;
 use tower_stepup::factor::passkey::PasskeyConfig;
 use tower_stepup::factor::stored::kind;
 use tower_stepup::factor::{recovery, FactorData, StoredFactor, TotpSecret};
@@ -91,6 +92,9 @@ pub struct DemoConfig {
     /// `STEPUP_ALLOW_ACCOUNTS_WITHOUT_MFA` (`true` or `1`): a user may remove their last
     /// second factor (default: `409 last_factor`).
     pub allow_accounts_without_mfa: bool,
+    /// `STEPUP_PUBLIC_URL`: the URL API clients reach the demo at, which DPoP proofs'
+    /// `htu` must name (default `http://<STEPUP_BIND>`).
+    pub public_url: String,
     /// `STEPUP_TEST_ROUTES=1`: mounts `GET /test/last-code/{user}`, the last one-time
     /// code the log sender was given for a user. For tests only: it passes the second
     /// factor for anyone who can reach it.
@@ -230,6 +234,10 @@ impl DemoConfig {
             webauthn_origin: match std::env::var("STEPUP_WEBAUTHN_ORIGIN") {
                 Ok(origin) => origin,
                 Err(_) => format!("http://localhost:{}", port_of(&bind)),
+            },
+            public_url: match std::env::var("STEPUP_PUBLIC_URL") {
+                Ok(url) if !url.is_empty() => url,
+                _ => format!("http://{bind}"),
             },
             bind,
             idp: IdpConfig::from_env()?,
@@ -403,7 +411,15 @@ pub fn build<C: Clock + Clone>(
     // Browsers get the tokens as HttpOnly cookies (`__Host-`/`__Secure-`, which browsers
     // accept over plain http on localhost only); API clients send `Authorization`.
     let cookies = CookieConfig::new();
+    // API clients may bind their tokens to a key (DPoP, RFC 9449): proofs are checked
+    // against the public URL, and each proof's jti is used once in the shared store.
+    // Browsers stay in cookie mode, with bearer tokens.
     let guard = Guard::builder()
+        .dpop(
+            DpopConfig::default(),
+            config.public_url.clone(),
+            Arc::clone(&store),
+        )
         .cookie(cookies.session_name())
         .verifier(verifier)
         .sealer(sealer)

@@ -40,7 +40,8 @@
 //! `STEPUP_TRUSTED_PROXIES` (addresses or CIDRs whose `X-Forwarded-For` names the client;
 //! none), `STEPUP_SESSION_IDLE_SECS` (a session ends after this long without a refresh or
 //! step-up; 86400), `STEPUP_WEBAUTHN_RP_ID` (`localhost`), `STEPUP_WEBAUTHN_ORIGIN`
-//! (`http://localhost:<port of STEPUP_BIND>`), `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`
+//! (`http://localhost:<port of STEPUP_BIND>`), `STEPUP_PUBLIC_URL` (the URL API clients
+//! use, which DPoP proofs' `htu` must name; `http://<STEPUP_BIND>`), `STEPUP_IDP_ISSUER` with `STEPUP_IDP_JWKS_URL` or `STEPUP_IDP_DISCOVERY_URL`
 //! (with `--features jwks`: `/api/*` also accepts that identity provider's access tokens
 //! for the audience `https://demo.tower-stepup.local/api`, `typ` `at+jwt`, `JWT` or none,
 //! RS256, ES256 or EdDSA; its step-ups are delegated to it, and `/auth/*` serves the

@@ -124,6 +124,7 @@ pub async fn site(mut config: crate::app::DemoConfig) -> Site {
     let base = format!("http://localhost:{port}");
     config.webauthn_rp_id = "localhost".to_owned();
     config.webauthn_origin = base.clone();
+    config.public_url = base.clone();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")

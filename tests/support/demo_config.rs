@@ -29,6 +29,9 @@ pub fn demo_env() -> [(&'static str, String); 4] {
 /// it; nothing listens there).
 pub const DEMO_WEBAUTHN_ORIGIN: &str = "http://localhost:8443";
 
+/// The public URL of the demo in process (DPoP proofs name it; nothing listens there).
+pub const DEMO_PUBLIC_URL: &str = "http://127.0.0.1:3000";
+
 /// The demo with fixed keys and alice's fixed secret: `max_age` and mfa_tokens 300 s,
 /// access tokens 900 s, `max_attempts` wrong codes before a lockout, sessions idle after
 /// 24 h (as the demo's defaults).
@@ -54,6 +57,7 @@ pub fn demo_config(max_attempts: u32) -> crate::app::DemoConfig {
         webauthn_rp_id: "localhost".to_owned(),
         webauthn_origin: DEMO_WEBAUTHN_ORIGIN.to_owned(),
         allow_accounts_without_mfa: false,
+        public_url: DEMO_PUBLIC_URL.to_owned(),
         test_routes: false,
     }
 }
