@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use http::header::WWW_AUTHENTICATE;
 use serde_json::json;
 use tower_stepup::dpop::{DpopConfig, DpopError, DpopNonces};
 use tower_stepup::store::{MemoryStore, Store};
@@ -151,16 +150,17 @@ impl App {
 /// `401 invalid_dpop_proof` in the DPoP scheme only, naming the algorithms.
 #[track_caller]
 fn expect_invalid_proof(r: &Reply, what: &str) {
-    r.expect_for(401, "invalid_dpop_proof", what);
-    let challenges: Vec<&str> = r
-        .headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
+    expect_dpop_only(r, 401, "invalid_dpop_proof", "invalid_dpop_proof", what);
+}
+
+/// `status` with the body's `error`, and one challenge: the DPoP scheme's, with `error`.
+#[track_caller]
+fn expect_dpop_only(r: &Reply, status: u16, body_error: &str, error: &str, what: &str) {
+    r.expect_for(status, body_error, what);
+    let challenges = r.challenges();
     assert_eq!(challenges.len(), 1, "{what}: {challenges:?}");
     assert!(
-        challenges[0].starts_with(&format!(r#"{ALGS}, error="invalid_dpop_proof""#)),
+        challenges[0].starts_with(&format!(r#"{ALGS}, error="{error}""#)),
         "{what}: {challenges:?}"
     );
 }
@@ -343,12 +343,7 @@ async fn a_bound_token_sent_as_bearer_is_refused_with_both_challenges() {
     // Even with a valid proof beside it: the scheme says bearer.
     let r = app.get("/api/me", "Bearer", &token, &[&proof]).await;
     r.expect(401, "invalid_token");
-    let challenges: Vec<&str> = r
-        .headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
+    let challenges = r.challenges();
     assert_eq!(challenges.len(), 2, "{challenges:?}");
     assert!(challenges[0].starts_with("Bearer "), "{challenges:?}");
     assert!(challenges[0].contains(r#"error="invalid_token""#));
@@ -374,27 +369,17 @@ async fn an_unbound_token_is_refused_in_the_dpop_scheme_and_passes_as_bearer() {
     assert_eq!((r.status.as_u16(), r.raw.as_slice()), (200, &b"bob"[..]));
     // A route that requires DPoP refuses it, in the DPoP scheme only.
     let r = app.get("/api/dpop-only", "Bearer", &token, &[]).await;
-    r.expect(401, "invalid_token");
-    let challenges: Vec<&str> = r
-        .headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
-    assert_eq!(challenges.len(), 1, "{challenges:?}");
-    assert!(
-        challenges[0].starts_with(&format!(r#"{ALGS}, error="invalid_token""#)),
-        "{challenges:?}"
+    expect_dpop_only(
+        &r,
+        401,
+        "invalid_token",
+        "invalid_token",
+        "bearer on a DPoP route",
     );
     // Without a credential: Bearer first, DPoP after it.
     let r = Reply::sent(app.http.get(app.url("/api/me"))).await;
     r.expect(401, "unauthorized");
-    let challenges: Vec<&str> = r
-        .headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
+    let challenges = r.challenges();
     assert_eq!(challenges.len(), 2, "{challenges:?}");
     assert!(challenges[0].starts_with("Bearer realm="), "{challenges:?}");
     assert_eq!(challenges[1], ALGS);
@@ -407,20 +392,8 @@ async fn a_step_up_of_a_dpop_request_is_challenged_in_the_dpop_scheme_and_keeps_
     let token = app.bound_token(&key);
     let proof = app.proof(&key, "/api/admin", &token);
     let r = app.get("/api/admin", "DPoP", &token, &[&proof]).await;
-    r.expect(403, "mfa_required");
-    let challenges: Vec<&str> = r
-        .headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
-    assert_eq!(challenges.len(), 1, "{challenges:?}");
-    assert!(
-        challenges[0].starts_with(&format!(
-            r#"{ALGS}, error="insufficient_user_authentication""#
-        )),
-        "{challenges:?}"
-    );
+    let error = "insufficient_user_authentication";
+    expect_dpop_only(&r, 403, "mfa_required", error, "step-up of a DPoP request");
     // The mfa_token is sealed to the session's key: the verify endpoint redeems it only
     // with a proof of that key.
     let sealed = app

@@ -88,6 +88,15 @@ impl Reply {
         self.header(WWW_AUTHENTICATE).unwrap_or("<missing>")
     }
 
+    /// Every `WWW-Authenticate` value, in order (a DPoP guard may send two).
+    pub fn challenges(&self) -> Vec<&str> {
+        self.headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().expect("a challenge is text"))
+            .collect()
+    }
+
     /// `Retry-After`, in seconds, if present.
     #[track_caller]
     pub fn retry_after(&self) -> Option<u64> {
