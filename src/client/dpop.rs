@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::challenge::DPOP_NONCE_HEADER;
 use crate::dpop::{Htu, HtuError};
+use crate::flow::www_authenticate;
 
 /// The `error` of a nonce challenge (RFC 9449 §8, §9).
 const USE_DPOP_NONCE: &str = "use_dpop_nonce";
@@ -336,15 +337,10 @@ pub(crate) fn asks_for_nonce(
     let in_body = body.and_then(|b| b.get("error")).and_then(Value::as_str) == Some(USE_DPOP_NONCE);
     match status {
         StatusCode::BAD_REQUEST => in_body,
-        StatusCode::UNAUTHORIZED => in_body || WwwAuthenticate::has_error(headers, USE_DPOP_NONCE),
+        StatusCode::UNAUTHORIZED => in_body || www_authenticate::has_error(headers, USE_DPOP_NONCE),
         _ => false,
     }
 }
-
-/// The `WWW-Authenticate` challenges of an answer, read by the flow's parser
-/// (`flow::www_authenticate`, private to `flow`): the reading is implemented in
-/// `flow::step_up`, next to that parser.
-pub(crate) struct WwwAuthenticate;
 
 /// The `htu` of a request to `uri`: scheme, host, port and path (no userinfo, query or
 /// fragment), normalized.

@@ -45,7 +45,7 @@ use std::fmt;
 mod step_up;
 #[cfg(test)]
 mod tests;
-mod www_authenticate;
+pub(crate) mod www_authenticate;
 
 pub use self::step_up::{DelegatedStepUp, MAX_ACR_VALUES, MAX_ACR_VALUE_LEN};
 

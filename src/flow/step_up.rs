@@ -1,11 +1,10 @@
 //! The *delegated* step-up denial: a route wants a stronger or fresher authentication
 //! that only the identity provider (IdP) that issued the token can give.
 
-use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use super::www_authenticate::{self, Challenge};
+use super::www_authenticate;
 use crate::error::is_scope_token;
 use crate::wire::ErrorCode;
 
@@ -75,7 +74,7 @@ impl DelegatedStepUp {
         {
             return None;
         }
-        let challenges = challenges(headers);
+        let challenges = www_authenticate::challenges(headers);
         let challenge = www_authenticate::pick(&challenges, Some(INSUFFICIENT_USER_AUTHENTICATION));
         match member(body, "error") {
             Value::Null if challenge.is_some() => {}
@@ -111,24 +110,6 @@ impl DelegatedStepUp {
 /// A member of a JSON object, `Null` if absent (or if `value` is not an object).
 fn member<'a>(value: &'a Value, name: &str) -> &'a Value {
     value.get(name).unwrap_or(&Value::Null)
-}
-
-/// Every challenge of every `WWW-Authenticate` value that parses.
-fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
-    www_authenticate::parse_all(
-        headers
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
-}
-
-impl crate::client::dpop::WwwAuthenticate {
-    /// Whether a `DPoP` or `Bearer` challenge of `headers` carries `error="<error>"`
-    /// ([`www_authenticate::pick`]).
-    pub(crate) fn has_error(headers: &HeaderMap, error: &str) -> bool {
-        www_authenticate::pick(&challenges(headers), Some(error)).is_some()
-    }
 }
 
 /// Space-separated ACR values within the bounds, or `None` (empty, too many, too long,

@@ -97,6 +97,23 @@ pub(crate) fn parse(value: &str) -> Option<Vec<Challenge>> {
     }
 }
 
+/// Every challenge of every `WWW-Authenticate` value of `headers` that parses.
+pub(crate) fn challenges(headers: &http::HeaderMap) -> Vec<Challenge> {
+    parse_all(
+        headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+/// Whether a `DPoP` or `Bearer` challenge of `headers` carries `error="<error>"`
+/// ([`pick`]).
+#[cfg(feature = "client")]
+pub(crate) fn has_error(headers: &http::HeaderMap, error: &str) -> bool {
+    pick(&challenges(headers), Some(error)).is_some()
+}
+
 /// The challenges of every value, in order; a malformed value is skipped whole (the
 /// others are still read).
 #[cfg_attr(not(test), allow(dead_code))] // the client's DPoP support calls it
