@@ -225,13 +225,25 @@ impl Guard {
         self.inner.dpop.as_ref()
     }
 
-    /// Uses the proof of a request decided [`Decision::PassOnce`]: `Ok(())` the first
-    /// time; a replay is `invalid_dpop_proof`, a store error `503`.
-    pub(crate) async fn use_proof(&self, proof: &CheckedProof, now: u64) -> Result<(), Denial> {
-        match &self.inner.dpop {
+    /// Uses the proof of `claims`' request, decided [`Decision::PassOnce`]: `Ok(())` the
+    /// first time; a replay is `invalid_dpop_proof`, a store error `503`.
+    pub(crate) async fn use_proof(
+        &self,
+        claims: &Claims,
+        proof: &CheckedProof,
+        now: u64,
+    ) -> Result<(), Denial> {
+        let used = match &self.inner.dpop {
             Some(dpop) => dpop.use_once(proof, now).await,
             None => Err(Denial::new(DenialKind::ServerError)),
-        }
+        };
+        used.inspect_err(|denial| {
+            let reason = match denial.kind() {
+                DenialKind::InvalidDpopProof => "dpop_proof_replayed",
+                _ => "dpop_proof_store_failed",
+            };
+            denied(reason, Some(claims.sub()), None);
+        })
     }
 
     /// The token verifier (e.g. to rotate its keys).

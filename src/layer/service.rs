@@ -95,7 +95,7 @@ impl<S> StepUpService<S> {
                 // The block's value is the response future that follows, polled next.
                 #[allow(clippy::async_yields_async)]
                 return ResponseFuture::deferred(Box::pin(async move {
-                    match ready.guard.use_proof(&proof, now).await {
+                    match ready.guard.use_proof(&claims, &proof, now).await {
                         Ok(()) => ready.pass(req, Some(claims)),
                         Err(denial) => ready.reject(req, denial),
                     }
