@@ -110,11 +110,12 @@ impl Grant {
         self
     }
 
-    /// Binds the access token to a DPoP key (RFC 9449 §6.1): it carries
+    /// Binds the tokens of this grant to a DPoP key (RFC 9449 §6.1): they carry
     /// `"cnf": {"jkt": jkt}`, where `jkt` is the key's RFC 7638 SHA-256 thumbprint, as
     /// [`dpop::thumbprint`](crate::dpop::thumbprint) computes it (43 base64url
-    /// characters). Access tokens only: a partial token of this grant is not bound.
-    /// [`Issuer::issue_access`] refuses (with [`IssueError::InvalidJkt`]) a `jkt` that is
+    /// characters). Access and partial tokens alike (a partial token's binding is the
+    /// verify endpoint's to check). [`Issuer::issue_access`] and
+    /// [`Issuer::issue_partial`] refuse (with [`IssueError::InvalidJkt`]) a `jkt` that is
     /// not such a thumbprint.
     pub fn dpop_jkt(mut self, jkt: impl Into<String>) -> Self {
         self.dpop_jkt = Some(jkt.into());
@@ -276,7 +277,9 @@ impl Issuer {
     }
 
     /// Signs a partial token for `grant`: proof that the first factor passed, accepted by
-    /// the verify endpoint only. Never bound: the grant's `dpop_jkt` is not used here.
+    /// the verify endpoint only. A grant with a [`dpop_jkt`](Grant::dpop_jkt) gets a
+    /// bound partial token (`cnf.jkt`: the verify endpoint then needs a proof of that
+    /// key), or [`IssueError::InvalidJkt`] when that is not a thumbprint.
     pub fn issue_partial(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
         self.issue(TokenKind::Partial, grant, grant.sid.clone())
     }
@@ -309,7 +312,7 @@ impl Issuer {
             grant.auth_time,
             grant.extra.clone(),
         );
-        if let (TokenKind::Access, Some(jkt)) = (kind, &grant.dpop_jkt) {
+        if let Some(jkt) = &grant.dpop_jkt {
             if !is_sha256_thumbprint(jkt) {
                 return Err(IssueError::InvalidJkt);
             }
@@ -899,7 +902,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bound_grant_puts_cnf_jkt_in_access_tokens_only() {
+    fn a_bound_grant_puts_cnf_jkt_in_access_and_partial_tokens() {
         let clock = ManualClock::new(T);
         let issuer = issuer(ed("k1", 1), &clock);
         let verifier = verifier(issuer.verifying_keys(), &[Algorithm::EdDSA]);
@@ -914,10 +917,15 @@ mod tests {
         let verified = verifier.verify(&access.token, T).unwrap();
         assert_eq!(verified.claims.dpop_jkt(), Some(jkt.as_str()));
         assert!(verified.claims.extra().is_empty());
-        // A partial token of the same grant is not bound.
+        // A partial token of the same grant is bound too (the verify endpoint asks for
+        // a proof of that key).
         let partial = issuer.issue_partial(&grant).unwrap();
-        assert!(payload(&partial.token).get("cnf").is_none());
-        assert_eq!(partial.claims.dpop_jkt(), None);
+        assert_eq!(
+            payload(&partial.token)["cnf"],
+            serde_json::json!({ "jkt": jkt })
+        );
+        let verified_partial = verifier.verify(&partial.token, T).unwrap();
+        assert_eq!(verified_partial.claims.dpop_jkt(), Some(jkt.as_str()));
         // Unbound grants: no cnf at all.
         let plain = issuer.issue_access(&Grant::new("alice")).unwrap();
         assert!(payload(&plain.token).get("cnf").is_none());
@@ -939,7 +947,7 @@ mod tests {
     }
 
     #[test]
-    fn a_jkt_that_is_not_a_sha256_thumbprint_is_refused_for_access_tokens() {
+    fn a_jkt_that_is_not_a_sha256_thumbprint_is_refused() {
         let clock = ManualClock::new(T);
         let issuer = issuer(ed("k1", 1), &clock);
         let jkt = jkt_of(7);
@@ -957,10 +965,9 @@ mod tests {
                 matches!(issuer.issue_access(&grant), Err(IssueError::InvalidJkt)),
                 "{bad:?}"
             );
-            // Partial tokens do not use it.
-            assert_eq!(
-                issuer.issue_partial(&grant).unwrap().claims.dpop_jkt(),
-                None
+            assert!(
+                matches!(issuer.issue_partial(&grant), Err(IssueError::InvalidJkt)),
+                "{bad:?}"
             );
         }
     }
