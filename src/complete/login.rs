@@ -121,7 +121,7 @@ pub(crate) async fn handle(
         audit.reason(why);
         return Ok(session.response(completion));
     }
-    let partial = inner.issuer.issue_partial(&grant).map_err(|e| {
+    let partial = inner.issuer.issue_bound_partial(&grant).map_err(|e| {
         tracing::error!(error = %e, "could not issue a partial token");
         Failure::new(ErrorKind::ServerError)
     })?;

@@ -110,12 +110,11 @@ impl Grant {
         self
     }
 
-    /// Binds the tokens of this grant to a DPoP key (RFC 9449 §6.1): they carry
+    /// Binds the access token to a DPoP key (RFC 9449 §6.1): it carries
     /// `"cnf": {"jkt": jkt}`, where `jkt` is the key's RFC 7638 SHA-256 thumbprint, as
     /// [`dpop::thumbprint`](crate::dpop::thumbprint) computes it (43 base64url
-    /// characters). Access and partial tokens alike (a partial token's binding is the
-    /// verify endpoint's to check). [`Issuer::issue_access`] and
-    /// [`Issuer::issue_partial`] refuse (with [`IssueError::InvalidJkt`]) a `jkt` that is
+    /// characters). Access tokens only: a partial token of this grant is not bound.
+    /// [`Issuer::issue_access`] refuses (with [`IssueError::InvalidJkt`]) a `jkt` that is
     /// not such a thumbprint.
     pub fn dpop_jkt(mut self, jkt: impl Into<String>) -> Self {
         self.dpop_jkt = Some(jkt.into());
@@ -277,11 +276,17 @@ impl Issuer {
     }
 
     /// Signs a partial token for `grant`: proof that the first factor passed, accepted by
-    /// the verify endpoint only. A grant with a [`dpop_jkt`](Grant::dpop_jkt) gets a
-    /// bound partial token (`cnf.jkt`: the verify endpoint then needs a proof of that
-    /// key), or [`IssueError::InvalidJkt`] when that is not a thumbprint.
+    /// the verify endpoint only. Never bound: the grant's `dpop_jkt` is not used here.
     pub fn issue_partial(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
         self.issue(TokenKind::Partial, grant, grant.sid.clone())
+    }
+
+    /// [`issue_partial`](Self::issue_partial), bound like an access token when the grant
+    /// has a [`dpop_jkt`](Grant::dpop_jkt): the login of a DPoP client, whose partial
+    /// token the verify endpoint then redeems only with a proof of that key.
+    #[cfg(feature = "server")]
+    pub(crate) fn issue_bound_partial(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
+        self.issue_with(TokenKind::Partial, grant, grant.sid.clone(), true)
     }
 
     fn issue(
@@ -289,6 +294,17 @@ impl Issuer {
         kind: TokenKind,
         grant: &Grant,
         sid: Option<String>,
+    ) -> Result<IssuedToken, IssueError> {
+        self.issue_with(kind, grant, sid, kind == TokenKind::Access)
+    }
+
+    /// Signs a token of `kind`; `bind`: with the grant's `cnf.jkt`, if it has one.
+    fn issue_with(
+        &self,
+        kind: TokenKind,
+        grant: &Grant,
+        sid: Option<String>,
+        bind: bool,
     ) -> Result<IssuedToken, IssueError> {
         let inner = &*self.inner;
         let now = inner.clock.now();
@@ -312,7 +328,7 @@ impl Issuer {
             grant.auth_time,
             grant.extra.clone(),
         );
-        if let Some(jkt) = &grant.dpop_jkt {
+        if let (true, Some(jkt)) = (bind, &grant.dpop_jkt) {
             if !is_sha256_thumbprint(jkt) {
                 return Err(IssueError::InvalidJkt);
             }
@@ -902,7 +918,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bound_grant_puts_cnf_jkt_in_access_and_partial_tokens() {
+    fn a_bound_grant_puts_cnf_jkt_in_access_tokens_only() {
         let clock = ManualClock::new(T);
         let issuer = issuer(ed("k1", 1), &clock);
         let verifier = verifier(issuer.verifying_keys(), &[Algorithm::EdDSA]);
@@ -917,15 +933,20 @@ mod tests {
         let verified = verifier.verify(&access.token, T).unwrap();
         assert_eq!(verified.claims.dpop_jkt(), Some(jkt.as_str()));
         assert!(verified.claims.extra().is_empty());
-        // A partial token of the same grant is bound too (the verify endpoint asks for
-        // a proof of that key).
+        // A partial token of the same grant is not bound, unless the login asks for it.
         let partial = issuer.issue_partial(&grant).unwrap();
+        assert!(payload(&partial.token).get("cnf").is_none());
+        assert_eq!(partial.claims.dpop_jkt(), None);
+        let bound = issuer.issue_bound_partial(&grant).unwrap();
         assert_eq!(
-            payload(&partial.token)["cnf"],
+            payload(&bound.token)["cnf"],
             serde_json::json!({ "jkt": jkt })
         );
-        let verified_partial = verifier.verify(&partial.token, T).unwrap();
+        let verified_partial = verifier.verify(&bound.token, T).unwrap();
+        assert_eq!(verified_partial.kind, TokenKind::Partial);
         assert_eq!(verified_partial.claims.dpop_jkt(), Some(jkt.as_str()));
+        let unbound = issuer.issue_bound_partial(&Grant::new("alice")).unwrap();
+        assert!(payload(&unbound.token).get("cnf").is_none());
         // Unbound grants: no cnf at all.
         let plain = issuer.issue_access(&Grant::new("alice")).unwrap();
         assert!(payload(&plain.token).get("cnf").is_none());
@@ -947,7 +968,7 @@ mod tests {
     }
 
     #[test]
-    fn a_jkt_that_is_not_a_sha256_thumbprint_is_refused() {
+    fn a_jkt_that_is_not_a_sha256_thumbprint_is_refused_for_access_tokens() {
         let clock = ManualClock::new(T);
         let issuer = issuer(ed("k1", 1), &clock);
         let jkt = jkt_of(7);
@@ -965,8 +986,16 @@ mod tests {
                 matches!(issuer.issue_access(&grant), Err(IssueError::InvalidJkt)),
                 "{bad:?}"
             );
+            // Partial tokens do not use it, unless bound on purpose.
+            assert_eq!(
+                issuer.issue_partial(&grant).unwrap().claims.dpop_jkt(),
+                None
+            );
             assert!(
-                matches!(issuer.issue_partial(&grant), Err(IssueError::InvalidJkt)),
+                matches!(
+                    issuer.issue_bound_partial(&grant),
+                    Err(IssueError::InvalidJkt)
+                ),
                 "{bad:?}"
             );
         }
