@@ -2,10 +2,12 @@
 //! found where the client put it, and opened: a login's partial token (a JWS) or a
 //! step-up's mfa_token (a JWE).
 
+use super::dpop::{self, Target};
 use super::error::{ErrorKind, Failure};
 use super::Completion;
 use crate::audit::Record;
 use crate::challenge::OpenError;
+use crate::dpop::CheckedProof;
 use crate::layer::credential::{self, Credential, Flaw};
 use crate::token::{TokenError, TokenKind};
 
@@ -74,6 +76,15 @@ impl<'a> TokenPlaces<'a> {
             }
         }
     }
+
+    /// The token sent as `Authorization: DPoP` (the partial token, or the access token
+    /// beside a body's `mfa_token`): what a proof's `ath` must be the hash of.
+    pub(crate) fn dpop_token(&self) -> Option<&'a str> {
+        match self.bearer {
+            Credential::Dpop(token) => Some(token),
+            _ => None,
+        }
+    }
 }
 
 /// What a genuine, unexpired challenge token says.
@@ -92,12 +103,32 @@ pub(crate) struct Challenge {
     pub(crate) replaces: Option<String>,
     /// When the challenge was issued.
     pub(crate) issued_at: u64,
+    /// The key the challenge is bound to (a partial token's `cnf.jkt`, an mfa_token's
+    /// `jkt`): its completion needs a proof of that key, and its tokens are bound to it.
+    pub(crate) jkt: Option<String>,
 }
 
 impl Challenge {
     /// The store key that spends this challenge.
     pub(crate) fn jti_key(&self) -> String {
         format!("jti:{}", self.jti)
+    }
+
+    /// The proof a bound challenge needs (checked without the store: missing or of
+    /// another key is `400 invalid_dpop_proof`, before anything is spent), with `ath`
+    /// the hash of the token `places` sent as `Authorization: DPoP`. `None` for an
+    /// unbound challenge: a proof beside it is ignored, its session stays bearer.
+    pub(crate) fn bound_proof(
+        &self,
+        completion: &Completion,
+        places: &TokenPlaces<'_>,
+        target: Target<'_>,
+        now: u64,
+    ) -> Result<Option<CheckedProof>, Failure> {
+        let Some(jkt) = &self.jkt else {
+            return Ok(None);
+        };
+        dpop::required(completion, target, jkt, places.dpop_token(), now).map(Some)
     }
 }
 
@@ -142,6 +173,7 @@ pub(crate) fn open(
             expires_at: claims.exp,
             scope: claims.scope,
             amr: claims.amr,
+            jkt: claims.jkt,
         });
     }
     match guard.verifier().verify(token, now) {
@@ -161,6 +193,7 @@ pub(crate) fn open(
                 amr: c.amr().to_vec(),
                 replaces: None,
                 issued_at: c.iat().unwrap_or(0),
+                jkt: c.dpop_jkt().map(str::to_owned),
             })
         }
         Err(TokenError::Expired {

@@ -55,6 +55,10 @@ pub enum ErrorKind {
     TemporarilyUnavailable,
     /// Something that should not fail did (e.g. signing). Fail closed.
     ServerError,
+    /// The DPoP proof (RFC 9449 §5) is malformed, does not match the request, was used
+    /// before, or is missing or of another key where the challenge or refresh token is
+    /// bound to a key (`cnf.jkt`).
+    InvalidDpopProof,
 }
 
 /// One row of [`ERROR_TABLE`].
@@ -112,6 +116,7 @@ rows! {
     LAST_FACTOR: LastFactor, CONFLICT, LastFactor, "this is the account's last second factor; add another one first";
     TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, TemporarilyUnavailable, "the service is temporarily unavailable; try again";
     SERVER_ERROR: ServerError, INTERNAL_SERVER_ERROR, ServerError, "the request could not be completed";
+    INVALID_DPOP_PROOF: InvalidDpopProof, BAD_REQUEST, InvalidDpopProof, "the DPoP proof is invalid, used before, or not of the key the token is bound to";
 }
 
 /// A refusal on its way to the wire.
@@ -290,6 +295,7 @@ mod tests {
         (ErrorKind::LastFactor, "last_factor"),
         (ErrorKind::TemporarilyUnavailable, "temporarily_unavailable"),
         (ErrorKind::ServerError, "server_error"),
+        (ErrorKind::InvalidDpopProof, "invalid_dpop_proof"),
     ];
 
     fn body_error(kind: ErrorKind) -> String {

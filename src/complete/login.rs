@@ -7,6 +7,7 @@ use http::Response;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::dpop::{self, Target};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::response::json_ok;
@@ -75,6 +76,10 @@ async fn authenticate(
 /// is a partial token only: password OK is not logged in. Unless the browser is a
 /// device the user asked to remember (see `device.rs`): then a session with `amr`
 /// `["pwd"]` only, never `mfa`.
+///
+/// Where the completion binds sessions to keys (see `dpop.rs`), a `DPoP` proof is
+/// checked before the password (`400 invalid_dpop_proof`) and used once after it: the
+/// partial token and the session are bound to its key.
 pub(crate) async fn handle(
     completion: &Completion,
     parts: Parts,
@@ -83,6 +88,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<Bytes>, Failure> {
     let inner = completion.inner();
     let body = body?;
+    let offered = dpop::offered(completion, Target::of(&parts), inner.guard.clock().now())?;
     let account = authenticate(completion, &parts, &body, audit).await?;
     // The username of a failed login is not audited: people type passwords there.
     let Some(account) = account else {
@@ -94,6 +100,11 @@ pub(crate) async fn handle(
         grant = grant.scope(scope.clone());
     }
     let now = inner.guard.clock().now();
+    if let Some(proof) = offered {
+        // The password checked out: only now does the proof cost a store write.
+        dpop::use_once(completion, &proof, now).await?;
+        grant = grant.dpop_jkt(proof.jkt);
+    }
     let enrolled = Enrolled::load(completion, &account.id).await?;
     let skip = if enrolled.is_empty() {
         Some("no_second_factor")
@@ -110,7 +121,7 @@ pub(crate) async fn handle(
         audit.reason(why);
         return Ok(session.response(completion));
     }
-    let partial = inner.issuer.issue_partial(&grant).map_err(|e| {
+    let partial = inner.issuer.issue_bound_partial(&grant).map_err(|e| {
         tracing::error!(error = %e, "could not issue a partial token");
         Failure::new(ErrorKind::ServerError)
     })?;

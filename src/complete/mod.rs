@@ -29,12 +29,21 @@
 //!
 //! Every refusal is one row of [`ERROR_TABLE`]; a store or backend error answers
 //! `503 temporarily_unavailable`, never a pass.
+//!
+//! With DPoP on the guard ([`GuardBuilder::dpop`](crate::layer::GuardBuilder::dpop)) and
+//! no cookies, a login with a `DPoP` proof (RFC 9449 §5) binds the session to the proof's
+//! key: its partial token, access tokens (`cnf.jkt`, `token_type: "DPoP"`) and refresh
+//! tokens. Verify, the passkey challenge and the send endpoint then need a proof of that
+//! key with the partial token or the step-up mfa_token, refresh and logout with the
+//! refresh token (`400 invalid_dpop_proof` otherwise, nothing spent); rotated and
+//! stepped-up tokens stay bound. Without a proof, or in cookie mode, sessions are bearer.
 
 mod attempt;
 mod challenged;
 mod cookie;
 mod device;
 mod directory;
+mod dpop;
 mod endpoint;
 mod enroll;
 mod enrolled;

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::challenged::{self, TokenPlaces};
+use super::dpop::{self, Target};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::manage::valid_name;
@@ -232,6 +233,8 @@ pub(crate) async fn challenge(
     let now = inner.guard.clock().now();
     let challenge = challenged::open(completion, token, access, now, audit)?;
     audit.sub(&challenge.sub);
+    // A bound challenge's proof: checked now, used once before anything is stored.
+    let bound = challenge.bound_proof(completion, &places, Target::of(&parts), now)?;
     let config = config(completion)?;
     let creds: Vec<StoredPasskey> = passkeys(&Enrolled::load(completion, &challenge.sub).await?)
         .into_iter()
@@ -244,6 +247,9 @@ pub(crate) async fn challenge(
         .start_authentication(&creds)
         .map_err(|e| ceremony_failure(&e))?;
     let expires_at = challenge.expires_at.min(now.saturating_add(CEREMONY_SECS));
+    if let Some(proof) = &bound {
+        dpop::use_once(completion, proof, now).await?;
+    }
     let value = bind(&challenge.jti, &state)?;
     let key = challenge_key(&challenge.sub);
     inner.store.put(&key, value, expires_at, now).await?;

@@ -35,6 +35,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::challenged::{self, Challenge, TokenPlaces};
+use super::dpop::{self, Target};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::response::no_content;
@@ -412,8 +413,13 @@ pub(crate) async fn handle(
     let now = completion.inner().guard.clock().now();
     let challenge = challenged::open(completion, token, access, now, audit)?;
     audit.sub(&challenge.sub);
+    // A bound challenge's proof: checked now, used once before anything is stored.
+    let bound = challenge.bound_proof(completion, &places, Target::of(&parts), now)?;
     let enrolled = Enrolled::load(completion, &challenge.sub).await?;
     let (factor_id, destination) = destination(&enrolled, body.channel, body.factor_id.as_deref())?;
+    if let Some(proof) = &bound {
+        dpop::use_once(completion, proof, now).await?;
+    }
     let store = &*completion.inner().store;
     if let Err(secs) = reserve_send(store, &challenge.sub, sending.limit, now).await? {
         audit.reason("send_limit");

@@ -2,8 +2,11 @@
 //!
 //! A refresh token is `<user tag>.<family>.<secret>`: the tag of the session's user
 //! ([`FamilyRef::user_tag`]), the family id (the session id) and 256 random bits,
-//! base64url. It stays opaque to clients; the store finds the family from the first two
-//! parts, without an index, and keeps only the hash of the whole token.
+//! base64url; a DPoP-bound session's adds `.<jkt>`, the thumbprint of its key. It stays
+//! opaque to clients; the store finds the family from the first two parts, without an
+//! index, and keeps only the hash of the whole token, so the key a token names cannot
+//! be changed or dropped (the token would be unknown): a bound token's proof is checked
+//! before the store sees it, and a refused one leaves the family as it was.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::dpop::{self, Target};
 use super::error::{ErrorKind, Failure};
 use super::recent::signed_in;
 use super::response::{json_ok, signed_out};
@@ -36,6 +40,9 @@ const SECRET_LEN: usize = 43;
 /// The longest family id a refresh token carries (the local issuer's are 22 characters).
 const MAX_FAMILY_LEN: usize = 64;
 
+/// The length of a DPoP key's thumbprint (`cnf.jkt`): SHA-256, base64url without padding.
+const JKT_LEN: usize = 43;
+
 /// A new access token plus the refresh token that continues it.
 pub(crate) struct Session {
     pub(crate) access: IssuedToken,
@@ -45,11 +52,12 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// The token response body (RFC 6749 §5.1).
+    /// The token response body (RFC 6749 §5.1): `token_type` `DPoP` for a session bound
+    /// to a key (RFC 9449 §5), else `Bearer`.
     pub(crate) fn body(&self) -> serde_json::Value {
         let mut body = json!({
             "access_token": self.access.token,
-            "token_type": "Bearer",
+            "token_type": self.token_type(),
             "expires_in": self.access.expires_in,
             "refresh_token": self.refresh,
         });
@@ -59,10 +67,21 @@ impl Session {
         body
     }
 
-    /// The token response, with the session and refresh cookies when cookies are on.
+    /// `DPoP` for an access token bound to a key, else `Bearer`.
+    pub(crate) fn token_type(&self) -> &'static str {
+        if self.access.claims.dpop_jkt().is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        }
+    }
+
+    /// The token response, with the session and refresh cookies when cookies are on (not
+    /// for a session bound to a key: a cookie cannot carry its proof).
     pub(crate) fn response(&self, completion: &Completion) -> Response<Bytes> {
         let mut response = json_ok(&self.body());
-        if let Some(cookies) = completion.cookies() {
+        let bound = self.access.claims.dpop_jkt().is_some();
+        if let Some(cookies) = completion.cookies().filter(|_| !bound) {
             let set = [
                 cookies.set_session(&self.access.token, self.access.expires_in),
                 cookies.set_refresh(&self.refresh, self.refresh_expires_in),
@@ -79,17 +98,30 @@ fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A new refresh token of family `at`.
-fn new_refresh_token(at: &FamilyRef) -> Result<String, Failure> {
+/// A new refresh token of family `at`, naming `jkt`, the key of a bound session.
+fn new_refresh_token(at: &FamilyRef, jkt: Option<&str>) -> Result<String, Failure> {
     if !is_family_id(at.family()) {
         // Not a family id of the local issuer: no token could carry it.
         tracing::error!("a session id that a refresh token cannot carry");
         return Err(Failure::new(ErrorKind::ServerError));
     }
+    if jkt.is_some_and(|jkt| !is_jkt(jkt)) {
+        tracing::error!("a DPoP key thumbprint that a refresh token cannot carry");
+        return Err(Failure::new(ErrorKind::ServerError));
+    }
     let mut bytes = [0u8; 32];
     random::fill(&mut bytes).map_err(|_| Failure::new(ErrorKind::ServerError))?;
     let secret = URL_SAFE_NO_PAD.encode(bytes);
-    Ok(format!("{}.{}.{secret}", at.user_tag(), at.family()))
+    let token = format!("{}.{}.{secret}", at.user_tag(), at.family());
+    Ok(match jkt {
+        Some(jkt) => format!("{token}.{jkt}"),
+        None => token,
+    })
+}
+
+/// A SHA-256 JWK thumbprint: 43 base64url characters.
+fn is_jkt(jkt: &str) -> bool {
+    jkt.len() == JKT_LEN && is_base64url(jkt)
 }
 
 /// 1 to [`MAX_FAMILY_LEN`] base64url characters.
@@ -102,20 +134,31 @@ fn is_base64url(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The family a refresh token names, if it has the shape of one: `<user tag>.<family>.
-/// <secret>`, a tag of 16 lowercase hex digits, a family id, a secret of 43 base64url
-/// characters, nothing else.
+/// The family a refresh token names, if it has the shape of one.
 fn family_of(token: &str) -> Option<FamilyRef> {
+    parse(token).map(|(family, _)| family)
+}
+
+/// The family a refresh token names and the key it is bound to, if it has the shape of
+/// one: `<user tag>.<family>.<secret>`, a tag of 16 lowercase hex digits, a family id, a
+/// secret of 43 base64url characters, then `.<jkt>` (43 base64url characters) for a bound
+/// session's, nothing else.
+fn parse(token: &str) -> Option<(FamilyRef, Option<&str>)> {
     if token.len() > MAX_REFRESH_TOKEN_LEN {
         return None;
     }
     let mut parts = token.split('.');
     let (tag, family, secret) = (parts.next()?, parts.next()?, parts.next()?);
+    let jkt = parts.next();
     let shaped = parts.next().is_none()
         && secret.len() == SECRET_LEN
         && is_base64url(secret)
-        && is_family_id(family);
-    shaped.then(|| FamilyRef::from_parts(tag, family)).flatten()
+        && is_family_id(family)
+        && jkt.is_none_or(is_jkt);
+    let family = shaped
+        .then(|| FamilyRef::from_parts(tag, family))
+        .flatten()?;
+    Some((family, jkt))
 }
 
 fn issue(completion: &Completion, grant: &Grant) -> Result<IssuedToken, Failure> {
@@ -144,7 +187,8 @@ pub(crate) fn prepare_start(
     let access = issue(completion, grant)?;
     let family = sid(&access)?;
     let sub = access.claims.sub().to_owned();
-    let refresh = new_refresh_token(&FamilyRef::new(&sub, family.as_str()))?;
+    let at = FamilyRef::new(&sub, family.as_str());
+    let refresh = new_refresh_token(&at, access.claims.dpop_jkt())?;
     let record = RefreshRecord {
         family,
         sub,
@@ -169,7 +213,8 @@ pub(crate) fn prepare_elevate(
     grant: Grant,
 ) -> Result<(Tokens, SessionChange), Failure> {
     let access = issue(completion, &grant.sid(sid))?;
-    let refresh = new_refresh_token(&FamilyRef::new(access.claims.sub(), sid))?;
+    let at = FamilyRef::new(access.claims.sub(), sid);
+    let refresh = new_refresh_token(&at, access.claims.dpop_jkt())?;
     let change = SessionChange::Elevate {
         family: sid.to_owned(),
         new_token: hash(&refresh),
@@ -302,14 +347,31 @@ fn presented(
     })
 }
 
-/// The family of a refresh token that has the shape of one, else `400 invalid_grant`.
-fn checked(token: &str) -> Result<FamilyRef, Failure> {
-    family_of(token).ok_or(Failure::new(ErrorKind::InvalidGrant))
+/// The family of a refresh token that has the shape of one and the key it is bound to,
+/// else `400 invalid_grant`.
+fn checked(token: &str) -> Result<(FamilyRef, Option<&str>), Failure> {
+    parse(token).ok_or(Failure::new(ErrorKind::InvalidGrant))
+}
+
+/// A refresh token bound to `jkt`, presented at refresh or logout: the request's proof
+/// of that key (`ath` the hash of `access`, the token sent as `Authorization: DPoP`, if
+/// any), checked, then used once; before the store sees the refresh token.
+async fn prove_key(
+    completion: &Completion,
+    parts: &Parts,
+    jkt: &str,
+    access: Option<&str>,
+    now: u64,
+) -> Result<(), Failure> {
+    let proof = dpop::required(completion, Target::of(parts), jkt, access, now)?;
+    dpop::use_once(completion, &proof, now).await
 }
 
 /// `POST …/refresh`: rotation on every use; the new access token keeps the session's
-/// `sid`, `auth_time`, `amr` and `acr` (RFC 9470 §6.1). The body as the endpoint read
-/// it.
+/// `sid`, `auth_time`, `amr` and `acr` (RFC 9470 §6.1), and its key binding: a bound
+/// session's refresh token needs a proof of its key (missing or another key's is `400
+/// invalid_dpop_proof`, the token not rotated, the family alive), and its new tokens are
+/// bound to it. The body as the endpoint read it.
 pub(crate) async fn refresh(
     completion: &Completion,
     parts: Parts,
@@ -320,9 +382,12 @@ pub(crate) async fn refresh(
     let body = body?;
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);
-    let family = checked(&token)?;
+    let (family, jkt) = checked(&token)?;
     let now = inner.guard.clock().now();
-    let next = new_refresh_token(&family)?;
+    if let Some(jkt) = jkt {
+        prove_key(completion, &parts, jkt, None, now).await?;
+    }
+    let next = new_refresh_token(&family, jkt)?;
     match inner
         .store
         .refresh_rotate(&family, hash(&token), hash(&next), now)
@@ -330,6 +395,12 @@ pub(crate) async fn refresh(
     {
         Rotation::Rotated(record) => {
             audit.sub(&record.sub);
+            if record.session.dpop_jkt() != jkt {
+                // The token's key is the one its family was started with (the token's
+                // hash covers it): anything else is a fault, refused.
+                tracing::error!("a refresh family's key binding differs from its token's");
+                return Err(Failure::new(ErrorKind::ServerError));
+            }
             let access = issue(completion, &Grant::from_claims(&record.session))?;
             Ok(Session {
                 access,
@@ -350,7 +421,9 @@ pub(crate) async fn refresh(
 }
 
 /// `POST …/logout`: revokes the refresh family of the caller's refresh token. The
-/// caller is answered before the body (as the endpoint read it).
+/// caller is answered before the body (as the endpoint read it). A refresh token bound
+/// to a key needs a proof of it, unless the caller's access token is bound to the same
+/// key (the layer checked that proof): `400 invalid_dpop_proof`, nothing ended.
 pub(crate) async fn logout(
     completion: &Completion,
     parts: Parts,
@@ -363,6 +436,15 @@ pub(crate) async fn logout(
     let now = inner.guard.clock().now();
     let token = presented(completion, &parts.headers, body).unwrap_or_default();
     audit.token(&token);
+    if let Some((_, Some(jkt))) = parse(&token) {
+        if claims.dpop_jkt() != Some(jkt) {
+            let access = match credential::authorization(&parts.headers) {
+                Credential::Dpop(access) => Some(access),
+                _ => None,
+            };
+            prove_key(completion, &parts, jkt, access, now).await?;
+        }
+    }
     // The caller's own session ends, with its access tokens, refresh token or not.
     let mut revoked = false;
     if let Some(sid) = claims.sid() {
@@ -389,12 +471,42 @@ mod tests {
     #[test]
     fn a_refresh_token_names_its_family_and_user_tag() {
         let at = FamilyRef::new("alice", "Ab3_-x");
-        let token = new_refresh_token(&at).unwrap();
+        let token = new_refresh_token(&at, None).unwrap();
         let (head, secret) = token.rsplit_once('.').unwrap();
         assert_eq!(head, "2bd806c97f0e00af.Ab3_-x");
         assert_eq!(secret.len(), SECRET_LEN);
         assert_eq!(family_of(&token), Some(at.clone()));
-        assert_ne!(new_refresh_token(&at).unwrap(), token, "random secrets");
+        assert_ne!(
+            new_refresh_token(&at, None).unwrap(),
+            token,
+            "random secrets"
+        );
+    }
+
+    #[test]
+    fn a_bound_sessions_refresh_token_names_its_key() {
+        let at = FamilyRef::new("alice", "Ab3_-x");
+        let jkt = "Jk_-".repeat(11)[..JKT_LEN].to_owned();
+        let token = new_refresh_token(&at, Some(&jkt)).unwrap();
+        assert!(token.ends_with(&format!(".{jkt}")));
+        assert_eq!(parse(&token), Some((at.clone(), Some(jkt.as_str()))));
+        assert_eq!(family_of(&token), Some(at.clone()));
+        let unbound = new_refresh_token(&at, None).unwrap();
+        assert_eq!(parse(&unbound), Some((at.clone(), None)));
+        for bad in [
+            format!("{unbound}."),
+            format!("{unbound}.{}", &jkt[1..]),
+            format!("{unbound}.{jkt}A"),
+            format!("{unbound}.{jkt}.{jkt}"),
+            format!("{unbound}.{}=", &jkt[1..]),
+            format!("{unbound}.{}", jkt.replace('J', "+")),
+        ] {
+            assert_eq!(parse(&bad), None, "{bad:?}");
+        }
+        for bad in ["", "short", &jkt.replace('J', ".")] {
+            let err = new_refresh_token(&at, Some(bad)).err().map(|f| f.kind);
+            assert_eq!(err, Some(ErrorKind::ServerError), "{bad:?}");
+        }
     }
 
     #[test]
@@ -428,7 +540,7 @@ mod tests {
     fn a_family_id_no_token_can_carry_is_a_server_error_not_a_token() {
         for family in ["", "a.b", "a b", &"f".repeat(MAX_FAMILY_LEN + 1)] {
             let at = FamilyRef::new("alice", family);
-            let err = new_refresh_token(&at).err().map(|f| f.kind);
+            let err = new_refresh_token(&at, None).err().map(|f| f.kind);
             assert_eq!(err, Some(ErrorKind::ServerError), "{family:?}");
         }
     }

@@ -26,6 +26,7 @@ use http::Response;
 use serde::Deserialize;
 
 use super::challenged::{self, Challenge, TokenPlaces};
+use super::dpop::{self, Target};
 use super::enrolled::Enrolled;
 use super::error::{ErrorKind, Failure};
 use super::proof::{self, Accepted, After, Judging, Level, Proof};
@@ -66,7 +67,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<Bytes>, Failure> {
     let body = body?;
     let partial_cookie = completion.cookies().map(|c| c.partial_name());
-    let presented = Presented::from_body(&parts.headers, &body, partial_cookie);
+    let presented = Presented::from_body(&parts, &body, partial_cookie);
     let session = verify(completion, presented, audit).await?;
     let mut response = session.response(completion);
     if let Some(v) = completion.cookies().and_then(|c| c.clear_partial()) {
@@ -94,6 +95,8 @@ pub(crate) async fn handle(
 pub(crate) struct Presented<'a> {
     /// Where the challenge token may be.
     places: TokenPlaces<'a>,
+    /// Where a DPoP proof is checked (a bound challenge needs one).
+    target: Target<'a>,
     /// A TOTP code.
     code: Option<&'a str>,
     /// A recovery code.
@@ -104,14 +107,16 @@ pub(crate) struct Presented<'a> {
 
 impl<'a> Presented<'a> {
     /// The HTTP endpoint's: the body, the bearer token and the partial cookie (named
-    /// `partial_cookie` in cookie mode) of `headers`.
-    fn from_body(
-        headers: &'a http::HeaderMap,
-        body: &'a VerifyBody,
-        partial_cookie: Option<&str>,
-    ) -> Self {
+    /// `partial_cookie` in cookie mode) of the request's headers, and the request as a
+    /// DPoP proof's target.
+    fn from_body(parts: &'a Parts, body: &'a VerifyBody, partial_cookie: Option<&str>) -> Self {
         Self {
-            places: TokenPlaces::of_request(headers, body.mfa_token.as_deref(), partial_cookie),
+            places: TokenPlaces::of_request(
+                &parts.headers,
+                body.mfa_token.as_deref(),
+                partial_cookie,
+            ),
+            target: Target::of(parts),
             code: body.code.as_deref(),
             recovery_code: body.recovery_code.as_deref(),
             passkey: body.passkey.as_ref(),
@@ -120,7 +125,8 @@ impl<'a> Presented<'a> {
 
     /// The gRPC service's: the message's fields (an empty `mfa_token` is none: the
     /// partial token then comes as the bearer) and the bearer token of `headers` (the
-    /// call's `authorization` metadata). No cookies.
+    /// call's `authorization` metadata); a DPoP proof is the call's `dpop` metadata, for
+    /// `POST` [`MFA_VERIFY_PATH`](crate::tonic::MFA_VERIFY_PATH). No cookies.
     #[cfg(feature = "tonic")]
     pub(crate) fn from_message(
         headers: &'a http::HeaderMap,
@@ -130,6 +136,11 @@ impl<'a> Presented<'a> {
     ) -> Self {
         Self {
             places: TokenPlaces::of_message(headers, mfa_token),
+            target: Target {
+                headers,
+                method: &GRPC_METHOD,
+                path: crate::tonic::MFA_VERIFY_PATH,
+            },
             code,
             recovery_code,
             passkey: None,
@@ -154,6 +165,10 @@ impl<'a> Presented<'a> {
     }
 }
 
+/// The method a gRPC call's DPoP proof names (`htm`).
+#[cfg(feature = "tonic")]
+static GRPC_METHOD: http::Method = http::Method::POST;
+
 /// The verify logic, whatever the transport: challenge token genuine → a factor enrolled
 /// → an attempt reserved → the proof judged → the challenge and the proof spent, the
 /// attempt settled and the session started (login) or continued (step-up), in one
@@ -169,6 +184,8 @@ pub(crate) async fn verify(
     let now = inner.guard.clock().now();
     let challenge = challenged::open(completion, token, access, now, audit)?;
     audit.sub(&challenge.sub);
+    // A bound challenge's proof, before anything is spent (no attempt, no code).
+    let bound = challenge.bound_proof(completion, &presented.places, presented.target, now)?;
     let enrolled = Enrolled::load(completion, &challenge.sub).await?;
     if enrolled.is_empty() {
         let failure = Failure::invalid_request("no second factor is enrolled; enroll one first");
@@ -186,6 +203,13 @@ pub(crate) async fn verify(
         Ok(prepared) => prepared,
         Err(failure) => return Err(release(completion, &challenge, failure, now).await),
     };
+    if let (Some(proof), Some(_)) = (&bound, &matched) {
+        // The factor checked out: the proof is used now, before the challenge is spent
+        // (a replayed proof gives the attempt back and spends nothing).
+        if let Err(failure) = dpop::use_once(completion, proof, now).await {
+            return Err(release(completion, &challenge, failure, now).await);
+        }
+    }
     let settlement = ChallengeSettlement {
         user: challenge.sub.clone(),
         challenge: challenge.jti_key(),
@@ -258,7 +282,20 @@ fn presented<'r>(
     body: &'r VerifyBody,
     partial_cookie: Option<&str>,
 ) -> Result<(Proof, &'r str, Option<&'r str>), Failure> {
-    Presented::from_body(headers, body, partial_cookie).resolve()
+    static POST: http::Method = http::Method::POST;
+    let target = Target {
+        headers,
+        method: &POST,
+        path: "/auth/mfa/verify",
+    };
+    Presented {
+        places: TokenPlaces::of_request(headers, body.mfa_token.as_deref(), partial_cookie),
+        target,
+        code: body.code.as_deref(),
+        recovery_code: body.recovery_code.as_deref(),
+        passkey: body.passkey.as_ref(),
+    }
+    .resolve()
 }
 
 /// Reserves an attempt of the challenge's user unless they are locked out (`429`) or the
@@ -384,6 +421,11 @@ fn grant(completion: &Completion, challenge: &Challenge, accepted: &Accepted, no
         .auth_time(now);
     if let Some(scope) = &challenge.scope {
         grant = grant.scope(scope.clone());
+    }
+    // A bound challenge (its proof checked) binds the session's tokens to the same key;
+    // a step-up of a bound session keeps its binding.
+    if let Some(jkt) = &challenge.jkt {
+        grant = grant.dpop_jkt(jkt.clone());
     }
     grant
 }

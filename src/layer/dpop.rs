@@ -108,6 +108,26 @@ impl DpopGuard {
         Ok(proof)
     }
 
+    /// The request's proof checked as [`check`](Self::check) does, and of the key whose
+    /// thumbprint is `jkt` (a bound challenge's or refresh token's, at the completion
+    /// endpoints): another key's proof is [`DpopError::WrongKey`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_key(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+        access_token: Option<&str>,
+        jkt: &str,
+        now: u64,
+    ) -> Result<CheckedProof, DpopError> {
+        let proof = self.check(headers, method, path, access_token, now)?;
+        if !constant_time_eq(&proof.jkt, jkt) {
+            return Err(DpopError::WrongKey);
+        }
+        Ok(proof)
+    }
+
     /// Uses `proof`'s `jti` once: `Ok(())` the first time; a replay, or a key with too
     /// many live proofs, is the denial to answer; a store error is `503` (fail closed).
     pub(crate) async fn use_once(&self, proof: &CheckedProof, now: u64) -> Result<(), Denial> {
@@ -161,15 +181,10 @@ impl DpopGuard {
             (RequestScheme::Bearer, None) if require => Err(Refused::BearerOnDpopRoute),
             (RequestScheme::Bearer, None) => Ok(None),
             (RequestScheme::Dpop, None) => Err(Refused::Proof(DpopError::WrongKey)),
-            (RequestScheme::Dpop, Some(jkt)) => {
-                let proof = self
-                    .check(headers, method, path, Some(token), now)
-                    .map_err(Refused::Proof)?;
-                if !constant_time_eq(&proof.jkt, jkt) {
-                    return Err(Refused::Proof(DpopError::WrongKey));
-                }
-                Ok(Some(proof))
-            }
+            (RequestScheme::Dpop, Some(jkt)) => self
+                .check_key(headers, method, path, Some(token), jkt, now)
+                .map(Some)
+                .map_err(Refused::Proof),
         }
     }
 }

@@ -281,11 +281,30 @@ impl Issuer {
         self.issue(TokenKind::Partial, grant, grant.sid.clone())
     }
 
+    /// [`issue_partial`](Self::issue_partial), bound like an access token when the grant
+    /// has a [`dpop_jkt`](Grant::dpop_jkt): the login of a DPoP client, whose partial
+    /// token the verify endpoint then redeems only with a proof of that key.
+    #[cfg(feature = "server")]
+    pub(crate) fn issue_bound_partial(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
+        self.issue_with(TokenKind::Partial, grant, grant.sid.clone(), true)
+    }
+
     fn issue(
         &self,
         kind: TokenKind,
         grant: &Grant,
         sid: Option<String>,
+    ) -> Result<IssuedToken, IssueError> {
+        self.issue_with(kind, grant, sid, kind == TokenKind::Access)
+    }
+
+    /// Signs a token of `kind`; `bind`: with the grant's `cnf.jkt`, if it has one.
+    fn issue_with(
+        &self,
+        kind: TokenKind,
+        grant: &Grant,
+        sid: Option<String>,
+        bind: bool,
     ) -> Result<IssuedToken, IssueError> {
         let inner = &*self.inner;
         let now = inner.clock.now();
@@ -309,7 +328,7 @@ impl Issuer {
             grant.auth_time,
             grant.extra.clone(),
         );
-        if let (TokenKind::Access, Some(jkt)) = (kind, &grant.dpop_jkt) {
+        if let (true, Some(jkt)) = (bind, &grant.dpop_jkt) {
             if !is_sha256_thumbprint(jkt) {
                 return Err(IssueError::InvalidJkt);
             }
@@ -914,10 +933,20 @@ mod tests {
         let verified = verifier.verify(&access.token, T).unwrap();
         assert_eq!(verified.claims.dpop_jkt(), Some(jkt.as_str()));
         assert!(verified.claims.extra().is_empty());
-        // A partial token of the same grant is not bound.
+        // A partial token of the same grant is not bound, unless the login asks for it.
         let partial = issuer.issue_partial(&grant).unwrap();
         assert!(payload(&partial.token).get("cnf").is_none());
         assert_eq!(partial.claims.dpop_jkt(), None);
+        let bound = issuer.issue_bound_partial(&grant).unwrap();
+        assert_eq!(
+            payload(&bound.token)["cnf"],
+            serde_json::json!({ "jkt": jkt })
+        );
+        let verified_partial = verifier.verify(&bound.token, T).unwrap();
+        assert_eq!(verified_partial.kind, TokenKind::Partial);
+        assert_eq!(verified_partial.claims.dpop_jkt(), Some(jkt.as_str()));
+        let unbound = issuer.issue_bound_partial(&Grant::new("alice")).unwrap();
+        assert!(payload(&unbound.token).get("cnf").is_none());
         // Unbound grants: no cnf at all.
         let plain = issuer.issue_access(&Grant::new("alice")).unwrap();
         assert!(payload(&plain.token).get("cnf").is_none());
@@ -957,10 +986,17 @@ mod tests {
                 matches!(issuer.issue_access(&grant), Err(IssueError::InvalidJkt)),
                 "{bad:?}"
             );
-            // Partial tokens do not use it.
+            // Partial tokens do not use it, unless bound on purpose.
             assert_eq!(
                 issuer.issue_partial(&grant).unwrap().claims.dpop_jkt(),
                 None
+            );
+            assert!(
+                matches!(
+                    issuer.issue_bound_partial(&grant),
+                    Err(IssueError::InvalidJkt)
+                ),
+                "{bad:?}"
             );
         }
     }

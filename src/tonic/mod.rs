@@ -93,7 +93,8 @@ pub struct VerifyReply {
     /// The new access token.
     #[prost(string, tag = "1")]
     pub access_token: String,
-    /// `Bearer`.
+    /// `Bearer`, or `DPoP` for a session bound to a key (a bound challenge completed
+    /// with a proof in the `dpop` metadata).
     #[prost(string, tag = "2")]
     pub token_type: String,
     /// Seconds until the access token expires.

@@ -18,6 +18,7 @@ use super::{VerifyReply, VerifyRequest, MFA_VERIFY_PATH, MFA_VERIFY_SERVICE};
 use crate::challenge::GRPC_DETAILS_HEADER;
 use crate::complete::verify::{self, Presented};
 use crate::complete::{Completion, ErrorKind};
+use crate::dpop::DPOP_HEADER;
 
 /// The gRPC verify service: `tower_stepup.v1.MfaVerify/Verify`, backed by the verify
 /// endpoint of a [`Completion`]. Add it to a tonic server with `add_service`, and give
@@ -103,6 +104,13 @@ impl UnaryService<VerifyRequest> for VerifyMethod {
             {
                 headers.insert(AUTHORIZATION, auth);
             }
+            // The DPoP proofs (`dpop` metadata), every value: a bound challenge needs
+            // exactly one, of its key (two are refused as over HTTP).
+            for value in metadata.get_all(DPOP_HEADER).iter() {
+                if let Ok(v) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                    headers.append(DPOP_HEADER, v);
+                }
+            }
             let presented = Presented::from_message(
                 &headers,
                 &message.mfa_token,
@@ -111,8 +119,8 @@ impl UnaryService<VerifyRequest> for VerifyMethod {
             );
             match verify::verify_message(&completion, presented, size).await {
                 Ok(session) => Ok(tonic::Response::new(VerifyReply {
+                    token_type: session.token_type().to_owned(),
                     access_token: session.access.token,
-                    token_type: "Bearer".to_owned(),
                     expires_in: session.access.expires_in,
                     refresh_token: session.refresh,
                     scope: session.access.claims.scope().unwrap_or_default().to_owned(),
