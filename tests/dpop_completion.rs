@@ -32,7 +32,7 @@ use base64::Engine;
 use http::Method;
 use serde_json::{json, Value};
 use tower_stepup::complete::{Completion, CookieConfig, LogSender, MemoryFactors, TotpFactor};
-use tower_stepup::dpop::DpopConfig;
+use tower_stepup::dpop::{DpopConfig, DpopNonces};
 #[cfg(feature = "passkey")]
 use tower_stepup::factor::passkey::PasskeyConfig;
 use tower_stepup::factor::sent::Channel;
@@ -119,6 +119,11 @@ impl App {
 
     /// The app, with DPoP on the guard or not, in cookie mode or not.
     async fn build(with_dpop: bool, cookies: bool) -> Self {
+        Self::build_with(with_dpop, cookies, None).await
+    }
+
+    /// [`App::build`], with server nonces on the guard when given.
+    async fn build_with(with_dpop: bool, cookies: bool, nonces: Option<DpopNonces>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let clock = ManualClock::new(T0);
@@ -143,6 +148,9 @@ impl App {
             .clock(clock.clone());
         if with_dpop {
             guard = guard.dpop(DpopConfig::default(), base.clone(), store.clone());
+        }
+        if let Some(nonces) = nonces {
+            guard = guard.dpop_nonces(nonces);
         }
         let guard = guard.build().unwrap();
         let issuer = Issuer::builder()
@@ -425,17 +433,32 @@ async fn without_dpop_on_the_guard_a_proof_changes_nothing() {
 }
 
 #[tokio::test]
-async fn in_cookie_mode_a_proof_is_ignored_and_sessions_stay_bearer() {
+async fn in_cookie_mode_a_login_with_a_proof_is_bound_and_gets_no_cookies() {
     let app = App::build(true, true).await;
     let key = Key::ed(6);
+    // An API client (it sends a proof): bound, tokens in the body only.
     let r = app.login("bob", Some(&key)).await;
+    r.expect_ok();
+    assert_eq!(r.body["token_type"], "DPoP");
+    assert_eq!(access_jkt(&r), Some(key.thumbprint()));
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    let r = app.login("alice", Some(&key)).await;
+    let partial = r.expect_partial();
+    assert_eq!(
+        payload(&partial)["cnf"]["jkt"].as_str(),
+        Some(key.thumbprint().as_str())
+    );
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    assert_eq!(count(&app.store.take(), "use_dpop_proof"), 2);
+    // A browser (no proof): bearer, in cookies.
+    let r = app.login("bob", None).await;
     r.expect_ok();
     assert_eq!(r.body["token_type"], "Bearer");
     assert_eq!(access_jkt(&r), None);
     assert!(!r.set_cookies().is_empty(), "the session cookies are set");
-    let partial = app.login("alice", Some(&key)).await.expect_partial();
-    assert!(payload(&partial).get("cnf").is_none());
-    assert_eq!(count(&app.store.take(), "use_dpop_proof"), 0);
+    let r = app.login("alice", None).await;
+    assert!(payload(&r.expect_partial()).get("cnf").is_none());
+    assert!(!r.set_cookies().is_empty(), "the partial cookie is set");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -767,4 +790,28 @@ async fn grpc_verify_of_a_bound_partial_token_needs_a_proof_in_the_dpop_metadata
         .refresh_token
         .ends_with(&format!(".{}", key.thumbprint())));
     task.abort();
+}
+
+#[tokio::test]
+async fn with_server_nonces_a_login_proof_without_the_nonce_gets_use_dpop_nonce_and_the_nonce() {
+    let nonces = DpopNonces::new([8; 32], Duration::from_secs(300)).unwrap();
+    let app = App::build_with(true, false, Some(nonces.clone())).await;
+    let key = Key::es256(21);
+    let r = app.login("bob", Some(&key)).await;
+    r.expect(400, "use_dpop_nonce");
+    let nonce = r
+        .header("dpop-nonce")
+        .expect("a DPoP-Nonce header")
+        .to_owned();
+    assert_eq!(nonce, nonces.current(app.now()));
+    // Nothing was spent: the proof was refused before the store.
+    assert_eq!(count(&app.store.take(), "use_dpop_proof"), 0);
+    let proof = key.proof_with("POST", &app.url(LOGIN), None, app.now(), |_, c| {
+        c["nonce"] = serde_json::json!(nonce);
+    });
+    let body = json!({"username": "bob", "password": "bob-pw"});
+    let r = app.post(LOGIN, &body, None, Some(&proof)).await;
+    r.expect_ok();
+    assert_eq!(r.body["token_type"], "DPoP");
+    assert_eq!(access_jkt(&r), Some(key.thumbprint()));
 }

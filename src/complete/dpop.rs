@@ -2,11 +2,12 @@
 //! refresh, logout, the passkey challenge and the send endpoint read, checked by the
 //! guard's DPoP side ([`DpopGuard`]: one place for the rules, the layer's).
 //!
-//! - A session is bound to a key only where this completion binds
-//!   ([`binding`]: the guard accepts DPoP, and no cookies: browser sessions stay bearer).
-//!   There a login with a proof binds its partial token and its session to the proof's
-//!   key; a login without one stays bearer, and so does every session without DPoP on
-//!   the guard (a `DPoP` header is then ignored).
+//! - A session is bound to a key only where the guard accepts DPoP ([`binding`]). There a
+//!   login with a proof binds its partial token and its session to the proof's key, and
+//!   is answered without cookies even in cookie mode (a cookie cannot carry a proof: the
+//!   client is an API client); a login without one stays bearer (a browser's, with its
+//!   cookies), and so does every session without DPoP on the guard (a `DPoP` header is
+//!   then ignored).
 //! - A token bound to a key (a partial token's or an mfa_token's binding, a refresh
 //!   token's) needs a proof of that key wherever it is presented ([`required`]):
 //!   missing, malformed or of another key is `400 invalid_dpop_proof`, checked before
@@ -44,11 +45,10 @@ impl<'a> Target<'a> {
     }
 }
 
-/// The guard's DPoP side if this completion binds new sessions to keys: the guard accepts
-/// DPoP and the completion does not set cookies (browser sessions stay bearer).
+/// The guard's DPoP side if this completion binds new sessions to keys: the guard
+/// accepts DPoP. (Browsers send no proof: their sessions stay bearer, in cookies.)
 pub(crate) fn binding(completion: &Completion) -> Option<&DpopGuard> {
-    let inner = completion.inner();
-    inner.guard.dpop().filter(|_| inner.cookies.is_none())
+    completion.inner().guard.dpop()
 }
 
 /// A login's proof: `None` (a bearer session) where this completion does not bind or
@@ -67,7 +67,7 @@ pub(crate) fn offered(
     }
     dpop.check(target.headers, target.method, target.path, None, now)
         .map(Some)
-        .map_err(refused)
+        .map_err(|e| refused(dpop, e))
 }
 
 /// The proof a token bound to `jkt` needs: the request's proof, checked without the
@@ -82,10 +82,11 @@ pub(crate) fn required(
     now: u64,
 ) -> Result<CheckedProof, Failure> {
     let Some(dpop) = completion.inner().guard.dpop() else {
-        return Err(refused(DpopError::WrongKey));
+        return Err(Failure::new(ErrorKind::InvalidDpopProof)
+            .describe("the token is bound to a key and DPoP is not accepted here"));
     };
     dpop.check_key(target.headers, target.method, target.path, access, jkt, now)
-        .map_err(refused)
+        .map_err(|e| refused(dpop, e))
 }
 
 /// Uses `proof`'s `jti` once: a replay (or a key with too many live proofs) is `400
@@ -102,13 +103,22 @@ pub(crate) async fn use_once(
         .await
         .map_err(|denial| match denial.kind() {
             DenialKind::Unavailable => Failure::new(ErrorKind::TemporarilyUnavailable),
-            _ => refused(DpopError::Replayed),
+            _ => refused(dpop, DpopError::Replayed),
         })
 }
 
-/// `400 invalid_dpop_proof` for `error`.
-fn refused(error: DpopError) -> Failure {
+/// `400 invalid_dpop_proof` for `error`; `400 use_dpop_nonce` with the current nonce
+/// when only the server nonce is missing or stale (RFC 9449 §8).
+fn refused(dpop: &DpopGuard, error: DpopError) -> Failure {
     tracing::debug!(%error, "a DPoP proof was refused at a completion endpoint");
+    if error.is_nonce_error() {
+        let mut failure = Failure::new(ErrorKind::UseDpopNonce);
+        failure.dpop_nonce = dpop
+            .current_nonce()
+            .and_then(|n| http::HeaderValue::from_str(&n).ok())
+            .map(Box::new);
+        return failure;
+    }
     let failure = Failure::new(ErrorKind::InvalidDpopProof);
     match error {
         DpopError::Missing => failure.describe("the token is bound to a key: send a DPoP proof"),

@@ -59,6 +59,9 @@ pub enum ErrorKind {
     /// before, or is missing or of another key where the challenge or refresh token is
     /// bound to a key (`cnf.jkt`).
     InvalidDpopProof,
+    /// The DPoP proof lacks the server's current nonce (RFC 9449 §8): retry with the one
+    /// in the `DPoP-Nonce` header.
+    UseDpopNonce,
 }
 
 /// One row of [`ERROR_TABLE`].
@@ -117,6 +120,7 @@ rows! {
     TEMPORARILY_UNAVAILABLE: TemporarilyUnavailable, SERVICE_UNAVAILABLE, TemporarilyUnavailable, "the service is temporarily unavailable; try again";
     SERVER_ERROR: ServerError, INTERNAL_SERVER_ERROR, ServerError, "the request could not be completed";
     INVALID_DPOP_PROOF: InvalidDpopProof, BAD_REQUEST, InvalidDpopProof, "the DPoP proof is invalid, used before, or not of the key the token is bound to";
+    USE_DPOP_NONCE: UseDpopNonce, BAD_REQUEST, UseDpopNonce, "the DPoP proof must carry the nonce of the DPoP-Nonce header";
 }
 
 /// A refusal on its way to the wire.
@@ -130,6 +134,8 @@ pub(crate) struct Failure {
     pub(crate) challenge: Option<HeaderValue>,
     /// The method a `405` names in `Allow` (`POST` when none is given).
     pub(crate) allow: Option<&'static str>,
+    /// The server nonce a `use_dpop_nonce` answer sends in `DPoP-Nonce`.
+    pub(crate) dpop_nonce: Option<Box<HeaderValue>>,
 }
 
 impl Failure {
@@ -141,6 +147,7 @@ impl Failure {
             retry_after: None,
             challenge: None,
             allow: None,
+            dpop_nonce: None,
         }
     }
 
@@ -207,6 +214,9 @@ impl Failure {
         }
         if let Some(challenge) = self.challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(nonce) = self.dpop_nonce {
+            headers.insert(crate::challenge::DPOP_NONCE_HEADER, *nonce);
         }
         if self.kind == ErrorKind::MethodNotAllowed {
             let allow = self.allow.unwrap_or("POST");
@@ -296,6 +306,7 @@ mod tests {
         (ErrorKind::TemporarilyUnavailable, "temporarily_unavailable"),
         (ErrorKind::ServerError, "server_error"),
         (ErrorKind::InvalidDpopProof, "invalid_dpop_proof"),
+        (ErrorKind::UseDpopNonce, "use_dpop_nonce"),
     ];
 
     fn body_error(kind: ErrorKind) -> String {

@@ -100,6 +100,7 @@ pub(crate) async fn handle(
         grant = grant.scope(scope.clone());
     }
     let now = inner.guard.clock().now();
+    let bound = offered.is_some();
     if let Some(proof) = offered {
         // The password checked out: only now does the proof cost a store write.
         dpop::use_once(completion, &proof, now).await?;
@@ -133,10 +134,9 @@ pub(crate) async fn handle(
         "expires_in": partial.expires_in,
         "mfa_requirements": enrolled.requirements(false),
     }));
-    if let Some(v) = completion
-        .cookies()
-        .and_then(|c| c.set_partial(&partial.token, partial.expires_in))
-    {
+    // A partial token bound to a key goes to an API client, never in a cookie.
+    let cookies = completion.cookies().filter(|_| !bound);
+    if let Some(v) = cookies.and_then(|c| c.set_partial(&partial.token, partial.expires_in)) {
         response.headers_mut().append(SET_COOKIE, v);
     }
     Ok(response)

@@ -152,13 +152,20 @@ impl DpopGuard {
         self.finish(Denial::dpop_refused(error), RequestScheme::Dpop)
     }
 
+    /// The server nonce proofs must carry now, if the guard uses nonces.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn current_nonce(&self) -> Option<String> {
+        let nonces = self.nonces.as_ref()?;
+        Some(nonces.current(self.clock.now()))
+    }
+
     /// `denial` as a guard that accepts DPoP answers a request of `scheme`: the DPoP
     /// challenge, and with server nonces the current one in `DPoP-Nonce` (RFC 9449 §8.1:
     /// any answer may carry it; `use_dpop_nonce` must).
     pub(crate) fn finish(&self, denial: Denial, scheme: RequestScheme) -> Denial {
         let denial = denial.with_dpop(self.config.algs_header(), scheme);
-        match &self.nonces {
-            Some(nonces) => denial.with_dpop_nonce(nonces.current(self.clock.now())),
+        match self.current_nonce() {
+            Some(nonce) => denial.with_dpop_nonce(nonce),
             None => denial,
         }
     }
