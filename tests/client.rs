@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tower::{Service, ServiceExt};
-use tower_stepup::client::{AuthClient, Challenge, ClientError, HttpClient, Proof};
+use tower_stepup::client::{AuthClient, Challenge, ClientError, DpopKey, HttpClient, Proof};
 use tower_stepup::factor::totp::{self, TotpSecret};
 use tower_stepup::flow::{ErrorReason, Recovery, SignedOutReason, State};
 use tower_stepup::store::MemoryStore;
@@ -31,7 +31,7 @@ mod demo_config;
 #[path = "support/reply.rs"]
 mod reply;
 
-use demo_app::{serve, Served};
+use demo_app::{serve, serve_on, Served};
 
 /// 10 s into a 30 s TOTP step.
 const T0: u64 = 1_800_000_010;
@@ -75,6 +75,22 @@ async fn demo() -> Demo {
 async fn demo_with(config: app::DemoConfig) -> Demo {
     let built = demo_app::Demo::build(&config, ManualClock::new(T0), Arc::new(MemoryStore::new()));
     let served = serve(built.router.clone(), "127.0.0.1:0").await;
+    demo_served(built, served)
+}
+
+/// The demo whose public URL is where it listens, as DPoP proofs name it.
+async fn demo_at_its_public_url() -> Demo {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = app::DemoConfig {
+        public_url: format!("http://{}", listener.local_addr().unwrap()),
+        ..demo_config::demo_config(5)
+    };
+    let built = demo_app::Demo::build(&config, ManualClock::new(T0), Arc::new(MemoryStore::new()));
+    let served = serve_on(listener, built.router.clone());
+    demo_served(built, served)
+}
+
+fn demo_served(built: demo_app::Demo, served: Served) -> Demo {
     let base = format!("http://{}", served.addr);
     let sent = Arc::new(AtomicUsize::new(0));
     let http = Counting {
@@ -674,4 +690,84 @@ async fn an_access_token_the_server_finds_expired_is_refreshed_and_retried() {
     let state = auth.state().await;
     assert!(matches!(state, State::SignedIn(_)), "{state:?}");
     assert_ne!(session_access(&state), first);
+}
+
+/// The claims of a JWS, unverified (the test reads what the server put in).
+fn payload(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The crate's client with a DPoP key against the demo over loopback: every token the
+/// demo issues is bound to the key, every request carries a proof (the layer and the
+/// endpoints check them), and the whole flow works as with bearer tokens.
+#[tokio::test]
+async fn with_a_dpop_key_the_whole_flow_runs_on_tokens_bound_to_it() {
+    let d = demo_at_its_public_url().await;
+    let key = DpopKey::generate_es256().unwrap();
+    let jkt = key.jkt().to_owned();
+    let auth = AuthClient::builder(&d.base)
+        .clock(d.clock.clone())
+        .dpop(key)
+        .build(d.http.clone())
+        .unwrap();
+    let state = auth.login("alice", "alice-password").await.unwrap();
+    assert!(matches!(state, State::MfaRequired(_)), "{state:?}");
+    let state = auth.submit(Proof::Totp(d.code())).await.unwrap();
+    assert!(matches!(state, State::SignedIn(_)), "{state:?}");
+    let access = session_access(&state);
+    assert_eq!(payload(&access)["cnf"]["jkt"], jkt.as_str());
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut api = tower::ServiceBuilder::new()
+        .layer(auth.layer(d.alice_codes(calls.clone())))
+        .service(d.http.clone());
+    let (status, me) = d.get(&mut api, "/api/me").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["sub"], "alice");
+    // The same token without its key is refused.
+    let stolen = reqwest::Client::new()
+        .get(format!("{}/api/me", d.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), StatusCode::UNAUTHORIZED);
+
+    // A step-up, completed with a proof of the same key; the new session stays bound.
+    d.clock.advance(301);
+    let (status, billing) = d.get(&mut api, "/api/billing").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{billing}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let elevated = session_access(&auth.state().await);
+    assert_ne!(elevated, access);
+    assert_eq!(payload(&elevated)["cnf"]["jkt"], jkt.as_str());
+
+    // A silent refresh with a proof; still bound.
+    d.clock.advance(901);
+    let (status, _) = d.get(&mut api, "/api/me").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let state = auth.state().await;
+    let refreshed = session_access(&state);
+    assert_ne!(refreshed, elevated);
+    assert_eq!(payload(&refreshed)["cnf"]["jkt"], jkt.as_str());
+    let refresh = state.session().unwrap().refresh_token.clone().unwrap();
+    assert!(refresh.expose().ends_with(&format!(".{jkt}")));
+    // The refresh token without its key's proof is refused, and the session goes on.
+    let (status, body) = reqwest_post(
+        &format!("{}/auth/refresh", d.base),
+        &serde_json::json!({ "refresh_token": refresh.expose() }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof"))
+    );
+
+    let state = auth.logout().await.unwrap();
+    assert_eq!(state, State::SignedOut(Some(SignedOutReason::LoggedOut)));
 }
