@@ -27,6 +27,8 @@ mod demo_app;
 mod demo_config;
 #[path = "support/demo_server.rs"]
 mod demo_server;
+#[path = "support/dpop.rs"]
+mod dpop;
 #[path = "support/hooked_store.rs"]
 mod hooked_store;
 #[path = "support/latency_proxy.rs"]
@@ -422,4 +424,71 @@ async fn a_burst_of_200_wrong_passwords_checks_at_most_ten() {
         r.text()
     );
     assert!(r.header("retry-after").is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// DPoP proofs
+// ---------------------------------------------------------------------------------------
+
+/// bob signs in with a DPoP proof (no second factor): an access token bound to `key`.
+async fn bob_bound(s: &DemoServer, key: &dpop::Key) -> String {
+    let url = format!("{}/auth/login", demo_config::DEMO_PUBLIC_URL);
+    let proof = key.proof("POST", &url, None, s.now());
+    let body = json!({"username": "bob", "password": "bob-password"});
+    let request = burst::post_json(
+        "/auth/login",
+        &s.addr.to_string(),
+        &body,
+        &[("DPoP", proof.as_str())],
+    );
+    let r = s.send(request).await;
+    assert_eq!(r.status, 200, "login of bob with a proof: {}", r.text());
+    assert_eq!(r.json()["token_type"], "DPoP", "{}", r.text());
+    string(&r, "access_token")
+}
+
+/// `GET /api/me` with the bound `token` and `proof`.
+fn me_with(s: &DemoServer, token: &str, proof: &str) -> Vec<u8> {
+    let authorization = format!("DPoP {token}");
+    burst::get(
+        "/api/me",
+        &s.addr.to_string(),
+        &[("Authorization", authorization.as_str()), ("DPoP", proof)],
+    )
+}
+
+/// One proof sent 200 times at once, to a server whose proof store is Redis one
+/// latency-injecting hop away: the jti is used once, whoever gets there first; and 200
+/// fresh proofs of the same key at once all pass (no false replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200_copies_of_one_dpop_proof_through_redis_passes_once() {
+    let rig = rig("dpop-replay").await;
+    let s = &rig.server;
+    let key = dpop::Key::es256(3);
+    let token = bob_bound(s, &key).await;
+    let url = format!("{}/api/me", demo_config::DEMO_PUBLIC_URL);
+    let proof = key.proof("GET", &url, Some(&token), s.now());
+    let requests = (0..BURST).map(|_| me_with(s, &token, &proof)).collect();
+    let replies = s.burst(requests).await;
+    let mut outcomes: BTreeMap<(u16, String), usize> = BTreeMap::new();
+    for r in &replies {
+        *outcomes.entry(outcome(r)).or_default() += 1;
+    }
+    let expected = BTreeMap::from([
+        ((200, String::new()), 1),
+        ((401, "invalid_dpop_proof".to_owned()), BURST - 1),
+    ]);
+    assert_eq!(outcomes, expected);
+
+    let fresh = (0..BURST)
+        .map(|_| me_with(s, &token, &key.proof("GET", &url, Some(&token), s.now())))
+        .collect();
+    let replies = s.burst(fresh).await;
+    let passed = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        passed,
+        BURST,
+        "{:?}",
+        replies.iter().map(outcome).collect::<Vec<_>>()
+    );
 }
