@@ -28,6 +28,8 @@ mod codes;
 mod demo_app;
 #[path = "support/demo_config.rs"]
 mod demo_config;
+#[path = "support/dpop.rs"]
+mod dpop;
 #[path = "support/failing_store.rs"]
 mod failing_store;
 #[path = "support/hooked_store.rs"]
@@ -885,5 +887,88 @@ mod metrics_facade {
             Some(&1),
             "{counts:?}"
         );
+    }
+}
+
+/// A `GET path` of the demo in process, `Authorization: <scheme> <token>`, with a `DPoP`
+/// proof when given.
+async fn dpop_get(
+    d: &Demo,
+    path: &str,
+    scheme: &str,
+    token: &str,
+    proof: Option<&str>,
+) -> reply::Reply {
+    let mut req = http::Request::get(path).header("authorization", format!("{scheme} {token}"));
+    if let Some(proof) = proof {
+        req = req.header("dpop", proof);
+    }
+    d.send(req.body(axum::body::Body::empty()).unwrap()).await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dpop_refusals_are_audited_by_reason_without_the_proof_or_the_token() {
+    let _serial = serial().await;
+    let capture = log_capture::watch();
+    let d = demo();
+    let key = dpop::Key::es256(3);
+    let base = demo_config::DEMO_PUBLIC_URL;
+    let login_proof = key.proof("POST", &format!("{base}/auth/login"), None, d.now());
+    let req = http::Request::post("/auth/login")
+        .header("content-type", "application/json")
+        .header("dpop", &login_proof)
+        .body(axum::body::Body::from(
+            json!({"username": "bob", "password": "bob-password"}).to_string(),
+        ))
+        .unwrap();
+    let r = d.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["token_type"], "DPoP");
+    let token = r.str("access_token");
+    let e = capture.one();
+    assert_event(
+        &e,
+        Action::Login,
+        Outcome::Ok,
+        Some("no_second_factor"),
+        Some("bob"),
+    );
+
+    let url = format!("{base}/api/me");
+    let proof = key.proof("GET", &url, Some(&token), d.now());
+    let r = dpop_get(&d, "/api/me", "DPoP", &token, Some(&proof)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A pass is not an audit event of the layer.
+    assert!(capture.audit().is_empty());
+
+    let refusals = [
+        ("Bearer", None, "dpop_bound_token_without_proof"),
+        ("DPoP", Some(proof.clone()), "dpop_proof_replayed"),
+        (
+            "DPoP",
+            Some(key.proof("POST", &url, Some(&token), d.now())),
+            "invalid_dpop_proof",
+        ),
+    ];
+    for (scheme, proof, reason) in refusals {
+        let r = dpop_get(&d, "/api/me", scheme, &token, proof.as_deref()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{reason}: {}", r.body);
+        let e = capture.one();
+        assert_event(
+            &e,
+            Action::Access,
+            Outcome::Denied,
+            Some(reason),
+            Some("bob"),
+        );
+        for (name, value) in &e.fields {
+            assert!(!value.contains(&token), "{reason}: the token in {name}");
+            for p in [&login_proof, &proof.clone().unwrap_or_default()] {
+                assert!(
+                    p.is_empty() || !value.contains(p.as_str()),
+                    "{reason}: a proof in {name}"
+                );
+            }
+        }
     }
 }
