@@ -284,7 +284,7 @@ impl Issuer {
     /// [`issue_partial`](Self::issue_partial), bound like an access token when the grant
     /// has a [`dpop_jkt`](Grant::dpop_jkt): the login of a DPoP client, whose partial
     /// token the verify endpoint then redeems only with a proof of that key.
-    #[cfg(feature = "server")]
+    #[cfg_attr(not(feature = "server"), allow(dead_code))] // the login endpoint's
     pub(crate) fn issue_bound_partial(&self, grant: &Grant) -> Result<IssuedToken, IssueError> {
         self.issue_with(TokenKind::Partial, grant, grant.sid.clone(), true)
     }
