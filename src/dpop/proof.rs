@@ -6,13 +6,13 @@ use std::borrow::Cow;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::DpopError;
 use super::htu;
-use super::jwk::{thumbprint, RawJwk};
+use super::jwk::RawJwk;
 use super::{CheckedProof, DpopConfig, Expected, MAX_JTI_LEN};
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
@@ -24,8 +24,8 @@ struct Header<'a> {
     typ: Option<Cow<'a, str>>,
     #[serde(borrow)]
     alg: Cow<'a, str>,
-    #[serde(default)]
-    jwk: Option<RawJwk>,
+    #[serde(borrow, default)]
+    jwk: Option<RawJwk<'a>>,
     #[serde(default)]
     crit: super::jwk::Present,
 }
@@ -122,7 +122,7 @@ pub(crate) fn check_one(
         return Err(DpopError::InvalidSignature);
     }
     crate::token::ensure_crypto_provider();
-    let key = DecodingKey::from_jwk(&jwk).map_err(|_| DpopError::InvalidJwk)?;
+    let key = jwk.decoding_key();
     let signing_input_len = header_b64.len() + 1 + payload_b64.len();
     let signing_input = value.get(..signing_input_len).ok_or(DpopError::Malformed)?;
     // An error here is a key the backend refuses (a point not on its curve): aws-lc-rs
@@ -171,7 +171,7 @@ pub(crate) fn check_one(
     }
 
     Ok(CheckedProof {
-        jkt: thumbprint(&jwk)?,
+        jkt: jwk.thumbprint(),
         jti: jti.into_owned(),
         iat,
         // One second past the last one the window accepts: a store forgets a `jti` at
