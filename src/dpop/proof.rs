@@ -14,6 +14,7 @@ use super::error::DpopError;
 use super::htu;
 use super::jwk::RawJwk;
 use super::{CheckedProof, DpopConfig, Expected, MAX_JTI_LEN};
+use http::Method;
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
 const TYP: &str = "dpop+jwt";
@@ -98,10 +99,34 @@ fn signature_len_of(part: &str) -> Result<usize, DpopError> {
     }
 }
 
+/// [`Expected`], with the URL as the string of its normal form (which the layer can build
+/// without normalizing a URL that is in normal form already).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'a Method,
+    /// In normal form ([`htu::normalize`]'s).
+    pub(crate) url: &'a str,
+    pub(crate) access_token: Option<&'a str>,
+    pub(crate) nonce: Option<&'a str>,
+    pub(crate) now: u64,
+}
+
+impl<'a> From<&Expected<'a>> for Request<'a> {
+    fn from(expected: &Expected<'a>) -> Self {
+        Self {
+            method: expected.method,
+            url: expected.url.as_str(),
+            access_token: expected.access_token,
+            nonce: expected.nonce,
+            now: expected.now,
+        }
+    }
+}
+
 pub(crate) fn check_one(
     config: &DpopConfig,
     value: &[u8],
-    expected: &Expected<'_>,
+    expected: &Request<'_>,
 ) -> Result<CheckedProof, DpopError> {
     // Step 2: a well-formed compact JWS, within bounds.
     if value.len() > config.max_proof_len {
@@ -172,9 +197,9 @@ pub(crate) fn check_one(
     }
     // `expected.url` is in normal form, and normalizing a URL in normal form changes
     // nothing: a claim spelled exactly like it needs no normalizing to be equal.
-    if htu != expected.url.as_str() {
+    if htu != expected.url {
         match htu::normalize(&htu) {
-            Ok(normalized) if normalized == expected.url.as_str() => {}
+            Ok(normalized) if normalized == expected.url => {}
             _ => return Err(DpopError::WrongUrl),
         }
     }
