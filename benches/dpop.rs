@@ -4,6 +4,11 @@
 //! - `es256_verify`: one raw ES256 verification of a proof's signature through
 //!   jsonwebtoken (`crypto::verify`, the crate's backend: aws-lc-rs by default), with the
 //!   key decoded once. The floor: a proof check cannot cost less than its signature.
+//! - `es256_fresh`: the same verification timed as the two DPoP measurements below are,
+//!   one fresh proof at a time, each signed (untimed) just before: what the signature
+//!   costs in their conditions, with caches and branch predictors cooled by the signing.
+//!   The gap to `es256_verify` is that setting's, not the check's; `dpop_check` and
+//!   `dpop_cached` are best read against this one.
 //! - `bearer_cached`: a Bearer request through the layer, its token served from the
 //!   verified-token cache (the fast path without DPoP).
 //! - `dpop_check`: [`dpop::check`] alone: the header parsed, the `jwk` decoded, the
@@ -142,6 +147,22 @@ fn dpop_request(c: &mut Criterion) {
             )
             .unwrap())
         })
+    });
+    g.bench_function("es256_fresh", |b| {
+        b.iter_batched(
+            fresh_proof,
+            |proof| {
+                let (message, signature) = proof.rsplit_once('.').unwrap();
+                assert!(jsonwebtoken::crypto::verify(
+                    signature,
+                    message.as_bytes(),
+                    &decoding,
+                    Algorithm::ES256
+                )
+                .unwrap())
+            },
+            BatchSize::PerIteration,
+        )
     });
     g.bench_function("bearer_cached", |b| {
         b.iter_batched(

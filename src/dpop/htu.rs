@@ -84,11 +84,12 @@ fn is_dot_segment(segment: &str) -> bool {
 }
 
 /// Characters a URI may contain (RFC 3986 §2: unreserved, reserved and `%`).
-fn is_uri_char(b: u8) -> bool {
+pub(crate) fn is_uri_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
 }
 
-fn is_unreserved(b: u8) -> bool {
+/// RFC 3986 §2.3: `ALPHA / DIGIT / "-" / "." / "_" / "~"`.
+pub(crate) fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 

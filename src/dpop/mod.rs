@@ -56,8 +56,10 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{DpopError, HtuError};
 pub use self::htu::Htu;
+pub(crate) use self::htu::{is_unreserved, is_uri_char};
 pub use self::jwk::thumbprint;
 pub use self::nonce::DpopNonces;
+pub(crate) use self::proof::Request;
 pub use self::replay::{DpopUse, JtiFuture, JtiStore, JtiStoreError, MAX_DPOP_PROOFS_PER_KEY};
 use crate::ConfigError;
 
@@ -281,10 +283,25 @@ pub fn check_values<'v>(
     values: impl IntoIterator<Item = &'v [u8]>,
     expected: &Expected<'_>,
 ) -> Result<CheckedProof, DpopError> {
+    proof::check_one(config, only_value(values)?, &expected.into())
+}
+
+/// [`check`] against `request`, whose URL is the string of a normal form already.
+pub(crate) fn check_request(
+    config: &DpopConfig,
+    headers: &HeaderMap,
+    request: &Request<'_>,
+) -> Result<CheckedProof, DpopError> {
+    let values = headers.get_all(DPOP_HEADER).iter().map(|v| v.as_bytes());
+    proof::check_one(config, only_value(values)?, request)
+}
+
+/// The one value of the request's `DPoP` headers.
+fn only_value<'v>(values: impl IntoIterator<Item = &'v [u8]>) -> Result<&'v [u8], DpopError> {
     let mut values = values.into_iter();
     let value = values.next().ok_or(DpopError::Missing)?;
     if values.next().is_some() {
         return Err(DpopError::Multiple);
     }
-    proof::check_one(config, value, expected)
+    Ok(value)
 }

@@ -5,15 +5,16 @@
 use std::borrow::Cow;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use base64::{DecodeSliceError, Engine as _};
+use jsonwebtoken::Algorithm;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::DpopError;
 use super::htu;
-use super::jwk::{thumbprint, RawJwk};
+use super::jwk::RawJwk;
 use super::{CheckedProof, DpopConfig, Expected, MAX_JTI_LEN};
+use http::Method;
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
 const TYP: &str = "dpop+jwt";
@@ -24,8 +25,8 @@ struct Header<'a> {
     typ: Option<Cow<'a, str>>,
     #[serde(borrow)]
     alg: Cow<'a, str>,
-    #[serde(default)]
-    jwk: Option<RawJwk>,
+    #[serde(borrow, default)]
+    jwk: Option<RawJwk<'a>>,
     #[serde(default)]
     crit: super::jwk::Present,
 }
@@ -64,6 +65,14 @@ fn signature_len(alg: Algorithm) -> usize {
     }
 }
 
+/// A character of a compact JWS: base64url, and `.` between the parts.
+fn is_jws_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// The longest signature (ES384).
+const MAX_SIGNATURE_LEN: usize = 96;
+
 fn decode(part: &str) -> Result<Vec<u8>, DpopError> {
     if part.is_empty() {
         return Err(DpopError::Malformed);
@@ -73,19 +82,59 @@ fn decode(part: &str) -> Result<Vec<u8>, DpopError> {
         .map_err(|_| DpopError::Malformed)
 }
 
+/// The length of the signature `part` decodes to, as [`decode`] would find it, without
+/// keeping the bytes: the backend takes the signature as base64url and decodes it
+/// itself.
+fn signature_len_of(part: &str) -> Result<usize, DpopError> {
+    if part.is_empty() {
+        return Err(DpopError::Malformed);
+    }
+    // Room for a few bytes more than the longest signature: a longer one is refused
+    // anyway, once it is known to be base64url.
+    let mut buf = [0u8; MAX_SIGNATURE_LEN + 3];
+    match URL_SAFE_NO_PAD.decode_slice(part, &mut buf) {
+        Ok(n) => Ok(n),
+        Err(DecodeSliceError::OutputSliceTooSmall) => decode(part).map(|s| s.len()),
+        Err(DecodeSliceError::DecodeError(_)) => Err(DpopError::Malformed),
+    }
+}
+
+/// [`Expected`], with the URL as the string of its normal form (which the layer can build
+/// without normalizing a URL that is in normal form already).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'a Method,
+    /// In normal form ([`htu::normalize`]'s).
+    pub(crate) url: &'a str,
+    pub(crate) access_token: Option<&'a str>,
+    pub(crate) nonce: Option<&'a str>,
+    pub(crate) now: u64,
+}
+
+impl<'a> From<&Expected<'a>> for Request<'a> {
+    fn from(expected: &Expected<'a>) -> Self {
+        Self {
+            method: expected.method,
+            url: expected.url.as_str(),
+            access_token: expected.access_token,
+            nonce: expected.nonce,
+            now: expected.now,
+        }
+    }
+}
+
 pub(crate) fn check_one(
     config: &DpopConfig,
     value: &[u8],
-    expected: &Expected<'_>,
+    expected: &Request<'_>,
 ) -> Result<CheckedProof, DpopError> {
     // Step 2: a well-formed compact JWS, within bounds.
     if value.len() > config.max_proof_len {
         return Err(DpopError::TooLong);
     }
-    if !value
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    // Every byte, without stopping at the first bad one (at most `max_proof_len`): the
+    // compiler makes this loop branch-free and vectorized.
+    if !value.iter().fold(true, |ok, &b| ok & is_jws_char(b)) {
         return Err(DpopError::Malformed);
     }
     let proof = std::str::from_utf8(value).map_err(|_| DpopError::Malformed)?;
@@ -97,7 +146,7 @@ pub(crate) fn check_one(
     };
     let header_json = decode(header_b64)?;
     let payload_json = decode(payload_b64)?;
-    let signature = decode(signature_b64)?;
+    let signature_bytes = signature_len_of(signature_b64)?;
 
     // Steps 4, 5, 7: typ, an allowed asymmetric alg, a public jwk that fits it.
     let header: Header<'_> =
@@ -118,11 +167,11 @@ pub(crate) fn check_one(
         .public_key_for(alg)?;
 
     // Step 6: the signature, with that key.
-    if signature.len() != signature_len(alg) {
+    if signature_bytes != signature_len(alg) {
         return Err(DpopError::InvalidSignature);
     }
     crate::token::ensure_crypto_provider();
-    let key = DecodingKey::from_jwk(&jwk).map_err(|_| DpopError::InvalidJwk)?;
+    let key = jwk.decoding_key();
     let signing_input_len = header_b64.len() + 1 + payload_b64.len();
     let signing_input = value.get(..signing_input_len).ok_or(DpopError::Malformed)?;
     // An error here is a key the backend refuses (a point not on its curve): aws-lc-rs
@@ -146,9 +195,13 @@ pub(crate) fn check_one(
     if htm != expected.method.as_str() {
         return Err(DpopError::WrongMethod);
     }
-    match htu::normalize(&htu) {
-        Ok(normalized) if normalized == expected.url.as_str() => {}
-        _ => return Err(DpopError::WrongUrl),
+    // `expected.url` is in normal form, and normalizing a URL in normal form changes
+    // nothing: a claim spelled exactly like it needs no normalizing to be equal.
+    if htu != expected.url {
+        match htu::normalize(&htu) {
+            Ok(normalized) if normalized == expected.url => {}
+            _ => return Err(DpopError::WrongUrl),
+        }
     }
     if iat.saturating_add(config.max_age) < expected.now {
         return Err(DpopError::TooOld);
@@ -158,8 +211,12 @@ pub(crate) fn check_one(
     }
     if let Some(token) = expected.access_token {
         let ath = claims.ath.ok_or(DpopError::MissingClaim("ath"))?;
-        let want = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-        if !bool::from(ath.as_bytes().ct_eq(want.as_bytes())) {
+        // base64url of the 32-byte hash: 43 characters, written here, not allocated.
+        let mut want = [0u8; 43];
+        let matches = URL_SAFE_NO_PAD
+            .encode_slice(Sha256::digest(token.as_bytes()), &mut want)
+            .is_ok_and(|n| n == want.len() && bool::from(ath.as_bytes().ct_eq(&want)));
+        if !matches {
             return Err(DpopError::WrongAth);
         }
     }
@@ -171,7 +228,7 @@ pub(crate) fn check_one(
     }
 
     Ok(CheckedProof {
-        jkt: thumbprint(&jwk)?,
+        jkt: jwk.thumbprint(),
         jti: jti.into_owned(),
         iat,
         // One second past the last one the window accepts: a store forgets a `jti` at
@@ -180,4 +237,43 @@ pub(crate) fn check_one(
         expires_at: iat.saturating_add(config.max_age).saturating_add(1),
         nonce: claims.nonce.map(Cow::into_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn the_signature_length_is_what_decoding_finds() {
+        // Around and far past the stack buffer, canonical or not, every length modulo 4.
+        for len in 0..=300 {
+            for tail in ["", "B", "Q", "_", "AB"] {
+                let part = format!("{}{tail}", "A".repeat(len));
+                assert_eq!(
+                    signature_len_of(&part),
+                    decode(&part).map(|s| s.len()),
+                    "{part}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        // What lets `check_one` take a claim spelled exactly like the expected URL
+        // without normalizing it.
+        #[test]
+        fn normalizing_a_normalized_url_changes_nothing(
+            scheme in "(?i)https?",
+            host in "(\\[[0-9a-fA-F:]{1,6}\\]|([a-zA-Z0-9.~!$&'()*+,;=-]|%[0-9a-fA-F]{2}){1,8})",
+            port in "(:0{0,2}[0-9]{0,5})?",
+            path in "(/|\\.|\\.\\.|%2[eEfF5]|%4[1aA]|%7[eE]|%3[fF]|[aZ0~_:@!-]|\\?|#){0,16}",
+        ) {
+            let url = format!("{scheme}://{host}{port}{path}");
+            if let Ok(once) = htu::normalize(&url) {
+                prop_assert_eq!(htu::normalize(&once).ok(), Some(once.clone()), "{}", url);
+            }
+        }
+    }
 }

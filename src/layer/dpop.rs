@@ -24,7 +24,7 @@ use http::{HeaderMap, Method};
 use crate::challenge::{Denial, DenialKind, RequestScheme};
 use crate::clock::SharedClock;
 use crate::dpop::{
-    self, CheckedProof, DpopConfig, DpopError, DpopNonces, DpopUse, Expected, Htu, JtiStore,
+    self, CheckedProof, DpopConfig, DpopError, DpopNonces, DpopUse, Htu, JtiStore, Request,
 };
 use crate::error::ConfigError;
 use crate::token::Claims;
@@ -35,6 +35,9 @@ use crate::token::Claims;
 pub(crate) struct DpopGuard {
     config: DpopConfig,
     base: String,
+    /// `base` without its trailing `/`, when it is in normal form (see
+    /// [`request_url`](Self::request_url)).
+    normal_base: Option<String>,
     store: Arc<dyn JtiStore>,
     nonces: Option<DpopNonces>,
     clock: SharedClock,
@@ -58,22 +61,19 @@ impl DpopGuard {
         nonces: Option<DpopNonces>,
         clock: SharedClock,
     ) -> Result<Self, ConfigError> {
-        if let Err(e) = Htu::from_base_and_path(&public_url, "/") {
-            return Err(ConfigError::invalid("dpop public_url", e.to_string()));
-        }
+        let root = Htu::from_base_and_path(&public_url, "/")
+            .map_err(|e| ConfigError::invalid("dpop public_url", e.to_string()))?;
+        let stripped = public_url.strip_suffix('/').unwrap_or(&public_url);
+        let normal_base =
+            (root.as_str().strip_suffix('/') == Some(stripped)).then(|| stripped.to_owned());
         Ok(Self {
             config,
+            normal_base,
             base: public_url,
             store,
             nonces,
             clock,
         })
-    }
-
-    /// The proof checks.
-    #[allow(dead_code)] // the completion endpoints read it (issue 19, next)
-    pub(crate) fn config(&self) -> &DpopConfig {
-        &self.config
     }
 
     /// The request's proof checked against the request (`method`, the public URL plus
@@ -89,15 +89,15 @@ impl DpopGuard {
         access_token: Option<&str>,
         now: u64,
     ) -> Result<CheckedProof, DpopError> {
-        let url = Htu::from_base_and_path(&self.base, path).map_err(|_| DpopError::WrongUrl)?;
-        let expected = Expected {
+        let url = self.request_url(path)?;
+        let request = Request {
             method,
-            url: &url,
+            url: url.as_str(),
             access_token,
             nonce: None,
             now,
         };
-        let proof = dpop::check(&self.config, headers, &expected)?;
+        let proof = dpop::check_request(&self.config, headers, &request)?;
         if let Some(nonces) = &self.nonces {
             match proof.nonce.as_deref() {
                 None => return Err(DpopError::MissingNonce),
@@ -126,6 +126,32 @@ impl DpopGuard {
             return Err(DpopError::WrongKey);
         }
         Ok(proof)
+    }
+
+    /// The normal form of the public URL of a request to `path` (a wrong `htu` if it has
+    /// none): [`Htu::from_base_and_path`]'s. For a path that normalizing leaves as it is
+    /// (unreserved characters and `/`, no dot segment; the query, dropped, only of
+    /// characters a URI may contain) on a base in normal form, that is the base followed
+    /// by the path, built without normalizing the URL again.
+    fn request_url(&self, path: &str) -> Result<RequestUrl, DpopError> {
+        if let Some(base) = &self.normal_base {
+            let (path_only, rest) = path.split_at(path.find(['?', '#']).unwrap_or(path.len()));
+            let plain = path_only.starts_with('/')
+                && path_only
+                    .bytes()
+                    .all(|b| dpop::is_unreserved(b) || b == b'/')
+                && !path_only.split('/').any(|s| s == "." || s == "..")
+                && rest.bytes().all(dpop::is_uri_char);
+            if plain {
+                let mut url = String::with_capacity(base.len() + path_only.len());
+                url.push_str(base);
+                url.push_str(path_only);
+                return Ok(RequestUrl::Plain(url));
+            }
+        }
+        Htu::from_base_and_path(&self.base, path)
+            .map(RequestUrl::Normalized)
+            .map_err(|_| DpopError::WrongUrl)
     }
 
     /// Uses `proof`'s `jti` once: `Ok(())` the first time; a replay, or a key with too
@@ -196,6 +222,22 @@ impl DpopGuard {
     }
 }
 
+/// The normal form of a request's public URL, built one way or the other.
+enum RequestUrl {
+    /// The normal base followed by a path in normal form.
+    Plain(String),
+    Normalized(Htu),
+}
+
+impl RequestUrl {
+    fn as_str(&self) -> &str {
+        match self {
+            RequestUrl::Plain(url) => url,
+            RequestUrl::Normalized(htu) => htu.as_str(),
+        }
+    }
+}
+
 /// Why [`DpopGuard::bind`] refused a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -242,4 +284,121 @@ impl Refused {
 fn constant_time_eq(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::dpop::JtiFuture;
+
+    struct NoStore;
+
+    impl JtiStore for NoStore {
+        fn use_proof<'a>(&'a self, _: &'a str, _: &'a str, _: u64, _: u64) -> JtiFuture<'a> {
+            Box::pin(std::future::ready(Ok(DpopUse::Fresh)))
+        }
+    }
+
+    fn guard(base: &str) -> DpopGuard {
+        let store: Arc<dyn JtiStore> = Arc::new(NoStore);
+        DpopGuard::new(
+            DpopConfig::default(),
+            base.to_owned(),
+            store,
+            None,
+            Arc::new(SystemClock),
+        )
+        .unwrap()
+    }
+
+    const BASES: [&str; 10] = [
+        "https://api.example",
+        "https://api.example/",
+        "https://api.example/v1",
+        "https://api.example/v1/",
+        "https://api.example//",
+        "http://api.example:8080/a~b",
+        // Not in normal form: every request URL is normalized.
+        "HTTPS://API.example",
+        "https://api.example:443/v1",
+        "https://api.example/%7Ev1/./x/..",
+        "https://api.example/a%2fb",
+    ];
+
+    /// What the layer builds is what `Htu::from_base_and_path` makes of the request, or
+    /// a wrong `htu` where it refuses.
+    fn agrees(base: &str, guard: &DpopGuard, path: &str) -> Result<(), String> {
+        let want = Htu::from_base_and_path(base, path).map(|u| u.as_str().to_owned());
+        let got = guard.request_url(path).map(|u| u.as_str().to_owned());
+        match (&got, &want) {
+            (Ok(a), Ok(b)) if a == b => Ok(()),
+            (Err(DpopError::WrongUrl), Err(_)) => Ok(()),
+            _ => Err(format!("{base} + {path:?}: {got:?}, not {want:?}")),
+        }
+    }
+
+    #[test]
+    fn the_normal_base_is_taken_only_in_normal_form() {
+        let normal: Vec<bool> = BASES
+            .iter()
+            .map(|b| guard(b).normal_base.is_some())
+            .collect();
+        assert_eq!(
+            normal,
+            [true, true, true, true, true, true, false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn the_request_url_is_the_normalized_one_for_every_character() {
+        for base in BASES {
+            let g = guard(base);
+            for path in [
+                "/",
+                "/api/me",
+                "/a/b/",
+                "//a",
+                "/a//b",
+                "/.well-known/x",
+                "/a.b/..c",
+            ] {
+                agrees(base, &g, path).unwrap();
+            }
+            for b in 0u8..=0x7f {
+                let c = char::from(b);
+                for path in [
+                    format!("/a{c}b"),
+                    format!("/{c}"),
+                    format!("/a/{c}{c}/b"),
+                    format!("/a?x{c}y"),
+                    format!("/a?x#{c}"),
+                    format!("/a#{c}"),
+                    format!("{c}/a"),
+                ] {
+                    agrees(base, &g, &path).unwrap();
+                }
+            }
+            for path in [
+                "/é", "/a?é", "/%2e/a", "/%2E%2E", "/a/.", "/a/..", "/./a", "/%41",
+            ] {
+                agrees(base, &g, path).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_request_url_is_the_normalized_one(
+            base in 0..BASES.len(),
+            path in "(/|\\.|\\.\\.|%2[eEfF]|%41|[aZ09~_@:!-]|\\?|#| |\\^){0,16}",
+        ) {
+            let base = BASES[base];
+            if let Err(e) = agrees(base, &guard(base), &path) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
 }

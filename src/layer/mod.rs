@@ -220,7 +220,7 @@ impl Guard {
 
     /// The guard's DPoP side, if it accepts DPoP (the completion endpoints check their
     /// proofs with it).
-    #[allow(dead_code)] // the completion endpoints check proofs with it (issue 19, next)
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn dpop(&self) -> Option<&DpopGuard> {
         self.inner.dpop.as_ref()
     }

@@ -65,7 +65,7 @@ struct State {
     devices: HashMap<String, Vec<DeviceInfo>>,
     /// The used DPoP proofs of each key (by the SHA-256 of its thumbprint): each `jti`'s
     /// SHA-256 and when it is forgotten, at most [`MAX_DPOP_PROOFS_PER_KEY`] live a key.
-    dpop: HashMap<[u8; 32], HashMap<[u8; 32], u64>>,
+    dpop: HashMap<[u8; 32], DpopProofs, DigestHasher>,
     /// The proofs `dpop` holds, each counted as an entry.
     dpop_proofs: usize,
     /// Login counters, in their own bounded space (not counted in `max_entries`).
@@ -76,6 +76,13 @@ struct State {
     max_entries: usize,
     now: u64,
 }
+
+/// The hasher of the DPoP maps: their keys are SHA-256 digests, which no client can aim
+/// at one bucket, so foldhash (seeded per process) does at a fraction of SipHash's cost.
+type DigestHasher = foldhash::fast::RandomState;
+
+/// The used proofs of one key: each `jti`'s SHA-256 and when it is forgotten.
+type DpopProofs = HashMap<[u8; 32], u64, DigestHasher>;
 
 /// One bucket of login counters: the account's own (`<account>`) and one per client
 /// (`<account>|<client>`), at most [`LOGIN_RECORDS_PER_BUCKET`].
@@ -265,7 +272,7 @@ impl State {
             proofs.retain(|_, exp| *exp > now);
             !proofs.is_empty()
         });
-        self.dpop_proofs = self.dpop.values().map(HashMap::len).sum();
+        self.dpop_proofs = self.dpop.values().map(DpopProofs::len).sum();
     }
 
     /// Runs `f` on the attempt entry of `key` as it stands at `now`, and keeps the
@@ -766,30 +773,32 @@ impl State {
     /// proofs are forgotten when its bound is reached (and by the sweep).
     fn use_dpop(&mut self, jkt: &str, jti: &str, expires_at: u64) -> Result<DpopUse, StoreError> {
         let (now, key, proof) = (self.now, digest(jkt), digest(jti));
-        let mut forgotten = 0;
-        let (held, known) = match self.dpop.get_mut(&key) {
-            None => (0, false),
-            Some(proofs) => {
-                if proofs.get(&proof).is_some_and(|exp| *exp > now) {
-                    return Ok(DpopUse::Replayed);
+        if let Some(proofs) = self.dpop.get_mut(&key) {
+            let held = proofs.len();
+            match proofs.get_mut(&proof) {
+                Some(exp) if *exp > now => return Ok(DpopUse::Replayed),
+                // Remembered but expired, under the bound: used again in place (no new
+                // entry).
+                Some(exp) if held < MAX_DPOP_PROOFS_PER_KEY => {
+                    *exp = expires_at;
+                    return Ok(DpopUse::Fresh);
                 }
-                if proofs.len() >= MAX_DPOP_PROOFS_PER_KEY {
-                    let before = proofs.len();
-                    proofs.retain(|_, exp| *exp > now);
-                    forgotten = before - proofs.len();
-                }
-                (proofs.len(), proofs.contains_key(&proof))
+                _ => {}
             }
-        };
-        self.dpop_proofs -= forgotten;
-        if held >= MAX_DPOP_PROOFS_PER_KEY {
-            return Ok(DpopUse::TooMany);
+            if held >= MAX_DPOP_PROOFS_PER_KEY {
+                // Also forgets this proof, if it was remembered (then it had expired).
+                proofs.retain(|_, exp| *exp > now);
+                let live = proofs.len();
+                self.dpop_proofs -= held - live;
+                if live >= MAX_DPOP_PROOFS_PER_KEY {
+                    return Ok(DpopUse::TooMany);
+                }
+            }
         }
-        if !known {
-            self.room(1)?;
-        }
+        // A new entry: this proof is not among the key's now.
+        self.room(1)?;
         self.dpop.entry(key).or_default().insert(proof, expires_at);
-        self.dpop_proofs += usize::from(!known);
+        self.dpop_proofs += 1;
         Ok(DpopUse::Fresh)
     }
 
