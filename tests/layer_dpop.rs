@@ -134,6 +134,12 @@ impl App {
         key.proof("GET", &self.url(path), Some(token), self.clock.now())
     }
 
+    /// `GET /api/me` with the bound `token` and a fresh, right proof by `key`.
+    async fn me_with_fresh_proof(&self, key: &Key, token: &str) -> Reply {
+        let proof = self.proof(key, "/api/me", token);
+        self.get("/api/me", "DPoP", token, &[&proof]).await
+    }
+
     /// `GET path` with `Authorization: <scheme> <token>` and these `DPoP` headers.
     async fn get(&self, path: &str, scheme: &str, token: &str, proofs: &[&str]) -> Reply {
         let mut req = self
@@ -270,14 +276,7 @@ async fn every_check_of_rfc_9449_section_4_3_refuses_its_own_flaw() {
     expect_invalid_proof(&r, "two proofs");
     // None of the refused proofs was spent: each check refused before the store. A
     // correct proof still passes.
-    let r = app
-        .get(
-            "/api/me",
-            "DPoP",
-            &token,
-            &[&app.proof(&key, "/api/me", &token)],
-        )
-        .await;
+    let r = app.me_with_fresh_proof(&key, &token).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -451,47 +450,19 @@ async fn one_key_cannot_fill_the_store() {
     // while another key is untouched.
     let mut passed = 0;
     for _ in 0..tower_stepup::dpop::MAX_DPOP_PROOFS_PER_KEY {
-        let r = app
-            .get(
-                "/api/me",
-                "DPoP",
-                &token,
-                &[&app.proof(&key, "/api/me", &token)],
-            )
-            .await;
+        let r = app.me_with_fresh_proof(&key, &token).await;
         passed += usize::from(r.status == 200);
     }
     assert_eq!(passed, tower_stepup::dpop::MAX_DPOP_PROOFS_PER_KEY);
-    let r = app
-        .get(
-            "/api/me",
-            "DPoP",
-            &token,
-            &[&app.proof(&key, "/api/me", &token)],
-        )
-        .await;
+    let r = app.me_with_fresh_proof(&key, &token).await;
     expect_invalid_proof(&r, "the key's 1,001st live proof");
     let other = Key::ed(4);
     let other_token = app.bound_token(&other);
-    let r = app
-        .get(
-            "/api/me",
-            "DPoP",
-            &other_token,
-            &[&app.proof(&other, "/api/me", &other_token)],
-        )
-        .await;
+    let r = app.me_with_fresh_proof(&other, &other_token).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // Once the window has passed, the key's proofs are forgotten.
     app.clock.advance(62);
-    let r = app
-        .get(
-            "/api/me",
-            "DPoP",
-            &token,
-            &[&app.proof(&key, "/api/me", &token)],
-        )
-        .await;
+    let r = app.me_with_fresh_proof(&key, &token).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -502,7 +473,6 @@ async fn the_denial_says_which_check_failed_to_the_operator() {
     let app = app().await;
     let key = Key::es256(3);
     let token = app.bound_token(&key);
-    let _ = &app;
     let verifier = Verifier::builder()
         .issuer(ISS)
         .audience(AUD)
@@ -552,14 +522,7 @@ async fn with_server_nonces_a_proof_needs_the_current_nonce_which_every_refusal_
     let token = app.bound_token(&key);
     let url = app.url("/api/me");
     // Without a nonce: 401 use_dpop_nonce, the nonce in DPoP-Nonce.
-    let r = app
-        .get(
-            "/api/me",
-            "DPoP",
-            &token,
-            &[&app.proof(&key, "/api/me", &token)],
-        )
-        .await;
+    let r = app.me_with_fresh_proof(&key, &token).await;
     r.expect(401, "use_dpop_nonce");
     assert!(
         r.www_authenticate()
