@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ed25519_dalek::Signer as _;
 use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
@@ -22,91 +21,16 @@ const T0: u64 = 1_800_000_000;
 const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
 const URL: &str = "https://api.example/api/me";
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+// The key, its JWK, signature and RFC 7638 thumbprint by hand: the same independent
+// maker the integration tests use.
+#[path = "../../tests/support/dpop.rs"]
+mod independent;
 
-fn ath(token: &str) -> String {
-    b64(&Sha256::digest(token.as_bytes()))
-}
-
-/// A signing key of one of the algorithms, from a fixed seed.
-enum Key {
-    Es256(p256::ecdsa::SigningKey),
-    Ed(ed25519_dalek::SigningKey),
-}
-
-impl Key {
-    fn es256(seed: u8) -> Self {
-        Key::Es256(p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap())
-    }
-
-    fn ed(seed: u8) -> Self {
-        Key::Ed(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
-    }
-
-    fn alg(&self) -> &'static str {
-        match self {
-            Key::Es256(_) => "ES256",
-            Key::Ed(_) => "EdDSA",
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        match self {
-            Key::Es256(k) => {
-                let point = k.verifying_key().to_sec1_point(false);
-                let bytes = point.as_bytes();
-                assert_eq!(bytes.len(), 65);
-                json!({"kty": "EC", "crv": "P-256", "x": b64(&bytes[1..33]), "y": b64(&bytes[33..])})
-            }
-            Key::Ed(k) => {
-                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&k.verifying_key().to_bytes())})
-            }
-        }
-    }
-
-    /// The private part, as a JWK `d` would carry it.
-    fn d(&self) -> String {
-        match self {
-            Key::Es256(k) => b64(&k.to_bytes()),
-            Key::Ed(k) => b64(&k.to_bytes()),
-        }
-    }
-
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        match self {
-            Key::Es256(k) => {
-                let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(k, message);
-                sig.to_bytes().to_vec()
-            }
-            Key::Ed(k) => k.sign(message).to_bytes().to_vec(),
-        }
-    }
-
-    /// RFC 7638 by hand: the required members in lexicographic order, no whitespace.
-    fn thumbprint(&self) -> String {
-        let jwk = self.jwk();
-        let input = match self {
-            Key::Es256(_) => format!(
-                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-                jwk["x"].as_str().unwrap(),
-                jwk["y"].as_str().unwrap()
-            ),
-            Key::Ed(_) => format!(
-                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-                jwk["x"].as_str().unwrap()
-            ),
-        };
-        b64(&Sha256::digest(input.as_bytes()))
-    }
-}
+use independent::{ath, b64, Key};
 
 /// A compact JWS of exactly these header and payload bytes, signed by `key`.
 fn sign_raw(key: &Key, header: &[u8], payload: &[u8]) -> String {
-    let input = format!("{}.{}", b64(header), b64(payload));
-    let sig = key.sign(input.as_bytes());
-    format!("{input}.{}", b64(&sig))
+    key.sign_raw(header, payload)
 }
 
 fn header(key: &Key) -> Value {
