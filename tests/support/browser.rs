@@ -147,13 +147,27 @@ impl Browser {
     }
 
     /// Waits until `css` matches a visible element (`.hidden` is how the pages hide).
+    ///
+    /// A lookup that a navigation interrupts (chromedriver answers "aborted by
+    /// navigation" while the next page loads) is asked again, within the same bound.
     pub async fn wait(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("waiting for `{css}`: {e}"))
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let found = self
+                .client
+                .wait()
+                .at_most(left)
+                .for_element(Locator::Css(css))
+                .await;
+            match found {
+                Ok(element) => return element,
+                Err(e)
+                    if e.to_string().contains("aborted by navigation")
+                        && std::time::Instant::now() < deadline => {}
+                Err(e) => panic!("waiting for `{css}`: {e}"),
+            }
+        }
     }
 
     pub async fn page(&self) -> String {
